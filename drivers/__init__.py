@@ -1,0 +1,1 @@
+"""Protocol drivers. Each subpackage registers itself by name in :mod:`drivers.base`."""

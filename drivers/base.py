@@ -1,0 +1,181 @@
+"""The contract between the gateway core and every protocol driver.
+
+A driver turns a protocol into samples, device status and events. It never touches the store,
+the rules or MQTT: it talks to the core only through its :class:`DriverContext`. A driver
+declares long-running tasks (one per bus, per device or per server); the runtime supervises
+each one on its own, so one crashing poller is restarted while the others go on.
+
+Registering a driver (built-in or third-party) is one call::
+
+    register_driver(DriverSpec("modbus", ModbusDeviceConfig, ModbusDriver))
+
+Third-party packages do the same from the pluggy hook ``register_drivers``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.clock import Clock
+from gateway.commands import Command
+from gateway.config.base import DeviceId, StrictModel
+from gateway.model import Batch, DeviceStatus, Event, Value
+
+
+class DeviceConfig(StrictModel):
+    """Fields every device has. A driver's model subclasses this and narrows ``type``."""
+
+    id: DeviceId
+    type: str
+    name: str | None = None
+    tags: list[str] = []
+    enabled: bool = True
+
+
+class DriverError(Exception):
+    """Base of errors a driver raises across its boundary. Carries the device id."""
+
+    def __init__(self, device: str, message: str) -> None:
+        super().__init__(f"{device}: {message}")
+        self.device = device
+        self.message = message
+
+
+class PollFailed(DriverError):
+    """A read failed; library errors are translated into this at the driver boundary."""
+
+
+class WriteFailed(DriverError):
+    """A write was refused by the device or could not be delivered."""
+
+
+class UnknownPoint(DriverError):
+    """The device has no such point (or the point is not writable)."""
+
+
+class NotSupported(DriverError):
+    """The driver does not offer this operation."""
+
+
+class DriverContext(Protocol):
+    """What the core offers a driver. The runtime builds one per driver instance."""
+
+    logger: logging.Logger
+    clock: Clock
+    state_dir: Path
+
+    async def emit(self, batch: Batch) -> None:
+        """Hand a batch of samples to the pipeline.
+
+        Awaits when the pipeline queue is full: that is the backpressure that keeps memory
+        bounded when the store is slow. Never mutate a batch after emitting it.
+        """
+
+    def set_status(self, device: str, status: DeviceStatus, reason: str = "") -> None:
+        """Report a device's link status (online/offline). Cheap; repeats are ignored."""
+
+    async def emit_event(self, event: Event) -> None:
+        """Commit a business event (charging order, fault code, ...) to the outbox."""
+
+    def kv(self, namespace: str) -> KeyValue:
+        """A small persistent key-value map in the store, for state a driver must keep
+        across restarts (open OCPP transactions, a transaction id counter)."""
+
+
+class KeyValue(Protocol):
+    async def get(self, key: str, default: Any = None) -> Any: ...
+
+    async def put(self, key: str, value: Any) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def items(self) -> list[tuple[str, Any]]: ...
+
+
+TaskFactory = Callable[[], Awaitable[None]]
+
+
+class Driver(ABC):
+    """One instance per driver type, given every enabled device of that type."""
+
+    def __init__(self, devices: Sequence[DeviceConfig], ctx: DriverContext) -> None:
+        self.devices = {d.id: d for d in devices}
+        self.ctx = ctx
+
+    @abstractmethod
+    def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
+        """The long-running coroutines to supervise, each with a descriptive name such as
+        ``poll[meter-01]`` or ``ocpp-server``. A factory is called again after a crash."""
+
+    async def write(self, device: str, point: str, value: Value) -> Any:
+        """Write a value to a point. Returns what the device answered (or None)."""
+        raise NotSupported(device, "this driver does not support writes")
+
+    def commands(self) -> Iterable[Command]:
+        """Extra commands this driver offers beyond the generic ``write`` (for example
+        ``ocpp.reset``). Names are prefixed with the driver type."""
+        return ()
+
+    async def close(self) -> None:  # noqa: B027 - optional hook with a no-op default
+        """Release connections. Called once at shutdown after the tasks are cancelled."""
+
+
+DriverFactory = Callable[[Sequence[Any], DriverContext], Driver]
+#: Adds subcommands to the ``fieldgate`` CLI. It receives argparse's subparsers object; each
+#: parser it adds must ``set_defaults(func=handler)`` with ``handler(args) -> int`` (exit code).
+CliInstaller = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class DriverSpec:
+    """How to build a driver: its config model (with ``type: Literal[name]``), its factory,
+    and optionally a function that adds subcommands to the ``fieldgate`` CLI."""
+
+    name: str
+    config_model: type[DeviceConfig]
+    factory: DriverFactory
+    cli: CliInstaller | None = None
+    description: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, DriverSpec] = {}
+
+#: Built-in drivers, imported on first use. Each module calls register_driver() on import.
+BUILTIN_DRIVERS = (
+    "drivers.simulated",
+)
+
+
+def register_driver(spec: DriverSpec) -> DriverSpec:
+    existing = _REGISTRY.get(spec.name)
+    if existing is not None and existing is not spec and existing.factory is not spec.factory:
+        raise ValueError(f"driver type {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def load_builtin_drivers() -> None:
+    for module in BUILTIN_DRIVERS:
+        importlib.import_module(module)
+
+
+def registry() -> Mapping[str, DriverSpec]:
+    load_builtin_drivers()
+    return dict(_REGISTRY)
+
+
+def get_driver(name: str) -> DriverSpec:
+    specs = registry()
+    try:
+        return specs[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown driver type {name!r}; known: {', '.join(sorted(specs))}"
+        ) from None

@@ -1,0 +1,434 @@
+"""The SQLite store: telemetry buffer, event outbox, small state tables.
+
+One aiosqlite connection is the one writer; an asyncio lock serialises transactions on it.
+The file is in WAL mode so the CLI (``fieldgate buffer stats``) can read while the daemon writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from gateway.config.models import Durability
+from gateway.model import Batch, Event, now_ms
+from gateway.store.codec import decode_chunk, encode_chunk
+from gateway.store.schema import migrations
+
+log = logging.getLogger(__name__)
+
+OVERFLOW_EVENT = "buffer_overflow"
+_OVERFLOW_EVENT_EVERY_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryChunk:
+    seq_first: int
+    seq_last: int
+    rows: list[list[Any]]  # [device, point, ts_ms, value, quality], seq_first + index
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    rowid: int
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class BufferStats:
+    samples: int
+    chunks: int
+    payload_bytes: int
+    file_bytes: int
+    oldest_ts_ms: int | None
+    newest_ts_ms: int | None
+    next_seq: int
+    acked_seq: int
+    dropped_total: int
+    events_pending: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+class Tx:
+    """A write transaction. Obtain with ``async with store.transaction() as tx``."""
+
+    def __init__(self, conn: aiosqlite.Connection, store: Store) -> None:
+        self.conn = conn
+        self._store = store
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Cursor:
+        return await self.conn.execute(sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self.conn.executemany(sql, rows)
+
+    async def add_events(self, events: Iterable[Event]) -> int:
+        """Insert events into the outbox; an id already there is ignored (idempotent)."""
+        rows = [
+            (e.id, e.type, e.device, e.ts_ms, json.dumps(dict(e.body), default=str))
+            for e in events
+        ]
+        if not rows:
+            return 0
+        before = self.conn.total_changes
+        await self.conn.executemany(
+            "INSERT OR IGNORE INTO events (id, type, device, ts_ms, body) VALUES (?,?,?,?,?)",
+            rows,
+        )
+        added = self.conn.total_changes - before
+        if added:
+            self._store._events_added.set()
+        return added
+
+
+class Store:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int = 2_000_000_000,
+        durability: Durability = Durability.NORMAL,
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.durability = durability
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._next_seq = 1
+        self._payload_bytes = 0
+        self._pending_drop = 0
+        self._last_overflow_event_ms = 0
+        self._events_added = asyncio.Event()
+        self.telemetry_added = asyncio.Event()
+        self.boot_count = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        self._conn = conn
+        await conn.execute("PRAGMA journal_mode=WAL")
+        sync = "FULL" if self.durability is Durability.FULL else "NORMAL"
+        await conn.execute(f"PRAGMA synchronous={sync}")
+        await conn.execute("PRAGMA busy_timeout=5000")
+        await self._migrate(conn)
+        async with self.transaction() as tx:
+            await tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'boot_count'")
+        self._next_seq = await self._meta("next_seq")
+        self.boot_count = await self._meta("boot_count")
+        cur = await conn.execute("SELECT COALESCE(SUM(nbytes), 0) FROM telemetry")
+        row = await cur.fetchone()
+        self._payload_bytes = int(row[0]) if row else 0
+        log.info(
+            "store open at %s (boot %d, next seq %d, %d bytes buffered)",
+            self.path, self.boot_count, self._next_seq, self._payload_bytes,
+        )
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            async with self._lock:
+                try:
+                    await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error as err:
+                    log.warning("WAL checkpoint at close failed: %s", err)
+                await self._conn.close()
+                self._conn = None
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("store is not open")
+        return self._conn
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version "
+            "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        )
+        for component, steps in migrations().items():
+            cur = await conn.execute(
+                "SELECT version FROM schema_version WHERE component = ?", (component,)
+            )
+            row = await cur.fetchone()
+            done = int(row[0]) if row else 0
+            if done > len(steps):
+                raise RuntimeError(
+                    f"store {self.path} has {component} schema v{done}, newer than this "
+                    f"fieldgate (v{len(steps)}); upgrade fieldgate or use another store file"
+                )
+            for version in range(done + 1, len(steps) + 1):
+                await conn.executescript(
+                    "BEGIN;\n" + steps[version - 1] + "\n"
+                    f"INSERT OR REPLACE INTO schema_version VALUES ('{component}', {version});\n"
+                    "COMMIT;"
+                )
+                log.info("migrated %s schema to v%d", component, version)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self._lock:
+            conn = self.conn
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Tx(conn, self)
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    async def _meta(self, key: str) -> int:
+        cur = await self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,))
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # -- telemetry -----------------------------------------------------------------------
+
+    async def append_samples(self, batch: Batch, tx: Tx | None = None) -> tuple[int, int]:
+        """Append a batch under the next sequence numbers; returns (seq_first, seq_last)."""
+        if not batch:
+            raise ValueError("empty batch")
+        payload = encode_chunk(batch)
+        ts = [s[2] for s in batch]
+        if tx is None:
+            async with self.transaction() as own:
+                return await self._append(own, batch, payload, min(ts), max(ts))
+        return await self._append(tx, batch, payload, min(ts), max(ts))
+
+    async def _append(
+        self, tx: Tx, batch: Batch, payload: bytes, ts_first: int, ts_last: int
+    ) -> tuple[int, int]:
+        first = self._next_seq
+        last = first + len(batch) - 1
+        if self._payload_bytes + len(payload) > self.max_bytes:
+            await self._drop_oldest(tx, self._payload_bytes + len(payload) - self.max_bytes)
+        await tx.execute(
+            "INSERT INTO telemetry VALUES (?,?,?,?,?,?)",
+            (first, last, ts_first, ts_last, len(payload), payload),
+        )
+        await tx.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (last + 1,))
+        self._next_seq = last + 1
+        self._payload_bytes += len(payload)
+        self.telemetry_added.set()
+        return first, last
+
+    async def _drop_oldest(self, tx: Tx, need: int) -> None:
+        cur = await tx.execute(
+            "SELECT seq_first, seq_last, nbytes FROM telemetry ORDER BY seq_first LIMIT 256"
+        )
+        freed = dropped = 0
+        upto = None
+        for seq_first, seq_last, nbytes in await cur.fetchall():
+            if freed >= need:
+                break
+            freed += nbytes
+            dropped += seq_last - seq_first + 1
+            upto = seq_last
+        if upto is None:
+            return
+        await tx.execute("DELETE FROM telemetry WHERE seq_first <= ?", (upto,))
+        await tx.execute(
+            "UPDATE meta SET value = value + ? WHERE key = 'dropped_total'", (dropped,)
+        )
+        # The uplink must not wait for rows that no longer exist.
+        await tx.execute(
+            "UPDATE meta SET value = MAX(value, ?) WHERE key = 'acked_seq'", (upto,)
+        )
+        self._payload_bytes -= freed
+        self._pending_drop += dropped
+        now = now_ms()
+        if now - self._last_overflow_event_ms >= _OVERFLOW_EVENT_EVERY_MS:
+            log.warning(
+                "buffer full (%d bytes): dropped the oldest %d samples up to seq %d; "
+                "raise store.max_bytes or check the uplink",
+                self.max_bytes, self._pending_drop, upto,
+            )
+            await tx.add_events([
+                Event(
+                    OVERFLOW_EVENT,
+                    {"dropped": self._pending_drop, "up_to_seq": upto,
+                     "max_bytes": self.max_bytes},
+                    ts_ms=now,
+                )
+            ])
+            self._pending_drop = 0
+            self._last_overflow_event_ms = now
+
+    async def acked_seq(self) -> int:
+        return await self._meta("acked_seq")
+
+    async def read_telemetry(self, after_seq: int, max_samples: int) -> list[TelemetryChunk]:
+        """Chunks holding samples with seq > after_seq, oldest first, about max_samples of
+        them (whole chunks; the first is trimmed to start at after_seq + 1)."""
+        cur = await self.conn.execute(
+            "SELECT seq_first, seq_last, payload FROM telemetry WHERE seq_last > ? "
+            "ORDER BY seq_first LIMIT 64",
+            (after_seq,),
+        )
+        out: list[TelemetryChunk] = []
+        total = 0
+        for seq_first, seq_last, payload in await cur.fetchall():
+            rows = decode_chunk(payload)
+            if seq_first <= after_seq:
+                rows = rows[after_seq - seq_first + 1 :]
+                seq_first = after_seq + 1
+            out.append(TelemetryChunk(seq_first, seq_last, rows))
+            total += len(rows)
+            if total >= max_samples:
+                break
+        return out
+
+    async def ack_telemetry(self, upto_seq: int) -> None:
+        """The broker has every sample up to ``upto_seq``: forget them."""
+        async with self.transaction() as tx:
+            cur = await tx.execute(
+                "SELECT COALESCE(SUM(nbytes), 0) FROM telemetry WHERE seq_last <= ?", (upto_seq,)
+            )
+            row = await cur.fetchone()
+            await tx.execute("DELETE FROM telemetry WHERE seq_last <= ?", (upto_seq,))
+            await tx.execute(
+                "UPDATE meta SET value = MAX(value, ?) WHERE key = 'acked_seq'", (upto_seq,)
+            )
+            self._payload_bytes -= int(row[0]) if row else 0
+
+    # -- events --------------------------------------------------------------------------
+
+    async def add_events(self, events: Iterable[Event]) -> int:
+        async with self.transaction() as tx:
+            return await tx.add_events(events)
+
+    async def register_consumer(self, consumer: str) -> None:
+        """A consumer of the outbox; a new one starts with the events still in the outbox."""
+        async with self.transaction() as tx:
+            await tx.execute(
+                "INSERT OR IGNORE INTO event_cursors VALUES (?, 0)", (consumer,)
+            )
+
+    async def retire_consumers(self, keep: Iterable[str]) -> None:
+        keep = list(keep)
+        marks = ",".join("?" * len(keep)) or "''"
+        async with self.transaction() as tx:
+            await tx.execute(f"DELETE FROM event_cursors WHERE consumer NOT IN ({marks})", keep)
+
+    async def read_events(self, consumer: str, limit: int = 100) -> list[StoredEvent]:
+        cur = await self.conn.execute(
+            "SELECT e.rowid, e.id, e.type, e.device, e.ts_ms, e.body FROM events e "
+            "WHERE e.rowid > (SELECT last_rowid FROM event_cursors WHERE consumer = ?) "
+            "ORDER BY e.rowid LIMIT ?",
+            (consumer, limit),
+        )
+        return [
+            StoredEvent(rowid, Event(type_, json.loads(body), device, ts_ms, id_))
+            for rowid, id_, type_, device, ts_ms, body in await cur.fetchall()
+        ]
+
+    async def ack_events(self, consumer: str, upto_rowid: int) -> None:
+        async with self.transaction() as tx:
+            await tx.execute(
+                "UPDATE event_cursors SET last_rowid = MAX(last_rowid, ?) WHERE consumer = ?",
+                (upto_rowid, consumer),
+            )
+            await tx.execute(
+                "DELETE FROM events WHERE rowid <= "
+                "(SELECT COALESCE(MIN(last_rowid), 0) FROM event_cursors)"
+            )
+
+    async def wait_events(self, timeout: float) -> None:
+        """Wait until an event is added (or the timeout passes)."""
+        self._events_added.clear()
+        try:
+            await asyncio.wait_for(self._events_added.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    # -- stats ---------------------------------------------------------------------------
+
+    async def stats(self) -> BufferStats:
+        # A separate read-only connection: WAL lets it read while the writer goes on.
+        return await asyncio.to_thread(read_stats, self.path)
+
+    def kv(self, namespace: str) -> KV:
+        return KV(self, namespace)
+
+
+class KV:
+    """A persistent JSON key-value map in one namespace (see DriverContext.kv)."""
+
+    def __init__(self, store: Store, namespace: str) -> None:
+        self._store = store
+        self.namespace = namespace
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        cur = await self._store.conn.execute(
+            "SELECT value FROM kv WHERE namespace = ? AND key = ?", (self.namespace, key)
+        )
+        row = await cur.fetchone()
+        return json.loads(row[0]) if row else default
+
+    async def put(self, key: str, value: Any) -> None:
+        async with self._store.transaction() as tx:
+            await tx.execute(
+                "INSERT OR REPLACE INTO kv VALUES (?, ?, ?)",
+                (self.namespace, key, json.dumps(value)),
+            )
+
+    async def delete(self, key: str) -> None:
+        async with self._store.transaction() as tx:
+            await tx.execute(
+                "DELETE FROM kv WHERE namespace = ? AND key = ?", (self.namespace, key)
+            )
+
+    async def items(self) -> list[tuple[str, Any]]:
+        cur = await self._store.conn.execute(
+            "SELECT key, value FROM kv WHERE namespace = ? ORDER BY key", (self.namespace,)
+        )
+        return [(k, json.loads(v)) for k, v in await cur.fetchall()]
+
+
+def _stats(conn: sqlite3.Connection, path: Path) -> BufferStats:
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    chunks, payload, ts_first, ts_last = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(nbytes), 0), MIN(ts_first), MAX(ts_last) FROM telemetry"
+    ).fetchone()
+    acked = int(meta.get("acked_seq", 0))
+    next_seq = int(meta.get("next_seq", 1))
+    events = conn.execute(
+        "SELECT COUNT(*) FROM events WHERE rowid > "
+        "(SELECT COALESCE(MIN(last_rowid), 0) FROM event_cursors)"
+    ).fetchone()[0]
+    file_bytes = sum(
+        p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists()
+    )
+    return BufferStats(
+        samples=max(0, next_seq - 1 - acked),
+        chunks=int(chunks),
+        payload_bytes=int(payload),
+        file_bytes=file_bytes,
+        oldest_ts_ms=ts_first,
+        newest_ts_ms=ts_last,
+        next_seq=next_seq,
+        acked_seq=acked,
+        dropped_total=int(meta.get("dropped_total", 0)),
+        events_pending=int(events),
+    )
+
+
+def read_stats(path: Path) -> BufferStats:
+    """Stats from another process (the CLI), read-only, safe while the daemon writes."""
+    if not path.exists():
+        raise FileNotFoundError(f"no store at {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return _stats(conn, path)
+    finally:
+        conn.close()
