@@ -1,0 +1,80 @@
+"""Commands every gateway has: ping, write, reload, buffer.stats, commands.list."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from drivers.base import DriverError, NotSupported, UnknownPoint
+from gateway.commands import Command, CommandError, NoArgs
+from gateway.config.errors import ConfigError
+from gateway.config.loader import load_config
+from gateway.model import Value
+
+if TYPE_CHECKING:
+    from gateway.runtime import App
+
+
+class WriteArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    device: str
+    point: str
+    value: float | int | bool | str
+
+
+def register(app: App) -> None:
+    async def ping(_: NoArgs) -> dict[str, Any]:
+        """Check that the gateway answers; returns its id, version and uptime."""
+        return {
+            "gateway": app.config.gateway.id,
+            "version": app.version,
+            "uptime_s": round((app.clock.now_ms() - app.started_ms) / 1000, 1),
+        }
+
+    async def write(args: WriteArgs) -> dict[str, Any]:
+        """Write a value to a device point through its driver."""
+        if app.device(args.device) is None:
+            raise CommandError("unknown_device", f"no device {args.device!r} on this gateway")
+        try:
+            result: Value = await app.write(args.device, args.point, args.value)
+        except KeyError:
+            raise CommandError("device_disabled", f"device {args.device!r} is disabled") from None
+        except UnknownPoint as err:
+            raise CommandError("unknown_point", err.message) from err
+        except NotSupported as err:
+            raise CommandError("not_supported", err.message) from err
+        except DriverError as err:
+            raise CommandError("write_failed", err.message) from err
+        return {"device": args.device, "point": args.point, "written": result}
+
+    async def buffer_stats(_: NoArgs) -> dict[str, Any]:
+        """Rows, bytes, oldest sample and dropped count of the telemetry buffer."""
+        return (await app.store.stats()).as_dict()
+
+    async def reload(_: NoArgs) -> dict[str, Any]:
+        """Re-read the config file and apply it; the buffer is kept."""
+        if app.config_path is None:
+            raise CommandError("no_config_file", "this gateway was not started from a file")
+        try:
+            new = load_config(app.config_path)
+        except ConfigError as err:
+            raise CommandError(
+                "bad_config", "the new config is invalid; nothing changed",
+                [str(i) for i in err.issues],
+            ) from err
+        app.request_reload()
+        return {"reloading": True, "devices": len(new.devices)}
+
+    async def commands_list(_: NoArgs) -> list[Any]:
+        """The commands this gateway accepts."""
+        return list(app.commands.describe())
+
+    for cmd in (
+        Command("ping", NoArgs, ping, ping.__doc__ or ""),
+        Command("write", WriteArgs, write, write.__doc__ or ""),
+        Command("buffer.stats", NoArgs, buffer_stats, buffer_stats.__doc__ or ""),
+        Command("reload", NoArgs, reload, reload.__doc__ or ""),
+        Command("commands.list", NoArgs, commands_list, commands_list.__doc__ or ""),
+    ):
+        app.commands.register(cmd)

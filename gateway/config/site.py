@@ -1,0 +1,81 @@
+"""The site config model, assembled from the core sections, the registered components'
+sections and the registered drivers' device models (a union discriminated by ``type``)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Any, Union
+
+from pydantic import BaseModel, Field, create_model, model_validator
+
+from drivers.base import DeviceConfig
+from drivers.base import registry as driver_registry
+from gateway import components
+from gateway.config.base import StrictModel
+from gateway.config.models import (
+    GatewaySection,
+    LoggingSection,
+    PipelineSection,
+    ShutdownSection,
+    StoreSection,
+)
+
+
+class SiteBase(StrictModel):
+    gateway: GatewaySection
+    store: StoreSection = StoreSection()
+    pipeline: PipelineSection = PipelineSection()
+    logging: LoggingSection = LoggingSection()
+    shutdown: ShutdownSection = ShutdownSection()
+    devices: list[DeviceConfig] = []
+
+    @model_validator(mode="after")
+    def _unique_device_ids(self) -> SiteBase:
+        seen: set[str] = set()
+        for device in self.devices:
+            if device.id in seen:
+                raise ValueError(f"device id {device.id!r} is used twice; ids must be unique")
+            seen.add(device.id)
+        return self
+
+    def device(self, device_id: str) -> DeviceConfig | None:
+        return next((d for d in self.devices if d.id == device_id), None)
+
+
+@functools.cache
+def _site_model(driver_names: tuple[str, ...], section_names: tuple[str, ...]) -> type[SiteBase]:
+    drivers = driver_registry()
+    models = [drivers[name].config_model for name in driver_names]
+    device_type: Any
+    if len(models) == 1:
+        device_type = models[0]
+    else:
+        device_type = Annotated[Union[tuple(models)], Field(discriminator="type")]  # noqa: UP007
+    fields: dict[str, Any] = {
+        "devices": (list[device_type], Field([], description="The devices on this site.")),
+    }
+    specs = components.registry()
+    for name in section_names:
+        section = specs[name].section
+        assert section is not None
+        fields[name] = (section, Field(default_factory=section))
+    model: type[SiteBase] = create_model("SiteConfig", __base__=SiteBase, **fields)
+    return model
+
+
+def site_model() -> type[SiteBase]:
+    drivers = tuple(sorted(driver_registry()))
+    sections = tuple(n for n, s in components.registry().items() if s.section is not None)
+    return _site_model(drivers, sections)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = site_model().model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "fieldgate site configuration"
+    return schema
+
+
+SiteConfig = SiteBase  # the static type; instances are of the assembled subclass
+
+__all__ = ["BaseModel", "SiteBase", "SiteConfig", "json_schema", "site_model"]

@@ -1,0 +1,155 @@
+"""The one path for data: drivers -> bounded queue -> rules -> store (one commit per batch).
+
+Drivers await :meth:`Pipeline.put`; when the store is slower than the drivers the queue fills
+and ``put`` waits, which slows the pollers down instead of growing memory (backpressure).
+The pipeline task takes whatever is queued (up to ``max_commit_samples``), lets each
+processor look at it inside the same transaction (so a rule's state and the event it raises
+commit together with the samples that caused them), appends it under the next sequence
+numbers, commits, and only then tells the observers (hooks, the uplink).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.clock import Clock
+from gateway.model import Batch, DeviceStatus, Event, Sample
+from gateway.status import StatusTracker
+from gateway.store import Store, Tx
+
+log = logging.getLogger(__name__)
+
+
+class BatchProcessor(Protocol):
+    """Runs inside the commit transaction of every batch (the rules engine is one).
+
+    Must be fast (it is on the ingest path), must not block the loop, must not mutate the
+    batch. Events it raises go in with ``tx.add_events``.
+    """
+
+    async def process(self, batch: list[Sample], tx: Tx) -> None: ...
+
+    async def on_status(
+        self, device: str, old: DeviceStatus | None, new: DeviceStatus, tx: Tx
+    ) -> None: ...
+
+
+#: Called after a commit with the batch and its first sequence number. Must not block:
+#: hand the work to your own task.
+Observer = Callable[[list[Sample], int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    device: str
+    status: DeviceStatus
+    reason: str
+    ts_ms: int
+
+
+@dataclass
+class PipelineStats:
+    batches: int = 0
+    samples: int = 0
+    commits: int = 0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        queue_batches: int = 256,
+        max_commit_samples: int = 50_000,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.queue: asyncio.Queue[list[Sample]] = asyncio.Queue(queue_batches)
+        self.max_commit_samples = max_commit_samples
+        self.processors: list[BatchProcessor] = []
+        self.observers: list[Observer] = []
+        self.status = StatusTracker()
+        self.stats = PipelineStats()
+        self._status_reports: list[StatusReport] = []
+        self._pending_events: list[Event] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+
+    async def put(self, batch: Batch) -> None:
+        if batch:
+            await self.queue.put(list(batch))
+            self._wake.set()
+
+    def report_status(self, device: str, status: DeviceStatus, reason: str = "") -> None:
+        current = self.status.current.get(device)
+        if current is status and not self._status_reports:
+            return
+        self._status_reports.append(StatusReport(device, status, reason, self.clock.now_ms()))
+        self._wake.set()
+
+    async def add_event(self, event: Event) -> None:
+        """Commit an event to the outbox in the order of the data around it."""
+        self._pending_events.append(event)
+        self._wake.set()
+
+    async def run(self) -> None:
+        await self.status.load(self.store)
+        while True:
+            if self._idle():
+                if self._closing:
+                    return
+                await self._wake.wait()
+            self._wake.clear()
+            await self.commit_once()
+
+    def _idle(self) -> bool:
+        return self.queue.empty() and not self._status_reports and not self._pending_events
+
+    async def commit_once(self) -> int:
+        """Commit whatever is queued now as one transaction; returns the samples written."""
+        batch: list[Sample] = []
+        while not self.queue.empty() and len(batch) < self.max_commit_samples:
+            batch.extend(self.queue.get_nowait())
+        reports, self._status_reports = self._status_reports, []
+        events, self._pending_events = self._pending_events, []
+        if not batch and not reports and not events:
+            return 0
+        seq_first = 0
+        async with self.store.transaction() as tx:
+            for report in reports:
+                old = self.status.current.get(report.device)
+                if await self.status.apply(tx, report.device, report.status, report.reason,
+                                           report.ts_ms):
+                    for proc in self.processors:
+                        await proc.on_status(report.device, old, report.status, tx)
+            if events:
+                await tx.add_events(events)
+            if batch:
+                for proc in self.processors:
+                    await proc.process(batch, tx)
+                seq_first, _ = await self.store.append_samples(batch, tx)
+        self.stats.commits += 1
+        if batch:
+            self.stats.batches += 1
+            self.stats.samples += len(batch)
+            for observer in self.observers:
+                try:
+                    observer(batch, seq_first)
+                except Exception:
+                    log.exception("pipeline observer %r failed; continuing", observer)
+        return len(batch)
+
+    def close(self) -> None:
+        """Ask :meth:`run` to commit what is queued and return (drivers stopped first)."""
+        self._closing = True
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Commit everything still queued, without the run task (used when it is gone)."""
+        while not self._idle():
+            await self.commit_once()

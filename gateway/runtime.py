@@ -1,0 +1,262 @@
+"""The daemon: build the parts from the config, start them in dependency order, supervise
+them, and take them down in reverse within a bounded time.
+
+Order up: store -> pipeline -> components (rules, uplink, hooks, ...) -> drivers -> READY.
+Order down: drivers -> pipeline drain -> components drain -> tasks cancelled -> components
+stop -> drivers close -> store close. ``reload`` redoes everything above the store, so the
+buffer and its sequence survive a config change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from drivers.base import DeviceConfig, Driver, get_driver
+from gateway import __version__, components
+from gateway.clock import Clock, SystemClock
+from gateway.commands import CommandRegistry
+from gateway.config.loader import load_config
+from gateway.config.site import SiteConfig
+from gateway.model import Batch, DeviceStatus, Event, Value
+from gateway.pipeline import Pipeline
+from gateway.store import Store
+from gateway.store.db import KV
+from gateway.supervisor import Supervisor
+from gateway.systemd import Notifier
+
+log = logging.getLogger(__name__)
+
+
+class DriverContextImpl:
+    """The DriverContext the runtime gives each driver."""
+
+    def __init__(self, app: App, name: str) -> None:
+        self._app = app
+        self.logger = logging.getLogger(f"drivers.{name}")
+        self.clock: Clock = app.clock
+        self.state_dir = app.state_dir
+
+    async def emit(self, batch: Batch) -> None:
+        await self._app.pipeline.put(batch)
+
+    def set_status(self, device: str, status: DeviceStatus, reason: str = "") -> None:
+        self._app.pipeline.report_status(device, status, reason)
+
+    async def emit_event(self, event: Event) -> None:
+        await self._app.pipeline.add_event(event)
+
+    def kv(self, namespace: str) -> KV:
+        return self._app.store.kv(namespace)
+
+
+class App:
+    """One running gateway. Components receive it to reach the shared parts."""
+
+    def __init__(self, config: SiteConfig, config_path: Path | None = None,
+                 clock: Clock | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.clock: Clock = clock or SystemClock()
+        self.version = __version__
+        self.state_dir = Path(config.gateway.state_dir)
+        store_path = config.store.path or self.state_dir / "buffer.sqlite3"
+        self.store = Store(store_path, max_bytes=config.store.max_bytes,
+                           durability=config.store.durability)
+        self.pipeline = self._new_pipeline()
+        self.commands = CommandRegistry()
+        self.drivers: dict[str, Driver] = {}
+        self.device_driver: dict[str, Driver] = {}
+        self.components: list[components.Component] = []
+        self.notifier = Notifier()
+        self.started_ms = self.clock.now_ms()
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._reload: asyncio.Event = asyncio.Event()
+        self._supervisor: Supervisor | None = None
+        self._signals = 0
+        self._first_signal_at = 0.0
+        self._driver_tasks: list[str] = []
+
+    def _new_pipeline(self) -> Pipeline:
+        return Pipeline(self.store, self.clock,
+                        queue_batches=self.config.pipeline.queue_batches,
+                        max_commit_samples=self.config.pipeline.max_commit_samples)
+
+    # -- public API for components and commands ----------------------------------------
+
+    @property
+    def supervisor(self) -> Supervisor:
+        if self._supervisor is None:
+            raise RuntimeError("the gateway is not running")
+        return self._supervisor
+
+    def device(self, device_id: str) -> DeviceConfig | None:
+        return self.config.device(device_id)
+
+    async def write(self, device: str, point: str, value: Value) -> Any:
+        driver = self.device_driver.get(device)
+        if driver is None:
+            raise KeyError(device)
+        return await driver.write(device, point, value)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until stopped; returns the process exit code."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._install_signal_handlers()
+        await self.store.open()
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._supervisor = Supervisor(group)
+                watchdog = group.create_task(self.notifier.watchdog(), name="systemd-watchdog")
+                while True:
+                    await self._start_parts()
+                    self.notifier.ready(f"{len(self.device_driver)} devices")
+                    self.ready.set()
+                    reason = await self._wait_stop_or_reload()
+                    self.ready.clear()
+                    if reason == "stop":
+                        self.notifier.stopping()
+                    await self._stop_parts()
+                    if reason == "stop":
+                        break
+                    self._reload.clear()
+                    self._reload_config()
+                watchdog.cancel()
+        finally:
+            await self.store.close()
+        log.info("fieldgate stopped")
+        return 0
+
+    async def _wait_stop_or_reload(self) -> str:
+        stop = asyncio.ensure_future(self._stop.wait())
+        reload = asyncio.ensure_future(self._reload.wait())
+        done, pending = await asyncio.wait({stop, reload}, return_when=asyncio.FIRST_COMPLETED)
+        for fut in pending:
+            fut.cancel()
+        return "stop" if stop in done else "reload"
+
+    async def _start_parts(self) -> None:
+        sup = self.supervisor
+        self.pipeline = self._new_pipeline()
+        self.commands = CommandRegistry()
+        from gateway import builtin_commands
+
+        builtin_commands.register(self)
+        self.components = []
+        for cspec in components.registry().values():
+            component = cspec.factory(self)
+            if component is not None:
+                await component.start()
+                self.components.append(component)
+        sup.start("pipeline", self.pipeline.run)
+        for component in self.components:
+            for name, factory in component.tasks():
+                sup.start(name, factory)
+        by_type: dict[str, list[DeviceConfig]] = {}
+        for device in self.config.devices:
+            if device.enabled:
+                by_type.setdefault(device.type, []).append(device)
+        self.drivers, self.device_driver, self._driver_tasks = {}, {}, []
+        for type_name, devices in by_type.items():
+            spec = get_driver(type_name)
+            driver = spec.factory(devices, DriverContextImpl(self, type_name))
+            self.drivers[type_name] = driver
+            for device in devices:
+                self.device_driver[device.id] = driver
+            for command in driver.commands():
+                self.commands.register(command)
+            for name, factory in driver.tasks():
+                sup.start(name, factory)
+                self._driver_tasks.append(name)
+        log.info("fieldgate %s started: gateway %s, %d devices, drivers: %s",
+                 self.version, self.config.gateway.id, len(self.device_driver),
+                 ", ".join(sorted(self.drivers)) or "none")
+
+    async def _stop_parts(self) -> None:
+        deadline = self.config.shutdown.drain_timeout
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        sup = self.supervisor
+
+        def left() -> float:
+            return max(0.1, deadline - (loop.time() - t0))
+
+        await sup.cancel(self._driver_tasks, timeout=left())
+        self.pipeline.close()
+        pipeline_task = sup.tasks.get("pipeline")
+        try:
+            if pipeline_task is not None and not pipeline_task.done():
+                await asyncio.wait_for(asyncio.shield(pipeline_task), left())
+            else:
+                await asyncio.wait_for(self.pipeline.drain(), left())
+        except TimeoutError:
+            log.error("pipeline drain did not finish within %.1f s; %d queued batches are lost",
+                      deadline, self.pipeline.queue.qsize())
+        for component in reversed(self.components):
+            try:
+                await asyncio.wait_for(component.drain(), left())
+            except TimeoutError:
+                log.warning("component %s did not drain in time", component.name)
+        await sup.cancel(None, timeout=left())
+        for component in reversed(self.components):
+            await _quietly(component.stop(), f"stopping {component.name}")
+        for driver in self.drivers.values():
+            await _quietly(driver.close(), f"closing {type(driver).__name__}")
+        sup.tasks.clear()
+
+    def _reload_config(self) -> None:
+        if self.config_path is None:
+            return
+        new = load_config(self.config_path)  # validated already by the reload command
+        if new.store != self.config.store or new.gateway.state_dir != self.config.gateway.state_dir:
+            log.warning("reload: store and state_dir changes take effect at the next restart")
+        self.config = new
+        log.info("configuration reloaded from %s", self.config_path)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                return
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        now = asyncio.get_running_loop().time()
+        self._signals += 1
+        if self._signals == 1:
+            self._first_signal_at = now
+            log.info("received %s: draining (send it again to exit at once)", sig.name)
+            self.request_stop()
+        elif now - self._first_signal_at < 0.5:
+            # `timeout` and shells signal the child and then its process group: the same
+            # signal twice within microseconds is one request, not an impatient operator.
+            self._signals = 1
+        else:
+            log.warning("received %s again: exiting without draining", sig.name)
+            os._exit(128 + sig.value)
+
+
+async def _quietly(awaitable: Any, what: str) -> None:
+    try:
+        await asyncio.wait_for(awaitable, 5)
+    except Exception as err:
+        log.warning("%s failed: %s", what, err)
+
+
+def running_tasks(app: App) -> Iterable[str]:
+    return sorted(app.supervisor.tasks)
