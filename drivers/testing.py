@@ -77,7 +77,9 @@ class RecordingContext:
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait_for(self, predicate: Callable[[RecordingContext], bool], timeout: float = 5) -> None:
+    async def wait_for(
+        self, predicate: Callable[[RecordingContext], bool], timeout: float = 5
+    ) -> None:
         """Wait until ``predicate(self)`` holds; fail with TimeoutError after ``timeout``."""
         async def _wait() -> None:
             async with self._changed:

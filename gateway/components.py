@@ -8,7 +8,6 @@ the site config model from the registry, then creates each component with the ru
 from __future__ import annotations
 
 import importlib
-from abc import ABC
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
 TaskFactory = Callable[[], Awaitable[None]]
 
 
-class Component(ABC):  # noqa: B024 - every method is an optional hook
+class Component:
     """A part of the daemon with a lifecycle. All methods have no-op defaults."""
 
     name: str = "component"

@@ -89,6 +89,6 @@ class Supervisor:
         for task in targets:
             task.cancel()
         if targets:
-            done, pending = await asyncio.wait(targets, timeout=timeout)
+            _, pending = await asyncio.wait(targets, timeout=timeout)
             for task in pending:
                 log.warning("task %s did not stop within %.1f s", task.get_name(), timeout)

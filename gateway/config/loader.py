@@ -49,9 +49,11 @@ def load_config(path: Path | str) -> SiteConfig:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        raise ConfigError([ConfigIssue(path, line, col, "", f"invalid YAML: {err.problem}")]) from err
+        issue = ConfigIssue(path, line, col, "", f"invalid YAML: {err.problem}")
+        raise ConfigError([issue]) from err
     if node is None or not isinstance(data, dict):
-        raise ConfigError([ConfigIssue(path, 1, 1, "", "the file must hold a mapping of sections")])
+        issue = ConfigIssue(path, 1, 1, "", "the file must hold a mapping of sections")
+        raise ConfigError([issue])
     _check_duplicate_keys(node, path, [], issues)
     data = _substitute(data, node, path, [], issues)
     model = site_model()

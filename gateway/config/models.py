@@ -24,7 +24,9 @@ class GatewaySection(StrictModel):
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r} (use an IANA name like Europe/Berlin)")
+            raise ValueError(
+                f"unknown timezone {value!r} (use an IANA name like Europe/Berlin)"
+            ) from None
         return value
 
 

@@ -7,6 +7,7 @@ The file is in WAL mode so the CLI (``fieldgate buffer stats``) can read while t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -346,10 +347,8 @@ class Store:
     async def wait_events(self, timeout: float) -> None:
         """Wait until an event is added (or the timeout passes)."""
         self._events_added.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._events_added.wait(), timeout)
-        except TimeoutError:
-            pass
 
     # -- stats ---------------------------------------------------------------------------
 
