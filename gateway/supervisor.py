@@ -68,7 +68,7 @@ class Supervisor:
             except asyncio.CancelledError:
                 raise
             except Exception as err:
-                stats = self.stats[name]
+                stats = self.stats.setdefault(name, TaskStats())
                 stats.restarts += 1
                 stats.last_error = f"{type(err).__name__}: {err}"
                 if loop.time() - started > self.healthy_after:

@@ -18,7 +18,7 @@ from gateway.model import DeviceStatus, Sample, Value
 
 
 class SimulatedDevice(DeviceConfig):
-    type: Literal["simulated"] = "simulated"
+    type: Literal["simulated"]
     kind: Literal["meter", "inverter"] = Field("meter", description="What to imitate.")
     interval: float = Field(1.0, gt=0, description="Seconds between samples.")
     rated_power_w: float = Field(10_000.0, gt=0, description="Peak power of the curve.")

@@ -63,6 +63,13 @@ def load_config(path: Path | str) -> SiteConfig:
         for e in err.errors(include_url=False, include_input=False, include_context=False):
             issues.append(_issue(path, node, data, e["loc"], e["type"], e["msg"]))
         raise ConfigError(issues) from None
+    seen: dict[str, int] = {}
+    for index, device in enumerate(config.devices):
+        if device.id in seen:
+            issues.append(_issue(path, node, data, ("devices", index, "id"), "duplicate_id",
+                                 f"device id {device.id!r} is already used by "
+                                 f"devices[{seen[device.id]}]; ids must be unique"))
+        seen.setdefault(device.id, index)
     if issues:
         raise ConfigError(issues)
     return config
@@ -87,7 +94,8 @@ def _substitute(value: Any, node: yaml.Node, file: Path, loc: list[Any],
             mark = node.start_mark
             issues.append(ConfigIssue(
                 file, mark.line + 1, mark.column + 1, _format_loc(loc),
-                f"environment variable {name} is not set (export it, or write ${{{name}:-default}})",
+                f"environment variable {name} is not set "
+                f"(export it, or write ${{{name}:-default}})",
             ))
             return ""
         return _ENV.sub(repl, value)
@@ -116,6 +124,15 @@ def _issue(file: Path, root: yaml.Node, data: Any, loc: tuple[Any, ...], kind: s
     node: yaml.Node = root
     key_node: yaml.Node | None = None
     path: list[Any] = []
+    if loc[:1] == ("devices",) and (
+        (kind.startswith("union_tag") and len(loc) == 2)
+        or (kind == "literal_error" and len(loc) == 3 and loc[2] == "type")
+    ):
+        # With several drivers pydantic reports the union's tag, with one the Literal:
+        # either way the problem is the device's type, so say that, at the type.
+        loc = ("devices", loc[1], "type")
+        msg = _device_type_message(data, loc[1], kind)
+        kind = "union_tag"
     for part in loc:
         if isinstance(data, dict) and isinstance(part, str) and part not in data \
                 and data.get("type") == part:
@@ -138,12 +155,22 @@ def _issue(file: Path, root: yaml.Node, data: Any, loc: tuple[Any, ...], kind: s
                        _friendly(kind, msg))
 
 
+def _device_type_message(data: Any, index: Any, kind: str) -> str:
+    from drivers.base import registry
+
+    known = ", ".join(sorted(registry()))
+    try:
+        given = data["devices"][index].get("type")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        given = None
+    if kind == "union_tag_not_found" or given is None:
+        return f"is required (the driver to use; known types: {known})"
+    return f"unknown device type {given!r}; known types: {known}"
+
+
 def _friendly(kind: str, msg: str) -> str:
-    if kind == "union_tag_invalid":
-        return "unknown device type; " + msg.split("does not match any of the expected tags:")[
-            -1].strip().join(("known types: ", ""))
-    if kind == "union_tag_not_found":
-        return "a device needs a 'type' (the driver to use)"
+    if kind.startswith("union_tag") or kind == "duplicate_id":
+        return msg
     for old, new in _MESSAGES:
         msg = msg.replace(old, new)
     return msg

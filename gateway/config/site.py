@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, Field, create_model, model_validator
+from pydantic import BaseModel, Field, create_model
 
 from drivers.base import DeviceConfig
 from drivers.base import registry as driver_registry
@@ -28,15 +28,6 @@ class SiteBase(StrictModel):
     logging: LoggingSection = LoggingSection()
     shutdown: ShutdownSection = ShutdownSection()
     devices: list[DeviceConfig] = []
-
-    @model_validator(mode="after")
-    def _unique_device_ids(self) -> SiteBase:
-        seen: set[str] = set()
-        for device in self.devices:
-            if device.id in seen:
-                raise ValueError(f"device id {device.id!r} is used twice; ids must be unique")
-            seen.add(device.id)
-        return self
 
     def device(self, device_id: str) -> DeviceConfig | None:
         return next((d for d in self.devices if d.id == device_id), None)

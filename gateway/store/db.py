@@ -123,7 +123,12 @@ class Store:
         sync = "FULL" if self.durability is Durability.FULL else "NORMAL"
         await conn.execute(f"PRAGMA synchronous={sync}")
         await conn.execute("PRAGMA busy_timeout=5000")
-        await self._migrate(conn)
+        try:
+            await self._migrate(conn)
+        except BaseException:
+            await conn.close()
+            self._conn = None
+            raise
         async with self.transaction() as tx:
             await tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'boot_count'")
         self._next_seq = await self._meta("next_seq")

@@ -1,0 +1,161 @@
+"""The SQLite store: sequence, bounded buffer, outbox cursors, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import SystemClock
+from gateway.model import Event, Sample
+from gateway.pipeline import Pipeline
+from gateway.store import Store, read_stats
+from gateway.store.db import OVERFLOW_EVENT
+from gateway.store.schema import register_migrations
+
+
+def batch(n: int, ts: int = 1_000, noisy: bool = False) -> list[Sample]:
+    if noisy:  # incompressible values, so a byte cap fills quickly
+        return [Sample("m", f"p{i}", ts + i, int.from_bytes(os.urandom(6))) for i in range(n)]
+    return [Sample("m", f"p{i}", ts + i, float(i)) for i in range(n)]
+
+
+async def test_sequence_is_contiguous_and_survives_reopen(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    assert await store.append_samples(batch(10)) == (1, 10)
+    assert await store.append_samples(batch(5)) == (11, 15)
+    await store.ack_telemetry(15)  # everything forwarded and deleted
+    await store.close()
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    assert store.boot_count == 2
+    assert await store.append_samples(batch(3)) == (16, 18), "seq must never restart"
+    chunks = await store.read_telemetry(after_seq=15, max_samples=100)
+    assert [(c.seq_first, c.seq_last) for c in chunks] == [(16, 18)]
+    assert chunks[0].rows[0] == ["m", "p0", 1000, 0.0, "good"]
+    await store.close()
+
+
+async def test_read_telemetry_trims_partially_acked_chunk(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    await store.append_samples(batch(10))
+    await store.append_samples(batch(10))
+    await store.ack_telemetry(4)
+    assert await store.acked_seq() == 4
+    chunks = await store.read_telemetry(after_seq=4, max_samples=3)
+    assert (chunks[0].seq_first, chunks[0].seq_last, len(chunks[0].rows)) == (5, 10, 6)
+    assert chunks[0].rows[0][1] == "p4"
+    stats = await store.stats()
+    assert (stats.samples, stats.chunks) == (16, 2)
+    await store.close()
+
+
+async def test_full_buffer_drops_oldest_counts_and_records_event(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.db", max_bytes=20_000)
+    await store.open()
+    await store.register_consumer("uplink")
+    for i in range(40):
+        await store.append_samples(batch(100, ts=i * 1000, noisy=True))
+    stats = await store.stats()
+    assert stats.payload_bytes <= 20_000
+    assert stats.dropped_total > 0
+    assert stats.dropped_total + stats.samples == 4000, "every sample is kept or counted"
+    chunks = await store.read_telemetry(await store.acked_seq(), 10_000)
+    assert chunks[0].seq_first == stats.dropped_total + 1, "the oldest went first"
+    assert chunks[-1].seq_last == 4000, "the newest is kept"
+    events = await store.read_events("uplink")
+    overflow = [e.event for e in events if e.event.type == OVERFLOW_EVENT]
+    assert len(overflow) == 1, "one event per minute, not one per append"
+    assert overflow[0].body["dropped"] > 0
+    await store.close()
+
+
+async def test_events_are_idempotent_and_pruned_after_every_consumer(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    await store.register_consumer("uplink")
+    await store.register_consumer("hooks")
+    ev = Event("alarm_created", {"x": 1}, device="m", id="fixed-id")
+    assert await store.add_events([ev]) == 1
+    assert await store.add_events([ev]) == 0, "the same id is stored once"
+    await store.add_events([Event("other", {})])
+    got = await store.read_events("uplink")
+    assert next(e.event.id for e in got) == "fixed-id"
+    assert got[0].event.body == {"x": 1}
+    await store.ack_events("uplink", got[-1].rowid)
+    assert await store.read_events("uplink") == []
+    assert len(await store.read_events("hooks")) == 2, "hooks has not acked yet"
+    await store.ack_events("hooks", got[-1].rowid)
+    assert (await store.stats()).events_pending == 0
+    await store.close()
+
+
+async def test_component_migrations_run_once(tmp_path: Path) -> None:
+    register_migrations("testcomp", ["CREATE TABLE testcomp_a (x INTEGER);"])
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    await store.close()
+    register_migrations("testcomp", ["CREATE TABLE testcomp_a (x INTEGER);",
+                                     "ALTER TABLE testcomp_a ADD COLUMN y TEXT;"])
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    cur = await store.conn.execute("SELECT version FROM schema_version WHERE component = ?",
+                                   ("testcomp",))
+    assert (await cur.fetchone())[0] == 2
+    await store.close()
+    with pytest.raises(ValueError, match="appended"):
+        register_migrations("testcomp", ["CREATE TABLE other (x INTEGER);"])
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    await store.close()
+    with sqlite3.connect(tmp_path / "b.db") as conn:
+        conn.execute("UPDATE schema_version SET version = 99 WHERE component = 'core'")
+    with pytest.raises(RuntimeError, match="newer than this fieldgate"):
+        await Store(tmp_path / "b.db").open()
+
+
+async def test_kv_persists(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    kv = store.kv("ocpp")
+    await kv.put("tx-1", {"meter_start": 10})
+    await kv.put("counter", 7)
+    await store.close()
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    assert await store.kv("ocpp").items() == [("counter", 7), ("tx-1", {"meter_start": 10})]
+    assert await store.kv("other").get("counter") is None
+    await store.close()
+
+
+async def test_stats_readable_from_another_connection(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    await store.append_samples(batch(25))
+    stats = read_stats(tmp_path / "b.db")  # what `fieldgate buffer stats` does
+    assert (stats.samples, stats.next_seq, stats.oldest_ts_ms) == (25, 26, 1000)
+    await store.close()
+
+
+async def test_pipeline_backpressure_bounds_memory(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    pipeline = Pipeline(store, SystemClock(), queue_batches=2)
+    await pipeline.put(batch(5))
+    await pipeline.put(batch(5))
+    blocked = asyncio.create_task(pipeline.put(batch(5)))
+    await asyncio.sleep(0.2)
+    assert not blocked.done(), "a full queue must make the driver wait"
+    assert await pipeline.commit_once() == 10
+    await asyncio.wait_for(blocked, 1)
+    assert await pipeline.commit_once() == 5
+    assert (await store.stats()).samples == 15
+    await store.close()
