@@ -1,0 +1,1 @@
+"""Customer plugins: the business hooks and their dispatcher (see spec.py)."""
