@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `fieldgate buffer stats | head`
+        sys.stderr.close()
+        return 0
     return code
 
 
