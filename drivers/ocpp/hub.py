@@ -40,6 +40,7 @@ class Hub:
         self._site_kv = ctx.kv("ocpp.site")
         self._limits_sent: dict[tuple[str, int], float | None] = {}
         self._rebalance_task: asyncio.Task[None] | None = None
+        self._dirty = False
 
     # --- admission -------------------------------------------------------------------------
 
@@ -229,10 +230,20 @@ class Hub:
     def sessions_changed(self) -> None:
         """Recompute the power share soon, off the session's receive loop (a handler must
         not wait for its own charger's answer)."""
+        self._dirty = True
         if self._rebalance_task is None or self._rebalance_task.done():
             self._rebalance_task = asyncio.get_running_loop().create_task(
-                self.rebalance(), name="ocpp-rebalance"
+                self._rebalance_while_dirty(), name="ocpp-rebalance"
             )
+
+    async def _rebalance_while_dirty(self) -> None:
+        """Changes that arrive while a rebalance runs are picked up by one more round."""
+        while self._dirty:
+            self._dirty = False
+            try:
+                await self.rebalance()
+            except Exception:  # a bug here must not kill later rebalances
+                log.exception("site power rebalance failed; shares stay as they were")
 
     async def rebalance(self) -> dict[str, float | None]:
         limit = await self.site_limit_w()
