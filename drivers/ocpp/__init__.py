@@ -9,7 +9,7 @@ SPEC = register_driver(
     DriverSpec(
         "ocpp",
         OcppDeviceConfig,
-        OcppDriver,  # type: ignore[arg-type]
+        OcppDriver,
         cli=install_cli,
         description="OCPP central system for EV chargers (1.6J and 2.0.1).",
     )

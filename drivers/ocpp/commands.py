@@ -141,7 +141,7 @@ def build_commands(hub: Hub) -> list[Command]:
 
     t = hub.settings.call_timeout + 2
     table: list[tuple[str, type[BaseModel], Callable[[Any], Awaitable[Any]], str]] = [
-        ("remote_start", RemoteStartArgs, remote_start, "Start a charge (RemoteStart/RequestStart)."),
+        ("remote_start", RemoteStartArgs, remote_start, "Start a charge remotely."),
         ("remote_stop", RemoteStopArgs, remote_stop, "Stop a transaction by its id."),
         ("reset", ResetArgs, reset, "Reset a charger (soft/hard)."),
         ("unlock", ConnectorArgs, unlock, "Unlock a connector."),

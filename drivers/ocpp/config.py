@@ -106,6 +106,7 @@ class ServerSettings(StrictModel):
         return self
 
 
+_ALL_VERSIONS: tuple[OcppVersion, ...] = ("1.6", "2.0.1")
 _CHARGER_FIELDS = {"password_hash", "connectors", "ocpp_versions", "simulate"}
 
 
@@ -128,7 +129,7 @@ class OcppDeviceConfig(DeviceConfig):
         1, description="Number of connectors; with more than one, point names get c<N>."
     )
     ocpp_versions: list[OcppVersion] = Field(
-        default_factory=lambda: ["1.6", "2.0.1"], description="Versions the charger may speak."
+        default_factory=lambda: list(_ALL_VERSIONS), description="Versions the charger may speak."
     )
     simulate: OcppVersion | None = Field(
         None,

@@ -8,7 +8,7 @@ import logging
 import ssl
 from collections.abc import Iterable, Sequence
 
-from drivers.base import Driver, DriverContext
+from drivers.base import Driver, DriverContext, TaskFactory
 from drivers.ocpp.commands import build_commands
 from drivers.ocpp.config import OcppDeviceConfig, ServerSettings
 from drivers.ocpp.hub import Hub
@@ -45,7 +45,7 @@ class OcppDriver(Driver):
                             "run `fieldgate ocpp hash-password` and add the hash", device.id)
         self.simulators: dict[str, SimCharger] = {}
 
-    def tasks(self) -> Iterable[tuple[str, functools.partial[object]]]:  # type: ignore[override]
+    def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
         yield "ocpp-server", functools.partial(self.server.run)
         for charger in self._sim_passwords:
             yield f"ocpp-sim[{charger}]", functools.partial(self._run_simulator, charger)

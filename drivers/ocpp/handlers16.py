@@ -28,7 +28,8 @@ class Session16(SessionBase, ChargePoint):
                       **info: Any) -> call_result.BootNotification:
         status = await self.hub.on_boot(self.id, self.version, {
             "vendor": charge_point_vendor, "model": charge_point_model,
-            "firmware": info.get("firmware_version"), "serial": info.get("charge_point_serial_number"),
+            "firmware": info.get("firmware_version"),
+            "serial": info.get("charge_point_serial_number"),
         })
         self.accepted = status == "Accepted"
         s = self.hub.settings

@@ -80,7 +80,7 @@ def to_samples(
             value: Value
             quality = Quality.GOOD
             try:
-                number = float(sv.get("value"))  # type: ignore[arg-type]
+                number = float(sv.get("value"))
                 number *= _SCALE.get(unit or "", 1.0) * 10.0 ** int(uom.get("multiplier", 0))
                 value = round(number, 6)
             except (TypeError, ValueError):

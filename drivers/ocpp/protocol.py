@@ -76,7 +76,9 @@ class Asker:
                 f"charger {self.id} did not answer {action} within {self._response_timeout:g} s",
             ) from None
         except ConnectionClosed:
-            raise CommandError("offline", f"charger {self.id} disconnected during {action}") from None
+            raise CommandError(
+                "offline", f"charger {self.id} disconnected during {action}"
+            ) from None
         except OCPPError as err:
             raise CommandError(
                 "charger_error",
@@ -131,7 +133,7 @@ class SessionBase(Asker):
         wire_log.debug("%s -> %s", self.id, raw)
         limit = self.hub.settings.max_frame_bytes
         if isinstance(raw, bytes):
-            await self.send_error("-1", "FormatViolation", "Binary frame", "OCPP-J uses text frames")
+            await self.send_error("-1", "FormatViolation", "Binary frame", "OCPP-J is text")
             return
         if len(raw) > limit:
             await self.send_error(

@@ -25,12 +25,14 @@ from ocpp.v16 import call_result as r16
 from ocpp.v201 import ChargePoint as Cp201
 from ocpp.v201 import call as c201
 from ocpp.v201 import call_result as r201
+from websockets.typing import Subprotocol
 
 from drivers.ocpp.meter import iso_now
 from drivers.ocpp.security import basic_auth_header
 from gateway.model import now_ms
 
 log = logging.getLogger(__name__)
+PERIODIC = "Sample.Periodic"
 
 
 @dataclass
@@ -75,7 +77,8 @@ class SimCharger:
         if self.password is not None:
             headers["Authorization"] = basic_auth_header(self.charger_id, self.password)
         self._ws = await websockets.connect(
-            f"{self.url.rstrip('/')}/{self.charger_id}", subprotocols=[f"ocpp{self.version}"],
+            f"{self.url.rstrip('/')}/{self.charger_id}",
+            subprotocols=[Subprotocol(f"ocpp{self.version}")],
             additional_headers=headers, ssl=self.ssl_context, open_timeout=10)
         cls = _Sim16 if self.version == "1.6" else _Sim201
         self.cp = cls(self.charger_id, self._ws, sim=self)
@@ -142,6 +145,7 @@ class SimCharger:
         c = self.state[connector]
         power = min(self.power_w, c.limit_w) if c.limit_w is not None else self.power_w
         current = round(power / 3 / 230, 2)
+        values: list[dict[str, Any]]
         if self.version == "1.6":
             values = [{"value": f"{c.meter_wh:.1f}", "measurand": "Energy.Active.Import.Register",
                        "unit": "Wh", "context": context},
@@ -196,13 +200,13 @@ class SimCharger:
         if self.version == "1.6":
             tx = int(c.transaction_id) if c.transaction_id else None
             await self.send(c16.MeterValues(connector_id=connector, transaction_id=tx,
-                                            meter_value=self._sampled(connector, "Sample.Periodic")))
+                                            meter_value=self._sampled(connector, PERIODIC)))
         elif c.transaction_id:
             await self.send(self._tx_event(connector, "Updated", "MeterValuePeriodic",
                                            "Sample.Periodic"))
         else:
             await self.send(c201.MeterValues(evse_id=connector,
-                                             meter_value=self._sampled(connector, "Sample.Periodic")))
+                                             meter_value=self._sampled(connector, PERIODIC)))
 
     async def stop(self, connector: int, reason: str = "Local") -> None:
         """Stop the transaction; while offline the message is queued and sent on reconnect."""

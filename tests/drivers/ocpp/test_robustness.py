@@ -44,7 +44,8 @@ async def test_each_malformed_frame_gets_its_callerror(make_gateway: Any, versio
 
     # before BootNotification: SecurityError
     assert await exchange(ws, json.dumps([2, "p1", "Heartbeat", {}])) == \
-        [4, "p1", "SecurityError", "Not accepted", {"cause": "send BootNotification and wait for Accepted first"}]
+        [4, "p1", "SecurityError", "Not accepted",
+         {"cause": "send BootNotification and wait for Accepted first"}]
     reply = await exchange(ws, json.dumps([2, "b1", "BootNotification", boot]))
     assert reply[0] == 3 and reply[2]["status"] == "Accepted"
 
