@@ -1,0 +1,215 @@
+"""The per-connection session: OCPP-J framing and error answers for both versions.
+
+The ``ocpp`` library routes well-formed CALLs to ``@on`` handlers and validates payloads
+against the official schemas, but it drops a frame it cannot parse without answering, and it
+answers an unknown action with NotSupported. A central system must instead keep the
+connection up and answer every bad frame with a CALLERROR the charger can act on, so this
+module owns the framing step and hands only well-formed CALLs to the library:
+
+========================================  ================================================
+frame                                     CALLERROR (1.6 name / 2.0.1 name)
+========================================  ================================================
+not JSON, not an array, wrong element     FormationViolation / FormatViolation (id "-1"
+types                                     when the message id cannot be read)
+bigger than ``max_frame_bytes``           FormationViolation / FormatViolation
+unknown message type id                   ProtocolError / MessageTypeNotSupported
+action unknown to the version             NotImplemented
+action known but not handled here         NotSupported
+payload fails the schema                  TypeConstraintViolation, FormationViolation, ...
+any CALL but BootNotification before the  SecurityError (2.0.1 B02.FR.09; applied to 1.6
+charger was ever Accepted                 too)
+========================================  ================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ocpp.charge_point import remove_nones, serialize_as_dict
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, CallError, CallResult
+from ocpp.v16.enums import Action as Action16
+from ocpp.v201.enums import Action as Action201
+from websockets.exceptions import ConnectionClosed
+
+from drivers.ocpp.config import OcppDeviceConfig, OcppVersion
+from gateway.commands import CommandError
+
+if TYPE_CHECKING:
+    from drivers.ocpp.hub import Hub
+
+log = logging.getLogger(__name__)
+wire_log = logging.getLogger("drivers.ocpp.wire")
+
+_RENAME = {
+    "1.6": {
+        "FormatViolation": "FormationViolation",
+        "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
+        "MessageTypeNotSupported": "ProtocolError",
+    },
+    "2.0.1": {
+        "FormationViolation": "FormatViolation",
+        "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
+    },
+}
+_KNOWN_ACTIONS = {
+    "1.6": {a.value for a in Action16},
+    "2.0.1": {a.value for a in Action201},
+}
+
+
+class Asker:
+    """Outbound CALLs for commands: the charger's answer as a plain dict, or CommandError."""
+
+    id: str
+    _response_timeout: float
+
+    async def ask(self, payload: Any) -> dict[str, Any]:
+        action = type(payload).__name__
+        try:
+            result = await self.call(payload, suppress=False)  # type: ignore[attr-defined]
+        except TimeoutError:
+            raise CommandError(
+                "timeout",
+                f"charger {self.id} did not answer {action} within {self._response_timeout:g} s",
+            ) from None
+        except ConnectionClosed:
+            raise CommandError(
+                "offline", f"charger {self.id} disconnected during {action}"
+            ) from None
+        except OCPPError as err:
+            raise CommandError(
+                "charger_error",
+                f"charger {self.id} answered {action} with {err.code}: {err.description}",
+                err.details,
+            ) from None
+        return dict(remove_nones(serialize_as_dict(result)))
+
+
+class SessionBase(Asker):
+    """Mixed in before the library's ChargePoint (``class S(SessionBase, v16.ChargePoint)``)."""
+
+    version: OcppVersion
+    id: str
+    route_map: dict[str, Any]
+    _response_queue: Any
+
+    def bind(self, hub: Hub, device: OcppDeviceConfig, remote: str) -> None:
+        self.hub = hub
+        self.device = device
+        self.remote = remote
+        self.accepted = False
+        self.closed = False
+        #: connector -> last reported status, for the device status and the power share
+        self.connector_status: dict[int, str] = {}
+
+    @property
+    def multi(self) -> bool:
+        return self.device.connectors > 1
+
+    async def serve(self, connection: Any) -> None:
+        """Read frames until the charger goes away; one bad frame never ends the loop."""
+        self.accepted = await self.hub.is_accepted(self.id)
+        try:
+            async for raw in connection:
+                await self.route_message(raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closed = True
+
+    async def _send(self, message: str) -> None:
+        wire_log.debug("%s <- %s", self.id, message)
+        await self._connection.send(message)  # type: ignore[attr-defined]
+
+    async def send_error(self, unique_id: str, code: str, description: str, cause: str) -> None:
+        code = _RENAME[self.version].get(code, code)
+        log.info("charger %s: answering %s to frame %s: %s", self.id, code, unique_id, cause)
+        await self._send(CallError(unique_id, code, description, {"cause": cause}).to_json())
+
+    async def route_message(self, raw: str | bytes) -> None:
+        wire_log.debug("%s -> %s", self.id, raw)
+        limit = self.hub.settings.max_frame_bytes
+        if isinstance(raw, bytes):
+            await self.send_error("-1", "FormatViolation", "Binary frame", "OCPP-J is text")
+            return
+        if len(raw) > limit:
+            await self.send_error(
+                _peek_id(raw), "FormatViolation", "Frame too large",
+                f"frame of {len(raw)} bytes exceeds the limit of {limit}",
+            )
+            return
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            await self.send_error("-1", "FormatViolation", "Not JSON", "frame is not valid JSON")
+            return
+        if not isinstance(data, list) or len(data) < 3 or not isinstance(data[1], str):
+            await self.send_error(
+                _id_of(data), "FormatViolation", "Not an OCPP-J message",
+                "expected [MessageTypeId, UniqueId, ...] with a string UniqueId",
+            )
+            return
+        kind, unique_id = data[0], data[1]
+        if kind == 2:
+            await self._route_call(data, unique_id)
+        elif kind == 3 and len(data) == 3 and isinstance(data[2], dict):
+            self._response_queue.put_nowait(CallResult(unique_id, data[2]))
+        elif kind == 4 and len(data) == 5:
+            self._response_queue.put_nowait(CallError(*data[1:]))
+        elif kind in (3, 4):
+            await self.send_error(
+                unique_id, "FormatViolation", "Malformed answer", "wrong number of elements"
+            )
+        else:
+            await self.send_error(
+                unique_id, "MessageTypeNotSupported", "Unknown MessageTypeId",
+                f"MessageTypeId {kind!r} is not 2, 3 or 4",
+            )
+
+    async def _route_call(self, data: list[Any], unique_id: str) -> None:
+        if len(data) != 4 or not isinstance(data[2], str) or not isinstance(data[3], dict):
+            await self.send_error(
+                unique_id, "FormatViolation", "Malformed CALL",
+                "a CALL is [2, UniqueId, Action, {payload}]",
+            )
+            return
+        action = data[2]
+        if action not in self.route_map:
+            if action in _KNOWN_ACTIONS[self.version]:
+                await self.send_error(unique_id, "NotSupported", "Action not supported",
+                                      f"{action} is not handled by this central system")
+            else:
+                await self.send_error(unique_id, "NotImplemented", "Unknown action",
+                                      f"{action} is not an OCPP {self.version} action")
+            return
+        if not self.accepted and action != "BootNotification":
+            await self.send_error(
+                unique_id, "SecurityError", "Not accepted",
+                "send BootNotification and wait for Accepted first",
+            )
+            return
+        msg = Call(unique_id, action, data[3])
+        try:
+            await self._handle_call(msg)  # type: ignore[attr-defined]
+        except OCPPError as err:
+            cause = str((err.details or {}).get("cause", err.description))
+            await self.send_error(unique_id, err.code, str(err.description), cause)
+
+
+def _id_of(data: Any) -> str:
+    if isinstance(data, list) and len(data) > 1 and isinstance(data[1], str):
+        return data[1]
+    return "-1"
+
+
+def _peek_id(raw: str) -> str:
+    """The unique id of an oversize frame, read from its head without parsing it all."""
+    head = raw[:200]
+    parts = head.split(",", 2)
+    if len(parts) >= 2 and parts[1].strip().startswith('"'):
+        return parts[1].strip().strip('"')[:36] or "-1"
+    return "-1"
+

@@ -1,0 +1,159 @@
+"""The websocket side of the central system: handshake (path, credentials, subprotocol),
+one session per charger, and replacing a charger's stale connection when it reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import NegotiationError
+from websockets.http11 import Request, Response
+
+from drivers.ocpp.config import SUBPROTOCOLS, Admission
+from drivers.ocpp.handlers16 import Session16
+from drivers.ocpp.handlers201 import Session201
+from drivers.ocpp.hub import Hub
+from drivers.ocpp.protocol import SessionBase
+from drivers.ocpp.security import parse_basic_auth, peer_common_name, server_ssl_context
+from gateway.model import DeviceStatus
+
+log = logging.getLogger(__name__)
+library_log = logging.getLogger("drivers.ocpp.library")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+#: Preferred first when a charger offers both.
+_PREFERENCE = ("ocpp2.0.1", "ocpp1.6")
+
+
+class OcppServer:
+    def __init__(self, hub: Hub, server_device: str | None) -> None:
+        self.hub = hub
+        self.server_device = server_device
+        self.ready = asyncio.Event()
+        self.port = 0
+        self.settings = hub.settings
+
+    def charger_of(self, path: str) -> str | None:
+        prefix = self.settings.path_prefix.rstrip("/") + "/"
+        path = path.split("?", 1)[0]
+        if not path.startswith(prefix):
+            return None
+        charger = unquote(path[len(prefix):])
+        return charger if _ID.match(charger) else None
+
+    async def run(self) -> None:
+        s = self.settings
+        async with serve(
+            self._handle,
+            s.host,
+            s.port,
+            subprotocols=list(_PREFERENCE),  # type: ignore[arg-type]
+            select_subprotocol=self._select,
+            process_request=self._process_request,
+            ssl=server_ssl_context(s),
+            max_size=s.max_frame_bytes * 4,
+            ping_interval=60,
+            ping_timeout=60,
+        ) as server:
+            self.port = next(iter(server.sockets)).getsockname()[1]
+            self.ready.set()
+            log.info("OCPP central system listening on %s:%s%s (security profile %s)",
+                     s.host, self.port, s.path_prefix, s.security_profile)
+            if self.server_device:
+                self.hub.ctx.set_status(self.server_device, DeviceStatus.ONLINE, "listening")
+            try:
+                await asyncio.Future()
+            finally:
+                self.ready.clear()
+                if self.server_device:
+                    self.hub.ctx.set_status(self.server_device, DeviceStatus.OFFLINE, "stopped")
+
+    def _deny(self, connection: ServerConnection, status: HTTPStatus, why: str) -> Response:
+        response = connection.respond(status, f"{why}\n")
+        if status == HTTPStatus.UNAUTHORIZED:
+            response.headers["WWW-Authenticate"] = 'Basic realm="fieldgate-ocpp"'
+        return response
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        remote = _remote(connection)
+        charger = self.charger_of(request.path)
+        if charger is None:
+            log.warning("refused websocket from %s: path %r is not %s/<charger id>; fix the "
+                        "central system URL in the charger", remote, request.path,
+                        self.settings.path_prefix)
+            return self._deny(connection, HTTPStatus.NOT_FOUND, "unknown path")
+        known = charger in self.hub.chargers
+        if not known and self.settings.admission is Admission.KNOWN:
+            log.warning("refused unknown charger %s from %s (HTTP 404); add a device entry "
+                        "with role: charger or set admission: record", charger, remote)
+            return self._deny(connection, HTTPStatus.NOT_FOUND, "unknown charger")
+        profile = self.settings.security_profile
+        if profile == 3:
+            cn = peer_common_name(connection.transport)
+            if cn != charger:
+                log.warning("charger %s from %s: client certificate CN %r does not match its "
+                            "id (HTTP 401); issue it a certificate with CN=%s",
+                            charger, remote, cn, charger)
+                return self._deny(connection, HTTPStatus.UNAUTHORIZED, "certificate mismatch")
+        elif profile in (1, 2) and known:
+            creds = parse_basic_auth(request.headers.get("Authorization"))
+            if creds is None:
+                why = "no HTTP Basic credentials"
+            elif creds[0] != charger:
+                why = f"Basic user {creds[0]!r} is not the charger id"
+            elif not await self.hub.check_password(charger, creds[1]):
+                why = "wrong password" if self.hub.password_hash(charger) else \
+                    "no password_hash configured"
+            else:
+                why = ""
+            if why:
+                log.warning("charger %s from %s: %s (HTTP 401); set the charger's "
+                            "AuthorizationKey to the password behind its password_hash",
+                            charger, remote, why)
+                return self._deny(connection, HTTPStatus.UNAUTHORIZED, "unauthorized")
+        return None
+
+    def _select(self, connection: ServerConnection, offered: Any) -> Any:
+        charger = self.charger_of(connection.request.path) if connection.request else None
+        allowed = self.hub.device_for(charger).ocpp_versions if charger else []
+        for name in _PREFERENCE:
+            if name in offered and SUBPROTOCOLS[name] in allowed:
+                return name
+        log.warning("charger %s offered subprotocols %s; allowed are %s; it must offer one of "
+                    "them", charger, list(offered), [f"ocpp{v}" for v in allowed])
+        raise NegotiationError("no shared OCPP version")
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        assert connection.request is not None and connection.subprotocol is not None
+        charger = self.charger_of(connection.request.path) or "?"
+        version = SUBPROTOCOLS[connection.subprotocol]
+        cls: type[SessionBase] = Session16 if version == "1.6" else Session201
+        session = cls(charger, connection, self.settings.call_timeout,  # type: ignore[call-arg]
+                      library_log)
+        session.bind(self.hub, self.hub.device_for(charger), _remote(connection))
+        old = self.hub.attach(session)
+        if old is not None:
+            log.info("charger %s reconnected from %s; closing its previous connection",
+                     charger, session.remote)
+            await old._connection.close(1000, "replaced by a new connection")  # type: ignore[attr-defined]
+        log.info("charger %s connected from %s speaking OCPP %s", charger, session.remote,
+                 version)
+        try:
+            await session.serve(connection)
+        finally:
+            self.hub.detach(session)
+            log.info("charger %s disconnected (%s)", charger, connection.close_reason or "closed")
+
+
+def _remote(connection: ServerConnection) -> str:
+    try:
+        host, port = connection.remote_address[:2]
+        return f"{host}:{port}"
+    except (TypeError, ValueError):
+        return "?"

@@ -1,0 +1,116 @@
+"""Every ocpp.* command against simulated charge points of both versions, the timeout and
+offline errors, and the site power shared between active sessions."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gateway.commands import CommandError
+from tests.drivers.ocpp.conftest import charger, server
+
+
+async def wait_until(pred: Any, timeout: float = 3.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not pred():
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_each_command_reaches_the_charger(make_gateway: Any, version: str) -> None:
+    gw = await make_gateway([server(id_tags=[{"id_tag": "T1"}]), charger("cp-1")])
+    sim = gw.sim("cp-1", version)
+    await sim.connect()
+    await sim.boot()
+    cmd = gw.command
+
+    assert (await cmd("ocpp.remote_start")(charger="cp-1", id_tag="T1", connector=1)) == \
+        {"status": "Accepted"}
+    await wait_until(lambda: sim.state[1].transaction_id is not None)
+    tx = sim.state[1].transaction_id
+    await wait_until(lambda: bool(gw.driver.hub.orders.kv.data))  # type: ignore[attr-defined]
+    assert (await cmd("ocpp.remote_stop")(charger="cp-1", transaction_id=tx)) == \
+        {"status": "Accepted"}
+    await wait_until(lambda: any(e.type == "charging_order_completed" for e in gw.ctx.events))
+    assert (await cmd("ocpp.reset")(charger="cp-1", hard=True))["status"] == "Accepted"
+    assert (await cmd("ocpp.unlock")(charger="cp-1", connector=1))["status"] == "Unlocked"
+    assert (await cmd("ocpp.change_availability")(charger="cp-1", connector=1,
+                                                  operative=False))["status"] == "Accepted"
+    assert (await cmd("ocpp.trigger")(charger="cp-1", message="Heartbeat"))["status"] == \
+        "Accepted"
+    assert (await cmd("ocpp.set_config")(charger="cp-1", key="MeterValueSampleInterval",
+                                         value="15")) is not None
+    assert sim.config["MeterValueSampleInterval"] == "15"
+    got = await cmd("ocpp.get_config")(charger="cp-1", keys=["MeterValueSampleInterval"])
+    assert "15" in str(got)
+    assert (await cmd("ocpp.limit")(scope="charger", charger="cp-1", connector=1,
+                                    limit_w=3700))["status"] == "Accepted"
+    assert sim.state[1].limit_w == 3700.0
+    assert (await cmd("ocpp.limit")(scope="charger", charger="cp-1", connector=1,
+                                    limit_w=None))["status"] == "Accepted"
+    assert sim.state[1].limit_w is None
+
+    seen = [action for action, _ in sim.received]
+    for expected in ("Reset", "UnlockConnector", "ChangeAvailability", "TriggerMessage",
+                     "SetChargingProfile", "ClearChargingProfile"):
+        assert expected in seen
+
+
+async def test_id_tag_list_commands_change_authorize(make_gateway: Any) -> None:
+    gw = await make_gateway([server(id_tags=[{"id_tag": "CFG"}]), charger("cp-1")])
+    sim = gw.sim("cp-1")
+    await sim.connect()
+    await sim.boot()
+    tags = gw.command("ocpp.id_tags")
+    assert [t["id_tag"] for t in (await tags())["id_tags"]] == ["CFG"]
+    assert await sim.authorize("NEW") == "Invalid"
+    await tags(action="add", id_tag="NEW")
+    await tags(action="add", id_tag="BAD", status="Blocked")
+    assert await sim.authorize("NEW") == "Accepted"
+    assert await sim.authorize("BAD") == "Blocked"
+    await tags(action="remove", id_tag="CFG")
+    assert await sim.authorize("CFG") == "Invalid"
+    with pytest.raises(CommandError) as info:
+        await tags(action="remove", id_tag="CFG")
+    assert info.value.code == "not_found"
+
+
+async def test_offline_unknown_and_timeout_errors(make_gateway: Any) -> None:
+    gw = await make_gateway([server(call_timeout=0.3), charger("cp-1")])
+    with pytest.raises(CommandError) as info:
+        await gw.command("ocpp.reset")(charger="cp-1")
+    assert info.value.code == "offline"
+    with pytest.raises(CommandError) as info:
+        await gw.command("ocpp.reset")(charger="nope")
+    assert info.value.code == "unknown_charger"
+
+    sim = gw.sim("cp-1")
+    await sim.connect()
+    await sim.boot()
+    sim._reader.cancel()  # type: ignore[union-attr]  # the charger stops reading: it hangs
+    with pytest.raises(CommandError) as info:
+        await gw.command("ocpp.reset")(charger="cp-1")
+    assert info.value.code == "timeout"
+
+
+async def test_site_power_is_shared_between_sessions(make_gateway: Any) -> None:
+    gw = await make_gateway([server(max_site_power_w=12000, id_tags=[{"id_tag": "T"}]),
+                             charger("cp-a"), charger("cp-b", ocpp_versions=["2.0.1"])])
+    a, b = gw.sim("cp-a", "1.6"), gw.sim("cp-b", "2.0.1")
+    for sim in (a, b):
+        await sim.connect()
+        await sim.boot()
+    await a.start(1, "T")
+    await wait_until(lambda: a.state[1].limit_w == 12000.0)
+    await b.start(1, "T")
+    await wait_until(lambda: a.state[1].limit_w == 6000.0 and b.state[1].limit_w == 6000.0)
+    # the quota action limit_charging: a site-wide limit through ocpp.limit
+    result = await gw.command("ocpp.limit")(scope="site", limit_w=4000)
+    assert result["site_limit_w"] == 4000
+    await wait_until(lambda: a.state[1].limit_w == 2000.0 and b.state[1].limit_w == 2000.0)
+    await a.stop(1)
+    await wait_until(lambda: b.state[1].limit_w == 4000.0)
+    await gw.command("ocpp.limit")(scope="site", limit_w=None)  # back to max_site_power_w
+    await wait_until(lambda: b.state[1].limit_w == 12000.0)
