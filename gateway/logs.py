@@ -36,5 +36,6 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiosqlite", "asyncua", "websockets", "pymodbus", "amqtt", "transitions"):
+    for noisy in ("aiosqlite", "asyncua", "websockets", "pymodbus", "amqtt", "transitions", "ocpp",
+                  "drivers.ocpp.simulator"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
