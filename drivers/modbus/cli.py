@@ -1,0 +1,6 @@
+"""placeholder"""
+from typing import Any
+
+
+def install_cli(subparsers: Any) -> None:
+    return None
