@@ -85,6 +85,7 @@ class Bus:
         self.cfg = cfg
         self.client = make_client(cfg)
         self.lock = asyncio.Lock()
+        self._connect_lock = asyncio.Lock()
         self.requests = 0
         self._frame_delay = cfg.serial.inter_frame_delay if cfg.serial else 0.0
 
@@ -93,6 +94,12 @@ class Bus:
         return bool(self.client.connected)
 
     async def connect(self) -> None:
+        """Connect unless already connected (the poller and a write may both ask)."""
+        async with self._connect_lock:
+            if not self.client.connected:
+                await self._connect()
+
+    async def _connect(self) -> None:
         try:
             ok = await asyncio.wait_for(self.client.connect(), self.cfg.timeout + _GUARD)
         except (TimeoutError, OSError, ModbusException) as err:

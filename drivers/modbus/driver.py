@@ -101,6 +101,7 @@ class ModbusDriver(Driver):
         cfg, p = self._point(device, point)
         bus = self.buses[cfg.bus_key]
         try:
+            await bus.connect()
             async with bus.exclusive():
                 await self._write_unlocked(bus, cfg, p, value)
                 if not p.readback:
