@@ -74,7 +74,30 @@ def make_client(cfg: ModbusDeviceConfig) -> AsyncModbusTcpClient | AsyncModbusSe
         client = AsyncModbusTcpClient(cfg.host, port=cfg.port, framer=framer, **common)
     # Never let pymodbus close a shared connection because one unit id stopped answering.
     client.set_max_no_responses(1 << 30)
+    _guard_framer(client)
     return client
+
+
+def _guard_framer(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> None:
+    """Turn an undecodable frame into a failed request instead of a dead connection.
+
+    pymodbus raises from ``data_received`` when a frame does not decode, and asyncio then
+    aborts the transport: one garbage reply would cost every unit on the bus a reconnect.
+    We drop the buffer and fail the pending request, which the poller marks bad.
+    """
+    tm = client.ctx
+    handle = tm.framer.handleFrame
+
+    def guarded(data: bytes, exp_devid: int, exp_tid: int) -> tuple[int, Any]:
+        try:
+            return handle(data, exp_devid, exp_tid)
+        except ModbusException as err:
+            future = tm.response_future
+            if not future.done():
+                future.set_exception(ModbusException(f"undecodable reply ({err})"))
+            return len(data), None
+
+    tm.framer.handleFrame = guarded  # type: ignore[method-assign]
 
 
 class Bus:

@@ -123,6 +123,7 @@ class BusPoller:
             except BusDown as err:
                 log.warning("modbus bus %s: %s; reconnecting", self.bus.key, err.message)
                 self.bus.close()
+                await self._sleep_backoff()
                 continue
             now = clock.monotonic()
             if state.online is False:
@@ -145,17 +146,21 @@ class BusPoller:
                 self._bus_was_down = True
             for state in self.devices:
                 self._set_offline(state, f"bus down: {err.message}", quiet=True)
-            self._bus_backoff = min(max(self._bus_backoff * 2, 0.5), self.bus.cfg.reconnect_max)
-            await self.ctx.clock.sleep(self._jitter(self._bus_backoff))
+            await self._sleep_backoff()
             return
         if self._bus_was_down:
             log.info("modbus bus %s is connected again", self.bus.key)
         self._bus_was_down = False
-        self._bus_backoff = 0.0
         now = self.ctx.clock.monotonic()
         for state in self.devices:
             for group in state.groups:
                 group.next_due = min(group.next_due, now)
+
+    async def _sleep_backoff(self) -> None:
+        """Capped exponential backoff; reset only by an answered request, so a gateway that
+        accepts connections and drops them at once is not hammered."""
+        self._bus_backoff = min(max(self._bus_backoff * 2, 0.25), self.bus.cfg.reconnect_max)
+        await self.ctx.clock.sleep(self._jitter(self._bus_backoff))
 
     @staticmethod
     def _jitter(seconds: float) -> float:
@@ -192,6 +197,11 @@ class BusPoller:
                 failed = err.message
                 samples.extend(_bad(cfg.id, block, ts))
                 continue
+            except BusDown as err:
+                if not was_offline:  # this cycle's values are lost: say so
+                    await self.ctx.emit([s for _f, b in group.blocks for s in _bad(cfg.id, b, ts)])
+                self._failure(state, err.message)
+                raise
             samples.extend(_decode(cfg.id, function, block, data, ts))
         if failed is not None:
             self._failure(state, failed)
@@ -227,6 +237,7 @@ class BusPoller:
 
     def _success(self, state: DeviceState) -> None:
         state.cycles += 1
+        self._bus_backoff = 0.0
         if state.online is False:
             log.info(
                 "modbus device %s (unit %d on %s) is back online", state.cfg.id,
