@@ -125,8 +125,9 @@ class Bus:
     async def _connect(self) -> None:
         try:
             ok = await asyncio.wait_for(self.client.connect(), self.cfg.timeout + _GUARD)
-        except (TimeoutError, OSError, ModbusException) as err:
-            raise BusDown(self.key, f"cannot connect: {err}") from err
+        except Exception as err:  # boundary: socket, pyserial and termios errors all land here
+            self.client.close()
+            raise BusDown(self.key, f"cannot connect: {type(err).__name__}: {err}") from err
         if not ok:
             raise BusDown(self.key, "cannot connect (refused or no such port)")
 
