@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-
 from drivers.modbus.config import ModbusDeviceConfig
 from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.simulator import ModbusSimulator, unit_of
