@@ -178,14 +178,14 @@ def make_decoder(type_name: str, order: Order, *, bit: int | None, length: int |
     assert spec.struct_code is not None
     if not order.byte_swap and not order.word_swap:
         packer = struct.Struct(">" + spec.struct_code)
-        return lambda buf, off: packer.unpack_from(buf, off)[0]  # type: ignore[no-any-return]
+        return lambda buf, off: packer.unpack_from(buf, off)[0]
     if order.byte_swap and order.word_swap:
         packer = struct.Struct("<" + spec.struct_code)
-        return lambda buf, off: packer.unpack_from(buf, off)[0]  # type: ignore[no-any-return]
+        return lambda buf, off: packer.unpack_from(buf, off)[0]
     big = struct.Struct(">" + spec.struct_code)
 
     def dec_swapped(buf: bytes, off: int) -> Decoded:
-        return big.unpack(_reorder(buf[off : off + nbytes], order))[0]  # type: ignore[no-any-return]
+        return big.unpack(_reorder(buf[off : off + nbytes], order))[0]
 
     return dec_swapped
 

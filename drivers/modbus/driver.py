@@ -23,7 +23,8 @@ from drivers.modbus import datatypes as dt
 from drivers.modbus.bus import Bus
 from drivers.modbus.config import SUNSPEC, ModbusDeviceConfig, PointConfig
 from drivers.modbus.datatypes import Function
-from drivers.modbus.poller import BusPoller, DeviceState, PointReader, plan_device
+from drivers.modbus.poller import BusPoller, DeviceState, PointReader, PollGroup, plan_device
+from drivers.modbus.sunspec import SunSpecReader
 from gateway.model import Value
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,10 @@ class ModbusDriver(Driver):
             bus = Bus(key, first)
             states = []
             for cfg in cfgs:
-                groups = [] if cfg.profile == SUNSPEC else plan_device(
-                    cfg, list(cfg.all_points().values())
-                )
+                if cfg.profile == SUNSPEC:
+                    groups = [PollGroup(cfg.interval, [], sunspec=SunSpecReader())]
+                else:
+                    groups = plan_device(cfg, list(cfg.all_points().values()))
                 state = DeviceState(cfg, groups)
                 self.states[cfg.id] = state
                 states.append(state)
@@ -113,7 +115,7 @@ class ModbusDriver(Driver):
             back: Value = bool(data[0])
         else:
             reader = PointReader.of(p)
-            back = reader.value(reader.decode(dt.registers_to_bytes(data), 0))  # type: ignore[arg-type]
+            back = reader.value(reader.decode(dt.registers_to_bytes(data), 0))
         return {"written": value, "readback": back}
 
     async def _write_unlocked(

@@ -21,12 +21,13 @@ import logging
 import random
 from dataclasses import dataclass, field
 
-from drivers.base import DriverContext
+from drivers.base import DriverContext, PollFailed
 from drivers.modbus import datatypes as dt
 from drivers.modbus.bus import BadReply, Bus, BusDown, ExceptionReply, RequestTimeout
 from drivers.modbus.config import ModbusDeviceConfig, PointConfig
 from drivers.modbus.datatypes import Function
 from drivers.modbus.planner import Block, Span, plan
+from drivers.modbus.sunspec import SunSpecReader
 from gateway.model import DeviceStatus, Quality, Sample, Value
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class PollGroup:
     interval: float
     blocks: list[tuple[Function, Block[PointReader]]]
     next_due: float = 0.0
+    sunspec: SunSpecReader | None = None  # the map is discovered on the device
 
 
 def plan_device(cfg: ModbusDeviceConfig, points: list[PointConfig]) -> list[PollGroup]:
@@ -170,6 +172,9 @@ class BusPoller:
         """One cycle of one interval group of one device; emits one batch."""
         cfg = state.cfg
         ts = self.ctx.clock.now_ms()
+        if group.sunspec is not None:
+            await self._poll_sunspec(state, group.sunspec, ts)
+            return
         samples: list[Sample] = []
         failed: str | None = None
         blocks = group.blocks
@@ -211,6 +216,19 @@ class BusPoller:
                 await self.poll_group(state, group)
                 return
         if samples and not (was_offline and failed is not None):  # no bad rows per probe
+            await self.ctx.emit(samples)
+
+    async def _poll_sunspec(self, state: DeviceState, reader: SunSpecReader, ts: int) -> None:
+        try:
+            samples = await reader.cycle(self.bus, state.cfg, ts)
+        except BusDown as err:
+            self._failure(state, err.message)
+            raise
+        except PollFailed as err:  # timeouts, garbage, exception replies, no marker
+            self._failure(state, err.message)
+            return
+        self._success(state)
+        if samples:
             await self.ctx.emit(samples)
 
     def _failure(self, state: DeviceState, reason: str) -> None:
@@ -264,7 +282,7 @@ def _decode(
             out.append(Sample(device, span.item.point.name, ts, bool(data[span.address -
                                                                           block.address])))
         return out
-    buf = dt.registers_to_bytes(data)  # type: ignore[arg-type]
+    buf = dt.registers_to_bytes(data)
     for span in block.spans:
         reader = span.item
         try:

@@ -42,6 +42,7 @@ class SimUnit:
     points: list[PointConfig]
     unreadable: list[AddressRange] = field(default_factory=list)
     sunspec_image: tuple[int, list[int]] | None = None  # (base address, holding registers)
+    animate: bool = True  # move values on every tick
 
 
 def unit_of(cfg: ModbusDeviceConfig) -> SimUnit:
@@ -184,6 +185,13 @@ class ModbusSimulator:
         """Move every value one step (called periodically by :meth:`run`)."""
         t = time.monotonic() - self._t0
         for unit in self.units.values():
+            if not unit.animate:
+                continue
+            if unit.sunspec_image:
+                from drivers.modbus.sunspec import demo_image
+
+                self.set_registers(unit.unit, Function.HOLDING,
+                                   *demo_image(t, base=unit.sunspec_image[0]))
             for i, p in enumerate(unit.points):
                 if p.function is Function.HOLDING and p.writable:
                     continue  # keep what a client wrote
