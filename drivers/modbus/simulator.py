@@ -106,7 +106,17 @@ class ModbusSimulator:
             )
             devices.append(SimDevice(unit.unit, simdata=tables,  # type: ignore[arg-type]
                                      action=partial(self._action, unit.unit)))
+        if 0 not in self.units:  # other unit ids: like a real line or gateway, nobody is home
+            devices.append(SimDevice(0, simdata=[SimData(0, count=65535, values=0,
+                                                         datatype=DataType.REGISTERS)],
+                                     action=self._absent))
         return devices
+
+    async def _absent(self, *_args: Any) -> ExcCodes | None:
+        """A unit id nobody answers to: RTU stays silent, a TCP gateway says 0x0B."""
+        if self.serial_port or self.framer is FramerType.RTU:
+            await asyncio.sleep(3600)
+        return ExcCodes.GATEWAY_NO_RESPONSE
 
     async def _action(self, unit: int, fc: int, start: int, address: int, count: int,
                       regs: list[int], values: Any) -> ExcCodes | None:
