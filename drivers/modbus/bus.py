@@ -106,15 +106,22 @@ class Bus:
     def __init__(self, key: str, cfg: ModbusDeviceConfig) -> None:
         self.key = key
         self.cfg = cfg
-        self.client = make_client(cfg)
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self.lock = asyncio.Lock()
         self._connect_lock = asyncio.Lock()
         self.requests = 0
         self._frame_delay = cfg.serial.inter_frame_delay if cfg.serial else 0.0
 
     @property
+    def client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        """Built on first use: pymodbus clients need a running event loop."""
+        if self._client is None:
+            self._client = make_client(self.cfg)
+        return self._client
+
+    @property
     def connected(self) -> bool:
-        return bool(self.client.connected)
+        return self._client is not None and bool(self._client.connected)
 
     async def connect(self) -> None:
         """Connect unless already connected (the poller and a write may both ask)."""
@@ -132,7 +139,8 @@ class Bus:
             raise BusDown(self.key, "cannot connect (refused or no such port)")
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:

@@ -17,6 +17,7 @@ The loop never dies on a protocol error: everything pymodbus can raise is transl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from dataclasses import dataclass, field
@@ -106,6 +107,8 @@ class BusPoller:
 
     async def run(self) -> None:
         clock = self.ctx.clock
+        if any(s.cfg.simulate for s in self.devices):
+            await asyncio.sleep(0.3)  # let the in-process simulator bind its port first
         now = clock.monotonic()
         for state in self.devices:
             for group in state.groups:
