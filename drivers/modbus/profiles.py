@@ -29,10 +29,6 @@ class Profile(StrictModel):
     defaults: dict[str, Any] = {}
     points: list[Any] = Field(min_length=1)
 
-    @property
-    def point_configs(self) -> list[Any]:
-        return self.points
-
 
 class LoadedProfile(StrictModel):
     name: str

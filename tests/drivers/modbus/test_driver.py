@@ -158,7 +158,7 @@ async def test_dead_unit_does_not_stall_its_neighbour() -> None:
             elapsed = time.monotonic() - start
     stamps = [b[0].ts_ms for b in ctx.batches if b[0].device == "good"]
     gaps = [(b - a) / 1000 for a, b in itertools.pairwise(stamps)]
-    assert max(gaps) <= 0.1 + 0.3 + 0.15, gaps  # interval + the dead unit's one timeout
+    assert max(gaps) <= 0.1 + 0.3 + 0.25, gaps  # interval + the dead unit's one timeout
     assert len(stamps) >= elapsed / 0.4
     assert all(s.quality is Quality.GOOD for s in ctx.samples if s.device == "good")
 
