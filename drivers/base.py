@@ -151,6 +151,7 @@ _REGISTRY: dict[str, DriverSpec] = {}
 BUILTIN_DRIVERS = (
     "drivers.simulated",
     "drivers.ocpp",
+    "drivers.modbus",
 )
 
 

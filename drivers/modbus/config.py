@@ -1,0 +1,172 @@
+"""Config models of a Modbus device and its points.
+
+A device either lists its points, names a register-map profile (``profile: eastron-sdm630``,
+a YAML file under ``config/profiles/``), or both (listed points override profile points of the
+same name). ``profile: sunspec`` is special: the map is discovered on the device at run time.
+The enum and bitmask maps of status and fault-code points live on :class:`PointConfig`, so the
+alarm rules read them from the same model the driver uses.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from drivers.base import DeviceConfig
+from drivers.modbus import datatypes as dt
+from drivers.modbus.datatypes import Function, Order
+from gateway.config.base import StrictModel
+
+SUNSPEC = "sunspec"
+Address = Annotated[int, Field(ge=0, le=65535)]
+
+
+class PointConfig(StrictModel):
+    name: str = Field(min_length=1, max_length=64, description="Point name in samples.")
+    function: Function = Field(Function.HOLDING, description="Modbus table of the point.")
+    address: Address = Field(description="Zero-based protocol address (not 4xxxx numbering).")
+    type: str = Field("uint16", description=f"Data type: {', '.join(dt.DATA_TYPES)}.")
+    order: Order = Field(Order.ABCD, description="Byte/word order of multi-byte values.")
+    bit: int | None = Field(None, ge=0, le=15, description="Bit of a register for type bool.")
+    length: int | None = Field(None, ge=1, description="Registers of a string point.")
+    scale: float = Field(1.0, description="value = raw * scale + offset.")
+    offset: float = Field(0.0, description="Added after scaling.")
+    unit: str | None = Field(None, description="Engineering unit, for documentation and UIs.")
+    interval: float | None = Field(None, gt=0, description="Slower poll interval, seconds.")
+    writable: bool = Field(False, description="Allow Driver.write to this point.")
+    readback: bool = Field(False, description="Read the point back after a write.")
+    enum: dict[int, str] = Field({}, description="Code -> text for a status register.")
+    bitmask: dict[int, str] = Field({}, description="Bit number -> fault text.")
+
+    @model_validator(mode="after")
+    def _check_type(self) -> PointConfig:
+        scaled = self.scale != 1.0 or self.offset != 0.0
+        dt.validate(
+            self.type, self.function, order=self.order, bit=self.bit, length=self.length,
+            scaled=scaled,
+        )
+        if self.writable and not self.function.writable:
+            raise ValueError(f"{self.function.value} points are read-only; drop 'writable'")
+        if self.readback and not self.writable:
+            raise ValueError("'readback' needs 'writable: true'")
+        if self.enum and self.type not in ("int16", "uint16", "int32", "uint32"):
+            raise ValueError("'enum' maps integer status codes; use an integer type")
+        if self.bitmask and self.type not in ("uint16", "uint32", "uint64"):
+            raise ValueError("'bitmask' needs an unsigned integer type")
+        return self
+
+    @property
+    def count(self) -> int:
+        """Registers (or bits) the point occupies."""
+        return 1 if self.function.is_bit else dt.register_count(self.type, self.length)
+
+    def describe_code(self, code: int) -> list[str]:
+        """Texts for a raw status/fault code: the enum entry, or every set bitmask bit."""
+        if self.enum:
+            return [self.enum.get(code, f"unknown code {code}")]
+        return [text for bit, text in sorted(self.bitmask.items()) if code >> bit & 1]
+
+
+class AddressRange(StrictModel):
+    """Addresses the device refuses to read (a read spanning them raises an exception)."""
+
+    function: Function | None = Field(None, description="Table; omit for every table.")
+    start: Address
+    end: Address = Field(description="Inclusive.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AddressRange:
+        if self.end < self.start:
+            raise ValueError(f"range end {self.end} is before start {self.start}")
+        return self
+
+
+class SerialSettings(StrictModel):
+    port: str = Field(description="Serial device, e.g. /dev/ttyUSB0.")
+    baudrate: int = Field(9600, gt=0)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    inter_frame_delay: float = Field(
+        0.0, ge=0, description="Extra silence between frames, seconds (slow RS-485 devices)."
+    )
+
+
+class ModbusDeviceConfig(DeviceConfig):
+    type: Literal["modbus"] = "modbus"
+    transport: Literal["tcp", "rtu", "rtu-over-tcp"] = Field(
+        "tcp", description="tcp, rtu on a serial port, or RTU frames over TCP (serial gateway)."
+    )
+    host: str | None = Field(None, description="TCP host (tcp and rtu-over-tcp).")
+    port: int = Field(502, ge=1, le=65535, description="TCP port.")
+    serial: SerialSettings | None = Field(None, description="Line settings for transport rtu.")
+    unit: int = Field(1, ge=0, le=255, description="Unit id (slave address) on the bus.")
+    interval: float = Field(1.0, gt=0, description="Poll interval, seconds.")
+    timeout: float = Field(1.0, gt=0, description="Reply timeout per request, seconds.")
+    retries: int = Field(0, ge=0, le=5, description="Retries of a failed request.")
+    offline_after: int = Field(3, ge=1, description="Consecutive failed cycles -> offline.")
+    reconnect_max: float = Field(30.0, gt=0, description="Backoff cap while offline, seconds.")
+    max_gap: int = Field(10, ge=0, description="Unused registers a merged read may bridge.")
+    max_registers: int = Field(dt.MAX_REGISTERS, ge=1, le=dt.MAX_REGISTERS)
+    max_bits: int = Field(dt.MAX_BITS, ge=1, le=dt.MAX_BITS)
+    unreadable: list[AddressRange] = Field([], description="Never read across these.")
+    profile: str | None = Field(None, description="Register map under config/profiles/.")
+    points: list[PointConfig] = []
+    simulate: bool = Field(False, description="Also run a simulator serving this device.")
+    _profile_points: list[PointConfig] = PrivateAttr(default_factory=list)
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str | None) -> str | None:
+        if value is not None and value != SUNSPEC:
+            from drivers.modbus.profiles import profile_path
+
+            profile_path(value)  # raises with the list of known profiles
+        return value
+
+    @model_validator(mode="after")
+    def _check_device(self) -> ModbusDeviceConfig:
+        if self.transport == "rtu":
+            if self.serial is None:
+                raise ValueError("transport rtu needs 'serial' (port, baudrate, ...)")
+        elif self.host is None:
+            raise ValueError(f"transport {self.transport} needs 'host'")
+        if self.simulate and self.transport == "rtu":
+            raise ValueError("'simulate' serves TCP on loopback; use transport tcp")
+        if self.profile and self.profile != SUNSPEC:
+            from drivers.modbus.profiles import load_profile
+
+            self._profile_points = load_profile(self.profile).points
+        if not self.profile and not self.points:
+            raise ValueError("a modbus device needs 'points' or a 'profile'")
+        seen: set[str] = set()
+        for point in self.points:
+            if point.name in seen:
+                raise ValueError(f"point {point.name!r} is listed twice")
+            seen.add(point.name)
+        for point in self.all_points().values():
+            limit = self.max_bits if point.function.is_bit else self.max_registers
+            if point.count > limit:
+                raise ValueError(f"point {point.name!r} is longer than one read ({limit})")
+            for rng in self.unreadable:
+                if rng.function in (None, point.function) and (
+                    point.address <= rng.end and rng.start < point.address + point.count
+                ):
+                    raise ValueError(f"point {point.name!r} lies in an unreadable range")
+        return self
+
+    def all_points(self) -> dict[str, PointConfig]:
+        """Profile points overridden by listed points of the same name."""
+        points = {p.name: p for p in self._profile_points}
+        points.update({p.name: p for p in self.points})
+        return points
+
+    @property
+    def bus_key(self) -> str:
+        """Devices with the same key share one connection and one poll loop."""
+        if self.transport == "rtu":
+            assert self.serial is not None
+            return f"rtu://{self.serial.port}"
+        scheme = "tcp" if self.transport == "tcp" else "rtu+tcp"
+        return f"{scheme}://{self.host}:{self.port}"

@@ -1,0 +1,301 @@
+"""The poll loop of one bus: every device behind one connection, one request at a time.
+
+Scheduling is a small earliest-deadline loop over (device, interval group) pairs, so a device
+with 1 s points and 60 s points costs one task, and devices on one RS-485 line never compete
+for it. Failure handling, per device:
+
+- an exception reply marks that block's points BAD and the device stays online (it answered);
+- a timeout or garbage reply marks the rest of the cycle BAD and ends the device's cycle at
+  once, so a dead unit delays the others by at most its own timeout (x retries+1);
+- ``offline_after`` failed cycles in a row mark the device OFFLINE; it is then probed with one
+  request at a capped, jittered backoff, and a good probe brings it back ONLINE;
+- a lost connection takes every device of the bus offline and is reconnected with backoff.
+
+The loop never dies on a protocol error: everything pymodbus can raise is translated by
+:mod:`drivers.modbus.bus`, and anything else is logged with the device and kept going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+
+from drivers.base import DriverContext, PollFailed
+from drivers.modbus import datatypes as dt
+from drivers.modbus.bus import BadReply, Bus, BusDown, ExceptionReply, RequestTimeout
+from drivers.modbus.config import ModbusDeviceConfig, PointConfig
+from drivers.modbus.datatypes import Function
+from drivers.modbus.planner import Block, Span, plan
+from drivers.modbus.sunspec import SunSpecReader
+from gateway.model import DeviceStatus, Quality, Sample, Value
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PointReader:
+    """A point with its decoder built once."""
+
+    point: PointConfig
+    decode: dt.Decoder
+    scaled: bool
+
+    @classmethod
+    def of(cls, p: PointConfig) -> PointReader:
+        decoder = dt.make_decoder(p.type, p.order, bit=p.bit, length=p.length)
+        return cls(p, decoder, p.scale != 1.0 or p.offset != 0.0)
+
+    def value(self, raw: dt.Decoded) -> Value:
+        if self.scaled:
+            return float(raw) * self.point.scale + self.point.offset
+        return raw
+
+
+@dataclass
+class PollGroup:
+    interval: float
+    blocks: list[tuple[Function, Block[PointReader]]]
+    next_due: float = 0.0
+    sunspec: SunSpecReader | None = None  # the map is discovered on the device
+
+
+def plan_device(cfg: ModbusDeviceConfig, points: list[PointConfig]) -> list[PollGroup]:
+    """Group points by interval, then plan each group's reads table by table."""
+    by_interval: dict[float, dict[Function, list[Span[PointReader]]]] = {}
+    for p in points:
+        interval = p.interval or cfg.interval
+        table = by_interval.setdefault(interval, {})
+        table.setdefault(p.function, []).append(Span(p.address, p.count, PointReader.of(p)))
+    groups = []
+    for interval, tables in sorted(by_interval.items()):
+        blocks: list[tuple[Function, Block[PointReader]]] = []
+        for function, spans in tables.items():
+            unreadable = [
+                (r.start, r.end) for r in cfg.unreadable if r.function in (None, function)
+            ]
+            limit = cfg.max_bits if function.is_bit else cfg.max_registers
+            for block in plan(spans, max_count=limit, max_gap=cfg.max_gap, unreadable=unreadable):
+                blocks.append((function, block))
+        groups.append(PollGroup(interval, blocks))
+    return groups
+
+
+@dataclass
+class DeviceState:
+    cfg: ModbusDeviceConfig
+    groups: list[PollGroup]
+    failures: int = 0
+    online: bool | None = None
+    backoff: float = 0.0
+    cycles: int = 0
+    last_error: str = ""
+    extra_points: dict[str, PointConfig] = field(default_factory=dict)
+    logged_exceptions: set[tuple[int, int]] = field(default_factory=set)
+
+
+class BusPoller:
+    """Runs as one supervised task per bus (``modbus[tcp://10.0.0.5:502]``)."""
+
+    def __init__(self, bus: Bus, devices: list[DeviceState], ctx: DriverContext) -> None:
+        self.bus = bus
+        self.devices = devices
+        self.ctx = ctx
+        self._bus_backoff = 0.0
+        self._bus_was_down = False
+
+    async def run(self) -> None:
+        clock = self.ctx.clock
+        if any(s.cfg.simulate for s in self.devices):
+            await asyncio.sleep(0.3)  # let the in-process simulator bind its port first
+        now = clock.monotonic()
+        for state in self.devices:
+            for group in state.groups:
+                group.next_due = now
+        while True:
+            if not self.bus.connected:
+                await self._reconnect()
+                continue
+            state, group = min(
+                ((s, g) for s in self.devices for g in s.groups), key=lambda sg: sg[1].next_due
+            )
+            delay = group.next_due - clock.monotonic()
+            if delay > 0:
+                await clock.sleep(delay)
+            try:
+                await self.poll_group(state, group)
+            except BusDown as err:
+                log.warning("modbus bus %s: %s; reconnecting", self.bus.key, err.message)
+                self.bus.close()
+                await self._sleep_backoff()
+                continue
+            now = clock.monotonic()
+            if state.online is False:
+                group.next_due = now + self._jitter(state.backoff)
+            else:
+                group.next_due += group.interval
+                if group.next_due < now:  # overran: skip missed cycles instead of bursting
+                    group.next_due = now + group.interval
+
+    async def _reconnect(self) -> None:
+        try:
+            await self.bus.connect()
+        except BusDown as err:
+            if not self._bus_was_down:
+                log.warning(
+                    "modbus bus %s is down (%s); its %d device(s) are offline; retrying with "
+                    "backoff up to %g s - check the address, cabling or gateway power",
+                    self.bus.key, err.message, len(self.devices), self.bus.cfg.reconnect_max,
+                )
+                self._bus_was_down = True
+            for state in self.devices:
+                self._set_offline(state, f"bus down: {err.message}", quiet=True)
+            await self._sleep_backoff()
+            return
+        if self._bus_was_down:
+            log.info("modbus bus %s is connected again", self.bus.key)
+        self._bus_was_down = False
+        now = self.ctx.clock.monotonic()
+        for state in self.devices:
+            for group in state.groups:
+                group.next_due = min(group.next_due, now)
+
+    async def _sleep_backoff(self) -> None:
+        """Capped exponential backoff; reset only by an answered request, so a gateway that
+        accepts connections and drops them at once is not hammered."""
+        self._bus_backoff = min(max(self._bus_backoff * 2, 0.25), self.bus.cfg.reconnect_max)
+        await self.ctx.clock.sleep(self._jitter(self._bus_backoff))
+
+    @staticmethod
+    def _jitter(seconds: float) -> float:
+        return seconds * random.uniform(0.8, 1.2)
+
+    async def poll_group(self, state: DeviceState, group: PollGroup) -> None:
+        """One cycle of one interval group of one device; emits one batch."""
+        cfg = state.cfg
+        ts = self.ctx.clock.now_ms()
+        if group.sunspec is not None:
+            await self._poll_sunspec(state, group.sunspec, ts)
+            return
+        samples: list[Sample] = []
+        failed: str | None = None
+        blocks = group.blocks
+        was_offline = state.online is False
+        if was_offline:
+            blocks = blocks[:1]  # offline: one probe request, not a cycle of timeouts
+        for function, block in blocks:
+            if failed is not None:
+                samples.extend(_bad(cfg.id, block, ts))
+                continue
+            try:
+                data = await self.bus.read(cfg, function, block.address, block.count)
+            except ExceptionReply as err:
+                key = (block.address, err.code)
+                if key not in state.logged_exceptions:
+                    state.logged_exceptions.add(key)
+                    log.warning(
+                        "modbus device %s answered %s; its points there are marked bad - "
+                        "check the register map or the device's 'unreadable' ranges",
+                        cfg.id, err.message,
+                    )
+                samples.extend(_bad(cfg.id, block, ts))
+                continue
+            except (RequestTimeout, BadReply) as err:
+                failed = err.message
+                samples.extend(_bad(cfg.id, block, ts))
+                continue
+            except BusDown as err:
+                if not was_offline:  # this cycle's values are lost: say so
+                    await self.ctx.emit([s for _f, b in group.blocks for s in _bad(cfg.id, b, ts)])
+                self._failure(state, err.message)
+                raise
+            samples.extend(_decode(cfg.id, function, block, data, ts))
+        if failed is not None:
+            self._failure(state, failed)
+        else:
+            self._success(state)
+            if len(blocks) < len(group.blocks):  # the probe answered: read the whole cycle
+                await self.poll_group(state, group)
+                return
+        if samples and not (was_offline and failed is not None):  # no bad rows per probe
+            await self.ctx.emit(samples)
+
+    async def _poll_sunspec(self, state: DeviceState, reader: SunSpecReader, ts: int) -> None:
+        try:
+            samples = await reader.cycle(self.bus, state.cfg, ts)
+        except BusDown as err:
+            self._failure(state, err.message)
+            raise
+        except PollFailed as err:  # timeouts, garbage, exception replies, no marker
+            self._failure(state, err.message)
+            return
+        self._success(state)
+        if samples:
+            await self.ctx.emit(samples)
+
+    def _failure(self, state: DeviceState, reason: str) -> None:
+        state.failures += 1
+        state.last_error = reason
+        if state.online is not False and state.failures >= state.cfg.offline_after:
+            self._set_offline(state, reason)
+        elif state.online is False:
+            state.backoff = min(state.backoff * 2, state.cfg.reconnect_max)
+
+    def _set_offline(self, state: DeviceState, reason: str, quiet: bool = False) -> None:
+        if state.online is False:
+            return
+        if not quiet:
+            log.warning(
+                "modbus device %s (unit %d on %s) is offline after %d failed cycles: %s; "
+                "probing with backoff up to %g s - check power, wiring and the unit id",
+                state.cfg.id, state.cfg.unit, self.bus.key, state.failures, reason,
+                state.cfg.reconnect_max,
+            )
+        state.online = False
+        state.backoff = min(max(state.cfg.interval, 0.5), state.cfg.reconnect_max)
+        self.ctx.set_status(state.cfg.id, DeviceStatus.OFFLINE, reason)
+
+    def _success(self, state: DeviceState) -> None:
+        state.cycles += 1
+        self._bus_backoff = 0.0
+        if state.online is False:
+            log.info(
+                "modbus device %s (unit %d on %s) is back online", state.cfg.id,
+                state.cfg.unit, self.bus.key,
+            )
+        if state.online is not True:
+            self.ctx.set_status(state.cfg.id, DeviceStatus.ONLINE, "")
+        state.online = True
+        state.failures = 0
+        state.backoff = 0.0
+
+
+def _bad(device: str, block: Block[PointReader], ts: int) -> list[Sample]:
+    return [Sample(device, s.item.point.name, ts, None, Quality.BAD) for s in block.spans]
+
+
+def _decode(
+    device: str, function: Function, block: Block[PointReader], data: list[int] | list[bool],
+    ts: int,
+) -> list[Sample]:
+    out: list[Sample] = []
+    if function.is_bit:
+        for span in block.spans:
+            out.append(Sample(device, span.item.point.name, ts, bool(data[span.address -
+                                                                          block.address])))
+        return out
+    buf = dt.registers_to_bytes(data)
+    for span in block.spans:
+        reader = span.item
+        try:
+            value = reader.value(reader.decode(buf, 2 * (span.address - block.address)))
+        except (ValueError, OverflowError) as err:
+            log.debug("modbus %s: cannot decode %s: %s", device, reader.point.name, err)
+            out.append(Sample(device, reader.point.name, ts, None, Quality.BAD))
+            continue
+        if isinstance(value, float) and value != value:  # NaN: the device's "not available"
+            out.append(Sample(device, reader.point.name, ts, None, Quality.BAD))
+        else:
+            out.append(Sample(device, reader.point.name, ts, value, Quality.GOOD))
+    return out

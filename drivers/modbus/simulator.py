@@ -1,0 +1,254 @@
+"""A real pymodbus server that serves a device's register map with moving values.
+
+Used by the demo (``simulate: true``), the tests and the bench. Each simulated unit gets its
+own four tables covering every address from the lowest to the highest point (gaps read as 0,
+as on most real devices), except the ``unreadable`` ranges, which answer exception 2 exactly
+like a device that refuses them. Values move (sine around a plausible base, counters rise) so
+a dashboard shows life. Tests use three extra knobs: :attr:`ModbusSimulator.log` (every
+request and response PDU in server order), :attr:`ModbusSimulator.delay` (a unit answers late
+or, with ``math.inf``, never) and :meth:`ModbusSimulator.set_point` to pin a value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from pymodbus.constants import ExcCodes
+from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from drivers.base import TaskFactory
+from drivers.modbus import datatypes as dt
+from drivers.modbus.config import SUNSPEC, AddressRange, ModbusDeviceConfig, PointConfig
+from drivers.modbus.datatypes import Function
+
+_TABLE = {Function.COIL: 0, Function.DISCRETE: 1, Function.HOLDING: 2, Function.INPUT: 3}
+_KEY = {Function.COIL: "c", Function.DISCRETE: "d", Function.HOLDING: "h", Function.INPUT: "i"}
+_BASE = {"V": 230.0, "A": 12.0, "W": 2500.0, "kW": 2.5, "Hz": 50.0, "var": 300.0, "VA": 2600.0,
+         "°C": 35.0, "%": 50.0}
+
+
+@dataclass
+class SimUnit:
+    unit: int
+    points: list[PointConfig]
+    unreadable: list[AddressRange] = field(default_factory=list)
+    sunspec_image: tuple[int, list[int]] | None = None  # (base address, holding registers)
+    animate: bool = True  # move values on every tick
+
+
+def unit_of(cfg: ModbusDeviceConfig) -> SimUnit:
+    image = None
+    if cfg.profile == SUNSPEC:
+        from drivers.modbus.sunspec import demo_image
+
+        image = demo_image()
+    return SimUnit(cfg.unit, list(cfg.all_points().values()), list(cfg.unreadable), image)
+
+
+def _table_data(points: list[PointConfig], function: Function, unreadable: list[AddressRange],
+                extra: tuple[int, list[int]] | None) -> list[SimData]:
+    spans = [(p.address, p.address + p.count) for p in points if p.function is function]
+    if extra is not None:
+        spans.append((extra[0], extra[0] + len(extra[1])))
+    if not spans:  # pymodbus needs a block per table
+        if function.is_bit:
+            return [SimData(0, values=False, datatype=DataType.BITS)]
+        return [SimData(65000, datatype=DataType.INVALID)]
+    if function.is_bit:  # pymodbus bit tables cannot hold invalid addresses
+        lo, hi = min(s for s, _ in spans), max(e for _, e in spans)
+        return [SimData(lo, count=hi - lo, values=False, datatype=DataType.BITS)]
+    lo, hi = min(s for s, _ in spans), max(e for _, e in spans)
+    bad = sorted(
+        (max(r.start, lo), min(r.end, hi - 1)) for r in unreadable
+        if r.function in (None, function) and r.start < hi and r.end >= lo
+    )
+    kind = DataType.BITS if function.is_bit else DataType.REGISTERS
+    zero: bool | int = False if function.is_bit else 0
+    out, addr = [], lo
+    for start, end in [*bad, (hi, hi)]:
+        if start > addr:
+            out.append(SimData(addr, count=start - addr, values=zero, datatype=kind))
+        if end >= start and start < hi:
+            out.append(SimData(start, count=end - start + 1, datatype=DataType.INVALID))
+        addr = max(addr, end + 1)
+    return out
+
+
+class ModbusSimulator:
+    def __init__(self, units: Iterable[SimUnit], *, host: str = "127.0.0.1", port: int = 0,
+                 framer: FramerType = FramerType.SOCKET, serial_port: str | None = None,
+                 baudrate: int = 9600) -> None:
+        self.units = {u.unit: u for u in units}
+        self.host, self.port, self.framer = host, port, framer
+        self.serial_port, self.baudrate = serial_port, baudrate
+        self.log: list[tuple[str, int, int]] = []  # (recv|send, unit, function code)
+        self.delay: dict[int, float] = {}
+        self.fail: dict[int, ExcCodes] = {}
+        self.server: ModbusTcpServer | ModbusSerialServer | None = None
+        self._t0 = time.monotonic()
+
+    def _devices(self) -> list[SimDevice]:
+        devices = []
+        for unit in self.units.values():
+            tables = tuple(
+                _table_data(unit.points, f, unit.unreadable,
+                            unit.sunspec_image if f is Function.HOLDING else None)
+                for f in (Function.COIL, Function.DISCRETE, Function.HOLDING, Function.INPUT)
+            )
+            devices.append(SimDevice(unit.unit, simdata=tables,  # type: ignore[arg-type]
+                                     action=partial(self._action, unit.unit)))
+        if 0 not in self.units:  # other unit ids: like a real line or gateway, nobody is home
+            devices.append(SimDevice(0, simdata=[SimData(0, count=65535, values=0,
+                                                         datatype=DataType.REGISTERS)],
+                                     action=self._absent))
+        return devices
+
+    async def _absent(self, *_args: Any) -> ExcCodes | None:
+        """A unit id nobody answers to: RTU stays silent, a TCP gateway says 0x0B."""
+        if self.serial_port or self.framer is FramerType.RTU:
+            await asyncio.sleep(3600)
+        return ExcCodes.GATEWAY_NO_RESPONSE
+
+    async def _action(self, unit: int, fc: int, start: int, address: int, count: int,
+                      regs: list[int], values: Any) -> ExcCodes | None:
+        delay = self.delay.get(unit, 0.0)
+        if delay:
+            await asyncio.sleep(min(delay, 3600.0))
+        return self.fail.get(unit)
+
+    def _trace(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        self.log.append(("send" if sending else "recv", pdu.dev_id, pdu.function_code))
+        return pdu
+
+    async def start(self) -> int:
+        """Start serving; returns the TCP port (useful with ``port=0``)."""
+        if self.serial_port:
+            self.server = ModbusSerialServer(
+                self._devices(), framer=FramerType.RTU, port=self.serial_port,
+                baudrate=self.baudrate, trace_pdu=self._trace,
+            )
+        else:
+            self.server = ModbusTcpServer(self._devices(), framer=self.framer,
+                                          address=(self.host, self.port), trace_pdu=self._trace)
+        await self.server.serve_forever(background=True)
+        sockets = getattr(self.server.transport, "sockets", None)
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        for unit in self.units.values():
+            if unit.sunspec_image:
+                self.set_registers(unit.unit, Function.HOLDING, *unit.sunspec_image)
+        self.tick()
+        return self.port
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.shutdown()
+            self.server = None
+
+    def _memory(self, unit: int, function: Function) -> tuple[int, list[int]]:
+        assert self.server is not None, "start() the simulator first"
+        block = self.server.context.devices[unit].block[_KEY[function]]  # type: ignore[union-attr]
+        return block[0], block[2]
+
+    def set_registers(self, unit: int, function: Function, address: int, words: list[int]) -> None:
+        start, regs = self._memory(unit, function)
+        if function.is_bit:
+            for i, word in enumerate(words):
+                bit = address + i - start * 16
+                regs[bit // 16] = regs[bit // 16] & ~(1 << bit % 16) | (bool(word) << bit % 16)
+            return
+        regs[address - start : address - start + len(words)] = words
+
+    def get_registers(self, unit: int, function: Function, address: int, count: int) -> list[int]:
+        start, regs = self._memory(unit, function)
+        if function.is_bit:
+            return [regs[(address + i - start * 16) // 16] >> ((address + i) % 16) & 1
+                    for i in range(count)]
+        return regs[address - start : address - start + count]
+
+    def set_point(self, unit: int, point: str, value: dt.Decoded) -> None:
+        p = next(p for p in self.units[unit].points if p.name == point)
+        if p.function.is_bit:
+            self.set_registers(unit, p.function, p.address, [int(bool(value))])
+        elif p.type == "bool":
+            [word] = self.get_registers(unit, p.function, p.address, 1)
+            mask = 1 << (p.bit or 0)
+            self.set_registers(unit, p.function, p.address,
+                               [word | mask if value else word & ~mask])
+        else:
+            raw = value
+            if p.scale != 1.0 or p.offset != 0.0:
+                raw = (float(value) - p.offset) / p.scale
+            words = dt.make_encoder(p.type, p.order, length=p.length)(raw)
+            self.set_registers(unit, p.function, p.address, words)
+
+    def tick(self) -> None:
+        """Move every value one step (called periodically by :meth:`run`)."""
+        t = time.monotonic() - self._t0
+        for unit in self.units.values():
+            if not unit.animate:
+                continue
+            if unit.sunspec_image:
+                from drivers.modbus.sunspec import demo_image
+
+                self.set_registers(unit.unit, Function.HOLDING,
+                                   *demo_image(t, base=unit.sunspec_image[0]))
+            for i, p in enumerate(unit.points):
+                if p.function is Function.HOLDING and p.writable:
+                    continue  # keep what a client wrote
+                self.set_point(unit.unit, p.name, _moving(p, t, i))
+
+    async def run(self, period: float = 1.0) -> None:
+        """Serve until cancelled, moving values every ``period`` seconds."""
+        await self.start()
+        try:
+            while True:
+                await asyncio.sleep(period)
+                self.tick()
+        finally:
+            await self.stop()
+
+
+def _moving(p: PointConfig, t: float, i: int) -> dt.Decoded:
+    if p.type == "bool":
+        return int(t / 10 + i) % 2 == 0
+    if p.type == "string":
+        return "FIELDGATE-SIM"[: 2 * (p.length or 1)]
+    if p.enum:
+        return min(p.enum)
+    if p.bitmask:
+        return 0
+    scale = p.scale if p.scale else 1.0
+    if p.unit in ("kWh", "Wh", "kvarh", "varh"):
+        value = 1000.0 + t / 36.0
+    else:
+        base = _BASE.get(p.unit or "", 100.0)
+        value = base * (1 + 0.05 * math.sin(t / 7.0 + i))
+    if p.type in ("float32", "float64"):
+        return value
+    raw = round((value - p.offset) / scale)
+    bits = 16 * dt.register_count(p.type, None)
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if p.type.startswith("int") else (
+        0, (1 << bits) - 1)
+    return min(max(raw, lo), hi) * scale + p.offset
+
+
+def simulator_tasks(devices: list[ModbusDeviceConfig]) -> Iterable[tuple[str, TaskFactory]]:
+    """One in-process simulator per (host, port) of devices with ``simulate: true``."""
+    by_addr: dict[tuple[str, int, str], list[ModbusDeviceConfig]] = {}
+    for cfg in devices:
+        if cfg.simulate and cfg.host:
+            by_addr.setdefault((cfg.host, cfg.port, cfg.transport), []).append(cfg)
+    for (host, port, transport), cfgs in by_addr.items():
+        framer = FramerType.SOCKET if transport == "tcp" else FramerType.RTU
+        sim = ModbusSimulator([unit_of(c) for c in cfgs], host=host, port=port, framer=framer)
+        yield f"modbus-sim[{host}:{port}]", sim.run
