@@ -36,6 +36,10 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiosqlite", "asyncua", "websockets", "pymodbus", "amqtt", "transitions", "ocpp",
+    for noisy in ("aiosqlite", "asyncua", "websockets", "amqtt", "transitions", "ocpp",
                   "drivers.ocpp.simulator"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # The Modbus driver translates pymodbus errors at its boundary and logs them with the
+    # device name; pymodbus's own ERROR lines about late replies would only repeat them.
+    logging.getLogger("pymodbus").setLevel(
+        logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL)
