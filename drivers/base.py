@@ -150,6 +150,7 @@ _REGISTRY: dict[str, DriverSpec] = {}
 #: Built-in drivers, imported on first use. Each module calls register_driver() on import.
 BUILTIN_DRIVERS = (
     "drivers.simulated",
+    "drivers.opcua",
 )
 
 
