@@ -69,6 +69,8 @@ def to_sample(
     quality = quality_of(dv.StatusCode) if ok else Quality.BAD
     if not ok:
         log.debug("opcua device %s: point %s has unsupported value %r", device.id, point, raw)
+    if quality is Quality.BAD:  # OPC-UA Part 4: the value of a Bad data value is not to be used
+        value = None
     return Sample(device.id, point, timestamp_of(dv, device.timestamp, now_ms), value, quality)
 
 

@@ -137,7 +137,12 @@ class InverterSimulator:
         await var("State", "idle", ua.VariantType.String)
         await var("MaxCurrent", 200, ua.VariantType.Int32, writable=True)
         soc = server.get_node(self.nodes["SoC"])
-        await soc.add_property(ns, "EURange", ua.Range(Low=0.0, High=100.0))
+        # EURange is a standard property: its browse name lives in namespace 0
+        await soc.add_property(
+            _sid(ns, "Inverter.SoC.EURange"),
+            ua.QualifiedName("EURange", 0),
+            ua.Range(Low=0.0, High=100.0),
+        )
         if self.bench_items:
             folder = await server.nodes.objects.add_folder(_sid(ns, "Bench"), f"{ns}:Bench")
             for i in range(self.bench_items):
