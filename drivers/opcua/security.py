@@ -41,6 +41,30 @@ class UntrustedServerCertificate(Exception):
         self.subject = subject
 
 
+class RedactCredentials(logging.Filter):
+    """asyncua logs every request it sends at DEBUG, ActivateSession included, and with a
+    SignAndEncrypt channel the password in that request is plain text. Running the gateway at
+    DEBUG must not put passwords into the journal, so the request is replaced by its name."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(
+            type(a).__name__ == "ActivateSessionRequest" for a in args
+        ):
+            record.args = tuple(
+                "ActivateSessionRequest(<redacted: carries credentials>)"
+                if type(a).__name__ == "ActivateSessionRequest"
+                else a
+                for a in args
+            )
+        return True
+
+
+_REDACT = RedactCredentials()
+for _name in ("asyncua.client.ua_client.UASocketProtocol", "asyncua.client.ua_client"):
+    logging.getLogger(_name).addFilter(_REDACT)
+
+
 def thumbprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 

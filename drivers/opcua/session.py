@@ -259,6 +259,8 @@ class DeviceSession:
             return f"server answered {ua.StatusCode(err.code).name}"
         if isinstance(err, TimeoutError):
             return "timed out"
+        if isinstance(err, ConnectionRefusedError):
+            return "connection refused: is the server running and the port right?"
         if isinstance(err, OSError):
             return err.strerror or type(err).__name__
         return str(err) or type(err).__name__

@@ -87,6 +87,7 @@ class InverterSimulator:
         private_key: Path | None = None,
         policies: list[ua.SecurityPolicyType] | None = None,
         users: dict[str, str] | None = None,
+        application_uri: str = "urn:fieldgate:simulator",
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
@@ -95,6 +96,7 @@ class InverterSimulator:
         self.certificate = certificate
         self.private_key = private_key
         self.policies = policies
+        self.application_uri = application_uri
         self.server = Server(user_manager=_Users(users or {}))  # type: ignore[arg-type]
         self.nodes: dict[str, ua.NodeId] = {}
         self.bench_nodes: list[ua.NodeId] = []
@@ -110,6 +112,7 @@ class InverterSimulator:
     async def start(self) -> None:
         server = self.server
         await server.init()
+        await server.set_application_uri(self.application_uri)
         server.set_endpoint(self.url)
         server.set_server_name("fieldgate inverter simulator")
         if self.certificate is not None and self.private_key is not None:
