@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
+from asyncua import ua
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from drivers.base import DeviceConfig
@@ -87,9 +88,19 @@ class PointConfig(StrictModel):
     @field_validator("node")
     @classmethod
     def _node_syntax(cls, value: str | None) -> str | None:
-        if value is not None and not _NODE_ID.match(value):
+        if value is None:
+            return value
+        problem = not _NODE_ID.match(value)
+        if not problem:
+            plain = value.split(";", 1)[1] if value.startswith("nsu=") else value
+            try:
+                ua.NodeId.from_string(plain)
+            except (ValueError, ua.UaError):
+                problem = True
+        if problem:
             raise ValueError(
-                f"{value!r} is not an OPC-UA node id; use e.g. 'ns=2;s=Name' or 'ns=0;i=2258'"
+                f"{value!r} is not an OPC-UA node id; use e.g. 'ns=2;s=Name', 'ns=0;i=2258' "
+                "or 'nsu=<namespace uri>;s=Name'"
             )
         return value
 

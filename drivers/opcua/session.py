@@ -172,7 +172,25 @@ class DeviceSession:
         bad: list[Sample] = []
         now = self.ctx.clock.now_ms()
         objects = client.nodes.objects
+        namespaces: list[str] | None = None
         for point in self.points.values():
+            if point.node is not None and point.node.startswith("nsu="):
+                if namespaces is None:
+                    namespaces = await client.get_namespace_array()
+                uri, rest = point.node[4:].split(";", 1)
+                if uri not in namespaces:
+                    log.warning(
+                        "opcua device %s: namespace %s of point %s is not on the server; the "
+                        "point is reported bad. Check the node id",
+                        self.cfg.id,
+                        uri,
+                        point.name,
+                    )
+                    bad.append(Sample(self.cfg.id, point.name, now, None, Quality.BAD))
+                    continue
+                node_id = ua.NodeId.from_string(f"ns={namespaces.index(uri)};{rest}")
+                self.bound[point.name] = BoundPoint(point, node_id)
+                continue
             if point.node is not None:
                 self.bound[point.name] = BoundPoint(point, ua.NodeId.from_string(point.node))
                 continue

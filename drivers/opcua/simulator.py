@@ -87,7 +87,7 @@ class InverterSimulator:
         private_key: Path | None = None,
         policies: list[ua.SecurityPolicyType] | None = None,
         users: dict[str, str] | None = None,
-        application_uri: str = "urn:fieldgate:simulator",
+        application_uri: str = "urn:fieldgate:simulator:server",
     ) -> None:
         self.host = host
         self.port = port or free_port(host)

@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 from asyncua import ua
+from opcua_helpers import device, running, values
 
 from drivers.base import UnknownPoint, WriteFailed
 from drivers.opcua.simulator import InverterSimulator
 from gateway.model import DeviceStatus, Quality
-
-from opcua_helpers import device, running, values
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -23,14 +22,22 @@ D = ua.VariantType.Double
 async def test_polling_by_node_id_and_browse_path(sim: InverterSimulator) -> None:
     await sim.set("Power", 12.5, D)
     await sim.set("SoC", 61.0, D)
-    cfg = device(sim.url, [{
-        "name": "slow", "mode": "polling", "interval": 0.2, "batch_size": 1,
-        "points": [
-            {"name": "power", "node": "ns=2;s=Inverter.Power"},
-            {"name": "soc", "path": "2:Inverter/2:SoC"},
-            {"name": "state", "node": "ns=2;s=Inverter.State"},
+    cfg = device(
+        sim.url,
+        [
+            {
+                "name": "slow",
+                "mode": "polling",
+                "interval": 0.2,
+                "batch_size": 1,
+                "points": [
+                    {"name": "power", "node": "ns=2;s=Inverter.Power"},
+                    {"name": "soc", "path": "2:Inverter/2:SoC"},
+                    {"name": "state", "node": "ns=2;s=Inverter.State"},
+                ],
+            }
         ],
-    }])
+    )
     async with running(cfg) as (_, ctx):
         await ctx.wait_for(lambda c: len(c.batches) >= 2, 10)
         assert ctx.status_of("inv-1") is DeviceStatus.ONLINE
@@ -45,10 +52,16 @@ async def test_polling_by_node_id_and_browse_path(sim: InverterSimulator) -> Non
 
 async def test_subscription_delivers_changes(sim: InverterSimulator) -> None:
     await sim.set("Power", 1.0, D)
-    cfg = device(sim.url, [{
-        "name": "fast", "interval": 0.05,
-        "points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}],
-    }])
+    cfg = device(
+        sim.url,
+        [
+            {
+                "name": "fast",
+                "interval": 0.05,
+                "points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}],
+            }
+        ],
+    )
     async with running(cfg) as (_, ctx):
         await ctx.wait_for(lambda c: 1.0 in values(c, "power"), 10)
         for v in (2.0, 3.0, 4.0):
@@ -60,10 +73,17 @@ async def test_subscription_delivers_changes(sim: InverterSimulator) -> None:
 
 @pytest.mark.parametrize("mode", ["subscription", "polling"])
 async def test_status_code_becomes_quality(sim: InverterSimulator, mode: str) -> None:
-    cfg = device(sim.url, [{
-        "name": "g", "mode": mode, "interval": 0.05,
-        "points": [{"name": "temp", "node": "ns=2;s=Inverter.Power"}],
-    }])
+    cfg = device(
+        sim.url,
+        [
+            {
+                "name": "g",
+                "mode": mode,
+                "interval": 0.05,
+                "points": [{"name": "temp", "node": "ns=2;s=Inverter.Power"}],
+            }
+        ],
+    )
     await sim.set("Power", 20.0, D)
     async with running(cfg) as (_, ctx):
         await ctx.wait_for(lambda c: 20.0 in values(c, "temp"), 10)
@@ -83,22 +103,34 @@ async def test_status_code_becomes_quality(sim: InverterSimulator, mode: str) ->
         ]
 
 
-async def test_unknown_node_is_bad_not_fatal(sim: InverterSimulator, caplog: pytest.LogCaptureFixture) -> None:
+async def test_unknown_node_is_bad_not_fatal(
+    sim: InverterSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="drivers.opcua")
-    cfg = device(sim.url, [
-        {"name": "sub", "points": [
-            {"name": "ghost", "node": "ns=2;s=Does.Not.Exist"},
-            {"name": "lost", "path": "2:Inverter/2:Nope"},
-            {"name": "power", "node": "ns=2;s=Inverter.Power"},
-        ]},
-    ])
+    cfg = device(
+        sim.url,
+        [
+            {
+                "name": "sub",
+                "points": [
+                    {"name": "ghost", "node": "ns=2;s=Does.Not.Exist"},
+                    {"name": "lost", "path": "2:Inverter/2:Nope"},
+                    {"name": "alien", "node": "nsu=urn:not:here;s=Power"},
+                    {"name": "soc", "node": "nsu=urn:fieldgate:simulator;s=Inverter.SoC"},
+                    {"name": "power", "node": "ns=2;s=Inverter.Power"},
+                ],
+            },
+        ],
+    )
     async with running(cfg) as (_, ctx):
-        await ctx.wait_for(lambda c: {"ghost", "lost", "power"} <= {s.point for s in c.samples}, 10)
+        wanted = {"ghost", "lost", "alien", "power", "soc"}
+        await ctx.wait_for(lambda c: wanted <= {s.point for s in c.samples}, 10)
         bad = {s.point for s in ctx.samples if s.quality is Quality.BAD}
-        assert bad == {"ghost", "lost"}
+        assert bad == {"ghost", "lost", "alien"}
         assert ctx.status_of("inv-1") is DeviceStatus.ONLINE
     assert "server refused to monitor point ghost" in caplog.text
     assert "browse path 2:Inverter/2:Nope of point lost does not resolve" in caplog.text
+    assert "namespace urn:not:here of point alien is not on the server" in caplog.text
 
 
 @pytest.mark.parametrize("setting", ["source", "server", "gateway"])
@@ -111,9 +143,17 @@ async def test_timestamp_choice(sim: InverterSimulator, setting: str) -> None:
         ServerTimestamp=datetime.fromtimestamp(server_ts, UTC),  # type: ignore[arg-type]
     )
     await sim.server.write_attribute_value(sim.nodes["SoC"], dv)
-    cfg = device(sim.url, [{"mode": "polling", "interval": 0.2,
-                            "points": [{"name": "soc", "node": "ns=2;s=Inverter.SoC"}]}],
-                 timestamp=setting)
+    cfg = device(
+        sim.url,
+        [
+            {
+                "mode": "polling",
+                "interval": 0.2,
+                "points": [{"name": "soc", "node": "ns=2;s=Inverter.SoC"}],
+            }
+        ],
+        timestamp=setting,
+    )
     async with running(cfg) as (_, ctx):
         await ctx.wait_for(lambda c: len(c.samples) >= 1, 10)
     ts = ctx.samples[0].ts_ms
@@ -124,10 +164,16 @@ async def test_timestamp_choice(sim: InverterSimulator, setting: str) -> None:
 
 async def test_absolute_deadband_suppresses_small_changes(sim: InverterSimulator) -> None:
     await sim.set("Power", 10.0, D)
-    cfg = device(sim.url, [{
-        "interval": 0.05, "deadband": {"type": "absolute", "value": 0.5},
-        "points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}],
-    }])
+    cfg = device(
+        sim.url,
+        [
+            {
+                "interval": 0.05,
+                "deadband": {"type": "absolute", "value": 0.5},
+                "points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}],
+            }
+        ],
+    )
     async with running(cfg) as (_, ctx):
         await ctx.wait_for(lambda c: 10.0 in values(c, "power"), 10)
         for v in (10.2, 10.4, 11.0, 11.3, 9.0):
@@ -141,11 +187,21 @@ async def test_percent_deadband_uses_eu_range(sim: InverterSimulator) -> None:
     """SoC has EURange 0..100, so 2 % is 2.0 units. asyncua's server ignores percent
     deadbands; the driver enforces them itself."""
     await sim.set("SoC", 50.0, D)
-    cfg = device(sim.url, [{
-        "interval": 0.05,
-        "points": [{"name": "soc", "node": "ns=2;s=Inverter.SoC",
-                    "deadband": {"type": "percent", "value": 2}}],
-    }])
+    cfg = device(
+        sim.url,
+        [
+            {
+                "interval": 0.05,
+                "points": [
+                    {
+                        "name": "soc",
+                        "node": "ns=2;s=Inverter.SoC",
+                        "deadband": {"type": "percent", "value": 2},
+                    }
+                ],
+            }
+        ],
+    )
     async with running(cfg) as (_, ctx):
         await ctx.wait_for(lambda c: 50.0 in values(c, "soc"), 10)
         for v in (51.0, 51.9, 52.5, 53.0, 40.0):
@@ -156,15 +212,21 @@ async def test_percent_deadband_uses_eu_range(sim: InverterSimulator) -> None:
 
 
 async def test_writes_use_the_node_data_type(sim: InverterSimulator) -> None:
-    cfg = device(sim.url, [{
-        "mode": "polling", "interval": 0.5,
-        "points": [
-            {"name": "setpoint", "node": "ns=2;s=Inverter.PowerSetpoint", "writable": True},
-            {"name": "max_current", "path": "2:Inverter/2:MaxCurrent", "writable": True},
-            {"name": "enabled", "node": "ns=2;s=Inverter.Enabled", "writable": True},
-            {"name": "power", "node": "ns=2;s=Inverter.Power"},
+    cfg = device(
+        sim.url,
+        [
+            {
+                "mode": "polling",
+                "interval": 0.5,
+                "points": [
+                    {"name": "setpoint", "node": "ns=2;s=Inverter.PowerSetpoint", "writable": True},
+                    {"name": "max_current", "path": "2:Inverter/2:MaxCurrent", "writable": True},
+                    {"name": "enabled", "node": "ns=2;s=Inverter.Enabled", "writable": True},
+                    {"name": "power", "node": "ns=2;s=Inverter.Power"},
+                ],
+            }
         ],
-    }])
+    )
     async with running(cfg) as (driver, ctx):
         await ctx.wait_for(lambda c: c.status_of("inv-1") is DeviceStatus.ONLINE, 10)
         # an int to a Double node: no BadTypeMismatch
@@ -191,22 +253,37 @@ async def test_writes_use_the_node_data_type(sim: InverterSimulator) -> None:
 
 async def test_write_refused_by_server_is_reported(sim: InverterSimulator) -> None:
     """Power is read-only on the server: the driver reports the status, not success."""
-    cfg = device(sim.url, [{
-        "mode": "polling", "interval": 0.5,
-        "points": [{"name": "power", "node": "ns=2;s=Inverter.Power", "writable": True}],
-    }])
+    cfg = device(
+        sim.url,
+        [
+            {
+                "mode": "polling",
+                "interval": 0.5,
+                "points": [{"name": "power", "node": "ns=2;s=Inverter.Power", "writable": True}],
+            }
+        ],
+    )
     async with running(cfg) as (driver, ctx):
         await ctx.wait_for(lambda c: c.status_of("inv-1") is DeviceStatus.ONLINE, 10)
-        with pytest.raises(WriteFailed, match="server refused the write: BadUserAccessDenied|BadNotWritable"):
+        with pytest.raises(
+            WriteFailed, match="server refused the write: BadUserAccessDenied|BadNotWritable"
+        ):
             await driver.write("inv-1", "power", 5)
 
 
 async def test_write_while_offline_fails_cleanly() -> None:
     from drivers.opcua.simulator import free_port
 
-    cfg = device(f"opc.tcp://127.0.0.1:{free_port()}", [{
-        "points": [{"name": "sp", "node": "ns=2;s=Inverter.PowerSetpoint", "writable": True}],
-    }])
+    cfg = device(
+        f"opc.tcp://127.0.0.1:{free_port()}",
+        [
+            {
+                "points": [
+                    {"name": "sp", "node": "ns=2;s=Inverter.PowerSetpoint", "writable": True}
+                ],
+            }
+        ],
+    )
     async with running(cfg) as (driver, ctx):
         await ctx.wait_for(lambda c: c.status_of("inv-1") is DeviceStatus.OFFLINE, 10)
         with pytest.raises(WriteFailed, match="not connected"):

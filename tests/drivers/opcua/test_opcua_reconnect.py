@@ -24,12 +24,22 @@ async def test_server_restart_mid_run(caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
     sim = InverterSimulator(port=port, period=3600)
     await sim.start()
-    cfg = device(sim.url, [
-        {"name": "fast", "interval": 0.05,
-         "points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]},
-        {"name": "slow", "mode": "polling", "interval": 0.2,
-         "points": [{"name": "soc", "path": "2:Inverter/2:SoC"}]},
-    ])
+    cfg = device(
+        sim.url,
+        [
+            {
+                "name": "fast",
+                "interval": 0.05,
+                "points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}],
+            },
+            {
+                "name": "slow",
+                "mode": "polling",
+                "interval": 0.2,
+                "points": [{"name": "soc", "path": "2:Inverter/2:SoC"}],
+            },
+        ],
+    )
     restarted: InverterSimulator | None = None
     try:
         async with running(cfg) as (driver, ctx):
@@ -54,7 +64,11 @@ async def test_server_restart_mid_run(caplog: pytest.LogCaptureFixture) -> None:
             await ctx.wait_for(lambda c: 43.0 in values(c, "power"), 10)
             n = len(values(ctx, "soc"))
             await ctx.wait_for(lambda c: len(values(c, "soc")) > n + 1, 10)  # polling resumed too
-            assert statuses(ctx)[:3] == [DeviceStatus.ONLINE, DeviceStatus.OFFLINE, DeviceStatus.ONLINE]
+            assert statuses(ctx)[:3] == [
+                DeviceStatus.ONLINE,
+                DeviceStatus.OFFLINE,
+                DeviceStatus.ONLINE,
+            ]
             assert driver.sessions["inv-1"].connections == 2
         connected = [r for r in caplog.records if "connected to %s" % sim.url in r.getMessage()]
         assert len(connected) == 2
@@ -68,9 +82,12 @@ async def test_server_restart_mid_run(caplog: pytest.LogCaptureFixture) -> None:
 
 async def test_server_down_at_start_then_appears() -> None:
     port = free_port()
-    cfg = device(f"opc.tcp://127.0.0.1:{port}", [
-        {"points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]},
-    ])
+    cfg = device(
+        f"opc.tcp://127.0.0.1:{port}",
+        [
+            {"points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]},
+        ],
+    )
     sim = InverterSimulator(port=port, period=3600)
     try:
         async with running(cfg) as (_, ctx):

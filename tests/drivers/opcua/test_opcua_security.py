@@ -63,9 +63,12 @@ def _gateway_log(caplog: pytest.LogCaptureFixture) -> str:
 
 
 def _secure_device(url: str, trusted: list[Path], password: str = PASSWORD, **sec: object):  # type: ignore[no-untyped-def]
-    security = {"policy": "Basic256Sha256", "mode": "SignAndEncrypt",
-                "generate_certificate": True,
-                "trusted_server_certificates": [str(p) for p in trusted]}
+    security = {
+        "policy": "Basic256Sha256",
+        "mode": "SignAndEncrypt",
+        "generate_certificate": True,
+        "trusted_server_certificates": [str(p) for p in trusted],
+    }
     security.update(sec)
     return device(
         url,
@@ -77,12 +80,18 @@ def _secure_device(url: str, trusted: list[Path], password: str = PASSWORD, **se
 
 @pytest.mark.parametrize(
     ("policy", "mode"),
-    [("Basic256Sha256", "SignAndEncrypt"), ("Basic256Sha256", "Sign"),
-     ("Aes256Sha256RsaPss", "SignAndEncrypt")],
+    [
+        ("Basic256Sha256", "SignAndEncrypt"),
+        ("Basic256Sha256", "Sign"),
+        ("Aes256Sha256RsaPss", "SignAndEncrypt"),
+    ],
 )
 async def test_secure_channel_with_generated_client_certificate(
-    secure: dict[str, object], tmp_path: Path, caplog: pytest.LogCaptureFixture,
-    policy: str, mode: str,
+    secure: dict[str, object],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    policy: str,
+    mode: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     sim = secure["sim"]
@@ -92,7 +101,9 @@ async def test_secure_channel_with_generated_client_certificate(
         await ctx.wait_for(lambda c: 3.25 in values(c, "power"), 20)
         client = driver.sessions["inv-1"].client
         assert client is not None
-        assert client.security_policy.URI == getattr(security_policies, f"SecurityPolicy{policy}").URI
+        assert (
+            client.security_policy.URI == getattr(security_policies, f"SecurityPolicy{policy}").URI
+        )
         assert client.security_policy.Mode == getattr(ua.MessageSecurityMode, mode)
     generated = tmp_path / "opcua" / "inv-1"
     assert (generated / "client_cert.der").stat().st_size > 500
