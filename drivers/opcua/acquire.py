@@ -24,7 +24,7 @@ from asyncua.common.subscription import (
 )
 
 from drivers.base import DriverContext
-from drivers.opcua.config import DeadbandType, GroupConfig, OpcuaDeviceConfig, PointConfig
+from drivers.opcua.config import Deadband, DeadbandType, GroupConfig, OpcuaDeviceConfig, PointConfig
 from drivers.opcua.convert import quality_of, timestamp_of, value_of
 from gateway.model import Quality, Sample
 
@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 #: Samples held between the subscription consumer and ``emit``; beyond it the consumer waits
 #: (backpressure) and asyncua's own queue absorbs the rest, warning when it overflows.
 MAX_PENDING = 50_000
+
+
+#: ns=0 ids of SByte..Double, Number, Integer, UInteger, Decimal.
+_NUMERIC_TYPE_IDS = {*range(2, 12), 26, 27, 28, 50}
 
 
 class ConnectionLost(Exception):
@@ -111,8 +115,7 @@ async def poll_group(
         await clock.sleep(delay)
 
 
-def _deadband_filter(point: BoundPoint, group: GroupConfig) -> ua.DataChangeFilter | None:
-    deadband = point.config.deadband or group.deadband
+def _deadband_filter(deadband: Deadband | None) -> ua.DataChangeFilter | None:
     if deadband is None:
         return None
     flt = ua.DataChangeFilter()
@@ -162,9 +165,12 @@ class SubscriptionGroup:
         self.sub = await self.client.create_subscription(
             self.group.interval * 1000, queue_maxsize=queue, overflow=OverflowPolicy.WARN
         )
+        numeric = await self._numeric_points()
         requests = []
         for handle, point in enumerate(self.points, start=1):
             deadband = point.config.deadband or self.group.deadband
+            if deadband is not None and point.config.name not in numeric:
+                deadband = None  # a deadband on a string/bool node is refused by servers
             if deadband is not None and deadband.type is DeadbandType.PERCENT:
                 width = await _eu_range_width(self.client, point)
                 if width is None:
@@ -182,7 +188,7 @@ class SubscriptionGroup:
             params.SamplingInterval = self.group.sampling_interval * 1000
             params.QueueSize = self.group.queue_size
             params.DiscardOldest = True
-            params.Filter = _deadband_filter(point, self.group)
+            params.Filter = _deadband_filter(deadband)
             req = ua.MonitoredItemCreateRequest()
             req.ItemToMonitor = ua.ReadValueId(
                 NodeId=point.node_id, AttributeId=ua.AttributeIds.Value
@@ -206,6 +212,23 @@ class SubscriptionGroup:
                 )
                 refused.append(Sample(self.device.id, point.config.name, now, None, Quality.BAD))
         return refused
+
+    async def _numeric_points(self) -> set[str]:
+        """Names of the points with a deadband whose node holds a number (one Read)."""
+        wanted = [p for p in self.points if p.config.deadband or self.group.deadband]
+        if not wanted:
+            return set()
+        nodes = [self.client.get_node(p.node_id) for p in wanted]
+        types = await self.client.read_attributes(nodes, ua.AttributeIds.DataType)
+        numeric = set()
+        for point, dv in zip(wanted, types, strict=True):
+            type_id = dv.Value.Value if dv.Value is not None else None
+            if not isinstance(type_id, ua.NodeId):
+                continue
+            # built-in numeric types, Number/Integer/UInteger, or vendor subtypes (assumed so)
+            if type_id.NamespaceIndex != 0 or type_id.Identifier in _NUMERIC_TYPE_IDS:
+                numeric.add(point.config.name)
+        return numeric
 
     async def run(self) -> None:
         """Consume notifications until the connection ends (the caller cancels us)."""

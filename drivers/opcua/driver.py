@@ -10,10 +10,15 @@ from urllib.parse import urlparse
 from drivers.base import Driver, DriverContext, TaskFactory, UnknownPoint
 from drivers.opcua.config import OpcuaDeviceConfig
 from drivers.opcua.session import DeviceSession
-from drivers.opcua.simulator import InverterSimulator
 from gateway.model import Value
 
 log = logging.getLogger(__name__)
+
+# asyncua logs every publish response (with its payload) and every request at INFO. At the
+# gateway's usual INFO level that is megabytes per minute and, with thousands of monitored
+# items, measurable CPU. Quiet it unless someone configured the asyncua logger explicitly.
+if logging.getLogger("asyncua").level == logging.NOTSET:
+    logging.getLogger("asyncua").setLevel(logging.WARNING)
 
 #: How long a device waits for its in-process simulator before trying to connect anyway.
 SIMULATOR_START_TIMEOUT = 15.0
@@ -55,6 +60,8 @@ class OpcuaDriver(Driver):
 
     def _sim_factory(self, cfg: OpcuaDeviceConfig) -> TaskFactory:
         async def run_simulator() -> None:
+            from drivers.opcua.simulator import InverterSimulator  # only when simulating
+
             url = urlparse(cfg.url)
             sim = InverterSimulator(url.hostname or "127.0.0.1", url.port or 4840)
             await sim.run(self._sim_ready[cfg.id])

@@ -3,6 +3,8 @@ subscription re-created, and the task never dies."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 import pytest
@@ -11,6 +13,8 @@ from opcua_helpers import device, running, values
 
 from drivers.opcua.simulator import InverterSimulator, free_port
 from gateway.model import DeviceStatus
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 D = ua.VariantType.Double
 
@@ -49,7 +53,7 @@ async def test_server_restart_mid_run(caplog: pytest.LogCaptureFixture) -> None:
 
             await sim.stop()
             await ctx.wait_for(lambda c: c.status_of("inv-1") is DeviceStatus.OFFLINE, 10)
-            assert "no connection to %s" % sim.url in caplog.text
+            assert f"no connection to {sim.url}" in caplog.text
             assert "device marked offline, reconnecting in" in caplog.text
             reason = ctx.statuses[-1][2]
             assert reason  # the status carries why
@@ -70,7 +74,7 @@ async def test_server_restart_mid_run(caplog: pytest.LogCaptureFixture) -> None:
                 DeviceStatus.ONLINE,
             ]
             assert driver.sessions["inv-1"].connections == 2
-        connected = [r for r in caplog.records if "connected to %s" % sim.url in r.getMessage()]
+        connected = [r for r in caplog.records if f"connected to {sim.url}" in r.getMessage()]
         assert len(connected) == 2
         offline = [r for r in caplog.records if "device marked offline" in r.getMessage()]
         assert offline and all(r.levelno == logging.WARNING for r in offline)
@@ -99,3 +103,68 @@ async def test_server_down_at_start_then_appears() -> None:
             assert ctx.status_of("inv-1") is DeviceStatus.ONLINE
     finally:
         await sim.stop()
+
+
+class BlackHoleProxy:
+    """A TCP proxy that can silently stop forwarding (a cable pulled, a switch hung): the
+    socket stays open, nothing arrives. Only the watchdog can notice that."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.frozen = asyncio.Event()
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    if self.frozen.is_set():
+                        continue  # swallow: the peer never hears of it
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_silent_network_loss_is_detected_by_the_watchdog(
+    sim: InverterSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="drivers.opcua")
+    proxy = BlackHoleProxy(sim.port)
+    await proxy.start()
+    cfg = device(
+        f"opc.tcp://127.0.0.1:{proxy.port}",
+        [{"interval": 0.05, "points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]}],
+    )
+    try:
+        async with running(cfg) as (_, ctx):
+            await sim.set("Power", 11.0, D)
+            await ctx.wait_for(lambda c: 11.0 in values(c, "power"), 10)
+            proxy.frozen.set()
+            t0 = asyncio.get_running_loop().time()
+            await ctx.wait_for(lambda c: c.status_of("inv-1") is DeviceStatus.OFFLINE, 10)
+            detected_after = asyncio.get_running_loop().time() - t0
+            assert detected_after < 5  # watchdog_interval 0.5 s, request timeout 2 s
+            assert "watchdog" in ctx.statuses[-1][2]
+            proxy.frozen.clear()
+            await sim.set("Power", 12.0, D)
+            await ctx.wait_for(lambda c: 12.0 in values(c, "power"), 15)
+            assert ctx.status_of("inv-1") is DeviceStatus.ONLINE
+    finally:
+        await proxy.stop()
