@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 #: Samples held between the subscription consumer and ``emit``; beyond it the consumer waits
 #: (backpressure) and asyncua's own queue absorbs the rest, warning when it overflows.
 MAX_PENDING = 50_000
+#: On a lost connection, how long we try to hand the last received samples on.
+FLUSH_ON_CLOSE_TIMEOUT = 2.0
 
 
 #: ns=0 ids of SByte..Double, Number, Integer, UInteger, Decimal.
@@ -155,6 +157,7 @@ class SubscriptionGroup:
         self.by_handle: dict[int, BoundPoint] = {}
         self.sub: Subscription | None = None
         self._pending: list[Sample] = []
+        self._inflight: list[Sample] = []  # handed to emit, not yet accepted
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
 
@@ -185,7 +188,9 @@ class SubscriptionGroup:
                     point.percent_width = width * deadband.value / 100
             params = ua.MonitoringParameters()
             params.ClientHandle = handle
-            params.SamplingInterval = self.group.sampling_interval * 1000
+            # -1: sample at the publishing interval (OPC-UA Part 4)
+            sampling = self.group.sampling_interval
+            params.SamplingInterval = -1.0 if sampling is None else sampling * 1000
             params.QueueSize = self.group.queue_size
             params.DiscardOldest = True
             params.Filter = _deadband_filter(deadband)
@@ -231,22 +236,39 @@ class SubscriptionGroup:
         return numeric
 
     async def run(self) -> None:
-        """Consume notifications until the connection ends (the caller cancels us)."""
-        assert self.sub is not None
-        flusher = asyncio.create_task(self._flush_loop(), name=f"opcua-flush[{self.device.id}]")
+        """Consume notifications until the connection ends (the caller cancels us). Samples
+        received before the end are still handed on, so a lost link loses nothing we had."""
         try:
-            async for event in self.sub:
-                if isinstance(event, DataChangeEvent):
-                    self._on_change(event)
-                elif isinstance(event, StatusChangeEvent):
-                    status = event.notification.Status
-                    raise ConnectionLost(f"subscription status changed to {status.name}")
-                if len(self._pending) >= MAX_PENDING:
-                    self._drained.clear()
-                    await self._drained.wait()
-            raise ConnectionLost("subscription closed")
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._consume(), name=f"opcua-consume[{self.device.id}]")
+                tg.create_task(self._flush_loop(), name=f"opcua-flush[{self.device.id}]")
         finally:
-            flusher.cancel()
+            leftover, self._inflight, self._pending = self._inflight + self._pending, [], []
+            if leftover:
+                try:
+                    async with asyncio.timeout(FLUSH_ON_CLOSE_TIMEOUT):
+                        await self.ctx.emit(leftover)
+                except TimeoutError:
+                    log.warning(
+                        "opcua device %s: dropped %d samples received just before the "
+                        "connection ended: the pipeline did not take them within %.0f s",
+                        self.device.id,
+                        len(leftover),
+                        FLUSH_ON_CLOSE_TIMEOUT,
+                    )
+
+    async def _consume(self) -> None:
+        assert self.sub is not None
+        async for event in self.sub:
+            if isinstance(event, DataChangeEvent):
+                self._on_change(event)
+            elif isinstance(event, StatusChangeEvent):
+                status = event.notification.Status
+                raise ConnectionLost(f"subscription status changed to {status.name}")
+            if len(self._pending) >= MAX_PENDING:
+                self._drained.clear()
+                await self._drained.wait()
+        raise ConnectionLost("subscription closed")
 
     def _on_change(self, event: DataChangeEvent) -> None:
         item = event.data.monitored_item
@@ -265,7 +287,8 @@ class SubscriptionGroup:
             self._wake.clear()
             # The consumer drains a whole publish response without yielding, so by now the
             # burst is complete and goes out as one batch.
-            batch, self._pending = self._pending, []
+            self._inflight, self._pending = self._pending, []
             self._drained.set()
-            if batch:
-                await self.ctx.emit(batch)
+            if self._inflight:
+                await self.ctx.emit(self._inflight)
+            self._inflight = []

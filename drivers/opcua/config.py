@@ -129,8 +129,12 @@ class GroupConfig(StrictModel):
     interval: Annotated[float, Field(gt=0, le=86_400)] = Field(
         1.0, description="Polling: seconds between reads. Subscription: publishing interval."
     )
-    sampling_interval: Annotated[float, Field(ge=0)] = Field(
-        0.0, description="Subscription: server sampling interval in seconds (0 = fastest)."
+    sampling_interval: Annotated[float, Field(ge=0)] | None = Field(
+        None,
+        description=(
+            "Subscription: server sampling interval in seconds (0 = fastest the server can); "
+            "default: the publishing interval."
+        ),
     )
     queue_size: Annotated[int, Field(ge=1, le=10_000)] = Field(
         1, description="Subscription: server-side queue per monitored item."
@@ -244,6 +248,13 @@ class OpcuaDeviceConfig(DeviceConfig):
         groups = [g.name for g in self.groups]
         if len(set(groups)) != len(groups):
             raise ValueError("group names must be unique within a device")
+        for group in self.groups:
+            if self.group_mode(group) is Mode.POLLING and (
+                group.deadband or any(p.deadband for p in group.points)
+            ):
+                raise ValueError(
+                    f"group {group.name!r} polls: deadbands apply to subscription groups only"
+                )
         host = urlparse(self.url).hostname
         if self.simulate and host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("simulate: true needs a loopback url (127.0.0.1)")

@@ -133,7 +133,7 @@ class DeviceSession:
                     )
                 tg.create_task(self._watch(lost, loss), name=f"opcua-watch[{self.cfg.id}]")
         except ExceptionGroup as group_err:  # report the first failure of the task group
-            raise group_err.exceptions[0] from None
+            raise _first_leaf(group_err) from None
         finally:
             self.client = None
             await self._dispose(client)
@@ -282,3 +282,9 @@ class DeviceSession:
         if isinstance(err, OSError):
             return err.strerror or type(err).__name__
         return str(err) or type(err).__name__
+
+
+def _first_leaf(err: BaseException) -> BaseException:
+    while isinstance(err, BaseExceptionGroup):
+        err = err.exceptions[0]
+    return err

@@ -84,6 +84,13 @@ def base(**extra: Any) -> dict[str, Any]:
         ),
         ({"security": {"policy": "Basic128Rsa15"}}, "Basic256Sha256"),
         ({"simulate": True}, "loopback"),
+        (
+            {
+                "mode": "polling",
+                "groups": [{"deadband": {"value": 1}, "points": [{"name": "p", "node": "i=1"}]}],
+            },
+            "deadbands apply to subscription groups only",
+        ),
         ({"pollinterval": 3}, "Extra inputs are not permitted"),
     ],
 )
