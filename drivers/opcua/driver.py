@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from urllib.parse import urlparse
 
 from drivers.base import Driver, DriverContext, TaskFactory, UnknownPoint
@@ -38,7 +38,7 @@ class OpcuaDriver(Driver):
             self.sessions[dev.id] = DeviceSession(dev, ctx, ready)
 
     @staticmethod
-    def _waiter(device: str, event: asyncio.Event):  # type: ignore[no-untyped-def]
+    def _waiter(device: str, event: asyncio.Event) -> Callable[[], Awaitable[None]]:
         async def wait() -> None:
             try:
                 await asyncio.wait_for(event.wait(), SIMULATOR_START_TIMEOUT)

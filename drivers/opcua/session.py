@@ -63,8 +63,10 @@ class DeviceSession:
         if self._ready is not None:
             await self._ready()
         delay = self.cfg.reconnect.initial_delay
+        failures = 0  # consecutive attempts without reaching online
         while True:
             started = self.ctx.clock.monotonic()
+            before = self.connections
             try:
                 await self._connected_session()
                 reason = "connection ended"
@@ -72,17 +74,25 @@ class DeviceSession:
                 raise
             except Exception as err:
                 reason = self._describe(err)
-            if self.ctx.clock.monotonic() - started > STABLE_AFTER:
-                delay = self.cfg.reconnect.initial_delay
+            if self.connections > before:  # we were online: this is a fresh loss
+                failures = 0
+                if self.ctx.clock.monotonic() - started > STABLE_AFTER:
+                    delay = self.cfg.reconnect.initial_delay
+            failures += 1
             wait = delay * random.uniform(0.8, 1.2)
             self.ctx.set_status(self.cfg.id, DeviceStatus.OFFLINE, reason)
-            log.warning(
+            # WARNING when the device goes offline (and every 10th failed attempt after),
+            # INFO for the retries in between: a long outage must not flood the journal.
+            level = logging.WARNING if failures % 10 == 1 else logging.INFO
+            log.log(
+                level,
                 "opcua device %s: no connection to %s (%s); device marked offline, reconnecting "
-                "in %.1f s",
+                "in %.1f s (attempt %d)",
                 self.cfg.id,
                 self.cfg.url,
                 reason,
                 wait,
+                failures,
             )
             await self.ctx.clock.sleep(wait)
             delay = min(delay * 2, self.cfg.reconnect.max_delay)

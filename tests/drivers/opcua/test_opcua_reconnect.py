@@ -77,7 +77,8 @@ async def test_server_restart_mid_run(caplog: pytest.LogCaptureFixture) -> None:
         connected = [r for r in caplog.records if f"connected to {sim.url}" in r.getMessage()]
         assert len(connected) == 2
         offline = [r for r in caplog.records if "device marked offline" in r.getMessage()]
-        assert offline and all(r.levelno == logging.WARNING for r in offline)
+        assert offline[0].levelno == logging.WARNING  # going offline is a warning
+        assert "(attempt 1)" in offline[0].getMessage()
     finally:
         await sim.stop()
         if restarted is not None:
@@ -168,3 +169,32 @@ async def test_silent_network_loss_is_detected_by_the_watchdog(
             assert ctx.status_of("inv-1") is DeviceStatus.ONLINE
     finally:
         await proxy.stop()
+
+
+async def test_one_dead_device_does_not_stop_another(
+    sim: InverterSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="drivers.opcua")
+    good = device(
+        sim.url, [{"points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]}], id="good"
+    )
+    dead = device(
+        f"opc.tcp://127.0.0.1:{free_port()}",
+        [{"points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]}],
+        id="dead",
+        reconnect={"initial_delay": 0.05, "max_delay": 0.1},
+    )
+    async with running(good, dead) as (_, ctx):
+        await sim.set("Power", 8.0, D)
+        await ctx.wait_for(
+            lambda c: any(s.device == "good" and s.value == 8.0 for s in c.samples), 10
+        )
+        await ctx.wait_for(
+            lambda c: "(attempt 12)" in caplog.text, 10
+        )  # the dead one keeps trying, quietly
+        assert ctx.status_of("good") is DeviceStatus.ONLINE
+        assert ctx.status_of("dead") is DeviceStatus.OFFLINE
+    dead_records = [r for r in caplog.records if "opcua device dead" in r.getMessage()]
+    warnings = [r for r in dead_records if r.levelno == logging.WARNING]
+    assert [r.getMessage().rsplit("(attempt ", 1)[1] for r in warnings][:2] == ["1)", "11)"]
+    assert len(dead_records) > len(warnings)
