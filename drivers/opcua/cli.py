@@ -54,6 +54,7 @@ def browse_command(args: argparse.Namespace) -> int:
 
 async def browse(args: argparse.Namespace, out: TextIO) -> int:
     client = Client(args.url, timeout=args.timeout)
+    client.session_timeout = 60_000  # a short-lived session; servers cap long ones anyway
     if args.user:
         client.set_user(args.user)
         client.set_password(os.environ.get(PASSWORD_ENV, ""))

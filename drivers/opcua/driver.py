@@ -63,8 +63,18 @@ class OpcuaDriver(Driver):
             from drivers.opcua.simulator import InverterSimulator  # only when simulating
 
             url = urlparse(cfg.url)
-            sim = InverterSimulator(url.hostname or "127.0.0.1", url.port or 4840)
-            await sim.run(self._sim_ready[cfg.id])
+            sim = InverterSimulator(
+                url.hostname or "127.0.0.1", url.port or 4840, auto_schedule=True
+            )
+            session = self.sessions[cfg.id]
+
+            async def sessions_closed() -> None:
+                # At shutdown both tasks are cancelled together; let our client close its
+                # session before the server goes, or asyncua logs a crashed publish loop.
+                async with asyncio.timeout(2):
+                    await session.closed.wait()
+
+            await sim.run(self._sim_ready[cfg.id], before_stop=sessions_closed)
 
         return run_simulator
 

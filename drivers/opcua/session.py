@@ -56,6 +56,8 @@ class DeviceSession:
         )
         self._creds: ClientCredentials | None = None
         self.connections = 0
+        self.closed = asyncio.Event()  # set while no client is open (for an orderly shutdown)
+        self.closed.set()
 
     # -- the supervised task ---------------------------------------------------------------
 
@@ -105,7 +107,12 @@ class DeviceSession:
             loss.append(exc)
             lost.set()
 
-        client = await self._connect(on_lost)
+        self.closed.clear()
+        try:
+            client = await self._connect(on_lost)
+        except BaseException:
+            self.closed.set()
+            raise
         try:
             refused = await self._bind_points(client)
             subs, polls = [], []
@@ -147,6 +154,7 @@ class DeviceSession:
         finally:
             self.client = None
             await self._dispose(client)
+            self.closed.set()
 
     @staticmethod
     async def _watch(lost: asyncio.Event, loss: list[Exception]) -> None:

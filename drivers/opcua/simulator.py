@@ -24,6 +24,7 @@ import contextlib
 import logging
 import math
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -38,6 +39,7 @@ BENCH_BASE = 100_000
 CAPACITY_KWH = 200.0
 RAMP_KW_PER_S = 50.0
 MAX_POWER_KW = 100.0
+SCHEDULE_PERIOD_S = 600.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -88,6 +90,7 @@ class InverterSimulator:
         policies: list[ua.SecurityPolicyType] | None = None,
         users: dict[str, str] | None = None,
         application_uri: str = "urn:fieldgate:simulator:server",
+        auto_schedule: bool = False,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
@@ -104,6 +107,10 @@ class InverterSimulator:
         self.power = 0.0
         self.ticks = 0
         self.running = False
+        # Until a client writes PowerSetpoint, the plant runs its own slow charge/discharge
+        # schedule so the demo shows live data; the first external write takes over.
+        self.auto_schedule = auto_schedule
+        self._auto_setpoint = 0.0  # the node's initial value
 
     @property
     def url(self) -> str:
@@ -118,10 +125,18 @@ class InverterSimulator:
         if self.certificate is not None and self.private_key is not None:
             await server.load_certificate(str(self.certificate))
             await server.load_private_key(str(self.private_key))
+        has_cert = self.certificate is not None and self.private_key is not None
         if self.policies is not None:
             server.set_security_policy(self.policies)
+        elif not has_cert:  # only offer what can work, and skip asyncua's warnings about it
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         if isinstance(server.iserver.user_manager, _Users) and server.iserver.user_manager.users:
             server.set_identity_tokens([ua.UserNameIdentityToken])
+        else:
+            server.set_identity_tokens([ua.AnonymousIdentityToken])
+        # asyncua's server does not implement percent deadbands and warns on every change;
+        # the driver enforces them itself, so this is noise in the demo log.
+        logging.getLogger("asyncua.server.monitored_item_service").setLevel(logging.ERROR)
         ns = await server.register_namespace(NAMESPACE)
         inverter = await server.nodes.objects.add_object(_sid(ns, "Inverter"), f"{ns}:Inverter")
 
@@ -185,6 +200,8 @@ class InverterSimulator:
     async def step(self, dt: float) -> None:
         """Advance the plant model by ``dt`` seconds."""
         self.ticks += 1
+        if self.auto_schedule:
+            await self._follow_schedule()
         target = float(self.read("PowerSetpoint")) if self.read("Enabled") else 0.0
         target = max(-MAX_POWER_KW, min(MAX_POWER_KW, target))
         if (target > 0 and self.soc <= 5.0) or (target < 0 and self.soc >= 95.0):
@@ -208,9 +225,25 @@ class InverterSimulator:
                 )
                 await self.server.write_attribute_value(node, dv)
 
-    async def run(self, started: asyncio.Event | None = None) -> None:
+    async def _follow_schedule(self) -> None:
+        current = float(self.read("PowerSetpoint"))
+        if current != self._auto_setpoint:
+            self.auto_schedule = False  # a client wrote a setpoint: it is in charge now
+            log.info("simulator: setpoint %.1f kW written by a client; schedule off", current)
+            return
+        # 60 kW sine with a 10-minute period: discharging, idle, charging, idle
+        phase = 2 * math.pi * (self.ticks * self.period) / SCHEDULE_PERIOD_S
+        self._auto_setpoint = round(60.0 * math.sin(phase), 1)
+        await self.set("PowerSetpoint", self._auto_setpoint, ua.VariantType.Double)
+
+    async def run(
+        self,
+        started: asyncio.Event | None = None,
+        before_stop: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Start, tick every ``period`` until cancelled, stop. ``started`` is set once the
-        server listens (the driver waits for it before its first connect)."""
+        server listens (the driver waits for it before its first connect); ``before_stop``
+        lets in-process clients close their sessions first, so shutdown is quiet."""
         await self.start()
         if started is not None:
             started.set()
@@ -224,6 +257,9 @@ class InverterSimulator:
         finally:
             if started is not None:
                 started.clear()
+            if before_stop is not None:
+                with contextlib.suppress(Exception):
+                    await before_stop()
             await self.stop()
 
 
@@ -233,9 +269,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=4840)
     parser.add_argument("--period", type=float, default=1.0, help="seconds between updates")
     parser.add_argument("--items", type=int, default=0, help="extra bench items that change")
+    parser.add_argument(
+        "--schedule", action="store_true", help="run a charge/discharge schedule until written"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    sim = InverterSimulator(args.host, args.port, period=args.period, bench_items=args.items)
+    sim = InverterSimulator(
+        args.host,
+        args.port,
+        period=args.period,
+        bench_items=args.items,
+        auto_schedule=args.schedule,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(sim.run())
     return 0
