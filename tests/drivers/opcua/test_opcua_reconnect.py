@@ -151,7 +151,15 @@ async def test_silent_network_loss_is_detected_by_the_watchdog(
     await proxy.start()
     cfg = device(
         f"opc.tcp://127.0.0.1:{proxy.port}",
-        [{"interval": 0.05, "points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]}],
+        [
+            {"interval": 0.05, "points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]},
+            {
+                "name": "poll",
+                "mode": "polling",
+                "interval": 0.2,
+                "points": [{"name": "soc", "node": "ns=2;s=Inverter.SoC"}],
+            },
+        ],
     )
     try:
         async with running(cfg) as (_, ctx):
@@ -167,6 +175,8 @@ async def test_silent_network_loss_is_detected_by_the_watchdog(
             await sim.set("Power", 12.0, D)
             await ctx.wait_for(lambda c: 12.0 in values(c, "power"), 15)
             assert ctx.status_of("inv-1") is DeviceStatus.ONLINE
+            n = len(values(ctx, "soc"))  # polling runs again on the new connection
+            await ctx.wait_for(lambda c: len(values(c, "soc")) > n + 1, 10)
     finally:
         await proxy.stop()
 

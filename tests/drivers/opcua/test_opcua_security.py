@@ -47,6 +47,7 @@ async def secure(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict
             ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
             ua.SecurityPolicyType.Basic256Sha256_Sign,
             ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
+            ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
         ],
     )
     await sim.start()
@@ -84,6 +85,7 @@ def _secure_device(url: str, trusted: list[Path], password: str = PASSWORD, **se
         ("Basic256Sha256", "SignAndEncrypt"),
         ("Basic256Sha256", "Sign"),
         ("Aes256Sha256RsaPss", "SignAndEncrypt"),
+        ("Aes128Sha256RsaOaep", "SignAndEncrypt"),
     ],
 )
 async def test_secure_channel_with_generated_client_certificate(
@@ -139,6 +141,39 @@ async def test_unknown_certificate_allowed_when_configured(
     async with running(cfg, state_dir=tmp_path) as (_, ctx):
         await ctx.wait_for(lambda c: 3.25 in values(c, "power"), 20)
     assert "accepting unknown server certificate" in caplog.text
+    # the generated pair is kept and reused on the next start, not regenerated
+    cert_file = tmp_path / "opcua" / "inv-1" / "client_cert.der"
+    first = cert_file.read_bytes()
+    async with running(cfg, state_dir=tmp_path) as (_, ctx):
+        await ctx.wait_for(lambda c: 3.25 in values(c, "power"), 20)
+    assert cert_file.read_bytes() == first
+
+
+async def test_client_certificate_from_files(secure: dict[str, object], tmp_path: Path) -> None:
+    key, cert = tmp_path / "own_key.pem", tmp_path / "own_cert.der"
+    await cert_gen.setup_self_signed_certificate(
+        key,
+        cert,
+        "urn:fieldgate:opcua-client",
+        socket.gethostname(),
+        [ExtendedKeyUsageOID.CLIENT_AUTH],
+        {},
+    )
+    sim = secure["sim"]
+    assert isinstance(sim, InverterSimulator)
+    cfg = _secure_device(
+        sim.url,
+        [secure["cert"]],  # type: ignore[list-item]
+        generate_certificate=False,
+        certificate=str(cert),
+        private_key=str(key),
+    )
+    state = tmp_path / "state"
+    async with running(cfg, state_dir=state) as (driver, ctx):
+        await ctx.wait_for(lambda c: 3.25 in values(c, "power"), 20)
+        client = driver.sessions["inv-1"].client
+        assert client is not None and client.security_policy.host_certificate == cert.read_bytes()
+    assert not (state / "opcua").exists()  # nothing generated
 
 
 async def test_wrong_password_is_refused_and_not_logged(
