@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 #: Samples held between the subscription consumer and ``emit``; beyond it the consumer waits
 #: (backpressure) and asyncua's own queue absorbs the rest, warning when it overflows.
 MAX_PENDING = 50_000
+#: Items per CreateMonitoredItems/Read call while setting up (servers limit operations per call).
+PER_CALL = 1000
 #: On a lost connection, how long we try to hand the last received samples on.
 FLUSH_ON_CLOSE_TIMEOUT = 2.0
 
@@ -202,7 +204,9 @@ class SubscriptionGroup:
             req.RequestedParameters = params
             requests.append(req)
             self.by_handle[handle] = point
-        results = await self.sub.create_monitored_items(requests)
+        results: list[int | ua.StatusCode] = []
+        for start in range(0, len(requests), PER_CALL):  # PLCs cap items per call
+            results += await self.sub.create_monitored_items(requests[start : start + PER_CALL])
         refused: list[Sample] = []
         now = self.ctx.clock.now_ms()
         for point, result in zip(self.points, results, strict=True):
@@ -224,7 +228,10 @@ class SubscriptionGroup:
         if not wanted:
             return set()
         nodes = [self.client.get_node(p.node_id) for p in wanted]
-        types = await self.client.read_attributes(nodes, ua.AttributeIds.DataType)
+        types: list[ua.DataValue] = []
+        for start in range(0, len(nodes), PER_CALL):
+            chunk = nodes[start : start + PER_CALL]
+            types += await self.client.read_attributes(chunk, ua.AttributeIds.DataType)
         numeric = set()
         for point, dv in zip(wanted, types, strict=True):
             type_id = dv.Value.Value if dv.Value is not None else None
