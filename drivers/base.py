@@ -152,6 +152,7 @@ BUILTIN_DRIVERS = (
     "drivers.simulated",
     "drivers.ocpp",
     "drivers.modbus",
+    "drivers.opcua",
 )
 
 

@@ -1,0 +1,308 @@
+"""The life of one OPC-UA device: connect, resolve points, acquire, and on any loss mark the
+device offline and reconnect with capped, jittered backoff. The task never ends on its own.
+
+How a lost connection is detected: we use asyncua's connection supervisor with its own
+auto-reconnect switched off. Every ``watchdog_interval`` seconds it reads the server-state
+node with a timeout of at most that interval, and it reacts at once when the transport closes
+(server restart). Either way it calls our ``connection_lost_callback``, which ends the
+acquisition; a failing Read or a subscription status change ends it too. We then build a fresh
+client rather than let asyncua patch the old one, so the device status, the backoff, the
+re-resolution of browse paths (node ids may change when a server restarts) and the re-creation
+of subscriptions are all in one place and visible in our log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from asyncua import Client, ua
+from asyncua.client.ua_client import UaClientState
+
+from drivers.base import DriverContext, UnknownPoint, WriteFailed
+from drivers.opcua.acquire import BoundPoint, ConnectionLost, SubscriptionGroup, poll_group
+from drivers.opcua.config import Mode, OpcuaDeviceConfig, PointConfig, SecurityPolicy
+from drivers.opcua.convert import CoercionError, coerce_for_write
+from drivers.opcua.security import ClientCredentials, TrustList, apply_security, client_credentials
+from gateway.model import DeviceStatus, Quality, Sample, Value
+
+log = logging.getLogger(__name__)
+
+#: How long a connection must have stayed up before the backoff starts again from the bottom.
+STABLE_AFTER = 30.0
+
+
+class DeviceSession:
+    def __init__(
+        self,
+        cfg: OpcuaDeviceConfig,
+        ctx: DriverContext,
+        ready: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self._ready = ready  # awaited before connecting (the in-process simulator starting)
+        self.points: dict[str, PointConfig] = {p.name: p for g in cfg.groups for p in g.points}
+        self.client: Client | None = None
+        self.bound: dict[str, BoundPoint] = {}
+        self._types: dict[str, ua.VariantType] = {}
+        self._trust = TrustList(
+            list(cfg.security.trusted_server_certificates),
+            cfg.security.allow_unknown_server_certificate,
+            cfg.id,
+        )
+        self._creds: ClientCredentials | None = None
+        self.connections = 0
+        self.closed = asyncio.Event()  # set while no client is open (for an orderly shutdown)
+        self.closed.set()
+
+    # -- the supervised task ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        if self._ready is not None:
+            await self._ready()
+        delay = self.cfg.reconnect.initial_delay
+        failures = 0  # consecutive attempts without reaching online
+        while True:
+            started = self.ctx.clock.monotonic()
+            before = self.connections
+            try:
+                await self._connected_session()
+                reason = "connection ended"
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                reason = self._describe(err)
+            if self.connections > before:  # we were online: this is a fresh loss
+                failures = 0
+                if self.ctx.clock.monotonic() - started > STABLE_AFTER:
+                    delay = self.cfg.reconnect.initial_delay
+            failures += 1
+            wait = delay * random.uniform(0.8, 1.2)
+            self.ctx.set_status(self.cfg.id, DeviceStatus.OFFLINE, reason)
+            # WARNING when the device goes offline (and every 10th failed attempt after),
+            # INFO for the retries in between: a long outage must not flood the journal.
+            level = logging.WARNING if failures % 10 == 1 else logging.INFO
+            log.log(
+                level,
+                "opcua device %s: no connection to %s (%s); device marked offline, reconnecting "
+                "in %.1f s (attempt %d)",
+                self.cfg.id,
+                self.cfg.url,
+                reason,
+                wait,
+                failures,
+            )
+            await self.ctx.clock.sleep(wait)
+            delay = min(delay * 2, self.cfg.reconnect.max_delay)
+
+    async def _connected_session(self) -> None:
+        lost = asyncio.Event()
+        loss: list[Exception] = []
+
+        async def on_lost(exc: Exception) -> None:
+            loss.append(exc)
+            lost.set()
+
+        self.closed.clear()
+        try:
+            client = await self._connect(on_lost)
+        except BaseException:
+            self.closed.set()
+            raise
+        try:
+            refused = await self._bind_points(client)
+            subs, polls = [], []
+            for group in self.cfg.groups:
+                points = [self.bound[p.name] for p in group.points if p.name in self.bound]
+                if not points:
+                    continue
+                if self.cfg.group_mode(group) is Mode.SUBSCRIPTION:
+                    sub = SubscriptionGroup(client, self.cfg, group, points, self.ctx)
+                    refused += await sub.create()
+                    subs.append(sub)
+                else:
+                    polls.append((group, points))
+            self.client = client
+            self.connections += 1
+            self.ctx.set_status(self.cfg.id, DeviceStatus.ONLINE, f"connected to {self.cfg.url}")
+            log.info(
+                "opcua device %s: connected to %s (security %s), %d subscription and %d polling "
+                "group(s) running",
+                self.cfg.id,
+                self.cfg.url,
+                self._security_label(),
+                len(subs),
+                len(polls),
+            )
+            if refused:
+                await self.ctx.emit(refused)
+            async with asyncio.TaskGroup() as tg:
+                for sub in subs:
+                    tg.create_task(sub.run(), name=f"opcua-sub[{self.cfg.id}/{sub.group.name}]")
+                for group, points in polls:
+                    tg.create_task(
+                        poll_group(client, self.cfg, group, points, self.ctx),
+                        name=f"opcua-poll[{self.cfg.id}/{group.name}]",
+                    )
+                tg.create_task(self._watch(lost, loss), name=f"opcua-watch[{self.cfg.id}]")
+        except ExceptionGroup as group_err:  # report the first failure of the task group
+            raise _first_leaf(group_err) from None
+        finally:
+            self.client = None
+            await self._dispose(client)
+            self.closed.set()
+
+    @staticmethod
+    async def _watch(lost: asyncio.Event, loss: list[Exception]) -> None:
+        await lost.wait()
+        raise ConnectionLost(f"watchdog: {loss[0]!r}" if loss else "watchdog")
+
+    async def _connect(self, on_lost: Callable[[Exception], Coroutine[Any, Any, None]]) -> Client:
+        cfg = self.cfg
+        if self._creds is None and cfg.security.policy is not SecurityPolicy.NONE:
+            self._creds = await client_credentials(cfg.security, cfg.id, self.ctx.state_dir)
+        client = Client(
+            cfg.url, timeout=cfg.request_timeout, watchdog_intervall=cfg.watchdog_interval
+        )
+        client.name = client.description = f"fieldgate {cfg.id}"
+        client.session_timeout = 120_000  # a dead gateway's session must not linger for an hour
+        client.connection_lost_callback = on_lost
+        if cfg.auth is not None:
+            client.set_user(cfg.auth.username)
+            client.set_password(cfg.auth.password.get_secret_value())
+        try:
+            async with asyncio.timeout(cfg.request_timeout * 3):
+                await apply_security(client, cfg.security, self._creds, self._trust)
+                await client.connect()
+        except BaseException:
+            await self._dispose(client)
+            raise
+        return client
+
+    async def _bind_points(self, client: Client) -> list[Sample]:
+        """Resolve every point to a node id on this connection; unresolvable ones go BAD."""
+        self.bound = {}
+        self._types = {}
+        bad: list[Sample] = []
+        now = self.ctx.clock.now_ms()
+        objects = client.nodes.objects
+        namespaces: list[str] | None = None
+        for point in self.points.values():
+            if point.node is not None and point.node.startswith("nsu="):
+                if namespaces is None:
+                    namespaces = await client.get_namespace_array()
+                uri, rest = point.node[4:].split(";", 1)
+                if uri not in namespaces:
+                    log.warning(
+                        "opcua device %s: namespace %s of point %s is not on the server; the "
+                        "point is reported bad. Check the node id",
+                        self.cfg.id,
+                        uri,
+                        point.name,
+                    )
+                    bad.append(Sample(self.cfg.id, point.name, now, None, Quality.BAD))
+                    continue
+                node_id = ua.NodeId.from_string(f"ns={namespaces.index(uri)};{rest}")
+                self.bound[point.name] = BoundPoint(point, node_id)
+                continue
+            if point.node is not None:
+                self.bound[point.name] = BoundPoint(point, ua.NodeId.from_string(point.node))
+                continue
+            assert point.path is not None
+            try:
+                node = await objects.get_child(point.path.split("/"))
+            except ua.UaStatusCodeError as err:
+                log.warning(
+                    "opcua device %s: browse path %s of point %s does not resolve (%s); the point "
+                    "is reported bad. Check the path with 'fieldgate opcua browse %s'",
+                    self.cfg.id,
+                    point.path,
+                    point.name,
+                    type(err).__name__,
+                    self.cfg.url,
+                )
+                bad.append(Sample(self.cfg.id, point.name, now, None, Quality.BAD))
+                continue
+            self.bound[point.name] = BoundPoint(point, node.nodeid)
+        return bad
+
+    async def _dispose(self, client: Client) -> None:
+        """Close a client whatever state it is in, without hanging on a dead socket."""
+        try:
+            async with asyncio.timeout(2):
+                if client.uaclient.state is UaClientState.CONNECTED:
+                    await client.disconnect()
+                else:
+                    await client.close_session()
+        except Exception as err:
+            log.debug("opcua device %s: ignoring error while closing: %r", self.cfg.id, err)
+        finally:
+            client.disconnect_socket()
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def write(self, point: str, value: Value) -> dict[str, object]:
+        cfg = self.points.get(point)
+        if cfg is None:
+            raise UnknownPoint(self.cfg.id, f"no point {point!r}")
+        if not cfg.writable:
+            raise UnknownPoint(self.cfg.id, f"point {point!r} is not writable (set writable: true)")
+        client, bound = self.client, self.bound.get(point)
+        if client is None or bound is None:
+            raise WriteFailed(self.cfg.id, f"not connected to {self.cfg.url}; write not sent")
+        try:
+            vtype = self._types.get(point)
+            if vtype is None:
+                vtype = await client.get_node(bound.node_id).read_data_type_as_variant_type()
+                self._types[point] = vtype
+            variant = coerce_for_write(value, vtype)
+            params = ua.WriteParameters()
+            params.NodesToWrite = [
+                ua.WriteValue(
+                    NodeId=bound.node_id,
+                    AttributeId=ua.AttributeIds.Value,
+                    Value=ua.DataValue(variant),
+                )
+            ]
+            results = await client.uaclient.write(params)
+        except CoercionError as err:
+            raise WriteFailed(self.cfg.id, f"point {point!r}: {err}") from err
+        except (ua.UaError, OSError, TimeoutError) as err:
+            raise WriteFailed(self.cfg.id, f"point {point!r}: {self._describe(err)}") from err
+        status = results[0]
+        if not status.is_good():
+            raise WriteFailed(
+                self.cfg.id, f"point {point!r}: server refused the write: {status.name}"
+            )
+        return {"status": status.name, "type": vtype.name, "value": variant.Value}
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _security_label(self) -> str:
+        sec = self.cfg.security
+        return "None" if sec.policy is SecurityPolicy.NONE else f"{sec.policy}/{sec.mode}"
+
+    def _describe(self, err: BaseException) -> str:
+        refused = self._trust.last_refused
+        if refused is not None:
+            self._trust.last_refused = None
+            return f"{refused}; add it to trusted_server_certificates if this is the right server"
+        if isinstance(err, ua.UaStatusCodeError):
+            return f"server answered {ua.StatusCode(err.code).name}"
+        if isinstance(err, TimeoutError):
+            return "timed out"
+        if isinstance(err, ConnectionRefusedError):
+            return "connection refused: is the server running and the port right?"
+        if isinstance(err, OSError):
+            return err.strerror or type(err).__name__
+        return str(err) or type(err).__name__
+
+
+def _first_leaf(err: BaseException) -> BaseException:
+    while isinstance(err, BaseExceptionGroup):
+        err = err.exceptions[0]
+    return err

@@ -1,0 +1,210 @@
+"""Server restarts and a server that is down at start: offline, backoff, back online with the
+subscription re-created, and the task never dies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import pytest
+from asyncua import ua
+from opcua_helpers import device, running, values
+
+from drivers.opcua.simulator import InverterSimulator, free_port
+from gateway.model import DeviceStatus
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+D = ua.VariantType.Double
+
+
+def statuses(ctx: object) -> list[DeviceStatus]:
+    return [s for dev, s, _ in ctx.statuses if dev == "inv-1"]  # type: ignore[attr-defined]
+
+
+async def test_server_restart_mid_run(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="drivers.opcua")
+    port = free_port()
+    sim = InverterSimulator(port=port, period=3600)
+    await sim.start()
+    cfg = device(
+        sim.url,
+        [
+            {
+                "name": "fast",
+                "interval": 0.05,
+                "points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}],
+            },
+            {
+                "name": "slow",
+                "mode": "polling",
+                "interval": 0.2,
+                "points": [{"name": "soc", "path": "2:Inverter/2:SoC"}],
+            },
+        ],
+    )
+    restarted: InverterSimulator | None = None
+    try:
+        async with running(cfg) as (driver, ctx):
+            await sim.set("Power", 5.0, D)
+            await ctx.wait_for(lambda c: 5.0 in values(c, "power"), 10)
+            assert statuses(ctx) == [DeviceStatus.ONLINE]
+
+            await sim.stop()
+            await ctx.wait_for(lambda c: c.status_of("inv-1") is DeviceStatus.OFFLINE, 10)
+            assert f"no connection to {sim.url}" in caplog.text
+            assert "device marked offline, reconnecting in" in caplog.text
+            reason = ctx.statuses[-1][2]
+            assert reason  # the status carries why
+
+            restarted = InverterSimulator(port=port, period=3600)
+            await restarted.start()
+            await restarted.set("Power", 42.0, D)
+            await ctx.wait_for(lambda c: c.status_of("inv-1") is DeviceStatus.ONLINE, 15)
+            # the subscription was re-created on the new server: changes flow again
+            await ctx.wait_for(lambda c: 42.0 in values(c, "power"), 10)
+            await restarted.set("Power", 43.0, D)
+            await ctx.wait_for(lambda c: 43.0 in values(c, "power"), 10)
+            n = len(values(ctx, "soc"))
+            await ctx.wait_for(lambda c: len(values(c, "soc")) > n + 1, 10)  # polling resumed too
+            assert statuses(ctx)[:3] == [
+                DeviceStatus.ONLINE,
+                DeviceStatus.OFFLINE,
+                DeviceStatus.ONLINE,
+            ]
+            assert driver.sessions["inv-1"].connections == 2
+        connected = [r for r in caplog.records if f"connected to {sim.url}" in r.getMessage()]
+        assert len(connected) == 2
+        offline = [r for r in caplog.records if "device marked offline" in r.getMessage()]
+        assert offline[0].levelno == logging.WARNING  # going offline is a warning
+        assert "(attempt 1)" in offline[0].getMessage()
+    finally:
+        await sim.stop()
+        if restarted is not None:
+            await restarted.stop()
+
+
+async def test_server_down_at_start_then_appears() -> None:
+    port = free_port()
+    cfg = device(
+        f"opc.tcp://127.0.0.1:{port}",
+        [
+            {"points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]},
+        ],
+    )
+    sim = InverterSimulator(port=port, period=3600)
+    try:
+        async with running(cfg) as (_, ctx):
+            await ctx.wait_for(lambda c: c.status_of("inv-1") is DeviceStatus.OFFLINE, 10)
+            assert "refused" in ctx.statuses[-1][2].lower()
+            await sim.start()
+            await sim.set("Power", 7.0, D)
+            await ctx.wait_for(lambda c: 7.0 in values(c, "power"), 15)
+            assert ctx.status_of("inv-1") is DeviceStatus.ONLINE
+    finally:
+        await sim.stop()
+
+
+class BlackHoleProxy:
+    """A TCP proxy that can silently stop forwarding (a cable pulled, a switch hung): the
+    socket stays open, nothing arrives. Only the watchdog can notice that."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.frozen = asyncio.Event()
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    if self.frozen.is_set():
+                        continue  # swallow: the peer never hears of it
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_silent_network_loss_is_detected_by_the_watchdog(
+    sim: InverterSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="drivers.opcua")
+    proxy = BlackHoleProxy(sim.port)
+    await proxy.start()
+    cfg = device(
+        f"opc.tcp://127.0.0.1:{proxy.port}",
+        [
+            {"interval": 0.05, "points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]},
+            {
+                "name": "poll",
+                "mode": "polling",
+                "interval": 0.2,
+                "points": [{"name": "soc", "node": "ns=2;s=Inverter.SoC"}],
+            },
+        ],
+    )
+    try:
+        async with running(cfg) as (_, ctx):
+            await sim.set("Power", 11.0, D)
+            await ctx.wait_for(lambda c: 11.0 in values(c, "power"), 10)
+            proxy.frozen.set()
+            t0 = asyncio.get_running_loop().time()
+            await ctx.wait_for(lambda c: c.status_of("inv-1") is DeviceStatus.OFFLINE, 10)
+            detected_after = asyncio.get_running_loop().time() - t0
+            assert detected_after < 5  # watchdog_interval 0.5 s, request timeout 2 s
+            assert "watchdog" in ctx.statuses[-1][2]
+            proxy.frozen.clear()
+            await sim.set("Power", 12.0, D)
+            await ctx.wait_for(lambda c: 12.0 in values(c, "power"), 15)
+            assert ctx.status_of("inv-1") is DeviceStatus.ONLINE
+            n = len(values(ctx, "soc"))  # polling runs again on the new connection
+            await ctx.wait_for(lambda c: len(values(c, "soc")) > n + 1, 10)
+    finally:
+        await proxy.stop()
+
+
+async def test_one_dead_device_does_not_stop_another(
+    sim: InverterSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="drivers.opcua")
+    good = device(
+        sim.url, [{"points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]}], id="good"
+    )
+    dead = device(
+        f"opc.tcp://127.0.0.1:{free_port()}",
+        [{"points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]}],
+        id="dead",
+        reconnect={"initial_delay": 0.05, "max_delay": 0.1},
+    )
+    async with running(good, dead) as (_, ctx):
+        await sim.set("Power", 8.0, D)
+        await ctx.wait_for(
+            lambda c: any(s.device == "good" and s.value == 8.0 for s in c.samples), 10
+        )
+        await ctx.wait_for(
+            lambda c: "(attempt 12)" in caplog.text, 10
+        )  # the dead one keeps trying, quietly
+        assert ctx.status_of("good") is DeviceStatus.ONLINE
+        assert ctx.status_of("dead") is DeviceStatus.OFFLINE
+    dead_records = [r for r in caplog.records if "opcua device dead" in r.getMessage()]
+    warnings = [r for r in dead_records if r.levelno == logging.WARNING]
+    assert [r.getMessage().rsplit("(attempt ", 1)[1] for r in warnings][:2] == ["1)", "11)"]
+    assert len(dead_records) > len(warnings)
