@@ -1,0 +1,3 @@
+from hooks.base import CustomerHooks
+
+hooks = CustomerHooks()
