@@ -209,19 +209,15 @@ class EnergyDispatcher:
                        devices: dict[str, Device]) -> None:
         st = self.runner.stat(impl.plugin_name, ENERGY_HOOK)
         db = HooksDB(self.app, impl.plugin_name)
-        names = tuple(impl.argnames)
         fn: Callable[..., Any] = impl.function
         errors: list[BaseException] = []
 
-        def args(sample: Sample, seq: int) -> list[Any]:
-            dp = DataPoint(sample[0], sample[1], sample[2], sample[3], sample[4], seq)
-            values = {"device": devices[sample[0]], "data_point": dp, "db": db}
-            return [values[n] for n in names]
+        call = _binder(fn, tuple(impl.argnames), db)
 
         async def run_async() -> None:
             for i, sample in enumerate(batch):
                 try:
-                    await fn(*args(sample, seq_first + i))
+                    await call(devices[sample[0]], DataPoint(*sample, seq_first + i))
                 except Exception as err:
                     errors.append(err)
                 if i % _YIELD_EVERY == _YIELD_EVERY - 1:
@@ -230,7 +226,7 @@ class EnergyDispatcher:
         def run_sync() -> None:
             for i, sample in enumerate(batch):
                 try:
-                    fn(*args(sample, seq_first + i))
+                    call(devices[sample[0]], DataPoint(*sample, seq_first + i))
                 except Exception as err:
                     errors.append(err)
 
@@ -263,3 +259,23 @@ class EnergyDispatcher:
     def stats(self) -> dict[str, int]:
         return {"queued_batches": self.queue.qsize(), "delivered_samples": self.delivered_samples,
                 "dropped_samples": self.dropped_samples, "dropped_batches": self.dropped_batches}
+
+
+def _binder(fn: Callable[..., Any], names: tuple[str, ...], db: HooksDB
+            ) -> Callable[[Device, DataPoint], Any]:
+    """``(device, data_point) -> fn(...)`` with the arguments ``fn`` asked for, without
+    building a dict per sample (this runs once per sample)."""
+    if names == ("device", "data_point", "db"):
+        return lambda dev, dp: fn(dev, dp, db)
+    if names == ("device", "data_point"):
+        return fn
+    if names == ("data_point",):
+        return lambda dev, dp: fn(dp)
+    if names == ("data_point", "db"):
+        return lambda dev, dp: fn(dp, db)
+
+    def generic(dev: Device, dp: DataPoint) -> Any:
+        values = {"device": dev, "data_point": dp, "db": db}
+        return fn(*[values[n] for n in names])
+
+    return generic
