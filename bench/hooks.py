@@ -53,7 +53,7 @@ async def one_run(with_plugin: bool, seconds: float, batch_size: int) -> dict[st
         path = Path(tmp) / "site.yaml"
         path.write_text(yaml.safe_dump({
             "gateway": {"id": "bench", "state_dir": tmp},
-            "plugins": {"entry_points": False, "energy_queue_batches": 64},
+            "plugins": {"entry_points": False, "energy_queue_samples": 200_000},
             "pipeline": {"queue_batches": 64}}))
         app = App(load_config(path), path)
         runner = asyncio.create_task(app.run())

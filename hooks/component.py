@@ -43,9 +43,9 @@ class PluginsSection(StrictModel):
     on_error: Literal["refuse", "skip"] = Field(
         "refuse", description="A plugin that fails to load: refuse to start, or skip it.")
     timeout: PositiveSeconds = Field(10.0, description="Seconds allowed per hook call.")
-    energy_queue_batches: Annotated[int, Field(ge=1, le=100_000)] = Field(
-        64, description="Committed batches waiting for on_energy_data_received; beyond "
-        "this, batches are dropped (counted) rather than slowing ingest.")
+    energy_queue_samples: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        200_000, description="Committed samples waiting for on_energy_data_received; "
+        "beyond this, batches are dropped (counted) rather than slowing ingest.")
     energy_batch_timeout: PositiveSeconds = Field(
         5.0, description="Seconds a plugin may take for one batch of samples.")
     threads: Annotated[int, Field(ge=1, le=64)] = Field(
@@ -105,7 +105,7 @@ class PluginsComponent(Component):
         Returns True when the energy dispatcher was created just now."""
         if self.energy is not None or not self.runner.implementations(ENERGY_HOOK):
             return False
-        self.energy = EnergyDispatcher(self.app, self.runner, self.section.energy_queue_batches,
+        self.energy = EnergyDispatcher(self.app, self.runner, self.section.energy_queue_samples,
                                        self.section.energy_batch_timeout)
         self.app.pipeline.observers.append(self.energy.observe)
         return True

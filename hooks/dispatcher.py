@@ -164,11 +164,14 @@ class EventDispatcher:
 class EnergyDispatcher:
     """Bounded queue + task between the pipeline and ``on_energy_data_received``."""
 
-    def __init__(self, app: App, runner: HookRunner, queue_batches: int,
+    def __init__(self, app: App, runner: HookRunner, queue_samples: int,
                  batch_timeout: float) -> None:
         self.app = app
         self.runner = runner
-        self.queue: asyncio.Queue[tuple[list[Sample], int]] = asyncio.Queue(queue_batches)
+        # Bounded in samples, not batches: one committed batch can hold 50,000 samples.
+        self.queue: asyncio.Queue[tuple[list[Sample], int]] = asyncio.Queue()
+        self.max_samples = queue_samples
+        self.queued_samples = 0
         self.batch_timeout = batch_timeout
         self.delivered_samples = 0
         self.dropped_samples = 0
@@ -178,24 +181,26 @@ class EnergyDispatcher:
 
     def observe(self, batch: list[Sample], seq_first: int) -> None:
         """The pipeline observer: never blocks, drops when the queue is full."""
-        try:
+        if self.queued_samples + len(batch) <= self.max_samples or self.queue.empty():
             self.queue.put_nowait((batch, seq_first))
-        except asyncio.QueueFull:
+            self.queued_samples += len(batch)
+        else:
             self.dropped_batches += 1
             self.dropped_samples += len(batch)
             self._dropped_since_warn += len(batch)
             now = time.monotonic()
             if now - self._last_warn >= _WARN_EVERY_S:
                 log.warning("on_energy_data_received is slower than ingest: dropped %d samples "
-                            "(queue of %d batches full); make the plugin cheaper per sample or "
-                            "raise plugins.energy_queue_batches", self._dropped_since_warn,
-                            self.queue.maxsize)
+                            "(queue of %d samples full); make the plugin cheaper per sample or "
+                            "raise plugins.energy_queue_samples", self._dropped_since_warn,
+                            self.max_samples)
                 self._last_warn = now
                 self._dropped_since_warn = 0
 
     async def run(self) -> None:
         while True:
             batch, seq_first = await self.queue.get()
+            self.queued_samples -= len(batch)
             impls = self.runner.implementations(ENERGY_HOOK)
             devices: dict[str, Device] = {}
             for s in batch:
@@ -257,7 +262,7 @@ class EnergyDispatcher:
                       exc_info=errors[0])
 
     def stats(self) -> dict[str, int]:
-        return {"queued_batches": self.queue.qsize(), "delivered_samples": self.delivered_samples,
+        return {"queued_samples": self.queued_samples, "delivered_samples": self.delivered_samples,
                 "dropped_samples": self.dropped_samples, "dropped_batches": self.dropped_batches}
 
 

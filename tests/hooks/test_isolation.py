@@ -118,7 +118,7 @@ class EnergyHanger:
 
 async def test_energy_hook_isolation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    cfg = _cfg(energy_queue_batches=2, energy_batch_timeout=0.2)
+    cfg = _cfg(energy_queue_samples=10, energy_batch_timeout=0.2)
     async with running_app(cfg, tmp_path) as app:
         comp = component(app)
         assert comp.energy is None  # nobody implements it: no observer, no cost
