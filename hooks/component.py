@@ -1,0 +1,168 @@
+"""The ``plugins`` component: loads the plugins at start and runs the hook dispatchers.
+
+Config (top-level key ``plugins``)::
+
+    plugins:
+      customer: acme            # hooks/customers/acme/ (or customer_dir/acme/)
+      on_error: refuse          # a broken plugin stops the start; skip: start without it
+      timeout: 10               # seconds per hook call
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field
+
+from gateway.components import Component, ComponentSpec, TaskFactory, register_component
+from gateway.config.base import PositiveSeconds, StrictModel
+from hooks.dispatcher import CONSUMER, ENERGY_HOOK, EnergyDispatcher, EventDispatcher
+from hooks.loader import LoadReport, load_plugins
+from hooks.manager import FieldgatePluginManager, HookRunner, PluginLoadError
+
+if TYPE_CHECKING:
+    from gateway.runtime import App
+
+log = logging.getLogger(__name__)
+
+
+class PluginsSection(StrictModel):
+    customer: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Customer plugin folder to load: <customer_dir>/<customer>/__init__.py, "
+        "which exports `hooks`.")
+    customer_dir: Path | None = Field(
+        None, description="Where customer folders live (default: hooks/customers).")
+    modules: list[str] = Field([], description="Importable plugin modules to load.")
+    entry_points: bool = Field(
+        True, description="Load installed plugins (entry point group fieldgate.plugins).")
+    disable: list[str] = Field([], description="Plugin names not to load.")
+    on_error: Literal["refuse", "skip"] = Field(
+        "refuse", description="A plugin that fails to load: refuse to start, or skip it.")
+    timeout: PositiveSeconds = Field(10.0, description="Seconds allowed per hook call.")
+    energy_queue_samples: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        200_000, description="Committed samples waiting for on_energy_data_received; "
+        "beyond this, batches are dropped (counted) rather than slowing ingest.")
+    energy_batch_timeout: PositiveSeconds = Field(
+        5.0, description="Seconds a plugin may take for one batch of samples.")
+    threads: Annotated[int, Field(ge=1, le=64)] = Field(
+        4, description="Worker threads for plugins written as plain (non-async) functions.")
+
+
+class PluginsComponent(Component):
+    name = "plugins"
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.section: PluginsSection = app.config.plugins  # type: ignore[attr-defined]
+        self.pm = FieldgatePluginManager()
+        self.runner = HookRunner(self.pm, self.section.timeout, self.section.threads)
+        self.report = LoadReport()
+        self.events = EventDispatcher(app, self.runner)
+        self.energy: EnergyDispatcher | None = None
+        self.converters: dict[str, Callable[..., Any]] = {}
+        self.converters_wired = False
+
+    async def start(self) -> None:
+        s = self.section
+        self.report = load_plugins(
+            self.pm, customer=s.customer, customer_dir=s.customer_dir,
+            modules=tuple(s.modules), entry_points=s.entry_points, disable=tuple(s.disable),
+            on_error=s.on_error)
+        for name in list(self.report.loaded):
+            self._apply_registrations(name)
+        from hooks import commands
+
+        commands.register(self.app, self)
+        await self.app.store.register_consumer(CONSUMER)
+        self._update_energy()
+
+    def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
+        yield "hooks-dispatcher", self.events.run
+        if self.energy is not None:
+            yield "hooks-energy", self.energy.run
+
+    async def stop(self) -> None:
+        if self.energy is not None and self.energy.observe in self.app.pipeline.observers:
+            self.app.pipeline.observers.remove(self.energy.observe)
+        self.runner.close()
+
+    # -- plugins at runtime --------------------------------------------------------------
+
+    def add_plugin(self, plugin: Any, name: str) -> None:
+        """Register one more plugin on the running gateway (tests, embedding)."""
+        self.pm.register_checked(plugin, name)
+        self.report.loaded[name] = "runtime"
+        self._apply_registrations(name)
+        if self._update_energy() and self.energy is not None:
+            self.app.supervisor.start("hooks-energy", self.energy.run)
+
+    def _update_energy(self) -> bool:
+        """Observe the pipeline only if some plugin implements the per-sample hook.
+        Returns True when the energy dispatcher was created just now."""
+        if self.energy is not None or not self.runner.implementations(ENERGY_HOOK):
+            return False
+        self.energy = EnergyDispatcher(self.app, self.runner, self.section.energy_queue_samples,
+                                       self.section.energy_batch_timeout)
+        self.app.pipeline.observers.append(self.energy.observe)
+        return True
+
+    def _apply_registrations(self, name: str) -> None:
+        plugin = self.pm.get_plugin(name)
+        try:
+            for hook in ("register_drivers", "register_channels", "register_commands",
+                         "register_converters"):
+                for impl in self.runner.implementations(hook):
+                    if impl.plugin is plugin:
+                        self._register(hook, impl.function())
+        except PluginLoadError as err:
+            self.pm.unregister(plugin)
+            self.report.loaded.pop(name, None)
+            self.report.fail(err, self.section.on_error)
+        except Exception as err:
+            self.pm.unregister(plugin)
+            self.report.loaded.pop(name, None)
+            self.report.fail(PluginLoadError(name, f"registration failed: "
+                                             f"{type(err).__name__}: {err}"),
+                             self.section.on_error)
+
+    def _register(self, hook: str, result: Any) -> None:
+        if hook == "register_converters":
+            self.converters.update(dict(result or {}))
+            self._wire_converters()
+            return
+        for item in result or ():
+            if hook == "register_drivers":
+                from drivers.base import register_driver
+
+                register_driver(item)
+            elif hook == "register_channels":
+                from gateway.channels.base import register_channel_class
+
+                register_channel_class(item)
+            else:
+                self.app.commands.register(item)
+
+    def _wire_converters(self) -> None:
+        """Hand converters to the rules engine's registry when it is installed."""
+        try:
+            from gateway import rules  # type: ignore[attr-defined]
+        except ImportError:
+            log.debug("no rules engine: %d converter(s) kept unwired", len(self.converters))
+            return
+        register = getattr(rules, "register_converter", None)
+        if register is None:
+            return
+        for name, fn in self.converters.items():
+            register(name, fn)
+        self.converters_wired = True
+
+
+def _factory(app: App) -> Component:
+    return PluginsComponent(app)
+
+
+register_component(ComponentSpec("plugins", _factory, section=PluginsSection, order=30))

@@ -1,0 +1,1 @@
+"""Customer plugin folders: ``plugins: {customer: <name>}`` loads ``<name>/__init__.py``."""

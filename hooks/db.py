@@ -1,0 +1,283 @@
+"""``db``: what a plugin may do with the gateway's store, as a small documented facade.
+
+Plugins get this instead of a database connection: the store has one writer and the
+telemetry buffer must never be blocked or corrupted by customer code. Each instance is bound
+to one plugin and (for event hooks) the event being delivered, which makes the writing
+methods idempotent on redelivery: a work order created while handling event E gets an id
+derived from (plugin, E, title), so handling E twice after a crash creates it once.
+
+Everything that changes state also commits an event to the outbox in the same transaction,
+so work orders, inspections, reports and custom messages reach the uplink, the channels and
+the other plugins store-and-forward, like every other event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from gateway.model import Event, Value, event_id, now_ms
+from gateway.store.db import KV
+from gateway.store.schema import register_migrations
+from hooks.models import Device, WorkOrder, from_body
+
+if TYPE_CHECKING:
+    from gateway.runtime import App
+
+log = logging.getLogger(__name__)
+
+WORK_ORDER_CREATED = "work_order_created"
+WORK_ORDER_COMPLETED = "work_order_completed"
+INSPECTION_COMPLETED = "inspection_completed"
+REPORT_GENERATED = "report_generated"
+CUSTOM = "custom"
+RECENT_EVENTS_KEPT = 1000
+
+register_migrations("hooks", [
+    """
+    CREATE TABLE work_orders (
+        id           TEXT PRIMARY KEY,
+        title        TEXT NOT NULL,
+        description  TEXT NOT NULL DEFAULT '',
+        device       TEXT,
+        alarm_id     TEXT,
+        priority     TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        created_by   TEXT NOT NULL,
+        created_ts   INTEGER NOT NULL,
+        completed_ts INTEGER,
+        resolution   TEXT NOT NULL DEFAULT ''
+    ) WITHOUT ROWID;
+    CREATE INDEX work_orders_by_status ON work_orders (status, created_ts);
+    -- The last events the hooks dispatcher saw (the outbox forgets delivered events).
+    CREATE TABLE hooks_recent_events (
+        seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+        id     TEXT NOT NULL UNIQUE,
+        type   TEXT NOT NULL,
+        device TEXT,
+        ts_ms  INTEGER NOT NULL,
+        body   TEXT NOT NULL
+    );
+    """,
+])
+
+_WO_COLUMNS = ("id", "title", "description", "device", "alarm_id", "priority", "status",
+               "created_by", "created_ts", "completed_ts", "resolution")
+_ALARM_TABLES = ("alarms", "rules_alarms", "active_alarms")
+
+
+class WorkOrderError(LookupError):
+    """No such work order, or it is already completed."""
+
+
+def device_of(app: App, device_id: str | None, source_event: str = "") -> Device:
+    """The :class:`Device` record for an id (``type`` None when it is not configured)."""
+    did = device_id or ""
+    cfg = app.device(did) if did else None
+    status = app.pipeline.status.current.get(did)
+    if cfg is None:
+        return Device(id=did, status=status.value if status else None, event_id=source_event)
+    return Device(id=cfg.id, type=cfg.type, name=cfg.name, tags=tuple(cfg.tags),
+                  status=status.value if status else None, event_id=source_event)
+
+
+class HooksDB:
+    """The store facade handed to hooks as ``db``. Bound to ``plugin`` and ``event_id``."""
+
+    def __init__(self, app: App, plugin: str, event_id: str = "") -> None:
+        self._app = app
+        self.plugin = plugin
+        self.event_id = event_id
+
+    # -- queries -------------------------------------------------------------------------
+
+    def device(self, device_id: str) -> Device:
+        """The configured device with its current status."""
+        return device_of(self._app, device_id, self.event_id)
+
+    def devices(self) -> list[Device]:
+        return [self.device(d.id) for d in self._app.config.devices]
+
+    def device_status(self, device_id: str) -> str | None:
+        """``online``/``offline``/``alarm``/``maintenance``, or None if never seen."""
+        status = self._app.pipeline.status.current.get(device_id)
+        return status.value if status else None
+
+    async def open_alarms(self, device: str | None = None) -> list[dict[str, Any]]:
+        """Active alarms from the rules engine's table; [] when no rules engine is installed.
+
+        The row layout is the rules engine's; this reads it defensively (any columns)."""
+        conn = self._app.store.conn
+        for table in _ALARM_TABLES:
+            cur = await conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+            if await cur.fetchone() is None:
+                continue
+            cur = await conn.execute(f"PRAGMA table_info({table})")
+            cols = {row[1] for row in await cur.fetchall()}
+            where, params = [], []
+            if "resolved_ts" in cols:
+                where.append("resolved_ts IS NULL")
+            elif "state" in cols or "status" in cols:
+                col = "state" if "state" in cols else "status"
+                where.append(f"{col} NOT IN ('resolved', 'cleared', 'closed')")
+            if device is not None and "device" in cols:
+                where.append("device = ?")
+                params.append(device)
+            sql = f"SELECT * FROM {table}" + (f" WHERE {' AND '.join(where)}" if where else "")
+            cur = await conn.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+        return []
+
+    async def recent_events(self, type: str | None = None, device: str | None = None,
+                            limit: int = 50) -> list[dict[str, Any]]:
+        """The newest events the hooks dispatcher has seen (up to the last 1000)."""
+        where, params = ["1 = 1"], []
+        if type is not None:
+            where.append("type = ?")
+            params.append(type)
+        if device is not None:
+            where.append("device = ?")
+            params.append(device)
+        cur = await self._app.store.conn.execute(
+            f"SELECT id, type, device, ts_ms, body FROM hooks_recent_events "
+            f"WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?", [*params, limit])
+        return [{"id": i, "type": t, "device": d, "ts": ts, "body": json.loads(b)}
+                for i, t, d, ts, b in await cur.fetchall()]
+
+    async def work_orders(self, status: str | None = None, device: str | None = None,
+                          limit: int = 100) -> list[WorkOrder]:
+        where, params = ["1 = 1"], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if device is not None:
+            where.append("device = ?")
+            params.append(device)
+        cur = await self._app.store.conn.execute(
+            f"SELECT {', '.join(_WO_COLUMNS)} FROM work_orders WHERE {' AND '.join(where)} "
+            "ORDER BY created_ts DESC LIMIT ?", [*params, limit])
+        return [_order(row) for row in await cur.fetchall()]
+
+    async def get_work_order(self, order_id: str) -> WorkOrder | None:
+        cur = await self._app.store.conn.execute(
+            f"SELECT {', '.join(_WO_COLUMNS)} FROM work_orders WHERE id = ?", (order_id,))
+        row = await cur.fetchone()
+        return _order(row) if row else None
+
+    # -- actions -------------------------------------------------------------------------
+
+    async def create_work_order(self, title: str, *, device: str | None = None,
+                                alarm_id: str | None = None, priority: str = "normal",
+                                description: str = "", key: str | None = None) -> WorkOrder:
+        """Create (once) a work order and emit ``work_order_created``.
+
+        ``key`` makes creation idempotent on your own terms (e.g. one open order per alarm:
+        ``key=alarm_event.alarm_id``); by default the order is keyed by this plugin, the
+        event being handled and the title."""
+        order_id = self._stable_id("work_order", key, title)
+        ts = now_ms()
+        row = (order_id, title, description, device, alarm_id, priority, "open",
+               self.plugin, ts, None, "")
+        async with self._app.store.transaction() as tx:
+            cur = await tx.execute(
+                f"INSERT OR IGNORE INTO work_orders ({', '.join(_WO_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_WO_COLUMNS))})", row)
+            created = cur.rowcount == 1
+            if created:
+                await tx.add_events([_order_event(WORK_ORDER_CREATED, _order(row))])
+        order = await self.get_work_order(order_id)
+        assert order is not None
+        if created:
+            log.info("work order %s created by %s: %s", order_id, self.plugin, title)
+        return order
+
+    async def complete_work_order(self, order_id: str, resolution: str = "") -> WorkOrder:
+        """Close an open work order and emit ``work_order_completed``. Completing a completed
+        order returns it unchanged (idempotent); an unknown id raises WorkOrderError."""
+        async with self._app.store.transaction() as tx:
+            cur = await tx.execute(
+                "UPDATE work_orders SET status = 'completed', completed_ts = ?, resolution = ? "
+                "WHERE id = ? AND status = 'open'", (now_ms(), resolution, order_id))
+            changed = cur.rowcount == 1
+            cur = await tx.execute(
+                f"SELECT {', '.join(_WO_COLUMNS)} FROM work_orders WHERE id = ?", (order_id,))
+            row = await cur.fetchone()
+            if row is None:
+                raise WorkOrderError(f"no work order {order_id!r}")
+            order = _order(row)
+            if changed:
+                await tx.add_events([_order_event(WORK_ORDER_COMPLETED, order)])
+        return order
+
+    async def record_inspection(self, device: str | None, inspector: str, result: str,
+                                findings: str = "", key: str | None = None) -> str:
+        """Record a completed inspection; emits ``inspection_completed``. Returns its id."""
+        record_id = self._stable_id("inspection", key, f"{device}|{inspector}|{result}")
+        body = {"record_id": record_id, "device": device, "inspector": inspector,
+                "result": result, "findings": findings, "completed_ts": now_ms()}
+        await self._emit(INSPECTION_COMPLETED, body, device, record_id)
+        return record_id
+
+    async def announce_report(self, name: str, file_path: str, period: str = "",
+                              format: str = "", key: str | None = None) -> str:
+        """Announce a generated report file; emits ``report_generated``. Returns its id."""
+        report_id = self._stable_id("report", key, f"{name}|{file_path}")
+        body = {"report_id": report_id, "name": name, "period": period, "format": format,
+                "file_path": file_path, "generated_ts": now_ms()}
+        await self._emit(REPORT_GENERATED, body, None, report_id)
+        return report_id
+
+    async def publish(self, topic: str, body: Any) -> str:
+        """Send a custom message to the cloud: an outbox event of type ``custom`` with
+        ``{topic, body, plugin}``, forwarded by the uplink like any event (store and forward).
+        ``body`` must be JSON-serialisable. Returns the event id."""
+        json.dumps(body)  # fail here, in the plugin, not later in the uplink
+        key = f"{topic}|{json.dumps(body, sort_keys=True, default=str)}"
+        mid = self._stable_id("custom", None, key)
+        await self._emit(CUSTOM, {"topic": topic, "body": body, "plugin": self.plugin},
+                         None, mid)
+        return mid
+
+    async def write(self, device: str, point: str, value: Value) -> Any:
+        """Write a value to a device point through its driver (``app.write``)."""
+        log.info("plugin %s writes %s.%s = %r", self.plugin, device, point, value)
+        return await self._app.write(device, point, value)
+
+    def kv(self) -> KV:
+        """A persistent key-value map private to this plugin (for your own idempotency)."""
+        return self._app.store.kv(f"plugin.{self.plugin}")
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _stable_id(self, kind: str, key: str | None, default_key: str) -> str:
+        if key is not None:
+            return event_id(kind, self.plugin, key)
+        if self.event_id:
+            return event_id(kind, self.plugin, self.event_id, default_key)
+        return uuid.uuid4().hex
+
+    async def _emit(self, type_: str, body: dict[str, Any], device: str | None,
+                    key: str) -> None:
+        ev = Event(type_, body, device=device, id=event_id(type_, key))
+        await self._app.store.add_events([ev])
+
+
+def _order(row: Any) -> WorkOrder:
+    values = dict(zip(_WO_COLUMNS, row, strict=True))
+    values["order_id"] = values.pop("id")
+    return WorkOrder(**values)
+
+
+def _order_event(type_: str, order: WorkOrder) -> Event:
+    body = {k: getattr(order, k) for k in (
+        "order_id", "title", "description", "device", "alarm_id", "priority", "status",
+        "created_by", "created_ts", "completed_ts", "resolution")}
+    return Event(type_, body, device=order.device, id=event_id(type_, order.order_id))
+
+
+def order_of(event: Event) -> WorkOrder:
+    return from_body(WorkOrder, event.body, event.id)

@@ -1,0 +1,164 @@
+"""Loading plugins three ways, and what happens with broken ones."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hooks.base import CustomerHooks
+from hooks.manager import FieldgatePluginManager, PluginLoadError
+from tests.hooks.support import SIM, component, config, write_customer
+from tests.support.app import running_app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+ONLY_ALARMS = '''
+from hooks.base import CustomerHooks
+
+class AcmeHooks(CustomerHooks):
+    async def on_alarm_created(self, alarm_event, device, rule, db):
+        pass
+
+hooks = AcmeHooks()
+'''
+
+
+def _leaf(err: BaseException) -> BaseException:
+    while isinstance(err, BaseExceptionGroup):
+        err = err.exceptions[0]
+    return err
+
+
+async def test_customer_folder_only_overrides_count(tmp_path: Path) -> None:
+    async with running_app(config(tmp_path, ONLY_ALARMS), tmp_path) as app:
+        comp = component(app)
+        assert comp.report.loaded == {"hooks.builtin": "builtin", "acme": "customer folder"}
+        assert [i.plugin_name for i in comp.runner.implementations("on_alarm_created")] == [
+            "acme"]
+        # The no-op defaults are not implementations: no per-sample cost.
+        assert comp.runner.implementations("on_energy_data_received") == []
+        assert comp.energy is None and app.pipeline.observers == []
+        listed = (await app.commands.execute("plugins.list", {}))["result"]
+        assert {"name": "acme", "source": "customer folder",
+                "hooks": ["on_alarm_created"]} in listed["loaded"]
+
+
+async def test_default_customer_dir_and_module_plugin(tmp_path: Path) -> None:
+    cfg = {"devices": [SIM], "plugins": {"customer": "example", "entry_points": False,
+                                         "modules": ["tests.hooks.plugin_module"]}}
+    async with running_app(cfg, tmp_path) as app:
+        loaded = component(app).report.loaded
+        assert loaded["example"] == "customer folder"
+        assert loaded["tests.hooks.plugin_module"] == "module"
+        kpis = (await app.commands.execute("kpis", {"period": "year"}))["result"]["kpis"]
+        assert kpis["module_kpi"] == "year"
+
+
+async def test_entry_point_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"
+    (site / "acme_ep").mkdir(parents=True)
+    (site / "acme_ep" / "__init__.py").write_text(
+        "from hooks.spec import hookimpl\n\n"
+        "@hookimpl\ndef calculate_custom_kpis(period):\n    return {'ep': 1}\n")
+    dist = site / "acme_ep-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-ep\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[fieldgate.plugins]\nacme-ep = acme_ep\n")
+    monkeypatch.syspath_prepend(str(site))
+    async with running_app({"devices": [SIM]}, tmp_path) as app:
+        assert component(app).report.loaded["acme-ep"] == "entry point"
+        kpis = (await app.commands.execute("kpis", {}))["result"]["kpis"]
+        assert kpis == {"ep": 1}
+    cfg = {"devices": [SIM], "plugins": {"disable": ["acme-ep"]}}
+    async with running_app(cfg, tmp_path) as app:
+        assert "acme-ep" not in component(app).report.loaded
+
+
+BROKEN_IMPORT = "import does_not_exist_anywhere\n"
+WRONG_SIGNATURE = '''
+from hooks.base import CustomerHooks
+
+class Bad(CustomerHooks):
+    async def on_alarm_created(self, alarm, device, rule, db):
+        pass
+
+hooks = Bad()
+'''
+TYPO = '''
+from hooks.base import CustomerHooks
+
+class Typo(CustomerHooks):
+    async def on_alarm_create(self, alarm_event, device, rule, db):
+        pass
+
+hooks = Typo()
+'''
+
+
+@pytest.mark.parametrize(("code", "needle"), [
+    (BROKEN_IMPORT, "No module named 'does_not_exist_anywhere'"),
+    (WRONG_SIGNATURE, "'alarm'"),
+    (TYPO, "on_alarm_create is not a fieldgate hook"),
+])
+async def test_broken_plugin_refuses_start(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                           code: str, needle: str) -> None:
+    with pytest.raises(BaseException) as info:
+        async with running_app(config(tmp_path, code, name="broken"), tmp_path):
+            pass
+    err = _leaf(info.value)
+    assert isinstance(err, PluginLoadError) and err.plugin == "broken"
+    assert needle in str(err)
+    assert "plugin broken failed to load" in caplog.text
+
+
+async def test_broken_plugin_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR)
+    cfg = config(tmp_path, WRONG_SIGNATURE, name="broken", on_error="skip")
+    async with running_app(cfg, tmp_path) as app:
+        listed = (await app.commands.execute("plugins.list", {}))["result"]
+        assert "broken" in listed["failed"] and "'alarm'" in listed["failed"]["broken"]
+        assert [p["name"] for p in listed["loaded"]] == ["hooks.builtin"]
+    assert "plugin broken failed to load and is skipped" in caplog.text
+
+
+def test_refuse_exits_non_zero(tmp_path: Path) -> None:
+    cdir = write_customer(tmp_path, "broken", BROKEN_IMPORT)
+    cfg = {"gateway": {"id": "gw", "state_dir": str(tmp_path / "s")}, "devices": [SIM],
+           "plugins": {"customer": "broken", "customer_dir": str(cdir)}}
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "gateway", "run", "-c", str(path)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "plugin broken failed to load" in proc.stderr
+
+
+def test_plain_object_and_class_plugins() -> None:
+    class Sub(CustomerHooks):
+        async def on_work_order_created(self, order: Any, db: Any) -> None:
+            pass
+
+    pm = FieldgatePluginManager()
+    pm.register_checked(Sub, "as-class")  # a class is instantiated
+    impls = pm.hook.on_work_order_created.get_hookimpls()
+    assert [i.plugin_name for i in impls] == ["as-class"]
+    assert pm.hook.on_alarm_created.get_hookimpls() == []
+
+    class Unknown:
+        from hooks.spec import hookimpl
+
+        @hookimpl
+        def on_something_else(self) -> None:
+            pass
+
+    with pytest.raises(PluginLoadError, match="unknown hook"):
+        pm.register_checked(Unknown(), "unknown")
+    assert pm.get_plugin("unknown") is None
