@@ -13,6 +13,7 @@ Set ``FIELDGATE_MOSQUITTO`` to use another binary.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -49,13 +50,16 @@ class Mosquitto:
         self.config.write_text(
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
+            # Run as root (a container, CI), mosquitto would switch to the user
+            # "mosquitto", which cannot write the log or persistence into a private tmp dir.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
             "persistence true\n"
             f"persistence_location {self.dir}/\n"
             "max_queued_messages 1000000\n"
             "max_inflight_messages 100\n"
             "set_tcp_nodelay true\n"
             f"log_dest file {self.log}\n"
-            "log_type error\nlog_type warning\nlog_type notice\n"
+            "log_type all\n"
             + extra_config
         )
         self.proc: subprocess.Popen[bytes] | None = None

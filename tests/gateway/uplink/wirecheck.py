@@ -34,7 +34,8 @@ def load_validators() -> dict[str, jsonschema.protocols.Validator]:
 class Received:
     high: int = 0  # highest telemetry seq accepted
     rows: dict[int, list[Any]] = field(default_factory=dict)
-    duplicates: list[int] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)  # rows the gateway sent again
+    broker_duplicates: list[int] = field(default_factory=list)  # redelivered (DUP flag)
     gaps: list[tuple[int, int]] = field(default_factory=list)
     messages: int = 0
     status: list[dict[str, Any]] = field(default_factory=list)
@@ -42,6 +43,18 @@ class Received:
     replies: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     other: list[str] = field(default_factory=list)
+
+
+class _Client(aiomqtt.Client):
+    """Remembers the DUP flag, which aiomqtt's Message drops: a message the *broker*
+    redelivers to us after a restart is not a message the gateway sent twice."""
+
+    dup_mids: set[int]
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if message.dup:
+            self.dup_mids.add(message.mid)
+        super()._on_message(client, userdata, message)
 
 
 class WireRecorder:
@@ -73,20 +86,28 @@ class WireRecorder:
     async def _run(self) -> None:
         while True:
             try:
-                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id,
-                                          clean_session=False, keepalive=5) as client:
+                client = _Client(self.host, self.port, identifier=self.client_id,
+                                 clean_session=False, keepalive=5)
+                client.dup_mids = set()
+                async with client:
                     for kind in KINDS:
                         await client.subscribe(f"{self.base}/{kind}", qos=1)
                     self.connected.set()
                     async for message in client.messages:
                         assert isinstance(message.payload, bytes)
-                        self.on_message(str(message.topic), message.payload,
-                                        bool(message.retain))
+                        dup = message.mid in client.dup_mids
+                        client.dup_mids.discard(message.mid)
+                        try:
+                            self.on_message(str(message.topic), message.payload,
+                                            bool(message.retain), dup)
+                        except Exception as err:  # recorded, so the test fails loudly
+                            self.got.errors.append(f"{message.topic}: {err!r}")
             except aiomqtt.MqttError:
                 self.connected.clear()
                 await asyncio.sleep(0.1)
 
-    def on_message(self, topic: str, payload: bytes, retain: bool = False) -> None:
+    def on_message(self, topic: str, payload: bytes, retain: bool = False,
+                   dup: bool = False) -> None:
         kind = topic.rsplit("/", 1)[-1]
         try:
             body = json.loads(payload)
@@ -100,7 +121,7 @@ class WireRecorder:
         for error in validator.iter_errors(body):
             self.got.errors.append(f"{topic}: {error.message} at {list(error.absolute_path)}")
         if kind == "telemetry":
-            self._telemetry(body)
+            self._telemetry(body, dup)
         elif kind == "status":
             self.got.status.append({**body, "_retain": retain})
         elif kind == "events":
@@ -109,7 +130,7 @@ class WireRecorder:
             self.got.replies.append(body)
         self._changed.set()
 
-    def _telemetry(self, body: dict[str, Any]) -> None:
+    def _telemetry(self, body: dict[str, Any], dup: bool) -> None:
         got = self.got
         got.messages += 1
         first, last, samples = body["seq_first"], body["seq_last"], body["samples"]
@@ -119,7 +140,7 @@ class WireRecorder:
         for i, row in enumerate(samples):
             seq = first + i
             if seq <= got.high:
-                got.duplicates.append(seq)
+                (got.broker_duplicates if dup else got.duplicates).append(seq)
                 continue
             if seq != got.high + 1:
                 got.gaps.append((got.high + 1, seq - 1))
