@@ -48,8 +48,8 @@ class Uplink(Component):
         self.cfg = cfg
         self.gateway_id = app.config.gateway.id
         self.topics = Topics.of(cfg.topic_prefix, self.gateway_id)
-        self.broker_cfg = cfg.broker or BrokerSection(host=cfg.embedded_broker.host,
-                                                      port=cfg.embedded_broker.port)
+        # The embedded broker's port is known once it listens (it may be 0: any free one).
+        self.broker_cfg = cfg.broker or BrokerSection(host=cfg.embedded_broker.host)
         self.endpoint = Endpoint(self.broker_cfg.host, self.broker_cfg.port)
         self.embedded = EmbeddedBroker(cfg.embedded_broker) if cfg.broker is None else None
         self.stats = UplinkStats()
