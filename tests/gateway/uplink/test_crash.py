@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,10 @@ def spawn(config: Path) -> subprocess.Popen[bytes]:
 
 def status_of(got: Received, boot: int, state: str) -> list[dict[str, Any]]:
     return [s for s in got.status if s["boot"] == boot and s["state"] == state]
+
+
+def born(boot: int) -> Callable[[Received], bool]:
+    return lambda g: bool(status_of(g, boot, "online"))
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:
@@ -78,8 +83,7 @@ async def test_twenty_kills_lose_nothing(mosquitto: Mosquitto, tmp_path: Path) -
         for boot in range(1, kills + 1):
             proc = spawn(config)
             try:
-                await rec.wait_for(lambda g, b=boot: bool(status_of(g, b, "online")), 20,
-                                   f"birth of boot {boot}")
+                await rec.wait_for(born(boot), 20, f"birth of boot {boot}")
                 await asyncio.sleep(rng.uniform(0.05, 0.8))
             finally:
                 kill(proc)

@@ -27,6 +27,6 @@ async def test_forwards_in_order_and_acks_the_store(mosquitto: Mosquitto, tmp_pa
         assert got.messages >= (stats.next_seq - 1) / 7  # messages of at most 7 samples
         assert got.status[0]["state"] == "online" and got.status[0]["boot"] == 1
         assert got.status[-1]["state"] == "offline" and got.status[-1]["reason"] == "shutdown"
-        device, point, ts, value, quality = got.rows[1]
+        device, _point, ts, _value, quality = got.rows[1]
         assert device.startswith("sim-") and quality == "good" and isinstance(ts, int)
         rec.assert_valid()
