@@ -29,4 +29,23 @@ async def test_forwards_in_order_and_acks_the_store(mosquitto: Mosquitto, tmp_pa
         assert got.status[-1]["state"] == "offline" and got.status[-1]["reason"] == "shutdown"
         device, _point, ts, _value, quality = got.rows[1]
         assert device.startswith("sim-") and quality == "good" and isinstance(ts, int)
+        # Events: each device going online, one message per event, exactly once.
+        changes = [e for e in got.events if e["type"] == "device_status_changed"]
+        assert sorted(e["device"] for e in changes) == ["sim-0", "sim-1"]
+        assert all(e["body"]["new_status"] == "online" for e in changes)
+        assert len({e["id"] for e in got.events}) == len(got.events)
+        assert stats.events_pending == 0
         rec.assert_valid()
+
+
+async def test_mqtt5_with_a_persistent_session(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    cfg = site(mosquitto, devices=1)
+    cfg["uplink"]["broker"] = {"host": mosquitto.host, "port": mosquitto.port, "protocol": "5",
+              "persistent_session": True, "keepalive": 4}
+    async with WireRecorder(mosquitto.host, mosquitto.port, BASE) as rec:
+        async with running_app(cfg, tmp_path) as app:
+            await rec.wait_for(lambda g: g.high >= 50, 15, "telemetry over MQTT 5")
+        stats = read_stats(app.store.path)
+        await rec.wait_for(lambda g: g.high == stats.next_seq - 1, 5, "all rows")
+    assert not rec.got.gaps and not rec.got.duplicates
+    rec.assert_valid()

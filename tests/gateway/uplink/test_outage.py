@@ -6,6 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
+from gateway.model import Event
 from gateway.runtime import App
 from gateway.store.db import read_stats
 from gateway.uplink.component import Uplink
@@ -40,6 +41,13 @@ async def test_broker_outage_under_load_loses_nothing(mosquitto: Mosquitto,
             await asyncio.sleep(2.0)  # the devices keep polling into the buffer
             buffered = app.store._next_seq - 1 - acked_at_cut
             assert buffered > 2_000, "the outage should have buffered a backlog"
+            await app.pipeline.add_event(Event("test_marker", {"n": 1}, id="marker-1"))
+            for _ in range(100):  # committed to the outbox (in order with the data)
+                if any(e.event.id == "marker-1"
+                       for e in await app.store.read_events("uplink", 1000)):
+                    break
+                await asyncio.sleep(0.02)
+            backlog_end = app.store._next_seq - 1
             mosquitto.start()
             await wait_until(uplink.connected.is_set, 10)
             await rec.wait_for(lambda g: g.high > seq_at_cut + buffered, 20, "the backlog")
@@ -53,6 +61,9 @@ async def test_broker_outage_under_load_loses_nothing(mosquitto: Mosquitto,
     assert all(seq > acked_at_cut for seq in got.duplicates), (acked_at_cut, got.duplicates[:5])
     assert len(got.duplicates) <= 8 * 100
     assert uplink.stats.connects >= 2
+    # The event went out ahead of the telemetry backlog built up during the outage.
+    [marker] = [e for e in got.events if e["id"] == "marker-1"]
+    assert marker["_high"] < backlog_end, (marker["_high"], backlog_end)
     states = [s["state"] for s in got.status]
     assert states.count("online") >= 2  # a birth after the reconnect
     rec.assert_valid()

@@ -125,7 +125,7 @@ class WireRecorder:
         elif kind == "status":
             self.got.status.append({**body, "_retain": retain})
         elif kind == "events":
-            self.got.events.append(body)
+            self.got.events.append({**body, "_high": self.got.high})
         else:
             self.got.replies.append(body)
         self._changed.set()
