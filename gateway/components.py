@@ -58,7 +58,9 @@ _REGISTRY: dict[str, ComponentSpec] = {}
 #: Built-in components, imported on first use. Each module calls register_component().
 BUILTIN_COMPONENTS: tuple[str, ...] = (
     "gateway.control",
-    "hooks.component", "gateway.channels.component",
+    "hooks.component",
+    "gateway.channels.component",
+    "gateway.uplink",
 )
 
 

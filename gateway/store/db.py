@@ -38,6 +38,16 @@ class TelemetryChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class RawTelemetryChunk:
+    """A stored chunk as it lies on disk (codec-encoded), for readers that splice the text
+    instead of parsing it (the uplink). It may start before the ``after_seq`` asked for."""
+
+    seq_first: int
+    seq_last: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     rowid: int
     event: Event
@@ -294,14 +304,43 @@ class Store:
                 break
         return out
 
+    async def read_telemetry_raw(
+        self, after_seq: int, max_samples: int, max_chunks: int = 64
+    ) -> list[RawTelemetryChunk]:
+        """Like :meth:`read_telemetry` but without decoding: the chunks holding samples with
+        seq > after_seq, oldest first, whole (the first may start at or before after_seq),
+        until about ``max_samples`` samples. Both lookups use the primary key."""
+        cur = await self.conn.execute(
+            "SELECT seq_first, seq_last, payload FROM telemetry WHERE seq_first >= "
+            "COALESCE((SELECT MAX(seq_first) FROM telemetry WHERE seq_first <= ?), 0) "
+            "ORDER BY seq_first LIMIT ?",
+            (after_seq + 1, max_chunks),
+        )
+        out: list[RawTelemetryChunk] = []
+        total = 0
+        for seq_first, seq_last, payload in await cur.fetchall():
+            if seq_last <= after_seq:
+                continue
+            out.append(RawTelemetryChunk(seq_first, seq_last, payload))
+            total += seq_last - max(seq_first, after_seq + 1) + 1
+            if total >= max_samples:
+                break
+        return out
+
     async def ack_telemetry(self, upto_seq: int) -> None:
         """The broker has every sample up to ``upto_seq``: forget them."""
+        # Chunks do not overlap, so seq_last <= upto implies seq_first <= upto: the extra
+        # condition lets SQLite use the primary key instead of scanning a long backlog.
         async with self.transaction() as tx:
             cur = await tx.execute(
-                "SELECT COALESCE(SUM(nbytes), 0) FROM telemetry WHERE seq_last <= ?", (upto_seq,)
+                "SELECT COALESCE(SUM(nbytes), 0) FROM telemetry "
+                "WHERE seq_first <= ? AND seq_last <= ?", (upto_seq, upto_seq)
             )
             row = await cur.fetchone()
-            await tx.execute("DELETE FROM telemetry WHERE seq_last <= ?", (upto_seq,))
+            await tx.execute(
+                "DELETE FROM telemetry WHERE seq_first <= ? AND seq_last <= ?",
+                (upto_seq, upto_seq),
+            )
             await tx.execute(
                 "UPDATE meta SET value = MAX(value, ?) WHERE key = 'acked_seq'", (upto_seq,)
             )

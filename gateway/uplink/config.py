@@ -1,0 +1,133 @@
+"""The ``uplink`` config section: broker, TLS, credentials, topics, batching and timing.
+
+Every field has a default, so a site without an ``uplink`` key still gets one: no broker
+configured means the embedded demo broker on loopback (see :mod:`gateway.uplink.broker`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from gateway.config.base import StrictModel
+
+
+class TlsSection(StrictModel):
+    """TLS to the broker. Verification is on unless ``insecure_skip_verify`` is set."""
+
+    ca_file: Path | None = Field(
+        None, description="CA bundle to verify the broker; default: the system store."
+    )
+    cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: Path | None = Field(None, description="Private key (PEM) of cert_file.")
+    insecure_skip_verify: bool = Field(
+        False,
+        description="Do not verify the broker certificate or host name. For lab use only.",
+    )
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TlsSection:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls.cert_file and tls.key_file go together; set both or neither")
+        return self
+
+
+class BrokerSection(StrictModel):
+    host: str = Field(description="Broker host name or address.")
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        1883, description="Broker port (8883 is usual with TLS)."
+    )
+    protocol: Literal["3.1.1", "5"] = Field("3.1.1", description="MQTT protocol version.")
+    username: str | None = Field(None, description="User name, if the broker wants one.")
+    password: SecretStr | None = Field(
+        None, description="Password; use ${ENV_VAR} in the file. Never logged."
+    )
+    tls: TlsSection | None = Field(None, description="TLS settings; absent: plain TCP.")
+    keepalive: Annotated[int, Field(ge=2, le=3600)] = Field(
+        30,
+        description=(
+            "Seconds. A dead link is detected within 1.5 x this: the client pings after "
+            "keepalive/2 of silence and gives up when the ping is not answered in keepalive/2."
+        ),
+    )
+    persistent_session: bool = Field(
+        False,
+        description=(
+            "Keep the MQTT session (and commands queued for the gateway) across reconnects "
+            "(clean_session=false / clean_start=false)."
+        ),
+    )
+    connect_timeout: Annotated[float, Field(gt=0, le=120)] = Field(
+        10.0, description="Seconds to wait for CONNACK, SUBACK and a clean DISCONNECT."
+    )
+
+
+class EmbeddedBrokerSection(StrictModel):
+    host: str = Field("127.0.0.1", description="Address the demo broker listens on.")
+    port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        1883, description="Port of the demo broker (0: any free port)."
+    )
+
+
+class UplinkSection(StrictModel):
+    """Store-and-forward MQTT uplink and the command downlink (wire format v1)."""
+
+    enabled: bool = Field(True, description="Turn the uplink off entirely.")
+    broker: BrokerSection | None = Field(
+        None, description="The MQTT broker. Absent: start the embedded demo broker."
+    )
+    embedded_broker: EmbeddedBrokerSection = Field(
+        default_factory=EmbeddedBrokerSection,
+        description="The in-process demo broker used when no broker is configured.",
+    )
+    topic_prefix: str = Field(
+        "fieldgate",
+        pattern=r"^[^#+\x00]+$",
+        description="Topics are <topic_prefix>/<gateway id>/<kind>.",
+    )
+    max_samples: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        10_000, description="Most samples in one telemetry message."
+    )
+    max_bytes: Annotated[int, Field(ge=1_024, le=256_000_000)] = Field(
+        1_000_000, description="Most bytes in one telemetry message (one sample may exceed it)."
+    )
+    window: Annotated[int, Field(ge=1, le=1_000)] = Field(
+        16, description="QoS 1 messages in flight at once (published, PUBACK pending)."
+    )
+    publish_timeout: Annotated[float, Field(gt=0, le=300)] = Field(
+        10.0,
+        description=(
+            "Seconds a publish may wait for its PUBACK; then the link is torn down and "
+            "rebuilt and nothing is acknowledged."
+        ),
+    )
+    backoff_initial: Annotated[float, Field(gt=0, le=60)] = Field(
+        0.5, description="First reconnect delay in seconds (doubles, jittered)."
+    )
+    backoff_max: Annotated[float, Field(gt=0, le=3600)] = Field(
+        30.0, description="Cap of the reconnect delay in seconds."
+    )
+    drain_grace: Annotated[float, Field(ge=0, le=600)] = Field(
+        5.0,
+        description=(
+            "At shutdown or reload, keep forwarding the buffer for up to this many seconds "
+            "so a small backlog leaves before the process does."
+        ),
+    )
+    command_max_bytes: Annotated[int, Field(ge=64, le=16_000_000)] = Field(
+        65_536, description="Command payloads larger than this are refused."
+    )
+    command_concurrency: Annotated[int, Field(ge=1, le=64)] = Field(
+        4, description="Commands executed at the same time."
+    )
+    reply_cache: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        256, description="Recent request ids remembered to answer a redelivery once."
+    )
+
+    @model_validator(mode="after")
+    def _backoff(self) -> UplinkSection:
+        if self.backoff_initial > self.backoff_max:
+            raise ValueError("uplink.backoff_initial must not exceed uplink.backoff_max")
+        return self

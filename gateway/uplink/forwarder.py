@@ -1,0 +1,302 @@
+"""Forward the store to the broker over one connection: replies, events, then telemetry.
+
+Ordering with a window. Up to ``window`` QoS 1 publishes are in flight at once, but they are
+issued one after another, in sequence order, on a single connection; MQTT keeps the order of
+QoS 1 messages from one client on one topic, so the broker (and every subscriber) sees the
+telemetry in sequence order. PUBACKs may be processed out of order by us, so the store is
+acknowledged only up to the highest *contiguous* acknowledged sequence number: a row leaves
+the buffer only when it and every row before it were acknowledged. When the link fails, the
+connection is dropped and the next one resends from the store's acknowledged mark, with the
+same sequence numbers, so a receiver that keeps the highest seq it has seen drops repeats.
+
+A publish waits at most ``publish_timeout`` for its PUBACK; a timeout raises
+:class:`LinkLost`, which tears the connection down. Nothing is acknowledged on that path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiomqtt
+
+from gateway.store import Store
+from gateway.store.db import RawTelemetryChunk
+from gateway.uplink.config import UplinkSection
+from gateway.uplink.wire import ChunkText, RowSlice, Topics, event_message, telemetry_message
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "uplink"
+_EVENT_BATCH = 64
+_IDLE_POLL_S = 0.5
+
+
+class LinkLost(Exception):
+    """The connection to the broker failed; the session must be rebuilt."""
+
+
+@dataclass
+class UplinkStats:
+    """Counters since the gateway started (kept across reconnects and reloads)."""
+
+    connects: int = 0
+    disconnects: int = 0
+    telemetry_messages: int = 0
+    samples: int = 0
+    events: int = 0
+    replies: int = 0
+    acked_seq: int = 0
+    last_error: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PendingReply:
+    request_id: str | None
+    payload: bytes
+    session: int = -1  # the session that issued it last
+
+
+class ReplyOutbox:
+    """Replies waiting for a PUBACK. Kept across reconnects: a reply whose publish was cut
+    is sent again on the next connection."""
+
+    def __init__(self) -> None:
+        self.pending: list[PendingReply] = []
+        self.changed = asyncio.Event()
+
+    def put(self, reply: PendingReply) -> None:
+        self.pending.append(reply)
+        self.changed.set()
+
+    def done(self, reply: PendingReply) -> None:
+        if reply in self.pending:
+            self.pending.remove(reply)
+        self.changed.set()
+
+
+class Forwarder:
+    """One connection's sender. :meth:`run` returns when asked to finish (drain) and every
+    publish it issued is acknowledged; it raises :class:`LinkLost` when the link fails."""
+
+    def __init__(
+        self,
+        *,
+        client: aiomqtt.Client,
+        store: Store,
+        topics: Topics,
+        cfg: UplinkSection,
+        gateway_id: str,
+        boot: int,
+        outbox: ReplyOutbox,
+        stats: UplinkStats,
+        session: int,
+        drain_deadline: Callable[[], float | None],
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.topics = topics
+        self.cfg = cfg
+        self.gateway_id = gateway_id
+        self.boot = boot
+        self.outbox = outbox
+        self.stats = stats
+        self.session = session
+        self._drain_deadline = drain_deadline
+        self._window = asyncio.Semaphore(cfg.window)
+        self._tg: asyncio.TaskGroup | None = None
+        self._wake = asyncio.Event()
+        # telemetry: next seq to send is _tel_pos + 1; in flight: [seq_last, acked]
+        self._tel_pos = 0
+        self._tel_high = 0
+        self._tel_acked = 0
+        self._tel_inflight: deque[list[int]] = deque()
+        self._chunks: deque[ChunkText] = deque()
+        # events: by outbox rowid, the same way
+        self._ev_pos = 0
+        self._ev_high = 0
+        self._ev_acked = 0
+        self._ev_inflight: deque[list[int]] = deque()
+        self._ack_lock = asyncio.Lock()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def fail(self, err: LinkLost) -> None:
+        """End :meth:`run` with ``err`` (the receive side saw the connection drop)."""
+        if self._tg is None:
+            return
+
+        async def _raise() -> None:
+            raise err
+
+        with contextlib.suppress(RuntimeError):  # the group already finished
+            self._tg.create_task(_raise(), name="uplink-link-lost")
+
+    async def run(self) -> None:
+        self._tel_pos = self._tel_high = self._tel_acked = await self.store.acked_seq()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                await self._loop()
+        except* LinkLost as group:
+            raise group.exceptions[0] from None
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            deadline = self._drain_deadline()
+            busy = self._issue_replies()
+            if deadline is None or loop.time() < deadline:
+                busy = await self._issue_events() or busy
+                busy = await self._issue_telemetry() or busy
+            if not busy:
+                if deadline is not None and not self.outbox.pending:
+                    return  # draining and caught up; the TaskGroup awaits the due PUBACKs
+                await self._idle()
+
+    async def _idle(self) -> None:
+        self._wake.clear()
+        waits = [
+            asyncio.ensure_future(self.store.telemetry_added.wait()),
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(self.outbox.changed.wait()),
+            asyncio.ensure_future(self.store.wait_events(_IDLE_POLL_S)),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in waits:
+                fut.cancel()
+
+    # -- publishing --------------------------------------------------------------------
+
+    async def _publish(self, topic: str, payload: bytes) -> None:
+        try:
+            await self.client.publish(topic, payload, qos=1, timeout=self.cfg.publish_timeout)
+        except aiomqtt.MqttError as err:
+            raise LinkLost(f"publish to {topic} failed or was not acknowledged within "
+                           f"{self.cfg.publish_timeout:g} s: {err}") from err
+        finally:
+            self._window.release()
+
+    # -- replies -----------------------------------------------------------------------
+
+    def _issue_replies(self) -> bool:
+        self.outbox.changed.clear()
+        todo = [r for r in self.outbox.pending if r.session != self.session]
+        for reply in todo:
+            reply.session = self.session
+            assert self._tg is not None
+            self._tg.create_task(self._send_reply(reply), name="uplink-reply")
+        return bool(todo)
+
+    async def _send_reply(self, reply: PendingReply) -> None:
+        await self._window.acquire()
+        await self._publish(self.topics.reply, reply.payload)
+        self.outbox.done(reply)
+        self.stats.replies += 1
+
+    # -- events ------------------------------------------------------------------------
+
+    async def _issue_events(self) -> bool:
+        stored = await self.store.read_events(CONSUMER, _EVENT_BATCH)
+        fresh = [s for s in stored if s.rowid > self._ev_pos]
+        for item in fresh:
+            entry = [item.rowid, 0]
+            payload = event_message(self.gateway_id, item.event)
+            await self._window.acquire()
+            self._ev_inflight.append(entry)
+            self._ev_pos = item.rowid
+            assert self._tg is not None
+            self._tg.create_task(self._send_event(entry, payload), name="uplink-event")
+        return bool(fresh)
+
+    async def _send_event(self, entry: list[int], payload: bytes) -> None:
+        await self._publish(self.topics.events, payload)
+        self.stats.events += 1
+        entry[1] = 1
+        while self._ev_inflight and self._ev_inflight[0][1]:
+            self._ev_high = self._ev_inflight.popleft()[0]
+        await asyncio.shield(self._write_acks())
+
+    # -- telemetry ---------------------------------------------------------------------
+
+    async def _issue_telemetry(self) -> bool:
+        self.store.telemetry_added.clear()
+        slices = await self._next_slices()
+        if not slices:
+            return False
+        payload = telemetry_message(self.gateway_id, self.boot, slices)
+        entry = [slices[-1].seq_last, 0]
+        rows = sum(s.rows for s in slices)
+        await self._window.acquire()
+        self._tel_inflight.append(entry)
+        self._tel_pos = entry[0]
+        assert self._tg is not None
+        self._tg.create_task(self._send_telemetry(entry, payload, rows), name="uplink-telemetry")
+        return True
+
+    async def _send_telemetry(self, entry: list[int], payload: bytes, rows: int) -> None:
+        await self._publish(self.topics.telemetry, payload)
+        self.stats.telemetry_messages += 1
+        self.stats.samples += rows
+        entry[1] = 1
+        while self._tel_inflight and self._tel_inflight[0][1]:
+            self._tel_high = self._tel_inflight.popleft()[0]
+        await asyncio.shield(self._write_acks())
+
+    async def _write_acks(self) -> None:
+        """Acknowledge the store up to the contiguous marks; concurrent callers coalesce."""
+        async with self._ack_lock:
+            if self._tel_high > self._tel_acked:
+                upto = self._tel_high
+                await self.store.ack_telemetry(upto)
+                self._tel_acked = upto
+                self.stats.acked_seq = upto
+            if self._ev_high > self._ev_acked:
+                upto = self._ev_high
+                await self.store.ack_events(CONSUMER, upto)
+                self._ev_acked = upto
+        self._wake.set()
+
+    async def _next_slices(self) -> list[RowSlice]:
+        """The rows of the next message: contiguous, oldest first, within both limits."""
+        max_rows, max_bytes = self.cfg.max_samples, self.cfg.max_bytes
+        slices: list[RowSlice] = []
+        rows = size = 0
+        pos = self._tel_pos
+        while rows < max_rows:
+            chunk = await self._chunk_after(pos)
+            if chunk is None:
+                break
+            first = max(pos + 1, chunk.seq_first)
+            if slices and first != pos + 1:
+                break  # rows were dropped (buffer overflow): the gap ends the message
+            part = chunk.take(first, max_rows - rows, max_bytes - size, need_one=not slices)
+            if part is None:
+                break
+            slices.append(part)
+            rows += part.rows
+            size += part.nbytes + 1
+            pos = part.seq_last
+            if size >= max_bytes:
+                break
+        return slices
+
+    async def _chunk_after(self, pos: int) -> ChunkText | None:
+        while self._chunks and self._chunks[0].seq_last <= pos:
+            self._chunks.popleft()
+        if not self._chunks:
+            raw: list[RawTelemetryChunk] = await self.store.read_telemetry_raw(
+                pos, self.cfg.max_samples
+            )
+            self._chunks.extend(ChunkText(c.seq_first, c.seq_last, c.payload) for c in raw)
+        return self._chunks[0] if self._chunks else None

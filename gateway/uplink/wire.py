@@ -1,0 +1,177 @@
+"""Wire format v1: topic names and the bytes of every message the gateway publishes.
+
+The telemetry body is assembled from the store's chunks without parsing them. A chunk is
+the compact JSON array of ``[device, point, ts_ms, value, quality]`` rows, exactly what the
+``samples`` array of a message holds, so a message is a small JSON header followed by the
+chunks' text spliced together. Only a chunk that must be cut (it is larger than a message,
+or its head was already acknowledged) is split, and even that is done on the text: a row
+boundary is ``],[``; when the number of those equals rows - 1 there is no other, otherwise
+(a string value holding ``],[``) the chunk is parsed and re-encoded.
+
+See docs/wire-format.md and the JSON Schemas under config/wire/.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.model import Event
+
+WIRE_VERSION = 1
+
+_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str).encode
+_ROW_SEP = b"],["
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    base: str
+
+    @classmethod
+    def of(cls, prefix: str, gateway_id: str) -> Topics:
+        return cls(f"{prefix.rstrip('/')}/{gateway_id}")
+
+    @property
+    def telemetry(self) -> str:
+        return f"{self.base}/telemetry"
+
+    @property
+    def events(self) -> str:
+        return f"{self.base}/events"
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    @property
+    def reply(self) -> str:
+        return f"{self.base}/reply"
+
+    @property
+    def commands(self) -> str:
+        return f"{self.base}/cmd/+"
+
+    def command_name(self, topic: str) -> str | None:
+        prefix = f"{self.base}/cmd/"
+        return topic[len(prefix):] if topic.startswith(prefix) else None
+
+
+class RowSlice:
+    """Some contiguous rows of one chunk, as the JSON text of the rows without the outer
+    brackets (``[..],[..]``), ready to splice into a message."""
+
+    __slots__ = ("nbytes", "rows", "seq_first", "seq_last", "text")
+
+    def __init__(self, seq_first: int, seq_last: int, text: bytes) -> None:
+        self.seq_first = seq_first
+        self.seq_last = seq_last
+        self.text = text
+        self.rows = seq_last - seq_first + 1
+        self.nbytes = len(text)
+
+
+class ChunkText:
+    """The decompressed text of one stored chunk, cut into row slices on demand."""
+
+    def __init__(self, seq_first: int, seq_last: int, payload: bytes) -> None:
+        self.seq_first = seq_first
+        self.seq_last = seq_last
+        text = zlib.decompress(payload)
+        # b"[[row],[row]]" -> b"[row],[row]"
+        self.inner = text[1:-1]
+        self._parts: list[bytes] | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.seq_last - self.seq_first + 1
+
+    def take(self, first: int, max_rows: int, max_bytes: int, need_one: bool) -> RowSlice | None:
+        """Rows from seq ``first`` on: at most ``max_rows`` of them and at most ``max_bytes``
+        of text, except that with ``need_one`` the first row is taken whatever its size.
+        None when not even one row fits."""
+        if first == self.seq_first and self.rows <= max_rows and len(self.inner) <= max_bytes:
+            return RowSlice(first, self.seq_last, self.inner)
+        parts = self._split()
+        start = first - self.seq_first
+        end = min(len(parts), start + max_rows)
+        size = 0
+        for i in range(start, end):
+            size += len(parts[i]) + 1
+            if size > max_bytes + 1 and (i > start or not need_one):
+                end = i
+                break
+        if end <= start:
+            return None
+        return RowSlice(first, self.seq_first + end - 1, b",".join(parts[start:end]))
+
+    def _split(self) -> list[bytes]:
+        if self._parts is None:
+            body = self.inner[1:-1]  # b"row],[row"
+            if body.count(_ROW_SEP) == self.rows - 1:
+                self._parts = [b"[" + p + b"]" for p in body.split(_ROW_SEP)]
+            else:  # a string value contains "],[": cut the parsed rows instead
+                self._parts = [_dumps(row).encode() for row in json.loads(b"[" + self.inner + b"]")]
+            if len(self._parts) != self.rows:
+                raise ValueError(
+                    f"stored chunk {self.seq_first}..{self.seq_last} holds {len(self._parts)} "
+                    f"rows instead of {self.rows}"
+                )
+        return self._parts
+
+
+def telemetry_message(gateway: str, boot: int, slices: list[RowSlice]) -> bytes:
+    """One telemetry message holding the contiguous ``slices``."""
+    head = (
+        f'{{"v":{WIRE_VERSION},"gw":{_dumps(gateway)},"boot":{boot},'
+        f'"seq_first":{slices[0].seq_first},"seq_last":{slices[-1].seq_last},"samples":['
+    ).encode()
+    return b"".join((head, b",".join(s.text for s in slices), b"]}"))
+
+
+def event_message(gateway: str, event: Event) -> bytes:
+    return _dumps({"v": WIRE_VERSION, "gw": gateway, **event.to_wire()}).encode()
+
+
+def status_message(
+    gateway: str, state: str, *, version: str, boot: int, started_ms: int, ts_ms: int,
+    reason: str | None = None,
+) -> bytes:
+    body: dict[str, Any] = {
+        "v": WIRE_VERSION, "gw": gateway, "state": state, "version": version, "boot": boot,
+        "started": started_ms, "ts": ts_ms,
+    }
+    if reason is not None:
+        body["reason"] = reason
+    return _dumps(body).encode()
+
+
+def reply_message(gateway: str, request_id: str | None, command: str | None,
+                  reply: dict[str, Any], ts_ms: int) -> bytes:
+    body: dict[str, Any] = {"v": WIRE_VERSION, "gw": gateway, "id": request_id,
+                            "command": command, "ts": ts_ms, "ok": bool(reply.get("ok"))}
+    if body["ok"]:
+        body["result"] = reply.get("result")
+    else:
+        body["error"] = reply.get("error")
+    return encode_json(body)
+
+
+def encode_json(body: Any) -> bytes:
+    """Compact JSON; a value JSON cannot hold (NaN, an odd object) becomes a string."""
+    try:
+        return _dumps(body).encode()
+    except ValueError:  # NaN or infinity somewhere in a result
+        return _dumps(_finite(body)).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

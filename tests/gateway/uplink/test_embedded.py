@@ -1,0 +1,36 @@
+"""No broker configured: the demo's embedded amqtt broker carries the data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.uplink.config import UplinkSection
+from tests.gateway.uplink.helpers import BASE, site
+from tests.gateway.uplink.test_outage import uplink_of, wait_until
+from tests.gateway.uplink.wirecheck import WireRecorder
+from tests.support.app import running_app
+
+
+async def test_embedded_broker_when_none_is_configured(tmp_path: Path) -> None:
+    cfg = site(None, devices=1, interval=0.1, embedded_broker={"port": 0})
+    async with running_app(cfg, tmp_path) as app:
+        uplink = uplink_of(app)
+        assert uplink.embedded is not None
+        await wait_until(uplink.connected.is_set, 10)
+        endpoint = uplink.endpoint
+        assert endpoint.host == "127.0.0.1" and endpoint.port > 0
+        async with WireRecorder(endpoint.host, endpoint.port, BASE,
+                                client_id="demo-viewer") as rec:
+            await rec.wait_for(lambda g: g.high >= 50, 10, "telemetry via the embedded broker")
+            rec.assert_valid()
+            # Messages sent before this viewer subscribed are gone (nobody was listening),
+            # after that every row arrived in order.
+            assert all(first == 1 for first, _ in rec.got.gaps)
+            rows = sorted(rec.got.rows)
+            assert rows == list(range(rows[0], rows[-1] + 1))
+
+
+def test_section_defaults_to_the_embedded_broker_on_1883() -> None:
+    section = UplinkSection()
+    assert section.broker is None and section.embedded_broker.port == 1883
+    assert section.embedded_broker.host == "127.0.0.1"

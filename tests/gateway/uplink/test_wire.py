@@ -1,0 +1,63 @@
+"""The telemetry message is spliced from stored chunk text; it must equal what parsing and
+re-encoding would give, whatever the values hold."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.model import Quality, Sample
+from gateway.store.codec import encode_chunk
+from gateway.uplink.wire import ChunkText, telemetry_message
+from tests.gateway.uplink.wirecheck import load_validators
+
+values = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**53), 2**53),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
+    st.sampled_from(["],[", "a],[b", "[[", "]]", '"],["']),
+)
+rows = st.lists(
+    st.tuples(st.sampled_from(["m-1", "pv"]), st.sampled_from(["p", "],[", "x y"]),
+              st.integers(0, 2**41), values, st.sampled_from(list(Quality))),
+    min_size=1, max_size=40,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows, st.integers(1, 50), st.integers(1, 2_000), st.integers(0, 39))
+def test_slices_equal_the_rows_they_name(batch: list[tuple], max_rows: int, max_bytes: int,
+                                         skip: int) -> None:
+    samples = [Sample(*r) for r in batch]
+    seq_first = 100
+    chunk = ChunkText(seq_first, seq_first + len(samples) - 1, encode_chunk(samples))
+    expected = json.loads(json.dumps([list(s) for s in samples]))
+    pos = seq_first + min(skip, len(samples) - 1)
+    validator = load_validators()["telemetry"]
+    while pos <= chunk.seq_last:
+        part = chunk.take(pos, max_rows, max_bytes, need_one=True)
+        assert part is not None and part.seq_first == pos
+        assert part.rows <= max_rows
+        assert part.nbytes <= max_bytes or part.rows == 1
+        body = json.loads(telemetry_message("gw", 3, [part]))
+        assert not list(validator.iter_errors(body))
+        assert body["seq_first"] == pos and body["seq_last"] == part.seq_last
+        assert body["samples"] == expected[pos - seq_first: part.seq_last - seq_first + 1]
+        pos = part.seq_last + 1
+
+
+def test_without_need_one_a_row_too_big_is_left_for_the_next_message() -> None:
+    samples = [Sample("m", "p", 1, "x" * 100)] * 3
+    chunk = ChunkText(1, 3, encode_chunk(samples))
+    assert chunk.take(1, 10, 50, need_one=False) is None
+    assert chunk.take(1, 10, 50, need_one=True) is not None
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_a_whole_chunk_is_spliced_without_being_cut(n: int) -> None:
+    samples = [Sample("m", f"p{i}", i, i * 1.5) for i in range(n)]
+    chunk = ChunkText(10, 9 + n, encode_chunk(samples))
+    part = chunk.take(10, n, 10**6, need_one=True)
+    assert part is not None and part.text == chunk.inner and chunk._parts is None
