@@ -137,6 +137,7 @@ class App:
                     self._reload_config()
                 watchdog.cancel()
         finally:
+            self._remove_signal_handlers()
             await self.store.close()
         log.info("fieldgate stopped")
         return 0
@@ -233,6 +234,14 @@ class App:
             try:
                 loop.add_signal_handler(sig, self._on_signal, sig)
             except (NotImplementedError, RuntimeError):  # not the main thread
+                return
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
                 return
 
     def _on_signal(self, sig: signal.Signals) -> None:

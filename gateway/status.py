@@ -22,8 +22,8 @@ class StatusTracker:
         self.current: dict[str, DeviceStatus] = {}
 
     async def load(self, store: Store) -> None:
-        cur = await store.conn.execute("SELECT device, status FROM device_status")
-        self.current = {dev: DeviceStatus(st) for dev, st in await cur.fetchall()}
+        rows = await store.query("SELECT device, status FROM device_status")
+        self.current = {dev: DeviceStatus(st) for dev, st in rows}
 
     async def apply(
         self, tx: Tx, device: str, new: DeviceStatus, reason: str, ts_ms: int

@@ -111,9 +111,9 @@ class HooksDB:
         The row layout is the rules engine's; this reads it defensively (any columns)."""
         conn = self._app.store.conn
         for table in _ALARM_TABLES:
-            cur = await conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
-            if await cur.fetchone() is None:
+            if await self._app.store.query_one(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                    (table,)) is None:
                 continue
             cur = await conn.execute(f"PRAGMA table_info({table})")
             cols = {row[1] for row in await cur.fetchall()}
@@ -163,9 +163,8 @@ class HooksDB:
         return [_order(row) for row in await cur.fetchall()]
 
     async def get_work_order(self, order_id: str) -> WorkOrder | None:
-        cur = await self._app.store.conn.execute(
+        row = await self._app.store.query_one(
             f"SELECT {', '.join(_WO_COLUMNS)} FROM work_orders WHERE id = ?", (order_id,))
-        row = await cur.fetchone()
         return _order(row) if row else None
 
     # -- actions -------------------------------------------------------------------------

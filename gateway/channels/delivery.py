@@ -144,10 +144,9 @@ class Sender:
         name = self.channel.name
         while True:
             self.wake.clear()  # before the query, so an insert after it is not missed
-            cur = await self.store.conn.execute(
+            row = await self.store.query_one(
                 "SELECT seq, event_id, message, attempts, next_ms FROM channel_queue "
                 "WHERE channel = ? ORDER BY seq LIMIT 1", (name,))
-            row = await cur.fetchone()
             if row is None:
                 await self.wake.wait()
                 continue
@@ -200,9 +199,8 @@ class Sender:
                              (now - DELIVERED_KEPT_MS,))
 
     async def stats(self) -> dict[str, Any]:
-        cur = await self.store.conn.execute(
+        row = await self.store.query_one(
             "SELECT COUNT(*) FROM channel_queue WHERE channel = ?", (self.channel.name,))
-        row = await cur.fetchone()
         return {"type": self.channel.channel_type, "pending": int(row[0]) if row else 0,
                 "sent": self.sent, "failed": self.failed, "retries": self.retries,
                 "last_error": self.last_error}

@@ -143,8 +143,7 @@ class Store:
             await tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'boot_count'")
         self._next_seq = await self._meta("next_seq")
         self.boot_count = await self._meta("boot_count")
-        cur = await conn.execute("SELECT COALESCE(SUM(nbytes), 0) FROM telemetry")
-        row = await cur.fetchone()
+        row = await self.query_one("SELECT COALESCE(SUM(nbytes), 0) FROM telemetry")
         self._payload_bytes = int(row[0]) if row else 0
         log.info(
             "store open at %s (boot %d, next seq %d, %d bytes buffered)",
@@ -173,10 +172,10 @@ class Store:
             "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
         )
         for component, steps in migrations().items():
-            cur = await conn.execute(
+            async with conn.execute(
                 "SELECT version FROM schema_version WHERE component = ?", (component,)
-            )
-            row = await cur.fetchone()
+            ) as cur:
+                row = await cur.fetchone()
             done = int(row[0]) if row else 0
             if done > len(steps):
                 raise RuntimeError(
@@ -203,9 +202,20 @@ class Store:
                 raise
             await conn.execute("COMMIT")
 
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read and return every row. Use this (or :meth:`query_one`) rather than
+        ``conn.execute``: a cursor left half-read keeps its statement open, which blocks
+        the WAL checkpoint at close ("database table is locked")."""
+        async with self.conn.execute(sql, params) as cur:
+            return [tuple(row) for row in await cur.fetchall()]
+
+    async def query_one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        async with self.conn.execute(sql, params) as cur:
+            row = await cur.fetchone()
+        return tuple(row) if row is not None else None
+
     async def _meta(self, key: str) -> int:
-        cur = await self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,))
-        row = await cur.fetchone()
+        row = await self.query_one("SELECT value FROM meta WHERE key = ?", (key,))
         return int(row[0]) if row else 0
 
     # -- telemetry -----------------------------------------------------------------------
@@ -332,11 +342,10 @@ class Store:
         # Chunks do not overlap, so seq_last <= upto implies seq_first <= upto: the extra
         # condition lets SQLite use the primary key instead of scanning a long backlog.
         async with self.transaction() as tx:
-            cur = await tx.execute(
+            row = await self.query_one(
                 "SELECT COALESCE(SUM(nbytes), 0) FROM telemetry "
                 "WHERE seq_first <= ? AND seq_last <= ?", (upto_seq, upto_seq)
             )
-            row = await cur.fetchone()
             await tx.execute(
                 "DELETE FROM telemetry WHERE seq_first <= ? AND seq_last <= ?",
                 (upto_seq, upto_seq),
@@ -412,10 +421,9 @@ class KV:
         self.namespace = namespace
 
     async def get(self, key: str, default: Any = None) -> Any:
-        cur = await self._store.conn.execute(
+        row = await self._store.query_one(
             "SELECT value FROM kv WHERE namespace = ? AND key = ?", (self.namespace, key)
         )
-        row = await cur.fetchone()
         return json.loads(row[0]) if row else default
 
     async def put(self, key: str, value: Any) -> None:

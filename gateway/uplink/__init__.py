@@ -5,6 +5,7 @@ Importing this package registers the ``uplink`` component and its config section
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from gateway.components import ComponentSpec, register_component
@@ -14,10 +15,18 @@ from gateway.uplink.config import UplinkSection
 if TYPE_CHECKING:
     from gateway.runtime import App
 
+log = logging.getLogger(__name__)
+
 
 def _factory(app: App) -> Uplink | None:
     cfg: UplinkSection = app.config.uplink  # type: ignore[attr-defined]
-    return Uplink(app, cfg) if cfg.enabled else None
+    if not cfg.enabled:
+        return None
+    if cfg.broker is None and cfg.embedded_broker is None:
+        log.warning("no uplink.broker configured: data stays in the local buffer until one "
+                    "is (set uplink.broker, or uplink.embedded_broker for a demo)")
+        return None
+    return Uplink(app, cfg)
 
 
 register_component(ComponentSpec("uplink", _factory, section=UplinkSection, order=40))

@@ -49,9 +49,14 @@ class Uplink(Component):
         self.gateway_id = app.config.gateway.id
         self.topics = Topics.of(cfg.topic_prefix, self.gateway_id)
         # The embedded broker's port is known once it listens (it may be 0: any free one).
-        self.broker_cfg = cfg.broker or BrokerSection(host=cfg.embedded_broker.host)
+        self.embedded: EmbeddedBroker | None = None
+        if cfg.broker is not None:
+            self.broker_cfg = cfg.broker
+        else:
+            assert cfg.embedded_broker is not None, "the factory checks one of them is set"
+            self.broker_cfg = BrokerSection(host=cfg.embedded_broker.host)
+            self.embedded = EmbeddedBroker(cfg.embedded_broker)
         self.endpoint = Endpoint(self.broker_cfg.host, self.broker_cfg.port)
-        self.embedded = EmbeddedBroker(cfg.embedded_broker) if cfg.broker is None else None
         self.stats = UplinkStats()
         self.outbox = ReplyOutbox()
         self.downlink = Downlink(

@@ -1,7 +1,9 @@
 """The ``uplink`` config section: broker, TLS, credentials, topics, batching and timing.
 
-Every field has a default, so a site without an ``uplink`` key still gets one: no broker
-configured means the embedded demo broker on loopback (see :mod:`gateway.uplink.broker`).
+Every field has a default. A site needs ``uplink.broker`` to forward to the cloud; the demo
+sets ``uplink.embedded_broker`` instead, which starts an MQTT broker in-process on loopback
+(see :mod:`gateway.uplink.broker`). With neither, the uplink is off and the data stays in the
+local buffer (a warning says so at start).
 """
 
 from __future__ import annotations
@@ -76,11 +78,14 @@ class UplinkSection(StrictModel):
 
     enabled: bool = Field(True, description="Turn the uplink off entirely.")
     broker: BrokerSection | None = Field(
-        None, description="The MQTT broker. Absent: start the embedded demo broker."
+        None, description="The MQTT broker. Absent: the embedded demo broker, if configured."
     )
-    embedded_broker: EmbeddedBrokerSection = Field(
-        default_factory=EmbeddedBrokerSection,
-        description="The in-process demo broker used when no broker is configured.",
+    embedded_broker: EmbeddedBrokerSection | None = Field(
+        None,
+        description=(
+            "Start an MQTT broker in-process (for demos and trials) and forward to it when no "
+            "broker is configured."
+        ),
     )
     topic_prefix: str = Field(
         "fieldgate",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from gateway.uplink.config import UplinkSection
 from tests.gateway.uplink.helpers import BASE, site
 from tests.gateway.uplink.test_outage import uplink_of, wait_until
@@ -30,7 +32,16 @@ async def test_embedded_broker_when_none_is_configured(tmp_path: Path) -> None:
             assert rows == list(range(rows[0], rows[-1] + 1))
 
 
-def test_section_defaults_to_the_embedded_broker_on_1883() -> None:
-    section = UplinkSection()
-    assert section.broker is None and section.embedded_broker.port == 1883
-    assert section.embedded_broker.host == "127.0.0.1"
+def test_embedded_broker_defaults_to_loopback_1883() -> None:
+    section = UplinkSection.model_validate({"embedded_broker": {}})
+    assert section.broker is None and section.embedded_broker is not None
+    assert (section.embedded_broker.host, section.embedded_broker.port) == ("127.0.0.1", 1883)
+
+
+async def test_no_broker_at_all_keeps_data_local_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = {"devices": [{"id": "m", "type": "simulated", "interval": 0.05}]}
+    async with running_app(cfg, tmp_path) as app:
+        assert not any(c.name == "uplink" for c in app.components)
+    assert "no uplink.broker configured: data stays in the local buffer" in caplog.text
