@@ -58,6 +58,7 @@ _REGISTRY: dict[str, ComponentSpec] = {}
 #: Built-in components, imported on first use. Each module calls register_component().
 BUILTIN_COMPONENTS: tuple[str, ...] = (
     "gateway.control",
+    "gateway.rules",
 )
 
 
