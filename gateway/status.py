@@ -107,22 +107,47 @@ class StatusTracker:
             self.alarm.discard(device)
         return await self._commit(tx, device, reason, ts_ms)
 
+    async def set_alarms(
+        self, tx: Tx, flags: dict[str, tuple[bool, str]], ts_ms: int
+    ) -> list[Event]:
+        """:meth:`set_alarm` for many devices in a few statements (an alarm storm)."""
+        changed = [d for d, (on, _) in flags.items() if (d in self.alarm) != on]
+        for device in changed:
+            if flags[device][0]:
+                self.alarm.add(device)
+            else:
+                self.alarm.discard(device)
+        return await self._commit_many(tx, {d: flags[d][1] for d in changed}, ts_ms)
+
     async def _commit(self, tx: Tx, device: str, reason: str, ts_ms: int) -> Event | None:
-        link = self.link.get(device)
-        await tx.execute(
-            "INSERT OR REPLACE INTO device_flags VALUES (?, ?, ?, ?)",
-            (device, link.value if link else None, int(device in self.maintenance),
-             int(device in self.alarm)),
-        )
+        events = await self._commit_many(tx, {device: reason}, ts_ms)
+        return events[0] if events else None
+
+    async def _commit_many(self, tx: Tx, reasons: dict[str, str], ts_ms: int) -> list[Event]:
+        if not reasons:
+            return []
+        flags, rows, events = [], [], []
+        for device, reason in reasons.items():
+            link = self.link.get(device)
+            flags.append((device, link.value if link else None,
+                          int(device in self.maintenance), int(device in self.alarm)))
+            event = self._transition(device, reason, ts_ms)
+            if event is not None:
+                rows.append((device, event.body["new_status"], reason, ts_ms))
+                events.append(event)
+        await tx.executemany("INSERT OR REPLACE INTO device_flags VALUES (?, ?, ?, ?)", flags)
+        if rows:
+            await tx.executemany("INSERT OR REPLACE INTO device_status VALUES (?, ?, ?, ?)",
+                                 rows)
+            await tx.add_events(events)
+        return events
+
+    def _transition(self, device: str, reason: str, ts_ms: int) -> Event | None:
         old = self.current.get(device)
         new = self.effective(device)
         if old is new:
             return None
         self.current[device] = new
-        await tx.execute(
-            "INSERT OR REPLACE INTO device_status VALUES (?, ?, ?, ?)",
-            (device, new.value, reason, ts_ms),
-        )
         event = Event(
             STATUS_EVENT,
             {"device": device, "old_status": old.value if old else None,
@@ -133,7 +158,6 @@ class StatusTracker:
             # report and an alarm in one commit) must not share an id.
             id=event_id(STATUS_EVENT, device, ts_ms, old.value if old else "", new.value),
         )
-        await tx.add_events([event])
         level = logging.WARNING if new is DeviceStatus.OFFLINE else logging.INFO
         log.log(level, "device %s is %s (was %s)%s", device, new.value,
                 old.value if old else "unknown", f": {reason}" if reason else "")

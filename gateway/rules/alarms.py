@@ -119,7 +119,9 @@ class AlarmBook:
         self.open: dict[AlarmKey, Alarm] = {}
         self.by_id: dict[str, Alarm] = {}
         self.stats = AlarmStats()
-        self._sql: list[tuple[str, tuple[Any, ...]]] = []
+        self._by_source: dict[tuple[str, str], dict[str, Alarm]] = {}  # (rule, device)
+        self._status_open: dict[str, int] = {}  # device -> open alarms at the status level
+        self._touched: dict[str, Alarm] = {}  # alarm_id -> alarm, to write at the flush
         self._events: list[Event] = []
         self._devices: dict[str, str] = {}  # device -> reason, for the status flag
 
@@ -134,12 +136,29 @@ class AlarmBook:
             alarm = Alarm(alarm_id, rule, kind, severity, device, point, code, message,
                           started_ts, json.loads(value), count, json.loads(last_value),
                           last_ts, acked_by, acked_ts)
-            self.open[alarm.key] = alarm
-            self.by_id[alarm.alarm_id] = alarm
+            self._add(alarm)
+
+    def _add(self, alarm: Alarm) -> None:
+        self.open[alarm.key] = alarm
+        self.by_id[alarm.alarm_id] = alarm
+        self._by_source.setdefault((alarm.rule, alarm.device), {})[alarm.code] = alarm
+        if SEVERITY_RANK[alarm.severity] >= self.status_rank:
+            self._status_open[alarm.device] = self._status_open.get(alarm.device, 0) + 1
+
+    def _remove(self, alarm: Alarm) -> None:
+        self.open.pop(alarm.key, None)
+        self.by_id.pop(alarm.alarm_id, None)
+        codes = self._by_source.get((alarm.rule, alarm.device))
+        if codes is not None:
+            codes.pop(alarm.code, None)
+            if not codes:
+                del self._by_source[(alarm.rule, alarm.device)]
+        if SEVERITY_RANK[alarm.severity] >= self.status_rank:
+            self._status_open[alarm.device] -= 1
 
     @property
     def pending(self) -> bool:
-        return bool(self._sql or self._events or self._devices)
+        return bool(self._touched or self._events or self._devices)
 
     # -- transitions (sync, from the evaluation loop) ----------------------------------
 
@@ -159,13 +178,8 @@ class AlarmBook:
         started = ts_ms if started_ts is None else started_ts
         alarm = Alarm(event_id(rule, device, code, started), rule, kind, severity, device,
                       point, code, message, started, value, 1, value, ts_ms)
-        self.open[key] = alarm
-        self.by_id[alarm.alarm_id] = alarm
-        self._sql.append((
-            "INSERT OR REPLACE INTO rules_alarms VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (alarm.alarm_id, rule, kind, severity, device, point, code, message, started,
-             json.dumps(value), 1, json.dumps(value), ts_ms, None, None),
-        ))
+        self._add(alarm)
+        self._touched[alarm.alarm_id] = alarm
         self._events.append(Event(ALARM_CREATED, alarm.created_body(), device, ts_ms,
                                   event_id(ALARM_CREATED, alarm.alarm_id)))
         self.stats.created += 1
@@ -179,18 +193,14 @@ class AlarmBook:
         alarm.last_value = value
         alarm.last_ts = ts_ms
         self.stats.retriggered += 1
-        self._sql.append((
-            "UPDATE rules_alarms SET count = ?, last_value = ?, last_ts = ? WHERE alarm_id = ?",
-            (alarm.count, json.dumps(value), ts_ms, alarm.alarm_id),
-        ))
+        self._touched[alarm.alarm_id] = alarm
 
     def resolve(self, alarm: Alarm, ts_ms: int, reason: str = "") -> None:
         if not alarm.open:
             return
         alarm.open = False
-        self.open.pop(alarm.key, None)
-        self.by_id.pop(alarm.alarm_id, None)
-        self._sql.append(("DELETE FROM rules_alarms WHERE alarm_id = ?", (alarm.alarm_id,)))
+        self._remove(alarm)
+        self._touched[alarm.alarm_id] = alarm
         self._events.append(Event(ALARM_RESOLVED, alarm.resolved_body(ts_ms), alarm.device,
                                   ts_ms, event_id(ALARM_RESOLVED, alarm.alarm_id)))
         self.stats.resolved += 1
@@ -204,8 +214,7 @@ class AlarmBook:
         if alarm.acked_by is not None:
             return False
         alarm.acked_by, alarm.acked_ts = by, ts_ms
-        self._sql.append(("UPDATE rules_alarms SET acked_by = ?, acked_ts = ? WHERE alarm_id = ?",
-                          (by, ts_ms, alarm.alarm_id)))
+        self._touched[alarm.alarm_id] = alarm
         self._events.append(Event(
             ALARM_ACKNOWLEDGED,
             {"alarm_id": alarm.alarm_id, "rule": alarm.rule, "device": alarm.device,
@@ -215,23 +224,38 @@ class AlarmBook:
         return True
 
     def of(self, rule: str, device: str) -> list[Alarm]:
-        return [a for (r, d, _), a in self.open.items() if r == rule and d == device]
+        """The open alarms of one rule on one device (several codes for fault rules)."""
+        codes = self._by_source.get((rule, device))
+        return list(codes.values()) if codes else []
 
     def raises_status(self, device: str) -> bool:
-        rank = self.status_rank
-        return any(a.device == device and SEVERITY_RANK[a.severity] >= rank
-                   for a in self.open.values())
+        return self._status_open.get(device, 0) > 0
 
     # -- persistence -------------------------------------------------------------------
 
     async def flush(self, tx: Tx, ts_ms: int) -> None:
-        """Write the queued transitions, their events and any device status change."""
-        sql, self._sql = self._sql, []
+        """Write the net effect of the queued transitions (one statement per kind, however
+        many alarms changed), their events, and the device status changes."""
+        touched, self._touched = self._touched, {}
         events, self._events = self._events, []
         devices, self._devices = self._devices, {}
-        for stmt, params in sql:
-            await tx.execute(stmt, params)
+        rows = [_row(a) for a in touched.values() if a.open]
+        gone = [(a.alarm_id,) for a in touched.values() if not a.open]
+        if rows:
+            await tx.executemany(
+                "INSERT OR REPLACE INTO rules_alarms VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows)
+        if gone:
+            await tx.executemany("DELETE FROM rules_alarms WHERE alarm_id = ?", gone)
         if events:
             await tx.add_events(events)
-        for device, reason in devices.items():
-            await self.tracker.set_alarm(tx, device, self.raises_status(device), reason, ts_ms)
+        if devices:
+            await self.tracker.set_alarms(
+                tx, {d: (self.raises_status(d), reason) for d, reason in devices.items()},
+                ts_ms)
+
+
+def _row(a: Alarm) -> tuple[Any, ...]:
+    return (a.alarm_id, a.rule, a.kind, a.severity, a.device, a.point, a.code, a.message,
+            a.started_ts, json.dumps(a.value), a.count, json.dumps(a.last_value), a.last_ts,
+            a.acked_by, a.acked_ts)

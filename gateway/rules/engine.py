@@ -125,6 +125,7 @@ class RuleEngine:
         index = self.index
         last_dev: str | None = None
         points: dict[str, tuple[Handler, ...]] | None = None
+        matched = 0
         for s in batch:
             dev = s[0]
             if dev is not last_dev:
@@ -135,8 +136,10 @@ class RuleEngine:
             handlers = points.get(s[1])
             if handlers is None:
                 continue
+            matched += 1
             for fn in handlers:
                 fn(s)
+        self.stats.evaluated += matched
         await self.flush(tx)
 
     async def on_status(self, device: str, old: DeviceStatus | None, new: DeviceStatus,

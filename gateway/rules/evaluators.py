@@ -43,7 +43,7 @@ Pred = Callable[[float], bool]
 
 @dataclass
 class EvalStats:
-    evaluated: int = 0
+    evaluated: int = 0  # samples that matched at least one rule or quota
     ignored_quality: int = 0
     ignored_nonfinite: int = 0
     ignored_non_numeric: int = 0
@@ -145,10 +145,12 @@ class ThresholdState(_Base):
         elif tv is float and (v != v or v == _INF or v == -_INF):
             self.stats.ignored_nonfinite += 1
             return
+        if self.alarm is None and self.pending is None and not self.raise_if(
+                v):  # type: ignore[arg-type]
+            return  # the common case: all quiet
         self.evaluate(v, s[2])  # type: ignore[arg-type]
 
     def evaluate(self, v: float, ts: int) -> None:
-        self.stats.evaluated += 1
         alarm = self.alarm
         if alarm is None or not alarm.open:
             if self.raise_if(v):
@@ -243,7 +245,6 @@ class FaultState(_Base):
             self.stats.ignored_non_numeric += 1
             return
         self.last = v
-        self.stats.evaluated += 1
         ts = s[2]
         codes = {str(c): text for c, text in active.items()}
         for alarm in self.book.of(self.rule.name, self.device):

@@ -283,8 +283,10 @@ class Meter:
         return v
 
     def feed_counter(self, s: Sample) -> None:
-        v = self._number(s)
-        if v is None:
+        q, v = s[4], s[3]
+        if (q is not _GOOD and q != "good") or (type(v) is not float and type(v) is not int):
+            return
+        if v != v or v == math.inf or v == -math.inf:
             return
         self.has_counter = True
         r = self.counter.step(v, s[2])
