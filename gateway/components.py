@@ -61,6 +61,7 @@ BUILTIN_COMPONENTS: tuple[str, ...] = (
     "hooks.component",
     "gateway.channels.component",
     "gateway.uplink",
+    "gateway.rules",
 )
 
 

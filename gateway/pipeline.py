@@ -37,6 +37,10 @@ class BatchProcessor(Protocol):
         self, device: str, old: DeviceStatus | None, new: DeviceStatus, tx: Tx
     ) -> None: ...
 
+    # Optional: ``async def on_events(self, events: list[Event], tx: Tx) -> None`` sees the
+    # events added with :meth:`Pipeline.add_event` (driver events such as ``ocpp_fault``) in
+    # the transaction that commits them; the rules turn some of them into alarms.
+
 
 #: Called after a commit with the batch and its first sequence number. Must not block:
 #: hand the work to your own task.
@@ -86,7 +90,7 @@ class Pipeline:
             self._wake.set()
 
     def report_status(self, device: str, status: DeviceStatus, reason: str = "") -> None:
-        current = self.status.current.get(device)
+        current = self.status.link.get(device)
         if current is status and not self._status_reports:
             return
         self._status_reports.append(StatusReport(device, status, reason, self.clock.now_ms()))
@@ -129,6 +133,10 @@ class Pipeline:
                         await proc.on_status(report.device, old, report.status, tx)
             if events:
                 await tx.add_events(events)
+                for proc in self.processors:
+                    on_events = getattr(proc, "on_events", None)
+                    if on_events is not None:  # optional: see BatchProcessor.on_events
+                        await on_events(events, tx)
             if batch:
                 for proc in self.processors:
                     await proc.process(batch, tx)

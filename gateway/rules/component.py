@@ -1,0 +1,140 @@
+"""The ``rules`` component: builds the engine, hooks it into the pipeline, runs its tick.
+
+Order 20: after the control socket, before the uplink and hooks, so the engine is a pipeline
+processor before the first batch and the commands exist when the uplink takes requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from gateway.components import Component, ComponentSpec, TaskFactory, register_component
+from gateway.rules.commands import commands
+from gateway.rules.config import RulesSection
+from gateway.rules.engine import RuleEngine
+from gateway.rules.quotas import QuotaState
+
+if TYPE_CHECKING:
+    from gateway.runtime import App
+
+log = logging.getLogger(__name__)
+
+LIMIT_COMMAND = "ocpp.limit"
+
+
+class RulesComponent(Component):
+    name = "rules"
+
+    def __init__(self, app: App, section: RulesSection) -> None:
+        self.app = app
+        self.section = section
+        self.engine: RuleEngine | None = None
+        self._actions: asyncio.Queue[tuple[QuotaState, float]] = asyncio.Queue(1000)
+        self._warned_no_limit = False
+
+    async def start(self) -> None:
+        app = self.app
+        tracker = app.pipeline.status
+        await tracker.load(app.store)
+        engine = RuleEngine(self.section, app.config.devices, tracker, app.clock,
+                            app.config.gateway.timezone)
+        await engine.load(app.store)
+        await self._resolve_orphans(engine)
+        self.engine = engine
+        app.pipeline.processors.append(engine)
+        for command in commands(self):
+            app.commands.register(command)
+        log.info("rules: %d alarm rules, %d quotas, %d open alarms",
+                 len(self.section.alarms), len(engine.quotas.states), len(engine.book.open))
+
+    async def _resolve_orphans(self, engine: RuleEngine) -> None:
+        """Alarms of rules that are no longer configured would stay open forever."""
+        known = {r.name for r in self.section.alarms if r.enabled} | set(engine.converters)
+        orphans = [a for a in engine.book.open.values() if a.rule not in known]
+        if not orphans:
+            return
+        now = self.app.clock.now_ms()
+        for alarm in orphans:
+            engine.book.resolve(alarm, now, "rule removed from the config")
+        async with self.app.store.transaction() as tx:
+            await engine.flush(tx)
+        log.warning("rules: resolved %d open alarm(s) of rules no longer in the config",
+                    len(orphans))
+
+    def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
+        yield "rules-tick", self._tick
+        yield "rules-actions", self._run_actions
+
+    async def _tick(self) -> None:
+        engine = self.engine
+        assert engine is not None
+        clock = self.app.clock
+        while True:
+            await clock.sleep(self.section.tick_interval)
+            await self.tick_once()
+
+    async def tick_once(self) -> None:
+        """Evaluate the time-driven rules now and commit what changed."""
+        engine = self.engine
+        assert engine is not None
+        engine.tick(self.app.clock.now_ms())
+        if engine.pending:
+            async with self.app.store.transaction() as tx:
+                await engine.flush(tx)
+        actions, engine.quotas.actions = engine.quotas.actions, []
+        for action in actions:
+            try:
+                self._actions.put_nowait(action)
+            except asyncio.QueueFull:
+                log.warning("rules: quota action for %s dropped, the action queue is full "
+                            "(is %s hanging?)", action[0].name, LIMIT_COMMAND)
+
+    async def _run_actions(self) -> None:
+        while True:
+            quota, power_w = await self._actions.get()
+            await self.limit_charging(quota, power_w)
+
+    async def limit_charging(self, quota: QuotaState, power_w: float) -> None:
+        commands_ = self.app.commands
+        if commands_.get(LIMIT_COMMAND) is None:
+            if not self._warned_no_limit:
+                self._warned_no_limit = True
+                log.warning("quota %s wants to limit charging but no %s command is registered "
+                            "(no OCPP driver configured); the quota_exceeded event is sent, "
+                            "no limit applied", quota.name, LIMIT_COMMAND)
+            return
+        action = quota.cfg.action
+        assert action is not None and action.limit_charging is not None
+        for charger in action.limit_charging.chargers or quota.devices:
+            reply = await commands_.execute(LIMIT_COMMAND,
+                                            {"charger": charger, "power_w": power_w})
+            if not reply.get("ok"):
+                log.warning("quota %s: %s for charger %s failed: %s; check the charger",
+                            quota.name, LIMIT_COMMAND, charger, reply.get("error"))
+            else:
+                log.info("quota %s: charging of %s limited to %g W", quota.name, charger,
+                         power_w)
+
+    async def drain(self) -> None:
+        if self.engine is not None:
+            await self.tick_once()
+            async with self.app.store.transaction() as tx:
+                await self.engine.flush(tx, force_checkpoint=True)
+
+    async def stop(self) -> None:
+        engine = self.engine
+        if engine is not None and engine in self.app.pipeline.processors:
+            self.app.pipeline.processors.remove(engine)
+
+
+def _factory(app: App) -> RulesComponent | None:
+    section: RulesSection = app.config.rules  # type: ignore[attr-defined]
+    if not section.enabled:
+        return None
+    return RulesComponent(app, section)
+
+
+register_component(ComponentSpec("rules", _factory, section=RulesSection, order=20))
