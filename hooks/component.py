@@ -147,15 +147,9 @@ class PluginsComponent(Component):
                 self.app.commands.register(item)
 
     def _wire_converters(self) -> None:
-        """Hand converters to the rules engine's registry when it is installed."""
-        try:
-            from gateway import rules  # type: ignore[attr-defined]
-        except ImportError:
-            log.debug("no rules engine: %d converter(s) kept unwired", len(self.converters))
-            return
-        register = getattr(rules, "register_converter", None)
-        if register is None:
-            return
+        """Hand plugin converters to the rules engine's registry."""
+        from gateway.rules.converters import register_converter as register
+
         for name, fn in self.converters.items():
             register(name, fn)
         self.converters_wired = True

@@ -108,14 +108,18 @@ class RulesComponent(Component):
             return
         action = quota.cfg.action
         assert action is not None and action.limit_charging is not None
-        for charger in action.limit_charging.chargers or quota.devices:
-            reply = await commands_.execute(LIMIT_COMMAND,
-                                            {"charger": charger, "power_w": power_w})
+        targets = action.limit_charging.chargers
+        calls = (
+            [(c, {"scope": "charger", "charger": c, "limit_w": power_w}) for c in targets]
+            if targets else [("the site", {"scope": "site", "limit_w": power_w})]
+        )
+        for target, args in calls:
+            reply = await commands_.execute(LIMIT_COMMAND, args)
             if not reply.get("ok"):
-                log.warning("quota %s: %s for charger %s failed: %s; check the charger",
-                            quota.name, LIMIT_COMMAND, charger, reply.get("error"))
+                log.warning("quota %s: %s for %s failed: %s; check the charger",
+                            quota.name, LIMIT_COMMAND, target, reply.get("error"))
             else:
-                log.info("quota %s: charging of %s limited to %g W", quota.name, charger,
+                log.info("quota %s: charging of %s limited to %g W", quota.name, target,
                          power_w)
 
     async def drain(self) -> None:

@@ -185,7 +185,11 @@ AlarmRule = Annotated[
 class LimitCharging(StrictModel):
     power_w: float = Field(gt=0, description="Charging power limit to apply.")
     chargers: list[str] = Field(
-        [], description="Charger ids to limit; default: the quota's devices."
+        [],
+        description=(
+            "Charger ids to limit each to power_w; empty: limit the whole site's charging "
+            "to power_w, shared between the active sessions."
+        ),
     )
 
 

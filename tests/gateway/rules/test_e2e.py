@@ -8,16 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
+# The OCPP driver's own argument model: the quota action must speak its contract.
+from drivers.ocpp.commands import LimitArgs
 from gateway.commands import Command
 from gateway.model import Event
 from gateway.runtime import App
 from tests.support.app import running_app
-
-
-class LimitArgs(BaseModel):
-    model_config = ConfigDict(extra="allow")
 
 
 async def wait_for(cond: Callable[[], Any], timeout: float = 5.0) -> Any:
@@ -49,7 +45,8 @@ CONFIG: dict[str, Any] = {
         ],
         "quotas": [
             {"name": "cp-day", "devices": ["cp1"], "period": "day", "budget_kwh": 0.0001,
-             "thresholds": [100], "action": {"limit_charging": {"power_w": 3700}}},
+             "thresholds": [100],
+             "action": {"limit_charging": {"power_w": 3700, "chargers": ["cp1"]}}},
         ],
     },
 }
@@ -80,7 +77,8 @@ async def test_alarm_quota_and_commands_end_to_end(tmp_path: Path) -> None:
         [exceeded] = await wait_for(lambda: outbox(app, "quota_exceeded"))
         assert exceeded.body["quota"] == "cp-day" and exceeded.body["threshold_pct"] == 100
         await wait_for(lambda: asyncio.sleep(0, limits))
-        assert limits == [{"charger": "cp1", "power_w": 3700}]
+        assert limits == [{"scope": "charger", "charger": "cp1", "connector": 1,
+                           "limit_w": 3700.0}]
         usage = await app.commands.execute("quota.usage", {"quota": "cp-day"})
         assert usage["result"][0]["usage_pct"] >= 100
 
