@@ -158,11 +158,13 @@ class App:
 
         builtin_commands.register(self)
         self.components = []
+        self.store.begin_consumers()
         for cspec in components.registry().values():
             component = cspec.factory(self)
             if component is not None:
                 await component.start()
                 self.components.append(component)
+        await self.store.retire_consumers(self.store.active_consumers)
         sup.start("pipeline", self.pipeline.run)
         for component in self.components:
             for name, factory in component.tasks():

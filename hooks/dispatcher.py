@@ -124,7 +124,7 @@ class EventDispatcher:
         while True:
             batch = await store.read_events(CONSUMER, _READ_LIMIT)
             if not batch:
-                await store.wait_events(0.5)
+                await store.wait_events(CONSUMER, 0.5)
                 continue
             await self._remember([s.event for s in batch])
             for stored in batch:

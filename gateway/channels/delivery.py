@@ -111,7 +111,7 @@ class Router:
         while True:
             batch = await self.store.read_events(CONSUMER, 200)
             if not batch:
-                await self.store.wait_events(0.5)
+                await self.store.wait_events(CONSUMER, 0.5)
                 continue
             rows = [(channel, s.event.id, msg.to_json())
                     for s in batch for channel, msg in self.messages(s.event).items()]

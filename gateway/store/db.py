@@ -98,7 +98,7 @@ class Tx:
         )
         added = self.conn.total_changes - before
         if added:
-            self._store._events_added.set()
+            self._store._signal_events()
         return added
 
 
@@ -119,7 +119,9 @@ class Store:
         self._payload_bytes = 0
         self._pending_drop = 0
         self._last_overflow_event_ms = 0
-        self._events_added = asyncio.Event()
+        self._event_flags: dict[str, asyncio.Event] = {}
+        #: The consumers registered since the last :meth:`begin_consumers` (this run).
+        self.active_consumers: set[str] = set()
         self.telemetry_added = asyncio.Event()
         self.boot_count = 0
 
@@ -361,18 +363,31 @@ class Store:
         async with self.transaction() as tx:
             return await tx.add_events(events)
 
+    def begin_consumers(self) -> None:
+        """Start counting the consumers of this run (the runtime calls it before the
+        components start, and :meth:`retire_consumers` with :attr:`active_consumers` after)."""
+        self.active_consumers = set()
+
     async def register_consumer(self, consumer: str) -> None:
         """A consumer of the outbox; a new one starts with the events still in the outbox."""
+        self.active_consumers.add(consumer)
+        self._event_flags.setdefault(consumer, asyncio.Event()).set()
         async with self.transaction() as tx:
             await tx.execute(
                 "INSERT OR IGNORE INTO event_cursors VALUES (?, 0)", (consumer,)
             )
 
     async def retire_consumers(self, keep: Iterable[str]) -> None:
+        """Forget the cursors of consumers no longer configured (a channel removed from the
+        config), so their cursor does not hold events in the outbox forever."""
         keep = list(keep)
         marks = ",".join("?" * len(keep)) or "''"
         async with self.transaction() as tx:
             await tx.execute(f"DELETE FROM event_cursors WHERE consumer NOT IN ({marks})", keep)
+            await tx.execute(
+                "DELETE FROM events WHERE rowid <= "
+                "(SELECT COALESCE(MIN(last_rowid), 0) FROM event_cursors)"
+            )
 
     async def read_events(self, consumer: str, limit: int = 100) -> list[StoredEvent]:
         cur = await self.conn.execute(
@@ -397,11 +412,21 @@ class Store:
                 "(SELECT COALESCE(MIN(last_rowid), 0) FROM event_cursors)"
             )
 
-    async def wait_events(self, timeout: float) -> None:
-        """Wait until an event is added (or the timeout passes)."""
-        self._events_added.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._events_added.wait(), timeout)
+    def _signal_events(self) -> None:
+        for flag in self._event_flags.values():
+            flag.set()
+
+    async def wait_events(self, consumer: str, timeout: float) -> None:
+        """Wait until events were added since this consumer's previous wait (or timeout).
+
+        Each consumer has its own flag, so one consumer's wait never swallows another's
+        wake-up, and an event added between a consumer's read and its wait is not missed.
+        """
+        flag = self._event_flags.setdefault(consumer, asyncio.Event())
+        if not flag.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(flag.wait(), timeout)
+        flag.clear()
 
     # -- stats ---------------------------------------------------------------------------
 

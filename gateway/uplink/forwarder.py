@@ -168,7 +168,7 @@ class Forwarder:
             asyncio.ensure_future(self.store.telemetry_added.wait()),
             asyncio.ensure_future(self._wake.wait()),
             asyncio.ensure_future(self.outbox.changed.wait()),
-            asyncio.ensure_future(self.store.wait_events(_IDLE_POLL_S)),
+            asyncio.ensure_future(self.store.wait_events(CONSUMER, _IDLE_POLL_S)),
         ]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

@@ -159,3 +159,33 @@ async def test_pipeline_backpressure_bounds_memory(tmp_path: Path) -> None:
     assert await pipeline.commit_once() == 5
     assert (await store.stats()).samples == 15
     await store.close()
+
+
+async def test_each_consumer_is_woken_for_new_events(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    for name in ("a", "b"):
+        await store.register_consumer(name)
+        await store.wait_events(name, 0.01)  # consume the initial wake-up
+    waits = [asyncio.create_task(store.wait_events(n, 5)) for n in ("a", "b")]
+    await asyncio.sleep(0.05)
+    await store.add_events([Event("x", {})])
+    await asyncio.wait_for(asyncio.gather(*waits), 1)  # both, not just the first to clear
+    # an event added while nobody waits is not missed by the next wait
+    await store.add_events([Event("y", {})])
+    await asyncio.wait_for(store.wait_events("a", 5), 0.5)
+    await store.close()
+
+
+async def test_retired_consumer_no_longer_holds_events(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    await store.register_consumer("uplink")
+    await store.register_consumer("old-channel")
+    await store.add_events([Event("x", {})])
+    got = await store.read_events("uplink")
+    await store.ack_events("uplink", got[-1].rowid)
+    assert (await store.stats()).events_pending == 1, "old-channel still holds it"
+    await store.retire_consumers({"uplink"})
+    assert (await store.stats()).events_pending == 0
+    await store.close()
