@@ -145,8 +145,11 @@ def _buffer_stats(args: argparse.Namespace) -> int:
     def ts(ms: int | None) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000)) if ms else "-"
     print(f"store        {path}")
-    print(f"samples      {stats.samples:,} waiting (seq {stats.acked_seq + 1:,}.."
-          f"{stats.next_seq - 1:,})")
+    if stats.samples:
+        print(f"samples      {stats.samples:,} waiting (seq {stats.acked_seq + 1:,}.."
+              f"{stats.next_seq - 1:,})")
+    else:
+        print(f"samples      0 waiting (all forwarded up to seq {stats.acked_seq:,})")
     print(f"bytes        {stats.payload_bytes:,} payload, {stats.file_bytes:,} on disk")
     print(f"oldest       {ts(stats.oldest_ts_ms)}")
     print(f"newest       {ts(stats.newest_ts_ms)}")
