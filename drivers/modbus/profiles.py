@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,12 @@ from pydantic import Field, ValidationError
 
 from gateway.config.base import StrictModel
 
-#: Override with FIELDGATE_PROFILE_DIR (a packaged install keeps profiles elsewhere).
+#: The profiles shipped in the repository (a source checkout or an editable install).
 DEFAULT_PROFILE_DIR = Path(__file__).resolve().parents[2] / "config" / "profiles"
+#: Where a wheel installs the shipped profiles (pyproject's data-files).
+INSTALLED_PROFILE_DIR = Path(sys.prefix) / "share" / "fieldgate" / "profiles"
+#: Site-local profiles an installer adds; they win over the shipped ones of the same name.
+SITE_PROFILE_DIR = Path("/etc/fieldgate/profiles")
 
 
 class Profile(StrictModel):
@@ -36,20 +41,27 @@ class LoadedProfile(StrictModel):
     points: list[Any]
 
 
-def profile_dir() -> Path:
-    return Path(os.environ.get("FIELDGATE_PROFILE_DIR", DEFAULT_PROFILE_DIR))
+def profile_dirs() -> list[Path]:
+    """Where profiles are looked up, first match wins: $FIELDGATE_PROFILE_DIR (alone, when
+    set), else /etc/fieldgate/profiles, the installed ones, the repository's."""
+    env = os.environ.get("FIELDGATE_PROFILE_DIR")
+    if env:
+        return [Path(env)]
+    return [SITE_PROFILE_DIR, INSTALLED_PROFILE_DIR, DEFAULT_PROFILE_DIR]
 
 
 def known_profiles() -> list[str]:
-    return sorted(p.stem for p in profile_dir().glob("*.yaml"))
+    return sorted({p.stem for d in profile_dirs() for p in d.glob("*.yaml")})
 
 
 def profile_path(name: str) -> Path:
-    path = profile_dir() / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(["sunspec", *known_profiles()])
-        raise ValueError(f"unknown profile {name!r} (looked in {profile_dir()}); known: {known}")
-    return path
+    for directory in profile_dirs():
+        path = directory / f"{name}.yaml"
+        if path.is_file():
+            return path
+    known = ", ".join(["sunspec", *known_profiles()])
+    looked = ", ".join(str(d) for d in profile_dirs())
+    raise ValueError(f"unknown profile {name!r} (looked in {looked}); known: {known}")
 
 
 @functools.lru_cache(maxsize=64)
