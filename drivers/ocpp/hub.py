@@ -193,13 +193,10 @@ class Hub:
                 "ocpp_fault_cleared", {"charger": session.id, "connector": connector,
                                        "status": status}, device=session.id, ts_ms=ts,
                 id=event_id("ocpp_fault_cleared", session.id, connector, ts)))
-        statuses = session.connector_status
-        if any(s == "Faulted" for s in statuses.values()):
-            self.ctx.set_status(session.id, DeviceStatus.ALARM, f"connector fault {error_code}")
-        elif statuses.get(0) == "Unavailable":
-            self.ctx.set_status(session.id, DeviceStatus.MAINTENANCE, "charger unavailable")
-        else:
-            self.ctx.set_status(session.id, DeviceStatus.ONLINE, status)
+        # The driver reports the link only. A fault becomes an alarm through the rules
+        # (the ocpp_fault converter), and the open alarm puts the device in `alarm`; the
+        # rules clear it again when ocpp_fault_cleared arrives.
+        self.ctx.set_status(session.id, DeviceStatus.ONLINE, status)
 
     async def record_notice(self, session: SessionBase, kind: str, body: Mapping[str, Any]) -> None:
         """Firmware/diagnostics/security notifications: a sample for dashboards, an event for

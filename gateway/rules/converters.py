@@ -153,4 +153,16 @@ def convert_ocpp_fault(event: Event) -> Iterable[AlarmSignal]:
     )]
 
 
+def convert_ocpp_fault_cleared(event: Event) -> Iterable[AlarmSignal]:
+    """``ocpp_fault_cleared`` {charger, connector, status}: the connector left ``Faulted``;
+    resolve its open codes."""
+    charger = str(event.body.get("charger") or event.device or "")
+    if not charger:
+        raise ValueError("ocpp_fault_cleared event without a charger")
+    connector = event.body.get("connector", 0)
+    return [AlarmSignal("ocpp_fault", charger, "", False, scope=f"{connector}:",
+                        ts_ms=event.ts_ms)]
+
+
 register_converter("ocpp_fault", convert_ocpp_fault)
+register_converter("ocpp_fault_cleared", convert_ocpp_fault_cleared)

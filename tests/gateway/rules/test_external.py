@@ -44,6 +44,13 @@ async def test_ocpp_faults_become_alarms(make_harness: MakeHarness) -> None:
     [r] = await h.new_events("alarm_resolved")
     assert r.body["code"] == "1:HighTemperature" and r.body["resolved_ts"] == 40
     assert list(h.engine.book.open) == [("ocpp_fault", "cp1", "2:OverVoltage")]
+    # what the OCPP driver sends when a connector leaves Faulted
+    await h.driver_events(Event("ocpp_fault_cleared",
+                                {"charger": "cp1", "connector": 2, "status": "Available"},
+                                "cp1", 50))
+    [r2] = await h.new_events("alarm_resolved")
+    assert (r2.body["code"], r2.body["resolved_ts"]) == ("2:OverVoltage", 50)
+    assert h.engine.book.open == {}
 
 
 async def test_plugin_converter_and_a_failing_one(make_harness: MakeHarness) -> None:
