@@ -26,7 +26,7 @@ from gateway.config.site import SiteConfig
 from gateway.model import Batch, DeviceStatus, Event, Value
 from gateway.pipeline import Pipeline
 from gateway.store import Store
-from gateway.store.db import KV
+from gateway.store.kv import KV
 from gateway.supervisor import Supervisor
 from gateway.systemd import Notifier
 

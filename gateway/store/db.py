@@ -22,7 +22,9 @@ import aiosqlite
 from gateway.config.models import Durability
 from gateway.model import Batch, Event, now_ms
 from gateway.store.codec import decode_chunk, encode_chunk
+from gateway.store.kv import KV
 from gateway.store.schema import migrations
+from gateway.store.stats import BufferStats, read_stats
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +53,6 @@ class RawTelemetryChunk:
 class StoredEvent:
     rowid: int
     event: Event
-
-
-@dataclass(frozen=True, slots=True)
-class BufferStats:
-    samples: int
-    chunks: int
-    payload_bytes: int
-    file_bytes: int
-    oldest_ts_ms: int | None
-    newest_ts_ms: int | None
-    next_seq: int
-    acked_seq: int
-    dropped_total: int
-    events_pending: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
 
 
 class Tx:
@@ -436,75 +421,3 @@ class Store:
 
     def kv(self, namespace: str) -> KV:
         return KV(self, namespace)
-
-
-class KV:
-    """A persistent JSON key-value map in one namespace (see DriverContext.kv)."""
-
-    def __init__(self, store: Store, namespace: str) -> None:
-        self._store = store
-        self.namespace = namespace
-
-    async def get(self, key: str, default: Any = None) -> Any:
-        row = await self._store.query_one(
-            "SELECT value FROM kv WHERE namespace = ? AND key = ?", (self.namespace, key)
-        )
-        return json.loads(row[0]) if row else default
-
-    async def put(self, key: str, value: Any) -> None:
-        async with self._store.transaction() as tx:
-            await tx.execute(
-                "INSERT OR REPLACE INTO kv VALUES (?, ?, ?)",
-                (self.namespace, key, json.dumps(value)),
-            )
-
-    async def delete(self, key: str) -> None:
-        async with self._store.transaction() as tx:
-            await tx.execute(
-                "DELETE FROM kv WHERE namespace = ? AND key = ?", (self.namespace, key)
-            )
-
-    async def items(self) -> list[tuple[str, Any]]:
-        cur = await self._store.conn.execute(
-            "SELECT key, value FROM kv WHERE namespace = ? ORDER BY key", (self.namespace,)
-        )
-        return [(k, json.loads(v)) for k, v in await cur.fetchall()]
-
-
-def _stats(conn: sqlite3.Connection, path: Path) -> BufferStats:
-    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    chunks, payload, ts_first, ts_last = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(nbytes), 0), MIN(ts_first), MAX(ts_last) FROM telemetry"
-    ).fetchone()
-    acked = int(meta.get("acked_seq", 0))
-    next_seq = int(meta.get("next_seq", 1))
-    events = conn.execute(
-        "SELECT COUNT(*) FROM events WHERE rowid > "
-        "(SELECT COALESCE(MIN(last_rowid), 0) FROM event_cursors)"
-    ).fetchone()[0]
-    file_bytes = sum(
-        p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists()
-    )
-    return BufferStats(
-        samples=max(0, next_seq - 1 - acked),
-        chunks=int(chunks),
-        payload_bytes=int(payload),
-        file_bytes=file_bytes,
-        oldest_ts_ms=ts_first,
-        newest_ts_ms=ts_last,
-        next_seq=next_seq,
-        acked_seq=acked,
-        dropped_total=int(meta.get("dropped_total", 0)),
-        events_pending=int(events),
-    )
-
-
-def read_stats(path: Path) -> BufferStats:
-    """Stats from another process (the CLI), read-only, safe while the daemon writes."""
-    if not path.exists():
-        raise FileNotFoundError(f"no store at {path}")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        return _stats(conn, path)
-    finally:
-        conn.close()

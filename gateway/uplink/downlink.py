@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.store.db import KV
+from gateway.store.kv import KV
 from gateway.uplink.config import UplinkSection
 from gateway.uplink.forwarder import PendingReply, ReplyOutbox
 from gateway.uplink.wire import Topics, reply_message

@@ -1,0 +1,64 @@
+"""Buffer statistics, readable from another process while the daemon writes (WAL)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class BufferStats:
+    samples: int
+    chunks: int
+    payload_bytes: int
+    file_bytes: int
+    oldest_ts_ms: int | None
+    newest_ts_ms: int | None
+    next_seq: int
+    acked_seq: int
+    dropped_total: int
+    events_pending: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+def _stats(conn: sqlite3.Connection, path: Path) -> BufferStats:
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    chunks, payload, ts_first, ts_last = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(nbytes), 0), MIN(ts_first), MAX(ts_last) FROM telemetry"
+    ).fetchone()
+    acked = int(meta.get("acked_seq", 0))
+    next_seq = int(meta.get("next_seq", 1))
+    events = conn.execute(
+        "SELECT COUNT(*) FROM events WHERE rowid > "
+        "(SELECT COALESCE(MIN(last_rowid), 0) FROM event_cursors)"
+    ).fetchone()[0]
+    file_bytes = sum(
+        p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists()
+    )
+    return BufferStats(
+        samples=max(0, next_seq - 1 - acked),
+        chunks=int(chunks),
+        payload_bytes=int(payload),
+        file_bytes=file_bytes,
+        oldest_ts_ms=ts_first,
+        newest_ts_ms=ts_last,
+        next_seq=next_seq,
+        acked_seq=acked,
+        dropped_total=int(meta.get("dropped_total", 0)),
+        events_pending=int(events),
+    )
+
+
+def read_stats(path: Path) -> BufferStats:
+    """Stats from another process (the CLI), read-only, safe while the daemon writes."""
+    if not path.exists():
+        raise FileNotFoundError(f"no store at {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return _stats(conn, path)
+    finally:
+        conn.close()
