@@ -5,6 +5,11 @@
         broker.stop(); broker.start()        # an outage; the same port comes back
         broker.pause(); broker.resume()      # a dead link: TCP open, nothing answers
 
+TLS and credentials (keyword-only, off by default)::
+
+    Mosquitto(tmp_path, tls=TlsListener(ca_file, cert_file, key_file, require_certificate=True),
+              users={"gw": "secret"})            # a password file; anonymous clients refused
+
 Persistence is on, so a subscriber with a persistent session gets messages that were
 queued for it across a restart (``stop`` is SIGTERM: mosquitto saves its database).
 Set ``FIELDGATE_MOSQUITTO`` to use another binary.
@@ -12,6 +17,8 @@ Set ``FIELDGATE_MOSQUITTO`` to use another binary.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import pwd
 import shutil
@@ -19,7 +26,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -39,17 +47,60 @@ def available() -> bool:
     return Path(BINARY).exists()
 
 
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """The broker side of TLS (PEM files). ``ca_file`` verifies client certificates, which
+    are demanded only with ``require_certificate``."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    require_certificate: bool = False
+
+    def config_lines(self) -> str:
+        return (
+            f"cafile {self.ca_file}\n"
+            f"certfile {self.cert_file}\n"
+            f"keyfile {self.key_file}\n"
+            f"require_certificate {'true' if self.require_certificate else 'false'}\n"
+        )
+
+
+def password_line(user: str, password: str, salt: bytes | None = None,
+                  iterations: int = 101) -> str:
+    """One line of a mosquitto 2.x password file: ``user:$7$<iterations>$<salt>$<hash>``,
+    PBKDF2-HMAC-SHA512 over a 12-byte salt (what ``mosquitto_passwd`` writes). Generated
+    here so the tests do not need ``mosquitto_passwd`` installed."""
+    if ":" in user:
+        raise ValueError("a mosquitto user name cannot contain ':'")
+    salt = os.urandom(12) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return (f"{user}:$7${iterations}${base64.b64encode(salt).decode()}"
+            f"${base64.b64encode(digest).decode()}")
+
+
 class Mosquitto:
-    def __init__(self, workdir: Path, port: int | None = None, extra_config: str = "") -> None:
+    def __init__(self, workdir: Path, port: int | None = None, extra_config: str = "", *,
+                 tls: TlsListener | None = None,
+                 users: Mapping[str, str] | None = None) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port(self.host)
+        self.tls = tls
         self.dir = workdir / f"mosquitto-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = self.dir / "mosquitto.conf"
         self.log = self.dir / "mosquitto.log"
+        auth = "allow_anonymous true\n"
+        if users is not None:
+            passwd = self.dir / "passwd"
+            passwd.write_text("".join(password_line(u, p) + "\n" for u, p in users.items()))
+            passwd.chmod(0o600)
+            auth = f"allow_anonymous false\npassword_file {passwd}\n"
         self.config.write_text(
             f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
+            # Listener options (TLS) must follow their `listener` line.
+            + (tls.config_lines() if tls is not None else "")
+            + auth +
             # Run as root (a container, CI), mosquitto would switch to the user
             # "mosquitto", which cannot write the log or persistence into a private tmp dir.
             f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
