@@ -139,7 +139,7 @@ class Uplink(Component):
         quiet = self._failures > 3 and self._failures % 20 != 0
         log.log(logging.INFO if quiet else logging.WARNING,
                 "uplink to %s is down (%s); buffering locally and reconnecting with backoff "
-                "(up to %.0f s). Check the broker and the network if this persists",
+                "(up to %g s). Check the broker and the network if this persists",
                 self.endpoint, err, self.cfg.backoff_max)
 
     async def _session_once(self, backoff: Backoff) -> None:
