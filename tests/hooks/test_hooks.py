@@ -16,46 +16,22 @@ from typing import Any
 
 from drivers.base import registry as driver_registry
 from drivers.ocpp.simulator import SimCharger
-from gateway.clock import SystemClock
 from gateway.model import event_id
 from hooks.db import HooksDB
 from hooks.models import AlarmEvent, DataPoint
 from tests.drivers.ocpp.conftest import PASSWORD, charger
-from tests.hooks.support import RECORDER, SIM, calls, component, config, plugin, wait_for
+from tests.hooks.support import (
+    SIM,
+    NoonClock,
+    alarm_config,
+    calls,
+    component,
+    config,
+    curtail,
+    plugin,
+    wait_for,
+)
 from tests.support.app import running_app
-
-
-class NoonClock(SystemClock):
-    """Wall time shifted to today's 12:00 UTC, so a simulated inverter produces about its
-    rated power whatever the hour the test runs at; sleeps are real."""
-
-    def __init__(self) -> None:
-        noon = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
-        self.offset = int(noon.timestamp() * 1000) - super().now_ms()
-
-    def now_ms(self) -> int:
-        return super().now_ms() + self.offset
-
-
-INVERTER = {"id": "pv1", "type": "simulated", "kind": "inverter", "interval": 0.05,
-            "rated_power_w": 10_000, "seed": 1}
-PV_HIGH = {"name": "pv-high", "devices": ["pv*"], "point": "power_w",
-           "condition": {"op": ">", "value": 5000}, "severity": "critical",
-           "message": "{device} produces {value:.0f} W, above {threshold} W"}
-
-
-def alarm_config(tmp_path: Path, code: str = RECORDER) -> dict[str, Any]:
-    """An inverter at noon (~9.5 kW) and a critical rule at 5 kW: the alarm is raised at the
-    first sample and, critical >= status_severity, puts the device in `alarm`."""
-    cfg = config(tmp_path, code)
-    cfg["devices"] = [INVERTER]
-    cfg["rules"] = {"alarms": [PV_HIGH]}
-    return cfg
-
-
-async def _curtail(app: Any) -> None:
-    """The real way out of the alarm: limit the inverter below the threshold."""
-    assert await app.write("pv1", "power_limit_w", 1000) == 1000.0
 
 
 async def test_hook_on_alarm_created(tmp_path: Path) -> None:
@@ -82,7 +58,7 @@ async def test_hook_on_alarm_created(tmp_path: Path) -> None:
 async def test_hook_on_alarm_resolved(tmp_path: Path) -> None:
     async with running_app(alarm_config(tmp_path), tmp_path, clock=NoonClock()) as app:
         (created,) = await wait_for(lambda: calls(app, "on_alarm_created"))
-        await _curtail(app)
+        await curtail(app)
         (kw,) = await wait_for(lambda: calls(app, "on_alarm_resolved"))
         alarm = kw["alarm_event"]
         assert alarm.alarm_id == created["alarm_event"].alarm_id
@@ -117,7 +93,7 @@ async def test_hook_on_device_status_changed(tmp_path: Path) -> None:
 
         # the link comes up, then the rules engine's critical alarm flags the device
         await wait_for(lambda: len(changes()) >= 2)
-        await _curtail(app)
+        await curtail(app)
         await wait_for(lambda: len(changes()) >= 3)
         assert changes() == [(None, "online"), ("online", "alarm"), ("alarm", "online")]
         first = calls(app, "on_device_status_changed")[0]["device"]
