@@ -13,6 +13,7 @@ from typing import Any
 from drivers.base import registry as driver_registry
 from gateway import __version__
 from gateway.config.errors import EX_CONFIG, ConfigError
+from gateway.errors import StartupError, startup_errors
 
 DEFAULT_CONFIG = Path("/etc/fieldgate/fieldgate.yaml")
 
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(err.issues)} problem(s) in the config; nothing was started.",
               file=sys.stderr)
         return EX_CONFIG
+    except StartupError as err:
+        return _startup_failed([err])
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `fieldgate buffer stats | head`
@@ -106,7 +109,23 @@ def _run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     setup_logging(args.log_level or config.logging.level,
                   "json" if args.log_json else config.logging.format.value)
-    return asyncio.run(App(config, args.config).run())
+    try:
+        return asyncio.run(App(config, args.config).run())
+    except BaseExceptionGroup as group:  # a component's start() failed inside the TaskGroup
+        errors = startup_errors(group)
+        if errors is None:
+            raise  # a bug: keep the traceback
+        return _startup_failed(errors)
+
+
+def _startup_failed(errors: list[StartupError]) -> int:
+    """A configuration problem found at start: say what and what to do, no traceback."""
+    for err in errors:
+        print(f"fieldgate: {err}", file=sys.stderr)
+        if err.hint:
+            print(f"  {err.hint}", file=sys.stderr)
+    print("fieldgate did not start (configuration problem, exit code 78).", file=sys.stderr)
+    return EX_CONFIG
 
 
 def _check_config(args: argparse.Namespace) -> int:

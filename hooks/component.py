@@ -11,14 +11,15 @@ Config (top-level key ``plugins``)::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from gateway.components import Component, ComponentSpec, TaskFactory, register_component
 from gateway.config.base import PositiveSeconds, StrictModel
+from gateway.config.site import register_preparer
 from hooks.dispatcher import CONSUMER, ENERGY_HOOK, EnergyDispatcher, EventDispatcher
 from hooks.loader import LoadReport, load_plugins
 from hooks.manager import FieldgatePluginManager, HookRunner, PluginLoadError
@@ -153,6 +154,43 @@ class PluginsComponent(Component):
         for name, fn in self.converters.items():
             register(name, fn)
         self.converters_wired = True
+
+
+def preload_drivers(raw: Mapping[str, Any], config_path: Path) -> None:
+    """Register the drivers of the configured plugins before the config is validated, so a
+    device ``type`` a plugin provides is known to the site model (config preparer).
+
+    Loads the same plugins as the component will (entry points, ``plugins.modules``, the
+    customer folder; imports are cached, so they run once per process) into a throwaway
+    manager and calls only ``register_drivers``. A failure follows ``plugins.on_error``:
+    ``refuse`` raises :class:`PluginLoadError` (the CLI exits 78 naming the plugin), ``skip``
+    logs it and the device types it would have provided fail validation. Paths in the
+    section are taken as given (``config_path`` is not used to resolve them)."""
+    section_raw = raw.get("plugins", {})
+    try:
+        s = PluginsSection.model_validate(section_raw if section_raw is not None else {})
+    except ValidationError:
+        return  # the site model reports it, with line numbers
+    pm = FieldgatePluginManager()
+    report = load_plugins(pm, customer=s.customer, customer_dir=s.customer_dir,
+                          modules=tuple(s.modules), entry_points=s.entry_points,
+                          disable=tuple(s.disable), on_error=s.on_error)
+    from drivers.base import register_driver
+
+    for impl in reversed(pm.hook.register_drivers.get_hookimpls()):
+        name = impl.plugin_name
+        if name not in report.loaded:
+            continue
+        try:
+            specs: Any = impl.function()
+            for spec in specs or ():
+                register_driver(spec)
+        except Exception as err:
+            report.fail(PluginLoadError(name, f"register_drivers failed: "
+                                        f"{type(err).__name__}: {err}"), s.on_error)
+
+
+register_preparer(preload_drivers)
 
 
 def _factory(app: App) -> Component:

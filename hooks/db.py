@@ -65,7 +65,6 @@ register_migrations("hooks", [
 
 _WO_COLUMNS = ("id", "title", "description", "device", "alarm_id", "priority", "status",
                "created_by", "created_ts", "completed_ts", "resolution")
-_ALARM_TABLES = ("alarms", "rules_alarms", "active_alarms")
 
 
 class WorkOrderError(LookupError):
@@ -105,32 +104,18 @@ class HooksDB:
         status = self._app.pipeline.status.current.get(device_id)
         return status.value if status else None
 
-    async def open_alarms(self, device: str | None = None) -> list[dict[str, Any]]:
-        """Active alarms from the rules engine's table; [] when no rules engine is installed.
+    async def open_alarms(self, device: str | None = None, rule: str | None = None,
+                          min_severity: str | None = None) -> list[dict[str, Any]]:
+        """The rules engine's open alarms, oldest first, as the ``alarm.list`` command returns
+        them (the ``alarm_created`` body plus ``last_value``, ``last_ts``, ``acked_by``,
+        ``acked_ts``). ``min_severity``: critical, major, minor or warning. [] when the
+        config turns the rules off."""
+        from gateway.rules import rules_of
 
-        The row layout is the rules engine's; this reads it defensively (any columns)."""
-        conn = self._app.store.conn
-        for table in _ALARM_TABLES:
-            if await self._app.store.query_one(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                    (table,)) is None:
-                continue
-            cur = await conn.execute(f"PRAGMA table_info({table})")
-            cols = {row[1] for row in await cur.fetchall()}
-            where, params = [], []
-            if "resolved_ts" in cols:
-                where.append("resolved_ts IS NULL")
-            elif "state" in cols or "status" in cols:
-                col = "state" if "state" in cols else "status"
-                where.append(f"{col} NOT IN ('resolved', 'cleared', 'closed')")
-            if device is not None and "device" in cols:
-                where.append("device = ?")
-                params.append(device)
-            sql = f"SELECT * FROM {table}" + (f" WHERE {' AND '.join(where)}" if where else "")
-            cur = await conn.execute(sql, params)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
-        return []
+        rules = rules_of(self._app)
+        if rules is None:
+            return []
+        return rules.open_alarms(device, rule, min_severity)
 
     async def recent_events(self, type: str | None = None, device: str | None = None,
                             limit: int = 50) -> list[dict[str, Any]]:

@@ -43,8 +43,8 @@ class LoadReport:
     def fail(self, err: PluginLoadError, on_error: str) -> None:
         self.failed[err.plugin] = err.message
         if on_error == "refuse":
-            log.error("plugin %s failed to load: %s. The gateway will not start; fix or "
-                      "remove the plugin, or set plugins.on_error: skip", err.plugin, err.message)
+            # Not logged here: the error (a StartupError) is reported once, by whoever
+            # stops the start (the CLI prints it with its hint and exits 78).
             raise err
         log.error("plugin %s failed to load and is skipped (plugins.on_error: skip): %s",
                   err.plugin, err.message)

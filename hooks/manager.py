@@ -22,17 +22,21 @@ from typing import Any
 
 import pluggy
 
+from gateway.errors import StartupError
 from hooks.base import CustomerHooks, overridden_hooks, unknown_hook_methods
 from hooks.spec import PROJECT, BusinessHooks, RegistrationHooks
 
 log = logging.getLogger(__name__)
 
 
-class PluginLoadError(Exception):
-    """A plugin could not be loaded or validated. ``plugin`` names it."""
+class PluginLoadError(StartupError):
+    """A plugin could not be loaded or validated. ``plugin`` names it. A StartupError: with
+    ``plugins.on_error: refuse`` the CLI prints it (no traceback) and exits 78."""
 
     def __init__(self, plugin: str, message: str) -> None:
-        super().__init__(f"plugin {plugin!r}: {message}")
+        super().__init__(f"plugin {plugin!r}: {message}",
+                         hint="fix or remove the plugin, or set plugins.on_error: skip to "
+                         "start without it")
         self.plugin = plugin
         self.message = message
 

@@ -68,7 +68,7 @@ class Quota:
     period_end: str = ""
     threshold_pct: float = 0.0
     budget_kwh: float = 0.0
-    action: str | None = None
+    action: Mapping[str, Any] | None = None  # e.g. {"limit_charging": {"power_w": ..}}
     event_id: str = ""
     extra: Mapping[str, Any] = field(default_factory=_empty)
 
@@ -129,7 +129,7 @@ class ChargingOrder:
     charger: str = ""
     connector: int | None = None
     id_tag: str | None = None
-    transaction_id: int | str | None = None
+    transaction_id: str | None = None  # OCPP 1.6 integer ids as their decimal string
     started_ts: int | None = None
     meter_start_wh: float | None = None
     stopped_ts: int | None = None

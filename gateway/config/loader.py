@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.config.errors import ConfigError, ConfigIssue
-from gateway.config.site import SiteConfig, site_model
+from gateway.config.site import SiteConfig, prepare, site_model
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -56,6 +56,7 @@ def load_config(path: Path | str) -> SiteConfig:
         raise ConfigError([issue])
     _check_duplicate_keys(node, path, [], issues)
     data = _substitute(data, node, path, [], issues)
+    prepare(data, path)  # e.g. plugin drivers, whose device types the model must know
     model = site_model()
     try:
         config = model.model_validate(data)

@@ -4,6 +4,8 @@ sections and the registered drivers' device models (a union discriminated by ``t
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, Field, create_model
@@ -67,6 +69,29 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
+Preparer = Callable[[Mapping[str, Any], Path], None]
+_PREPARERS: list[Preparer] = []
+
+
+def register_preparer(fn: Preparer) -> Preparer:
+    """Register ``fn(raw_config, path)``, called by the loader with the raw (unvalidated,
+    ``${ENV}``-substituted) mapping before the site model is built. For what the model
+    depends on: the plugins component registers plugin-provided drivers here, so their
+    device types validate. ``fn`` must ignore malformed input (validation reports it with
+    line numbers) and may raise ``gateway.errors.StartupError``."""
+    if fn not in _PREPARERS:
+        _PREPARERS.append(fn)
+    return fn
+
+
+def prepare(data: Mapping[str, Any], path: Path) -> None:
+    """Run the registered preparers (components are imported first, so theirs exist)."""
+    components.registry()
+    for fn in list(_PREPARERS):
+        fn(data, path)
+
+
 SiteConfig = SiteBase  # the static type; instances are of the assembled subclass
 
-__all__ = ["BaseModel", "SiteBase", "SiteConfig", "json_schema", "site_model"]
+__all__ = ["BaseModel", "SiteBase", "SiteConfig", "json_schema", "prepare", "register_preparer",
+           "site_model"]

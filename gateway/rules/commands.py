@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.commands import Command, CommandError, NoArgs
-from gateway.rules.config import SEVERITY_RANK
 
 if TYPE_CHECKING:
     from gateway.rules.component import RulesComponent
@@ -50,12 +49,8 @@ def commands(component: RulesComponent) -> list[Command]:
 
     async def alarm_list(args: AlarmListArgs) -> list[dict[str, Any]]:
         """Open alarms (optionally of one device, rule or at least a severity)."""
-        rank = SEVERITY_RANK[args.min_severity] if args.min_severity else 0
-        out = [a.as_dict() for a in engine().book.open.values()
-               if (args.device is None or a.device == args.device)
-               and (args.rule is None or a.rule == args.rule)
-               and SEVERITY_RANK[a.severity] >= rank]
-        return sorted(out, key=lambda a: (a["started_ts"], a["alarm_id"]))
+        engine()  # not_ready before the engine started
+        return component.open_alarms(args.device, args.rule, args.min_severity)
 
     async def alarm_ack(args: AlarmAckArgs) -> dict[str, Any]:
         """Acknowledge an open alarm (idempotent); emits alarm_acknowledged once."""

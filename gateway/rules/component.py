@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway.components import Component, ComponentSpec, TaskFactory, register_component
 from gateway.rules.commands import commands
-from gateway.rules.config import RulesSection
+from gateway.rules.config import SEVERITY_RANK, RulesSection
 from gateway.rules.engine import RuleEngine
 from gateway.rules.quotas import QuotaState
 
@@ -63,6 +63,22 @@ class RulesComponent(Component):
             await engine.flush(tx)
         log.warning("rules: resolved %d open alarm(s) of rules no longer in the config",
                     len(orphans))
+
+    def open_alarms(self, device: str | None = None, rule: str | None = None,
+                    min_severity: str | None = None) -> list[dict[str, Any]]:
+        """Open alarms as ``alarm.list`` returns them (oldest first): the public read API for
+        other components (the plugins' ``db.open_alarms``). [] before the engine started."""
+        if min_severity is not None and min_severity not in SEVERITY_RANK:
+            raise ValueError(f"unknown severity {min_severity!r}; use one of "
+                             f"{', '.join(SEVERITY_RANK)}")
+        if self.engine is None:
+            return []
+        rank = SEVERITY_RANK[min_severity] if min_severity else 0
+        out = [a.as_dict() for a in self.engine.book.open.values()
+               if (device is None or a.device == device)
+               and (rule is None or a.rule == rule)
+               and SEVERITY_RANK[a.severity] >= rank]
+        return sorted(out, key=lambda a: (a["started_ts"], a["alarm_id"]))
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
         yield "rules-tick", self._tick
@@ -132,6 +148,11 @@ class RulesComponent(Component):
         engine = self.engine
         if engine is not None and engine in self.app.pipeline.processors:
             self.app.pipeline.processors.remove(engine)
+
+
+def rules_of(app: App) -> RulesComponent | None:
+    """The running rules component of ``app``; None when the config turns rules off."""
+    return next((c for c in app.components if isinstance(c, RulesComponent)), None)
 
 
 def _factory(app: App) -> RulesComponent | None:

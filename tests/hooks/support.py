@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gateway.clock import SystemClock
 from gateway.runtime import App
 from hooks.component import PluginsComponent
 
@@ -105,3 +107,36 @@ async def wait_for(cond: Callable[[], Any], timeout: float = 5.0) -> Any:
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+class NoonClock(SystemClock):
+    """Wall time shifted to today's 12:00 UTC, so a simulated inverter produces about its
+    rated power whatever the hour the test runs at; sleeps are real."""
+
+    def __init__(self) -> None:
+        noon = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+        self.offset = int(noon.timestamp() * 1000) - super().now_ms()
+
+    def now_ms(self) -> int:
+        return super().now_ms() + self.offset
+
+
+INVERTER = {"id": "pv1", "type": "simulated", "kind": "inverter", "interval": 0.05,
+            "rated_power_w": 10_000, "seed": 1}
+PV_HIGH = {"name": "pv-high", "devices": ["pv*"], "point": "power_w",
+           "condition": {"op": ">", "value": 5000}, "severity": "critical",
+           "message": "{device} produces {value:.0f} W, above {threshold} W"}
+
+
+def alarm_config(tmp_path: Path, code: str = RECORDER) -> dict[str, Any]:
+    """An inverter at noon (~9.5 kW) and a critical rule at 5 kW: the alarm is raised at the
+    first sample and, critical >= status_severity, puts the device in `alarm`."""
+    cfg = config(tmp_path, code)
+    cfg["devices"] = [INVERTER]
+    cfg["rules"] = {"alarms": [PV_HIGH]}
+    return cfg
+
+
+async def curtail(app: Any) -> None:
+    """The real way out of the alarm: limit the inverter below the threshold."""
+    assert await app.write("pv1", "power_limit_w", 1000) == 1000.0

@@ -1,61 +1,72 @@
-"""One test per hook, each fired from the real code path where one exists.
+"""One test per hook, each fired from the real code path.
 
-Alarms and quotas: the rules engine is built in parallel, so these tests commit the
-``alarm_created``/``quota_exceeded`` events the way it will (``app.pipeline.add_event``).
-Charging orders: the same, for the OCPP driver.
+Alarms and device status: a real threshold rule of the rules engine on a simulated inverter
+at (shifted) noon; curtailing the inverter with a real write resolves the alarm. Quotas: a
+real quota with a 1 Wh budget on a simulated meter. Charging orders: the real OCPP central
+system with a simulated charge point on a websocket. Work orders, inspections, reports: the
+commands and the ``db`` facade that emit them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 from drivers.base import registry as driver_registry
-from gateway.model import Event, event_id
+from drivers.ocpp.simulator import SimCharger
+from gateway.model import event_id
 from hooks.db import HooksDB
 from hooks.models import AlarmEvent, DataPoint
-from tests.hooks.support import calls, component, config, plugin, wait_for
+from tests.drivers.ocpp.conftest import PASSWORD, charger
+from tests.hooks.support import (
+    SIM,
+    NoonClock,
+    alarm_config,
+    calls,
+    component,
+    config,
+    curtail,
+    plugin,
+    wait_for,
+)
 from tests.support.app import running_app
-
-ALARM = {"alarm_id": "a-1", "rule": "overvoltage", "kind": "threshold", "severity": "critical",
-         "device": "m1", "point": "voltage_v", "code": "OV", "message": "voltage high",
-         "value": 251.2, "started_ts": 1_700_000_000_000, "count": 1}
-CHARGE = {"order_id": "o-7", "charger": "cp-1", "connector": 1, "id_tag": "TAG1",
-          "transaction_id": 42, "started_ts": 1_700_000_000_000, "meter_start_wh": 1000}
-
-
-async def _event(app: Any, type_: str, body: dict[str, Any]) -> Event:
-    ev = Event(type_, body, device=body.get("device"), id=event_id(type_, *body.values()))
-    await app.pipeline.add_event(ev)
-    return ev
 
 
 async def test_hook_on_alarm_created(tmp_path: Path) -> None:
-    async with running_app(config(tmp_path), tmp_path) as app:
-        ev = await _event(app, "alarm_created", ALARM)
+    async with running_app(alarm_config(tmp_path), tmp_path, clock=NoonClock()) as app:
         (kw,) = await wait_for(lambda: calls(app, "on_alarm_created"))
         alarm = kw["alarm_event"]
         assert isinstance(alarm, AlarmEvent)
-        assert (alarm.alarm_id, alarm.severity, alarm.value, alarm.event_id) == (
-            "a-1", "critical", 251.2, ev.id)
-        assert alarm.state == "active"
-        assert (kw["device"].id, kw["device"].type, kw["device"].status) == (
-            "m1", "simulated", "online")
-        assert (kw["rule"].name, kw["rule"].severity) == ("overvoltage", "critical")
+        (listed,) = (await app.commands.execute("alarm.list", {}))["result"]
+        assert (alarm.alarm_id, alarm.rule, alarm.kind, alarm.severity, alarm.device,
+                alarm.point, alarm.code, alarm.started_ts) == (
+            listed["alarm_id"], "pv-high", "threshold", "critical", "pv1", "power_w",
+            listed["code"], listed["started_ts"])
+        assert alarm.value > 5000
+        assert alarm.message == f"pv1 produces {alarm.value:.0f} W, above 5000.0 W"
+        assert alarm.state == "active" and alarm.count == 1
+        assert alarm.event_id == event_id("alarm_created", alarm.alarm_id)
+        assert (kw["device"].id, kw["device"].type) == ("pv1", "simulated")
+        assert (kw["rule"].name, kw["rule"].kind, kw["rule"].severity) == (
+            "pv-high", "threshold", "critical")
         assert isinstance(kw["db"], HooksDB) and kw["db"].plugin == "acme"
-        assert kw["db"].event_id == ev.id
+        assert kw["db"].event_id == alarm.event_id
 
 
 async def test_hook_on_alarm_resolved(tmp_path: Path) -> None:
-    body = {**ALARM, "resolved_ts": 1_700_000_060_000, "last_value": 229.0}
-    del body["value"]
-    async with running_app(config(tmp_path), tmp_path) as app:
-        ev = await _event(app, "alarm_resolved", body)
+    async with running_app(alarm_config(tmp_path), tmp_path, clock=NoonClock()) as app:
+        (created,) = await wait_for(lambda: calls(app, "on_alarm_created"))
+        await curtail(app)
         (kw,) = await wait_for(lambda: calls(app, "on_alarm_resolved"))
         alarm = kw["alarm_event"]
-        assert (alarm.state, alarm.resolved_ts, alarm.last_value) == (
-            "resolved", 1_700_000_060_000, 229.0)
-        assert alarm.event_id == ev.id and kw["device"].id == "m1"
+        assert alarm.alarm_id == created["alarm_event"].alarm_id
+        assert (alarm.state, alarm.rule, alarm.last_value) == ("resolved", "pv-high", 1000.0)
+        assert alarm.resolved_ts >= alarm.started_ts
+        assert alarm.event_id == event_id("alarm_resolved", alarm.alarm_id)
+        assert kw["device"].id == "pv1"
+        assert (await app.commands.execute("alarm.list", {}))["result"] == []
 
 
 async def test_hook_on_energy_data_received(tmp_path: Path) -> None:
@@ -75,23 +86,43 @@ async def test_hook_on_energy_data_received(tmp_path: Path) -> None:
 
 
 async def test_hook_on_device_status_changed(tmp_path: Path) -> None:
-    async with running_app(config(tmp_path), tmp_path) as app:
-        (kw,) = await wait_for(lambda: calls(app, "on_device_status_changed"))
-        assert (kw["device"].id, kw["old_status"], kw["new_status"]) == ("m1", None, "online")
-        assert kw["device"].event_id  # the id of the device_status_changed event
+    async with running_app(alarm_config(tmp_path), tmp_path, clock=NoonClock()) as app:
+        def changes() -> list[tuple[str | None, str]]:
+            return [(kw["old_status"], kw["new_status"])
+                    for kw in calls(app, "on_device_status_changed")]
+
+        # the link comes up, then the rules engine's critical alarm flags the device
+        await wait_for(lambda: len(changes()) >= 2)
+        await curtail(app)
+        await wait_for(lambda: len(changes()) >= 3)
+        assert changes() == [(None, "online"), ("online", "alarm"), ("alarm", "online")]
+        first = calls(app, "on_device_status_changed")[0]["device"]
+        assert (first.id, first.type) == ("pv1", "simulated")
+        assert first.event_id  # the id of the device_status_changed event
 
 
 async def test_hook_on_quota_exceeded(tmp_path: Path) -> None:
-    body = {"quota": "hall-a", "devices": ["m1"], "period": "day", "period_start":
-            "2024-05-01", "period_end": "2024-05-01", "threshold_pct": 90, "usage_kwh": 95.0,
-            "budget_kwh": 100.0, "usage_pct": 95.0, "action": None}
-    async with running_app(config(tmp_path), tmp_path) as app:
-        ev = await _event(app, "quota_exceeded", body)
+    cfg = config(tmp_path)
+    cfg["devices"] = [{**SIM, "rated_power_w": 100_000}]  # ~35 kW: 1 Wh in ~0.1 s
+    cfg["rules"] = {"quotas": [{"name": "tiny", "devices": ["m1"], "period": "day",
+                                "budget_kwh": 0.001, "thresholds": [100]}]}
+    days = {dt.datetime.now(dt.UTC).date().isoformat()}
+    async with running_app(cfg, tmp_path) as app:
         (kw,) = await wait_for(lambda: calls(app, "on_quota_exceeded"))
+        days.add(dt.datetime.now(dt.UTC).date().isoformat())
         quota, usage = kw["quota"], kw["usage"]
-        assert (quota.name, quota.devices, quota.period, quota.event_id) == (
-            "hall-a", ("m1",), "day", ev.id)
-        assert (usage.usage_kwh, usage.usage_pct, usage.budget_kwh) == (95.0, 95.0, 100.0)
+        assert (quota.name, quota.devices, quota.period, quota.threshold_pct) == (
+            "tiny", ("m1",), "day", 100.0)
+        assert quota.period_start in days and quota.period_end == quota.period_start
+        assert (usage.period_start, usage.period_end) == (quota.period_start, quota.period_end)
+        assert quota.action is None and set(quota.extra) == {"usage_kwh", "usage_pct"}
+        assert usage.budget_kwh == quota.budget_kwh == 0.001
+        assert usage.usage_kwh >= 0.001 and usage.usage_pct >= 100
+        assert quota.event_id == usage.event_id == event_id(
+            "quota_exceeded", "tiny", quota.period_start, 100.0)
+        (now,) = (await app.commands.execute("quota.usage", {}))["result"]
+        assert now["thresholds_fired"] == [100.0]
+        assert now["usage_kwh"] >= usage.usage_kwh
 
 
 async def test_hook_on_work_order_created(tmp_path: Path) -> None:
@@ -159,22 +190,63 @@ async def test_hook_calculate_custom_kpis(tmp_path: Path) -> None:
         assert bad["error"]["code"] == "bad_arguments"
 
 
+def ocpp_config(tmp_path: Path) -> dict[str, Any]:
+    cfg = config(tmp_path)
+    server = {"host": "127.0.0.1", "port": 0, "call_timeout": 2.0,
+              "id_tags": [{"id_tag": "TAG-OK"}]}
+    cfg["devices"] = [{"id": "csms", "type": "ocpp", "role": "server", "server": server},
+                      charger("cp-1").model_dump(exclude_defaults=True)]
+    return cfg
+
+
+async def _charge(app: Any, stop: bool) -> tuple[SimCharger, str]:
+    """A simulated 1.6 charge point on the driver's websocket: boot, start, 1 h at 11 kW."""
+    server = app.drivers["ocpp"].server
+    await asyncio.wait_for(server.ready.wait(), 5)  # bound to a free port by now
+    port = server.port
+    sim = SimCharger("cp-1", "1.6", f"ws://127.0.0.1:{port}/ocpp", password=PASSWORD)
+    await sim.connect()
+    assert await sim.boot() == "Accepted"
+    sim.state[1].meter_wh = 1000.0
+    tx = await sim.start(1, "TAG-OK")
+    if stop:
+        sim.advance(1, 3600)
+        await sim.meter_values(1)
+        await sim.stop(1, "EVDisconnected")
+    return sim, tx
+
+
 async def test_hook_on_charging_order_created(tmp_path: Path) -> None:
-    async with running_app(config(tmp_path), tmp_path) as app:
-        ev = await _event(app, "charging_order_created", CHARGE)
-        (kw,) = await wait_for(lambda: calls(app, "on_charging_order_created"))
+    async with running_app(ocpp_config(tmp_path), tmp_path) as app:
+        sim, tx = await _charge(app, stop=False)
+        try:
+            (kw,) = await wait_for(lambda: calls(app, "on_charging_order_created"))
+        finally:
+            await sim.disconnect()
         order = kw["order"]
-        assert (order.order_id, order.charger, order.transaction_id, order.event_id) == (
-            "o-7", "cp-1", 42, ev.id)
+        assert (order.charger, order.connector, order.id_tag, order.transaction_id,
+                order.meter_start_wh) == ("cp-1", 1, "TAG-OK", tx, 1000.0)
+        assert isinstance(order.transaction_id, str) and order.started_ts
+        assert order.event_id == event_id("charging_order_created", order.order_id)
+        assert not order.extra  # the model knows every key the driver sends
 
 
 async def test_hook_on_charging_order_completed(tmp_path: Path) -> None:
-    body = {**CHARGE, "stopped_ts": 1_700_000_900_000, "meter_stop_wh": 13_500,
-            "energy_wh": 12_500, "stop_reason": "Local"}
-    async with running_app(config(tmp_path), tmp_path) as app:
-        await _event(app, "charging_order_completed", body)
-        (kw,) = await wait_for(lambda: calls(app, "on_charging_order_completed"))
-        assert (kw["order"].energy_wh, kw["order"].stop_reason) == (12_500, "Local")
+    async with running_app(ocpp_config(tmp_path), tmp_path) as app:
+        sim, tx = await _charge(app, stop=True)
+        try:
+            (kw,) = await wait_for(lambda: calls(app, "on_charging_order_completed"))
+        finally:
+            await sim.disconnect()
+        order = kw["order"]
+        (created,) = calls(app, "on_charging_order_created")
+        assert order.order_id == created["order"].order_id and order.transaction_id == tx
+        assert (order.meter_start_wh, order.meter_stop_wh, order.energy_wh) == (
+            1000.0, 12_000.0, 11_000.0)
+        assert order.stop_reason == "EVDisconnected"
+        assert order.stopped_ts >= order.started_ts
+        assert order.event_id == event_id("charging_order_completed", order.order_id)
+        assert not order.extra
 
 
 REGISTRAR = '''
@@ -233,13 +305,14 @@ def _registrar(tmp_path: Path) -> str:
 
 
 async def test_hook_register_channels(tmp_path: Path) -> None:
-    cfg = config(tmp_path, _registrar(tmp_path))
+    cfg = alarm_config(tmp_path, _registrar(tmp_path))
     cfg["channels"] = {"targets": {"null": {"type": f"acme-null-{tmp_path.name}"}},
                        "routes": [{"channels": ["null"], "events": ["alarm_created"]}]}
-    async with running_app(cfg, tmp_path) as app:
-        ev = await _event(app, "alarm_created", ALARM)
+    async with running_app(cfg, tmp_path, clock=NoonClock()) as app:
         sent = await wait_for(lambda: plugin(app).sent)
-        assert sent[0].event_id == ev.id and "voltage high" in sent[0].title
+        (alarm,) = (await app.commands.execute("alarm.list", {}))["result"]
+        assert sent[0].event_id == event_id("alarm_created", alarm["alarm_id"])
+        assert "pv1 produces" in sent[0].title
 
 
 async def test_hook_register_commands(tmp_path: Path) -> None:

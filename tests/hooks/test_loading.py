@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from hooks.base import CustomerHooks
 from hooks.manager import FieldgatePluginManager, PluginLoadError
-from tests.hooks.support import SIM, component, config, write_customer
+from tests.hooks.support import SIM, component, config
 from tests.support.app import running_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,15 +103,13 @@ hooks = Typo()
     (WRONG_SIGNATURE, "'alarm'"),
     (TYPO, "on_alarm_create is not a fieldgate hook"),
 ])
-async def test_broken_plugin_refuses_start(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                           code: str, needle: str) -> None:
+async def test_broken_plugin_refuses_start(tmp_path: Path, code: str, needle: str) -> None:
     with pytest.raises(BaseException) as info:
         async with running_app(config(tmp_path, code, name="broken"), tmp_path):
             pass
     err = _leaf(info.value)
     assert isinstance(err, PluginLoadError) and err.plugin == "broken"
-    assert needle in str(err)
-    assert "plugin broken failed to load" in caplog.text
+    assert needle in str(err) and "plugins.on_error: skip" in err.hint
 
 
 async def test_broken_plugin_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -126,19 +120,6 @@ async def test_broken_plugin_skipped(tmp_path: Path, caplog: pytest.LogCaptureFi
         assert "broken" in listed["failed"] and "'alarm'" in listed["failed"]["broken"]
         assert [p["name"] for p in listed["loaded"]] == ["hooks.builtin"]
     assert "plugin broken failed to load and is skipped" in caplog.text
-
-
-def test_refuse_exits_non_zero(tmp_path: Path) -> None:
-    cdir = write_customer(tmp_path, "broken", BROKEN_IMPORT)
-    cfg = {"gateway": {"id": "gw", "state_dir": str(tmp_path / "s")}, "devices": [SIM],
-           "plugins": {"customer": "broken", "customer_dir": str(cdir)}}
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "gateway", "run", "-c", str(path)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0
-    assert "plugin broken failed to load" in proc.stderr
 
 
 def test_plain_object_and_class_plugins() -> None:
