@@ -10,6 +10,7 @@ from drivers.base import DriverError, NotSupported, UnknownPoint
 from gateway.commands import Command, CommandError, NoArgs
 from gateway.config.errors import ConfigError
 from gateway.config.loader import load_config
+from gateway.errors import StartupError
 from gateway.model import Value
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ def register(app: App) -> None:
                 "bad_config", "the new config is invalid; nothing changed",
                 [str(i) for i in err.issues],
             ) from err
+        except StartupError as err:  # e.g. a plugin the new config names does not load
+            raise CommandError("bad_config", f"{err}; nothing changed") from err
         app.request_reload()
         return {"reloading": True, "devices": len(new.devices)}
 

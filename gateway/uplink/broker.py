@@ -13,6 +13,7 @@ import logging
 import socket
 from typing import Any
 
+from gateway.errors import StartupError
 from gateway.uplink.client import Endpoint
 from gateway.uplink.config import EmbeddedBrokerSection
 
@@ -41,14 +42,19 @@ class EmbeddedBroker:
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
         broker = Broker(config)
+        amqtt_log = logging.getLogger("amqtt")
+        level = amqtt_log.level
+        amqtt_log.setLevel(logging.CRITICAL)  # a failed start is reported below, once
         try:
             await broker.start()
         except Exception as err:
-            raise OSError(
-                f"the embedded MQTT broker cannot listen on {self.endpoint} ({err}); is another "
-                "broker running there? Set uplink.embedded_broker.port, or configure "
-                "uplink.broker to use that one"
+            raise StartupError(
+                f"the embedded MQTT broker cannot listen on {self.endpoint} ({err})",
+                "is another broker (or another fieldgate) running there? Set "
+                "uplink.embedded_broker.port, or configure uplink.broker to use that one",
             ) from err
+        finally:
+            amqtt_log.setLevel(level)
         self._broker = broker
         log.info("no uplink.broker configured: started the embedded demo MQTT broker on %s "
                  "(subscribe with: mosquitto_sub -h %s -p %d -t '#' -v)",

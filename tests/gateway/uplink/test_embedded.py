@@ -45,3 +45,21 @@ async def test_no_broker_at_all_keeps_data_local_and_says_so(
     async with running_app(cfg, tmp_path) as app:
         assert not any(c.name == "uplink" for c in app.components)
     assert "no uplink.broker configured: data stays in the local buffer" in caplog.text
+
+
+def test_busy_embedded_broker_port_is_a_clean_startup_error(tmp_path: Path) -> None:
+    import socket
+
+    from tests.support.app import write_config
+    from tests.support.daemon import fieldgate
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = write_config(tmp_path, {"uplink": {"embedded_broker": {"port": port}},
+                                      "devices": [{"id": "m", "type": "simulated"}]})
+        proc = fieldgate("run", "-c", str(cfg))
+    assert proc.returncode == 78, proc.stderr
+    assert f"the embedded MQTT broker cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr
