@@ -89,6 +89,29 @@ class ServerSettings(StrictModel):
             "size make the websocket layer close the connection (1009)."
         ),
     )
+    auth_workers: Annotated[int, Field(ge=1, le=8)] = Field(
+        2,
+        description=(
+            "Password (scrypt) checks run at once. Each holds 16 MiB and one core for ~35 ms; "
+            "2 keeps a reconnect storm of 1,000 chargers to ~20 s on a 2-core box while the "
+            "event loop keeps serving the chargers already connected."
+        ),
+    )
+    auth_max_pending: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        1024,
+        description=(
+            "Distinct password checks allowed to wait; beyond that a charger gets HTTP 503 "
+            "with Retry-After and reconnects later (protects against a flood of wrong "
+            "passwords)."
+        ),
+    )
+    permessage_deflate: bool = Field(
+        False,
+        description=(
+            "Offer websocket compression. Off by default: OCPP-J frames are small and it "
+            "costs ~50 KiB of zlib state per charger that accepts it (50 MB at 1,000)."
+        ),
+    )
     max_site_power_w: Annotated[float, Field(gt=0)] | None = Field(
         None, description="Site power (W) shared between active sessions; none: no limit."
     )

@@ -77,3 +77,4 @@ class OcppDriver(Driver):
         sessions = list(self.hub.sessions.values())
         await asyncio.gather(*(s._connection.close(1001, "gateway stopping")  # type: ignore[attr-defined]
                                for s in sessions), return_exceptions=True)
+        self.hub.passwords.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
@@ -19,12 +20,14 @@ from drivers.ocpp.handlers16 import Session16
 from drivers.ocpp.handlers201 import Session201
 from drivers.ocpp.hub import Hub
 from drivers.ocpp.protocol import SessionBase
-from drivers.ocpp.security import parse_basic_auth, peer_common_name, server_ssl_context
+from drivers.ocpp.security import AuthBusy, parse_basic_auth, peer_common_name, server_ssl_context
 from gateway.model import DeviceStatus
 
 log = logging.getLogger(__name__)
 library_log = logging.getLogger("drivers.ocpp.library")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_RETRY_AFTER_S = 10
+_BUSY_LOG_EVERY_S = 10.0
 #: Preferred first when a charger offers both.
 _PREFERENCE = ("ocpp2.0.1", "ocpp1.6")
 
@@ -36,6 +39,8 @@ class OcppServer:
         self.ready = asyncio.Event()
         self.port = 0
         self.settings = hub.settings
+        self._busy_logged = -_BUSY_LOG_EVERY_S
+        self._busy_refused = 0
 
     def charger_of(self, path: str) -> str | None:
         prefix = self.settings.path_prefix.rstrip("/") + "/"
@@ -58,6 +63,8 @@ class OcppServer:
             max_size=s.max_frame_bytes * 4,
             ping_interval=60,
             ping_timeout=60,
+            # zlib state per connection is the biggest per-charger cost; see README "Scale"
+            compression="deflate" if s.permessage_deflate else None,
         ) as server:
             self.port = next(iter(server.sockets)).getsockname()[1]
             self.ready.set()
@@ -107,17 +114,33 @@ class OcppServer:
                 why = "no HTTP Basic credentials"
             elif creds[0] != charger:
                 why = f"Basic user {creds[0]!r} is not the charger id"
-            elif not await self.hub.check_password(charger, creds[1]):
-                why = "wrong password" if self.hub.password_hash(charger) else \
-                    "no password_hash configured"
             else:
-                why = ""
+                try:
+                    ok = await self.hub.check_password(charger, creds[1])
+                except AuthBusy as err:
+                    self._note_busy(charger, remote, err)
+                    response = self._deny(connection, HTTPStatus.SERVICE_UNAVAILABLE,
+                                          "busy, retry later")
+                    response.headers["Retry-After"] = str(_RETRY_AFTER_S)
+                    return response
+                why = "" if ok else "wrong password" if self.hub.password_hash(charger) \
+                    else "no password_hash configured"
             if why:
                 log.warning("charger %s from %s: %s (HTTP 401); set the charger's "
                             "AuthorizationKey to the password behind its password_hash",
                             charger, remote, why)
                 return self._deny(connection, HTTPStatus.UNAUTHORIZED, "unauthorized")
         return None
+
+    def _note_busy(self, charger: str, remote: str, err: AuthBusy) -> None:
+        """One WARNING per burst, not one per refused charger."""
+        self._busy_refused += 1
+        now = time.monotonic()
+        if now - self._busy_logged >= _BUSY_LOG_EVERY_S:
+            log.warning("refused %d charger connection(s) with HTTP 503, latest %s from %s: %s; "
+                        "they reconnect by themselves - raise auth_workers if this persists",
+                        self._busy_refused, charger, remote, err)
+            self._busy_logged, self._busy_refused = now, 0
 
     def _select(self, connection: ServerConnection, offered: Any) -> Any:
         charger = self.charger_of(connection.request.path) if connection.request else None
