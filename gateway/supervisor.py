@@ -14,6 +14,13 @@ log = logging.getLogger(__name__)
 TaskFactory = Callable[[], Awaitable[None]]
 
 
+def backoff_delay(attempt: int, initial: float, cap: float, factor: float = 2.0) -> float:
+    """The delay before retry number ``attempt`` (1-based): exponential, capped, with jitter
+    over the upper half so that many clients retrying at once spread out."""
+    ceiling = min(cap, initial * factor ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
 @dataclass
 class Backoff:
     """Exponential backoff with full jitter, capped; ``reset()`` after a healthy run."""
@@ -24,9 +31,8 @@ class Backoff:
     _attempt: int = field(default=0, init=False)
 
     def next_delay(self) -> float:
-        ceiling = min(self.cap, self.initial * self.factor**self._attempt)
         self._attempt += 1
-        return random.uniform(ceiling / 2, ceiling)
+        return backoff_delay(self._attempt, self.initial, self.cap, self.factor)
 
     def reset(self) -> None:
         self._attempt = 0

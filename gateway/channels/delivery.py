@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-import random
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.channels.base import Channel, DeliveryError, Message
 from gateway.model import Event
 from gateway.store.schema import register_migrations
+from gateway.supervisor import backoff_delay
 
 if TYPE_CHECKING:
     from gateway.channels.component import ChannelsSection, Route, Template
@@ -180,8 +180,7 @@ class Sender:
         await self._finish(seq, event_id, "sent", attempt)
 
     def backoff(self, attempt: int) -> float:
-        ceiling = min(self.section.retry_max, self.section.retry_initial * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        return backoff_delay(attempt, self.section.retry_initial, self.section.retry_max)
 
     async def _retry_later(self, seq: int, attempt: int, delay: float, error: str) -> None:
         async with self.store.transaction() as tx:
