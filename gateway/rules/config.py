@@ -251,7 +251,8 @@ class RulesSection(StrictModel):
         description="An open alarm of at least this severity puts its device in `alarm`.",
     )
     tick_interval: float = Field(
-        1.0, gt=0, le=60, description="Seconds between checks of stale and offline rules."
+        1.0, gt=0, le=60,
+        description="Seconds between checks of stale/offline rules and of for/clear_for windows.",
     )
     converters: list[str] | None = Field(
         None, description="External alarm sources (event types) to convert; default all."

@@ -7,8 +7,9 @@ matches costs its handlers' few comparisons. Nothing is written per sample: the 
 the quota engine queue transitions, which are written once per batch inside its transaction.
 
 Time: sample-driven rules use sample timestamps (``for``, rate windows), so replayed or
-buffered data evaluates as it happened. Stale and offline rules, and moving quotas into a new
-period when no data comes, run on the engine's tick with ``clock.now_ms()``.
+buffered data evaluates as it happened. Stale and offline rules, ``for``/``clear_for`` windows
+that no sample closes (samples stopped or are rare), and moving quotas into a new period when
+no data comes, run on the engine's tick with ``clock.now_ms()``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class RuleEngine:
         self.quotas = QuotaEngine(section.quotas, self.devices, ZoneInfo(timezone))
         self.index: dict[str, dict[str, tuple[Handler, ...]]] = {}
         self.stale: list[StaleState] = []
+        #: threshold/rate states with an open for/clear_for window, closed by the tick
+        self.waiting: set[ThresholdState] = set()
         self.offline: dict[str, list[OfflineState]] = {}
         self.converters: dict[str, Converter] = {}
         self.converter_errors = 0
@@ -78,6 +81,7 @@ class RuleEngine:
 
     def _build(self) -> None:
         now = self.clock.now_ms()
+        clock_ms = self.clock.now_ms
         index: dict[str, dict[str, list[Handler]]] = {}
 
         def add(device: str, point: str, fn: Handler) -> None:
@@ -94,10 +98,12 @@ class RuleEngine:
                 name = dev.name or dev.id
                 if isinstance(rule, RateRule):
                     add(dev.id, rule.point, RateState(rule, dev.id, name, self.book,
-                                                      self.stats).feed)
+                                                      self.stats, clock_ms,
+                                                      self.waiting).feed)
                 elif isinstance(rule, ThresholdRule):
                     add(dev.id, rule.point, ThresholdState(rule, dev.id, name, self.book,
-                                                           self.stats).feed)
+                                                           self.stats, clock_ms,
+                                                           self.waiting).feed)
                 elif isinstance(rule, FaultRule):
                     add(dev.id, rule.point, FaultState(rule, dev.id, name, self.book,
                                                        self.stats).feed)
@@ -194,6 +200,9 @@ class RuleEngine:
     # -- time-driven rules -------------------------------------------------------------
 
     def tick(self, now: int) -> None:
+        if self.waiting:
+            self.waiting.difference_update([st for st in list(self.waiting)
+                                            if not st.tick(now)])
         for st in self.stale:
             st.tick(now)
         link = self.tracker.link
