@@ -15,11 +15,12 @@ no data comes, run on the engine's tick with ``clock.now_ms()``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.clock import Clock
+from gateway.errors import StartupError
 from gateway.model import DeviceStatus, Event, Sample
 from gateway.rules.alarms import AlarmBook
 from gateway.rules.config import (
@@ -51,6 +52,37 @@ Handler = Callable[[Sample], None]
 #: A period is not closed by the clock until this long after its end, so late samples of
 #: the old period still count there.
 _PERIOD_GRACE_MS = 60_000
+
+
+def fault_codes(rule: FaultRule, device: Any) -> Mapping[int, str]:
+    """The code texts of a fault rule on one device: the rule's own ``codes``, else the
+    point's ``enum``/``bitmask`` map (per ``mode``) from the device config. Any device model
+    offering ``all_points() -> {name: point}`` with those maps qualifies (the Modbus one
+    resolves profile points there). Neither: a StartupError naming the rule, device and
+    point, rather than an alarm with no text for every code."""
+    if rule.codes is not None:
+        return rule.codes
+    all_points = getattr(device, "all_points", None)
+    point = all_points().get(rule.point) if callable(all_points) else None
+    maps: dict[str, Mapping[int, str]] = {
+        m: getattr(point, m, None) or {} for m in ("enum", "bitmask")}
+    if maps[rule.mode]:
+        return dict(maps[rule.mode])
+    other = "bitmask" if rule.mode == "enum" else "enum"
+    where = f"point {rule.point!r} of device {device.id!r}"
+    if maps[other]:
+        article = "an" if other == "enum" else "a"
+        hint = f"{where} has {article} {other} map: set `mode: {other}` on the rule"
+    elif not callable(all_points):
+        hint = (f"device {device.id!r} (type {device.type}) has no point maps: give the rule "
+                "`codes: {code: text}`, or `codes: {}` to raise on any code")
+    elif point is None:
+        hint = (f"device {device.id!r} defines no point {rule.point!r} (a sunspec map is only "
+                "known at run time): give the rule `codes`, or fix `point`")
+    else:
+        hint = f"add `{rule.mode}:` to {where}, or give the rule `codes`"
+    raise StartupError(f"alarm rule {rule.name!r} (kind fault, mode {rule.mode}) has no "
+                       f"`codes` and {where} defines no {rule.mode} map", hint)
 
 
 class RuleEngine:
@@ -106,7 +138,7 @@ class RuleEngine:
                                                            self.waiting).feed)
                 elif isinstance(rule, FaultRule):
                     add(dev.id, rule.point, FaultState(rule, dev.id, name, self.book,
-                                                       self.stats).feed)
+                                                       self.stats, fault_codes(rule, dev)).feed)
                 elif isinstance(rule, StaleRule):
                     st = StaleState(rule, dev.id, name, self.book, self.stats, now)
                     self.stale.append(st)

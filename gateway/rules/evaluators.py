@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -281,9 +281,10 @@ class FaultState(_Base):
     kind = "fault"
 
     def __init__(self, rule: FaultRule, device: str, device_name: str, book: AlarmBook,
-                 stats: EvalStats) -> None:
+                 stats: EvalStats, codes: Mapping[int, str]) -> None:
         super().__init__(rule, device, device_name, book, stats)
         self.fault: FaultRule = rule
+        self.codes = codes  # the rule's, or the point's map on this device (engine)
         self.last: Value = object()  # type: ignore[assignment]
         self.ok = frozenset(rule.ok)
 
@@ -296,7 +297,7 @@ class FaultState(_Base):
         if v == self.last and type(v) is type(self.last):
             return  # same code word as before: nothing can change
         try:
-            active = decode_fault(v, self.fault.mode, self.fault.codes, self.ok)
+            active = decode_fault(v, self.fault.mode, self.codes, self.ok)
         except ValueError:
             self.stats.ignored_non_numeric += 1
             return
