@@ -13,6 +13,18 @@ Reports, as the median of several runs:
 
 Usage: python bench/rules.py [--runs 5] [--seconds 1.0]
 Writes bench/results/rules.json.
+
+``--mode pipeline`` measures the issue's own goal on the pipeline bench (bench/pipeline.py:
+4 simulated devices x 5,005 points every 100 ms -> buffer -> uplink -> a real mosquitto),
+without and with 1,000 alarm rules + 100 quotas on those devices' points, alternating runs.
+It reports samples/s acknowledged by the broker, samples/s ingested, and the gateway
+process's CPU time per sample: the pipeline bench is paced by its drivers (it offers ~200,000
+samples/s), so when the gateway keeps up the throughput loss is ~0 and the CPU per sample is
+what shows the cost of the rules (the capacity lost); ``--interval 0.05`` offers twice the
+load to saturate the pipeline. Writes bench/results/rules_pipeline.json
+(rules_pipeline_interval_<s>.json with another interval).
+
+    python bench/rules.py --mode pipeline [--runs 3] [--seconds 25] [--interval 0.1]
 """
 
 from __future__ import annotations
@@ -152,12 +164,138 @@ async def ingest(data: list[list[Sample]], with_rules: bool, tmp: Path) -> dict[
     return result
 
 
+# -- --mode pipeline --------------------------------------------------------------------
+
+
+def pipeline_rules(devices: int, points: int) -> dict[str, Any]:
+    """The bench's rule mix, spread over the pipeline bench's devices and their synthetic
+    points (``sim_NNNNN`` = a random 0..100 plus NNNNN): thresholds that a value crosses in
+    about one poll in ten, rates, faults, stale, a voltage band on every device; half of the
+    quotas on the energy counters, half integrating a synthetic point as power."""
+    alarms: list[dict[str, Any]] = []
+
+    def dev(i: int) -> str:
+        return f"bench-{i % devices}"
+
+    for i in range(600):
+        k = (i * 7) % points
+        alarms.append({"name": f"temp-{i}", "devices": [dev(i)], "point": f"sim_{k:05d}",
+                       "condition": {"op": ">", "value": k + 90}, "for": 0.3, "deadband": 2})
+    for i in range(150):
+        k = (i * 13 + 1) % points
+        alarms.append({"name": f"ramp-{i}", "kind": "rate", "devices": [dev(i)],
+                       "point": f"sim_{k:05d}", "window": 10,
+                       "condition": {"op": ">", "value": 50_000}})
+    for i in range(100):
+        alarms.append({"name": f"fault-{i}", "kind": "fault", "mode": "bitmask",
+                       "devices": [dev(i)], "point": f"sim_{(i * 17 + 2) % points:05d}",
+                       "codes": {0: "over temperature", 3: "fan"}})
+    for i in range(100):
+        alarms.append({"name": f"stale-{i}", "kind": "stale", "devices": [dev(i)],
+                       "point": f"sim_{(i * 19 + 3) % points:05d}", "after": 60})
+    for i in range(50):
+        alarms.append({"name": f"volt-{i}", "devices": ["bench-*"], "point": "voltage_v",
+                       "condition": {"op": "outside", "range": [226 - i * 0.01, 234]}})
+    quotas: list[dict[str, Any]] = []
+    for i in range(50):
+        quotas.append({"name": f"energy-day-{i}", "devices": [dev(i)], "period": "day",
+                       "budget_kwh": 50, "max_power_w": 100_000})
+    for i in range(50):
+        quotas.append({"name": f"power-month-{i}", "devices": [dev(i)], "period": "month",
+                       "budget_kwh": 5000, "energy_point": None,
+                       "power_point": f"sim_{(i * 23 + 4) % points:05d}"})
+    return {"alarms": alarms, "quotas": quotas}
+
+
+async def pipeline_run(with_rules: bool, seconds: float, warmup: float,
+                       interval: float) -> dict[str, Any]:
+    import pipeline as pipeline_bench  # bench/pipeline.py (this script's directory)
+    from _uplink_common import start_app, stop_app, uplink_of, write_site
+
+    from gateway.rules.component import rules_of
+    from tests.support.mosquitto import Mosquitto
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        with Mosquitto(workdir) as broker:
+            site_cfg = pipeline_bench.site(workdir, broker)
+            for d in site_cfg["devices"]:
+                d["interval"] = interval
+            if with_rules:  # else: the pipeline bench as it is (no rules configured)
+                site_cfg["rules"] = pipeline_rules(pipeline_bench.DEVICES,
+                                                   pipeline_bench.POINTS)
+            app, task = await start_app(write_site(workdir, site_cfg))
+            try:
+                uplink = uplink_of(app)
+                rules = rules_of(app)
+                await asyncio.sleep(warmup)
+                s0, p0, t0, c0 = (uplink.stats.samples, app.pipeline.stats.samples,
+                                  time.monotonic(), time.process_time())
+                await asyncio.sleep(seconds)
+                s1, p1, t1, c1 = (uplink.stats.samples, app.pipeline.stats.samples,
+                                  time.monotonic(), time.process_time())
+                stats = rules.engine.describe() if rules and rules.engine else {}
+            finally:
+                await stop_app(app, task)
+    run = {"rules": with_rules, "forwarded_per_s": (s1 - s0) / (t1 - t0),
+           "ingested_per_s": (p1 - p0) / (t1 - t0),
+           "cpu_us_per_sample": (c1 - c0) / max(1, p1 - p0) * 1e6,
+           "cpu_load": (c1 - c0) / (t1 - t0),
+           "alarms_created": stats.get("alarms_created", 0),
+           "evaluated": stats.get("evaluated", 0)}
+    print(f"  {'with' if with_rules else 'no  '} rules: forwarded {run['forwarded_per_s']:,.0f}/s,"
+          f" ingested {run['ingested_per_s']:,.0f}/s, {run['cpu_us_per_sample']:.2f} µs CPU/sample"
+          f" ({run['cpu_load']:.2f} cores)", flush=True)
+    return run
+
+
+async def pipeline_main(args: argparse.Namespace) -> dict[str, Any]:
+    runs: list[dict[str, Any]] = []
+    for _ in range(args.runs):  # alternate, so drift in the machine's load hits both alike
+        runs.append(await pipeline_run(False, args.seconds, args.warmup, args.interval))
+        runs.append(await pipeline_run(True, args.seconds, args.warmup, args.interval))
+
+    def med(key: str, with_rules: bool) -> float:
+        return statistics.median(r[key] for r in runs if r["rules"] is with_rules)
+
+    fwd0, fwd1 = med("forwarded_per_s", False), med("forwarded_per_s", True)
+    cpu0, cpu1 = med("cpu_us_per_sample", False), med("cpu_us_per_sample", True)
+    return {
+        "benchmark": "rules_pipeline" if args.interval == 0.1 else
+                     f"rules_pipeline_interval_{args.interval:g}",
+        "alarm_rules": 1000, "quotas": 100,
+        "offered_samples_per_s": round(4 * 5005 / args.interval),
+        "seconds_per_run": args.seconds, "runs_each": args.runs,
+        "forwarded_no_rules_per_s": round(fwd0), "forwarded_with_rules_per_s": round(fwd1),
+        "throughput_loss_pct": round((1 - fwd1 / fwd0) * 100, 1),
+        "cpu_us_per_sample_no_rules": round(cpu0, 3),
+        "cpu_us_per_sample_with_rules": round(cpu1, 3),
+        "capacity_loss_pct_from_cpu": round((1 - cpu0 / cpu1) * 100, 1),
+        "alarms_created_per_run": statistics.median(r["alarms_created"] for r in runs
+                                                    if r["rules"]),
+        "python": platform.python_version(), "machine": platform.machine(),
+        "note": "shared 2-core machine, other jobs running: figures are noisy",
+        "runs": runs,
+    }
+
+
 async def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=2.0,
-                        help="Seconds of sample time per run (200k samples each).")
+    parser.add_argument("--mode", choices=["ingest", "pipeline"], default="ingest")
+    parser.add_argument("--runs", type=int, default=None, help="5 (ingest), 3 (pipeline).")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="ingest: seconds of sample time per run (200k samples each), "
+                             "default 2; pipeline: seconds measured per run, default 25.")
+    parser.add_argument("--warmup", type=float, default=3.0, help="pipeline mode only.")
+    parser.add_argument("--interval", type=float, default=0.1,
+                        help="pipeline mode: the simulated devices' poll interval.")
     args = parser.parse_args()
+    if args.mode == "pipeline":
+        args.runs = args.runs or 3
+        args.seconds = args.seconds or 25.0
+        return await pipeline_main(args)
+    args.runs = args.runs or 5
+    args.seconds = args.seconds or 2.0
     data = batches(args.seconds, 1_700_000_000_000)
     n = sum(len(b) for b in data)
     base_rates, rule_rates, eval_us, extra = [], [], [], {}
@@ -192,7 +330,9 @@ async def main() -> dict[str, Any]:
 if __name__ == "__main__":
     figures = asyncio.run(main())
     for key, value in figures.items():
-        print(f"{key:36} {value}")
-    out = Path(__file__).resolve().parent / "results" / "rules.json"
+        if key != "runs":
+            print(f"{key:36} {value}")
+    name = figures.get("benchmark", "rules")
+    out = Path(__file__).resolve().parent / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")

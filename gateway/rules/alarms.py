@@ -126,11 +126,11 @@ class AlarmBook:
         self._devices: dict[str, str] = {}  # device -> reason, for the status flag
 
     async def load(self, store: Store) -> None:
-        cur = await store.conn.execute(
+        rows = await store.query(  # (closes its cursor: see Store.query)
             "SELECT alarm_id, rule, kind, severity, device, point, code, message, started_ts,"
             " value, count, last_value, last_ts, acked_by, acked_ts FROM rules_alarms"
         )
-        for row in await cur.fetchall():
+        for row in rows:
             (alarm_id, rule, kind, severity, device, point, code, message, started_ts,
              value, count, last_value, last_ts, acked_by, acked_ts) = row
             alarm = Alarm(alarm_id, rule, kind, severity, device, point, code, message,

@@ -152,26 +152,32 @@ class OfflineRule(RuleBase):
 
 class FaultRule(RuleBase):
     """Fault codes from an enum point (one code at a time) or a bitmask point (one alarm per
-    set bit). The rule carries its own code texts, so it works with any driver."""
+    set bit). The code texts come from the rule's ``codes``, or, when it has none, from the
+    point's own ``enum``/``bitmask`` map in the device config (Modbus points and profiles),
+    so a register map documents its codes once."""
 
     kind: Literal["fault"]
     point: str = Field(min_length=1)
     mode: Literal["enum", "bitmask"] = "enum"
-    codes: dict[int, str] = Field(
-        {}, description="enum: code -> text; bitmask: bit number -> text. Empty: any code."
+    codes: dict[int, str] | None = Field(
+        None,
+        description=(
+            "enum: code -> text; bitmask: bit number -> text. Omit to use the point's own "
+            "enum/bitmask map (Modbus devices); {}: any code, texts 'code N'/'bit N'."
+        ),
     )
     ok: list[int] = Field([0], description="enum values that mean no fault.")
 
     @field_validator("codes")
     @classmethod
-    def _bits(cls, codes: dict[int, str]) -> dict[int, str]:
-        if any(c < 0 for c in codes):
+    def _bits(cls, codes: dict[int, str] | None) -> dict[int, str] | None:
+        if codes is not None and any(c < 0 for c in codes):
             raise ValueError("codes must be >= 0")
         return codes
 
     @model_validator(mode="after")
     def _bit_range(self) -> FaultRule:
-        if self.mode == "bitmask" and any(c > 63 for c in self.codes):
+        if self.mode == "bitmask" and any(c > 63 for c in self.codes or ()):
             raise ValueError("bitmask bits are numbered 0..63")
         return self
 
@@ -251,7 +257,8 @@ class RulesSection(StrictModel):
         description="An open alarm of at least this severity puts its device in `alarm`.",
     )
     tick_interval: float = Field(
-        1.0, gt=0, le=60, description="Seconds between checks of stale and offline rules."
+        1.0, gt=0, le=60,
+        description="Seconds between checks of stale/offline rules and of for/clear_for windows.",
     )
     converters: list[str] | None = Field(
         None, description="External alarm sources (event types) to convert; default all."

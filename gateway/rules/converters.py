@@ -17,8 +17,9 @@ source with one call::
 A converter runs inside the commit transaction of the event: keep it pure and fast. An
 exception is logged against the source name and counted; the event itself is still committed.
 
-Modbus (or any driver's) fault-code *points* need no converter: a ``kind: fault`` rule carries
-the code or bit texts itself and :func:`decode_fault` turns a sample into active codes.
+Modbus (or any driver's) fault-code *points* need no converter: a ``kind: fault`` rule takes
+the code or bit texts from its own ``codes`` or from the point's enum/bitmask map (see
+``engine.fault_codes``) and :func:`decode_fault` turns a sample into active codes.
 """
 
 from __future__ import annotations

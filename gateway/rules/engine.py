@@ -7,18 +7,20 @@ matches costs its handlers' few comparisons. Nothing is written per sample: the 
 the quota engine queue transitions, which are written once per batch inside its transaction.
 
 Time: sample-driven rules use sample timestamps (``for``, rate windows), so replayed or
-buffered data evaluates as it happened. Stale and offline rules, and moving quotas into a new
-period when no data comes, run on the engine's tick with ``clock.now_ms()``.
+buffered data evaluates as it happened. Stale and offline rules, ``for``/``clear_for`` windows
+that no sample closes (samples stopped or are rare), and moving quotas into a new period when
+no data comes, run on the engine's tick with ``clock.now_ms()``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.clock import Clock
+from gateway.errors import StartupError
 from gateway.model import DeviceStatus, Event, Sample
 from gateway.rules.alarms import AlarmBook
 from gateway.rules.config import (
@@ -52,6 +54,37 @@ Handler = Callable[[Sample], None]
 _PERIOD_GRACE_MS = 60_000
 
 
+def fault_codes(rule: FaultRule, device: Any) -> Mapping[int, str]:
+    """The code texts of a fault rule on one device: the rule's own ``codes``, else the
+    point's ``enum``/``bitmask`` map (per ``mode``) from the device config. Any device model
+    offering ``all_points() -> {name: point}`` with those maps qualifies (the Modbus one
+    resolves profile points there). Neither: a StartupError naming the rule, device and
+    point, rather than an alarm with no text for every code."""
+    if rule.codes is not None:
+        return rule.codes
+    all_points = getattr(device, "all_points", None)
+    point = all_points().get(rule.point) if callable(all_points) else None
+    maps: dict[str, Mapping[int, str]] = {
+        m: getattr(point, m, None) or {} for m in ("enum", "bitmask")}
+    if maps[rule.mode]:
+        return dict(maps[rule.mode])
+    other = "bitmask" if rule.mode == "enum" else "enum"
+    where = f"point {rule.point!r} of device {device.id!r}"
+    if maps[other]:
+        article = "an" if other == "enum" else "a"
+        hint = f"{where} has {article} {other} map: set `mode: {other}` on the rule"
+    elif not callable(all_points):
+        hint = (f"device {device.id!r} (type {device.type}) has no point maps: give the rule "
+                "`codes: {code: text}`, or `codes: {}` to raise on any code")
+    elif point is None:
+        hint = (f"device {device.id!r} defines no point {rule.point!r} (a sunspec map is only "
+                "known at run time): give the rule `codes`, or fix `point`")
+    else:
+        hint = f"add `{rule.mode}:` to {where}, or give the rule `codes`"
+    raise StartupError(f"alarm rule {rule.name!r} (kind fault, mode {rule.mode}) has no "
+                       f"`codes` and {where} defines no {rule.mode} map", hint)
+
+
 class RuleEngine:
     def __init__(self, section: RulesSection, devices: Iterable[Any], tracker: StatusTracker,
                  clock: Clock, timezone: str = "UTC") -> None:
@@ -64,6 +97,8 @@ class RuleEngine:
         self.quotas = QuotaEngine(section.quotas, self.devices, ZoneInfo(timezone))
         self.index: dict[str, dict[str, tuple[Handler, ...]]] = {}
         self.stale: list[StaleState] = []
+        #: threshold/rate states with an open for/clear_for window, closed by the tick
+        self.waiting: set[ThresholdState] = set()
         self.offline: dict[str, list[OfflineState]] = {}
         self.converters: dict[str, Converter] = {}
         self.converter_errors = 0
@@ -78,6 +113,7 @@ class RuleEngine:
 
     def _build(self) -> None:
         now = self.clock.now_ms()
+        clock_ms = self.clock.now_ms
         index: dict[str, dict[str, list[Handler]]] = {}
 
         def add(device: str, point: str, fn: Handler) -> None:
@@ -94,13 +130,15 @@ class RuleEngine:
                 name = dev.name or dev.id
                 if isinstance(rule, RateRule):
                     add(dev.id, rule.point, RateState(rule, dev.id, name, self.book,
-                                                      self.stats).feed)
+                                                      self.stats, clock_ms,
+                                                      self.waiting).feed)
                 elif isinstance(rule, ThresholdRule):
                     add(dev.id, rule.point, ThresholdState(rule, dev.id, name, self.book,
-                                                           self.stats).feed)
+                                                           self.stats, clock_ms,
+                                                           self.waiting).feed)
                 elif isinstance(rule, FaultRule):
                     add(dev.id, rule.point, FaultState(rule, dev.id, name, self.book,
-                                                       self.stats).feed)
+                                                       self.stats, fault_codes(rule, dev)).feed)
                 elif isinstance(rule, StaleRule):
                     st = StaleState(rule, dev.id, name, self.book, self.stats, now)
                     self.stale.append(st)
@@ -194,6 +232,9 @@ class RuleEngine:
     # -- time-driven rules -------------------------------------------------------------
 
     def tick(self, now: int) -> None:
+        if self.waiting:
+            self.waiting.difference_update([st for st in list(self.waiting)
+                                            if not st.tick(now)])
         for st in self.stale:
             st.tick(now)
         link = self.tracker.link

@@ -11,6 +11,13 @@ Threshold semantics (rate uses the same on its computed rate):
   ``clear`` if given, else the negated condition moved by ``deadband`` (hysteresis). A value
   that crosses back into the raise condition without having cleared is a re-trigger: it is
   merged into the open alarm (count + 1), never a new alarm.
+- ``for``/``clear_for`` windows are also closed by the clock: a state with an open window
+  joins the engine's ``waiting`` set, and the engine's tick promotes it once the window has
+  elapsed in clock time since the sample that opened it was processed, using the last good
+  value. So a condition met just before the samples stop (or by a 60 s poll with ``for: 10``)
+  is raised on time, not at the next sample or never. The window is measured on the clock
+  rather than against sample timestamps so that a replayed batch of old samples, or a device
+  clock that is off, cannot close a window early.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +54,10 @@ class EvalStats:
     ignored_quality: int = 0
     ignored_nonfinite: int = 0
     ignored_non_numeric: int = 0
+
+
+def _always(v: float) -> bool:
+    return True
 
 
 def compile_condition(c: Condition) -> Pred:
@@ -118,14 +129,23 @@ class _Base:
 class ThresholdState(_Base):
 
     def __init__(self, rule: ThresholdRule | RateRule, device: str, device_name: str,
-                 book: AlarmBook, stats: EvalStats) -> None:
+                 book: AlarmBook, stats: EvalStats, clock_ms: Callable[[], int],
+                 waiting: set[ThresholdState]) -> None:
         super().__init__(rule, device, device_name, book, stats)
         self.raise_if = compile_condition(rule.condition)
+        #: the ingest fast path skips a value when nothing is open or pending and this is
+        #: false; rate rules need every value (their condition applies to the rate)
+        self.gate: Pred = self.raise_if
         self.clear_if = compile_clear(rule.condition, rule.deadband, rule.clear)
         self.for_ms = int(rule.for_ * 1000)
         self.clear_for_ms = int(rule.clear_for * 1000)
-        self.pending: int | None = None
+        self.clock_ms = clock_ms
+        self.waiting = waiting
+        self.pending: int | None = None  # sample ts the raise condition first held
+        self.pending_at = 0  # clock ms when that sample was processed
         self.clear_since: int | None = None
+        self.clear_at = 0
+        self.last_value = 0.0  # the last good value evaluated (the rate, for rate rules)
         self.alarm = book.open.get((rule.name, device, ""))
         self.active = self.alarm is not None
 
@@ -145,17 +165,21 @@ class ThresholdState(_Base):
         elif tv is float and (v != v or v == _INF or v == -_INF):
             self.stats.ignored_nonfinite += 1
             return
-        if self.alarm is None and self.pending is None and not self.raise_if(
+        if self.alarm is None and self.pending is None and not self.gate(
                 v):  # type: ignore[arg-type]
             return  # the common case: all quiet
         self.evaluate(v, s[2])  # type: ignore[arg-type]
 
     def evaluate(self, v: float, ts: int) -> None:
+        self.last_value = v
         alarm = self.alarm
         if alarm is None or not alarm.open:
             if self.raise_if(v):
                 if self.pending is None:
                     self.pending = ts
+                    if self.for_ms:
+                        self.pending_at = self.clock_ms()
+                        self.waiting.add(self)
                 if ts - self.pending >= self.for_ms:
                     self.alarm = self.raise_(v, ts, self.pending,
                                              default_msg=self.default_message())
@@ -170,17 +194,47 @@ class ThresholdState(_Base):
             self.active = self.raise_if(v)
             if self.clear_since is None:
                 self.clear_since = ts
+                if self.clear_for_ms:
+                    self.clear_at = self.clock_ms()
+                    self.waiting.add(self)
             if ts - self.clear_since >= self.clear_for_ms:
-                self.book.resolve(alarm, ts)
-                self.alarm = None
-                self.pending = self.clear_since = None
-                self.active = False
+                self._resolve(alarm, ts)
             return
         self.clear_since = None
         now_active = self.raise_if(v)
         if now_active and not self.active:
             self.book.retrigger(alarm, v, ts)
         self.active = now_active
+
+    def _resolve(self, alarm: Alarm, ts: int) -> None:
+        self.book.resolve(alarm, ts)
+        self.alarm = None
+        self.pending = self.clear_since = None
+        self.active = False
+
+    def tick(self, now: int) -> bool:
+        """Close a ``for``/``clear_for`` window that elapsed on the clock with no sample to
+        close it. Returns whether a window is still open (stay in the waiting set)."""
+        alarm = self.alarm
+        if alarm is None or not alarm.open:
+            if self.pending is None:
+                return False
+            if now - self.pending_at < self.for_ms:
+                return True
+            # None under maintenance: the window stays open, as on the sample path.
+            self.alarm = self.raise_(self.last_value, now, self.pending,
+                                     default_msg=self.default_message())
+            if self.alarm is None:
+                return True
+            self.active = True
+            self.clear_since = None
+            return False
+        if self.clear_since is None:
+            return False
+        if now - self.clear_at < self.clear_for_ms:
+            return True
+        self._resolve(alarm, now)
+        return False
 
     def default_message(self) -> str:
         c = self.rule.condition
@@ -196,8 +250,10 @@ class RateState(ThresholdState):
     kind = "rate"
 
     def __init__(self, rule: RateRule, device: str, device_name: str, book: AlarmBook,
-                 stats: EvalStats) -> None:
-        super().__init__(rule, device, device_name, book, stats)
+                 stats: EvalStats, clock_ms: Callable[[], int],
+                 waiting: set[ThresholdState]) -> None:
+        super().__init__(rule, device, device_name, book, stats, clock_ms, waiting)
+        self.gate = _always
         self.window_ms = int(rule.window * 1000)
         self.min_span_ms = self.window_ms // 2
         self.history: deque[tuple[int, float]] = deque()
@@ -225,9 +281,10 @@ class FaultState(_Base):
     kind = "fault"
 
     def __init__(self, rule: FaultRule, device: str, device_name: str, book: AlarmBook,
-                 stats: EvalStats) -> None:
+                 stats: EvalStats, codes: Mapping[int, str]) -> None:
         super().__init__(rule, device, device_name, book, stats)
         self.fault: FaultRule = rule
+        self.codes = codes  # the rule's, or the point's map on this device (engine)
         self.last: Value = object()  # type: ignore[assignment]
         self.ok = frozenset(rule.ok)
 
@@ -240,7 +297,7 @@ class FaultState(_Base):
         if v == self.last and type(v) is type(self.last):
             return  # same code word as before: nothing can change
         try:
-            active = decode_fault(v, self.fault.mode, self.fault.codes, self.ok)
+            active = decode_fault(v, self.fault.mode, self.codes, self.ok)
         except ValueError:
             self.stats.ignored_non_numeric += 1
             return

@@ -366,8 +366,7 @@ class QuotaEngine:
                     q.name, usage_pct, q.cfg.budget_kwh, q.cfg.period, p.key, pct)
 
     async def load(self, store: Store) -> None:
-        cur = await store.conn.execute("SELECT quota, state FROM rules_quotas")
-        for name, raw in await cur.fetchall():
+        for name, raw in await store.query("SELECT quota, state FROM rules_quotas"):
             state = self.states.get(name)
             if state is None:
                 continue

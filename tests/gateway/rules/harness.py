@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ def devices(*ids: str, tags: list[str] | None = None, profile: str | None = None
 
 
 class Harness:
-    def __init__(self, path: Path, section: dict[str, Any], devs: list[Dev],
+    def __init__(self, path: Path, section: dict[str, Any], devs: Sequence[DeviceConfig],
                  clock: FakeClock | None = None, timezone: str = "UTC") -> None:
         self.path = path
         self.section = RulesSection.model_validate(section)

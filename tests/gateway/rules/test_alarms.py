@@ -253,6 +253,19 @@ async def test_rate(make_harness: MakeHarness) -> None:
     assert resolved.body["last_value"] <= 8
 
 
+async def test_rate_sees_values_below_the_threshold(make_harness: MakeHarness) -> None:
+    """The condition is on the rate: raw values that do not meet it still count."""
+    section = {"alarms": [{"name": "ramp", "kind": "rate", "devices": ["m1"], "point": "t",
+                           "window": 60, "condition": {"op": ">", "value": 10}}]}
+    h = await make_harness(section, devices("m1"))
+    for value in (0, 3, 6, 9):  # +3 per 10 s = 18/min (after half a window), all < 10
+        await h.feed(("m1", "t", value))
+        h.clock.advance(10)
+    [created] = await h.events("alarm_created")
+    assert created.body["value"] == pytest.approx(18)
+    assert created.ts_ms == T0 + 30_000
+
+
 async def test_fault_bits_one_alarm_per_bit(make_harness: MakeHarness) -> None:
     section = {"alarms": [{"name": "flt", "kind": "fault", "mode": "bitmask",
                            "devices": ["inv"], "point": "faults", "severity": "critical",
@@ -292,3 +305,51 @@ async def test_index_skips_unmatched_samples(make_harness: MakeHarness) -> None:
     await h.feed(("m2", "v", 50), ("m1", "other", 50), ("m1", "v", 1))
     assert h.engine.stats.evaluated == 1
     assert await h.events() == []
+
+
+# ``for``/``clear_for`` windows closed by the tick when no sample comes to close them.
+# (id, rule overrides, samples {second: value | (value, quality)}, expected events
+#  [(C|R, second of the event, value (C) or last_value (R), started_ts second)])
+TickCase = tuple[str, dict[str, Any], dict[float, Any], list[tuple[str, float, Any, float]]]
+TICK_CASES: list[TickCase] = [
+    ("for: samples stop mid-window, raised when it elapses", {"for": 10},
+     {0: 11, 3: 12}, [("C", 10, 12, 0)]),
+    ("for: a 60 s poll with for 10 raises at 10 s, not at the next poll", {"for": 10},
+     {0: 11, 60: 11}, [("C", 10, 11, 0)]),
+    ("for: a dip inside the window cancels it", {"for": 10}, {0: 11, 5: 9}, []),
+    ("for: the window restarts at the return", {"for": 10},
+     {0: 11, 5: 9, 6: 11}, [("C", 16, 11, 6)]),
+    ("for: bad quality after the crossing does not hold it back", {"for": 10},
+     {0: 11, 2: (50, BAD)}, [("C", 10, 11, 0)]),
+    ("clear_for: samples stop mid-window, resolved when it elapses", {"clear_for": 5},
+     {0: 11, 3: 9}, [("C", 0, 11, 0), ("R", 8, 9, 0)]),
+    ("clear_for: a relapse cancels the resolve", {"clear_for": 5},
+     {0: 11, 3: 9, 5: 11}, [("C", 0, 11, 0)]),
+    ("for and clear_for, both by the tick", {"for": 10, "clear_for": 5},
+     {0: 11, 12: 9}, [("C", 10, 11, 0), ("R", 17, 9, 0)]),
+    ("rate: the pending rate is raised by the tick",
+     {"kind": "rate", "window": 60, "for": 10}, {0: 0, 30: 10}, [("C", 40, 20, 30)]),
+]
+
+
+@pytest.mark.parametrize(("rule", "samples", "expected"), [c[1:] for c in TICK_CASES],
+                         ids=[c[0] for c in TICK_CASES])
+async def test_tick_closes_windows(make_harness: MakeHarness, rule: dict[str, Any],
+                                   samples: dict[float, Any],
+                                   expected: list[tuple[str, float, Any, float]]) -> None:
+    h = await make_harness({"alarms": [_rule(**rule)]}, devices("m1"))
+    by_ms = {round(t * 1000): v for t, v in samples.items()}
+    end = max(by_ms) + 25_000
+    for ms in range(0, end + 1, 500):  # a tick every 0.5 s, after that instant's sample
+        if ms:
+            h.clock.advance(0.5)
+        if ms in by_ms:
+            v, q = by_ms[ms] if isinstance(by_ms[ms], tuple) else (by_ms[ms], Quality.GOOD)
+            await h.feed(("m1", "v", v), quality=q)
+        await h.tick()
+    evs = await h.events("alarm_created", "alarm_resolved")
+    got = [("C" if e.type == "alarm_created" else "R", (e.ts_ms - T0) / 1000,
+            e.body["value" if e.type == "alarm_created" else "last_value"],
+            (e.body["started_ts"] - T0) / 1000) for e in evs]
+    assert got == expected
+    assert h.engine.waiting == set()  # every window got closed (raised, resolved, cancelled)
