@@ -143,7 +143,8 @@ class Store:
                 try:
                     await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 except sqlite3.Error as err:
-                    log.warning("WAL checkpoint at close failed: %s", err)
+                    log.warning("WAL checkpoint at close failed (%s); the WAL file is kept and "
+                                "applied at the next start, nothing is lost", err)
                 await self._conn.close()
                 self._conn = None
 
