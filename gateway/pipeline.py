@@ -102,7 +102,6 @@ class Pipeline:
         self._wake.set()
 
     async def run(self) -> None:
-        await self.status.load(self.store)
         while True:
             if self._idle():
                 if self._closing:

@@ -153,6 +153,8 @@ class App:
     async def _start_parts(self) -> None:
         sup = self.supervisor
         self.pipeline = self._new_pipeline()
+        # Loaded once, before the components: the rules read it at start.
+        await self.pipeline.status.load(self.store)
         self.commands = CommandRegistry()
         from gateway import builtin_commands
 

@@ -19,7 +19,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from gateway.model import Event, Value, event_id, now_ms
-from gateway.store.db import KV
+from gateway.store.kv import KV
 from gateway.store.schema import register_migrations
 from hooks.models import Device, WorkOrder, from_body
 
@@ -127,11 +127,11 @@ class HooksDB:
         if device is not None:
             where.append("device = ?")
             params.append(device)
-        cur = await self._app.store.conn.execute(
+        rows = await self._app.store.query(
             f"SELECT id, type, device, ts_ms, body FROM hooks_recent_events "
             f"WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?", [*params, limit])
         return [{"id": i, "type": t, "device": d, "ts": ts, "body": json.loads(b)}
-                for i, t, d, ts, b in await cur.fetchall()]
+                for i, t, d, ts, b in rows]
 
     async def work_orders(self, status: str | None = None, device: str | None = None,
                           limit: int = 100) -> list[WorkOrder]:
@@ -142,10 +142,10 @@ class HooksDB:
         if device is not None:
             where.append("device = ?")
             params.append(device)
-        cur = await self._app.store.conn.execute(
+        rows = await self._app.store.query(
             f"SELECT {', '.join(_WO_COLUMNS)} FROM work_orders WHERE {' AND '.join(where)} "
             "ORDER BY created_ts DESC LIMIT ?", [*params, limit])
-        return [_order(row) for row in await cur.fetchall()]
+        return [_order(row) for row in rows]
 
     async def get_work_order(self, order_id: str) -> WorkOrder | None:
         row = await self._app.store.query_one(

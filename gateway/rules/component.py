@@ -37,9 +37,8 @@ class RulesComponent(Component):
 
     async def start(self) -> None:
         app = self.app
-        tracker = app.pipeline.status
-        await tracker.load(app.store)
-        engine = RuleEngine(self.section, app.config.devices, tracker, app.clock,
+        # The runtime loaded the status tracker before any component started.
+        engine = RuleEngine(self.section, app.config.devices, app.pipeline.status, app.clock,
                             app.config.gateway.timezone)
         await engine.load(app.store)
         await self._resolve_orphans(engine)

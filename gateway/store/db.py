@@ -283,29 +283,21 @@ class Store:
 
     async def read_telemetry(self, after_seq: int, max_samples: int) -> list[TelemetryChunk]:
         """Chunks holding samples with seq > after_seq, oldest first, about max_samples of
-        them (whole chunks; the first is trimmed to start at after_seq + 1)."""
-        cur = await self.conn.execute(
-            "SELECT seq_first, seq_last, payload FROM telemetry WHERE seq_last > ? "
-            "ORDER BY seq_first LIMIT 64",
-            (after_seq,),
-        )
+        them, decoded (the first is trimmed to start at after_seq + 1)."""
         out: list[TelemetryChunk] = []
-        total = 0
-        for seq_first, seq_last, payload in await cur.fetchall():
-            rows = decode_chunk(payload)
+        for raw in await self.read_telemetry_raw(after_seq, max_samples):
+            rows = decode_chunk(raw.payload)
+            seq_first = raw.seq_first
             if seq_first <= after_seq:
                 rows = rows[after_seq - seq_first + 1 :]
                 seq_first = after_seq + 1
-            out.append(TelemetryChunk(seq_first, seq_last, rows))
-            total += len(rows)
-            if total >= max_samples:
-                break
+            out.append(TelemetryChunk(seq_first, raw.seq_last, rows))
         return out
 
     async def read_telemetry_raw(
         self, after_seq: int, max_samples: int, max_chunks: int = 64
     ) -> list[RawTelemetryChunk]:
-        """Like :meth:`read_telemetry` but without decoding: the chunks holding samples with
+        """The stored chunks, not decoded (the uplink splices them): the chunks holding samples with
         seq > after_seq, oldest first, whole (the first may start at or before after_seq),
         until about ``max_samples`` samples. Both lookups use the primary key."""
         cur = await self.conn.execute(
