@@ -84,7 +84,8 @@ class CommandRegistry:
     def describe(self) -> Iterable[Mapping[str, Any]]:
         for name in self.names():
             cmd = self._commands[name]
-            yield {"name": name, "help": cmd.help.strip().splitlines()[0] if cmd.help else ""}
+            yield {"name": name, "help": cmd.help.strip().splitlines()[0] if cmd.help else "",
+                   "args": cmd.args_model.model_json_schema()}
 
     async def execute(self, name: str, raw_args: Any) -> dict[str, Any]:
         """Validate and run one command. Always returns a reply body, never raises."""

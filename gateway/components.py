@@ -62,6 +62,7 @@ BUILTIN_COMPONENTS: tuple[str, ...] = (
     "gateway.channels.component",
     "gateway.uplink",
     "gateway.rules",
+    "gateway.http",
 )
 
 

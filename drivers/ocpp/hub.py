@@ -204,6 +204,10 @@ class Hub:
 
     # --- site power ------------------------------------------------------------------------
 
+    def limit_sent(self, charger: str, connector: int) -> float | None:
+        """The power share last applied to a connector (None: no limit sent)."""
+        return self._limits_sent.get((charger, connector))
+
     async def site_limit_w(self) -> float | None:
         override = await self._site_kv.get("limit_w")
         if override is not None:

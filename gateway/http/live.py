@@ -1,0 +1,125 @@
+"""What the HTTP side knows without asking anyone: the last value of every point, and a
+fan-out of new samples and events to the live-stream clients.
+
+:class:`LatestValues` is a pipeline observer. It runs after each commit, on the pipeline's
+task, so it does only O(batch) dictionary stores and one ``put_nowait`` per connected
+stream: no JSON, no filtering, no I/O. Each stream client's own task does the filtering and
+encoding. A client that cannot keep up (its queue is full) is cut off, not waited for; its
+browser reconnects and starts from the current values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.model import Event, Sample, Value
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "http"
+RECENT_EVENTS = 200
+
+
+@dataclass(slots=True)
+class Subscriber:
+    devices: frozenset[str] | None  # None: every device
+    queue: asyncio.Queue[tuple[str, Any]]
+    overflowed: bool = False
+
+    def wants(self, device: str | None) -> bool:
+        return self.devices is None or device is None or device in self.devices
+
+
+@dataclass
+class LiveStats:
+    batches: int = 0
+    samples: int = 0
+    stream_overflows: int = 0
+    events: int = 0
+
+
+@dataclass
+class LatestValues:
+    """``values[device][point] = (value, quality, ts_ms)`` of the newest committed sample."""
+
+    queue_size: int = 1000
+    values: dict[str, dict[str, tuple[Value, Any, int]]] = field(default_factory=dict)
+    last_seen: dict[str, int] = field(default_factory=dict)
+    subscribers: list[Subscriber] = field(default_factory=list)
+    recent_events: collections.deque[Event] = field(
+        default_factory=lambda: collections.deque(maxlen=RECENT_EVENTS))
+    stats: LiveStats = field(default_factory=LiveStats)
+
+    # -- the observer (on the pipeline task: keep it cheap) ------------------------------
+
+    def __call__(self, batch: list[Sample], seq_first: int) -> None:
+        values, seen = self.values, self.last_seen
+        for s in batch:
+            points = values.get(s.device)
+            if points is None:
+                points = values[s.device] = {}
+            old = points.get(s.point)
+            if old is None or s.ts_ms >= old[2]:
+                points[s.point] = (s.value, s.quality, s.ts_ms)
+                if s.ts_ms > seen.get(s.device, 0):
+                    seen[s.device] = s.ts_ms
+        self.stats.batches += 1
+        self.stats.samples += len(batch)
+        if self.subscribers:
+            self._publish(("samples", batch))
+
+    # -- streams -------------------------------------------------------------------------
+
+    def subscribe(self, devices: frozenset[str] | None) -> Subscriber:
+        sub = Subscriber(devices, asyncio.Queue(self.queue_size))
+        self.subscribers.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        if sub in self.subscribers:
+            self.subscribers.remove(sub)
+
+    def event(self, event: Event) -> None:
+        self.recent_events.append(event)
+        self.stats.events += 1
+        if self.subscribers:
+            self._publish(("event", event))
+
+    def _publish(self, item: tuple[str, Any]) -> None:
+        for sub in self.subscribers:
+            if sub.overflowed:
+                continue
+            try:
+                sub.queue.put_nowait(item)
+            except asyncio.QueueFull:
+                sub.overflowed = True
+                self.stats.stream_overflows += 1
+                sub.queue.get_nowait()  # make room for the wake-up below
+                sub.queue.put_nowait(("overflow", None))
+
+
+async def follow_events(store: Store, latest: LatestValues, wait: float = 5.0) -> None:
+    """Read the outbox as consumer ``http`` and hand each event to the streams (the
+    outbox keeps them until every consumer passed, so a restart re-reads what is left)."""
+    while True:
+        events = await store.read_events(CONSUMER, limit=500)
+        for stored in events:
+            latest.event(stored.event)
+        if events:
+            await store.ack_events(CONSUMER, events[-1].rowid)
+        else:
+            await store.wait_events(CONSUMER, wait)
+
+
+def sample_rows(batch: list[Sample], sub: Subscriber) -> list[list[Any]]:
+    """The samples a stream client asked for, as ``[device, point, ts_ms, value, quality]``."""
+    if sub.devices is None:
+        return [[s.device, s.point, s.ts_ms, s.value, str(s.quality)] for s in batch]
+    wanted = sub.devices
+    return [[s.device, s.point, s.ts_ms, s.value, str(s.quality)]
+            for s in batch if s.device in wanted]
