@@ -278,6 +278,7 @@ class Api:
         devices = frozenset(d for d in wanted.split(",") if d) if wanted else None
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-store",
+                                           "X-Content-Type-Options": "nosniff",
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)
         sub = self.latest.subscribe(devices)

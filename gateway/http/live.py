@@ -25,7 +25,7 @@ CONSUMER = "http"
 RECENT_EVENTS = 200
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: kept in sets
 class Subscriber:
     devices: frozenset[str] | None  # None: every device
     queue: asyncio.Queue[tuple[str, Any]]

@@ -95,6 +95,8 @@ class HttpServer:
     @web.middleware
     async def _security(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         resp = await self._check(request, handler)
+        if resp.prepared:  # a stream: its headers are sent already
+            return resp
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("X-Frame-Options", "DENY")
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
