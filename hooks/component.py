@@ -13,19 +13,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
-from gateway.components import Component, ComponentSpec, TaskFactory, register_component
+from gateway.components import (
+    Component,
+    ComponentContext,
+    ComponentSpec,
+    TaskFactory,
+    register_component,
+)
 from gateway.config.base import PositiveSeconds, StrictModel
 from gateway.config.site import register_preparer
+from hooks.db import MIGRATIONS
 from hooks.dispatcher import CONSUMER, ENERGY_HOOK, EnergyDispatcher, EventDispatcher
 from hooks.loader import LoadReport, load_plugins
 from hooks.manager import FieldgatePluginManager, HookRunner, PluginLoadError
-
-if TYPE_CHECKING:
-    from gateway.runtime import App
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +60,15 @@ class PluginsSection(StrictModel):
 class PluginsComponent(Component):
     name = "plugins"
 
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.section: PluginsSection = app.config.plugins  # type: ignore[attr-defined]
+    def __init__(self, ctx: ComponentContext[PluginsSection]) -> None:
+        self.ctx = ctx
+        self.section = ctx.config
         self.pm = FieldgatePluginManager()
         self.runner = HookRunner(self.pm, self.section.timeout, self.section.threads)
         self.report = LoadReport()
-        self.events = EventDispatcher(app, self.runner)
+        self.events = EventDispatcher(ctx, self.runner)
         self.energy: EnergyDispatcher | None = None
+        self._remove_energy: Callable[[], None] | None = None
         self.converters: dict[str, Callable[..., Any]] = {}
         self.converters_wired = False
 
@@ -77,8 +82,8 @@ class PluginsComponent(Component):
             self._apply_registrations(name)
         from hooks import commands
 
-        commands.register(self.app, self)
-        await self.app.store.register_consumer(CONSUMER)
+        commands.register(self.ctx, self)
+        await self.ctx.store.register_consumer(CONSUMER)
         self._update_energy()
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
@@ -87,8 +92,9 @@ class PluginsComponent(Component):
             yield "hooks-energy", self.energy.run
 
     async def stop(self) -> None:
-        if self.energy is not None and self.energy.observe in self.app.pipeline.observers:
-            self.app.pipeline.observers.remove(self.energy.observe)
+        if self._remove_energy is not None:
+            self._remove_energy()
+            self._remove_energy = None
         self.runner.close()
 
     # -- plugins at runtime --------------------------------------------------------------
@@ -99,16 +105,16 @@ class PluginsComponent(Component):
         self.report.loaded[name] = "runtime"
         self._apply_registrations(name)
         if self._update_energy() and self.energy is not None:
-            self.app.supervisor.start("hooks-energy", self.energy.run)
+            self.ctx.start_task("hooks-energy", self.energy.run)
 
     def _update_energy(self) -> bool:
         """Observe the pipeline only if some plugin implements the per-sample hook.
         Returns True when the energy dispatcher was created just now."""
         if self.energy is not None or not self.runner.implementations(ENERGY_HOOK):
             return False
-        self.energy = EnergyDispatcher(self.app, self.runner, self.section.energy_queue_samples,
+        self.energy = EnergyDispatcher(self.ctx, self.runner, self.section.energy_queue_samples,
                                        self.section.energy_batch_timeout)
-        self.app.pipeline.observers.append(self.energy.observe)
+        self._remove_energy = self.ctx.add_observer(self.energy.observe)
         return True
 
     def _apply_registrations(self, name: str) -> None:
@@ -145,7 +151,7 @@ class PluginsComponent(Component):
 
                 register_channel_class(item)
             else:
-                self.app.commands.register(item)
+                self.ctx.commands.register(item)
 
     def _wire_converters(self) -> None:
         """Hand plugin converters to the rules engine's registry."""
@@ -193,8 +199,6 @@ def preload_drivers(raw: Mapping[str, Any], config_path: Path) -> None:
 register_preparer(preload_drivers)
 
 
-def _factory(app: App) -> Component:
-    return PluginsComponent(app)
-
-
-register_component(ComponentSpec("plugins", _factory, section=PluginsSection, order=30))
+# After the rules: ``db.open_alarms`` reads them. The tables keep their first name, "hooks".
+register_component(ComponentSpec("plugins", PluginsComponent, section=PluginsSection,
+                                 after=("rules",), migrations=MIGRATIONS, schema_name="hooks"))
