@@ -7,25 +7,20 @@ polling path. See docs/http-api.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
-from gateway.components import Component, ComponentSpec, register_component
+from gateway.components import Component, ComponentContext, ComponentSpec, register_component
 from gateway.http.config import HttpSection
 
-if TYPE_CHECKING:
-    from gateway.runtime import App
 
-
-def _factory(app: App) -> Component:
+def _factory(ctx: ComponentContext[Any]) -> Component:
     from gateway.http.component import HttpComponent
-    from gateway.http.host import AppHost
+    from gateway.http.host import ContextHost
 
     # The server runs only when the config has an ``http:`` key; the last-value view and
-    # ``devices.list`` are always there.
-    section: HttpSection | None = (
-        app.config.http if "http" in app.config.model_fields_set else None  # type: ignore[attr-defined]
-    )
-    return HttpComponent(AppHost(app), section)
+    # the ``devices.list`` command are always there.
+    section: HttpSection | None = ctx.config if "http" in ctx.site.model_fields_set else None
+    return HttpComponent(ContextHost(ctx), section)
 
 
-register_component(ComponentSpec("http", _factory, section=HttpSection, order=60))
+register_component(ComponentSpec("http", _factory, section=HttpSection))

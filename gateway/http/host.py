@@ -1,23 +1,22 @@
-"""The small interface the HTTP component needs from the daemon, and its adapter.
+"""The small interface the HTTP component needs from the daemon, and its adapter over the
+:class:`gateway.components.ComponentContext`.
 
-Everything the server reads goes through :class:`Host`, so the server code does not depend
-on how the runtime hands parts to a component (the App today, a ComponentContext later).
+Everything the server reads goes through :class:`Host`, so the server and its tests do not
+depend on how the runtime hands parts to a component.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from gateway.clock import Clock
 from gateway.commands import CommandRegistry
+from gateway.components import ComponentContext
 from gateway.config.site import SiteConfig
 from gateway.pipeline import Observer
 from gateway.store import Store
-
-if TYPE_CHECKING:
-    from gateway.runtime import App
 
 
 class Host(Protocol):
@@ -27,58 +26,55 @@ class Host(Protocol):
     version: str
     started_ms: int
     state_dir: Path
-
-    @property
-    def commands(self) -> CommandRegistry: ...
+    commands: CommandRegistry
 
     def add_observer(self, observer: Observer) -> Callable[[], None]: ...
 
+    def status(self) -> dict[str, tuple[str, str, int]]:
+        """Every known device: (status, reason of the last change, since ms)."""
+
     def drivers_started(self) -> bool: ...
 
-    def uplink_connected(self) -> bool | None:
+    async def uplink_connected(self) -> bool | None:
         """None when no uplink is configured."""
 
     def poll_stats(self, device: str) -> dict[str, Any] | None:
         """The driver's poll counters of a device, None when its driver keeps none."""
 
-    def samples_ingested(self) -> int: ...
 
+class ContextHost:
+    """:class:`Host` over the component's context."""
 
-class AppHost:
-    """:class:`Host` over the running App."""
-
-    def __init__(self, app: App) -> None:
-        self._app = app
-        self.site = app.config
-        self.store = app.store
-        self.clock = app.clock
-        self.version = app.version
-        self.started_ms = app.started_ms
-        self.state_dir = app.state_dir
-
-    @property
-    def commands(self) -> CommandRegistry:
-        return self._app.commands
+    def __init__(self, ctx: ComponentContext[Any]) -> None:
+        self._ctx = ctx
+        self.site = ctx.site
+        self.store = ctx.store
+        self.clock = ctx.clock
+        self.version = ctx.version
+        self.started_ms = ctx.started_ms
+        self.state_dir = ctx.state_dir
+        self.commands = ctx.commands
 
     def add_observer(self, observer: Observer) -> Callable[[], None]:
-        observers = self._app.pipeline.observers
-        observers.append(observer)
-        return lambda: observers.remove(observer) if observer in observers else None
+        return self._ctx.add_observer(observer)
+
+    def status(self) -> dict[str, tuple[str, str, int]]:
+        return {dev: (str(st), reason, since)
+                for dev, (st, reason, since) in self._ctx.status.snapshot().items()}
 
     def drivers_started(self) -> bool:
-        return self._app.ready.is_set()
+        return self._ctx.drivers_started()
 
-    def uplink_connected(self) -> bool | None:
-        for component in self._app.components:
-            if component.name == "uplink":
-                connected = getattr(component, "connected", None)
-                return bool(connected is not None and connected.is_set())
-        return None
+    async def uplink_connected(self) -> bool | None:
+        # Through the registry, like every other reader: no dependency on the uplink's
+        # internals or its start order.
+        if self.commands.get("uplink.stats") is None:
+            return None
+        reply = await self.commands.execute("uplink.stats", {})
+        return bool(reply.get("ok") and reply["result"].get("connected"))
 
     def poll_stats(self, device: str) -> dict[str, Any] | None:
-        driver = self._app.device_driver.get(device)
-        stats = getattr(driver, "poll_stats", None)
-        return stats(device) if callable(stats) else None
-
-    def samples_ingested(self) -> int:
-        return self._app.pipeline.stats.samples
+        # No driver keeps per-device poll counters yet (requests, errors by kind, latency),
+        # and the context gives components no driver handle: the API says null until the
+        # drivers and the context offer them.
+        return None

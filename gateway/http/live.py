@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.model import Event, Sample, Value
+from gateway.model import Event, Sample
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,10 @@ class LiveStats:
 
 @dataclass
 class LatestValues:
-    """``values[device][point] = (value, quality, ts_ms)`` of the newest committed sample."""
+    """``values[device][point]``: the newest committed sample of each point."""
 
     queue_size: int = 1000
-    values: dict[str, dict[str, tuple[Value, Any, int]]] = field(default_factory=dict)
-    last_seen: dict[str, int] = field(default_factory=dict)
+    values: dict[str, dict[str, Sample]] = field(default_factory=dict)
     subscribers: list[Subscriber] = field(default_factory=list)
     recent_events: collections.deque[Event] = field(
         default_factory=lambda: collections.deque(maxlen=RECENT_EVENTS))
@@ -58,20 +57,25 @@ class LatestValues:
     # -- the observer (on the pipeline task: keep it cheap) ------------------------------
 
     def __call__(self, batch: list[Sample], seq_first: int) -> None:
-        values, seen = self.values, self.last_seen
+        # One dict store per sample (the Sample itself, no new object); batches come in
+        # runs of one device, so the device lookup happens once per run. Samples are
+        # committed in order, so the newest one wins without comparing timestamps.
+        values = self.values
+        device: str | None = None
+        points: dict[str, Sample] = {}
         for s in batch:
-            points = values.get(s.device)
-            if points is None:
-                points = values[s.device] = {}
-            old = points.get(s.point)
-            if old is None or s.ts_ms >= old[2]:
-                points[s.point] = (s.value, s.quality, s.ts_ms)
-                if s.ts_ms > seen.get(s.device, 0):
-                    seen[s.device] = s.ts_ms
+            if s.device != device:
+                device = s.device
+                points = values.get(device) or values.setdefault(device, {})
+            points[s.point] = s
         self.stats.batches += 1
         self.stats.samples += len(batch)
         if self.subscribers:
             self._publish(("samples", batch))
+
+    def last_seen(self, device: str) -> int | None:
+        points = self.values.get(device)
+        return max(s.ts_ms for s in points.values()) if points else None
 
     # -- streams -------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """``/metrics``: the gateway's figures in the Prometheus text format (prometheus-client).
 
 Nothing here counts on the data path: a scrape reads the counters the parts already keep
-(pipeline, store, uplink, rules, plugins, OCPP) through the command registry and the store's
-read-only statistics, and turns them into metric families. Per-device poll counters and
-latency histograms appear only for drivers that keep them (``poll_stats``).
+(store, uplink, rules, plugins, OCPP) through the command registry and the store's read-only
+statistics, and turns them into metric families. Samples ingested are counted by the
+HTTP component's own observer. No driver keeps per-device poll counters or latencies yet,
+so those series are not exported.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class Metrics:
         gauge("fieldgate_uptime_seconds", "Seconds since the daemon started.",
               (now - h.started_ms) / 1000)
         counter("fieldgate_samples_ingested", "Samples committed by the pipeline since this "
-                "configuration was loaded.", h.samples_ingested())
+                "configuration was loaded.", self.latest.stats.samples)
         buf = (await h.store.stats()).as_dict()
         gauge("fieldgate_buffer_samples", "Samples in the buffer waiting for the uplink.",
               buf["samples"])
@@ -117,13 +118,12 @@ class Metrics:
         status = GaugeMetricFamily("fieldgate_device_status",
                                    "1 for the device's current status.", labels=["device",
                                                                                  "status"])
-        rows = await h.store.query("SELECT device, status FROM device_status")
-        current = dict(rows)
+        current = h.status()
         for dev in h.site.devices:
+            now_st = current.get(dev.id, ("unknown",))[0]
             for st in STATUSES:
-                status.add_metric([dev.id, st], 1 if current.get(dev.id) == st else 0)
+                status.add_metric([dev.id, st], 1 if now_st == st else 0)
         out.append(status)
-        self._poll_metrics(out)
 
         rules = await self._command("rules.stats")
         if rules is not None:
@@ -155,23 +155,6 @@ class Metrics:
             free = None
         gauge("fieldgate_state_dir_free_bytes", "Free disk space in the state directory.", free)
         return out
-
-    def _poll_metrics(self, out: list[Metric]) -> None:
-        requests = CounterMetricFamily("fieldgate_poll_requests", "Poll requests per device.",
-                                       labels=["device"])
-        errors = CounterMetricFamily("fieldgate_poll_errors", "Poll errors per device and kind.",
-                                     labels=["device", "kind"])
-        seen = False
-        for dev in self.host.site.devices:
-            stats = self.host.poll_stats(dev.id)
-            if not stats:
-                continue
-            seen = True
-            requests.add_metric([dev.id], stats.get("requests", 0))
-            for kind, n in (stats.get("errors") or {}).items():
-                errors.add_metric([dev.id, kind], n)
-        if seen:
-            out.extend([requests, errors])
 
     @staticmethod
     def _hook_metrics(out: list[Metric], hooks: dict[str, dict[str, dict[str, Any]]]) -> None:

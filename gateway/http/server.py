@@ -209,7 +209,7 @@ class HttpServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         drivers = self.host.drivers_started()
-        uplink = self.host.uplink_connected()
+        uplink = await self.host.uplink_connected()
         ready = drivers and uplink is not False
         body: dict[str, Any] = {"ready": ready, "drivers_started": drivers,
                                 "uplink_connected": uplink}

@@ -16,15 +16,10 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-async def status_rows(host: Host) -> dict[str, tuple[str, str, int]]:
-    rows = await host.store.query("SELECT device, status, reason, ts_ms FROM device_status")
-    return {dev: (status, reason, ts) for dev, status, reason, ts in rows}
-
-
 def points_of(latest: LatestValues, device: str) -> dict[str, dict[str, Any]]:
     return {
-        point: {"value": _json_value(v), "quality": str(q), "ts": ts}
-        for point, (v, q, ts) in sorted(latest.values.get(device, {}).items())
+        point: {"value": _json_value(s.value), "quality": str(s.quality), "ts": s.ts_ms}
+        for point, s in sorted(latest.values.get(device, {}).items())
     }
 
 
@@ -32,7 +27,7 @@ async def devices(host: Host, latest: LatestValues, only: str | None = None,
                   with_points: bool = True) -> list[dict[str, Any]]:
     """Each configured device: driver, status, reason, since, last seen, and the last value,
     quality and timestamp of each point (since this process started)."""
-    status = await status_rows(host)
+    status = host.status()
     out = []
     for dev in host.site.devices:
         if only is not None and dev.id != only:
@@ -43,7 +38,7 @@ async def devices(host: Host, latest: LatestValues, only: str | None = None,
         entry: dict[str, Any] = {
             "id": dev.id, "name": dev.name, "driver": dev.type, "tags": list(dev.tags),
             "enabled": dev.enabled, "status": st, "reason": reason, "since": since,
-            "last_seen": latest.last_seen.get(dev.id),
+            "last_seen": latest.last_seen(dev.id),
             "poll": host.poll_stats(dev.id),
         }
         if with_points:
@@ -62,7 +57,7 @@ def add_power(chargers: dict[str, Any], latest: LatestValues) -> dict[str, Any]:
             power = None
             for name in (f"c{session['connector']}.Power.Active.Import", "Power.Active.Import"):
                 if name in values:
-                    power = _json_value(values[name][0])
+                    power = _json_value(values[name].value)
                     break
             session["power_w"] = power
     return chargers
