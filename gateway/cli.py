@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     cmd.set_defaults(func=_cmd)
 
+    from gateway.http.cli import install_cli as install_http_cli
+
+    install_http_cli(sub)
     for spec in driver_registry().values():
         if spec.cli is not None:
             spec.cli(sub)

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.http import views
-from gateway.http.auth import Principal
+from gateway.http.auth import PRINCIPAL, Principal
 from gateway.http.host import Host
 from gateway.http.live import LatestValues, Subscriber, sample_rows
 
@@ -47,7 +47,7 @@ def error(status: int, code: str, message: str, details: Any = None) -> web.Resp
 
 
 def principal(request: web.Request) -> Principal:
-    who: Principal = request["principal"]
+    who = request[PRINCIPAL]
     return who
 
 

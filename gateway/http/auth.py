@@ -23,6 +23,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aiohttp import web
+
 from drivers.ocpp.security import verify_password
 from gateway.http.config import HttpSection, Role
 
@@ -46,6 +48,10 @@ class Principal:
     def public(self) -> dict[str, str]:
         """What the API tells the caller about itself (never the session id)."""
         return {"user": self.name, "role": self.role, "kind": self.kind, "csrf": self.csrf}
+
+
+#: Where the middleware leaves the caller for the handlers.
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 @dataclass

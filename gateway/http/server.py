@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.http.api import Api, error, json_response
-from gateway.http.auth import COOKIE, CSRF_HEADER, Authenticator, Principal
+from gateway.http.auth import COOKIE, CSRF_HEADER, PRINCIPAL, Authenticator, Principal
 from gateway.http.config import HttpSection, is_loopback
 from gateway.http.host import Host
 from gateway.http.live import LatestValues
@@ -119,7 +119,7 @@ class HttpServer:
         if who is None:
             return error(401, "unauthorized", "log in (POST /api/v1/login) or send "
                          "Authorization: Bearer <token>")
-        request["principal"] = who
+        request[PRINCIPAL] = who
         if request.method not in SAFE_METHODS and path != "/api/v1/logout":
             if who.kind != "token":
                 sent = request.headers.get(CSRF_HEADER, "")
@@ -192,7 +192,7 @@ class HttpServer:
         return resp
 
     async def _session(self, request: web.Request) -> web.Response:
-        who: Principal = request["principal"]
+        who = request[PRINCIPAL]
         return json_response({**who.public(), "gateway": self.host.site.gateway.id})
 
     # -- health and metrics --------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway.http.support import PASSWORDS, Client, Site, wait_until
+from tests.support.daemon import fieldgate
 
 READS = ["/api/v1/session", "/api/v1/overview", "/api/v1/devices", "/api/v1/devices/main-meter",
          "/api/v1/alarms", "/api/v1/quotas", "/api/v1/chargers", "/api/v1/buffer",
@@ -231,3 +232,13 @@ def test_login_rate_limit(site: Site) -> None:
     assert site.client("olga").get("/api/v1/session").status == 200
 
 
+
+
+def test_cli_status_and_devices(site: Site) -> None:
+    status = fieldgate("status", "-c", str(site.config))
+    assert status.returncode == 0, status.stderr
+    assert "gateway  demo-gw" in status.stdout and "main-meter" in status.stdout
+    assert "buffer" in status.stdout and "charger  charger-1" in status.stdout
+    devices = fieldgate("devices", "-c", str(site.config))
+    assert devices.returncode == 0, devices.stderr
+    assert "voltage_v" in devices.stdout
