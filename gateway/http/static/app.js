@@ -77,8 +77,15 @@ async function device(id) {
     : "this driver keeps no poll statistics";
   $("#main").innerHTML = `<h2>${esc(d.id)} <small>${esc(d.name)}</small></h2>` +
     `<p>Driver ${esc(d.driver)}, status <span class="${esc(d.status)}">${esc(d.status)}</span> ${esc(d.reason)} since ${ts(d.since)}. Poll: ${poll}</p>` +
-    `<table id="points"><tr><th>Point</th><th>Value</th><th>Quality</th><th>Time</th><th>Trend (live)</th><th>Write</th></tr></table>`;
+    `<table id="points"><tr><th>Point</th><th>Value</th><th>Quality</th><th>Time</th><th>Trend (live)</th><th>Write</th></tr></table>` +
+    (write ? `<form id="write-any">Write a point: <input name="point" placeholder="point" size="16"> = <input name="value" size="8"> <button>Write</button></form>` : "");
   const table = $("#points");
+  const parse = (raw) => { const num = Number(raw);
+    return raw === "true" ? true : raw === "false" ? false : raw !== "" && !isNaN(num) ? num : raw; };
+  const send = (p, raw) => act(`/api/v1/devices/${encodeURIComponent(id)}/points/${encodeURIComponent(p)}`,
+    {value: parse(raw)}, () => say(`Wrote ${p} = ${raw}`));
+  if (write) $("#write-any").onsubmit = (ev) => { ev.preventDefault();
+    send(ev.target.point.value.trim(), ev.target.value.value.trim()); };
   const row = (p) => {
     let tr = table.querySelector(`tr[data-point="${CSS.escape(p)}"]`);
     if (!tr) {
@@ -86,11 +93,7 @@ async function device(id) {
       tr.innerHTML = `<td>${esc(p)}</td><td class="v"></td><td class="q"></td><td class="t"></td><td class="s"></td>` +
         `<td>${write ? `<form class="w"><input name="value" size="8"><button>Write</button></form>` : ""}</td>`;
       const form = tr.querySelector("form.w");
-      if (form) form.onsubmit = (ev) => {
-        ev.preventDefault(); const raw = form.value.value.trim();
-        const num = Number(raw), value = raw === "true" ? true : raw === "false" ? false : raw !== "" && !isNaN(num) ? num : raw;
-        act(`/api/v1/devices/${encodeURIComponent(id)}/points/${encodeURIComponent(p)}`, {value}, () => say(`Wrote ${p} = ${raw}`));
-      };
+      if (form) form.onsubmit = (ev) => { ev.preventDefault(); send(p, form.value.value.trim()); };
     }
     return tr;
   };
