@@ -29,6 +29,8 @@ STATUS_OF = {
     "internal": 500,
 }
 HEARTBEAT_S = 15.0
+CACHE_S = 0.5
+STREAM_S = 0.5
 
 
 def dumps(data: Any) -> str:
@@ -56,6 +58,7 @@ class Api:
         self.host = host
         self.latest = latest
         self.streams: set[Subscriber] = set()
+        self._devices_cache: tuple[float, bytes] | None = None
 
     def routes(self) -> list[web.RouteDef]:
         g, p = web.get, web.post
@@ -150,7 +153,13 @@ class Api:
         })
 
     async def devices(self, request: web.Request) -> web.Response:
-        return json_response(await views.devices(self.host, self.latest))
+        # Many clients polling the whole site (dashboards, scrapers) share one encoding for
+        # up to CACHE_S: the answer's cost does not grow with the number of pollers.
+        now = asyncio.get_running_loop().time()
+        if self._devices_cache is None or now - self._devices_cache[0] > CACHE_S:
+            body = dumps(await views.devices(self.host, self.latest)).encode()
+            self._devices_cache = (now, body)
+        return web.Response(body=self._devices_cache[1], content_type="application/json")
 
     async def device(self, request: web.Request) -> web.Response:
         found = await views.devices(self.host, self.latest, only=request.match_info["device"])
@@ -272,8 +281,13 @@ class Api:
     # -- the live stream ----------------------------------------------------------------
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
-        """Server-Sent Events: ``snapshot`` (current values), then ``samples`` and ``event``
-        as they are committed. ``?device=a,b`` limits both to those devices."""
+        """Server-Sent Events: ``snapshot`` (current values), then ``event`` for each outbox
+        event and, at most every STREAM_S, ``samples`` with the newest sample of each point
+        that changed. ``?device=a,b`` limits both to those devices.
+
+        Conflating to one sample per point per interval keeps a stream's cost bounded by the
+        points it shows, not by the sampling rate: encoding every sample as JSON would cost
+        as much again as the store's own encoding."""
         wanted = request.query.get("device")
         devices = frozenset(d for d in wanted.split(",") if d) if wanted else None
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
@@ -287,24 +301,8 @@ class Api:
             snapshot = {dev: views.points_of(self.latest, dev) for dev in self.latest.values
                         if devices is None or dev in devices}
             await resp.write(_sse("snapshot", snapshot))
-            while True:
-                try:
-                    kind, item = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_S)
-                except TimeoutError:
-                    await resp.write(b": keep-alive\n\n")
-                    continue
-                if kind == "samples":
-                    rows = sample_rows(item, sub)
-                    if rows:
-                        await resp.write(_sse("samples", rows))
-                elif kind == "event":
-                    if sub.wants(item.device):
-                        await resp.write(_sse("event", item.to_wire()))
-                elif kind == "overflow":
-                    await resp.write(_sse("overflow", {"message": "too slow; reconnect"}))
-                    break
-                else:  # "close": the server stops
-                    break
+            while await self._stream_once(resp, sub):
+                pass
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -313,6 +311,36 @@ class Api:
         with contextlib.suppress(ConnectionResetError):
             await resp.write_eof()
         return resp
+
+    async def _stream_once(self, resp: web.StreamResponse, sub: Subscriber) -> bool:
+        """Wait for news, gather what arrives within STREAM_S, send it; False: stop."""
+        try:
+            first = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_S)
+        except TimeoutError:
+            await resp.write(b": keep-alive\n\n")
+            return True
+        await asyncio.sleep(STREAM_S)
+        items = [first]
+        while not sub.queue.empty():
+            items.append(sub.queue.get_nowait())
+        newest: dict[tuple[str, str], Any] = {}
+        for kind, item in items:
+            if kind == "samples":
+                for s in sample_rows(item, sub):
+                    newest[(s.device, s.point)] = s
+            elif kind == "event":
+                if sub.wants(item.device):
+                    await resp.write(_sse("event", item.to_wire()))
+            elif kind == "overflow":
+                await resp.write(_sse("overflow", {"message": "too slow; reconnect"}))
+                return False
+            else:  # "close": the server stops
+                return False
+        if newest:
+            await resp.write(_sse("samples", [
+                [s.device, s.point, s.ts_ms, views.json_value(s.value), str(s.quality)]
+                for s in newest.values()]))
+        return True
 
     def close_streams(self) -> None:
         for sub in list(self.streams):

@@ -120,10 +120,9 @@ async def follow_events(store: Store, latest: LatestValues, wait: float = 5.0) -
             await store.wait_events(CONSUMER, wait)
 
 
-def sample_rows(batch: list[Sample], sub: Subscriber) -> list[list[Any]]:
-    """The samples a stream client asked for, as ``[device, point, ts_ms, value, quality]``."""
+def sample_rows(batch: list[Sample], sub: Subscriber) -> list[Sample]:
+    """The samples of ``batch`` a stream client asked for."""
     if sub.devices is None:
-        return [[s.device, s.point, s.ts_ms, s.value, str(s.quality)] for s in batch]
+        return batch
     wanted = sub.devices
-    return [[s.device, s.point, s.ts_ms, s.value, str(s.quality)]
-            for s in batch if s.device in wanted]
+    return [s for s in batch if s.device in wanted]

@@ -9,7 +9,7 @@ from gateway.http.host import Host
 from gateway.http.live import LatestValues
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     # NaN and infinities are not JSON; a bad-quality reading may carry one.
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -18,7 +18,7 @@ def _json_value(value: Any) -> Any:
 
 def points_of(latest: LatestValues, device: str) -> dict[str, dict[str, Any]]:
     return {
-        point: {"value": _json_value(s.value), "quality": str(s.quality), "ts": s.ts_ms}
+        point: {"value": json_value(s.value), "quality": str(s.quality), "ts": s.ts_ms}
         for point, s in sorted(latest.values.get(device, {}).items())
     }
 
@@ -57,7 +57,7 @@ def add_power(chargers: dict[str, Any], latest: LatestValues) -> dict[str, Any]:
             power = None
             for name in (f"c{session['connector']}.Power.Active.Import", "Power.Active.Import"):
                 if name in values:
-                    power = _json_value(values[name].value)
+                    power = json_value(values[name].value)
                     break
             session["power_w"] = power
     return chargers
