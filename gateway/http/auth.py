@@ -140,6 +140,9 @@ class Authenticator:
             return None
         return self.sessions.create(user.name, user.role)
 
+    def is_user(self, name: str) -> bool:
+        return name in self._users
+
     def bearer(self, token: str) -> Principal | None:
         digest = hashlib.sha256(token.encode()).hexdigest()
         for known, entry in self._tokens.items():

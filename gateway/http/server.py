@@ -175,7 +175,10 @@ class HttpServer:
         who = await self.auth.login(name, password)
         if who is None:
             self.auth.limiter.failed(client)
-            log.warning("http: failed login for user %r from %s", name[:64], client)
+            # The name only when it is a configured user: a password typed into the user
+            # field must not end up in the log.
+            known = name if self.auth.is_user(name) else "(unknown user)"
+            log.warning("http: failed login for %s from %s", known, client)
             return error(401, "bad_credentials", "wrong user name or password")
         self.auth.limiter.succeeded(client)
         log.info("http: %s logged in from %s (%s)", who.name, client, who.role)

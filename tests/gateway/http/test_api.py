@@ -242,3 +242,25 @@ def test_cli_status_and_devices(site: Site) -> None:
     devices = fieldgate("devices", "-c", str(site.config))
     assert devices.returncode == 0, devices.stderr
     assert "voltage_v" in devices.stdout
+
+
+def test_no_secret_in_the_log(site: Site) -> None:
+    Client(site.base).post("/api/v1/login", {"user": "p4ssw0rd-typed-as-user", "password": "x"})
+    Client(site.base).post("/api/v1/login", {"user": "olga", "password": "wrong-but-secret"})
+    log = wait_until(lambda: "failed login for olga" in site.log.read_text()
+                     and site.log.read_text(), what="the failed logins logged")
+    assert "(unknown user)" in log
+    for secret in ("p4ssw0rd-typed-as-user", "wrong-but-secret", *PASSWORDS.values(),
+                   *site.tokens.values()):
+        assert secret not in log
+
+
+def test_reload_brings_the_server_back(site: Site) -> None:
+    """Last in this module: a reload logs every session out."""
+    operator = site.client("olga")
+    assert operator.post("/api/v1/commands/reload").json()["result"]["reloading"] is True
+    wait_until(lambda: operator.get("/api/v1/devices").status == 401,
+               what="the old session gone after the reload")
+    fresh = site.client("olga")
+    assert wait_until(lambda: fresh.get("/readyz").status == 200, what="ready again")
+    assert fresh.get("/api/v1/devices").status == 200
