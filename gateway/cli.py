@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drivers.base import registry as driver_registry
+from drivers.registry import cli_installers
 from gateway import __version__
 from gateway.config.errors import EX_CONFIG, ConfigError
 from gateway.errors import StartupError, startup_errors
@@ -90,9 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     cmd.set_defaults(func=_cmd)
 
-    for spec in driver_registry().values():
-        if spec.cli is not None:
-            spec.cli(sub)
+    for install in cli_installers():  # cheap: a driver's library loads when its command runs
+        install(sub)
     return parser
 
 
