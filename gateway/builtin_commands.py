@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from drivers.base import DriverError, NotSupported, UnknownPoint
 from gateway.commands import Command, CommandError, NoArgs
@@ -22,6 +23,13 @@ class WriteArgs(BaseModel):
     device: str
     point: str
     value: float | int | bool | str
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: Value) -> Value:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number (NaN and infinity cannot be written)")
+        return value
 
 
 def register(app: App) -> None:
@@ -74,10 +82,11 @@ def register(app: App) -> None:
         return list(app.commands.describe())
 
     for cmd in (
-        Command("ping", NoArgs, ping, ping.__doc__ or ""),
+        Command("ping", NoArgs, ping, ping.__doc__ or "", read_only=True),
         Command("write", WriteArgs, write, write.__doc__ or ""),
-        Command("buffer.stats", NoArgs, buffer_stats, buffer_stats.__doc__ or ""),
+        Command("buffer.stats", NoArgs, buffer_stats, buffer_stats.__doc__ or "", read_only=True),
         Command("reload", NoArgs, reload, reload.__doc__ or ""),
-        Command("commands.list", NoArgs, commands_list, commands_list.__doc__ or ""),
+        Command("commands.list", NoArgs, commands_list, commands_list.__doc__ or "",
+                read_only=True),
     ):
         app.commands.register(cmd)

@@ -133,7 +133,8 @@ class ChannelsComponent(Component):
                                         self.wake[name], self.app.clock.now_ms)
         await self.app.store.register_consumer(CONSUMER)
         self.app.commands.register(Command("channels.stats", NoArgs, self._stats,
-                                           "Pending, sent, failed notices per channel."))
+                                           "Pending, sent, failed notices per channel.",
+                                           read_only=True))
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
         yield "channels-router", self.router.run

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ import aiomqtt
 from gateway.commands import Command, NoArgs
 from gateway.components import Component, TaskFactory
 from gateway.supervisor import Backoff
+from gateway.uplink.auth import CommandPolicy
 from gateway.uplink.broker import EmbeddedBroker
 from gateway.uplink.client import Endpoint, build_client
 from gateway.uplink.config import BrokerSection, UplinkSection
@@ -63,6 +65,9 @@ class Uplink(Component):
             topics=self.topics, cfg=cfg, gateway_id=self.gateway_id,
             execute=self._execute, outbox=self.outbox, kv=app.store.kv("uplink"),
             now_ms=app.clock.now_ms,
+            policy=CommandPolicy(cfg.commands, gateway_id=self.gateway_id,
+                                 lookup=lambda name: self.app.commands.get(name),
+                                 now_ms=app.clock.now_ms),
         )
         self.connected = asyncio.Event()
         self._forwarder: Forwarder | None = None
@@ -75,6 +80,11 @@ class Uplink(Component):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.embedded is None and self.broker_cfg.tls is None \
+                and not _is_loopback(self.broker_cfg.host):
+            log.warning("uplink: broker %s is not on this machine and uplink.broker.tls is not "
+                        "set: telemetry, commands and credentials cross the network in clear "
+                        "text. Add a tls section (port 8883 is usual)", self.endpoint)
         await self.app.store.register_consumer(CONSUMER)
         await self.downlink.load()
         if self.embedded is not None:
@@ -82,6 +92,7 @@ class Uplink(Component):
         self.app.commands.register(Command(
             "uplink.stats", NoArgs, self._stats_command,
             "Uplink counters: connects, messages, samples, events, replies, acked seq.",
+            read_only=True,
         ))
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
@@ -234,3 +245,12 @@ class Uplink(Component):
                          "(acked up to seq %d)", now[0] - last[0], now[1] - last[1],
                          _STATS_LOG_EVERY_S, self.stats.acked_seq)
                 last = now
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
