@@ -208,4 +208,11 @@ def _send(config_path: Path, name: str, payload: Any) -> int:
 
 
 def _reload(args: argparse.Namespace) -> int:
+    try:
+        _load(args.config)
+    except ConfigError as err:  # the daemon would refuse it too: say so without asking it
+        print(err, file=sys.stderr)
+        print(f"{len(err.issues)} problem(s) in the config; the running gateway was not asked "
+              "to reload, nothing changed.", file=sys.stderr)
+        return EX_CONFIG
     return _send(args.config, "reload", {})

@@ -6,8 +6,9 @@ deep, longer than the limit) gets an error reply and the connection stays usable
 
 Only the service user, root and (optionally) the members of ``control.group`` may command
 the gateway: the socket is created with mode 0600 (0660 with a group) from the start, inside
-``<state_dir>/control/``, a directory of mode 0700 (0750 with a group), and every connection's
-peer is checked with SO_PEERCRED before a line is read.
+``<state_dir>/control/``, a directory of mode 0700 (0750 with a group; the state directory
+then gets the group too, with mode 0710: enter, not list), and every connection's peer is
+checked with SO_PEERCRED before a line is read.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pydantic import Field
 
 from gateway.components import Component, ComponentSpec, register_component
 from gateway.config.base import StrictModel
+from gateway.errors import StartupError
 from gateway.safejson import BadJson, RateLimitedLog, loads
 
 if TYPE_CHECKING:
@@ -91,8 +93,6 @@ class ControlSocket(Component):
             try:
                 self._group_gid = grp.getgrnam(self.section.group).gr_gid
             except KeyError:
-                from gateway.errors import StartupError
-
                 raise StartupError(f"control.group: no group {self.section.group!r} on this "
                                    "machine", hint="create it (groupadd) or remove the "
                                    "setting") from None
@@ -115,9 +115,25 @@ class ControlSocket(Component):
         finally:
             os.umask(old_umask)
         if group_gid is not None:
-            os.chown(directory, -1, group_gid)
-            os.chown(self.path, -1, group_gid)
-            os.chmod(self.path, 0o660)
+            self._open_to_group(group_gid)
+
+    def _open_to_group(self, gid: int) -> None:
+        """Let ``control.group`` reach the socket: the state directory gets that group and
+        mode 0710 (enter, not list), the socket directory 0750 and the socket 0660."""
+        directory = self.path.parent
+        state_dir = directory.parent
+        try:
+            mode = os.stat(state_dir).st_mode & 0o7777
+            os.chown(state_dir, -1, gid)
+            os.chmod(state_dir, (mode & ~0o070) | 0o010)
+            os.chown(directory, -1, gid)
+            os.chown(self.path, -1, gid)
+        except PermissionError as err:
+            raise StartupError(
+                f"control.group {self.section.group!r}: cannot give {state_dir} that group "
+                f"({err.strerror})", hint="the service user must be a member of the group "
+                "(usermod -aG GROUP fieldgate), or remove control.group") from None
+        os.chmod(self.path, 0o660)
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -148,11 +148,11 @@ class Downlink:
     def _reject(self, name: str, request_id: str | None, code: str, message: str) -> None:
         self.rejected += 1
         if request_id is None:
-            self._warn.warning(f"noid:{code}:{message[:32]}", "dropped command %s on %s: %s; no request id "
-                               "to reply to", name, self.topics.base, message)
+            self._warn.warning(f"noid:{code}:{message[:32]}", "dropped command %s on %s: %s; "
+                               "no request id to reply to", name, self.topics.base, message)
             return
-        self._warn.warning(f"refused:{code}:{message[:32]}", "refused command %s id %s: %s", name, request_id,
-                           message)
+        self._warn.warning(f"refused:{code}:{message[:32]}", "refused command %s id %s: %s",
+                           name, request_id, message)
         reply = {"ok": False, "error": {"code": code, "message": message}}
         self.outbox.put(PendingReply(
             request_id, reply_message(self.gateway_id, request_id, name, reply, self._now_ms())
