@@ -124,10 +124,12 @@ class ControlSocket(Component):
         state_dir = directory.parent
         try:
             mode = os.stat(state_dir).st_mode & 0o7777
-            os.chown(state_dir, -1, gid)
+            for path in (state_dir, directory, self.path):
+                # The service's own group needs no chown (which the unit's seccomp filter
+                # forbids): the files already carry it.
+                if os.stat(path).st_gid != gid:
+                    os.chown(path, -1, gid)
             os.chmod(state_dir, (mode & ~0o070) | 0o010)
-            os.chown(directory, -1, gid)
-            os.chown(self.path, -1, gid)
         except PermissionError as err:
             raise StartupError(
                 f"control.group {self.section.group!r}: cannot give {state_dir} that group "
