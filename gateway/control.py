@@ -58,6 +58,19 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
+#: Linux 4.13+: the peer's supplementary groups (not in Python's socket module).
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+
+
+def peer_groups(sock: socket.socket) -> set[int] | None:
+    """The peer's supplementary groups from the kernel, or None where it cannot say."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 4 * 256)
+    except OSError:
+        return None
+    return set(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
+
+
 def _supplementary_groups(pid: int) -> set[int]:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -68,13 +81,17 @@ def _supplementary_groups(pid: int) -> set[int]:
     return set()
 
 
-def peer_allowed(pid: int, uid: int, gid: int, group_gid: int | None) -> bool:
-    """Root, the user the daemon runs as, or a member of the configured group."""
+def peer_allowed(pid: int, uid: int, gid: int, group_gid: int | None,
+                 groups: set[int] | None = None) -> bool:
+    """Root, the user the daemon runs as, or a member of the configured group (primary or
+    supplementary: from SO_PEERGROUPS, else /proc, which the unit's ProtectProc hides)."""
     if uid in (0, os.geteuid()):
         return True
     if group_gid is None:
         return False
-    return gid == group_gid or group_gid in _supplementary_groups(pid)
+    if groups is None:
+        groups = _supplementary_groups(pid)
+    return gid == group_gid or group_gid in groups
 
 
 class ControlSocket(Component):
@@ -148,7 +165,7 @@ class ControlSocket(Component):
         try:
             sock = writer.get_extra_info("socket")
             pid, uid, gid = peer_credentials(sock)
-            if not peer_allowed(pid, uid, gid, self._group_gid):
+            if not peer_allowed(pid, uid, gid, self._group_gid, peer_groups(sock)):
                 self._warn.warning("peer", "control socket: refused a connection from uid %d "
                                    "(pid %d): only root, the service user and control.group "
                                    "may command the gateway", uid, pid)

@@ -52,7 +52,7 @@ def daemon(umask: int = 0o022, **control: object) -> Iterator[tuple[Path, Path]]
     finally:
         os.umask(old)
     try:
-        wait_for(lambda: socket_path(root / "state").exists(), 20)
+        wait_for(lambda: socket_path(root / "state").exists(), 60)
         yield path, root / "state"
     finally:
         proc.terminate()
@@ -87,6 +87,13 @@ def as_user(uid: int, gid: int, fn: Callable[[], int]) -> tuple[int, str]:
         text = out.read()
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), text
+
+
+def _drop_to(uid: int, gid: int, groups: list[int], fn: Callable[[], int]) -> int:
+    os.setgroups(groups)
+    os.setgid(gid)
+    os.setuid(uid)
+    return fn()
 
 
 def talk(path: Path, *lines: bytes) -> list[dict[str, object]]:
@@ -144,6 +151,10 @@ def test_a_configured_group_may_command_the_gateway() -> None:
                                                                str(config)]))
         assert code == 0, out
         assert json.loads(out)["result"]["gateway"] == "ctl-gw"
+        # A supplementary member too (the kernel's SO_PEERGROUPS, not /proc).
+        code, out = as_user(0, 0, lambda: _drop_to(
+            NOBODY, 1, [NOBODY], lambda: cli.main(["cmd", "ping", "-c", str(config)])))
+        assert code == 0, out
         # Someone outside the group cannot even reach it.
         code, out = as_user(NOBODY, 1, lambda: cli.main(["cmd", "ping", "-c", str(config)]))
         assert code == 1 and "permission denied" in out
