@@ -138,7 +138,8 @@ class ChannelsComponent(Component):
                                         self.wake[name], self.ctx.clock.now_ms)
         await self.ctx.store.register_consumer(CONSUMER)
         self.ctx.commands.register(Command("channels.stats", NoArgs, self._stats,
-                                           "Pending, sent, failed notices per channel."))
+                                           "Pending, sent, failed notices per channel.",
+                                           read_only=True))
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
         yield "channels-router", self.router.run

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -26,6 +27,7 @@ from gateway.commands import Command, NoArgs
 from gateway.components import Component, ComponentContext, TaskFactory
 from gateway.supervisor import Backoff
 from gateway.uplink import mqtt
+from gateway.uplink.auth import CommandPolicy
 from gateway.uplink.broker import EmbeddedBroker
 from gateway.uplink.client import Endpoint, build_client
 from gateway.uplink.config import BrokerSection, UplinkSection
@@ -61,6 +63,9 @@ class Uplink(Component):
             topics=self.topics, cfg=cfg, gateway_id=self.gateway_id,
             execute=self._execute, outbox=self.outbox, kv=ctx.store.kv("uplink"),
             now_ms=ctx.clock.now_ms,
+            policy=CommandPolicy(cfg.commands, gateway_id=self.gateway_id,
+                                 lookup=lambda name: self.ctx.commands.get(name),
+                                 now_ms=ctx.clock.now_ms),
         )
         self.connected = asyncio.Event()
         self._forwarder: Forwarder | None = None
@@ -73,6 +78,11 @@ class Uplink(Component):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.embedded is None and self.broker_cfg.tls is None \
+                and not _is_loopback(self.broker_cfg.host):
+            log.warning("uplink: broker %s is not on this machine and uplink.broker.tls is not "
+                        "set: telemetry, commands and credentials cross the network in clear "
+                        "text. Add a tls section (port 8883 is usual)", self.endpoint)
         await self.ctx.store.register_consumer(CONSUMER)
         await self.downlink.load()
         if self.embedded is not None:
@@ -80,6 +90,7 @@ class Uplink(Component):
         self.ctx.commands.register(Command(
             "uplink.stats", NoArgs, self._stats_command,
             "Uplink counters: connects, messages, samples, events, replies, acked seq.",
+            read_only=True,
         ))
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
@@ -221,3 +232,12 @@ async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, LinkLost):
         await task
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
