@@ -50,6 +50,8 @@ class Command:
     handler: Handler
     help: str = ""
     timeout: float = 30.0
+    #: Reads only (changes no device, config or state): MQTT allows these by default.
+    read_only: bool = False
 
 
 class CommandRegistry:
@@ -85,7 +87,7 @@ class CommandRegistry:
         for name in self.names():
             cmd = self._commands[name]
             yield {"name": name, "help": cmd.help.strip().splitlines()[0] if cmd.help else "",
-                   "args": cmd.args_model.model_json_schema()}
+                   "read_only": cmd.read_only, "args": cmd.args_model.model_json_schema()}
 
     async def execute(self, name: str, raw_args: Any) -> dict[str, Any]:
         """Validate and run one command. Always returns a reply body, never raises."""

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import logging
 
+from gateway.events import DEVICE_STATUS_CHANGED
 from gateway.model import DeviceStatus, Event, event_id
 from gateway.store import Store, Tx
 
 log = logging.getLogger(__name__)
 
-STATUS_EVENT = "device_status_changed"
+STATUS_EVENT = DEVICE_STATUS_CHANGED
 
 _LINK = (DeviceStatus.ONLINE, DeviceStatus.OFFLINE)
 

@@ -162,16 +162,24 @@ class PluginsComponent(Component):
         self.converters_wired = True
 
 
-def preload_drivers(raw: Mapping[str, Any], config_path: Path) -> None:
-    """Register the drivers of the configured plugins before the config is validated, so a
-    device ``type`` a plugin provides is known to the site model (config preparer).
+#: The registrations that fill process-wide registries: run when the config is loaded, so
+#: every part built from it sees them (a device ``type``, a channel ``type``, the converters
+#: the rules engine copies when it is built). ``register_commands`` fills the registry of one
+#: run and is called when the component starts.
+CONFIG_TIME_HOOKS = ("register_drivers", "register_channels", "register_converters")
+
+
+def preregister(raw: Mapping[str, Any], config_path: Path) -> None:
+    """Run the plugins' registration hooks before the config is validated (a config
+    preparer), so that nothing is built before the plugins registered their parts.
 
     Loads the same plugins as the component will (entry points, ``plugins.modules``, the
     customer folder; imports are cached, so they run once per process) into a throwaway
-    manager and calls only ``register_drivers``. A failure follows ``plugins.on_error``:
-    ``refuse`` raises :class:`PluginLoadError` (the CLI exits 78 naming the plugin), ``skip``
-    logs it and the device types it would have provided fail validation. Paths in the
-    section are taken as given (``config_path`` is not used to resolve them)."""
+    manager and calls each of :data:`CONFIG_TIME_HOOKS`. A failure follows
+    ``plugins.on_error``: ``refuse`` raises :class:`PluginLoadError` (the CLI exits 78
+    naming the plugin), ``skip`` logs it and the device types it would have provided fail
+    validation. Paths in the section are taken as given (``config_path`` is not used to
+    resolve them)."""
     section_raw = raw.get("plugins", {})
     try:
         s = PluginsSection.model_validate(section_raw if section_raw is not None else {})
@@ -182,21 +190,37 @@ def preload_drivers(raw: Mapping[str, Any], config_path: Path) -> None:
                           modules=tuple(s.modules), entry_points=s.entry_points,
                           disable=tuple(s.disable), on_error=s.on_error)
     from drivers.base import register_driver
+    from gateway.channels.base import register_channel_class
+    from gateway.rules.converters import register_converter
 
-    for impl in reversed(pm.hook.register_drivers.get_hookimpls()):
-        name = impl.plugin_name
-        if name not in report.loaded:
-            continue
-        try:
-            specs: Any = impl.function()
-            for spec in specs or ():
-                register_driver(spec)
-        except Exception as err:
-            report.fail(PluginLoadError(name, f"register_drivers failed: "
-                                        f"{type(err).__name__}: {err}"), s.on_error)
+    def drivers(result: Any) -> None:
+        for spec in result or ():
+            register_driver(spec)
+
+    def channels(result: Any) -> None:
+        for cls in result or ():
+            register_channel_class(cls)
+
+    def converters(result: Any) -> None:
+        for event_type, fn in dict(result or {}).items():
+            register_converter(event_type, fn)
+
+    handlers = {"register_drivers": drivers, "register_channels": channels,
+                "register_converters": converters}
+    for hook in CONFIG_TIME_HOOKS:
+        for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+            name = impl.plugin_name
+            if name not in report.loaded:
+                continue
+            try:
+                handlers[hook](impl.function())
+            except Exception as err:
+                report.loaded.pop(name, None)
+                report.fail(PluginLoadError(name, f"{hook} failed: "
+                                            f"{type(err).__name__}: {err}"), s.on_error)
 
 
-register_preparer(preload_drivers)
+register_preparer(preregister)
 
 
 # After the rules: ``db.open_alarms`` reads them. The tables keep their first name, "hooks".

@@ -177,4 +177,6 @@ def build_commands(hub: Hub) -> list[Command]:
         ("id_tags", IdTagsArgs, id_tags, "List, add or remove local id tags."),
     ]
     table.append(("sessions", NoArgs, sessions, "Chargers, connector states, open sessions."))
-    return [Command(f"ocpp.{name}", model, fn, help, t) for name, model, fn, help in table]
+    read_only = {"get_config", "sessions"}
+    return [Command(f"ocpp.{name}", model, fn, help, t, read_only=name in read_only)
+            for name, model, fn, help in table]

@@ -68,7 +68,7 @@ def _new_token(args: argparse.Namespace) -> int:
 
 def _ask(config: Path, calls: list[tuple[str, dict[str, Any]]]) -> list[Any] | None:
     from gateway.config.loader import load_config
-    from gateway.control import send_command
+    from gateway.control import ControlUnreachable, send_command
 
     state_dir = Path(load_config(config).gateway.state_dir)
 
@@ -77,9 +77,8 @@ def _ask(config: Path, calls: list[tuple[str, dict[str, Any]]]) -> list[Any] | N
 
     try:
         return asyncio.run(run())
-    except (FileNotFoundError, ConnectionRefusedError):
-        print(f"fieldgate: the gateway is not running (no control socket in {state_dir}); "
-              "start it or check -c", file=sys.stderr)
+    except ControlUnreachable as err:
+        print(f"fieldgate: {err}", file=sys.stderr)
         return None
 
 

@@ -40,7 +40,8 @@ class HttpComponent(Component):
         self._remove_observer = self.host.add_observer(self.latest)
         self.host.commands.register(Command(
             "devices.list", DevicesListArgs, self._devices_list,
-            "Devices with driver, status, reason, since, last seen and last point values."))
+            "Devices with driver, status, reason, since, last seen and last point values.",
+            read_only=True))
         if self.server is not None:
             await self.host.store.register_consumer(CONSUMER)
             await self.server.start()
