@@ -115,7 +115,8 @@ async def follow_events(store: Store, latest: LatestValues, wait: float = 5.0) -
         for stored in events:
             latest.event(stored.event)
         if events:
-            await store.ack_events(CONSUMER, events[-1].rowid)
+            # Shielded: a cancel (stop, reload) must not cut the ack's transaction in half.
+            await asyncio.shield(store.ack_events(CONSUMER, events[-1].rowid))
         else:
             await store.wait_events(CONSUMER, wait)
 

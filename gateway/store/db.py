@@ -182,7 +182,17 @@ class Store:
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._lock:
             conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
+            # aiosqlite runs BEGIN in its thread whether or not we are still waiting: a task
+            # cancelled during this await (a stop, a reload) would leave the transaction open
+            # and every later BEGIN would fail. So the BEGIN is waited for to the end.
+            begin = asyncio.ensure_future(conn.execute("BEGIN IMMEDIATE"))
+            try:
+                await asyncio.shield(begin)
+            except asyncio.CancelledError:
+                with contextlib.suppress(sqlite3.Error):
+                    await begin
+                    await conn.execute("ROLLBACK")
+                raise
             try:
                 yield Tx(conn, self)
             except BaseException:
