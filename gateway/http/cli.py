@@ -1,5 +1,8 @@
 """``fieldgate http hash-password`` / ``new-token``, and ``fieldgate status`` / ``devices``.
 
+Imported by every ``fieldgate`` call to build the parser: module level imports only what the
+CLI has loaded already; each command imports what it needs.
+
 ``status`` and ``devices`` ask the running daemon over its control socket (the same
 commands as MQTT and the HTTP API), so they answer in well under a second.
 """
@@ -8,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import sys
 import time
@@ -42,6 +44,8 @@ def install_cli(sub: Any) -> None:
 
 
 def _hash_password(args: argparse.Namespace) -> int:
+    import getpass
+
     from drivers.ocpp.security import MIN_PASSWORD_LEN, PasswordError, hash_password
 
     password = args.password

@@ -15,11 +15,8 @@ async def test_cancel_during_begin_leaves_no_open_transaction(tmp_path: Path) ->
     await store.open()
     try:
         for _ in range(20):  # the cancel lands at different points of BEGIN
-            entered = asyncio.Event()
-
             async def writer() -> None:
                 async with store.transaction() as tx:
-                    entered.set()
                     await tx.execute("SELECT 1")
 
             task = asyncio.create_task(writer())
