@@ -13,7 +13,7 @@ from gateway.config.base import StrictModel
 Role = Literal["viewer", "operator"]
 
 
-class UserEntry(StrictModel):
+class HttpUser(StrictModel):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@\-]+$")]
     role: Role = "viewer"
     password_hash: str = Field(
@@ -21,7 +21,7 @@ class UserEntry(StrictModel):
         description="scrypt hash from `fieldgate http hash-password`; never the password.")
 
 
-class TokenEntry(StrictModel):
+class HttpToken(StrictModel):
     """A machine credential (Authorization: Bearer). Revoke it by removing it and reloading."""
 
     name: Annotated[str, Field(min_length=1, max_length=64)]
@@ -30,7 +30,7 @@ class TokenEntry(StrictModel):
                         description="SHA-256 (hex) of the token, from `fieldgate http new-token`.")
 
 
-class TlsSection(StrictModel):
+class HttpTlsSection(StrictModel):
     cert: Path = Field(description="PEM certificate (chain) file.")
     key: Path = Field(description="PEM private key file.")
 
@@ -38,9 +38,9 @@ class TlsSection(StrictModel):
 class HttpSection(StrictModel):
     host: str = Field("127.0.0.1", description="Listen address; not loopback needs users.")
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
-    users: list[UserEntry] = []
-    tokens: list[TokenEntry] = []
-    tls: TlsSection | None = None
+    users: list[HttpUser] = []
+    tokens: list[HttpToken] = []
+    tls: HttpTlsSection | None = None
     session_ttl: Annotated[float, Field(gt=60, le=30 * 86400)] = Field(
         8 * 3600, description="Seconds a login lasts without activity.")
     login_attempts: Annotated[int, Field(ge=1, le=1000)] = Field(
