@@ -57,10 +57,16 @@ async function overview() {
     card("Devices", `${o.devices.total}: ${st}`) + card("Alarms", `<a href="#/alarms">${al}</a>`) +
     card("Chargers", ch) + card("Buffer", `${b.samples} samples, ${b.bytes} B, oldest ${b.age_s} s, dropped ${b.dropped}`) +
     card("Uplink", u ? `${u.connected ? "connected" : "<span class=offline>disconnected</span>"} ${esc(u.broker)}, lag ${u.lag_samples} samples / ${u.lag_s} s` : "not configured") +
+    card("KPIs today", `<span id="kpis">…</span>`) +
     `</div><table id="devices"><tr><th>Device</th><th>Driver</th><th>Status</th><th>Since</th><th>Last seen</th></tr>` +
     o.devices.list.map((d) => `<tr><td><a href="#/device/${encodeURIComponent(d.id)}">${esc(d.id)}</a> ${esc(d.name)}</td>` +
       `<td>${esc(d.driver)}</td><td class="${esc(d.status)}" title="${esc(d.reason)}">${esc(d.status)}</td>` +
       `<td>${ts(d.since)}</td><td>${ts(d.last_seen)}</td></tr>`).join("") + "</table>";
+  // The plugins' calculate_custom_kpis runs when the dashboard loads; not waited for.
+  api("/api/v1/kpis?period=today").then((r) => {
+    const k = Object.entries(r.result.kpis);
+    $("#kpis").innerHTML = k.length ? k.map(([n, v]) => `${esc(n)}: ${fmt(v ?? "-")}`).join("<br>") : "none";
+  }, () => { $("#kpis").textContent = "no plugins"; });
 }
 
 function spark(values) {

@@ -66,6 +66,8 @@ def test_login_is_required(browser: object, site: Site) -> None:
 def test_operator_sees_live_values_and_writes(browser: object, site: Site) -> None:
     page = page_for(browser, site, "olga")
     page.wait_for_selector("#devices td.online, #devices td.alarm")
+    # The example plugin's calculate_custom_kpis, called when the dashboard loads.
+    expect(page.locator("#kpis")).to_contain_text("example.charged_kwh")
     shot(page, "overview")
     page.click("a[href='#/device/main-meter']")
     cell = page.locator("tr[data-point='voltage_v'] td.v")
