@@ -15,7 +15,10 @@ bigger than ``max_frame_bytes``           FormationViolation / FormatViolation
 unknown message type id                   ProtocolError / MessageTypeNotSupported
 action unknown to the version             NotImplemented
 action known but not handled here         NotSupported
-payload fails the schema                  TypeConstraintViolation, FormationViolation, ...
+payload fails the schema                  the code OCPP-J names for the failure (see
+                                          schema.py): TypeConstraintViolation,
+                                          Occurence/OccurrenceConstraintViolation,
+                                          PropertyConstraintViolation, ...
 any CALL but BootNotification before the  SecurityError (2.0.1 B02.FR.09; applied to 1.6
 charger was ever Accepted                 too)
 ========================================  ================================================
@@ -27,7 +30,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ocpp.charge_point import remove_nones, serialize_as_dict
+from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallError, CallResult
 from ocpp.v16.enums import Action as Action16
@@ -35,6 +38,8 @@ from ocpp.v201.enums import Action as Action201
 from websockets.exceptions import ConnectionClosed
 
 from drivers.ocpp.config import OcppDeviceConfig, OcppVersion
+from drivers.ocpp.library import LibraryDoor
+from drivers.ocpp.schema import check_call, spelled
 from gateway.commands import CommandError
 
 if TYPE_CHECKING:
@@ -43,17 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 wire_log = logging.getLogger("drivers.ocpp.wire")
 
-_RENAME = {
-    "1.6": {
-        "FormatViolation": "FormationViolation",
-        "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
-        "MessageTypeNotSupported": "ProtocolError",
-    },
-    "2.0.1": {
-        "FormationViolation": "FormatViolation",
-        "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
-    },
-}
 _KNOWN_ACTIONS = {
     "1.6": {a.value for a in Action16},
     "2.0.1": {a.value for a in Action201},
@@ -61,19 +55,34 @@ _KNOWN_ACTIONS = {
 
 
 class Asker:
-    """Outbound CALLs for commands: the charger's answer as a plain dict, or CommandError."""
+    """Outbound CALLs for commands: the charger's answer as a plain dict, or CommandError.
+
+    The payload is checked against the charger's version's schema before anything is sent:
+    an argument the version cannot carry is the caller's error (``bad_arguments``), and
+    ``charger_error`` stays for what a charger actually answered.
+    """
 
     id: str
-    _response_timeout: float
+    version: OcppVersion
+    response_timeout: float
 
     async def ask(self, payload: Any) -> dict[str, Any]:
         action = type(payload).__name__
+        camel = remove_nones(snake_to_camel_case(serialize_as_dict(payload)))
+        failure = check_call(action, self.version, camel)
+        if failure is not None:
+            raise CommandError(
+                "bad_arguments",
+                f"charger {self.id} speaks OCPP {self.version}, whose {action} refuses this: "
+                f"{failure.cause}; nothing was sent",
+                {"field": failure.field, "error": failure.cause},
+            )
         try:
             result = await self.call(payload, suppress=False)  # type: ignore[attr-defined]
         except TimeoutError:
             raise CommandError(
                 "timeout",
-                f"charger {self.id} did not answer {action} within {self._response_timeout:g} s",
+                f"charger {self.id} did not answer {action} within {self.response_timeout:g} s",
             ) from None
         except ConnectionClosed:
             raise CommandError(
@@ -88,15 +97,15 @@ class Asker:
         return dict(remove_nones(serialize_as_dict(result)))
 
 
-class SessionBase(Asker):
+class SessionBase(Asker, LibraryDoor):
     """Mixed in before the library's ChargePoint (``class S(SessionBase, v16.ChargePoint)``)."""
 
     version: OcppVersion
     id: str
     route_map: dict[str, Any]
-    _response_queue: Any
 
-    def bind(self, hub: Hub, device: OcppDeviceConfig, remote: str) -> None:
+    def bind(self, hub: Hub, device: OcppDeviceConfig, remote: str, connection: Any) -> None:
+        self.connection = connection
         self.hub = hub
         self.device = device
         self.remote = remote
@@ -120,14 +129,10 @@ class SessionBase(Asker):
         finally:
             self.closed = True
 
-    async def _send(self, message: str) -> None:
-        wire_log.debug("%s <- %s", self.id, message)
-        await self._connection.send(message)  # type: ignore[attr-defined]
-
     async def send_error(self, unique_id: str, code: str, description: str, cause: str) -> None:
-        code = _RENAME[self.version].get(code, code)
+        code = spelled(code, self.version)
         log.info("charger %s: answering %s to frame %s: %s", self.id, code, unique_id, cause)
-        await self._send(CallError(unique_id, code, description, {"cause": cause}).to_json())
+        await self.send_frame(CallError(unique_id, code, description, {"cause": cause}).to_json())
 
     async def route_message(self, raw: str | bytes) -> None:
         wire_log.debug("%s -> %s", self.id, raw)
@@ -156,9 +161,9 @@ class SessionBase(Asker):
         if kind == 2:
             await self._route_call(data, unique_id)
         elif kind == 3 and len(data) == 3 and isinstance(data[2], dict):
-            self._response_queue.put_nowait(CallResult(unique_id, data[2]))
+            self.deliver_answer(CallResult(unique_id, data[2]))
         elif kind == 4 and len(data) == 5:
-            self._response_queue.put_nowait(CallError(*data[1:]))
+            self.deliver_answer(CallError(*data[1:]))
         elif kind in (3, 4):
             await self.send_error(
                 unique_id, "FormatViolation", "Malformed answer", "wrong number of elements"
@@ -191,9 +196,12 @@ class SessionBase(Asker):
                 "send BootNotification and wait for Accepted first",
             )
             return
-        msg = Call(unique_id, action, data[3])
+        failure = check_call(action, self.version, data[3])
+        if failure is not None:
+            await self.send_error(unique_id, failure.code, failure.description, failure.cause)
+            return
         try:
-            await self._handle_call(msg)  # type: ignore[attr-defined]
+            await self.handle_call(Call(unique_id, action, data[3]))
         except OCPPError as err:
             cause = str((err.details or {}).get("cause", err.description))
             await self.send_error(unique_id, err.code, str(err.description), cause)

@@ -159,12 +159,12 @@ class OcppServer:
         cls: type[SessionBase] = Session16 if version == "1.6" else Session201
         session = cls(charger, connection, self.settings.call_timeout,  # type: ignore[call-arg]
                       library_log)
-        session.bind(self.hub, self.hub.device_for(charger), _remote(connection))
+        session.bind(self.hub, self.hub.device_for(charger), _remote(connection), connection)
         old = self.hub.attach(session)
         if old is not None:
             log.info("charger %s reconnected from %s; closing its previous connection",
                      charger, session.remote)
-            await old._connection.close(1000, "replaced by a new connection")  # type: ignore[attr-defined]
+            await old.connection.close(1000, "replaced by a new connection")
         log.info("charger %s connected from %s speaking OCPP %s", charger, session.remote,
                  version)
         try:

@@ -63,7 +63,8 @@ async def test_each_malformed_frame_gets_its_callerror(make_gateway: Any, versio
         (json.dumps([2, "m6", "Authorize", {"idTag": 12} if version == "1.6"
                      else {"idToken": {"idToken": 12, "type": "ISO14443"}}]),
          "m6", "TypeConstraintViolation"),
-        (json.dumps([2, "m7", "Authorize", {}]), "m7", "ProtocolError"),
+        (json.dumps([2, "m7", "Authorize", {}]), "m7",
+         "OccurenceConstraintViolation" if version == "1.6" else "OccurrenceConstraintViolation"),
         (json.dumps([2, "m8", "Heartbeat", {"pad": "x" * 4000}]), "m8", fv(version)),
     ]
     for frame, uid, code in cases:
