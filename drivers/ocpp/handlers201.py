@@ -75,8 +75,14 @@ class Session201(SessionBase, ChargePoint):
         ts = parse_ts(timestamp, self.hub.ctx.clock.now_ms())
         evse = (kw.get("evse") or {}).get("id")
         order = await self.hub.orders.find(self.id, tx)
-        connector = evse or (order.connector if order else 1)
         id_token = kw.get("id_token")
+        if order is None and await self.hub.orders.recently_completed(self.id, tx):
+            # re-sent after a lost answer (a station retries transaction messages until they
+            # are answered): the order and its meter values were recorded the first time
+            log.info("station %s re-sent TransactionEvent %s #%s of completed transaction %s; "
+                     "acknowledged, nothing recorded twice", self.id, event_type, seq_no, tx)
+            return await self._tx_answer(id_token)
+        connector = evse or (order.connector if order else 1)
         meter = kw.get("meter_value") or []
         energy = None
         if meter:
@@ -103,6 +109,9 @@ class Session201(SessionBase, ChargePoint):
                 stop_reason=transaction_info.get("stopped_reason") or _STOP_REASONS_LOCAL,
             )
             self.hub.sessions_changed()
+        return await self._tx_answer(id_token)
+
+    async def _tx_answer(self, id_token: dict[str, Any] | None) -> call_result.TransactionEvent:
         if id_token:
             return call_result.TransactionEvent(id_token_info=await self._token_info(id_token))
         return call_result.TransactionEvent()
