@@ -37,7 +37,9 @@ class Hub:
         self._charger_kv = ctx.kv("ocpp.chargers")
         self._idtag_kv = ctx.kv("ocpp.idtags")
         self._site_kv = ctx.kv("ocpp.site")
-        self._limits_sent: dict[tuple[str, int], float | None] = {}
+        #: (charger, connector) -> (the connection it was sent over, the share in W)
+        self._limits_sent: dict[tuple[str, int], tuple[SessionBase, float | None]] = {}
+        self._rebalance_lock = asyncio.Lock()
         self._rebalance_task: asyncio.Task[None] | None = None
         self._dirty = False
 
@@ -94,13 +96,17 @@ class Hub:
     # --- connections -----------------------------------------------------------------------
 
     def attach(self, session: SessionBase) -> SessionBase | None:
+        """Register a new connection; the site share is recomputed and sent to it."""
         old = self.sessions.get(session.id)
         self.sessions[session.id] = session
         if session.id in self.chargers:
             self.ctx.set_status(session.id, DeviceStatus.ONLINE, f"connected from {session.remote}")
+        self.sessions_changed()
         return old
 
     def detach(self, session: SessionBase) -> None:
+        """Forget a closed connection (unless a newer one replaced it); the share is
+        recomputed."""
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]
             if session.id in self.chargers:
@@ -210,12 +216,13 @@ class Hub:
             return float(override)
         return self.settings.max_site_power_w
 
-    async def set_site_limit(self, limit_w: float | None) -> None:
+    async def set_site_limit(self, limit_w: float | None) -> dict[str, float | None]:
+        """Keep the new site limit and send the new shares (once each); returns what was sent."""
         if limit_w is None:
             await self._site_kv.delete("limit_w")
         else:
             await self._site_kv.put("limit_w", limit_w)
-        self.sessions_changed()
+        return await self.rebalance()
 
     def sessions_changed(self) -> None:
         """Recompute the power share soon, off the session's receive loop (a handler must
@@ -225,6 +232,11 @@ class Hub:
             self._rebalance_task = asyncio.get_running_loop().create_task(
                 self._rebalance_while_dirty(), name="ocpp-rebalance"
             )
+
+    @property
+    def rebalancing(self) -> bool:
+        """A background recomputation is pending or running."""
+        return self._rebalance_task is not None and not self._rebalance_task.done()
 
     async def _rebalance_while_dirty(self) -> None:
         """Changes that arrive while a rebalance runs are picked up by one more round."""
@@ -236,28 +248,37 @@ class Hub:
                 log.exception("site power rebalance failed; shares stay as they were")
 
     async def rebalance(self) -> dict[str, float | None]:
-        limit = await self.site_limit_w()
-        active = [o for o in await self.orders.open_orders() if o.charger in self.sessions]
-        share = None if limit is None or not active else round(limit / len(active), 1)
-        result: dict[str, float | None] = {}
-        for order in active:
-            key = (order.charger, order.connector)
-            if self._limits_sent.get(key) == share:
-                continue
-            session = self.sessions[order.charger]
-            try:
-                if share is None:
-                    await session.clear_limit(order.connector)  # type: ignore[attr-defined]
-                else:
-                    await session.set_limit(  # type: ignore[attr-defined]
-                        order.connector, share, order.transaction_id
-                    )
-                self._limits_sent[key] = share
-                result[f"{order.charger}/{order.connector}"] = share
-            except Exception as err:  # one charger's refusal must not stop the others' share
-                log.warning("charger %s: could not apply site power share %s W: %s; it keeps "
-                            "its previous limit", order.charger, share, err)
-        for key in [k for k in self._limits_sent if k[0] not in self.sessions]:
-            del self._limits_sent[key]
-        return result
+        """Share the site limit equally between the open sessions and send each connected
+        charger its share, unless that connection already has it.
 
+        A charger that dropped off keeps charging at the last share it was sent, so its open
+        session still counts: the others do not get its power until it stops. It gets the
+        share again on its new connection (it may have rebooted and lost the profile). One
+        rebalance runs at a time, so a share is never sent twice over one connection.
+        """
+        async with self._rebalance_lock:
+            limit = await self.site_limit_w()
+            orders = await self.orders.open_orders()
+            share = None if limit is None or not orders else round(limit / len(orders), 1)
+            result: dict[str, float | None] = {}
+            for order in orders:
+                key = (order.charger, order.connector)
+                session = self.sessions.get(order.charger)
+                if session is None or self._limits_sent.get(key) == (session, share):
+                    continue
+                try:
+                    if share is None:
+                        await session.clear_limit(order.connector)  # type: ignore[attr-defined]
+                    else:
+                        await session.set_limit(  # type: ignore[attr-defined]
+                            order.connector, share, order.transaction_id
+                        )
+                    self._limits_sent[key] = (session, share)
+                    result[f"{order.charger}/{order.connector}"] = share
+                except Exception as err:  # one charger's refusal must not stop the others'
+                    log.warning("charger %s: could not apply site power share %s W: %s; it "
+                                "keeps its previous limit", order.charger, share, err)
+            live = {(o.charger, o.connector) for o in orders}
+            for key in [k for k in self._limits_sent if k not in live]:
+                del self._limits_sent[key]
+            return result
