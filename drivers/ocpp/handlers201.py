@@ -152,31 +152,36 @@ class Session201(SessionBase, ChargePoint):
         self._request_id = getattr(self, "_request_id", 0) + 1
         return await self.ask(call.RequestStartTransaction(
             id_token={"id_token": id_tag, "type": "ISO14443"}, remote_start_id=self._request_id,
-            evse_id=connector))
+            evse_id=connector), {"idToken": "id_tag", "evseId": "connector"})
 
     async def remote_stop(self, transaction_id: str) -> dict[str, Any]:
-        return await self.ask(call.RequestStopTransaction(transaction_id=transaction_id))
+        return await self.ask(call.RequestStopTransaction(transaction_id=transaction_id),
+                              {"transactionId": "transaction_id"})
 
     async def reset(self, hard: bool) -> dict[str, Any]:
         return await self.ask(call.Reset(type="Immediate" if hard else "OnIdle"))
 
     async def unlock(self, connector: int) -> dict[str, Any]:
-        return await self.ask(call.UnlockConnector(evse_id=connector, connector_id=1))
+        return await self.ask(call.UnlockConnector(evse_id=connector, connector_id=1),
+                              {"evseId": "connector"})
 
     async def change_availability(self, connector: int, operative: bool) -> dict[str, Any]:
         status = "Operative" if operative else "Inoperative"
         evse = {"id": connector} if connector else None
-        return await self.ask(call.ChangeAvailability(operational_status=status, evse=evse))
+        return await self.ask(call.ChangeAvailability(operational_status=status, evse=evse),
+                              {"evse": "connector", "operationalStatus": "operative"})
 
     async def trigger(self, message: str, connector: int | None) -> dict[str, Any]:
         evse = {"id": connector} if connector else None
-        return await self.ask(call.TriggerMessage(requested_message=message, evse=evse))
+        return await self.ask(call.TriggerMessage(requested_message=message, evse=evse),
+                              {"requestedMessage": "message", "evse": "connector"})
 
     async def set_config(self, key: str, value: str) -> dict[str, Any]:
         component, _, variable = key.rpartition(".")
         return await self.ask(call.SetVariables(set_variable_data=[{
             "attribute_value": value, "component": {"name": component or "OCPPCommCtrlr"},
-            "variable": {"name": variable}}]))
+            "variable": {"name": variable}}]),
+            {"setVariableData/0/attributeValue": "value", "setVariableData": "key"})
 
     async def get_config(self, keys: list[str]) -> dict[str, Any]:
         data = []
@@ -184,7 +189,8 @@ class Session201(SessionBase, ChargePoint):
             component, _, variable = key.rpartition(".")
             data.append({"component": {"name": component or "OCPPCommCtrlr"},
                          "variable": {"name": variable}})
-        return await self.ask(call.GetVariables(get_variable_data=data))
+        return await self.ask(call.GetVariables(get_variable_data=data),
+                              {"getVariableData": "keys"})
 
     async def set_limit(self, connector: int, limit_w: float,
                         transaction_id: str | None = None) -> dict[str, Any]:
@@ -199,7 +205,8 @@ class Session201(SessionBase, ChargePoint):
                 "charging_schedule_period": [{"start_period": 0, "limit": round(limit_w, 1)}],
             }],
         }
-        return await self.ask(call.SetChargingProfile(evse_id=connector, charging_profile=profile))
+        return await self.ask(call.SetChargingProfile(evse_id=connector, charging_profile=profile),
+                              {"evseId": "connector", "chargingProfile": "limit_w"})
 
     async def clear_limit(self, connector: int) -> dict[str, Any]:
         return await self.ask(call.ClearChargingProfile(charging_profile_id=PROFILE_ID_BASE

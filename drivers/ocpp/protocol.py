@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
@@ -66,16 +67,21 @@ class Asker:
     version: OcppVersion
     response_timeout: float
 
-    async def ask(self, payload: Any) -> dict[str, Any]:
+    async def ask(self, payload: Any, args: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Send one CALL. ``args`` names the command argument behind a payload field (its
+        path, or the path's longest prefix listed), so ``bad_arguments`` names what to fix."""
         action = type(payload).__name__
         camel = remove_nones(snake_to_camel_case(serialize_as_dict(payload)))
         failure = check_call(action, self.version, camel)
         if failure is not None:
+            parts = failure.field.split("/")
+            named = [(args or {}).get("/".join(parts[:n])) for n in range(len(parts), 0, -1)]
+            field = next((name for name in named if name), failure.field)
             raise CommandError(
                 "bad_arguments",
-                f"charger {self.id} speaks OCPP {self.version}, whose {action} refuses this: "
-                f"{failure.cause}; nothing was sent",
-                {"field": failure.field, "error": failure.cause},
+                f"charger {self.id} speaks OCPP {self.version}, whose {action} cannot carry "
+                f"{field}: {failure.cause}; nothing was sent",
+                {"field": field, "error": failure.cause},
             )
         try:
             result = await self.call(payload, suppress=False)  # type: ignore[attr-defined]
