@@ -146,6 +146,15 @@ class Session201(SessionBase, ChargePoint):
                                      {"type": type, "info": kw.get("tech_info")})
         return call_result.SecurityEventNotification()
 
+    @on("NotifyEvent")
+    async def on_notify_event(self, generated_at: str, seq_no: int,
+                              event_data: list[dict[str, Any]],
+                              **kw: Any) -> call_result.NotifyEvent:
+        fallback = parse_ts(generated_at, self.hub.ctx.clock.now_ms())
+        for data in event_data:
+            await self.hub.notify_event(self, data, parse_ts(data.get("timestamp"), fallback))
+        return call_result.NotifyEvent()
+
     # --- CSMS -> station -------------------------------------------------------------------
 
     async def remote_start(self, id_tag: str, connector: int | None) -> dict[str, Any]:

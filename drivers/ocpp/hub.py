@@ -208,6 +208,39 @@ class Hub:
                                         device=session.id, ts_ms=ts,
                                         id=event_id("ocpp", kind, session.id, ts, status)))
 
+    async def notify_event(self, session: SessionBase, data: Mapping[str, Any],
+                           ts: int) -> None:
+        """One EventData of a 2.0.1 NotifyEvent -> event ``ocpp_notify_event``. Whether it is
+        a fault (a ``Problem`` or ``Tripped`` variable set, a monitor ``Alerting``) is for
+        the rules to decide: the converter of the same name turns those into alarms."""
+        component = data.get("component") or {}
+        variable = data.get("variable") or {}
+        evse = component.get("evse") or {}
+        body = {
+            "charger": session.id,
+            "event_id": data.get("event_id"),
+            "trigger": data.get("trigger"),
+            "component": component.get("name"),
+            "component_instance": component.get("instance"),
+            "evse": evse.get("id"),
+            "connector": evse.get("connector_id"),
+            "variable": variable.get("name"),
+            "variable_instance": variable.get("instance"),
+            "actual_value": data.get("actual_value"),
+            "cleared": bool(data.get("cleared", False)),
+            "tech_code": data.get("tech_code"),
+            "tech_info": data.get("tech_info"),
+            "cause": data.get("cause"),
+            "transaction_id": data.get("transaction_id"),
+            "notification_type": data.get("event_notification_type"),
+        }
+        await self.ctx.emit_event(Event(
+            "ocpp_notify_event", body, device=session.id, ts_ms=ts,
+            id=event_id("ocpp_notify_event", session.id, body["event_id"], ts)))
+        log.info("charger %s event %s: %s/%s = %.80s%s", session.id, body["trigger"],
+                 body["component"], body["variable"], body["actual_value"],
+                 " (cleared)" if body["cleared"] else "")
+
     # --- site power ------------------------------------------------------------------------
 
     async def site_limit_w(self) -> float | None:
