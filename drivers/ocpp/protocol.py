@@ -9,8 +9,11 @@ module owns the framing step and hands only well-formed CALLs to the library:
 ========================================  ================================================
 frame                                     CALLERROR (1.6 name / 2.0.1 name)
 ========================================  ================================================
-not JSON, not an array, wrong element     FormationViolation / FormatViolation (id "-1"
-types                                     when the message id cannot be read)
+not a valid RPC message: binary, not      FormationViolation / RpcFrameworkError (id "-1"
+JSON, not an array, a message id that is  when the message id cannot be read; 2.0.1 names
+not a string of at most 36 characters, a  RpcFrameworkError for "not a valid RPC request")
+CALL without 4 elements
+CALL whose payload is not an object       FormationViolation / FormatViolation
 bigger than ``max_frame_bytes``           FormationViolation / FormatViolation
 unknown message type id                   ProtocolError / MessageTypeNotSupported
 action unknown to the version             NotImplemented
@@ -49,6 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 wire_log = logging.getLogger("drivers.ocpp.wire")
 
+#: OCPP-J: a message id (UniqueId) is a string of at most 36 characters.
+MAX_ID_LEN = 36
 _KNOWN_ACTIONS = {
     "1.6": {a.value for a in Action16},
     "2.0.1": {a.value for a in Action201},
@@ -144,7 +149,7 @@ class SessionBase(Asker, LibraryDoor):
         wire_log.debug("%s -> %s", self.id, raw)
         limit = self.hub.settings.max_frame_bytes
         if isinstance(raw, bytes):
-            await self.send_error("-1", "FormatViolation", "Binary frame", "OCPP-J is text")
+            await self.send_error("-1", "RpcFrameworkError", "Binary frame", "OCPP-J is text")
             return
         if len(raw) > limit:
             await self.send_error(
@@ -155,15 +160,22 @@ class SessionBase(Asker, LibraryDoor):
         try:
             data = json.loads(raw)
         except ValueError:
-            await self.send_error("-1", "FormatViolation", "Not JSON", "frame is not valid JSON")
+            await self.send_error("-1", "RpcFrameworkError", "Not JSON",
+                                  "frame is not valid JSON")
             return
         if not isinstance(data, list) or len(data) < 3 or not isinstance(data[1], str):
             await self.send_error(
-                _id_of(data), "FormatViolation", "Not an OCPP-J message",
+                _id_of(data), "RpcFrameworkError", "Not an OCPP-J message",
                 "expected [MessageTypeId, UniqueId, ...] with a string UniqueId",
             )
             return
         kind, unique_id = data[0], data[1]
+        if len(unique_id) > MAX_ID_LEN:
+            await self.send_error(
+                unique_id[:MAX_ID_LEN], "RpcFrameworkError", "Message id too long",
+                f"a UniqueId has at most {MAX_ID_LEN} characters, this one {len(unique_id)}",
+            )
+            return
         if kind == 2:
             await self._route_call(data, unique_id)
         elif kind == 3 and len(data) == 3 and isinstance(data[2], dict):
@@ -172,7 +184,7 @@ class SessionBase(Asker, LibraryDoor):
             self.deliver_answer(CallError(*data[1:]))
         elif kind in (3, 4):
             await self.send_error(
-                unique_id, "FormatViolation", "Malformed answer", "wrong number of elements"
+                unique_id, "RpcFrameworkError", "Malformed answer", "wrong number of elements"
             )
         else:
             await self.send_error(
@@ -181,11 +193,15 @@ class SessionBase(Asker, LibraryDoor):
             )
 
     async def _route_call(self, data: list[Any], unique_id: str) -> None:
-        if len(data) != 4 or not isinstance(data[2], str) or not isinstance(data[3], dict):
+        if len(data) != 4 or not isinstance(data[2], str):
             await self.send_error(
-                unique_id, "FormatViolation", "Malformed CALL",
+                unique_id, "RpcFrameworkError", "Malformed CALL",
                 "a CALL is [2, UniqueId, Action, {payload}]",
             )
+            return
+        if not isinstance(data[3], dict):
+            await self.send_error(unique_id, "FormatViolation", "Payload is not an object",
+                                  "a CALL's payload is a JSON object")
             return
         action = data[2]
         if action not in self.route_map:

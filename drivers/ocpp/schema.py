@@ -73,6 +73,7 @@ _SPELLING = {
         "FormatViolation": "FormationViolation",
         "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
         "MessageTypeNotSupported": "ProtocolError",
+        "RpcFrameworkError": "FormationViolation",
     },
     "2.0.1": {
         "FormationViolation": "FormatViolation",

@@ -34,6 +34,11 @@ def fv(version: str) -> str:
     return "FormationViolation" if version == "1.6" else "FormatViolation"
 
 
+def rpc(version: str) -> str:
+    """Not a valid RPC message: 2.0.1 has RpcFrameworkError for it, 1.6 FormationViolation."""
+    return "FormationViolation" if version == "1.6" else "RpcFrameworkError"
+
+
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
 async def test_each_malformed_frame_gets_its_callerror(make_gateway: Any, version: str) -> None:
     gw = await make_gateway([server(max_frame_bytes=2048), charger("cp-raw"), charger("cp-ok")])
@@ -51,10 +56,13 @@ async def test_each_malformed_frame_gets_its_callerror(make_gateway: Any, versio
     assert reply[0] == 3 and reply[2]["status"] == "Accepted"
 
     cases = [
-        ("{not json", "-1", fv(version)),
-        (json.dumps({"a": 1}), "-1", fv(version)),
-        (json.dumps([2, 17, "Heartbeat", {}]), "-1", fv(version)),
-        (json.dumps([2, "m1", "Heartbeat"]), "m1", fv(version)),
+        ("{not json", "-1", rpc(version)),
+        (json.dumps({"a": 1}), "-1", rpc(version)),
+        (json.dumps([2, 17, "Heartbeat", {}]), "-1", rpc(version)),
+        (json.dumps([2, "m1", "Heartbeat"]), "m1", rpc(version)),
+        (json.dumps([3, "m1b"]), "m1b", rpc(version)),
+        (json.dumps([2, "i" * 37, "Heartbeat", {}]), "i" * 36, rpc(version)),
+        (json.dumps([3, "m1c", {}, "extra"]), "m1c", rpc(version)),
         (json.dumps([2, "m2", "Heartbeat", []]), "m2", fv(version)),
         (json.dumps([9, "m3", "Heartbeat", {}]), "m3",
          "ProtocolError" if version == "1.6" else "MessageTypeNotSupported"),
@@ -72,8 +80,8 @@ async def test_each_malformed_frame_gets_its_callerror(make_gateway: Any, versio
         reply = await exchange(ws, frame)
         assert reply[0] == 4 and reply[1] == uid and reply[2] == code, (frame[:60], reply)
         # the connection is still up and serves a good call
-        good = await exchange(ws, json.dumps([2, f"hb-{uid}", "Heartbeat", {}]))
-        assert good[0] == 3 and good[1] == f"hb-{uid}"
+        good = await exchange(ws, json.dumps([2, f"hb-{uid[:8]}", "Heartbeat", {}]))
+        assert good[0] == 3 and good[1] == f"hb-{uid[:8]}"
     # the other charger never noticed
     assert await ok.heartbeat()
     await ws.close()
