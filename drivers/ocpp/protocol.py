@@ -63,9 +63,9 @@ _KNOWN_ACTIONS = {
 class Asker:
     """Outbound CALLs for commands: the charger's answer as a plain dict, or CommandError.
 
-    The payload is checked against the charger's version's schema before anything is sent:
-    an argument the version cannot carry is the caller's error (``bad_arguments``), and
-    ``charger_error`` stays for what a charger actually answered.
+    The library checks the payload against the schema of the charger's version before
+    anything is sent: an argument the version cannot carry is the caller's error
+    (``bad_arguments``), and ``charger_error`` stays for what a charger actually answered.
     """
 
     id: str
@@ -76,18 +76,6 @@ class Asker:
         """Send one CALL. ``args`` names the command argument behind a payload field (its
         path, or the path's longest prefix listed), so ``bad_arguments`` names what to fix."""
         action = type(payload).__name__
-        camel = remove_nones(snake_to_camel_case(serialize_as_dict(payload)))
-        failure = check_call(action, self.version, camel)
-        if failure is not None:
-            parts = failure.field.split("/")
-            named = [(args or {}).get("/".join(parts[:n])) for n in range(len(parts), 0, -1)]
-            field = next((name for name in named if name), failure.field)
-            raise CommandError(
-                "bad_arguments",
-                f"charger {self.id} speaks OCPP {self.version}, whose {action} cannot carry "
-                f"{field}: {failure.cause}; nothing was sent",
-                {"field": field, "error": failure.cause},
-            )
         try:
             result = await self.call(payload, suppress=False)  # type: ignore[attr-defined]
         except TimeoutError:
@@ -100,6 +88,20 @@ class Asker:
                 "offline", f"charger {self.id} disconnected during {action}"
             ) from None
         except OCPPError as err:
+            # The library validates the CALL before sending it, with the same schema: if the
+            # payload fails it, the refusal was ours and nothing went out.
+            camel = remove_nones(snake_to_camel_case(serialize_as_dict(payload)))
+            failure = check_call(action, self.version, camel)
+            if failure is not None:
+                parts = failure.field.split("/")
+                named = [(args or {}).get("/".join(parts[:n])) for n in range(len(parts), 0, -1)]
+                field = next((name for name in named if name), failure.field)
+                raise CommandError(
+                    "bad_arguments",
+                    f"charger {self.id} speaks OCPP {self.version}, whose {action} cannot "
+                    f"carry {field}: {failure.cause}; nothing was sent",
+                    {"field": field, "error": failure.cause},
+                ) from None
             raise CommandError(
                 "charger_error",
                 f"charger {self.id} answered {action} with {err.code}: {err.description}",
@@ -218,13 +220,17 @@ class SessionBase(Asker, LibraryDoor):
                 "send BootNotification and wait for Accepted first",
             )
             return
-        failure = check_call(action, self.version, data[3])
-        if failure is not None:
-            await self.send_error(unique_id, failure.code, failure.description, failure.cause)
-            return
         try:
             await self.handle_call(Call(unique_id, action, data[3]))
         except OCPPError as err:
+            # The library validated the payload first (in a worker thread, where it does not
+            # hold up the loop) but answers most failures with its default code; say why in
+            # the code OCPP-J names. Validating only on failure keeps the good path free.
+            failure = check_call(action, self.version, data[3])
+            if failure is not None:
+                await self.send_error(unique_id, failure.code, failure.description,
+                                      failure.cause)
+                return
             cause = str((err.details or {}).get("cause", err.description))
             await self.send_error(unique_id, err.code, str(err.description), cause)
 
