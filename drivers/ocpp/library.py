@@ -12,6 +12,9 @@ and nowhere else in the driver:
 - ``_send(text)``: every frame the library sends goes through it; ``LibraryDoor`` overrides
   it to write the wire log and counts on the library calling it.
 
+It also wraps the payload helpers of ``ocpp.charge_point`` (public names, but not documented
+API): ``as_wire_payload`` and ``as_plain_dict``.
+
 ``check_library()`` runs when the driver is built and ``tests/drivers/ocpp/test_library.py``
 exercises every member over a real websocket, so an upgrade of ``ocpp`` that changes one of
 them fails at start-up and in CI, not in the middle of a charging session. Checked against
@@ -26,7 +29,7 @@ import logging
 from importlib.metadata import version as dist_version
 from typing import Any
 
-from ocpp.charge_point import ChargePoint
+from ocpp.charge_point import ChargePoint, remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.messages import Call, CallError, CallResult
 
 wire_log = logging.getLogger("drivers.ocpp.wire")
@@ -62,6 +65,16 @@ class LibraryDoor:
 
     async def send_frame(self, message: str) -> None:
         await self._send(message)
+
+
+def as_wire_payload(payload: Any) -> dict[str, Any]:
+    """A call payload object -> the camelCase dict the library puts on the wire."""
+    return dict(remove_nones(snake_to_camel_case(serialize_as_dict(payload))))
+
+
+def as_plain_dict(result: Any) -> dict[str, Any]:
+    """A call_result object -> a snake_case dict without the unset (None) fields."""
+    return dict(remove_nones(serialize_as_dict(result)))
 
 
 def check_library() -> None:

@@ -34,7 +34,6 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallError, CallResult
 from ocpp.v16.enums import Action as Action16
@@ -42,7 +41,7 @@ from ocpp.v201.enums import Action as Action201
 from websockets.exceptions import ConnectionClosed
 
 from drivers.ocpp.config import OcppDeviceConfig, OcppVersion
-from drivers.ocpp.library import LibraryDoor
+from drivers.ocpp.library import LibraryDoor, as_plain_dict, as_wire_payload
 from drivers.ocpp.schema import check_call, spelled
 from gateway.commands import CommandError
 
@@ -90,8 +89,7 @@ class Asker:
         except OCPPError as err:
             # The library validates the CALL before sending it, with the same schema: if the
             # payload fails it, the refusal was ours and nothing went out.
-            camel = remove_nones(snake_to_camel_case(serialize_as_dict(payload)))
-            failure = check_call(action, self.version, camel)
+            failure = check_call(action, self.version, as_wire_payload(payload))
             if failure is not None:
                 parts = failure.field.split("/")
                 named = [(args or {}).get("/".join(parts[:n])) for n in range(len(parts), 0, -1)]
@@ -107,7 +105,7 @@ class Asker:
                 f"charger {self.id} answered {action} with {err.code}: {err.description}",
                 err.details,
             ) from None
-        return dict(remove_nones(serialize_as_dict(result)))
+        return as_plain_dict(result)
 
 
 class SessionBase(Asker, LibraryDoor):

@@ -90,3 +90,11 @@ async def test_every_member_works_over_a_real_websocket(caplog: pytest.LogCaptur
     sent = [r.getMessage() for r in caplog.records if r.name == "drivers.ocpp.wire"]
     assert any('"currentTime"' in line for line in sent)
     assert any('"Reset"' in line for line in sent)
+
+
+def test_payload_helpers_give_the_wire_and_the_plain_form() -> None:
+    from drivers.ocpp.library import as_plain_dict, as_wire_payload
+
+    payload = call.RemoteStartTransaction(id_tag="T1", connector_id=None)
+    assert as_wire_payload(payload) == {"idTag": "T1"}
+    assert as_plain_dict(call_result.Reset(status="Accepted")) == {"status": "Accepted"}
