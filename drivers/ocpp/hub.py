@@ -17,6 +17,7 @@ from drivers.ocpp.meter import parse_ts, qualify, to_samples
 from drivers.ocpp.orders import OrderBook
 from drivers.ocpp.protocol import SessionBase
 from drivers.ocpp.security import PasswordChecker
+from drivers.ocpp.sitepower import lowering_first, plan_shares
 from gateway.model import DeviceStatus, Event, Sample, event_id
 
 log = logging.getLogger(__name__)
@@ -281,23 +282,22 @@ class Hub:
                 log.exception("site power rebalance failed; shares stay as they were")
 
     async def rebalance(self) -> dict[str, float | None]:
-        """Share the site limit equally between the open sessions and send each connected
-        charger its share, unless that connection already has it.
+        """Recompute the shares (see sitepower.py) and send each connected charger its own,
+        unless its current connection already has it; returns what was sent.
 
-        A charger that dropped off keeps charging at the last share it was sent, so its open
-        session still counts: the others do not get its power until it stops. It gets the
-        share again on its new connection (it may have rebooted and lost the profile). One
-        rebalance runs at a time, so a share is never sent twice over one connection.
+        A charger that reconnects gets its share again on the new connection (it may have
+        rebooted and lost the profile). One rebalance runs at a time, so a share is never
+        sent twice over one connection.
         """
         async with self._rebalance_lock:
             limit = await self.site_limit_w()
-            orders = await self.orders.open_orders()
-            share = None if limit is None or not orders else round(limit / len(orders), 1)
+            orders = {(o.charger, o.connector): o for o in await self.orders.open_orders()}
+            held = {key: sent[1] for key, sent in self._limits_sent.items()}
+            plan = plan_shares(limit, list(orders), set(self.sessions), held)
             result: dict[str, float | None] = {}
-            for order in orders:
-                key = (order.charger, order.connector)
-                session = self.sessions.get(order.charger)
-                if session is None or self._limits_sent.get(key) == (session, share):
+            for key in lowering_first(plan, held):
+                share, order, session = plan[key], orders[key], self.sessions[key[0]]
+                if self._limits_sent.get(key) == (session, share):
                     continue
                 try:
                     if share is None:
@@ -311,7 +311,6 @@ class Hub:
                 except Exception as err:  # one charger's refusal must not stop the others'
                     log.warning("charger %s: could not apply site power share %s W: %s; it "
                                 "keeps its previous limit", order.charger, share, err)
-            live = {(o.charger, o.connector) for o in orders}
-            for key in [k for k in self._limits_sent if k not in live]:
+            for key in [k for k in self._limits_sent if k not in orders]:
                 del self._limits_sent[key]
             return result
