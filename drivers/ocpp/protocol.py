@@ -42,7 +42,7 @@ from websockets.exceptions import ConnectionClosed
 
 from drivers.ocpp.config import OcppDeviceConfig, OcppVersion
 from drivers.ocpp.library import LibraryDoor, as_plain_dict, as_wire_payload
-from drivers.ocpp.schema import check_call, spelled
+from drivers.ocpp.schema import MAX_CAUSE, check_call, spelled
 from gateway.commands import CommandError
 
 if TYPE_CHECKING:
@@ -142,6 +142,8 @@ class SessionBase(Asker, LibraryDoor):
 
     async def send_error(self, unique_id: str, code: str, description: str, cause: str) -> None:
         code = spelled(code, self.version)
+        if len(cause) > MAX_CAUSE:  # never a library's jsonschema dump on the wire
+            cause = cause[: MAX_CAUSE - 3] + "..."
         log.info("charger %s: answering %s to frame %s: %s", self.id, code, unique_id, cause)
         await self.send_frame(CallError(unique_id, code, description, {"cause": cause}).to_json())
 
