@@ -34,7 +34,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ocpp.exceptions import OCPPError
+from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from ocpp.messages import Call, CallError, CallResult
 from ocpp.v16.enums import Action as Action16
 from ocpp.v201.enums import Action as Action201
@@ -77,6 +77,10 @@ class Asker:
         action = type(payload).__name__
         try:
             result = await self.call(payload, suppress=False)  # type: ignore[attr-defined]
+        except UnknownCallErrorCodeError as err:  # a code the library has no class for
+            raise CommandError(
+                "charger_error", f"charger {self.id} answered {action} with a CALLERROR: {err}"
+            ) from None
         except TimeoutError:
             raise CommandError(
                 "timeout",

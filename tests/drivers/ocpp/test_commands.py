@@ -162,3 +162,23 @@ async def test_charger_error_stays_for_what_a_charger_answered(make_gateway: Any
         await gw.command("ocpp.reset")(charger="cp-1")
     assert info.value.code == "charger_error"
     assert "NotImplemented" in info.value.message
+
+
+async def test_a_callerror_code_unknown_to_the_library_is_still_a_charger_error(
+    make_gateway: Any
+) -> None:
+    import json
+
+    from tests.drivers.ocpp.test_robustness import BOOT201, exchange, raw_client
+
+    gw = await make_gateway([server(), charger("cp-raw")])
+    ws = await raw_client(gw.url, "cp-raw", "2.0.1")
+    assert (await exchange(ws, json.dumps([2, "b", "BootNotification", BOOT201])))[0] == 3
+    reset = asyncio.create_task(gw.command("ocpp.reset")(charger="cp-raw"))
+    frame = json.loads(await ws.recv())
+    assert frame[2] == "Reset"
+    await ws.send(json.dumps([4, frame[1], "RpcFrameworkError", "not today", {}]))
+    with pytest.raises(CommandError) as info:
+        await reset
+    assert info.value.code == "charger_error" and "RpcFrameworkError" in info.value.message
+    await ws.close()
