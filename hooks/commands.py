@@ -17,8 +17,8 @@ from hooks.manager import PerPlugin, merge_kpis
 from hooks.spec import ALL_HOOKS
 
 if TYPE_CHECKING:
-    from gateway.runtime import App
-    from hooks.component import PluginsComponent
+    from gateway.components import ComponentContext
+    from hooks.component import PluginsComponent, PluginsSection
 
 OPERATOR = "operator"
 
@@ -65,7 +65,7 @@ class ReportArgs(_Args):
     format: str = ""
 
 
-def register(app: App, comp: PluginsComponent) -> None:
+def register(app: ComponentContext[PluginsSection], comp: PluginsComponent) -> None:
     runner = comp.runner
 
     async def plugins_list(_: NoArgs) -> dict[str, Any]:
@@ -133,13 +133,15 @@ def register(app: App, comp: PluginsComponent) -> None:
         return {"report_id": rid}
 
     for cmd in (
-        Command("plugins.list", NoArgs, plugins_list, plugins_list.__doc__ or ""),
-        Command("plugins.stats", NoArgs, plugins_stats, plugins_stats.__doc__ or ""),
-        Command("kpis", KpiArgs, kpis, kpis.__doc__ or "", timeout=comp.section.timeout + 5),
+        Command("plugins.list", NoArgs, plugins_list, plugins_list.__doc__ or "", read_only=True),
+        Command("plugins.stats", NoArgs, plugins_stats, plugins_stats.__doc__ or "",
+                read_only=True),
+        Command("kpis", KpiArgs, kpis, kpis.__doc__ or "", timeout=comp.section.timeout + 5,
+                read_only=True),
         Command("workorders.create", CreateOrderArgs, wo_create, wo_create.__doc__ or ""),
         Command("workorders.complete", CompleteOrderArgs, wo_complete,
                 wo_complete.__doc__ or ""),
-        Command("workorders.list", ListOrdersArgs, wo_list, wo_list.__doc__ or ""),
+        Command("workorders.list", ListOrdersArgs, wo_list, wo_list.__doc__ or "", read_only=True),
         Command("inspections.complete", InspectionArgs, inspection, inspection.__doc__ or ""),
         Command("reports.generated", ReportArgs, report, report.__doc__ or ""),
     ):

@@ -13,19 +13,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
-from gateway.components import Component, ComponentSpec, TaskFactory, register_component
+from gateway.components import (
+    Component,
+    ComponentContext,
+    ComponentSpec,
+    TaskFactory,
+    register_component,
+)
 from gateway.config.base import PositiveSeconds, StrictModel
 from gateway.config.site import register_preparer
+from hooks.db import MIGRATIONS
 from hooks.dispatcher import CONSUMER, ENERGY_HOOK, EnergyDispatcher, EventDispatcher
 from hooks.loader import LoadReport, load_plugins
 from hooks.manager import FieldgatePluginManager, HookRunner, PluginLoadError
-
-if TYPE_CHECKING:
-    from gateway.runtime import App
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +60,15 @@ class PluginsSection(StrictModel):
 class PluginsComponent(Component):
     name = "plugins"
 
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.section: PluginsSection = app.config.plugins  # type: ignore[attr-defined]
+    def __init__(self, ctx: ComponentContext[PluginsSection]) -> None:
+        self.ctx = ctx
+        self.section = ctx.config
         self.pm = FieldgatePluginManager()
         self.runner = HookRunner(self.pm, self.section.timeout, self.section.threads)
         self.report = LoadReport()
-        self.events = EventDispatcher(app, self.runner)
+        self.events = EventDispatcher(ctx, self.runner)
         self.energy: EnergyDispatcher | None = None
+        self._remove_energy: Callable[[], None] | None = None
         self.converters: dict[str, Callable[..., Any]] = {}
         self.converters_wired = False
 
@@ -77,8 +82,8 @@ class PluginsComponent(Component):
             self._apply_registrations(name)
         from hooks import commands
 
-        commands.register(self.app, self)
-        await self.app.store.register_consumer(CONSUMER)
+        commands.register(self.ctx, self)
+        await self.ctx.store.register_consumer(CONSUMER)
         self._update_energy()
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
@@ -87,8 +92,9 @@ class PluginsComponent(Component):
             yield "hooks-energy", self.energy.run
 
     async def stop(self) -> None:
-        if self.energy is not None and self.energy.observe in self.app.pipeline.observers:
-            self.app.pipeline.observers.remove(self.energy.observe)
+        if self._remove_energy is not None:
+            self._remove_energy()
+            self._remove_energy = None
         self.runner.close()
 
     # -- plugins at runtime --------------------------------------------------------------
@@ -99,16 +105,16 @@ class PluginsComponent(Component):
         self.report.loaded[name] = "runtime"
         self._apply_registrations(name)
         if self._update_energy() and self.energy is not None:
-            self.app.supervisor.start("hooks-energy", self.energy.run)
+            self.ctx.start_task("hooks-energy", self.energy.run)
 
     def _update_energy(self) -> bool:
         """Observe the pipeline only if some plugin implements the per-sample hook.
         Returns True when the energy dispatcher was created just now."""
         if self.energy is not None or not self.runner.implementations(ENERGY_HOOK):
             return False
-        self.energy = EnergyDispatcher(self.app, self.runner, self.section.energy_queue_samples,
+        self.energy = EnergyDispatcher(self.ctx, self.runner, self.section.energy_queue_samples,
                                        self.section.energy_batch_timeout)
-        self.app.pipeline.observers.append(self.energy.observe)
+        self._remove_energy = self.ctx.add_observer(self.energy.observe)
         return True
 
     def _apply_registrations(self, name: str) -> None:
@@ -145,7 +151,7 @@ class PluginsComponent(Component):
 
                 register_channel_class(item)
             else:
-                self.app.commands.register(item)
+                self.ctx.commands.register(item)
 
     def _wire_converters(self) -> None:
         """Hand plugin converters to the rules engine's registry."""
@@ -156,16 +162,24 @@ class PluginsComponent(Component):
         self.converters_wired = True
 
 
-def preload_drivers(raw: Mapping[str, Any], config_path: Path) -> None:
-    """Register the drivers of the configured plugins before the config is validated, so a
-    device ``type`` a plugin provides is known to the site model (config preparer).
+#: The registrations that fill process-wide registries: run when the config is loaded, so
+#: every part built from it sees them (a device ``type``, a channel ``type``, the converters
+#: the rules engine copies when it is built). ``register_commands`` fills the registry of one
+#: run and is called when the component starts.
+CONFIG_TIME_HOOKS = ("register_drivers", "register_channels", "register_converters")
+
+
+def preregister(raw: Mapping[str, Any], config_path: Path) -> None:
+    """Run the plugins' registration hooks before the config is validated (a config
+    preparer), so that nothing is built before the plugins registered their parts.
 
     Loads the same plugins as the component will (entry points, ``plugins.modules``, the
     customer folder; imports are cached, so they run once per process) into a throwaway
-    manager and calls only ``register_drivers``. A failure follows ``plugins.on_error``:
-    ``refuse`` raises :class:`PluginLoadError` (the CLI exits 78 naming the plugin), ``skip``
-    logs it and the device types it would have provided fail validation. Paths in the
-    section are taken as given (``config_path`` is not used to resolve them)."""
+    manager and calls each of :data:`CONFIG_TIME_HOOKS`. A failure follows
+    ``plugins.on_error``: ``refuse`` raises :class:`PluginLoadError` (the CLI exits 78
+    naming the plugin), ``skip`` logs it and the device types it would have provided fail
+    validation. Paths in the section are taken as given (``config_path`` is not used to
+    resolve them)."""
     section_raw = raw.get("plugins", {})
     try:
         s = PluginsSection.model_validate(section_raw if section_raw is not None else {})
@@ -176,25 +190,39 @@ def preload_drivers(raw: Mapping[str, Any], config_path: Path) -> None:
                           modules=tuple(s.modules), entry_points=s.entry_points,
                           disable=tuple(s.disable), on_error=s.on_error)
     from drivers.base import register_driver
+    from gateway.channels.base import register_channel_class
+    from gateway.rules.converters import register_converter
 
-    for impl in reversed(pm.hook.register_drivers.get_hookimpls()):
-        name = impl.plugin_name
-        if name not in report.loaded:
-            continue
-        try:
-            specs: Any = impl.function()
-            for spec in specs or ():
-                register_driver(spec)
-        except Exception as err:
-            report.fail(PluginLoadError(name, f"register_drivers failed: "
-                                        f"{type(err).__name__}: {err}"), s.on_error)
+    def drivers(result: Any) -> None:
+        for spec in result or ():
+            register_driver(spec)
+
+    def channels(result: Any) -> None:
+        for cls in result or ():
+            register_channel_class(cls)
+
+    def converters(result: Any) -> None:
+        for event_type, fn in dict(result or {}).items():
+            register_converter(event_type, fn)
+
+    handlers = {"register_drivers": drivers, "register_channels": channels,
+                "register_converters": converters}
+    for hook in CONFIG_TIME_HOOKS:
+        for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+            name = impl.plugin_name
+            if name not in report.loaded:
+                continue
+            try:
+                handlers[hook](impl.function())
+            except Exception as err:
+                report.loaded.pop(name, None)
+                report.fail(PluginLoadError(name, f"{hook} failed: "
+                                            f"{type(err).__name__}: {err}"), s.on_error)
 
 
-register_preparer(preload_drivers)
+register_preparer(preregister)
 
 
-def _factory(app: App) -> Component:
-    return PluginsComponent(app)
-
-
-register_component(ComponentSpec("plugins", _factory, section=PluginsSection, order=30))
+# After the rules: ``db.open_alarms`` reads them. The tables keep their first name, "hooks".
+register_component(ComponentSpec("plugins", PluginsComponent, section=PluginsSection,
+                                 after=("rules",), migrations=MIGRATIONS, schema_name="hooks"))

@@ -23,17 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from gateway import events
 from gateway.model import Event, Sample
-from hooks.db import (
-    INSPECTION_COMPLETED,
-    RECENT_EVENTS_KEPT,
-    REPORT_GENERATED,
-    WORK_ORDER_COMPLETED,
-    WORK_ORDER_CREATED,
-    HooksDB,
-    device_of,
-    order_of,
-)
+from hooks.db import RECENT_EVENTS_KEPT, HooksDB, device_of, order_of
 from hooks.manager import HookRunner, PerPlugin
 from hooks.models import (
     ChargingOrder,
@@ -48,7 +40,7 @@ from hooks.models import (
 )
 
 if TYPE_CHECKING:
-    from gateway.runtime import App
+    from hooks.db import PluginsContext
 
 log = logging.getLogger(__name__)
 
@@ -61,60 +53,60 @@ _WARN_EVERY_S = 10.0
 Args = dict[str, Any]
 
 
-def _alarm_created(app: App, ev: Event) -> Args:
+def _alarm_created(app: PluginsContext, ev: Event) -> Args:
     dev = device_of(app, ev.body.get("device") or ev.device, ev.id)
     return {"alarm_event": alarm_of(ev), "device": dev, "rule": rule_of(ev)}
 
 
-def _alarm_resolved(app: App, ev: Event) -> Args:
+def _alarm_resolved(app: PluginsContext, ev: Event) -> Args:
     dev = device_of(app, ev.body.get("device") or ev.device, ev.id)
     return {"alarm_event": alarm_of(ev), "device": dev}
 
 
-def _status(app: App, ev: Event) -> Args:
+def _status(app: PluginsContext, ev: Event) -> Args:
     return {"device": device_of(app, ev.body.get("device") or ev.device, ev.id),
             "old_status": ev.body.get("old_status"), "new_status": ev.body.get("new_status")}
 
 
-def _quota(app: App, ev: Event) -> Args:
+def _quota(app: PluginsContext, ev: Event) -> Args:
     quota, usage = quota_of(ev)
     return {"quota": quota, "usage": usage}
 
 
-def _work_order(app: App, ev: Event) -> Args:
+def _work_order(app: PluginsContext, ev: Event) -> Args:
     return {"order": order_of(ev)}
 
 
-def _inspection(app: App, ev: Event) -> Args:
+def _inspection(app: PluginsContext, ev: Event) -> Args:
     return {"record": from_body(InspectionRecord, ev.body, ev.id)}
 
 
-def _report(app: App, ev: Event) -> Args:
+def _report(app: PluginsContext, ev: Event) -> Args:
     return {"report_task": from_body(ReportTask, ev.body, ev.id),
             "file_path": str(ev.body.get("file_path", ""))}
 
 
-def _charging(app: App, ev: Event) -> Args:
+def _charging(app: PluginsContext, ev: Event) -> Args:
     return {"order": from_body(ChargingOrder, ev.body, ev.id)}
 
 
 #: event type -> (hook, builder of its arguments except db)
-ROUTES: dict[str, tuple[str, Callable[[App, Event], Args]]] = {
-    "alarm_created": ("on_alarm_created", _alarm_created),
-    "alarm_resolved": ("on_alarm_resolved", _alarm_resolved),
-    "device_status_changed": ("on_device_status_changed", _status),
-    "quota_exceeded": ("on_quota_exceeded", _quota),
-    WORK_ORDER_CREATED: ("on_work_order_created", _work_order),
-    WORK_ORDER_COMPLETED: ("on_work_order_completed", _work_order),
-    INSPECTION_COMPLETED: ("on_inspection_completed", _inspection),
-    REPORT_GENERATED: ("on_report_generated", _report),
-    "charging_order_created": ("on_charging_order_created", _charging),
-    "charging_order_completed": ("on_charging_order_completed", _charging),
+ROUTES: dict[str, tuple[str, Callable[[PluginsContext, Event], Args]]] = {
+    events.ALARM_CREATED: ("on_alarm_created", _alarm_created),
+    events.ALARM_RESOLVED: ("on_alarm_resolved", _alarm_resolved),
+    events.DEVICE_STATUS_CHANGED: ("on_device_status_changed", _status),
+    events.QUOTA_EXCEEDED: ("on_quota_exceeded", _quota),
+    events.WORK_ORDER_CREATED: ("on_work_order_created", _work_order),
+    events.WORK_ORDER_COMPLETED: ("on_work_order_completed", _work_order),
+    events.INSPECTION_COMPLETED: ("on_inspection_completed", _inspection),
+    events.REPORT_GENERATED: ("on_report_generated", _report),
+    events.CHARGING_ORDER_CREATED: ("on_charging_order_created", _charging),
+    events.CHARGING_ORDER_COMPLETED: ("on_charging_order_completed", _charging),
 }
 
 
 class EventDispatcher:
-    def __init__(self, app: App, runner: HookRunner) -> None:
+    def __init__(self, app: PluginsContext, runner: HookRunner) -> None:
         self.app = app
         self.runner = runner
         self.delivered = 0
@@ -164,7 +156,7 @@ class EventDispatcher:
 class EnergyDispatcher:
     """Bounded queue + task between the pipeline and ``on_energy_data_received``."""
 
-    def __init__(self, app: App, runner: HookRunner, queue_samples: int,
+    def __init__(self, app: PluginsContext, runner: HookRunner, queue_samples: int,
                  batch_timeout: float) -> None:
         self.app = app
         self.runner = runner

@@ -1,7 +1,8 @@
 """The objects hooks receive: frozen records built from committed event bodies.
 
-They keep the attribute names of the event contract (CORE.md), so ``alarm_event.severity`` is
-the ``severity`` key of the ``alarm_created`` body. Keys a producer adds later land in
+They are built on the body types of the event catalogue (:mod:`gateway.events`), so
+``alarm_event.severity`` is the ``severity`` key of the ``alarm_created`` body, and a key added
+to a body there is an attribute here. Keys a producer adds later land in
 ``extra`` instead of breaking the build; keys it leaves out take the defaults. Every record
 carries ``event_id``: the id of the event being delivered, the key for idempotency.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple, TypeVar
 
+from gateway import events
 from gateway.model import Event
 
 
@@ -32,18 +34,10 @@ class Device:
 
 
 @dataclass(frozen=True, slots=True)
-class AlarmEvent:
-    alarm_id: str = ""
-    rule: str = ""
-    kind: str = ""
-    severity: str = ""
-    device: str | None = None
-    point: str | None = None
-    code: str | None = None
-    message: str = ""
-    value: Any = None
-    started_ts: int | None = None
-    count: int = 1
+class AlarmEvent(events.AlarmCreated):
+    """``alarm_created`` or ``alarm_resolved`` (``state``): the created body plus the keys
+    only the resolved body has."""
+
     resolved_ts: int | None = None
     last_value: Any = None
     state: str = "active"
@@ -84,30 +78,13 @@ class QuotaUsage:
 
 
 @dataclass(frozen=True, slots=True)
-class WorkOrder:
-    order_id: str = ""
-    title: str = ""
-    description: str = ""
-    device: str | None = None
-    alarm_id: str | None = None
-    priority: str = "normal"
-    status: str = "open"
-    created_by: str = ""
-    created_ts: int | None = None
-    completed_ts: int | None = None
-    resolution: str = ""
+class WorkOrder(events.WorkOrderBody):
     event_id: str = ""
     extra: Mapping[str, Any] = field(default_factory=_empty)
 
 
 @dataclass(frozen=True, slots=True)
-class InspectionRecord:
-    record_id: str = ""
-    device: str | None = None
-    inspector: str = ""
-    result: str = "pass"
-    findings: str = ""
-    completed_ts: int | None = None
+class InspectionRecord(events.InspectionCompleted):
     event_id: str = ""
     extra: Mapping[str, Any] = field(default_factory=_empty)
 
@@ -124,18 +101,9 @@ class ReportTask:
 
 
 @dataclass(frozen=True, slots=True)
-class ChargingOrder:
-    order_id: str = ""
-    charger: str = ""
-    connector: int | None = None
-    id_tag: str | None = None
-    transaction_id: str | None = None  # OCPP 1.6 integer ids as their decimal string
-    started_ts: int | None = None
-    meter_start_wh: float | None = None
-    stopped_ts: int | None = None
-    meter_stop_wh: float | None = None
-    energy_wh: float | None = None
-    stop_reason: str | None = None
+class ChargingOrder(events.ChargingOrderCompleted):
+    """``charging_order_created`` (the stop fields are None) or ``_completed``."""
+
     event_id: str = ""
     extra: Mapping[str, Any] = field(default_factory=_empty)
 
@@ -180,7 +148,7 @@ def from_body(cls: type[T], body: Mapping[str, Any], event_id: str,
 
 
 def alarm_of(event: Event) -> AlarmEvent:
-    state = "resolved" if event.type == "alarm_resolved" else "active"
+    state = "resolved" if event.type == events.ALARM_RESOLVED else "active"
     alarm = from_body(AlarmEvent, event.body, event.id)
     return dataclasses.replace(alarm, state=state)
 
