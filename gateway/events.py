@@ -50,6 +50,7 @@ OCPP_CHARGER_DISCOVERED = "ocpp_charger_discovered"
 OCPP_FIRMWARE_STATUS = "ocpp_firmware_status"
 OCPP_DIAGNOSTICS_STATUS = "ocpp_diagnostics_status"
 OCPP_SECURITY_EVENT = "ocpp_security_event"
+OCPP_NOTIFY_EVENT = "ocpp_notify_event"
 WORK_ORDER_CREATED = "work_order_created"
 WORK_ORDER_COMPLETED = "work_order_completed"
 INSPECTION_COMPLETED = "inspection_completed"
@@ -184,6 +185,28 @@ class OcppSecurityEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class OcppNotifyEvent:
+    """One EventData of an OCPP 2.0.1 NotifyEvent (snake_case of its fields)."""
+
+    charger: str = ""
+    event_id: int = 0
+    trigger: str = ""  # Alerting, Delta or Periodic
+    component: str = ""
+    component_instance: str | None = None
+    evse: int | None = None
+    connector: int | None = None
+    variable: str = ""
+    variable_instance: str | None = None
+    actual_value: str = ""
+    cleared: bool = False
+    tech_code: str | None = None
+    tech_info: str | None = None
+    cause: int | None = None
+    transaction_id: str | None = None
+    notification_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class WorkOrderBody:
     order_id: str = ""
     title: str = ""
@@ -258,6 +281,7 @@ CATALOGUE: Mapping[str, EventType] = {t.name: t for t in (
     EventType(OCPP_FIRMWARE_STATUS, OcppStatusNotice, "OCPP"),
     EventType(OCPP_DIAGNOSTICS_STATUS, OcppStatusNotice, "OCPP"),
     EventType(OCPP_SECURITY_EVENT, OcppSecurityEvent, "OCPP"),
+    EventType(OCPP_NOTIFY_EVENT, OcppNotifyEvent, "OCPP 2.0.1 NotifyEvent, one per EventData"),
     EventType(WORK_ORDER_CREATED, WorkOrderBody, "plugins (`db`) and commands"),
     EventType(WORK_ORDER_COMPLETED, WorkOrderBody, "plugins (`db`) and commands"),
     EventType(INSPECTION_COMPLETED, InspectionCompleted, "plugins, `inspections.complete`"),

@@ -18,6 +18,7 @@ from drivers.ocpp.orders import OrderBook
 from drivers.ocpp.protocol import SessionBase
 from drivers.ocpp.security import PasswordChecker
 from drivers.ocpp.sitepower import lowering_first, plan_shares
+from gateway import events
 from gateway.model import DeviceStatus, Event, Sample, event_id
 
 log = logging.getLogger(__name__)
@@ -236,8 +237,8 @@ class Hub:
             "notification_type": data.get("event_notification_type"),
         }
         await self.ctx.emit_event(Event(
-            "ocpp_notify_event", body, device=session.id, ts_ms=ts,
-            id=event_id("ocpp_notify_event", session.id, body["event_id"], ts)))
+            events.OCPP_NOTIFY_EVENT, body, device=session.id, ts_ms=ts,
+            id=event_id(events.OCPP_NOTIFY_EVENT, session.id, body["event_id"], ts)))
         log.info("charger %s event %s: %s/%s = %.80s%s", session.id, body["trigger"],
                  body["component"], body["variable"], body["actual_value"],
                  " (cleared)" if body["cleared"] else "")

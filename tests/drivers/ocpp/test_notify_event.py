@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gateway import events
 from gateway.rules.converters import converters
 from tests.drivers.ocpp.conftest import charger, server
 from tests.gateway.rules.harness import Harness, devices
@@ -48,6 +49,7 @@ async def test_notify_event_is_recorded_and_a_problem_becomes_an_alarm(
         "actual_value": "true", "evse": 1, "trigger": "Delta", "tech_code": "E12",
         "tech_info": "RCD tripped", "cleared": False}
     assert len({e.id for e in recorded}) == 4
+    assert all(events.problems(e.type, e.body) == [] for e in recorded)  # the catalogue's body
 
     # the rules' converter: a problem and an alerting monitor open alarms, the periodic value
     # is no alarm, the cleared problem resolves its alarm
