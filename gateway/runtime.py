@@ -27,6 +27,7 @@ from gateway.model import Batch, DeviceStatus, Event, Value
 from gateway.pipeline import Pipeline
 from gateway.store import Store
 from gateway.store.kv import KV
+from gateway.store.opening import ensure_dir
 from gateway.supervisor import Supervisor
 from gateway.systemd import Notifier
 
@@ -67,7 +68,8 @@ class App:
         self.state_dir = Path(config.gateway.state_dir)
         store_path = config.store.path or self.state_dir / "buffer.sqlite3"
         self.store = Store(store_path, max_bytes=config.store.max_bytes,
-                           durability=config.store.durability)
+                           durability=config.store.durability,
+                           on_corrupt=config.store.on_corrupt)
         self.pipeline = self._new_pipeline()
         self.commands = CommandRegistry()
         self.drivers: dict[str, Driver] = {}
@@ -115,7 +117,7 @@ class App:
 
     async def run(self) -> int:
         """Run until stopped; returns the process exit code."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.state_dir, "state directory")
         self._install_signal_handlers()
         await self.store.open()
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,6 +120,7 @@ class Forwarder:
         self._tel_acked = 0
         self._tel_inflight: deque[list[int]] = deque()
         self._chunks: deque[ChunkText] = deque()
+        self._drop_epoch = store.drop_epoch
         # events: by outbox rowid, the same way
         self._ev_pos = 0
         self._ev_high = 0
@@ -234,12 +236,13 @@ class Forwarder:
         slices = await self._next_slices()
         if not slices:
             return False
-        payload = telemetry_message(self.gateway_id, self.boot, slices)
+        payload = telemetry_message(self.gateway_id, self.boot, slices, self.store.store_id)
         entry = [slices[-1].seq_last, 0]
         rows = sum(s.rows for s in slices)
         await self._window.acquire()
         self._tel_inflight.append(entry)
         self._tel_pos = entry[0]
+        self.store.note_sent(entry[0])  # the store never drops (or counts) rows in flight
         assert self._tg is not None
         self._tg.create_task(self._send_telemetry(entry, payload, rows), name="uplink-telemetry")
         return True
@@ -292,11 +295,23 @@ class Forwarder:
         return slices
 
     async def _chunk_after(self, pos: int) -> ChunkText | None:
+        if self._drop_epoch != self.store.drop_epoch:  # the store dropped unsent rows
+            self._drop_epoch = self.store.drop_epoch
+            self._chunks.clear()
         while self._chunks and self._chunks[0].seq_last <= pos:
             self._chunks.popleft()
-        if not self._chunks:
+        while not self._chunks:
             raw: list[RawTelemetryChunk] = await self.store.read_telemetry_raw(
                 pos, self.cfg.max_samples
             )
-            self._chunks.extend(ChunkText(c.seq_first, c.seq_last, c.payload) for c in raw)
-        return self._chunks[0] if self._chunks else None
+            if not raw:
+                return None
+            for c in raw:
+                try:
+                    self._chunks.append(ChunkText(c.seq_first, c.seq_last, c.payload))
+                except (zlib.error, ValueError) as err:
+                    # A damaged chunk must not stop everything behind it.
+                    await self.store.quarantine_chunk(c.seq_first, f"{type(err).__name__}: "
+                                                      f"{err}")
+                    break
+        return self._chunks[0]
