@@ -26,9 +26,9 @@ import aiosqlite
 
 from gateway.config.models import Durability
 from gateway.model import Batch, Event, now_ms
-from gateway.store import opening
+from gateway.store import drops, opening
 from gateway.store.codec import decode_chunk, encode_chunk
-from gateway.store.drops import EVENT_EVERY_MS, OVERFLOW_EVENT, DropRun, overflow_event
+from gateway.store.drops import OVERFLOW_EVENT, DropRun, overflow_event
 from gateway.store.errors import StoreCorrupt, is_corrupt
 from gateway.store.kv import KV
 from gateway.store.seqmark import BLOCK, SeqMark, read_mark, write_mark
@@ -130,6 +130,7 @@ class Store:
         self._payload_bytes = 0
         self._drops = DropRun()
         self._last_overflow_event_ms = 0
+        self._last_drop_ms = 0
         self._event_flags: dict[str, asyncio.Event] = {}
         #: The highest seq ever handed to the broker (published, maybe not acknowledged):
         #: rows at or below it are never dropped, so a drop never counts delivered samples.
@@ -287,6 +288,7 @@ class Store:
         self._payload_bytes += tx.payload_delta
         if tx.dropped.count:
             self.drop_epoch += 1
+            self._last_drop_ms = now_ms()
         if tx.drops_reported:
             self._drops = DropRun()
             self._last_overflow_event_ms = now_ms()
@@ -393,14 +395,16 @@ class Store:
         return True
 
     async def _report_drops(self, tx: Tx) -> None:
-        """A buffer_overflow event: at most once a minute while dropping goes on, and at
-        once when dropping stopped (this commit dropped nothing)."""
+        """A buffer_overflow event: at most once a minute while dropping goes on, and when
+        dropping stopped (this commit dropped nothing, and none did for ``QUIET_MS``)."""
         pending = self._drops.merged(tx.dropped)
         if not pending.count:
             return
         now = now_ms()
         stopped = tx.dropped.count == 0
-        if not stopped and now - self._last_overflow_event_ms < EVENT_EVERY_MS:
+        if stopped and now - self._last_drop_ms < drops.QUIET_MS:
+            return
+        if not stopped and now - self._last_overflow_event_ms < drops.EVENT_EVERY_MS:
             return
         log.warning(
             "buffer full (%d bytes): dropped the oldest %d samples (seq %d..%d)%s; "

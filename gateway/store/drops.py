@@ -2,9 +2,9 @@
 
 Only rows deleted before they were ever published count (rows in flight are never dropped:
 see :meth:`Store.note_sent`). The running count goes out in a ``buffer_overflow`` event at
-most once a minute while dropping goes on, at once when a commit no longer needs to drop
-(dropping stopped), and at a clean close, each event with the exact range it covers, so the
-events add up to ``dropped_total``.
+most once a minute while dropping goes on, with the first commit that drops nothing 5 s
+after the last drop (dropping stopped), and at a clean close, each event with the exact
+range it covers, so the events add up to ``dropped_total``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from gateway.model import Event
 
 OVERFLOW_EVENT = "buffer_overflow"
 EVENT_EVERY_MS = 60_000
+#: Dropping has stopped when no commit dropped anything for this long.
+QUIET_MS = 5_000
 
 
 @dataclass
