@@ -14,6 +14,7 @@ from drivers.registry import cli_installers
 from gateway import __version__
 from gateway.config.errors import EX_CONFIG, ConfigError
 from gateway.errors import StartupError, startup_errors
+from gateway.store.errors import StoreError
 
 DEFAULT_CONFIG = Path("/etc/fieldgate/fieldgate.yaml")
 
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(err.issues)} problem(s) in the config; nothing was started.",
               file=sys.stderr)
         return EX_CONFIG
+    except StoreError as err:  # one line; exit 65 or 73 (documented in the README)
+        print(f"fieldgate: {err} (exit code {err.exit_code})", file=sys.stderr)
+        return err.exit_code
     except StartupError as err:
         return _startup_failed([err])
     except KeyboardInterrupt:

@@ -57,6 +57,11 @@ INSPECTION_COMPLETED = "inspection_completed"
 REPORT_GENERATED = "report_generated"
 CUSTOM = "custom"
 BUFFER_OVERFLOW = "buffer_overflow"
+SEQ_GAP = "seq_gap"
+CHUNK_QUARANTINED = "chunk_quarantined"
+STORE_RECOVERED = "store_recovered"
+DISK_FULL = "disk_full"
+DISK_FULL_CLEARED = "disk_full_cleared"
 
 DeviceStatusValue = Literal["online", "offline", "alarm", "maintenance"]
 
@@ -250,9 +255,63 @@ class Custom:
 
 @dataclass(frozen=True, slots=True)
 class BufferOverflow:
+    store_id: str = ""
+    seq_first: int = 0
+    seq_last: int | None = field(default=None, metadata={"doc": "the range dropped unsent"})
     dropped: int = 0
     up_to_seq: int = 0
     max_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SeqGap:
+    store_id: str = ""
+    seq_first: int = 0
+    seq_last: int | None = field(default=None, metadata={
+        "doc": "null: every number from seq_first up to the next telemetry row"})
+    reason: Literal["unclean_stop", "store_rewound", "store_replaced", "seq_mark_lost"] = \
+        "unclean_stop"
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkQuarantined:
+    store_id: str = ""
+    seq_first: int = 0
+    seq_last: int = 0
+    samples: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRecovered:
+    store_id: str = ""
+    old_store_id: str | None = None
+    moved_to: str = ""
+    reason: str = ""
+    chunks_saved: int = 0
+    samples_saved: int = 0
+    events_saved: int = 0
+    old_acked_seq: int | None = None
+    old_seq_last: int | None = None
+    lost: list[list[int]] = field(default_factory=list, metadata={
+        "doc": "old sequence ranges [first, last] that could not be saved"})
+
+
+@dataclass(frozen=True, slots=True)
+class DiskFull:
+    error: str = ""
+    since_ts: int = 0
+    max_held_samples: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DiskFullCleared:
+    since_ts: int = 0
+    until_ts: int = 0
+    failed_commits: int = 0
+    dropped_samples: int = 0
+    dropped_ts_first: int | None = None
+    dropped_ts_last: int | None = None
 
 
 # -- the catalogue -------------------------------------------------------------------------
@@ -288,6 +347,11 @@ CATALOGUE: Mapping[str, EventType] = {t.name: t for t in (
     EventType(REPORT_GENERATED, ReportGenerated, "plugins, `reports.generated`"),
     EventType(CUSTOM, Custom, "plugins (`db.publish`)"),
     EventType(BUFFER_OVERFLOW, BufferOverflow, "store"),
+    EventType(SEQ_GAP, SeqGap, "store (at open: numbers a restart skips)"),
+    EventType(CHUNK_QUARANTINED, ChunkQuarantined, "store / uplink (undecodable chunk)"),
+    EventType(STORE_RECOVERED, StoreRecovered, "store (`on_corrupt: quarantine`)"),
+    EventType(DISK_FULL, DiskFull, "pipeline (a commit failed)"),
+    EventType(DISK_FULL_CLEARED, DiskFullCleared, "pipeline (commits work again)"),
 )}
 
 
