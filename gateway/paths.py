@@ -2,8 +2,8 @@
 
 The service's umask (or an installer's shell) decides nothing here: the state directory is
 created 0750 (:func:`gateway.store.opening.ensure_dir`) and the store file 0640, so the
-store, the certificates and the control socket are never readable by other users of the box. Existing paths keep the mode an administrator
-gave them.
+store, the certificates and the control socket are never readable by other users of the
+box. Existing paths keep the mode an administrator gave them.
 """
 
 from __future__ import annotations
