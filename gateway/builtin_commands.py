@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from drivers.base import DriverError, NotSupported, UnknownPoint
+from drivers.base import DriverError, NotSupported, NotWritable, UnknownPoint, WriteResult
 from gateway.commands import Command, CommandError, NoArgs
 from gateway.config.errors import ConfigError
 from gateway.config.loader import load_config
@@ -38,16 +38,20 @@ def register(app: App) -> None:
         if app.device(args.device) is None:
             raise CommandError("unknown_device", f"no device {args.device!r} on this gateway")
         try:
-            result: Value = await app.write(args.device, args.point, args.value)
+            result: WriteResult | Value = await app.write(args.device, args.point, args.value)
         except KeyError:
             raise CommandError("device_disabled", f"device {args.device!r} is disabled") from None
+        except NotWritable as err:
+            raise CommandError("not_writable", err.message) from err
         except UnknownPoint as err:
             raise CommandError("unknown_point", err.message) from err
         except NotSupported as err:
             raise CommandError("not_supported", err.message) from err
         except DriverError as err:
             raise CommandError("write_failed", err.message) from err
-        return {"device": args.device, "point": args.point, "written": result}
+        if not isinstance(result, WriteResult):
+            result = WriteResult(result)
+        return {"device": args.device, "point": args.point, **result.reply()}
 
     async def buffer_stats(_: NoArgs) -> dict[str, Any]:
         """Rows, bytes, oldest sample and dropped count of the telemetry buffer."""

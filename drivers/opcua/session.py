@@ -22,7 +22,7 @@ from typing import Any
 from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
 
-from drivers.base import DriverContext, UnknownPoint, WriteFailed
+from drivers.base import DriverContext, NotWritable, UnknownPoint, WriteFailed, WriteResult
 from drivers.opcua.acquire import BoundPoint, ConnectionLost, SubscriptionGroup, poll_group
 from drivers.opcua.config import Mode, OpcuaDeviceConfig, PointConfig, SecurityPolicy
 from drivers.opcua.convert import CoercionError, coerce_for_write
@@ -245,12 +245,12 @@ class DeviceSession:
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def write(self, point: str, value: Value) -> dict[str, object]:
+    async def write(self, point: str, value: Value) -> WriteResult:
         cfg = self.points.get(point)
         if cfg is None:
             raise UnknownPoint(self.cfg.id, f"no point {point!r}")
         if not cfg.writable:
-            raise UnknownPoint(self.cfg.id, f"point {point!r} is not writable (set writable: true)")
+            raise NotWritable(self.cfg.id, f"point {point!r} is not writable (set writable: true)")
         client, bound = self.client, self.bound.get(point)
         if client is None or bound is None:
             raise WriteFailed(self.cfg.id, f"not connected to {self.cfg.url}; write not sent")
@@ -278,7 +278,7 @@ class DeviceSession:
             raise WriteFailed(
                 self.cfg.id, f"point {point!r}: server refused the write: {status.name}"
             )
-        return {"status": status.name, "type": vtype.name, "value": variant.Value}
+        return WriteResult(variant.Value)
 
     # -- helpers -----------------------------------------------------------------------------
 
