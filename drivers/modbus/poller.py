@@ -283,7 +283,7 @@ class BusPoller:
                 found.setdefault(function, []).extend(holes)
             else:  # every half answered: the refusal was passing
                 unexplained.append((block, reply))
-            samples.extend(_decode_known(cfg.id, function, block, values, ts))
+            samples.extend(decode_known(cfg.id, function, block, values, ts))
         if found and answered:
             await self._learn(state, found, refused[0][2].code)
         elif found:
@@ -433,7 +433,7 @@ def _dead(device: str, group: PollGroup, ts: int) -> list[Sample]:
     return [Sample(device, r.point.name, ts, None, Quality.BAD) for r in group.dead]
 
 
-def _decode_known(
+def decode_known(
     device: str, function: Function, block: Block[PointReader], values: dict[int, Any], ts: int
 ) -> list[Sample]:
     """Decode the spans whose every address was read (by a bisection); the others are bad."""
