@@ -1,7 +1,8 @@
 """asyncua's log lines about routine events, routed down to DEBUG under our logger.
 
 asyncua logs some events a gateway meets every day at ERROR or CRITICAL, with a traceback:
-the publish loop failing while a server restarts ("Publish iteration crashed"), a server
+the publish loop failing while a server restarts ("Publish iteration crashed"), our trust
+list refusing a server certificate ("create_session fault response"), a server
 refusing the secure channel or the session ("Got error status from server", "Received an
 error", a ServiceFault during the handshake), or a channel closed half-way ("Exception raised
 while parsing message from server", usually ``NotEnoughData``). The device session already
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 #: Anything else passes untouched.
 ROUTINE: dict[str, tuple[tuple[str, str], ...]] = {
     "asyncua.client.ua_session.UaSession": (("Publish iteration crashed", ""),),
+    # our trust list refused the server's certificate: the session's WARNING names it
+    "asyncua.client.client": (("create_session fault response", ""),),
     "asyncua.client.ua_client.UASocketProtocol": (
         ("Got error status from server", ""),
         ("Received an error", ""),
