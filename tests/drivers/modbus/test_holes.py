@@ -7,8 +7,10 @@ across restarts, and read them again after ``hole_reprobe``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from drivers.modbus.holes import bisect
 from drivers.modbus.simulator import ModbusSimulator, SimUnit
 from drivers.testing import RecordingContext
 from gateway.model import Batch, Quality
+from tests.support.app import running_app
 
 from .support import device, running, serving
 
@@ -210,3 +213,38 @@ async def test_bisect_finds_every_refused_address_in_few_requests() -> None:
     assert refused == [3, 4, 17]
     assert values == {a: a for a in range(25) if a not in holes}
     assert len(calls) <= 2 * 3 * 5  # two halves per level, log2(25) levels, three holes
+
+
+async def test_learned_holes_are_kept_in_the_gateway_database_across_restarts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="drivers.modbus")
+    points = [{"name": "a", "address": 0}, {"name": "on_hole", "address": 2},
+              {"name": "b", "address": 4}]
+    sim = ModbusSimulator([sim_unit(device(points=points), {2})])
+    port = await sim.start()
+    site = {"devices": [{"id": "dev", "type": "modbus", "host": "127.0.0.1", "port": port,
+                         "interval": 0.1, "points": points}]}
+
+    async def logged(text: str) -> None:
+        async with asyncio.timeout(10):
+            while not any(text in r.getMessage() for r in caplog.records):
+                await asyncio.sleep(0.05)
+
+    try:
+        async with running_app(site, tmp_path) as app:
+            await logged("refuses to read holding 2 even alone")
+            stored = await app.store.kv("modbus").get("holes/dev")
+            assert [a for a, _ts in stored["holding"]] == [2]
+        assert any(fc > 0x80 for _kind, _u, fc in sim.log)  # the refusals were seen
+        caplog.clear()
+        async with running_app(site, tmp_path):  # the same state directory: a restart
+            await logged("reads go around holding 2, learned unreadable by an earlier run")
+            n = len(sim.log)
+            async with asyncio.timeout(10):  # a few cycles, to show nothing is learned again
+                while len(sim.log) < n + 2 * 6:
+                    await asyncio.sleep(0.05)
+        assert [kind for kind, _u, fc in sim.log[n:] if fc > 0x80] == []  # no refused read
+        assert not any("refuses to read" in r.getMessage() for r in caplog.records)
+    finally:
+        await sim.stop()
