@@ -307,7 +307,7 @@ class BusPoller:
         now = self.ctx.clock.now_ms() / 1000
         new = {f: state.holes.learn(f, addrs, now) for f, addrs in found.items()}
         self._replan(state)
-        await state.holes.save(self.ctx.kv(Holes.KV_NAMESPACE))
+        await self._store_holes(state)
         for function, addrs in new.items():
             if not addrs:
                 continue
@@ -354,10 +354,14 @@ class BusPoller:
             self._replan(state)
             log.info("modbus device %s answers %s again; reading it again",
                      cfg.id, "; ".join(healed))
-        await state.holes.save(self.ctx.kv(Holes.KV_NAMESPACE))
+        await self._store_holes(state)
 
     async def _load_holes(self, state: DeviceState) -> None:
-        await state.holes.load(self.ctx.kv(Holes.KV_NAMESPACE))
+        try:
+            await state.holes.load(self.ctx.kv(Holes.KV_NAMESPACE))
+        except Exception as err:  # the store's problem must not stop polling
+            log.warning("modbus device %s: cannot load its learned unreadable registers (%s); "
+                        "they will be learned again", state.cfg.id, err)
         if not state.holes:
             return
         self._replan(state)
@@ -368,6 +372,14 @@ class BusPoller:
                       for f in Function if state.holes.ranges(f)),
             state.cfg.hole_reprobe,
         )
+
+    async def _store_holes(self, state: DeviceState) -> None:
+        try:
+            await state.holes.save(self.ctx.kv(Holes.KV_NAMESPACE))
+        except Exception as err:  # the store's problem must not stop polling
+            log.warning("modbus device %s: cannot store its learned unreadable registers (%s); "
+                        "they are used but will be learned again after a restart",
+                        state.cfg.id, err)
 
     @staticmethod
     def _replan(state: DeviceState) -> None:

@@ -248,3 +248,27 @@ async def test_learned_holes_are_kept_in_the_gateway_database_across_restarts(
         assert not any("refuses to read" in r.getMessage() for r in caplog.records)
     finally:
         await sim.stop()
+
+
+class BrokenStore(RecordingContext):
+    def kv(self, namespace: str) -> Any:
+        raise OSError("database disk image is malformed")
+
+
+async def test_a_failing_store_does_not_stop_polling_or_learning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cfg = device(points=[{"name": "a", "address": 0}, {"name": "b", "address": 4}])
+    sim = ModbusSimulator([sim_unit(cfg, {2})])
+    port = await sim.start()
+    cfg = cfg.model_copy(update={"port": port})
+    try:
+        async with running([cfg], BrokenStore()) as (drv, ctx):
+            await ctx.wait_for(lambda c: len(c.batches) >= 3, 5)
+            assert all(s.quality is Quality.GOOD for s in ctx.samples)
+            assert drv.requests_per_cycle() == 2  # learned, kept in memory
+    finally:
+        await sim.stop()
+    problems = [r.getMessage() for r in caplog.records if "cannot" in r.getMessage()]
+    assert any("cannot load its learned unreadable registers" in m for m in problems)
+    assert any("cannot store its learned unreadable registers" in m for m in problems)
