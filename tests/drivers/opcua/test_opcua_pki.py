@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from asyncua import ua
+from asyncua.common.utils import NotEnoughData
 from asyncua.crypto import cert_gen
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -22,7 +23,11 @@ from opcua_helpers import device, running, values
 
 from drivers.opcua import SPEC
 from drivers.opcua.config import SecurityConfig
-from drivers.opcua.security import client_credentials, load_certificate_file
+from drivers.opcua.security import (
+    client_credentials,
+    load_certificate_file,
+    refused_certificate_reason,
+)
 from drivers.opcua.simulator import InverterSimulator
 from gateway.model import DeviceStatus
 
@@ -116,3 +121,65 @@ async def test_browse_with_the_gateways_own_certificate(
     out, err = capsys.readouterr()
     assert (code, err) == (0, "")
     assert "2:Power  [ns=2;s=Inverter.Power]  Variable  Double = 7.5" in out
+
+
+async def test_a_given_client_certificate_brings_its_own_application_uri(
+    plc: InverterSimulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A certificate from the site's CA names its own URI, not our default: the session
+    must carry that URI or the server answers BadCertificateUriInvalid."""
+    key, cert = tmp_path / "site_key.pem", tmp_path / "site_cert.der"
+    await cert_gen.setup_self_signed_certificate(
+        key, cert, "urn:site-7:gateway", socket.gethostname(),
+        [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": "gateway"})
+    (plc.client_pki / "trusted").mkdir(parents=True, exist_ok=True)  # type: ignore[operator]
+    shutil.copy(cert, plc.client_pki / "trusted" / "site.der")  # type: ignore[operator]
+    cfg = device(
+        plc.url, [{"points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]}],
+        security={"policy": "Basic256Sha256", "mode": "SignAndEncrypt",
+                  "certificate": str(cert), "private_key": str(key),
+                  "trusted_server_certificates": [str(plc.certificate)]},
+    )
+    assert cfg.security.application_uri != "urn:site-7:gateway"
+    async with running(cfg, state_dir=tmp_path / "state") as (_driver, ctx):
+        await ctx.wait_for(lambda c: 7.5 in values(c, "power"), 20)
+
+
+@pytest.mark.parametrize(
+    ("err", "expected"),
+    [
+        (ua.UaStatusCodeError(ua.StatusCodes.BadSecurityChecksFailed),
+         "the server refused our certificate (answered BadSecurityChecksFailed): trust "),
+        (ua.UaStatusCodeError(ua.StatusCodes.BadCertificateUntrusted),
+         "the server refused our certificate (answered BadCertificateUntrusted): trust "),
+        (AssertionError(), "the server refused our certificate (closed the secure channel "
+                           "during the handshake (AssertionError)): trust "),
+        (NotEnoughData("Not enough data left in buffer"),
+         "the server refused our certificate (closed the secure channel during the handshake "
+         "(NotEnoughData)): trust "),
+        (ua.UaStatusCodeError(ua.StatusCodes.BadCertificateUriInvalid),
+         "the server refused our certificate's application URI (answered "
+         "BadCertificateUriInvalid): the certificate "),
+        (ua.UaStatusCodeError(ua.StatusCodes.BadTimeout), None),
+        (ConnectionRefusedError(), None),
+    ],
+)
+async def test_refusal_kinds_translated(
+    tmp_path: Path, err: BaseException, expected: str | None
+) -> None:
+    """Servers refuse in different ways: a status in an Error message or a ServiceFault, or a
+    channel closed half-way, which asyncua surfaces as AssertionError or NotEnoughData."""
+    key, cert = tmp_path / "k.pem", tmp_path / "c.der"
+    await cert_gen.setup_self_signed_certificate(
+        key, cert, "urn:x", socket.gethostname(), [ExtendedKeyUsageOID.CLIENT_AUTH], {})
+    reason = refused_certificate_reason(err, cert)
+    if expected is None:
+        assert reason is None
+        return
+    assert reason is not None and reason.startswith(expected)
+    if "application URI" in expected:
+        assert "names 'urn:x'" in reason
+    else:
+        sha1 = load_certificate_file(cert).fingerprint(hashes.SHA1()).hex()
+        assert f"trust {cert} (SHA-1 thumbprint {sha1}, SHA-256 " in reason
+        assert "on the server" in reason
