@@ -265,6 +265,7 @@ class BusPoller:
             samples.extend(_decode(cfg.id, function, block, data, ts))
         may_bisect = answered or state.answered
         found: dict[Function, list[int]] = {}
+        holed: list[tuple[Block[PointReader], ExceptionReply]] = []
         unexplained: list[tuple[Block[PointReader], ExceptionReply]] = []
         for function, block, reply in refused:
             if failed is not None or not may_bisect or reply.code not in HOLE_CODES:
@@ -281,13 +282,15 @@ class BusPoller:
             answered = answered or bool(values)
             if holes:
                 found.setdefault(function, []).extend(holes)
-            else:  # every half answered: the refusal was passing
-                unexplained.append((block, reply))
+                holed.append((block, reply))
+            else:  # every half answered: the refusal was passing, and every point is good
+                log.debug("modbus device %s: %s, but every part of it answered alone",
+                          cfg.id, reply.message)
             samples.extend(decode_known(cfg.id, function, block, values, ts))
         if found and answered:
             await self._learn(state, found, refused[0][2].code)
-        elif found:
-            unexplained.extend((b, e) for f, b, e in refused if f in found)
+        else:  # nothing else answered: do not learn, say it as before
+            unexplained.extend(holed)
         for block, reply in unexplained:
             key = (block.address, reply.code)
             if key not in state.logged_exceptions:
