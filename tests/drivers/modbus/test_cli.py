@@ -180,3 +180,20 @@ async def test_library_internals_stay_off_stderr() -> None:
         assert code == 1 and err == []
     finally:
         server.close()
+
+
+async def test_read_by_the_sunspec_profile_discovers_the_models(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from drivers.modbus.simulator import unit_of
+
+    sim = ModbusSimulator([unit_of(device(profile="sunspec"))])
+    await sim.start()
+    try:
+        code = await run(["modbus", "read", "--host", "127.0.0.1", "--port", str(sim.port),
+                          "--profile", "sunspec"])
+        rows = dict(line.split("\t", 1) for line in capsys.readouterr().out.splitlines())
+        assert code == 0
+        assert rows["1.Mn"] == "'fieldgate'" and "103.W" in rows
+    finally:
+        await sim.stop()
