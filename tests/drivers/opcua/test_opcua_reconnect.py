@@ -238,7 +238,10 @@ async def test_routine_server_restart_logs_no_error(caplog: pytest.LogCaptureFix
             await ctx.wait_for(lambda c: 5.0 in values(c, "power"), 10)
             await sim.stop()
             await ctx.wait_for(lambda c: c.status_of("inv-1") is DeviceStatus.OFFLINE, 10)
-            await asyncio.sleep(1.5)  # the outage: asyncua's publish loop retries every 1 s
+            async with asyncio.timeout(10):  # the outage, until asyncua's publish loop crashed
+                while not any("Publish iteration crashed" in r.getMessage()
+                              for r in caplog.records):
+                    await asyncio.sleep(0.05)
             await restarted.start()
             await restarted.set("Power", 6.0, D)
             await ctx.wait_for(lambda c: 6.0 in values(c, "power"), 15)
