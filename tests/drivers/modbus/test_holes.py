@@ -138,6 +138,7 @@ async def test_learned_holes_survive_a_restart_and_are_read_again_when_due(
     points = [{"name": "a", "address": 0}, {"name": "on_hole", "address": 2},
               {"name": "b", "address": 4}]
     cfg = device(points=points)
+    assert cfg.hole_reprobe == 3600  # hourly unless configured
     sim = ModbusSimulator([sim_unit(cfg, {2})])
     port = await sim.start()
     cfg = cfg.model_copy(update={"port": port})
