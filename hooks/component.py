@@ -6,6 +6,9 @@ Config (top-level key ``plugins``)::
       customer: acme            # hooks/customers/acme/ (or customer_dir/acme/)
       on_error: refuse          # a broken plugin stops the start; skip: start without it
       timeout: 10               # seconds per hook call
+      acme:                     # settings of one plugin, by its name
+        may_write: ["pv*.power_limit_w"]
+        energy_increments: true
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from gateway.components import Component, ComponentSpec, TaskFactory, register_component
 from gateway.config.base import PositiveSeconds, StrictModel
 from gateway.config.site import register_preparer
-from hooks.dispatcher import CONSUMER, ENERGY_HOOK, EnergyDispatcher, EventDispatcher
+from hooks.db import HooksDB
+from hooks.dispatcher import ROUTES, PluginFeed, RecentEvents
+from hooks.energy import ENERGY_HOOK, EnergyFan, EnergyFeed, Increments
 from hooks.loader import LoadReport, load_plugins
 from hooks.manager import FieldgatePluginManager, HookRunner, PluginLoadError
 
@@ -30,7 +35,28 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class PluginSettings(StrictModel):
+    """``plugins.<name>``: the settings of one plugin (its registration name)."""
+
+    may_write: list[str] = Field(
+        [], description="Device points this plugin may write with db.write, as "
+        "`device.point` patterns (`*` and `?` match; `pv*.power_limit_w`). Any other write "
+        "is refused.")
+    energy_increments: bool = Field(
+        False, description="on_energy_data_received gets, for energy points, the increment "
+        "since the previous counter reading of the same device and point instead of the "
+        "reading.")
+    energy_points: list[str] = Field(
+        ["energy*"], description="Point name patterns that are energy counters (for "
+        "energy_increments).")
+
+
 class PluginsSection(StrictModel):
+    """Besides the keys below, any key is a plugin's name with its :class:`PluginSettings`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+    __pydantic_extra__: dict[str, PluginSettings] = Field(init=False)
+
     customer: str | None = Field(
         None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Customer plugin folder to load: <customer_dir>/<customer>/__init__.py, "
@@ -50,7 +76,19 @@ class PluginsSection(StrictModel):
     energy_batch_timeout: PositiveSeconds = Field(
         5.0, description="Seconds a plugin may take for one batch of samples.")
     threads: Annotated[int, Field(ge=1, le=64)] = Field(
-        4, description="Worker threads for plugins written as plain (non-async) functions.")
+        4, description="Worker threads per plugin for hooks written as plain (non-async) "
+        "functions.")
+    loop_stall_warn: PositiveSeconds = Field(
+        0.25, description="Log what was running when the event loop did not run for this "
+        "long (a blocking call in an async hook or elsewhere).")
+
+    def settings(self, plugin: str) -> PluginSettings:
+        extra = self.model_extra or {}
+        found = extra.get(plugin)
+        return found if isinstance(found, PluginSettings) else _DEFAULT_SETTINGS
+
+
+_DEFAULT_SETTINGS = PluginSettings()
 
 
 class PluginsComponent(Component):
@@ -62,8 +100,9 @@ class PluginsComponent(Component):
         self.pm = FieldgatePluginManager()
         self.runner = HookRunner(self.pm, self.section.timeout, self.section.threads)
         self.report = LoadReport()
-        self.events = EventDispatcher(app, self.runner)
-        self.energy: EnergyDispatcher | None = None
+        self.recent = RecentEvents(app)
+        self.feeds: dict[str, PluginFeed] = {}
+        self.energy = EnergyFan()
         self.converters: dict[str, Callable[..., Any]] = {}
         self.converters_wired = False
 
@@ -78,16 +117,20 @@ class PluginsComponent(Component):
         from hooks import commands
 
         commands.register(self.app, self)
-        await self.app.store.register_consumer(CONSUMER)
-        self._update_energy()
+        await self.recent.open()
+        self._update_feeds()
+        for feed in self.feeds.values():
+            await feed.open()
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
-        yield "hooks-dispatcher", self.events.run
-        if self.energy is not None:
-            yield "hooks-energy", self.energy.run
+        yield "hooks-recent", self.recent.run
+        for name, feed in self.feeds.items():
+            yield f"hooks[{name}]", feed.run
+        for name, efeed in self.energy.feeds.items():
+            yield f"hooks-energy[{name}]", efeed.run
 
     async def stop(self) -> None:
-        if self.energy is not None and self.energy.observe in self.app.pipeline.observers:
+        if self.energy.observe in self.app.pipeline.observers:
             self.app.pipeline.observers.remove(self.energy.observe)
         self.runner.close()
 
@@ -98,18 +141,53 @@ class PluginsComponent(Component):
         self.pm.register_checked(plugin, name)
         self.report.loaded[name] = "runtime"
         self._apply_registrations(name)
-        if self._update_energy() and self.energy is not None:
-            self.app.supervisor.start("hooks-energy", self.energy.run)
+        for task, factory in self._update_feeds():
+            self.app.supervisor.start(task, factory)
 
-    def _update_energy(self) -> bool:
-        """Observe the pipeline only if some plugin implements the per-sample hook.
-        Returns True when the energy dispatcher was created just now."""
-        if self.energy is not None or not self.runner.implementations(ENERGY_HOOK):
-            return False
-        self.energy = EnergyDispatcher(self.app, self.runner, self.section.energy_queue_samples,
-                                       self.section.energy_batch_timeout)
-        self.app.pipeline.observers.append(self.energy.observe)
-        return True
+    def db_for(self, plugin: str, event_id: str = "") -> HooksDB:
+        """The ``db`` handed to ``plugin`` (bound to the event being delivered)."""
+        return HooksDB(self.app, plugin, event_id)
+
+    async def deliver(self, event: Any) -> None:
+        """Deliver one event to every plugin now, as their tasks would (tests: redelivery)."""
+        for feed in list(self.feeds.values()):
+            await feed.deliver(event)
+
+    async def backlog(self, feed: PluginFeed) -> int:
+        """Events in the outbox this plugin has not had yet."""
+        row = await self.app.store.query_one(
+            "SELECT COUNT(*) FROM events WHERE rowid > "
+            "(SELECT last_rowid FROM event_cursors WHERE consumer = ?)", (feed.consumer,))
+        return int(row[0]) if row else 0
+
+    def loop_stats(self) -> dict[str, Any] | None:
+        return None
+
+    def _update_feeds(self) -> list[tuple[str, TaskFactory]]:
+        """Give each plugin with event hooks its own outbox feed and each plugin with the
+        per-sample hook its own energy feed; observe the pipeline only if one does.
+        Returns the tasks of the feeds created just now."""
+        new: list[tuple[str, TaskFactory]] = []
+        event_hooks = {hook for hook, _ in ROUTES.values()}
+        names = {impl.plugin_name for hook in event_hooks
+                 for impl in self.runner.implementations(hook)}
+        for name in sorted(names - set(self.feeds)):
+            feed = self.feeds[name] = PluginFeed(self.app, self.runner, name, self.db_for)
+            new.append((f"hooks[{name}]", feed.run))
+        s = self.section
+        for impl in self.runner.implementations(ENERGY_HOOK):
+            name = impl.plugin_name
+            if name in self.energy.feeds:
+                continue
+            settings = s.settings(name)
+            inc = Increments(settings.energy_points) if settings.energy_increments else None
+            efeed = self.energy.feeds[name] = EnergyFeed(
+                self.app, self.runner, impl, self.db_for(name), s.energy_queue_samples,
+                s.energy_batch_timeout, inc)
+            new.append((f"hooks-energy[{name}]", efeed.run))
+        if self.energy.feeds and self.energy.observe not in self.app.pipeline.observers:
+            self.app.pipeline.observers.append(self.energy.observe)
+        return new
 
     def _apply_registrations(self, name: str) -> None:
         plugin = self.pm.get_plugin(name)

@@ -51,7 +51,7 @@ async def test_example_customer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         opened = await poll(lambda: orders("open"))
         assert [(o["alarm_id"], o["priority"], o["created_by"]) for o in opened] == [
             ("ex-a1", "urgent", "example")]
-        await component(app).events.deliver(ev)  # a redelivery creates nothing new
+        await component(app).deliver(ev)  # a redelivery creates nothing new
         assert len(await orders("open")) == 1
         await app.pipeline.add_event(Event("alarm_resolved", {**ALARM, "resolved_ts": 3},
                                            device="m1", id="ex-ev-2"))
@@ -70,7 +70,7 @@ async def test_example_customer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         charge = Event("charging_order_completed", CHARGE, id="ex-ev-4")
         await app.pipeline.add_event(charge)
         await wait_for(lambda: crm.requests)
-        await component(app).events.deliver(charge)
+        await component(app).deliver(charge)
         assert len(crm.requests) == 1
         assert crm.requests[0].json() == {"order_id": "ex-o1", "charger": "cp-1",
                                           "id_tag": "T", "energy_kwh": 7.0,
