@@ -88,7 +88,8 @@ def register(app: App, comp: PluginsComponent) -> None:
         names = sorted(set(comp.report.loaded) | set(comp.feeds) | set(runner.threads))
         for name in names:
             feed = comp.feeds.get(name)
-            row: dict[str, Any] = {"problems": runner.health(name)}
+            row: dict[str, Any] = {"problems": runner.health(name),
+                                   "loop_stalls": comp.watch.by_plugin.get(name, 0)}
             if feed is not None:
                 row["events_delivered"] = feed.delivered
                 row["events_behind"] = await comp.backlog(feed)

@@ -27,6 +27,7 @@ from hooks.db import HooksDB
 from hooks.dispatcher import ROUTES, PluginFeed, RecentEvents
 from hooks.energy import ENERGY_HOOK, EnergyFan, EnergyFeed, Increments
 from hooks.loader import LoadReport, load_plugins
+from hooks.loopwatch import LoopWatch
 from hooks.manager import FieldgatePluginManager, HookRunner, PluginLoadError
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ class PluginsComponent(Component):
         self.recent = RecentEvents(app)
         self.feeds: dict[str, PluginFeed] = {}
         self.energy = EnergyFan()
+        self.watch = LoopWatch(self.runner, self.section.loop_stall_warn)
         self.converters: dict[str, Callable[..., Any]] = {}
         self.converters_wired = False
 
@@ -118,6 +120,7 @@ class PluginsComponent(Component):
 
         commands.register(self.app, self)
         await self.recent.open()
+        self.watch.start()
         self._update_feeds()
         for feed in self.feeds.values():
             await feed.open()
@@ -132,6 +135,7 @@ class PluginsComponent(Component):
     async def stop(self) -> None:
         if self.energy.observe in self.app.pipeline.observers:
             self.app.pipeline.observers.remove(self.energy.observe)
+        self.watch.stop()
         self.runner.close()
 
     # -- plugins at runtime --------------------------------------------------------------
@@ -160,8 +164,8 @@ class PluginsComponent(Component):
             "(SELECT last_rowid FROM event_cursors WHERE consumer = ?)", (feed.consumer,))
         return int(row[0]) if row else 0
 
-    def loop_stats(self) -> dict[str, Any] | None:
-        return None
+    def loop_stats(self) -> dict[str, Any]:
+        return self.watch.stats()
 
     def _update_feeds(self) -> list[tuple[str, TaskFactory]]:
         """Give each plugin with event hooks its own outbox feed and each plugin with the

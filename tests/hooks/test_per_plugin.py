@@ -146,3 +146,38 @@ async def test_threads_held_refused_and_not_started() -> None:
     finally:
         gate.set()
         pool.close()
+
+
+class Blocker:
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    @hookimpl
+    async def on_work_order_created(self, order: Any) -> None:
+        self.started = time.time()  # wall time, as logging's record.created
+        time.sleep(2)  # noqa: ASYNC251 - the mistake this test is about
+
+
+async def test_blocking_call_in_async_hook_is_named_within_a_second(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="hooks.loopwatch")
+    cfg = {"devices": [SIM], "plugins": {"entry_points": False}}
+    async with running_app(cfg, tmp_path) as app:
+        comp = component(app)
+        blocker = Blocker()
+        comp.add_plugin(blocker, "blocker")
+        assert comp.watch.stalls == 0
+        await app.store.add_events([_order(1)])
+        await wait_for(lambda: comp.watch.last and comp.watch.last["duration_s"], timeout=10)
+        stats = (await app.commands.execute("plugins.stats", {}))["result"]
+    first = next(r for r in caplog.records if "event loop blocked" in r.getMessage())
+    message = first.getMessage()
+    assert "plugin blocker, hook on_work_order_created" in message
+    assert "task hooks[blocker]" in message
+    assert "test_per_plugin.py" in message and "in on_work_order_created" in message
+    assert 0.2 < first.created - blocker.started < 1.0  # logged during the stall
+    assert stats["loop"]["stalls"] == 1
+    assert stats["loop"]["by_plugin"] == {"blocker": 1}
+    assert stats["plugins"]["blocker"]["loop_stalls"] == 1
+    assert 1.9 < stats["loop"]["last"]["duration_s"] < 3
+    assert "event loop ran again after a stall of" in caplog.text
