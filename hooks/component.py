@@ -150,7 +150,7 @@ class PluginsComponent(Component):
 
     def db_for(self, plugin: str, event_id: str = "") -> HooksDB:
         """The ``db`` handed to ``plugin`` (bound to the event being delivered)."""
-        return HooksDB(self.app, plugin, event_id)
+        return HooksDB(self.app, plugin, event_id, self.section.settings(plugin).may_write)
 
     async def deliver(self, event: Any) -> None:
         """Deliver one event to every plugin now, as their tasks would (tests: redelivery)."""
