@@ -13,12 +13,9 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gateway.components import Component, ComponentSpec, register_component
-
-if TYPE_CHECKING:
-    from gateway.runtime import App
+from gateway.components import Component, ComponentContext, ComponentSpec, register_component
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +30,9 @@ def socket_path(state_dir: Path) -> Path:
 class ControlSocket(Component):
     name = "control"
 
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.path = socket_path(app.state_dir)
+    def __init__(self, ctx: ComponentContext[None]) -> None:
+        self.ctx = ctx
+        self.path = socket_path(ctx.state_dir)
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -74,7 +71,7 @@ class ControlSocket(Component):
         except ValueError as err:
             return {"id": None, "ok": False,
                     "error": {"code": "bad_request", "message": str(err)}}
-        reply = await self.app.commands.execute(request["name"], request.get("args"))
+        reply = await self.ctx.commands.execute(request["name"], request.get("args"))
         return {"id": request.get("id"), **reply}
 
 
@@ -90,4 +87,4 @@ async def send_command(state_dir: Path, name: str, args: Any, timeout: float = 6
         writer.close()
 
 
-register_component(ComponentSpec("control", ControlSocket, section=None, order=5))
+register_component(ComponentSpec("control", ControlSocket))

@@ -1,7 +1,8 @@
 """The daemon: build the parts from the config, start them in dependency order, supervise
 them, and take them down in reverse within a bounded time.
 
-Order up: store -> pipeline -> components (rules, uplink, hooks, ...) -> drivers -> READY.
+Order up: store -> status -> pipeline -> components (each after the ones it names in
+``after``) -> drivers -> READY.
 Order down: drivers -> pipeline drain -> components drain -> tasks cancelled -> components
 stop -> drivers close -> store close. ``reload`` redoes everything above the store, so the
 buffer and its sequence survive a config change.
@@ -13,7 +14,6 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from gateway.config.loader import load_config
 from gateway.config.site import SiteConfig
 from gateway.model import Batch, DeviceStatus, Event, Value
 from gateway.pipeline import Pipeline
+from gateway.status import DeviceStatusService
 from gateway.store import Store
 from gateway.store.kv import KV
 from gateway.supervisor import Supervisor
@@ -56,7 +57,7 @@ class DriverContextImpl:
 
 
 class App:
-    """One running gateway. Components receive it to reach the shared parts."""
+    """One running gateway. Components never see it: each gets a ComponentContext."""
 
     def __init__(self, config: SiteConfig, config_path: Path | None = None,
                  clock: Clock | None = None) -> None:
@@ -68,27 +69,32 @@ class App:
         store_path = config.store.path or self.state_dir / "buffer.sqlite3"
         self.store = Store(store_path, max_bytes=config.store.max_bytes,
                            durability=config.store.durability)
+        #: Owned here, not by a pipeline: it outlives a reload and every component reads it.
+        self.status = DeviceStatusService()
         self.pipeline = self._new_pipeline()
         self.commands = CommandRegistry()
         self.drivers: dict[str, Driver] = {}
         self.device_driver: dict[str, Driver] = {}
         self.components: list[components.Component] = []
+        #: The running components by name (what ``ctx.component(name)`` returns).
+        self.running: dict[str, components.Component] = {}
         self.notifier = Notifier()
         self.started_ms = self.clock.now_ms()
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._reload: asyncio.Event = asyncio.Event()
+        self._reload_with: SiteConfig | None = None
         self._supervisor: Supervisor | None = None
         self._signals = 0
         self._first_signal_at = 0.0
         self._driver_tasks: list[str] = []
 
     def _new_pipeline(self) -> Pipeline:
-        return Pipeline(self.store, self.clock,
+        return Pipeline(self.store, self.clock, self.status,
                         queue_batches=self.config.pipeline.queue_batches,
                         max_commit_samples=self.config.pipeline.max_commit_samples)
 
-    # -- public API for components and commands ----------------------------------------
+    # -- what the component contexts and the driver contexts call ----------------------
 
     @property
     def supervisor(self) -> Supervisor:
@@ -108,7 +114,10 @@ class App:
     def request_stop(self) -> None:
         self._stop.set()
 
-    def request_reload(self) -> None:
+    def request_reload(self, config: SiteConfig | None = None) -> None:
+        """Rebuild above the store with ``config`` (validated by the caller), or with the
+        config file read again when None."""
+        self._reload_with = config
         self._reload.set()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -152,20 +161,20 @@ class App:
 
     async def _start_parts(self) -> None:
         sup = self.supervisor
+        # Loaded once, before the pipeline and the components: the rules read it at start.
+        await self.status.load(self.store)
         self.pipeline = self._new_pipeline()
-        # Loaded once, before the components: the rules read it at start.
-        await self.pipeline.status.load(self.store)
         self.commands = CommandRegistry()
-        from gateway import builtin_commands
-
-        builtin_commands.register(self)
-        self.components = []
+        self.components, self.running = [], {}
         self.store.begin_consumers()
-        for cspec in components.registry().values():
-            component = cspec.factory(self)
+        for cspec in components.registry().values():  # in dependency order
+            section = getattr(self.config, cspec.name, None) if cspec.section else None
+            ctx = components.ComponentContext(self, cspec, section, self.running)
+            component = cspec.factory(ctx)
             if component is not None:
                 await component.start()
                 self.components.append(component)
+                self.running[cspec.name] = component
         await self.store.retire_consumers(self.store.active_consumers)
         sup.start("pipeline", self.pipeline.run)
         for component in self.components:
@@ -224,9 +233,11 @@ class App:
         sup.tasks.clear()
 
     def _reload_config(self) -> None:
-        if self.config_path is None:
-            return
-        new = load_config(self.config_path)  # validated already by the reload command
+        new, self._reload_with = self._reload_with, None
+        if new is None:
+            if self.config_path is None:
+                return
+            new = load_config(self.config_path)
         if new.store != self.config.store or new.gateway.state_dir != self.config.gateway.state_dir:
             log.warning("reload: store and state_dir changes take effect at the next restart")
         self.config = new
@@ -269,7 +280,3 @@ async def _quietly(awaitable: Any, what: str) -> None:
         await asyncio.wait_for(awaitable, 5)
     except Exception as err:
         log.warning("%s failed: %s", what, err)
-
-
-def running_tasks(app: App) -> Iterable[str]:
-    return sorted(app.supervisor.tasks)

@@ -17,8 +17,8 @@ from hooks.manager import PerPlugin, merge_kpis
 from hooks.spec import ALL_HOOKS
 
 if TYPE_CHECKING:
-    from gateway.runtime import App
-    from hooks.component import PluginsComponent
+    from gateway.components import ComponentContext
+    from hooks.component import PluginsComponent, PluginsSection
 
 OPERATOR = "operator"
 
@@ -65,7 +65,7 @@ class ReportArgs(_Args):
     format: str = ""
 
 
-def register(app: App, comp: PluginsComponent) -> None:
+def register(app: ComponentContext[PluginsSection], comp: PluginsComponent) -> None:
     runner = comp.runner
 
     async def plugins_list(_: NoArgs) -> dict[str, Any]:

@@ -16,22 +16,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from gateway.components import Component, ComponentSpec, TaskFactory, register_component
+from gateway.components import (
+    Component,
+    ComponentContext,
+    ComponentSpec,
+    TaskFactory,
+    register_component,
+)
 from gateway.config.base import PositiveSeconds, StrictModel
 from gateway.config.site import register_preparer
-from hooks.db import HooksDB
+from hooks.db import MIGRATIONS, HooksDB
 from hooks.dispatcher import ROUTES, PluginFeed, RecentEvents
 from hooks.energy import ENERGY_HOOK, EnergyFan, EnergyFeed, Increments
 from hooks.loader import LoadReport, load_plugins
 from hooks.loopwatch import LoopWatch
 from hooks.manager import FieldgatePluginManager, HookRunner, PluginLoadError
-
-if TYPE_CHECKING:
-    from gateway.runtime import App
 
 log = logging.getLogger(__name__)
 
@@ -95,16 +98,17 @@ _DEFAULT_SETTINGS = PluginSettings()
 class PluginsComponent(Component):
     name = "plugins"
 
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.section: PluginsSection = app.config.plugins  # type: ignore[attr-defined]
+    def __init__(self, ctx: ComponentContext[PluginsSection]) -> None:
+        self.ctx = ctx
+        self.section = ctx.config
         self.pm = FieldgatePluginManager()
         self.runner = HookRunner(self.pm, self.section.timeout, self.section.threads)
         self.report = LoadReport()
-        self.recent = RecentEvents(app)
+        self.recent = RecentEvents(ctx)
         self.feeds: dict[str, PluginFeed] = {}
         self.energy = EnergyFan()
         self.watch = LoopWatch(self.runner, self.section.loop_stall_warn)
+        self._remove_energy: Callable[[], None] | None = None
         self.converters: dict[str, Callable[..., Any]] = {}
         self.converters_wired = False
 
@@ -118,7 +122,7 @@ class PluginsComponent(Component):
             self._apply_registrations(name)
         from hooks import commands
 
-        commands.register(self.app, self)
+        commands.register(self.ctx, self)
         await self.recent.open()
         self.watch.start()
         self._update_feeds()
@@ -133,8 +137,9 @@ class PluginsComponent(Component):
             yield f"hooks-energy[{name}]", efeed.run
 
     async def stop(self) -> None:
-        if self.energy.observe in self.app.pipeline.observers:
-            self.app.pipeline.observers.remove(self.energy.observe)
+        if self._remove_energy is not None:
+            self._remove_energy()
+            self._remove_energy = None
         self.watch.stop()
         self.runner.close()
 
@@ -146,11 +151,11 @@ class PluginsComponent(Component):
         self.report.loaded[name] = "runtime"
         self._apply_registrations(name)
         for task, factory in self._update_feeds():
-            self.app.supervisor.start(task, factory)
+            self.ctx.start_task(task, factory)
 
     def db_for(self, plugin: str, event_id: str = "") -> HooksDB:
         """The ``db`` handed to ``plugin`` (bound to the event being delivered)."""
-        return HooksDB(self.app, plugin, event_id, self.section.settings(plugin).may_write)
+        return HooksDB(self.ctx, plugin, event_id, self.section.settings(plugin).may_write)
 
     async def deliver(self, event: Any) -> None:
         """Deliver one event to every plugin now, as their tasks would (tests: redelivery)."""
@@ -159,7 +164,7 @@ class PluginsComponent(Component):
 
     async def backlog(self, feed: PluginFeed) -> int:
         """Events in the outbox this plugin has not had yet."""
-        row = await self.app.store.query_one(
+        row = await self.ctx.store.query_one(
             "SELECT COUNT(*) FROM events WHERE rowid > "
             "(SELECT last_rowid FROM event_cursors WHERE consumer = ?)", (feed.consumer,))
         return int(row[0]) if row else 0
@@ -176,7 +181,7 @@ class PluginsComponent(Component):
         names = {impl.plugin_name for hook in event_hooks
                  for impl in self.runner.implementations(hook)}
         for name in sorted(names - set(self.feeds)):
-            feed = self.feeds[name] = PluginFeed(self.app, self.runner, name, self.db_for)
+            feed = self.feeds[name] = PluginFeed(self.ctx, self.runner, name, self.db_for)
             new.append((f"hooks[{name}]", feed.run))
         s = self.section
         for impl in self.runner.implementations(ENERGY_HOOK):
@@ -186,11 +191,11 @@ class PluginsComponent(Component):
             settings = s.settings(name)
             inc = Increments(settings.energy_points) if settings.energy_increments else None
             efeed = self.energy.feeds[name] = EnergyFeed(
-                self.app, self.runner, impl, self.db_for(name), s.energy_queue_samples,
+                self.ctx, self.runner, impl, self.db_for(name), s.energy_queue_samples,
                 s.energy_batch_timeout, inc)
             new.append((f"hooks-energy[{name}]", efeed.run))
-        if self.energy.feeds and self.energy.observe not in self.app.pipeline.observers:
-            self.app.pipeline.observers.append(self.energy.observe)
+        if self.energy.feeds and self._remove_energy is None:
+            self._remove_energy = self.ctx.add_observer(self.energy.observe)
         return new
 
     def _apply_registrations(self, name: str) -> None:
@@ -227,7 +232,7 @@ class PluginsComponent(Component):
 
                 register_channel_class(item)
             else:
-                self.app.commands.register(item)
+                self.ctx.commands.register(item)
 
     def _wire_converters(self) -> None:
         """Hand plugin converters to the rules engine's registry."""
@@ -238,16 +243,24 @@ class PluginsComponent(Component):
         self.converters_wired = True
 
 
-def preload_drivers(raw: Mapping[str, Any], config_path: Path) -> None:
-    """Register the drivers of the configured plugins before the config is validated, so a
-    device ``type`` a plugin provides is known to the site model (config preparer).
+#: The registrations that fill process-wide registries: run when the config is loaded, so
+#: every part built from it sees them (a device ``type``, a channel ``type``, the converters
+#: the rules engine copies when it is built). ``register_commands`` fills the registry of one
+#: run and is called when the component starts.
+CONFIG_TIME_HOOKS = ("register_drivers", "register_channels", "register_converters")
+
+
+def preregister(raw: Mapping[str, Any], config_path: Path) -> None:
+    """Run the plugins' registration hooks before the config is validated (a config
+    preparer), so that nothing is built before the plugins registered their parts.
 
     Loads the same plugins as the component will (entry points, ``plugins.modules``, the
     customer folder; imports are cached, so they run once per process) into a throwaway
-    manager and calls only ``register_drivers``. A failure follows ``plugins.on_error``:
-    ``refuse`` raises :class:`PluginLoadError` (the CLI exits 78 naming the plugin), ``skip``
-    logs it and the device types it would have provided fail validation. Paths in the
-    section are taken as given (``config_path`` is not used to resolve them)."""
+    manager and calls each of :data:`CONFIG_TIME_HOOKS`. A failure follows
+    ``plugins.on_error``: ``refuse`` raises :class:`PluginLoadError` (the CLI exits 78
+    naming the plugin), ``skip`` logs it and the device types it would have provided fail
+    validation. Paths in the section are taken as given (``config_path`` is not used to
+    resolve them)."""
     section_raw = raw.get("plugins", {})
     try:
         s = PluginsSection.model_validate(section_raw if section_raw is not None else {})
@@ -258,25 +271,39 @@ def preload_drivers(raw: Mapping[str, Any], config_path: Path) -> None:
                           modules=tuple(s.modules), entry_points=s.entry_points,
                           disable=tuple(s.disable), on_error=s.on_error)
     from drivers.base import register_driver
+    from gateway.channels.base import register_channel_class
+    from gateway.rules.converters import register_converter
 
-    for impl in reversed(pm.hook.register_drivers.get_hookimpls()):
-        name = impl.plugin_name
-        if name not in report.loaded:
-            continue
-        try:
-            specs: Any = impl.function()
-            for spec in specs or ():
-                register_driver(spec)
-        except Exception as err:
-            report.fail(PluginLoadError(name, f"register_drivers failed: "
-                                        f"{type(err).__name__}: {err}"), s.on_error)
+    def drivers(result: Any) -> None:
+        for spec in result or ():
+            register_driver(spec)
+
+    def channels(result: Any) -> None:
+        for cls in result or ():
+            register_channel_class(cls)
+
+    def converters(result: Any) -> None:
+        for event_type, fn in dict(result or {}).items():
+            register_converter(event_type, fn)
+
+    handlers = {"register_drivers": drivers, "register_channels": channels,
+                "register_converters": converters}
+    for hook in CONFIG_TIME_HOOKS:
+        for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+            name = impl.plugin_name
+            if name not in report.loaded:
+                continue
+            try:
+                handlers[hook](impl.function())
+            except Exception as err:
+                report.loaded.pop(name, None)
+                report.fail(PluginLoadError(name, f"{hook} failed: "
+                                            f"{type(err).__name__}: {err}"), s.on_error)
 
 
-register_preparer(preload_drivers)
+register_preparer(preregister)
 
 
-def _factory(app: App) -> Component:
-    return PluginsComponent(app)
-
-
-register_component(ComponentSpec("plugins", _factory, section=PluginsSection, order=30))
+# After the rules: ``db.open_alarms`` reads them. The tables keep their first name, "hooks".
+register_component(ComponentSpec("plugins", PluginsComponent, section=PluginsSection,
+                                 after=("rules",), migrations=MIGRATIONS, schema_name="hooks"))

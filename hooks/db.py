@@ -30,11 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.model import Event, Value, event_id, now_ms
 from gateway.store.kv import KV
-from gateway.store.schema import register_migrations
 from hooks.models import Device, WorkOrder, from_body
 
 if TYPE_CHECKING:
-    from gateway.runtime import App
+    from gateway.components import ComponentContext
+
+    #: The plugins component's context: what the facade and the dispatchers reach through.
+    PluginsContext = ComponentContext[Any]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,8 @@ REPORT_GENERATED = "report_generated"
 CUSTOM = "custom"
 RECENT_EVENTS_KEPT = 1000
 
-register_migrations("hooks", [
+#: The schema of the plugins component (ComponentSpec.migrations; append-only).
+MIGRATIONS = [
     """
     CREATE TABLE work_orders (
         id           TEXT PRIMARY KEY,
@@ -71,7 +74,7 @@ register_migrations("hooks", [
         body   TEXT NOT NULL
     );
     """,
-])
+]
 
 _WO_COLUMNS = ("id", "title", "description", "device", "alarm_id", "priority", "status",
                "created_by", "created_ts", "completed_ts", "resolution")
@@ -81,11 +84,11 @@ class WorkOrderError(LookupError):
     """No such work order, or it is already completed."""
 
 
-def device_of(app: App, device_id: str | None, source_event: str = "") -> Device:
+def device_of(app: PluginsContext, device_id: str | None, source_event: str = "") -> Device:
     """The :class:`Device` record for an id (``type`` None when it is not configured)."""
     did = device_id or ""
     cfg = app.device(did) if did else None
-    status = app.pipeline.status.current.get(did)
+    status = app.status.current(did)
     if cfg is None:
         return Device(id=did, status=status.value if status else None, event_id=source_event)
     return Device(id=cfg.id, type=cfg.type, name=cfg.name, tags=tuple(cfg.tags),
@@ -100,7 +103,7 @@ class _Backend:
     """What ``db`` does. Bound to ``plugin``, ``event_id`` and the plugin's write patterns;
     never handed to plugin code (see :class:`HooksDB`)."""
 
-    def __init__(self, app: App, plugin: str, event_id: str,
+    def __init__(self, app: PluginsContext, plugin: str, event_id: str,
                  may_write: tuple[str, ...]) -> None:
         self._app = app
         self.plugin = plugin
@@ -114,11 +117,11 @@ class _Backend:
         return device_of(self._app, device_id, self.event_id)
 
     def devices(self) -> list[Device]:
-        return [self.device(d.id) for d in self._app.config.devices]
+        return [self.device(d.id) for d in self._app.site.devices]
 
     def device_status(self, device_id: str) -> str | None:
         """``online``/``offline``/``alarm``/``maintenance``, or None if never seen."""
-        status = self._app.pipeline.status.current.get(device_id)
+        status = self._app.status.current(device_id)
         return status.value if status else None
 
     async def open_alarms(self, device: str | None = None, rule: str | None = None,
@@ -127,11 +130,11 @@ class _Backend:
         them (the ``alarm_created`` body plus ``last_value``, ``last_ts``, ``acked_by``,
         ``acked_ts``). ``min_severity``: critical, major, minor or warning. [] when the
         config turns the rules off."""
-        from gateway.rules import rules_of
+        from gateway.rules import RulesComponent
 
-        rules = rules_of(self._app)
-        if rules is None:
-            return []
+        rules = self._app.get_component("rules")
+        if not isinstance(rules, RulesComponent):
+            return []  # the config turns the rules off
         return rules.open_alarms(device, rule, min_severity)
 
     async def recent_events(self, type: str | None = None, device: str | None = None,
@@ -331,7 +334,7 @@ class HooksDB(_ReadOnly):
     _plugin: str
     _event_id: str
 
-    def __init__(self, app: App, plugin: str, event_id: str = "",
+    def __init__(self, app: PluginsContext, plugin: str, event_id: str = "",
                  may_write: Iterable[str] = ()) -> None:
         backend = _Backend(app, plugin, event_id, tuple(may_write))
         object.__setattr__(self, "_call", _closure(backend, _DB_NAMES))

@@ -42,7 +42,7 @@ from hooks.models import (
 )
 
 if TYPE_CHECKING:
-    from gateway.runtime import App
+    from hooks.db import PluginsContext
 
 log = logging.getLogger(__name__)
 
@@ -52,45 +52,45 @@ _READ_LIMIT = 100
 Args = dict[str, Any]
 
 
-def _alarm_created(app: App, ev: Event) -> Args:
+def _alarm_created(app: PluginsContext, ev: Event) -> Args:
     dev = device_of(app, ev.body.get("device") or ev.device, ev.id)
     return {"alarm_event": alarm_of(ev), "device": dev, "rule": rule_of(ev)}
 
 
-def _alarm_resolved(app: App, ev: Event) -> Args:
+def _alarm_resolved(app: PluginsContext, ev: Event) -> Args:
     dev = device_of(app, ev.body.get("device") or ev.device, ev.id)
     return {"alarm_event": alarm_of(ev), "device": dev}
 
 
-def _status(app: App, ev: Event) -> Args:
+def _status(app: PluginsContext, ev: Event) -> Args:
     return {"device": device_of(app, ev.body.get("device") or ev.device, ev.id),
             "old_status": ev.body.get("old_status"), "new_status": ev.body.get("new_status")}
 
 
-def _quota(app: App, ev: Event) -> Args:
+def _quota(app: PluginsContext, ev: Event) -> Args:
     quota, usage = quota_of(ev)
     return {"quota": quota, "usage": usage}
 
 
-def _work_order(app: App, ev: Event) -> Args:
+def _work_order(app: PluginsContext, ev: Event) -> Args:
     return {"order": order_of(ev)}
 
 
-def _inspection(app: App, ev: Event) -> Args:
+def _inspection(app: PluginsContext, ev: Event) -> Args:
     return {"record": from_body(InspectionRecord, ev.body, ev.id)}
 
 
-def _report(app: App, ev: Event) -> Args:
+def _report(app: PluginsContext, ev: Event) -> Args:
     return {"report_task": from_body(ReportTask, ev.body, ev.id),
             "file_path": str(ev.body.get("file_path", ""))}
 
 
-def _charging(app: App, ev: Event) -> Args:
+def _charging(app: PluginsContext, ev: Event) -> Args:
     return {"order": from_body(ChargingOrder, ev.body, ev.id)}
 
 
 #: event type -> (hook, builder of its arguments except db)
-ROUTES: dict[str, tuple[str, Callable[[App, Event], Args]]] = {
+ROUTES: dict[str, tuple[str, Callable[[PluginsContext, Event], Args]]] = {
     "alarm_created": ("on_alarm_created", _alarm_created),
     "alarm_resolved": ("on_alarm_resolved", _alarm_resolved),
     "device_status_changed": ("on_device_status_changed", _status),
@@ -111,7 +111,7 @@ class PluginFeed:
     plugin that hangs until its timeout delays only itself, and a crash before an ack means
     that plugin (and only it) gets the event again after the restart."""
 
-    def __init__(self, app: App, runner: HookRunner, plugin: str,
+    def __init__(self, app: PluginsContext, runner: HookRunner, plugin: str,
                  db_for: Callable[[str, str], HooksDB]) -> None:
         self.app = app
         self.runner = runner
@@ -188,7 +188,7 @@ class RecentEvents:
     """Consumer ``hooks``: remembers the last events for ``db.recent_events`` (the outbox
     forgets delivered events), and marks where a newly added plugin starts."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: PluginsContext) -> None:
         self.app = app
 
     async def open(self) -> None:

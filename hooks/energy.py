@@ -30,7 +30,7 @@ from hooks.models import DataPoint, Device
 from hooks.threads import CallNotStarted, CallTimedOut, ThreadsHeld
 
 if TYPE_CHECKING:
-    from gateway.runtime import App
+    from hooks.db import PluginsContext
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Increments:
 class EnergyFeed:
     """One plugin's bounded queue of committed batches and the task that feeds it."""
 
-    def __init__(self, app: App, runner: HookRunner, impl: pluggy.HookImpl,
+    def __init__(self, app: PluginsContext, runner: HookRunner, impl: pluggy.HookImpl,
                  db: HooksDB, queue_samples: int, batch_timeout: float,
                  increments: Increments | None = None) -> None:
         self.app = app

@@ -249,7 +249,8 @@ class BusinessHooks:
 
 
 class RegistrationHooks:
-    """Called once per start (and again after ``reload``) while plugins are loaded."""
+    """Called when the config is loaded (``run``, ``reload``, ``check-config``), before
+    anything is built from it; ``register_commands`` when the plugins component starts."""
 
     @hookspec
     def register_drivers(self) -> Iterable[DriverSpec]:
@@ -284,11 +285,11 @@ class RegistrationHooks:
 
     @hookspec
     def register_converters(self) -> Mapping[str, Callable[..., Any]]:
-        """Return ``{name: fn}`` value converters for the rules engine (derived points).
+        """Return ``{event_type: fn}`` alarm converters for the rules engine: ``fn(event)``
+        yields :class:`gateway.rules.AlarmSignal` for events of that type.
 
         Results: merged; each is passed to ``gateway.rules.register_converter`` when the
-        rules engine is installed (otherwise they are kept and reported by
-        ``plugins.list``).
+        config is loaded, before the rules engine is built (``plugins.list`` lists them).
         Must not: be slow: converters run on the ingest path.
         """
         raise NotImplementedError

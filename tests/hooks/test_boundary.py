@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gateway.components import ComponentContext
 from gateway.model import Event
 from gateway.runtime import App
 from gateway.store.db import Store
@@ -72,8 +73,11 @@ def _attempt(fn: Any) -> str:
     return f"GOT {value!r}"
 
 
+_INSIDE = (App, Store, ComponentContext)
+
+
 def _reachable(obj: Any) -> list[str]:
-    """App or Store instances reachable by reading public and private attributes, and the
+    """App, context or Store instances reachable by reading public and private attributes, and the
     ``__self__`` of bound methods, two levels deep (what "by convention" reaches)."""
     found = []
     todo = [(obj, "db")]
@@ -87,10 +91,10 @@ def _reachable(obj: Any) -> list[str]:
                     value = getattr(o, name)
                 except Exception:
                     continue
-                if isinstance(value, (App, Store)):
+                if isinstance(value, _INSIDE):
                     found.append(f"{path}.{name}")
                 bound = getattr(value, "__self__", None)
-                if isinstance(bound, (App, Store)):
+                if isinstance(bound, _INSIDE):
                     found.append(f"{path}.{name}.__self__")
                 nxt.append((value, f"{path}.{name}"))
         todo = nxt

@@ -122,7 +122,7 @@ async def test_plugin_driver_runs(tmp_path: Path) -> None:
     async with running_app(cfg, tmp_path) as app:
         device = app.device("tank")
         assert device is not None and device.type == type_name
-        await wait_for(lambda: app.pipeline.status.current.get("tank") is DeviceStatus.ONLINE)
+        await wait_for(lambda: app.status.current("tank") is DeviceStatus.ONLINE)
         rows: list[Any] = []
         for _ in range(100):
             rows = [r for c in await app.store.read_telemetry(0, 100) for r in c.rows]
