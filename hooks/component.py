@@ -3,7 +3,7 @@
 Config (top-level key ``plugins``)::
 
     plugins:
-      customer: acme            # hooks/customers/acme/ (or customer_dir/acme/)
+      customer: acme            # /etc/fieldgate/customers/acme/hooks/ (see hooks.loader)
       on_error: refuse          # a broken plugin stops the start; skip: start without it
       timeout: 10               # seconds per hook call
       acme:                     # settings of one plugin, by its name
@@ -63,10 +63,12 @@ class PluginsSection(StrictModel):
 
     customer: str | None = Field(
         None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="Customer plugin folder to load: <customer_dir>/<customer>/__init__.py, "
+        description="Customer plugin folder to load: "
+        "<customer_dir>/<customer>/hooks/__init__.py or <customer_dir>/<customer>/__init__.py, "
         "which exports `hooks`.")
     customer_dir: Path | None = Field(
-        None, description="Where customer folders live (default: hooks/customers).")
+        None, description="Where customer folders live (default: /etc/fieldgate/customers, "
+        "then <state_dir>/customers, then the examples shipped with fieldgate).")
     modules: list[str] = Field([], description="Importable plugin modules to load.")
     entry_points: bool = Field(
         True, description="Load installed plugins (entry point group fieldgate.plugins).")
@@ -116,8 +118,8 @@ class PluginsComponent(Component):
         s = self.section
         self.report = load_plugins(
             self.pm, customer=s.customer, customer_dir=s.customer_dir,
-            modules=tuple(s.modules), entry_points=s.entry_points, disable=tuple(s.disable),
-            on_error=s.on_error)
+            state_dir=self.ctx.state_dir, modules=tuple(s.modules),
+            entry_points=s.entry_points, disable=tuple(s.disable), on_error=s.on_error)
         for name in list(self.report.loaded):
             self._apply_registrations(name)
         from hooks import commands
@@ -224,13 +226,9 @@ class PluginsComponent(Component):
             return
         for item in result or ():
             if hook == "register_drivers":
-                from drivers.base import register_driver
-
-                register_driver(item)
+                _register_driver(item)
             elif hook == "register_channels":
-                from gateway.channels.base import register_channel_class
-
-                register_channel_class(item)
+                _register_channel(item)
             else:
                 self.ctx.commands.register(item)
 
@@ -268,19 +266,18 @@ def preregister(raw: Mapping[str, Any], config_path: Path) -> None:
         return  # the site model reports it, with line numbers
     pm = FieldgatePluginManager()
     report = load_plugins(pm, customer=s.customer, customer_dir=s.customer_dir,
-                          modules=tuple(s.modules), entry_points=s.entry_points,
-                          disable=tuple(s.disable), on_error=s.on_error)
-    from drivers.base import register_driver
-    from gateway.channels.base import register_channel_class
+                          state_dir=_state_dir(raw), modules=tuple(s.modules),
+                          entry_points=s.entry_points, disable=tuple(s.disable),
+                          on_error=s.on_error)
     from gateway.rules.converters import register_converter
 
     def drivers(result: Any) -> None:
         for spec in result or ():
-            register_driver(spec)
+            _register_driver(spec)
 
     def channels(result: Any) -> None:
         for cls in result or ():
-            register_channel_class(cls)
+            _register_channel(cls)
 
     def converters(result: Any) -> None:
         for event_type, fn in dict(result or {}).items():
@@ -299,6 +296,44 @@ def preregister(raw: Mapping[str, Any], config_path: Path) -> None:
                 report.loaded.pop(name, None)
                 report.fail(PluginLoadError(name, f"{hook} failed: "
                                             f"{type(err).__name__}: {err}"), s.on_error)
+
+
+def _register_driver(spec: Any) -> None:
+    from drivers.base import register_driver, registry
+
+    old = registry().get(spec.name)
+    if old is None or not _stale(old.factory, spec.factory, f"driver type {spec.name}"):
+        register_driver(spec)
+
+
+def _register_channel(cls: Any) -> None:
+    from gateway.channels.base import channel_types, register_channel_class
+
+    old = channel_types().get(getattr(cls, "channel_type", ""))
+    if old is None or not _stale(old, cls, f"channel type {cls.channel_type}"):
+        register_channel_class(cls)
+
+
+def _stale(old: Any, new: Any, what: str) -> bool:
+    """True (and a warning) when ``new`` is the re-imported version of ``old``, from a
+    plugin whose code changed: drivers and channel types are process-wide and stay as
+    first registered until a restart."""
+    if old is new or getattr(old, "__module__", None) != getattr(new, "__module__", None):
+        return False
+    if getattr(old, "__qualname__", None) != getattr(new, "__qualname__", None):
+        return False
+    log.warning("%s comes from plugin code that changed since it was registered; the "
+                "running gateway keeps the first version. Restart fieldgate to use the new "
+                "one (reload re-imports hooks, not drivers or channel types)", what)
+    return True
+
+
+def _state_dir(raw: Mapping[str, Any]) -> Path:
+    from gateway.config.models import GatewaySection
+
+    gateway = raw.get("gateway") or {}
+    value = gateway.get("state_dir") if isinstance(gateway, Mapping) else None
+    return Path(value) if value else Path(GatewaySection.model_fields["state_dir"].default)
 
 
 register_preparer(preregister)
