@@ -122,6 +122,7 @@ class PluginsComponent(Component):
             entry_points=s.entry_points, disable=tuple(s.disable), on_error=s.on_error)
         for name in list(self.report.loaded):
             self._apply_registrations(name)
+        self.report.check()
         from hooks import commands
 
         commands.register(self.ctx, self)
@@ -296,6 +297,13 @@ def preregister(raw: Mapping[str, Any], config_path: Path) -> None:
                 report.loaded.pop(name, None)
                 report.fail(PluginLoadError(name, f"{hook} failed: "
                                             f"{type(err).__name__}: {err}"), s.on_error)
+    report.check()  # every refused plugin in one error, imports and registrations alike
+    unknown = sorted(set(s.model_extra or {}) - set(report.loaded) - set(report.failed)
+                     - set(s.disable))
+    if unknown:
+        log.warning("plugins: settings for %s, but no plugin of that name was loaded from "
+                    "the config (loaded: %s); check the name (a plugin added at runtime "
+                    "uses them too)", ", ".join(unknown), ", ".join(report.loaded) or "none")
 
 
 def _register_driver(spec: Any) -> None:

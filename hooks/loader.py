@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hooks.manager import FieldgatePluginManager, PluginLoadError
+from hooks.manager import FieldgatePluginManager, PluginLoadError, PluginLoadErrors
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +53,27 @@ _IMPORTED: dict[str, tuple[tuple[str, int, int], ...]] = {}
 class LoadReport:
     loaded: dict[str, str] = field(default_factory=dict)  # name -> source
     failed: dict[str, str] = field(default_factory=dict)  # name -> error
+    _refused: list[PluginLoadError] = field(default_factory=list, repr=False)
 
     def fail(self, err: PluginLoadError, on_error: str) -> None:
+        """Record a plugin that failed. With ``skip`` it is logged and left out; with
+        ``refuse`` it is kept for :meth:`check`, so that every broken plugin is reported at
+        once, not the first one."""
         self.failed[err.plugin] = err.message
         if on_error == "refuse":
-            # Not logged here: the error (a StartupError) is reported once, by whoever
-            # stops the start (the CLI prints it with its hint and exits 78).
-            raise err
+            self._refused.append(err)
+            return
         log.error("plugin %s failed to load and is skipped (plugins.on_error: skip): %s",
                   err.plugin, err.message)
+
+    def check(self) -> None:
+        """Raise the refused failures, all of them in one error (the CLI prints it and exits
+        78). Not logged here: the error is reported once, by whoever stops the start."""
+        refused, self._refused = self._refused, []
+        if len(refused) == 1:
+            raise refused[0]
+        if refused:
+            raise PluginLoadErrors(refused)
 
 
 def _import_module(dotted: str, name: str) -> Any:
@@ -174,7 +186,9 @@ def load_plugins(
     on_error: str = "refuse",
     extra: tuple[tuple[str, Any], ...] = (),
 ) -> LoadReport:
-    """Load and register every configured plugin; see the module docstring."""
+    """Load and register every configured plugin; see the module docstring. Failures are in
+    the report; call ``report.check()`` once the plugins' registrations ran too, so that
+    ``on_error: refuse`` reports every broken plugin at once."""
     report = LoadReport()
     disabled = set(disable)
     sources: list[tuple[str, str, Callable[[], Any]]] = []
@@ -197,7 +211,7 @@ def load_plugins(
         except PluginLoadError as err:
             if source == "builtin":
                 raise  # a bug in fieldgate itself, not a plugin to skip
-            report.fail(err, on_error)
+            report.fail(err, on_error)  # with refuse: raised by report.check(), with the rest
             continue
         report.loaded[name] = source
         log.info("plugin %s loaded (%s)", name, source)

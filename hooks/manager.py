@@ -41,6 +41,20 @@ class PluginLoadError(StartupError):
         self.message = message
 
 
+class PluginLoadErrors(PluginLoadError):
+    """Several plugins could not be loaded: every one is listed, not only the first."""
+
+    def __init__(self, errors: Sequence[PluginLoadError]) -> None:
+        StartupError.__init__(
+            self, f"{len(errors)} plugins failed to load:\n" + "\n".join(
+                f"  - {err}" for err in errors),
+            hint="fix or remove these plugins, or set plugins.on_error: skip to start "
+            "without them")
+        self.errors = list(errors)
+        self.plugin = ", ".join(err.plugin for err in errors)
+        self.message = "; ".join(f"{err.plugin}: {err.message}" for err in errors)
+
+
 class FieldgatePluginManager(pluggy.PluginManager):
     """pluggy's manager with the fieldgate specs, which also accepts ``CustomerHooks``
     instances: only the methods their class overrides count as implementations."""
