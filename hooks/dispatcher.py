@@ -64,7 +64,8 @@ def _alarm_resolved(app: PluginsContext, ev: Event) -> Args:
 
 def _status(app: PluginsContext, ev: Event) -> Args:
     return {"device": device_of(app, ev.body.get("device") or ev.device, ev.id),
-            "old_status": ev.body.get("old_status"), "new_status": ev.body.get("new_status")}
+            "old_status": ev.body.get("old_status"), "new_status": ev.body.get("new_status"),
+            "reason": str(ev.body.get("reason") or ""), "planned": bool(ev.body.get("planned"))}
 
 
 def _quota(app: PluginsContext, ev: Event) -> Args:

@@ -117,7 +117,8 @@ class BusinessHooks:
 
     @hookspec
     def on_device_status_changed(
-        self, device: Device, old_status: str | None, new_status: str, db: HooksDB
+        self, device: Device, old_status: str | None, new_status: str, db: HooksDB,
+        reason: str, planned: bool
     ) -> None:
         """Called when a device's status changed (event ``device_status_changed``).
 
@@ -127,6 +128,11 @@ class BusinessHooks:
             first time the gateway sees the device.
         :param new_status: the status it changed to.
         :param db: the store facade.
+        :param reason: what the driver or the rules engine said (``websocket closed``, a
+            failed poll's error, the alarm's message); may be empty.
+        :param planned: True when the device went offline because the gateway itself was
+            stopping or reloading (a charger's websocket closes at every graceful stop):
+            not a failure of the device. Optional, like every parameter: take it by name.
 
         Results: ignored.
         Must not: block the loop; write to the device synchronously in a retry loop.
@@ -302,3 +308,10 @@ REGISTRATION_HOOKS: tuple[str, ...] = tuple(
     n for n in vars(RegistrationHooks) if n.startswith("register_")
 )
 ALL_HOOKS: tuple[str, ...] = BUSINESS_HOOKS + REGISTRATION_HOOKS
+
+#: Parameters added after the original design, offered by name only: ``CustomerHooks``
+#: keeps the original signature (so a subclass written for it still type-checks), and an
+#: implementation that wants them names them.
+EXTRA_PARAMS: dict[str, tuple[str, ...]] = {
+    "on_device_status_changed": ("reason", "planned"),
+}
