@@ -120,7 +120,7 @@ class LoopWatch:
         if call is not None:
             return call.plugin, call.hook
         codes: dict[CodeType, tuple[str, str]] = {}
-        for hook_caller in vars(self.runner.pm.hook).values():
+        for hook_caller in list(vars(self.runner.pm.hook).values()):
             for impl in getattr(hook_caller, "get_hookimpls", list)():
                 code = getattr(impl.function, "__code__", None)
                 if code is not None:

@@ -13,7 +13,8 @@ Enable it with ``plugins: {customer: example}``. It
 - posts a notice of every finished charging session to the CRM webhook in
   ``$EXAMPLE_CHARGING_WEBHOOK`` (once per session, even across restarts).
 
-It was written against the customer design's ``CustomerHooks``; only the import changed.
+It subclasses the customer design's ``CustomerHooks`` and uses only fieldgate's documented
+``db`` (for a plugin ported from the original platform, see tests/hooks/ported/).
 """
 
 from __future__ import annotations
