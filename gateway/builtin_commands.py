@@ -5,9 +5,10 @@ They are the ``commands`` component, registered like any other (no config sectio
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from drivers.base import DriverError, NotSupported, UnknownPoint
 from gateway.commands import Command, CommandError, NoArgs
@@ -23,6 +24,13 @@ class WriteArgs(BaseModel):
     device: str
     point: str
     value: float | int | bool | str
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: Value) -> Value:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number (NaN and infinity cannot be written)")
+        return value
 
 
 class BuiltinCommands(Component):
@@ -85,11 +93,12 @@ def register(ctx: ComponentContext[None]) -> None:
         return list(ctx.commands.describe())
 
     for cmd in (
-        Command("ping", NoArgs, ping, ping.__doc__ or ""),
+        Command("ping", NoArgs, ping, ping.__doc__ or "", read_only=True),
         Command("write", WriteArgs, write, write.__doc__ or ""),
-        Command("buffer.stats", NoArgs, buffer_stats, buffer_stats.__doc__ or ""),
+        Command("buffer.stats", NoArgs, buffer_stats, buffer_stats.__doc__ or "", read_only=True),
         Command("reload", NoArgs, reload, reload.__doc__ or ""),
-        Command("commands.list", NoArgs, commands_list, commands_list.__doc__ or ""),
+        Command("commands.list", NoArgs, commands_list, commands_list.__doc__ or "",
+                read_only=True),
     ):
         ctx.commands.register(cmd)
 

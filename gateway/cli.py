@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drivers.base import registry as driver_registry
+from drivers.registry import cli_installers
 from gateway import __version__
 from gateway.config.errors import EX_CONFIG, ConfigError
 from gateway.errors import StartupError, startup_errors
@@ -90,9 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     cmd.set_defaults(func=_cmd)
 
-    for spec in driver_registry().values():
-        if spec.cli is not None:
-            spec.cli(sub)
+    reload = sub.add_parser("reload", help="make the running gateway re-read its config",
+                            description="Ask the running daemon to validate its config file "
+                            "and apply it (the buffer is kept). An invalid file changes "
+                            "nothing: every problem is printed and the exit code is 78. The "
+                            "same as `systemctl reload fieldgate` or SIGHUP.")
+    reload.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    reload.set_defaults(func=_reload)
+
+    for install in cli_installers():  # cheap: a driver's library loads when its command runs
+        install(sub)
     return parser
 
 
@@ -178,19 +185,33 @@ def _buffer_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from gateway.control import send_command
-
     try:
         payload = json.loads(args.args)
     except json.JSONDecodeError as err:
         print(f"fieldgate: the arguments are not JSON: {err}", file=sys.stderr)
         return 2
-    config = _load(args.config)
+    return _send(args.config, args.name, payload)
+
+
+def _send(config_path: Path, name: str, payload: Any) -> int:
+    from gateway.control import ControlUnreachable, send_command
+
+    config = _load(config_path)
     try:
-        reply = asyncio.run(send_command(Path(config.gateway.state_dir), args.name, payload))
-    except (FileNotFoundError, ConnectionRefusedError):
-        print("fieldgate: the gateway is not running (no control socket in "
-              f"{config.gateway.state_dir})", file=sys.stderr)
+        reply = asyncio.run(send_command(Path(config.gateway.state_dir), name, payload))
+    except ControlUnreachable as err:
+        print(f"fieldgate: {err}", file=sys.stderr)
         return 1
     print(json.dumps(reply, indent=2, default=str))
     return 0 if reply.get("ok") else 1
+
+
+def _reload(args: argparse.Namespace) -> int:
+    try:
+        _load(args.config)
+    except ConfigError as err:  # the daemon would refuse it too: say so without asking it
+        print(err, file=sys.stderr)
+        print(f"{len(err.issues)} problem(s) in the config; the running gateway was not asked "
+              "to reload, nothing changed.", file=sys.stderr)
+        return EX_CONFIG
+    return _send(args.config, "reload", {})

@@ -24,6 +24,7 @@ from gateway.commands import CommandRegistry
 from gateway.config.loader import load_config
 from gateway.config.site import SiteConfig
 from gateway.model import Batch, DeviceStatus, Event, Value
+from gateway.paths import make_state_dir, precreate_private_file
 from gateway.pipeline import Pipeline
 from gateway.status import DeviceStatusService
 from gateway.store import Store
@@ -88,6 +89,7 @@ class App:
         self._signals = 0
         self._first_signal_at = 0.0
         self._driver_tasks: list[str] = []
+        self._signal_tasks: set[asyncio.Task[None]] = set()
 
     def _new_pipeline(self) -> Pipeline:
         return Pipeline(self.store, self.clock, self.status,
@@ -124,7 +126,8 @@ class App:
 
     async def run(self) -> int:
         """Run until stopped; returns the process exit code."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        make_state_dir(self.state_dir)
+        precreate_private_file(self.store.path)
         self._install_signal_handlers()
         await self.store.open()
         try:
@@ -246,15 +249,32 @@ class App:
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
-            except (NotImplementedError, RuntimeError):  # not the main thread
-                return
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            return
+
+    def _on_sighup(self) -> None:
+        """SIGHUP is a reload, as daemons conventionally do: the same path as the ``reload``
+        command, so an invalid file is reported and changes nothing."""
+        log.info("received SIGHUP: reloading the configuration")
+        task = asyncio.get_running_loop().create_task(self._reload_on_signal(),
+                                                      name="sighup-reload")
+        self._signal_tasks.add(task)
+        task.add_done_callback(self._signal_tasks.discard)
+
+    async def _reload_on_signal(self) -> None:
+        reply = await self.commands.execute("reload", {})
+        if not reply.get("ok"):
+            error = reply.get("error", {})
+            log.error("SIGHUP: the configuration was not reloaded: %s %s", error.get("message"),
+                      "; ".join(str(d) for d in error.get("details") or []))
 
     def _remove_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             try:
                 loop.remove_signal_handler(sig)
             except (NotImplementedError, RuntimeError, ValueError):

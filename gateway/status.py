@@ -20,12 +20,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from gateway.events import DEVICE_STATUS_CHANGED
 from gateway.model import DeviceStatus, Event, event_id
 from gateway.store import Store, Tx
 
 log = logging.getLogger(__name__)
 
-STATUS_EVENT = "device_status_changed"
+STATUS_EVENT = DEVICE_STATUS_CHANGED
 
 _LINK = (DeviceStatus.ONLINE, DeviceStatus.OFFLINE)
 
@@ -154,10 +155,10 @@ class DeviceStatusService:
         if old is new:
             return None
         self._current[device] = (new, reason, ts_ms)
+        # planned: the gateway is stopping or reloading, not a failure of the device.
         body: dict[str, Any] = {"device": device, "old_status": old.value if old else None,
-                                "new_status": new.value, "reason": reason}
-        if self.stopping and new is DeviceStatus.OFFLINE:
-            body["planned"] = True  # the gateway is stopping or reloading, not a failure
+                                "new_status": new.value, "reason": reason,
+                                "planned": self.stopping and new is DeviceStatus.OFFLINE}
         event = Event(
             STATUS_EVENT,
             body,

@@ -151,13 +151,15 @@ def register(app: ComponentContext[PluginsSection], comp: PluginsComponent) -> N
         return {"report_id": rid}
 
     for cmd in (
-        Command("plugins.list", NoArgs, plugins_list, plugins_list.__doc__ or ""),
-        Command("plugins.stats", NoArgs, plugins_stats, plugins_stats.__doc__ or ""),
-        Command("kpis", KpiArgs, kpis, kpis.__doc__ or "", timeout=comp.section.timeout + 5),
+        Command("plugins.list", NoArgs, plugins_list, plugins_list.__doc__ or "", read_only=True),
+        Command("plugins.stats", NoArgs, plugins_stats, plugins_stats.__doc__ or "",
+                read_only=True),
+        Command("kpis", KpiArgs, kpis, kpis.__doc__ or "", timeout=comp.section.timeout + 5,
+                read_only=True),
         Command("workorders.create", CreateOrderArgs, wo_create, wo_create.__doc__ or ""),
         Command("workorders.complete", CompleteOrderArgs, wo_complete,
                 wo_complete.__doc__ or ""),
-        Command("workorders.list", ListOrdersArgs, wo_list, wo_list.__doc__ or ""),
+        Command("workorders.list", ListOrdersArgs, wo_list, wo_list.__doc__ or "", read_only=True),
         Command("inspections.complete", InspectionArgs, inspection, inspection.__doc__ or ""),
         Command("reports.generated", ReportArgs, report, report.__doc__ or ""),
     ):

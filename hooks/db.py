@@ -28,6 +28,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from gateway.events import (
+    CUSTOM,
+    INSPECTION_COMPLETED,
+    REPORT_GENERATED,
+    WORK_ORDER_COMPLETED,
+    WORK_ORDER_CREATED,
+)
 from gateway.model import Event, Value, event_id, now_ms
 from gateway.store.kv import KV
 from hooks.models import Device, WorkOrder, from_body
@@ -40,11 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WORK_ORDER_CREATED = "work_order_created"
-WORK_ORDER_COMPLETED = "work_order_completed"
-INSPECTION_COMPLETED = "inspection_completed"
-REPORT_GENERATED = "report_generated"
-CUSTOM = "custom"
 RECENT_EVENTS_KEPT = 1000
 
 #: The schema of the plugins component (ComponentSpec.migrations; append-only).

@@ -19,17 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from gateway import events
 from gateway.model import Event
-from hooks.db import (
-    INSPECTION_COMPLETED,
-    RECENT_EVENTS_KEPT,
-    REPORT_GENERATED,
-    WORK_ORDER_COMPLETED,
-    WORK_ORDER_CREATED,
-    HooksDB,
-    device_of,
-    order_of,
-)
+from hooks.db import RECENT_EVENTS_KEPT, HooksDB, device_of, order_of
 from hooks.manager import HookRunner
 from hooks.models import (
     ChargingOrder,
@@ -92,16 +84,16 @@ def _charging(app: PluginsContext, ev: Event) -> Args:
 
 #: event type -> (hook, builder of its arguments except db)
 ROUTES: dict[str, tuple[str, Callable[[PluginsContext, Event], Args]]] = {
-    "alarm_created": ("on_alarm_created", _alarm_created),
-    "alarm_resolved": ("on_alarm_resolved", _alarm_resolved),
-    "device_status_changed": ("on_device_status_changed", _status),
-    "quota_exceeded": ("on_quota_exceeded", _quota),
-    WORK_ORDER_CREATED: ("on_work_order_created", _work_order),
-    WORK_ORDER_COMPLETED: ("on_work_order_completed", _work_order),
-    INSPECTION_COMPLETED: ("on_inspection_completed", _inspection),
-    REPORT_GENERATED: ("on_report_generated", _report),
-    "charging_order_created": ("on_charging_order_created", _charging),
-    "charging_order_completed": ("on_charging_order_completed", _charging),
+    events.ALARM_CREATED: ("on_alarm_created", _alarm_created),
+    events.ALARM_RESOLVED: ("on_alarm_resolved", _alarm_resolved),
+    events.DEVICE_STATUS_CHANGED: ("on_device_status_changed", _status),
+    events.QUOTA_EXCEEDED: ("on_quota_exceeded", _quota),
+    events.WORK_ORDER_CREATED: ("on_work_order_created", _work_order),
+    events.WORK_ORDER_COMPLETED: ("on_work_order_completed", _work_order),
+    events.INSPECTION_COMPLETED: ("on_inspection_completed", _inspection),
+    events.REPORT_GENERATED: ("on_report_generated", _report),
+    events.CHARGING_ORDER_CREATED: ("on_charging_order_created", _charging),
+    events.CHARGING_ORDER_COMPLETED: ("on_charging_order_completed", _charging),
 }
 
 

@@ -1,7 +1,8 @@
 """The objects hooks receive: frozen records built from committed event bodies.
 
-They keep the attribute names of the event contract (CORE.md), so ``alarm_event.severity`` is
-the ``severity`` key of the ``alarm_created`` body. Keys a producer adds later land in
+They are built on the body types of the event catalogue (:mod:`gateway.events`), so
+``alarm_event.severity`` is the ``severity`` key of the ``alarm_created`` body, and a key added
+to a body there is an attribute here. Keys a producer adds later land in
 ``extra`` instead of breaking the build; keys it leaves out take the defaults. Every record
 carries ``event_id``: the id of the event being delivered, the key for idempotency.
 
@@ -24,6 +25,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple, TypeVar, dataclass_transform
 
+from gateway import events
 from gateway.model import Event
 
 C = TypeVar("C")
@@ -66,7 +68,9 @@ def thaw(value: Any) -> Any:
 def record(aliases: Mapping[str, str] | None = None) -> Callable[[type[C]], type[C]]:
     """Make the annotated class a read-only record: a named tuple (no attribute can be set,
     not even with ``object.__setattr__``) that is also a dataclass to ``dataclasses``, with
-    ``to_dict()`` and the read-only ``aliases`` (alias -> field)."""
+    ``to_dict()`` and the read-only ``aliases`` (alias -> field). The fields of a dataclass
+    it derives from (a catalogue body) come first; the record is a tuple, not an instance of
+    that body class."""
 
     def build(cls: type[C]) -> type[C]:
         annotations = dict(cls.__annotations__)
@@ -75,7 +79,9 @@ def record(aliases: Mapping[str, str] | None = None) -> Callable[[type[C]], type
             if k in annotations:  # an unhashable default (EMPTY) needs a factory
                 attrs[k] = v if type(v).__hash__ is not None else dataclasses.field(
                     default_factory=functools.partial(_same, v))
-        spec: Any = dataclasses.dataclass(frozen=True)(type(cls.__name__, (), {
+        # The fields of a catalogue body it extends (gateway.events) come first.
+        bases = tuple(b for b in cls.__bases__ if dataclasses.is_dataclass(b))
+        spec: Any = dataclasses.dataclass(frozen=True)(type(cls.__name__, bases, {
             "__annotations__": annotations, "__module__": cls.__module__, **attrs}))
         fields: tuple[Any, ...] = dataclasses.fields(spec)
         names = [f.name for f in fields]
@@ -118,18 +124,10 @@ class Device:
 
 
 @record(aliases={"id": "alarm_id"})
-class AlarmEvent:
-    alarm_id: str = ""
-    rule: str = ""
-    kind: str = ""
-    severity: str = ""
-    device: str | None = None
-    point: str | None = None
-    code: str | None = None
-    message: str = ""
-    value: Any = None
-    started_ts: int | None = None
-    count: int = 1
+class AlarmEvent(events.AlarmCreated):
+    """``alarm_created`` or ``alarm_resolved`` (``state``): the created body plus the keys
+    only the resolved body has."""
+
     resolved_ts: int | None = None
     last_value: Any = None
     state: str = "active"
@@ -170,30 +168,13 @@ class QuotaUsage:
 
 
 @record(aliases={"id": "order_id"})
-class WorkOrder:
-    order_id: str = ""
-    title: str = ""
-    description: str = ""
-    device: str | None = None
-    alarm_id: str | None = None
-    priority: str = "normal"
-    status: str = "open"
-    created_by: str = ""
-    created_ts: int | None = None
-    completed_ts: int | None = None
-    resolution: str = ""
+class WorkOrder(events.WorkOrderBody):
     event_id: str = ""
     extra: Mapping[str, Any] = EMPTY
 
 
 @record()
-class InspectionRecord:
-    record_id: str = ""
-    device: str | None = None
-    inspector: str = ""
-    result: str = "pass"
-    findings: str = ""
-    completed_ts: int | None = None
+class InspectionRecord(events.InspectionCompleted):
     event_id: str = ""
     extra: Mapping[str, Any] = EMPTY
 
@@ -210,18 +191,9 @@ class ReportTask:
 
 
 @record(aliases={"id": "order_id"})
-class ChargingOrder:
-    order_id: str = ""
-    charger: str = ""
-    connector: int | None = None
-    id_tag: str | None = None
-    transaction_id: str | None = None  # OCPP 1.6 integer ids as their decimal string
-    started_ts: int | None = None
-    meter_start_wh: float | None = None
-    stopped_ts: int | None = None
-    meter_stop_wh: float | None = None
-    energy_wh: float | None = None
-    stop_reason: str | None = None
+class ChargingOrder(events.ChargingOrderCompleted):
+    """``charging_order_created`` (the stop fields are None) or ``_completed``."""
+
     event_id: str = ""
     extra: Mapping[str, Any] = EMPTY
 
@@ -266,7 +238,7 @@ def from_body(cls: type[T], body: Mapping[str, Any], event_id: str,
 
 
 def alarm_of(event: Event) -> AlarmEvent:
-    state = "resolved" if event.type == "alarm_resolved" else "active"
+    state = "resolved" if event.type == events.ALARM_RESOLVED else "active"
     alarm = from_body(AlarmEvent, event.body, event.id)
     return alarm._replace(state=state)  # type: ignore[attr-defined]
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.modbus import datatypes as dt
-from drivers.modbus.bus import BadReply, Bus, BusDown, ExceptionReply, RequestTimeout
-from drivers.modbus.config import ModbusDeviceConfig, PointConfig
 from drivers.modbus.datatypes import Function, Order
+
+if TYPE_CHECKING:  # pymodbus and pydantic load when a command runs, not at parse time
+    from drivers.modbus.config import ModbusDeviceConfig, PointConfig
 
 #: Exception codes a TCP gateway sends for a unit id that does not answer behind it.
 GATEWAY_CODES = frozenset({0x0A, 0x0B})
@@ -38,6 +39,8 @@ def _line_args(p: argparse.ArgumentParser) -> None:
 def _device(
     args: argparse.Namespace, unit: int, points: list[dict[str, Any]]
 ) -> ModbusDeviceConfig:
+    from drivers.modbus.config import ModbusDeviceConfig
+
     cfg: dict[str, Any] = {"id": "cli", "unit": unit, "timeout": args.timeout, "points": points}
     if args.serial:
         cfg |= {"transport": "rtu", "serial": {
@@ -92,6 +95,8 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 
 async def _read(cfg: ModbusDeviceConfig, points: list[PointConfig], size: int) -> int:
+    from drivers.modbus.bus import Bus, BusDown, ExceptionReply, RequestTimeout
+
     bus = Bus(cfg.bus_key, cfg)
     p0 = points[0]
     total = size * len(points)
@@ -142,6 +147,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 async def _scan(cfg: ModbusDeviceConfig, units: list[int], function: Function, address: int
                 ) -> int:
+    from drivers.modbus.bus import BadReply, Bus, BusDown, ExceptionReply, RequestTimeout
+
     bus = Bus(cfg.bus_key, cfg)
     found = 0
     try:

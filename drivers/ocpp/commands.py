@@ -152,4 +152,6 @@ def build_commands(hub: Hub) -> list[Command]:
         ("limit", LimitArgs, limit, "Site power share or one charger's charging profile."),
         ("id_tags", IdTagsArgs, id_tags, "List, add or remove local id tags."),
     ]
-    return [Command(f"ocpp.{name}", model, fn, help, t) for name, model, fn, help in table]
+    read_only = {"get_config"}
+    return [Command(f"ocpp.{name}", model, fn, help, t, read_only=name in read_only)
+            for name, model, fn, help in table]

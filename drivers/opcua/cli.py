@@ -7,11 +7,10 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from asyncua import Client, Node, ua
-
-from drivers.opcua.convert import value_of
+if TYPE_CHECKING:  # asyncua loads when a command runs, not at parse time
+    from asyncua import Node
 
 PASSWORD_ENV = "FIELDGATE_OPCUA_PASSWORD"
 
@@ -41,6 +40,8 @@ def install_cli(subparsers: Any) -> None:
 
 
 def browse_command(args: argparse.Namespace) -> int:
+    from asyncua import ua
+
     try:
         return asyncio.run(browse(args, sys.stdout))
     except (OSError, TimeoutError, ua.UaError) as err:
@@ -53,6 +54,8 @@ def browse_command(args: argparse.Namespace) -> int:
 
 
 async def browse(args: argparse.Namespace, out: TextIO) -> int:
+    from asyncua import Client, ua
+
     client = Client(args.url, timeout=args.timeout)
     client.session_timeout = 60_000  # a short-lived session; servers cap long ones anyway
     if args.user:
@@ -75,6 +78,10 @@ async def browse(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _print_tree(node: Node, level: int, depth: int, out: TextIO) -> None:
+    from asyncua import ua
+
+    from drivers.opcua.convert import value_of
+
     name = await node.read_browse_name()
     node_class = await node.read_node_class()
     indent = "  " * level
