@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gateway.config.loader import load_config
 from hooks.base import CustomerHooks
 from hooks.manager import FieldgatePluginManager, PluginLoadError
 from tests.hooks.support import SIM, component, config
@@ -177,3 +178,18 @@ def test_missing_customer_folder_says_where_it_looked(tmp_path: Path) -> None:
     assert str(tmp_path / "state" / "customers" / "nobody") in message
     assert "create /etc/fieldgate/customers/nobody/hooks/__init__.py exporting `hooks`" in (
         message)
+
+
+def test_settings_for_an_unknown_plugin_name_are_warned_about(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.support.app import write_config
+
+    cfg = config(tmp_path, ONLY_ALARMS)
+    cfg["plugins"]["acme"] = {"may_write": ["pv1.power_limit_w"]}
+    cfg["plugins"]["acmee"] = {"may_write": ["pv1.*"]}  # a typo of the name
+    caplog.set_level(logging.WARNING, logger="hooks.component")
+    loaded = load_config(write_config(tmp_path, cfg))
+    section: Any = loaded.plugins  # type: ignore[attr-defined]
+    assert section.settings("acme").may_write == ["pv1.power_limit_w"]
+    assert "plugins: settings for acmee, but no plugin of that name was loaded" in caplog.text
+    assert "settings for acme," not in caplog.text
