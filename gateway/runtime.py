@@ -208,6 +208,7 @@ class App:
                  ", ".join(sorted(self.drivers)) or "none")
 
     async def _stop_parts(self) -> None:
+        self.status.stopping = True  # devices going offline now: a planned stop
         deadline = self.config.shutdown.drain_timeout
         loop = asyncio.get_running_loop()
         t0 = loop.time()
