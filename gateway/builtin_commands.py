@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from drivers.base import DriverError, NotSupported, UnknownPoint
+from gateway import logring
 from gateway.commands import Command, CommandError, NoArgs
 from gateway.config.errors import ConfigError
 from gateway.config.loader import load_config
@@ -88,5 +89,6 @@ def register(app: App) -> None:
         Command("reload", NoArgs, reload, reload.__doc__ or ""),
         Command("commands.list", NoArgs, commands_list, commands_list.__doc__ or "",
                 read_only=True),
+        *logring.commands(),
     ):
         app.commands.register(cmd)
