@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from drivers.base import DriverError, NotSupported, NotWritable, UnknownPoint, WriteResult
+from gateway import logring
 from gateway.commands import Command, CommandError, NoArgs
 from gateway.components import Component, ComponentContext, ComponentSpec, register_component
 from gateway.config.errors import ConfigError
@@ -103,6 +104,7 @@ def register(ctx: ComponentContext[None]) -> None:
         Command("reload", NoArgs, reload, reload.__doc__ or ""),
         Command("commands.list", NoArgs, commands_list, commands_list.__doc__ or "",
                 read_only=True),
+        *logring.commands(),
     ):
         ctx.commands.register(cmd)
 
