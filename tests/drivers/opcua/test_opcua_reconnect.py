@@ -316,8 +316,10 @@ async def test_probes_often_in_the_first_minute_of_an_outage_then_backs_off(
         await asyncio.gather(task, return_exceptions=True)
         await driver.close()
     started = [sum(waits[:i]) for i in range(len(waits))]  # when each wait began
-    first = [w for t, w in zip(started, waits, strict=True) if t < 60]
+    # The driver counts the minute from its first failure, the test from the first logged
+    # wait: judge the first minute with a few seconds of margin at its end.
+    first = [w for t, w in zip(started, waits, strict=True) if t < 55]
     later = [w for t, w in zip(started, waits, strict=True) if t >= 60]
-    assert len(first) >= 30 and max(first) <= 2.0  # a restarting server is seen within 2 s
+    assert len(first) >= 27 and max(first) <= 2.0  # a restarting server is seen within 2 s
     assert later[:5] == pytest.approx([2, 4, 8, 16, 30], rel=0.21)  # then the usual backoff
     assert max(later) <= 30 * 1.2
