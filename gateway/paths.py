@@ -1,9 +1,9 @@
 """The state directory and the buffer file get the same modes whatever the umask.
 
 The service's umask (or an installer's shell) decides nothing here: the state directory is
-created 0750 and the store file 0640, so the store, the certificates and the control socket
-are never readable by other users of the box. Existing paths keep the mode an administrator
-gave them.
+created 0750 (:func:`gateway.store.opening.ensure_dir`) and the store file 0640, so the
+store, the certificates and the control socket are never readable by other users of the
+box. Existing paths keep the mode an administrator gave them.
 """
 
 from __future__ import annotations
@@ -13,14 +13,6 @@ from pathlib import Path
 
 STATE_DIR_MODE = 0o750
 STORE_FILE_MODE = 0o640
-
-
-def make_state_dir(path: Path) -> None:
-    """Create ``path`` (and missing parents) with mode 0750; leave an existing one alone."""
-    if path.is_dir():
-        return
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, STATE_DIR_MODE)
 
 
 def precreate_private_file(path: Path, mode: int = STORE_FILE_MODE) -> None:

@@ -11,6 +11,7 @@ buffer and its sequence survive a config change.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -24,11 +25,12 @@ from gateway.commands import CommandRegistry
 from gateway.config.loader import load_config
 from gateway.config.site import SiteConfig
 from gateway.model import Batch, DeviceStatus, Event, Value
-from gateway.paths import make_state_dir, precreate_private_file
+from gateway.paths import precreate_private_file
 from gateway.pipeline import Pipeline
 from gateway.status import DeviceStatusService
 from gateway.store import Store
 from gateway.store.kv import KV
+from gateway.store.opening import ensure_dir
 from gateway.supervisor import Supervisor
 from gateway.systemd import Notifier
 
@@ -69,7 +71,8 @@ class App:
         self.state_dir = Path(config.gateway.state_dir)
         store_path = config.store.path or self.state_dir / "buffer.sqlite3"
         self.store = Store(store_path, max_bytes=config.store.max_bytes,
-                           durability=config.store.durability)
+                           durability=config.store.durability,
+                           on_corrupt=config.store.on_corrupt)
         #: Owned here, not by a pipeline: it outlives a reload and every component reads it.
         self.status = DeviceStatusService()
         self.pipeline = self._new_pipeline()
@@ -126,8 +129,9 @@ class App:
 
     async def run(self) -> int:
         """Run until stopped; returns the process exit code."""
-        make_state_dir(self.state_dir)
-        precreate_private_file(self.store.path)
+        ensure_dir(self.state_dir, "state directory")
+        with contextlib.suppress(OSError):  # Store.open says what is wrong with the path
+            precreate_private_file(self.store.path)
         self._install_signal_handlers()
         await self.store.open()
         try:
@@ -204,6 +208,7 @@ class App:
                  ", ".join(sorted(self.drivers)) or "none")
 
     async def _stop_parts(self) -> None:
+        self.status.stopping = True  # devices going offline now: a planned stop
         deadline = self.config.shutdown.drain_timeout
         loop = asyncio.get_running_loop()
         t0 = loop.time()

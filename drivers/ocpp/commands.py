@@ -118,8 +118,7 @@ def build_commands(hub: Hub) -> list[Command]:
 
     async def limit(a: LimitArgs) -> Any:
         if a.scope == "site":
-            await hub.set_site_limit(a.limit_w)
-            applied = await hub.rebalance()
+            applied = await hub.set_site_limit(a.limit_w)
             return {"site_limit_w": await hub.site_limit_w(), "applied": applied}
         if a.charger is None:
             raise CommandError("bad_arguments", "scope: charger needs a charger id")
