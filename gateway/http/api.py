@@ -80,6 +80,7 @@ class Api:
             g("/api/v1/workorders", self.read_command("workorders.list")),
             g("/api/v1/kpis", self.kpis),
             g("/api/v1/events", self.events),
+            g("/api/v1/logs", self.read_command("logs.tail")),
             g("/api/v1/commands", self.commands),
             p("/api/v1/commands/{name}", self.run_command),
             g("/api/v1/stream", self.stream),

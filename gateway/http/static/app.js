@@ -41,7 +41,7 @@ function route() {
   if (stream) { stream.close(); stream = null; }
   say("");
   const [page, arg] = location.hash.replace(/^#\/?/, "").split("/");
-  const view = {device: device, chargers: chargers, alarms: alarms}[page] || overview;
+  const view = {device: device, chargers: chargers, alarms: alarms, logs: logs}[page] || overview;
   view(decodeURIComponent(arg || "")).catch((e) => say(e.message));
 }
 
@@ -139,5 +139,14 @@ async function alarms() {
       `<td>${ts(a.started_ts)}</td><td class="ack">${a.acked_by ? "by " + esc(a.acked_by) : `<button class="ack" data-id="${esc(a.alarm_id)}">Acknowledge</button>`}</td></tr>`).join("") +
     `</table><h2>Recent</h2><table>` + r.recent.map((e) => `<tr><td>${ts(e.ts)}</td><td>${esc(e.type)}</td><td>${esc(e.device)}</td><td>${esc(e.body.message)}</td></tr>`).join("") + "</table>";
   for (const b of document.querySelectorAll("button.ack")) b.onclick = () => act(`/api/v1/alarms/${encodeURIComponent(b.dataset.id)}/ack`, {}, route);
+}
+async function logs(level) {
+  level = level || "INFO";
+  const r = (await api(`/api/v1/logs?lines=200&level=${level}`)).result;
+  $("#main").innerHTML = `<h2>Log</h2><select id="level">` + ["DEBUG", "INFO", "WARNING", "ERROR"].map((l) =>
+    `<option${l === level ? " selected" : ""}>${l}</option>`).join("") + `</select> newest last, ${r.kept} kept` +
+    `<table id="log">` + r.lines.map((e) => `<tr class="${e.level === "INFO" || e.level === "DEBUG" ? "" : "bad"}"><td>${ts(e.ts)}</td>` +
+      `<td>${esc(e.level)}</td><td>${esc(e.logger)}</td><td><pre>${esc(e.msg)}</pre></td></tr>`).join("") + "</table>";
+  $("#level").onchange = (ev) => { location.hash = "#/logs/" + ev.target.value; };
 }
 boot();

@@ -15,7 +15,8 @@ from tests.support.daemon import fieldgate
 READS = ["/api/v1/session", "/api/v1/overview", "/api/v1/devices", "/api/v1/devices/main-meter",
          "/api/v1/alarms", "/api/v1/quotas", "/api/v1/chargers", "/api/v1/buffer",
          "/api/v1/uplink", "/api/v1/plugins", "/api/v1/workorders", "/api/v1/kpis?period=month",
-         "/api/v1/events", "/api/v1/commands", "/metrics"]
+         "/api/v1/events", "/api/v1/logs?lines=5&level=WARNING", "/api/v1/commands",
+         "/metrics"]
 WRITES = [("/api/v1/commands/ping", {}),
           ("/api/v1/devices/main-meter/points/power_limit_w", {"value": 1000}),
           ("/api/v1/alarms/x/ack", {}),

@@ -129,3 +129,14 @@ def test_operator_stops_a_charging_session(browser: object, site: Site) -> None:
     expect(page.locator("#msg")).to_contain_text("Stop sent")
     wait_until(lambda: not stop_button(), what="the session gone", interval=1)
     page.close()
+
+
+def test_log_view_filters_by_level(browser: object, site: Site) -> None:
+    page = page_for(browser, site, "vic")
+    page.goto(site.base + "/#/logs/INFO")
+    expect(page.locator("#log")).to_contain_text("vic logged in")
+    shot(page, "logs")
+    page.select_option("#level", "WARNING")
+    page.wait_for_url("**/#/logs/WARNING")
+    expect(page.locator("#log")).not_to_contain_text("logged in")
+    page.close()
