@@ -132,7 +132,7 @@ class ChannelsComponent(Component):
                                  f"{target.type!r}; known: {', '.join(sorted(types))}")
             self.channels[name] = cls(name, target)
             self.senders[name] = Sender(self.app.store, self.channels[name], self.section,
-                                        self.wake[name], self.app.clock.now_ms)
+                                        self.wake[name], self.app.clock)
         await self.app.store.register_consumer(CONSUMER)
         self.app.commands.register(Command("channels.stats", NoArgs, self._stats,
                                            "Pending, sent, failed notices per channel."))

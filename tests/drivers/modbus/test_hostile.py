@@ -11,6 +11,7 @@ import struct
 import pytest
 
 from gateway.model import Quality
+from tests.support.wait import wait_until
 
 from .support import device, running
 
@@ -100,7 +101,9 @@ async def test_hostile_reply_marks_bad_and_polling_survives(
         bad = [s for b in ctx.batches[n:] for s in b if s.quality is Quality.BAD]
         assert all(s.value is None for s in bad)
         hostile.mode = "good"
-        await asyncio.sleep(0.5)  # let late replies land while good ones flow
+        # let late replies land while good ones flow
+        await wait_until(lambda: all(t.done() for t in hostile.pending), 5,
+                         what="the late replies sent")
         m = len(ctx.batches)
         await ctx.wait_for(lambda c: len(c.batches) >= m + 3, 5)
         fresh = ctx.batches[-3:]

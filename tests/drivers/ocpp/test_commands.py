@@ -3,19 +3,13 @@ offline errors, and the site power shared between active sessions."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
 from gateway.commands import CommandError
 from tests.drivers.ocpp.conftest import charger, server
-
-
-async def wait_until(pred: Any, timeout: float = 3.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not pred():
-            await asyncio.sleep(0.01)
+from tests.support.wait import wait_until
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
