@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
@@ -102,6 +101,8 @@ def _load(path: Path) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from gateway.logs import setup_logging
     from gateway.runtime import App
 
@@ -177,6 +178,8 @@ def _buffer_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    import asyncio
+
     from gateway.control import send_command
 
     try:

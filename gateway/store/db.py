@@ -19,8 +19,9 @@ from typing import Any
 
 import aiosqlite
 
+from gateway.clock import Clock, SystemClock
 from gateway.config.models import Durability
-from gateway.model import Batch, Event, now_ms
+from gateway.model import Batch, Event
 from gateway.store.codec import decode_chunk, encode_chunk
 from gateway.store.kv import KV
 from gateway.store.schema import migrations
@@ -94,8 +95,11 @@ class Store:
         *,
         max_bytes: int = 2_000_000_000,
         durability: Durability = Durability.NORMAL,
+        clock: Clock | None = None,
     ) -> None:
         self.path = path
+        #: Stamps the store's own events (buffer_overflow) and paces them (a FakeClock in tests).
+        self.clock: Clock = clock or SystemClock()
         self.max_bytes = max_bytes
         self.durability = durability
         self._conn: aiosqlite.Connection | None = None
@@ -260,7 +264,7 @@ class Store:
         )
         self._payload_bytes -= freed
         self._pending_drop += dropped
-        now = now_ms()
+        now = self.clock.now_ms()
         if now - self._last_overflow_event_ms >= _OVERFLOW_EVENT_EVERY_MS:
             log.warning(
                 "buffer full (%d bytes): dropped the oldest %d samples up to seq %d; "
