@@ -23,6 +23,7 @@ class HostileServer:
     def __init__(self) -> None:
         self.mode = "good"
         self.counter = 0
+        self.requests = 0
         self.server: asyncio.Server | None = None
         self.port = 0
         self.pending: list[asyncio.Task[None]] = []
@@ -50,6 +51,7 @@ class HostileServer:
                 tid, _pid, length, unit = struct.unpack(">HHHB", head)
                 body = await reader.readexactly(length - 1)
                 _fc, _addr, count = struct.unpack(">BHH", body[:5])
+                self.requests += 1
                 mode = self.mode
                 if mode == "good":
                     writer.write(self.reply(tid, unit, count))
@@ -70,7 +72,9 @@ class HostileServer:
             pass
 
     async def _later(self, writer: asyncio.StreamWriter, data: bytes) -> None:
-        await asyncio.sleep(0.35)
+        # Late: only once the client gave up on this request and sent another one.
+        asked = self.requests
+        await wait_until(lambda: self.requests > asked, 10, what="a newer request")
         writer.write(data)
 
 
