@@ -50,12 +50,18 @@ OCPP_CHARGER_DISCOVERED = "ocpp_charger_discovered"
 OCPP_FIRMWARE_STATUS = "ocpp_firmware_status"
 OCPP_DIAGNOSTICS_STATUS = "ocpp_diagnostics_status"
 OCPP_SECURITY_EVENT = "ocpp_security_event"
+OCPP_NOTIFY_EVENT = "ocpp_notify_event"
 WORK_ORDER_CREATED = "work_order_created"
 WORK_ORDER_COMPLETED = "work_order_completed"
 INSPECTION_COMPLETED = "inspection_completed"
 REPORT_GENERATED = "report_generated"
 CUSTOM = "custom"
 BUFFER_OVERFLOW = "buffer_overflow"
+SEQ_GAP = "seq_gap"
+CHUNK_QUARANTINED = "chunk_quarantined"
+STORE_RECOVERED = "store_recovered"
+DISK_FULL = "disk_full"
+DISK_FULL_CLEARED = "disk_full_cleared"
 
 DeviceStatusValue = Literal["online", "offline", "alarm", "maintenance"]
 
@@ -71,6 +77,9 @@ class DeviceStatusChanged:
     old_status: DeviceStatusValue | None = None
     new_status: DeviceStatusValue = "online"
     reason: str = ""
+    planned: bool = field(default=False, metadata={
+        "doc": "true when the device went offline because the gateway was stopping or "
+               "reloading, not a failure"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +193,28 @@ class OcppSecurityEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class OcppNotifyEvent:
+    """One EventData of an OCPP 2.0.1 NotifyEvent (snake_case of its fields)."""
+
+    charger: str = ""
+    event_id: int = 0
+    trigger: str = ""  # Alerting, Delta or Periodic
+    component: str = ""
+    component_instance: str | None = None
+    evse: int | None = None
+    connector: int | None = None
+    variable: str = ""
+    variable_instance: str | None = None
+    actual_value: str = ""
+    cleared: bool = False
+    tech_code: str | None = None
+    tech_info: str | None = None
+    cause: int | None = None
+    transaction_id: str | None = None
+    notification_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class WorkOrderBody:
     order_id: str = ""
     title: str = ""
@@ -227,9 +258,63 @@ class Custom:
 
 @dataclass(frozen=True, slots=True)
 class BufferOverflow:
+    store_id: str = ""
+    seq_first: int = 0
+    seq_last: int | None = field(default=None, metadata={"doc": "the range dropped unsent"})
     dropped: int = 0
     up_to_seq: int = 0
     max_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SeqGap:
+    store_id: str = ""
+    seq_first: int = 0
+    seq_last: int | None = field(default=None, metadata={
+        "doc": "null: every number from seq_first up to the next telemetry row"})
+    reason: Literal["unclean_stop", "store_rewound", "store_replaced", "seq_mark_lost"] = \
+        "unclean_stop"
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkQuarantined:
+    store_id: str = ""
+    seq_first: int = 0
+    seq_last: int = 0
+    samples: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRecovered:
+    store_id: str = ""
+    old_store_id: str | None = None
+    moved_to: str = ""
+    reason: str = ""
+    chunks_saved: int = 0
+    samples_saved: int = 0
+    events_saved: int = 0
+    old_acked_seq: int | None = None
+    old_seq_last: int | None = None
+    lost: list[list[int]] = field(default_factory=list, metadata={
+        "doc": "old sequence ranges [first, last] that could not be saved"})
+
+
+@dataclass(frozen=True, slots=True)
+class DiskFull:
+    error: str = ""
+    since_ts: int = 0
+    max_held_samples: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DiskFullCleared:
+    since_ts: int = 0
+    until_ts: int = 0
+    failed_commits: int = 0
+    dropped_samples: int = 0
+    dropped_ts_first: int | None = None
+    dropped_ts_last: int | None = None
 
 
 # -- the catalogue -------------------------------------------------------------------------
@@ -258,12 +343,18 @@ CATALOGUE: Mapping[str, EventType] = {t.name: t for t in (
     EventType(OCPP_FIRMWARE_STATUS, OcppStatusNotice, "OCPP"),
     EventType(OCPP_DIAGNOSTICS_STATUS, OcppStatusNotice, "OCPP"),
     EventType(OCPP_SECURITY_EVENT, OcppSecurityEvent, "OCPP"),
+    EventType(OCPP_NOTIFY_EVENT, OcppNotifyEvent, "OCPP 2.0.1 NotifyEvent, one per EventData"),
     EventType(WORK_ORDER_CREATED, WorkOrderBody, "plugins (`db`) and commands"),
     EventType(WORK_ORDER_COMPLETED, WorkOrderBody, "plugins (`db`) and commands"),
     EventType(INSPECTION_COMPLETED, InspectionCompleted, "plugins, `inspections.complete`"),
     EventType(REPORT_GENERATED, ReportGenerated, "plugins, `reports.generated`"),
     EventType(CUSTOM, Custom, "plugins (`db.publish`)"),
     EventType(BUFFER_OVERFLOW, BufferOverflow, "store"),
+    EventType(SEQ_GAP, SeqGap, "store (at open: numbers a restart skips)"),
+    EventType(CHUNK_QUARANTINED, ChunkQuarantined, "store / uplink (undecodable chunk)"),
+    EventType(STORE_RECOVERED, StoreRecovered, "store (`on_corrupt: quarantine`)"),
+    EventType(DISK_FULL, DiskFull, "pipeline (a commit failed)"),
+    EventType(DISK_FULL_CLEARED, DiskFullCleared, "pipeline (commits work again)"),
 )}
 
 

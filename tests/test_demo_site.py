@@ -39,7 +39,7 @@ async def test_demo_site_runs_every_part(tmp_path: Path) -> None:
     devices = {d["id"] for d in cfg["devices"]}
     async with running_app(cfg, tmp_path) as app:
         def online() -> set[str]:
-            return {d for d, s in app.pipeline.status.current.items()
+            return {d for d, (s, _, _) in app.status.snapshot().items()
                     if s in (DeviceStatus.ONLINE, DeviceStatus.ALARM)}
 
         async def up_and_forwarding() -> bool:

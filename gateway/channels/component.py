@@ -22,19 +22,22 @@ import asyncio
 import logging
 import string
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
 from gateway.channels.base import Channel, ChannelTarget, channel_types
-from gateway.channels.delivery import CONSUMER, Router, Sender
+from gateway.channels.delivery import CONSUMER, MIGRATIONS, Router, Sender
 from gateway.commands import Command, NoArgs
-from gateway.components import Component, ComponentSpec, TaskFactory, register_component
+from gateway.components import (
+    Component,
+    ComponentContext,
+    ComponentSpec,
+    TaskFactory,
+    register_component,
+)
 from gateway.config.base import PositiveSeconds, StrictModel
 from gateway.events import ALARM_CREATED, ALARM_RESOLVED, DEVICE_STATUS_CHANGED, QUOTA_EXCEEDED
-
-if TYPE_CHECKING:
-    from gateway.runtime import App
 
 log = logging.getLogger(__name__)
 
@@ -115,27 +118,28 @@ class ChannelsSection(StrictModel):
 class ChannelsComponent(Component):
     name = "channels"
 
-    def __init__(self, app: App, section: ChannelsSection) -> None:
-        self.app = app
-        self.section = section
+    def __init__(self, ctx: ComponentContext[ChannelsSection]) -> None:
+        self.ctx = ctx
+        self.section = section = ctx.config
         self.channels: dict[str, Channel] = {}
         self.wake = {name: asyncio.Event() for name in section.targets}
-        self.router = Router(app.store, section, app.config.gateway.id, self.wake)
+        self.router = Router(ctx.store, section, ctx.site.gateway.id, self.wake)
         self.senders: dict[str, Sender] = {}
 
     async def start(self) -> None:
-        types = channel_types()  # plugin channel types were registered by `plugins` (30)
+        types = channel_types()  # plugin channel types were registered by `plugins`
         for name, target in self.section.targets.items():
             cls = types.get(target.type)
             if cls is None:
                 raise ValueError(f"channels.targets.{name}: unknown channel type "
                                  f"{target.type!r}; known: {', '.join(sorted(types))}")
             self.channels[name] = cls(name, target)
-            self.senders[name] = Sender(self.app.store, self.channels[name], self.section,
-                                        self.wake[name], self.app.clock)
-        await self.app.store.register_consumer(CONSUMER)
-        self.app.commands.register(Command("channels.stats", NoArgs, self._stats,
-                                           "Pending, sent, failed notices per channel."))
+            self.senders[name] = Sender(self.ctx.store, self.channels[name], self.section,
+                                        self.wake[name], self.ctx.clock)
+        await self.ctx.store.register_consumer(CONSUMER)
+        self.ctx.commands.register(Command("channels.stats", NoArgs, self._stats,
+                                           "Pending, sent, failed notices per channel.",
+                                           read_only=True))
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
         yield "channels-router", self.router.run
@@ -147,11 +151,11 @@ class ChannelsComponent(Component):
                 "channels": {n: await s.stats() for n, s in self.senders.items()}}
 
 
-def _factory(app: App) -> Component | None:
-    section: ChannelsSection = app.config.channels  # type: ignore[attr-defined]
-    if not section.targets:
+def _factory(ctx: ComponentContext[ChannelsSection]) -> Component | None:
+    if not ctx.config.targets:
         return None  # nothing to notify: do not hold events in the outbox for us
-    return ChannelsComponent(app, section)
+    return ChannelsComponent(ctx)
 
 
-register_component(ComponentSpec("channels", _factory, section=ChannelsSection, order=35))
+register_component(ComponentSpec("channels", _factory, section=ChannelsSection,
+                                 after=("plugins",), migrations=MIGRATIONS))

@@ -16,25 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiomqtt
 
 from gateway.commands import Command, NoArgs
-from gateway.components import Component, TaskFactory
+from gateway.components import Component, ComponentContext, TaskFactory
 from gateway.supervisor import Backoff
 from gateway.uplink import mqtt
+from gateway.uplink.auth import CommandPolicy
 from gateway.uplink.broker import EmbeddedBroker
 from gateway.uplink.client import Endpoint, build_client
 from gateway.uplink.config import BrokerSection, UplinkSection
 from gateway.uplink.downlink import Downlink
 from gateway.uplink.forwarder import CONSUMER, Forwarder, LinkLost, ReplyOutbox, UplinkStats
 from gateway.uplink.wire import Topics, status_message
-
-if TYPE_CHECKING:
-    from gateway.runtime import App
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +43,10 @@ _STATS_LOG_EVERY_S = 60.0
 class Uplink(Component):
     name = "uplink"
 
-    def __init__(self, app: App, cfg: UplinkSection) -> None:
-        self.app = app
-        self.cfg = cfg
-        self.gateway_id = app.config.gateway.id
+    def __init__(self, ctx: ComponentContext[UplinkSection]) -> None:
+        self.ctx = ctx
+        self.cfg = cfg = ctx.config
+        self.gateway_id = ctx.site.gateway.id
         self.topics = Topics.of(cfg.topic_prefix, self.gateway_id)
         # The embedded broker's port is known once it listens (it may be 0: any free one).
         self.embedded: EmbeddedBroker | None = None
@@ -62,8 +61,11 @@ class Uplink(Component):
         self.outbox = ReplyOutbox()
         self.downlink = Downlink(
             topics=self.topics, cfg=cfg, gateway_id=self.gateway_id,
-            execute=self._execute, outbox=self.outbox, kv=app.store.kv("uplink"),
-            now_ms=app.clock.now_ms,
+            execute=self._execute, outbox=self.outbox, kv=ctx.store.kv("uplink"),
+            now_ms=ctx.clock.now_ms,
+            policy=CommandPolicy(cfg.commands, gateway_id=self.gateway_id,
+                                 lookup=lambda name: self.ctx.commands.get(name),
+                                 now_ms=ctx.clock.now_ms),
         )
         self.connected = asyncio.Event()
         self._forwarder: Forwarder | None = None
@@ -76,13 +78,19 @@ class Uplink(Component):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.app.store.register_consumer(CONSUMER)
+        if self.embedded is None and self.broker_cfg.tls is None \
+                and not _is_loopback(self.broker_cfg.host):
+            log.warning("uplink: broker %s is not on this machine and uplink.broker.tls is not "
+                        "set: telemetry, commands and credentials cross the network in clear "
+                        "text. Add a tls section (port 8883 is usual)", self.endpoint)
+        await self.ctx.store.register_consumer(CONSUMER)
         await self.downlink.load()
         if self.embedded is not None:
             self.endpoint = await self.embedded.start()
-        self.app.commands.register(Command(
+        self.ctx.commands.register(Command(
             "uplink.stats", NoArgs, self._stats_command,
             "Uplink counters: connects, messages, samples, events, replies, acked seq.",
+            read_only=True,
         ))
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
@@ -102,8 +110,7 @@ class Uplink(Component):
             await self.embedded.stop()
 
     async def _execute(self, name: str, args: Any) -> dict[str, Any]:
-        # Looked up at call time: a reload replaces the registry.
-        return await self.app.commands.execute(name, args)
+        return await self.ctx.commands.execute(name, args)
 
     async def _stats_command(self, _: NoArgs) -> dict[str, Any]:
         return {**self.stats.as_dict(), "connected": self.connected.is_set(),
@@ -128,7 +135,7 @@ class Uplink(Component):
                     self._idle.set()
                 if self._drain_deadline is not None:
                     break
-                await self.app.clock.sleep(backoff.next_delay())
+                await self.ctx.clock.sleep(backoff.next_delay())
         finally:
             stats_task.cancel()
             self._idle.set()
@@ -173,8 +180,8 @@ class Uplink(Component):
                  self.gateway_id, self._session)
         self.connected.set()
         forwarder = Forwarder(
-            client=client, store=self.app.store, topics=self.topics, cfg=self.cfg,
-            gateway_id=self.gateway_id, boot=self.app.store.boot_count,
+            client=client, store=self.ctx.store, topics=self.topics, cfg=self.cfg,
+            gateway_id=self.gateway_id, boot=self.ctx.store.boot_count,
             outbox=self.outbox, stats=self.stats, session=self._session,
             drain_deadline=lambda: self._drain_deadline,
         )
@@ -200,8 +207,8 @@ class Uplink(Component):
 
     def _status(self, state: str, reason: str | None = None) -> bytes:
         return status_message(
-            self.gateway_id, state, version=self.app.version, boot=self.app.store.boot_count,
-            started_ms=self.app.started_ms, ts_ms=self.app.clock.now_ms(), reason=reason,
+            self.gateway_id, state, version=self.ctx.version, boot=self.ctx.store.boot_count,
+            started_ms=self.ctx.started_ms, ts_ms=self.ctx.clock.now_ms(), reason=reason,
         )
 
     async def _publish_status(self, client: aiomqtt.Client, state: str,
@@ -225,3 +232,12 @@ async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, LinkLost):
         await task
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,6 +118,7 @@ class Forwarder:
         self._tel = AckWindow()  # marks: the last seq of each telemetry message
         self._chunks: deque[ChunkText] = deque()
         self._ev = AckWindow()  # marks: event outbox rowids
+        self._drop_epoch = store.drop_epoch
         self._ack_lock = asyncio.Lock()
 
     def wake(self) -> None:
@@ -223,10 +225,11 @@ class Forwarder:
         slices = await self._next_slices()
         if not slices:
             return False
-        payload = telemetry_message(self.gateway_id, self.boot, slices)
+        payload = telemetry_message(self.gateway_id, self.boot, slices, self.store.store_id)
         rows = sum(s.rows for s in slices)
         await self._window.acquire()
         ticket = self._tel.issue(slices[-1].seq_last)
+        self.store.note_sent(slices[-1].seq_last)  # the store never drops rows in flight
         assert self._tg is not None
         self._tg.create_task(self._send_telemetry(ticket, payload, rows),
                              name="uplink-telemetry")
@@ -278,11 +281,23 @@ class Forwarder:
         return slices
 
     async def _chunk_after(self, pos: int) -> ChunkText | None:
+        if self._drop_epoch != self.store.drop_epoch:  # the store dropped unsent rows
+            self._drop_epoch = self.store.drop_epoch
+            self._chunks.clear()
         while self._chunks and self._chunks[0].seq_last <= pos:
             self._chunks.popleft()
-        if not self._chunks:
+        while not self._chunks:
             raw: list[RawTelemetryChunk] = await self.store.read_telemetry_raw(
                 pos, self.cfg.max_samples
             )
-            self._chunks.extend(ChunkText(c.seq_first, c.seq_last, c.payload) for c in raw)
-        return self._chunks[0] if self._chunks else None
+            if not raw:
+                return None
+            for c in raw:
+                try:
+                    self._chunks.append(ChunkText(c.seq_first, c.seq_last, c.payload))
+                except (zlib.error, ValueError) as err:
+                    # A damaged chunk must not stop everything behind it.
+                    await self.store.quarantine_chunk(c.seq_first, f"{type(err).__name__}: "
+                                                      f"{err}")
+                    break
+        return self._chunks[0]

@@ -110,7 +110,7 @@ async def test_device_status_event_and_reload_keeps_buffer(tmp_path: Path) -> No
         async def has_samples() -> bool:
             return (await app.store.stats()).next_seq > 1
 
-        await wait_until(lambda: app.pipeline.status.current.get("m1") is DeviceStatus.ONLINE,
+        await wait_until(lambda: app.status.current("m1") is DeviceStatus.ONLINE,
                          what="m1 online")
         await wait_until(has_samples, what="samples in the buffer")
         seq_before = (await app.store.stats()).next_seq

@@ -12,7 +12,7 @@ from gateway.clock import FakeClock
 from gateway.model import DeviceStatus, Event, Quality, Sample, Value
 from gateway.rules.config import RulesSection
 from gateway.rules.engine import RuleEngine
-from gateway.status import StatusTracker
+from gateway.status import DeviceStatusService
 from gateway.store import Store
 
 
@@ -34,7 +34,7 @@ class Harness:
         self.timezone = timezone
         self.store: Store | None = None
         self.engine: RuleEngine
-        self.tracker: StatusTracker
+        self.tracker: DeviceStatusService
         self._seen = 0
         self._injected: set[str] = set()  # ids of events the test made up (driver_events)
 
@@ -42,7 +42,7 @@ class Harness:
         self.store = Store(self.path)
         await self.store.open()
         await self.store.register_consumer("test")
-        self.tracker = StatusTracker()
+        self.tracker = DeviceStatusService()
         await self.tracker.load(self.store)
         self.engine = RuleEngine(self.section, self.devs, self.tracker, self.clock,
                                  self.timezone)
@@ -71,7 +71,7 @@ class Harness:
     async def link(self, device: str, status: DeviceStatus) -> None:
         assert self.store is not None
         async with self.store.transaction() as tx:
-            old = self.tracker.current.get(device)
+            old = self.tracker.current(device)
             if await self.tracker.apply(tx, device, status, "test", self.clock.now_ms()):
                 await self.engine.on_status(device, old, status, tx)
 
