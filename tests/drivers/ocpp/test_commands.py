@@ -3,6 +3,7 @@ offline errors, and the site power shared between active sessions."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
