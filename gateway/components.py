@@ -169,7 +169,7 @@ BUILTIN_COMPONENTS: tuple[str, ...] = (
     "gateway.channels.component",
     "gateway.uplink",
     "gateway.rules",
-    "gateway.http",
+    "gateway.http.component",
 )
 
 

@@ -10,10 +10,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.commands import Command
-from gateway.components import Component, TaskFactory
+from gateway.components import (
+    Component,
+    ComponentContext,
+    ComponentSpec,
+    TaskFactory,
+    register_component,
+)
 from gateway.http import views
 from gateway.http.config import HttpSection
-from gateway.http.host import Host
+from gateway.http.host import ContextHost, Host
 from gateway.http.live import CONSUMER, LatestValues, follow_events
 from gateway.http.server import HttpServer
 
@@ -63,3 +69,13 @@ class HttpComponent(Component):
 
     async def _devices_list(self, args: DevicesListArgs) -> list[dict[str, Any]]:
         return await views.devices(self.host, self.latest, args.device, args.points)
+
+
+def _factory(ctx: ComponentContext[Any]) -> Component:
+    # The server runs only when the config has an ``http:`` key; the last-value view and
+    # the ``devices.list`` command are always there.
+    section: HttpSection | None = ctx.config if "http" in ctx.site.model_fields_set else None
+    return HttpComponent(ContextHost(ctx), section)
+
+
+register_component(ComponentSpec("http", _factory, section=HttpSection))

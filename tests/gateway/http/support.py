@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from drivers.ocpp.security import hash_password
 from gateway.http.auth import new_token
 from tests.support.daemon import spawn
 from tests.support.mosquitto import free_port
+from tests.support.wait import wait_until_sync
 
 ROOT = Path(__file__).resolve().parents[3]
 PASSWORDS = {"olga": "operator-password-1", "vic": "viewer-password-12"}
@@ -28,19 +28,16 @@ PASSWORDS = {"olga": "operator-password-1", "vic": "viewer-password-12"}
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.1,
                what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
+    """:func:`tests.support.wait.wait_until_sync`, tolerating a daemon that does not answer
+    yet (connection refused, a half-started reply) while it polls."""
+
+    def tolerant() -> Any:
         try:
-            last = predicate()
-        except (OSError, urllib.error.URLError, KeyError, IndexError, ValueError) as err:
-            last = err
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not met within {timeout} s (last: {last!r})")
+            return predicate()
+        except (OSError, urllib.error.URLError, KeyError, IndexError, ValueError):
+            return None
+
+    return wait_until_sync(tolerant, timeout, what=what, interval=interval)
 
 
 @dataclass
