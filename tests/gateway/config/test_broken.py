@@ -1,0 +1,45 @@
+"""Every broken config of :mod:`.cases` gives its located messages and exit code 78, fast,
+without touching the state directory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.config.errors import EX_CONFIG
+
+from .cases import CASES, write
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_broken_config_gives_located_messages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: str | bytes,
+    expected: list[str],
+) -> None:
+    path = write(tmp_path, content)
+    started = time.monotonic()
+    assert main(["check-config", str(path)]) == EX_CONFIG, name
+    assert time.monotonic() - started < 10, f"{name}: check-config took too long"
+    err = capsys.readouterr().err
+    for fragment in expected:
+        assert fragment in err, f"{name}: {fragment!r} not in\n{err}"
+    assert "Traceback" not in err
+    assert not (tmp_path / "state").exists(), "nothing may be touched on a config error"
+
+
+def test_daemon_with_a_missing_ca_file_exits_78_naming_it(tmp_path: Path) -> None:
+    """Before: check-config passed, then `run` crash-looped in the uplink with tracebacks."""
+    import subprocess
+    import sys
+
+    content = next(c for name, c, _ in CASES if name == "missing tls ca_file")
+    path = write(tmp_path, content)
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.run([sys.executable, "-m", "gateway", "run", "-c", str(path)], cwd=root,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == EX_CONFIG, proc.stderr
+    assert "uplink.broker.tls.ca_file: cannot read '/nonexistent/fieldgate/ca.pem'" in proc.stderr
+    assert "Traceback" not in proc.stderr
