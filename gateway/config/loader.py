@@ -173,8 +173,8 @@ def _hidden_device_problems(data: Any, errors: list[Any]) -> list[tuple[tuple[An
             rel = rel[1:]
         if e["type"] == Problems.KIND:
             reported.add((("devices", loc[1], *rel), e["msg"]))
-        else:
-            by_device.setdefault(loc[1], []).append(rel)
+        # A group's or a point's own check failing also keeps the device's checks from running.
+        by_device.setdefault(loc[1], []).append(rel)
     out: list[tuple[tuple[Any, ...], str]] = []
     for index, rels in by_device.items():
         raw = devices[index]

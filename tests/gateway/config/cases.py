@@ -29,13 +29,14 @@ devices:
   - id: plc-1
     type: modbus
     host: 127.0.0.1
+    max_registers: 4
     unreadable:
       - {start: 100, end: 109}
     points:
       - {name: power, address: 0, type: float32}
       - {name: energy, address: 2, type: uint32}
       - {name: power, address: 4}
-      - {name: label, address: 10, type: string, length: 130}
+      - {name: label, address: 10, type: string, length: 8}
       - {name: hidden, address: 104}
       - {name: energy, address: 20}
 """
@@ -86,6 +87,47 @@ uplink:
       "site.yaml:8:9 devices[1].id: device id 'meter-1' is already used by devices[0]"]),
     ("alias bomb", alias_bomb(),
      ["site.yaml:11:6 bomb.g: aliases expand this to 2,111,111 values, more than the 1,000,000"]),
+    # issue 12, Config checker item 1: device-level errors at the offending point's line
+    ("modbus point problems at their lines", MODBUS, [
+        "site.yaml:14:16 devices[0].points[2].name: point 'power' is listed twice",
+        "site.yaml:15:9 devices[0].points[3]: point 'label' is longer than one read (4)",
+        "site.yaml:16:9 devices[0].points[4]: point 'hidden' lies in an unreadable range",
+        "site.yaml:17:16 devices[0].points[5].name: point 'energy' is listed twice",
+    ]),
+    ("opcua point problems at their lines", OPCUA, [
+        "site.yaml:12:20 devices[0].groups[0].points[1].name: point name 'power' appears twice",
+        "site.yaml:13:15 devices[0].groups[1].name: group names must be unique",
+        "site.yaml:16:53 devices[0].groups[1].points[0].deadband: group 'fast' polls: deadbands",
+        "site.yaml:17:20 devices[0].groups[1].points[1].name: point name 'power' is used in more "
+        "than one group (also in groups[0])",
+    ]),
+    ("ocpp role problems at their keys", GOOD + """\
+  - id: csms
+    type: ocpp
+    role: server
+    connectors: 2
+    simulate: "1.6"
+""", ["site.yaml:14:17 devices[2].connectors: fields ['connectors', 'simulate'] belong to role: "
+      "charger", "site.yaml:15:15 devices[2].simulate: fields ['connectors', 'simulate']"]),
+    # issue 12, Config checker item 2: every device-level error, also beside field errors
+    ("modbus device checks beside field errors",
+     MODBUS.replace("    host: 127.0.0.1\n", "    host: 127.0.0.1\n    interval: -1\n").replace(
+         "type: float32}\n", "type: float32}\n      - {name: bad, address: -5}\n"), [
+        "site.yaml:8:15 devices[0].interval: must be greater than 0",
+        "site.yaml:14:30 devices[0].points[1].address: must be greater than or equal to 0",
+        "site.yaml:16:16 devices[0].points[3].name: point 'power' is listed twice",
+        "site.yaml:17:9 devices[0].points[4]: point 'label' is longer than one read (4)",
+        "site.yaml:18:9 devices[0].points[5]: point 'hidden' lies in an unreadable range",
+        "site.yaml:19:16 devices[0].points[6].name: point 'energy' is listed twice",
+    ]),
+    ("opcua device checks beside field errors",
+     OPCUA.replace('name: soc, node: "ns=2;s=S"', 'name: soc, node: "bogus"'), [
+        "site.yaml:12:20 devices[0].groups[0].points[1].name: point name 'power' appears twice",
+        "site.yaml:13:15 devices[0].groups[1].name: group names must be unique",
+        "site.yaml:16:31 devices[0].groups[1].points[0].node: 'bogus' is not an OPC-UA node id",
+        "site.yaml:17:20 devices[0].groups[1].points[1].name: point name 'power' is used in more "
+        "than one group (also in groups[0])",
+    ]),
     ("recursive alias", GOOD + "loop: &x [*x]\n",
      ["site.yaml:11:7 loop[0]: an alias refers to a collection that contains it"]),
     ("nested too deeply", GOOD + "deep: " + "[" * 70 + "]" * 70 + "\n",
@@ -101,3 +143,12 @@ def write(tmp_path: Path, content: str | bytes) -> Path:
     else:
         path.write_text(content.replace("{state}", state), encoding="utf-8")
     return path
+
+
+def _show(text: str) -> None:  # pragma: no cover - a helper to write new cases
+    import tempfile
+
+    from gateway.cli import main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        main(["check-config", str(write(Path(tmp), text))])
