@@ -104,13 +104,14 @@ def did_you_mean(owner: Any, key: str, prefix: list[Any]) -> str | None:
     for m in models:
         for names in _field_paths(m, depth=2):
             levels[len(names) - 1].append(names)
-    for cutoff in (1.0, 0.75):
-        for paths in levels:
-            leaves = [p[-1] for p in paths]
-            found = difflib.get_close_matches(key, leaves, n=1, cutoff=cutoff)
-            if found:
-                best = next(p for p in paths if p[-1] == found[0])
-                return format_loc([*prefix, *best])
+    # The same name at any level first, then a close spelling here, then one further down.
+    tries = [(paths, 1.0) for paths in levels] + [(levels[0], 0.6)]
+    tries += [(paths, 0.8) for paths in levels[1:]]
+    for paths, cutoff in tries:
+        found = difflib.get_close_matches(key, [p[-1] for p in paths], n=1, cutoff=cutoff)
+        if found:
+            best = next(p for p in paths if p[-1] == found[0])
+            return format_loc([*prefix, *best])
     return None
 
 

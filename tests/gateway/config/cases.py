@@ -128,6 +128,40 @@ uplink:
         "site.yaml:17:20 devices[0].groups[1].points[1].name: point name 'power' is used in more "
         "than one group (also in groups[0])",
     ]),
+    # issue 12, Config checker item 4: did you mean, for unknown keys everywhere
+    ("did you mean a key one level down", GOOD + "uplink: {host: broker.example.com}\n",
+     ["site.yaml:11:10 uplink.host: unknown key (check the spelling); "
+      "did you mean `uplink.broker.host`?"]),
+    ("did you mean a section", GOOD + "uplnk: {}\n",
+     ["site.yaml:11:1 uplnk: unknown key (check the spelling); did you mean `uplink`?"]),
+    ("did you mean a device key", GOOD.replace("    interval: 1", "    intervall: 1"),
+     ["site.yaml:7:5 devices[0].intervall: unknown key (check the spelling); "
+      "did you mean `devices[0].interval`?"]),
+    ("did you mean a device type",
+     GOOD.replace("type: simulated\n    kind", "type: modbsu\n    kind"),
+     ["site.yaml:9:11 devices[1].type: unknown device type 'modbsu'; known types: "
+      "modbus, ocpp, opcua, simulated; did you mean `modbus`?"]),
+    ("did you mean in rules and nested sections", GOOD + """\
+rules:
+  alarms:
+    - {name: hot, pointt: temp, condition: {op: ">", value: 1}}
+    - {name: gone, kind: offline, devices: [meter-1], fro: 10}
+  quotas:
+    - {name: q, period: day, budget_kwh: 10, treshold: [1]}
+store:
+  max_byte: 1
+uplink:
+  broker: {host: h, tls: {cafile: x}}
+""", ["site.yaml:13:19 rules.alarms[0].pointt: unknown key (check the spelling); "
+      "did you mean `rules.alarms[0].point`?",
+      "site.yaml:14:55 rules.alarms[1].fro: unknown key (check the spelling); "
+      "did you mean `rules.alarms[1].for`?",
+      "site.yaml:16:46 rules.quotas[0].treshold: unknown key (check the spelling); "
+      "did you mean `rules.quotas[0].thresholds`?",
+      "site.yaml:18:3 store.max_byte: unknown key (check the spelling); "
+      "did you mean `store.max_bytes`?",
+      "site.yaml:20:27 uplink.broker.tls.cafile: unknown key (check the spelling); "
+      "did you mean `uplink.broker.tls.ca_file`?"]),
     ("recursive alias", GOOD + "loop: &x [*x]\n",
      ["site.yaml:11:7 loop[0]: an alias refers to a collection that contains it"]),
     ("nested too deeply", GOOD + "deep: " + "[" * 70 + "]" * 70 + "\n",
