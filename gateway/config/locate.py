@@ -126,8 +126,13 @@ def format_loc(loc: list[Any] | tuple[Any, ...]) -> str:
 
 
 def close_match(word: str, choices: list[str]) -> str | None:
-    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return found[0] if found else None
+    """The closest of ``choices`` (the first in order among equals), if close enough."""
+    best, best_score = None, 0.6
+    for choice in choices:
+        score = difflib.SequenceMatcher(None, word, choice).ratio()
+        if score > best_score or (score == best_score and best is not None and choice < best):
+            best, best_score = choice, score
+    return best
 
 
 def _field_paths(model: type[BaseModel], depth: int) -> Iterator[tuple[str, ...]]:

@@ -61,6 +61,27 @@ devices:
           - {name: power, node: "ns=2;s=R"}
 """
 
+SITE = """\
+gateway:
+  id: site-1
+  state_dir: {state}
+devices:
+  - id: main-meter
+    type: modbus
+    host: 127.0.0.1
+    profile: eastron-sdm630
+    tags: [main]
+  - id: plc-1
+    type: modbus
+    host: 127.0.0.1
+    points:
+      - {name: power, address: 0}
+  - id: sunspec-1
+    type: modbus
+    host: 127.0.0.1
+    profile: sunspec
+"""
+
 
 def alias_bomb(levels: int = 9) -> str:
     lines = ["gateway:", "  id: site-1", "  state_dir: {state}", "bomb:", '  a: &a ["lol"]']
@@ -162,6 +183,27 @@ uplink:
       "did you mean `store.max_bytes`?",
       "site.yaml:20:27 uplink.broker.tls.cafile: unknown key (check the spelling); "
       "did you mean `uplink.broker.tls.ca_file`?"]),
+    # issue 12, Config checker item 3: rules and quotas checked against the devices
+    ("rules and quotas against the devices", SITE + """\
+rules:
+  alarms:
+    - {name: a, devices: [main-metre], point: power_total, condition: {op: ">", value: 1}}
+    - {name: b, devices: [main-meter], point: voltage_v, condition: {op: ">", value: 1}}
+    - {name: c, devices: [plc-1, main-meter], point: power, condition: {op: ">", value: 1}}
+  quotas:
+    - name: q
+      period: day
+      budget_kwh: 10
+      devices: [plc-1]
+      action: {limit_charging: {power_w: 1000, chargers: [cp-1]}}
+""", ["site.yaml:21:27 rules.alarms[0].devices[0]: no device has the id 'main-metre'; "
+      "did you mean 'main-meter'?",
+      "site.yaml:22:47 rules.alarms[1].point: device 'main-meter' has no point 'voltage_v'; "
+      "did you mean 'voltage_l1'?",
+      "site.yaml:23:54 rules.alarms[2].point: device 'main-meter' has no point 'power'; did you",
+      "site.yaml:25:7 rules.quotas[0].energy_point: device 'plc-1' has no point 'energy_wh'",
+      "site.yaml:29:59 rules.quotas[0].action.limit_charging.chargers[0]: no charger has the id "
+      "'cp-1'"]),
     ("recursive alias", GOOD + "loop: &x [*x]\n",
      ["site.yaml:11:7 loop[0]: an alias refers to a collection that contains it"]),
     ("nested too deeply", GOOD + "deep: " + "[" * 70 + "]" * 70 + "\n",

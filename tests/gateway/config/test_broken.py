@@ -43,3 +43,33 @@ def test_daemon_with_a_missing_ca_file_exits_78_naming_it(tmp_path: Path) -> Non
     assert proc.returncode == EX_CONFIG, proc.stderr
     assert "uplink.broker.tls.ca_file: cannot read '/nonexistent/fieldgate/ca.pem'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_broad_rule_selectors_warn_but_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pattern, tag or profile selector is deliberately broad: what it misses today is a
+    warning, and the config loads. A device whose points only its driver knows (SunSpec)
+    is never reported."""
+    from .cases import SITE
+
+    path = write(tmp_path, SITE + """\
+rules:
+  alarms:
+    - {name: a, devices: ["pv-*"], kind: offline}
+    - {name: b, tags: [mian], kind: offline}
+    - {name: c, devices: ["main-*", "plc-*"], point: frequency_hz, condition: {op: ">", value: 1}}
+    - {name: d, devices: ["sunspec-*"], point: anything, condition: {op: ">", value: 1}}
+    - {name: e, profiles: [eastron-sdm630], point: power_total, condition: {op: ">", value: 1}}
+""")
+    assert main(["check-config", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "site.yaml:21:27 warning: rules.alarms[0].devices[0]: the pattern 'pv-*' matches "
+        "no device today",
+        "site.yaml:22:24 warning: rules.alarms[1].tags[0]: no device carries the tag 'mian'; "
+        "did you mean 'main'?",
+        "site.yaml:23:54 warning: rules.alarms[2].point: no selected device has point "
+        "'frequency_hz', so this can never fire; did you mean 'frequency'?",
+    ], captured.err
+    assert "ok (3 devices, 3 warning(s))" in captured.out
