@@ -1,9 +1,9 @@
 """Load a YAML site config: substitute ``${ENV}``, validate, and map every error back to the
 line and column it came from.
 
-The YAML is composed into a node tree first (which keeps positions), checked (duplicate keys,
-alias bombs, depth) and constructed; the tree is then dropped, so a big site does not keep it
-through validation, and composed again only when there are errors to locate. Errors from
+The YAML is built into plain data straight from libyaml's events, with its checks (duplicate
+keys, alias bombs, depth: :mod:`gateway.config.yamlread`); the node tree, which keeps the
+positions, is composed only when there are errors to locate. Errors from
 pydantic carry a ``loc`` path, walked through the node tree to find the position
 (:mod:`gateway.config.locate`). Error messages never include input values, so secrets never
 reach a log.
@@ -29,7 +29,7 @@ from gateway.config.base import Problems
 from gateway.config.errors import ConfigError, ConfigIssue
 from gateway.config.partial import device_problems
 from gateway.config.site import SiteConfig, cross_check, prepare, site_model
-from gateway.config.yamlread import check_nodes, compose, construct, intern_str, read_text
+from gateway.config.yamlread import build, compose, read_text
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +49,15 @@ def check_config(path: Path | str) -> tuple[SiteConfig, list[ConfigIssue]]:
     """The validated config and its warnings; raises :class:`ConfigError` on errors."""
     path = Path(path)
     text = read_text(path)
-    node = compose(text, path)
-    if node is None or not isinstance(node, yaml.MappingNode):
-        issue = ConfigIssue(path, 1, 1, "", "the file must hold a mapping of sections")
-        raise ConfigError([issue])
-    issues = check_nodes(node, path)
-    if issues:
-        raise ConfigError(issues)
-    raw = construct(node)
-    del node  # a big site's node tree is several times its data: do not keep it
-    issues, data = [], {}
     env_errors: list[tuple[tuple[Any, ...], str]] = []
-    data = _substitute(raw, (), env_errors)
-    del raw
+
+    def env(value: str, loc: tuple[Any, ...]) -> str:
+        return _substitute(value, loc, env_errors)
+
+    data, issues = build(text, path, env)
+    if not isinstance(data, dict):
+        issue = ConfigIssue(path, 1, 1, "", "the file must hold a mapping of sections")
+        raise ConfigError([*issues, issue])
     locator = _Locator(text, path, data)
     for loc, message in env_errors:
         issues.append(locator.issue(loc, "env", message))
@@ -107,30 +103,19 @@ class _Locator:
                             severity)
 
 
-def _substitute(value: Any, loc: tuple[Any, ...],
-                errors: list[tuple[tuple[Any, ...], str]]) -> Any:
-    """``${NAME}`` and ``${NAME:-default}`` replaced; short strings interned (a big site
-    repeats the same point names and units on every device)."""
-    if isinstance(value, dict):
-        return {intern_str(k) if isinstance(k, str) else k:
-                _substitute(v, (*loc, k), errors) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute(v, (*loc, i), errors) for i, v in enumerate(value)]
-    if isinstance(value, str):
-        if "${" not in value:
-            return intern_str(value)
-
-        def repl(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in os.environ:
-                return os.environ[name]
-            if default is not None:
-                return default
-            errors.append((loc, f"environment variable {name} is not set "
-                                f"(export it, or write ${{{name}:-default}})"))
-            return ""
-        return _ENV.sub(repl, value)
-    return value
+def _substitute(value: str, loc: tuple[Any, ...],
+                errors: list[tuple[tuple[Any, ...], str]]) -> str:
+    """``${NAME}`` and ``${NAME:-default}`` replaced; a variable without either is an error."""
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        errors.append((loc, f"environment variable {name} is not set "
+                            f"(export it, or write ${{{name}:-default}})"))
+        return ""
+    return _ENV.sub(repl, value)
 
 
 def _duplicate_ids(data: Any) -> list[tuple[tuple[Any, ...], str]]:

@@ -1,19 +1,21 @@
 """Read a YAML config file into plain data, refusing what would hang or crash the loader.
 
 - The file must be UTF-8: a bad byte is reported at its line and column.
-- libyaml's C parser and composer (when PyYAML has them) build the node tree, which keeps the
-  line marks the located errors need, at a fraction of the pure-Python parser's CPU.
+- libyaml's C parser (when PyYAML has it) gives the events the data is built from directly,
+  at a fraction of the pure-Python parser's CPU; the node tree, which keeps the line marks of
+  the located validation errors, is composed only when there are errors to locate.
 - Aliases may not expand the document by more than :data:`MAX_ALIAS_VALUES` values (a YAML
   "billion laughs" would otherwise keep the loader busy for minutes), may not refer to the
   collection that contains them, and nesting stops at :data:`MAX_DEPTH` levels.
 - A key given twice in one mapping is an error (the later one would win silently).
 
-Every check walks each distinct node once, so an alias bomb is refused in milliseconds.
+Aliases are counted, never expanded, so an alias bomb is refused in milliseconds.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,93 +83,198 @@ def compose(text: str, path: Path, loader_class: Any = None) -> yaml.Node | None
         loader.dispose()
 
 
-def check_nodes(root: yaml.Node, path: Path) -> list[ConfigIssue]:
-    """Duplicate keys, alias expansion, alias cycles and depth, each distinct node once."""
-    issues: list[ConfigIssue] = []
-    sizes: dict[int, int] = {}  # id(node) -> values it stands for, aliases expanded
-    active: set[int] = set()
-    locs: dict[int, tuple[Any, ...]] = {}  # where each node is first met
-    stack: list[tuple[yaml.Node, tuple[Any, ...], bool]] = [(root, (), False)]
-    while stack:
-        node, loc, done = stack.pop()
-        nid = id(node)
-        if done:
-            active.discard(nid)
-            sizes[nid] = 1 + sum(sizes.get(id(c), 0) for c in _children(node))
-            continue
-        if nid in sizes:
-            continue
-        if nid in active:
-            return [*issues, _at(path, node, loc, "an alias refers to a collection that "
-                                 "contains it (a cycle); write the values out")]
-        if len(loc) > MAX_DEPTH:
-            return [*issues, _at(path, node, loc, f"nested more than {MAX_DEPTH} levels deep")]
-        active.add(nid)
-        locs.setdefault(nid, loc)
-        stack.append((node, loc, True))
-        if isinstance(node, yaml.MappingNode):
-            seen: set[Any] = set()
-            for key, _ in node.value:
-                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
-                if name in seen:
-                    issues.append(_at(path, key, (*loc, name),
-                                      "duplicate key (the later one would win silently)"))
-                seen.add(name)
-            # Reversed, so nodes are first met in file order: an anchor at its own place.
-            for key, value in reversed(node.value):
-                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
-                stack.append((value, (*loc, name), False))
-                stack.append((key, (*loc, name), False))
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend((child, (*loc, i), False)
-                         for i, child in reversed(list(enumerate(node.value))))
-    total, distinct = sizes.get(id(root), 0), len(sizes)
-    if total - distinct > MAX_ALIAS_VALUES:
-        # Point at the smallest collection that alone exceeds the limit: the anchor to fix.
-        worst = min((n for n in _distinct(root) if sizes[id(n)] > MAX_ALIAS_VALUES),
-                    key=lambda n: sizes[id(n)], default=root)
-        issues.append(_at(path, worst, locs.get(id(worst), ()), (
-            f"aliases expand this to {sizes[id(worst)]:,} values, more than the "
-            f"{MAX_ALIAS_VALUES:,} allowed (an alias bomb?); write fewer nested aliases")))
-    return issues
+class _Abort(Exception):
+    def __init__(self, issue: ConfigIssue) -> None:
+        self.issue = issue
 
 
-def construct(loader_node: yaml.Node) -> Any:
-    """Plain data from a node tree checked by :func:`check_nodes`. Short strings are interned,
-    so the names every device repeats (point names, units) are stored once."""
-    loader = _Loader("")
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+_MISSING = object()
+_MERGE_KEY = object()
+Env = Callable[[str, tuple[Any, ...]], str]
+
+
+class _Frame:
+    """A mapping or list being built."""
+
+    __slots__ = ("anchor", "data", "key", "key_mark", "loc", "merged", "size")
+
+    def __init__(self, data: Any, loc: tuple[Any, ...], anchor: str | None) -> None:
+        self.data, self.loc, self.anchor = data, loc, anchor
+        self.key: Any = _MISSING
+        self.key_mark: Any = None
+        self.merged: list[Any] = []
+        self.size = 1
+
+
+class _Builder:
+    """Plain data straight from libyaml's parse events, with the checks, in one pass.
+
+    No node tree is built (that is most of PyYAML's time and memory on a big site); the node
+    tree is composed only when there are errors to locate. Aliases give the same object, as
+    PyYAML does; the values they add are counted, and a file whose aliases add more than
+    :data:`MAX_ALIAS_VALUES` is refused at the anchor that tipped it. Plain scalars are
+    resolved once per distinct text, and short strings are interned, so the names every
+    device repeats (point names, units) are stored once. ``env(text, loc)`` substitutes
+    ``${VAR}`` in strings."""
+
+    def __init__(self, path: Path, env: Env) -> None:
+        self.path, self.env = path, env
+        self.issues: list[ConfigIssue] = []
+        # anchor -> (data, values it stands for, its loc, its mark)
+        self.anchors: dict[str, tuple[Any, int, tuple[Any, ...], Any]] = {}
+        self.open: set[str] = set()
+        self.alias_values = 0
+        self.plain: dict[str, Any] = {}
+        self.resolver = yaml.resolver.Resolver()
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def run(self, loader: Any) -> Any:
+        events = yaml.events
+        loader.get_event()  # StreamStart
+        if isinstance(loader.get_event(), events.StreamEndEvent):
+            return None
+        stack: list[_Frame] = []
+        while True:
+            ev = loader.get_event()
+            kind = type(ev)
+            loc = self._loc(stack)
+            if kind is events.ScalarEvent:
+                value, size = self._scalar(ev, loc), 1
+                if ev.anchor is not None:
+                    self.anchors[ev.anchor] = (value, 1, loc, ev.start_mark)
+            elif kind is events.AliasEvent:
+                value, size = self._alias(ev, loc)
+            elif kind is events.MappingStartEvent or kind is events.SequenceStartEvent:
+                if len(stack) >= MAX_DEPTH:
+                    raise _Abort(self._at(ev.start_mark, loc,
+                                          f"nested more than {MAX_DEPTH} levels deep"))
+                if ev.tag not in (None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+                    raise _Abort(self._at(ev.start_mark, loc, f"unsupported tag {ev.tag!r}"))
+                data: Any = {} if kind is events.MappingStartEvent else []
+                stack.append(_Frame(data, loc, ev.anchor))
+                if ev.anchor is not None:
+                    self.open.add(ev.anchor)
+                    self.anchors[ev.anchor] = (data, 0, loc, ev.start_mark)
+                continue
+            elif kind is events.MappingEndEvent or kind is events.SequenceEndEvent:
+                frame = stack.pop()
+                value, size = frame.data, frame.size
+                if frame.merged:  # `<<: *defaults`: keys given here win, then the first merged
+                    base: dict[Any, Any] = {}
+                    for other in reversed(frame.merged):
+                        if isinstance(other, dict):
+                            base.update(other)
+                    base.update(value)
+                    value.clear()
+                    value.update(base)
+                if frame.anchor is not None:
+                    self.open.discard(frame.anchor)
+                    mark = self.anchors[frame.anchor][3]
+                    self.anchors[frame.anchor] = (value, size, frame.loc, mark)
+            else:  # pragma: no cover - libyaml sends no other event inside a document
+                raise _Abort(self._at(ev.start_mark, loc, "invalid YAML"))
+            if not stack:
+                loader.get_event()  # DocumentEnd
+                if not isinstance(loader.get_event(), events.StreamEndEvent):
+                    raise yaml.YAMLError("more than one document")
+                return value
+            self._add(stack[-1], value, size, ev)
+
+    def _loc(self, stack: list[_Frame]) -> tuple[Any, ...]:
+        if not stack:
+            return ()
+        top = stack[-1]
+        if isinstance(top.data, list):
+            return (*top.loc, len(top.data))
+        return (*top.loc, "?" if top.key is _MISSING else top.key)
+
+    def _add(self, frame: _Frame, value: Any, size: int, ev: Any) -> None:
+        data = frame.data
+        frame.size += size
+        if isinstance(data, list):
+            data.append(value)
+            return
+        if frame.key is _MISSING:
+            if isinstance(value, (dict, list)):
+                raise _Abort(self._at(ev.start_mark, frame.loc,
+                                      "a key must be a plain value, not a list or a mapping"))
+            frame.key, frame.key_mark = value, ev.start_mark
+            return
+        key, frame.key = frame.key, _MISSING
+        if key is _MERGE_KEY:
+            frame.merged.extend(value if isinstance(value, list) else [value])
+            return
+        if key in data:
+            self.issues.append(self._at(frame.key_mark, (*frame.loc, key),
+                                        "duplicate key (the later one would win silently)"))
+        data[key] = value
+
+    def _alias(self, ev: Any, loc: tuple[Any, ...]) -> tuple[Any, int]:
+        found = self.anchors.get(ev.anchor)
+        if found is None:
+            raise yaml.YAMLError("undefined alias")  # composed again for PyYAML's message
+        if ev.anchor in self.open:
+            raise _Abort(self._at(ev.start_mark, loc, "an alias refers to a collection that "
+                                  "contains it (a cycle); write the values out"))
+        value, size, where, mark = found
+        self.alias_values += size
+        if self.alias_values > MAX_ALIAS_VALUES:
+            raise _Abort(self._at(mark, where, (
+                f"aliases expand this document by more than the {MAX_ALIAS_VALUES:,} "
+                f"values allowed (this anchor stands for {size:,}; an alias bomb?); "
+                "write fewer nested aliases")))
+        return value, size
+
+    def _scalar(self, ev: Any, loc: tuple[Any, ...]) -> Any:
+        text: str = ev.value
+        tag = ev.tag
+        plain = tag in (None, "!") and ev.implicit[0]
+        if plain:
+            cached = self.plain.get(text, _MISSING)
+            if cached is not _MISSING:
+                return cached
+            tag = self.resolver.resolve(yaml.ScalarNode, text, (True, False))
+        elif tag in (None, "!"):
+            tag = _STR
+        if tag == _STR:
+            if "${" in text:
+                return self.env(text, loc)
+            value: Any = sys.intern(text) if len(text) <= 64 else text
+        elif tag == _MERGE:
+            value = _MERGE_KEY
+        else:
+            node = yaml.ScalarNode(tag, text, ev.start_mark, ev.end_mark, ev.style)
+            try:
+                value = self.constructor.construct_object(node)
+            except yaml.MarkedYAMLError as err:
+                raise _Abort(self._at(ev.start_mark, loc, f"invalid YAML: {err.problem}")) \
+                    from None
+            self.constructor.constructed_objects.clear()
+        if plain:  # str, int, float, bool, None, a date: immutable, so shared by equal texts
+            self.plain[text] = value
+        return value
+
+    def _at(self, mark: Any, loc: tuple[Any, ...], message: str) -> ConfigIssue:
+        from gateway.config.locate import format_loc
+
+        return ConfigIssue(self.path, mark.line + 1, mark.column + 1, format_loc(loc), message)
+
+
+def build(text: str, path: Path, env: Env) -> tuple[Any, list[ConfigIssue]]:
+    """The data of the single document in ``text``, and its issues (duplicate keys); raises
+    :class:`ConfigError` for what makes the rest meaningless (invalid YAML, alias bombs,
+    alias cycles, depth)."""
+    builder = _Builder(path, env)
+    loader = _Loader(text)
     try:
-        data = loader.construct_document(loader_node)
+        data = builder.run(loader)
+    except _Abort as abort:
+        raise ConfigError([*builder.issues, abort.issue]) from None
+    except (yaml.YAMLError, RecursionError):
+        compose(text, path)  # raises with PyYAML's own, located, words
+        raise ConfigError([ConfigIssue(path, 0, 0, "", "invalid YAML")]) from None
     finally:
         loader.dispose()
-    return data
-
-
-def intern_str(value: str) -> str:
-    return sys.intern(value) if len(value) <= 64 else value
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        return [n for pair in node.value for n in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
-
-
-def _distinct(root: yaml.Node) -> list[yaml.Node]:
-    seen: dict[int, yaml.Node] = {}
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) not in seen:
-            seen[id(node)] = node
-            stack.extend(_children(node))
-    return list(seen.values())
-
-
-def _at(path: Path, node: yaml.Node, loc: tuple[Any, ...], message: str) -> ConfigIssue:
-    from gateway.config.locate import format_loc
-
-    mark = node.start_mark
-    return ConfigIssue(path, mark.line + 1, mark.column + 1, format_loc(loc), message)
+    return data, builder.issues
