@@ -171,3 +171,4 @@ def _hidden_device_problems(data: Any, errors: list[Any]) -> list[tuple[tuple[An
             if found not in reported:
                 out.append(found)
     return out
+
