@@ -6,7 +6,10 @@ Generates a site of DEVICES Modbus devices with POINTS listed points each (defau
 - CPU seconds and wall seconds of the load (median of ``--runs`` runs, imports excluded);
 - resident memory: RSS before and after the load and its peak (VmHWM), per configured point;
 - traced memory (tracemalloc, in a run of its own because tracing slows the load): the peak
-  while loading and what stays live afterwards with the config held, per configured point.
+  while loading and what stays live afterwards with the config held, per configured point;
+- start to loaded config: wall seconds from starting ``python`` to the config validated,
+  imports included (what ``fieldgate run`` spends before it can start a driver: a lower
+  bound of the time to the first datapoint, not that time itself).
 
 Usage: ``python -m bench.config_load [--devices 200] [--points 125] [--runs 3]``. Prints the
 figures and writes ``bench/results/config_load.json``. CPU figures are only as quiet as the
@@ -20,6 +23,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +84,20 @@ print(json.dumps(out))
 """
 
 
+_START = """
+import sys
+from gateway.config.loader import load_config
+load_config(sys.argv[1])
+"""
+
+
+def _start_to_loaded(path: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", _START, str(path)], cwd=ROOT, check=True,
+                   timeout=600, capture_output=True)
+    return time.perf_counter() - started
+
+
 def _child(path: Path, traced: bool) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(path), "1" if traced else "0"],
                           cwd=ROOT, capture_output=True, text=True, check=True, timeout=600)
@@ -100,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         size = path.stat().st_size
         runs = [_child(path, traced=False) for _ in range(args.runs)]
         traced = _child(path, traced=True)
+        starts = [_start_to_loaded(path) for _ in range(args.runs)]
     points = runs[0]["points"]
     figures = {
         "devices": args.devices,
@@ -107,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "file_bytes": size,
         "cpu_s": round(median([r["cpu_s"] for r in runs]), 3),
         "wall_s": round(median([r["wall_s"] for r in runs]), 3),
+        "start_to_loaded_s": round(median(starts), 3),
         "rss_growth_bytes_per_point": round(median(
             [(r["rss_after_bytes"] - r["rss_before_bytes"]) / points for r in runs])),
         "rss_peak_mb": round(median([r["rss_peak_bytes"] for r in runs]) / 1e6, 1),
@@ -117,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for key, value in figures.items():
         print(f"{key:32} {value}")
-    out = save(args.name, figures, [*runs, {"traced": traced}])
+    out = save(args.name, figures, [*runs, {"traced": traced}, {"start_to_loaded_s": starts}])
     print(f"written to {out.relative_to(ROOT)}")
     return 0
 

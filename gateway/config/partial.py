@@ -10,9 +10,10 @@ the indices of the file.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, create_model
 
 from gateway.config.base import Problems
 
@@ -31,7 +32,7 @@ def device_problems(model: type[BaseModel], raw: Any, field_errors: list[Loc]) -
     maps: dict[Loc, list[int]] = {}
     pruned = _without(raw, prune, (), maps)
     try:
-        model.model_validate(pruned)
+        _lenient(model).model_validate(pruned)
     except ValidationError as err:
         out: list[tuple[Loc, str]] = []
         for e in err.errors(include_url=False, include_input=False):
@@ -41,7 +42,24 @@ def device_problems(model: type[BaseModel], raw: Any, field_errors: list[Loc]) -
             if not any(loc[:len(p)] == p for p in prune):
                 out.append((loc, e["msg"]))
         return out
+    except Exception:  # a check that cannot cope with a left-out field: nothing to add
+        return []
     return []
+
+
+@functools.cache
+def _lenient(model: type[BaseModel]) -> type[BaseModel]:
+    """``model`` with its required fields optional, so a device whose required field was
+    left out (a bad ``url``) still gets its other checks. A check that needs the missing
+    field fails, and is then skipped (see above)."""
+    required: dict[str, Any] = {
+        name: (info.annotation | None, None)  # type: ignore[operator]
+        for name, info in model.model_fields.items() if info.is_required()}
+    if not required:
+        return model
+    lenient: type[BaseModel] = create_model(f"Lenient{model.__name__}", __base__=model,
+                                            **required)
+    return lenient
 
 
 def _prune_point(loc: Loc) -> Loc:

@@ -205,6 +205,15 @@ rules:
       "site.yaml:25:7 rules.quotas[0].energy_point: device 'plc-1' has no point 'energy_wh'",
       "site.yaml:29:59 rules.quotas[0].action.limit_charging.chargers[0]: no charger has the id "
       "'cp-1'"]),
+    ("device checks beside a bad required field",
+     OPCUA.replace("url: opc.tcp://127.0.0.1:4840", "url: http://x"), [
+        "site.yaml:7:10 devices[0].url: 'http://x': expected opc.tcp://host:port",
+        "site.yaml:12:20 devices[0].groups[0].points[1].name: point name 'power' appears twice",
+        "site.yaml:13:15 devices[0].groups[1].name: group names must be unique",
+        "site.yaml:16:53 devices[0].groups[1].points[0].deadband: group 'fast' polls: deadbands",
+        "site.yaml:17:20 devices[0].groups[1].points[1].name: point name 'power' is used in more "
+        "than one group (also in groups[0])",
+    ]),
     ("recursive alias", GOOD + "loop: &x [*x]\n",
      ["site.yaml:11:11 loop[0]: an alias refers to a collection that contains it"]),
     ("nested too deeply", GOOD + "deep: " + "[" * 70 + "]" * 70 + "\n",
