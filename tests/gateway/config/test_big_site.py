@@ -61,3 +61,14 @@ def test_loading_keeps_under_1_kb_per_point(tmp_path: Path) -> None:
     # Before: about 1,600 bytes kept and 8,300 at the peak per point.
     assert retained / points < 1000, retained / points
     assert peak / points < 2000, peak / points
+
+
+def test_shared_field_name_sets_never_change_under_another_model() -> None:
+    from drivers.modbus.config import PointConfig
+
+    a = PointConfig.model_validate({"name": "a", "address": 1})
+    b = PointConfig.model_validate({"name": "b", "address": 2})
+    assert a.model_fields_set is b.model_fields_set  # shared: that is the saving
+    c = a.model_copy(update={"unit": "kW"})
+    assert c.model_fields_set == {"name", "address", "unit"}
+    assert a.model_fields_set == b.model_fields_set == {"name", "address"}

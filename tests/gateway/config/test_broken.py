@@ -61,6 +61,7 @@ rules:
     - {name: c, devices: ["main-*", "plc-*"], point: frequency_hz, condition: {op: ">", value: 1}}
     - {name: d, devices: ["sunspec-*"], point: anything, condition: {op: ">", value: 1}}
     - {name: e, profiles: [eastron-sdm630], point: power_total, condition: {op: ">", value: 1}}
+    - {name: f, profiles: [eastron-sdm63], kind: offline}
 """)
     assert main(["check-config", str(path)]) == 0
     captured = capsys.readouterr()
@@ -71,5 +72,7 @@ rules:
         "did you mean 'main'?",
         "site.yaml:23:54 warning: rules.alarms[2].point: no selected device has point "
         "'frequency_hz', so this can never fire; did you mean 'frequency'?",
+        "site.yaml:26:28 warning: rules.alarms[5].profiles[0]: no device uses the profile "
+        "'eastron-sdm63'; did you mean 'eastron-sdm630'?",
     ], captured.err
-    assert "ok (3 devices, 3 warning(s))" in captured.out
+    assert "ok (3 devices, 4 warning(s))" in captured.out
