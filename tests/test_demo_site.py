@@ -39,7 +39,7 @@ async def test_demo_site_runs_every_part(tmp_path: Path) -> None:
     devices = {d["id"] for d in cfg["devices"]}
     async with running_app(cfg, tmp_path) as app:
         for _ in range(150):
-            online = {d for d, s in app.pipeline.status.current.items()
+            online = {d for d, (s, _, _) in app.status.snapshot().items()
                       if s in (DeviceStatus.ONLINE, DeviceStatus.ALARM)}
             stats = (await app.commands.execute("uplink.stats", {}))["result"]
             if online == devices and stats["samples"] > 0:

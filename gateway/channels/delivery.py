@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.channels.base import Channel, DeliveryError, Message
 from gateway.model import Event
-from gateway.store.schema import register_migrations
 from gateway.supervisor import backoff_delay
 
 if TYPE_CHECKING:
@@ -31,7 +30,8 @@ log = logging.getLogger(__name__)
 CONSUMER = "channels"
 DELIVERED_KEPT_MS = 7 * 86_400_000
 
-register_migrations("channels", [
+#: The schema of the channels component (ComponentSpec.migrations; append-only).
+MIGRATIONS = [
     """
     CREATE TABLE channel_queue (
         seq        INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -52,7 +52,7 @@ register_migrations("channels", [
         PRIMARY KEY (channel, event_id)
     ) WITHOUT ROWID;
     """,
-])
+]
 
 
 class _Fields(dict[str, Any]):

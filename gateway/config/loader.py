@@ -28,7 +28,7 @@ from gateway.config import locate
 from gateway.config.base import Problems
 from gateway.config.errors import ConfigError, ConfigIssue
 from gateway.config.partial import device_problems
-from gateway.config.site import SiteConfig, cross_check, prepare, site_model
+from gateway.config.site import SiteConfig, cross_check, device_types, prepare, site_model
 from gateway.config.yamlread import build, compose, read_text
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def check_config(path: Path | str) -> tuple[SiteConfig, list[ConfigIssue]]:
     for loc, message in _duplicate_ids(data):
         issues.append(locator.issue(loc, "duplicate_id", message))
     prepare(data, path)  # e.g. plugin drivers, whose device types the model must know
-    model = site_model()
+    model = site_model(device_types(data))  # imports only the drivers this site uses
     locator.model = model
     try:
         config = model.model_validate(data, context={"check_files": True})
@@ -139,12 +139,12 @@ def _duplicate_ids(data: Any) -> list[tuple[tuple[Any, ...], str]]:
 
 def _hidden_device_problems(data: Any, errors: list[Any]) -> list[tuple[tuple[Any, ...], str]]:
     """Device-level problems of devices whose field errors kept their checks from running."""
-    from drivers.base import registry
+    from drivers import registry
 
     devices = data.get("devices") if isinstance(data, dict) else None
     if not isinstance(devices, list):
         return []
-    drivers = registry()
+    known = set(registry.names())
     by_device: dict[int, list[tuple[Any, ...]]] = {}
     reported: set[tuple[tuple[Any, ...], str]] = set()
     for e in errors:
@@ -163,10 +163,9 @@ def _hidden_device_problems(data: Any, errors: list[Any]) -> list[tuple[tuple[An
     out: list[tuple[tuple[Any, ...], str]] = []
     for index, rels in by_device.items():
         raw = devices[index]
-        spec = drivers.get(raw.get("type")) if isinstance(raw.get("type"), str) else None
-        if spec is None:
+        if raw.get("type") not in known:
             continue
-        for loc, message in device_problems(spec.config_model, raw, rels):
+        for loc, message in device_problems(registry.config_model(raw["type"]), raw, rels):
             found = (("devices", index, *loc), message)
             if found not in reported:
                 out.append(found)

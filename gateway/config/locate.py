@@ -192,9 +192,9 @@ def _is_model(tp: Any) -> bool:
 
 
 def _device_type_message(data: Any, index: Any, kind: str) -> str:
-    from drivers.base import registry
+    from drivers.registry import names as driver_names
 
-    names = sorted(registry())
+    names = driver_names()
     known = ", ".join(names)
     try:
         given = data["devices"][index].get("type")

@@ -102,7 +102,7 @@ async def test_device_status_event_and_reload_keeps_buffer(tmp_path: Path) -> No
     cfg = {"devices": [{"id": "m1", "type": "simulated", "interval": 0.02}]}
     async with running_app(cfg, tmp_path) as app:
         await asyncio.sleep(0.3)
-        assert app.pipeline.status.current["m1"] is DeviceStatus.ONLINE
+        assert app.status.current("m1") is DeviceStatus.ONLINE
         seq_before = (await app.store.stats()).next_seq
         assert seq_before > 1
         cfg["devices"].append({"id": "m2", "type": "simulated", "interval": 0.02})

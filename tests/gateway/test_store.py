@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from gateway.clock import SystemClock
+from gateway.components import ComponentSpec, register_component, unregister_component
 from gateway.model import Event, Sample
 from gateway.pipeline import Pipeline
 from gateway.store import Store, read_stats
 from gateway.store.db import OVERFLOW_EVENT
-from gateway.store.schema import register_migrations
+from gateway.store.errors import StoreError
 
 
 def batch(n: int, ts: int = 1_000, noisy: bool = False) -> list[Sample]:
@@ -96,20 +99,45 @@ async def test_events_are_idempotent_and_pruned_after_every_consumer(tmp_path: P
 
 
 async def test_component_migrations_run_once(tmp_path: Path) -> None:
-    register_migrations("testcomp", ["CREATE TABLE testcomp_a (x INTEGER);"])
-    store = Store(tmp_path / "b.db")
-    await store.open()
-    await store.close()
-    register_migrations("testcomp", ["CREATE TABLE testcomp_a (x INTEGER);",
-                                     "ALTER TABLE testcomp_a ADD COLUMN y TEXT;"])
-    store = Store(tmp_path / "b.db")
-    await store.open()
-    cur = await store.conn.execute("SELECT version FROM schema_version WHERE component = ?",
-                                   ("testcomp",))
-    assert (await cur.fetchone())[0] == 2
-    await store.close()
-    with pytest.raises(ValueError, match="appended"):
-        register_migrations("testcomp", ["CREATE TABLE other (x INTEGER);"])
+    v1 = "CREATE TABLE testcomp_a (x INTEGER);"
+    try:
+        register_component(ComponentSpec("testcomp", lambda ctx: None, migrations=[v1]))
+        store = Store(tmp_path / "b.db")
+        await store.open()
+        await store.close()
+        register_component(ComponentSpec(
+            "testcomp", lambda ctx: None,
+            migrations=[v1, "ALTER TABLE testcomp_a ADD COLUMN y TEXT;"]))
+        store = Store(tmp_path / "b.db")
+        await store.open()  # v1 does not run again (the table exists: it would fail)
+        assert await store.query_one(
+            "SELECT version FROM schema_version WHERE component = ?", ("testcomp",)) == (2,)
+        await store.query("SELECT x, y FROM testcomp_a")
+        await store.close()
+    finally:
+        unregister_component("testcomp")
+
+
+def test_a_bare_store_has_every_builtin_table(tmp_path: Path) -> None:
+    """The schema comes from the component specs, not from which modules were imported:
+    in a fresh interpreter that imports only the store, every built-in table exists."""
+    code = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from gateway.store import Store\n"
+        "async def main():\n"
+        "    store = Store(Path(sys.argv[1]))\n"
+        "    await store.open()\n"
+        "    rows = await store.query(\"SELECT name FROM sqlite_master WHERE type='table'\")\n"
+        "    print(' '.join(sorted(r[0] for r in rows)))\n"
+        "    await store.close()\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "b.db")],
+                         capture_output=True, text=True, check=True).stdout.split()
+    for table in ("telemetry", "events", "device_status", "device_flags", "rules_alarms",
+                  "rules_quotas", "work_orders", "hooks_recent_events", "channel_queue"):
+        assert table in out
 
 
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -118,8 +146,9 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     await store.close()
     with sqlite3.connect(tmp_path / "b.db") as conn:
         conn.execute("UPDATE schema_version SET version = 99 WHERE component = 'core'")
-    with pytest.raises(RuntimeError, match="newer than this fieldgate"):
+    with pytest.raises(StoreError, match="newer than this fieldgate") as err:
         await Store(tmp_path / "b.db").open()
+    assert err.value.exit_code == 65
 
 
 async def test_kv_persists(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ async def test_alarm_quota_and_commands_end_to_end(tmp_path: Path) -> None:
         [created] = await wait_for(lambda: outbox(app, "alarm_created"))
         assert created.body["device"] == "meter-1" and created.body["rule"] == "voltage-high"
         assert created.body["message"].startswith("meter-1 voltage_v = 2")
-        assert app.pipeline.status.current["meter-1"].value == "alarm"
+        assert app.status.current("meter-1").value == "alarm"
 
         listed = await app.commands.execute("alarm.list", {"device": "meter-1"})
         assert listed["ok"] and [a["alarm_id"] for a in listed["result"]] == [
@@ -103,7 +103,7 @@ async def test_alarm_quota_and_commands_end_to_end(tmp_path: Path) -> None:
         # (events not yet delivered before the stop are still in the outbox: same ids)
         new = [se.event for se in await app.store.read_events("after-restart", 10_000)]
         assert {e.body["alarm_id"] for e in new if e.type == "alarm_created"} <= before
-        assert app.pipeline.status.current["meter-1"].value == "maintenance"
+        assert app.status.current("meter-1").value == "maintenance"
 
 
 async def _of_rule(app: App, rule: str) -> list[Event]:

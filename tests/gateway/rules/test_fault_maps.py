@@ -124,7 +124,7 @@ async def test_end_to_end_with_the_modbus_simulator(profile_dir: Path, tmp_path:
             assert sorted(e.body["message"] for e in created) == [
                 "pv-1 fault_bits: fan failure (code 3)",
                 "pv-1 fault_bits: over temperature (code 0)"]
-            assert app.pipeline.status.current["pv-1"].value == "alarm"
+            assert app.status.current("pv-1").value == "alarm"
             sim.set_registers(1, Function.HOLDING, 3, [0])
             resolved = await _wait_events(app, "alarm_resolved", 2)
             assert sorted(e.body["code"] for e in resolved) == ["0", "3"]
