@@ -197,8 +197,13 @@ def _startup_failed(errors: list[StartupError]) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    config = _load(args.file)
-    print(f"{args.file}: ok ({len(config.devices)} devices)")
+    from gateway.config.loader import check_config
+
+    config, warnings = check_config(args.file)
+    for warning in warnings:
+        print(warning, file=sys.stderr)
+    print(f"{args.file}: ok ({len(config.devices)} devices"
+          f"{f', {len(warnings)} warning(s)' if warnings else ''})")
     return 0
 
 
