@@ -155,13 +155,19 @@ class Store:
             await self._open_file()
         except StoreCorrupt as err:
             moved = opening.handle_corrupt(self.path, str(err), self.on_corrupt)
+            old_mark = read_mark(self.path)  # the new store rewrites it
             await self._open_file(fresh_after=moved)
             from gateway.store.recover import salvage_into
 
-            await salvage_into(self, moved, str(err))
+            await salvage_into(self, moved, str(err), old_mark)
 
     async def _open_file(self, fresh_after: Path | None = None) -> None:
-        conn = await opening.connect(self.path, self.durability)
+        try:
+            conn = await opening.connect(self.path, self.durability)
+        except sqlite3.DatabaseError as err:
+            if is_corrupt(err):
+                raise StoreCorrupt(str(err)) from err
+            raise
         self._conn = conn
         try:
             await opening.check(conn, self.path)
