@@ -27,6 +27,7 @@ class ReferenceReceiver:
         default_factory=lambda: defaultdict(list))
     events: dict[str, dict[str, Any]] = field(default_factory=dict)  # by id
     repeats: int = 0
+    repeat_seqs: list[int] = field(default_factory=list)
     reused: list[tuple[Key, int]] = field(default_factory=list)  # same number, other sample
 
     def telemetry(self, msg: dict[str, Any]) -> None:
@@ -36,6 +37,7 @@ class ReferenceReceiver:
             seq = msg["seq_first"] + i
             if seq <= high:
                 self.repeats += 1
+                self.repeat_seqs.append(seq)
                 if self.samples[key].get(seq, row) != row:
                     self.reused.append((key, seq))
                 continue
