@@ -175,3 +175,33 @@ async def test_reference_receiver_gets_every_sample_once(mosquitto: Mosquitto,
     assert read_stats(store).acked_seq == stats.next_seq - 1
     print(f"{len(rows)} samples once each; {ref.repeats} repeats dropped; "
           f"gaps {dict(ref.gaps)}")
+
+
+async def test_chunk_that_is_not_json_rows_is_quarantined(mosquitto: Mosquitto,
+                                                          tmp_path: Path) -> None:
+    """Valid zlib around a broken array (the check sum cannot catch it): quarantined too."""
+    from gateway.model import Sample
+    from gateway.store import Store
+
+    path = tmp_path / "state" / "buffer.sqlite3"
+    store = Store(path)
+    await store.open()
+    for i in range(3):
+        await store.append_samples([Sample("m", f"p{j}", 1_000 * i + j, j) for j in range(10)])
+    async with store.transaction() as tx:
+        await tx.execute("UPDATE telemetry SET payload = ? WHERE seq_first = 11",
+                         (zlib.compress(b'[["m","p0",1,2,"good"]'),))
+    await store.close()
+    cfg = site(mosquitto, devices=0)
+    async with (RefRecorder(mosquitto.host, mosquitto.port, BASE) as rec,
+                running_app(cfg, tmp_path, timeout=60) as app):
+        await rec.until("the rows after the bad chunk", lambda: bool(
+            rec.ref.high[(GW, app.store.store_id)] >= 30))
+        await rec.until("the event", lambda: bool(rec.ref.of_type("chunk_quarantined")))
+        assert (await app.store.stats()).quarantined_chunks == 1
+    [event] = rec.ref.of_type("chunk_quarantined")
+    assert (event["body"]["seq_first"], event["body"]["seq_last"]) == (11, 20)
+    assert sorted(rec.ref.samples[(GW, event["body"]["store_id"])]) == \
+        [*range(1, 11), *range(21, 31)]
+    assert rec.ref.unannounced_gaps() == []
+    rec.assert_valid()
