@@ -136,7 +136,7 @@ async def ingest(data: list[list[Sample]], with_rules: bool, tmp: Path) -> dict[
         devs, section = site()
         engine = RuleEngine(RulesSection.model_validate(section), devs, pipeline.status, clock)
         await engine.load(store)
-        pipeline.processors.append(engine)
+        pipeline.add_processor(engine)
     n = sum(len(b) for b in data)
     t0 = time.perf_counter()
     for b in data:
@@ -212,7 +212,7 @@ async def pipeline_run(with_rules: bool, seconds: float, warmup: float,
     import pipeline as pipeline_bench  # bench/pipeline.py (this script's directory)
     from _uplink_common import start_app, stop_app, uplink_of, write_site
 
-    from gateway.rules.component import rules_of
+    from gateway.rules.component import RulesComponent
     from tests.support.mosquitto import Mosquitto
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -227,7 +227,8 @@ async def pipeline_run(with_rules: bool, seconds: float, warmup: float,
             app, task = await start_app(write_site(workdir, site_cfg))
             try:
                 uplink = uplink_of(app)
-                rules = rules_of(app)
+                rules = app.running.get("rules")
+                assert rules is None or isinstance(rules, RulesComponent)
                 await asyncio.sleep(warmup)
                 s0, p0, t0, c0 = (uplink.stats.samples, app.pipeline.stats.samples,
                                   time.monotonic(), time.process_time())

@@ -1,20 +1,23 @@
-"""Commands every gateway has: ping, write, reload, buffer.stats, commands.list."""
+"""Commands every gateway has: ping, write, reload, buffer.stats, commands.list.
+
+They are the ``commands`` component, registered like any other (no config section).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import math
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from drivers.base import DriverError, NotSupported, UnknownPoint
+from drivers.base import DriverError, NotSupported, NotWritable, UnknownPoint, WriteResult
+from gateway import logring
 from gateway.commands import Command, CommandError, NoArgs
+from gateway.components import Component, ComponentContext, ComponentSpec, register_component
 from gateway.config.errors import ConfigError
 from gateway.config.loader import load_config
 from gateway.errors import StartupError
 from gateway.model import Value
-
-if TYPE_CHECKING:
-    from gateway.runtime import App
 
 
 class WriteArgs(BaseModel):
@@ -23,42 +26,63 @@ class WriteArgs(BaseModel):
     point: str
     value: float | int | bool | str
 
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: Value) -> Value:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number (NaN and infinity cannot be written)")
+        return value
 
-def register(app: App) -> None:
+
+class BuiltinCommands(Component):
+    name = "commands"
+
+    def __init__(self, ctx: ComponentContext[None]) -> None:
+        self.ctx = ctx
+
+    async def start(self) -> None:
+        register(self.ctx)
+
+
+def register(ctx: ComponentContext[None]) -> None:
     async def ping(_: NoArgs) -> dict[str, Any]:
         """Check that the gateway answers; returns its id, version and uptime."""
         return {
-            "gateway": app.config.gateway.id,
-            "version": app.version,
-            "uptime_s": round((app.clock.now_ms() - app.started_ms) / 1000, 1),
+            "gateway": ctx.site.gateway.id,
+            "version": ctx.version,
+            "uptime_s": round((ctx.clock.now_ms() - ctx.started_ms) / 1000, 1),
         }
 
     async def write(args: WriteArgs) -> dict[str, Any]:
         """Write a value to a device point through its driver."""
-        if app.device(args.device) is None:
+        if ctx.device(args.device) is None:
             raise CommandError("unknown_device", f"no device {args.device!r} on this gateway")
         try:
-            result: Value = await app.write(args.device, args.point, args.value)
+            result: WriteResult | Value = await ctx.write(args.device, args.point, args.value)
         except KeyError:
             raise CommandError("device_disabled", f"device {args.device!r} is disabled") from None
+        except NotWritable as err:
+            raise CommandError("not_writable", err.message) from err
         except UnknownPoint as err:
             raise CommandError("unknown_point", err.message) from err
         except NotSupported as err:
             raise CommandError("not_supported", err.message) from err
         except DriverError as err:
             raise CommandError("write_failed", err.message) from err
-        return {"device": args.device, "point": args.point, "written": result}
+        if not isinstance(result, WriteResult):
+            result = WriteResult(result)
+        return {"device": args.device, "point": args.point, **result.reply()}
 
     async def buffer_stats(_: NoArgs) -> dict[str, Any]:
         """Rows, bytes, oldest sample and dropped count of the telemetry buffer."""
-        return (await app.store.stats()).as_dict()
+        return (await ctx.store.stats()).as_dict()
 
     async def reload(_: NoArgs) -> dict[str, Any]:
         """Re-read the config file and apply it; the buffer is kept."""
-        if app.config_path is None:
+        if ctx.config_path is None:
             raise CommandError("no_config_file", "this gateway was not started from a file")
         try:
-            new = load_config(app.config_path)
+            new = load_config(ctx.config_path)
         except ConfigError as err:
             raise CommandError(
                 "bad_config", "the new config is invalid; nothing changed",
@@ -66,18 +90,23 @@ def register(app: App) -> None:
             ) from err
         except StartupError as err:  # e.g. a plugin the new config names does not load
             raise CommandError("bad_config", f"{err}; nothing changed") from err
-        app.request_reload()
+        ctx.request_reload(new)  # the config validated here, not the file read again
         return {"reloading": True, "devices": len(new.devices)}
 
     async def commands_list(_: NoArgs) -> list[Any]:
         """The commands this gateway accepts."""
-        return list(app.commands.describe())
+        return list(ctx.commands.describe())
 
     for cmd in (
-        Command("ping", NoArgs, ping, ping.__doc__ or ""),
+        Command("ping", NoArgs, ping, ping.__doc__ or "", read_only=True),
         Command("write", WriteArgs, write, write.__doc__ or ""),
-        Command("buffer.stats", NoArgs, buffer_stats, buffer_stats.__doc__ or ""),
+        Command("buffer.stats", NoArgs, buffer_stats, buffer_stats.__doc__ or "", read_only=True),
         Command("reload", NoArgs, reload, reload.__doc__ or ""),
-        Command("commands.list", NoArgs, commands_list, commands_list.__doc__ or ""),
+        Command("commands.list", NoArgs, commands_list, commands_list.__doc__ or "",
+                read_only=True),
+        *logring.commands(),
     ):
-        app.commands.register(cmd)
+        ctx.commands.register(cmd)
+
+
+register_component(ComponentSpec("commands", BuiltinCommands))

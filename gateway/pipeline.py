@@ -15,11 +15,11 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.clock import Clock
 from gateway.model import Batch, DeviceStatus, Event, Sample
-from gateway.status import StatusTracker
+from gateway.status import DeviceStatusService
 from gateway.store import Store, Tx
 from gateway.store.held import CommitFailed, HeldBatch
 
@@ -73,6 +73,7 @@ class Pipeline:
         self,
         store: Store,
         clock: Clock,
+        status: DeviceStatusService | None = None,
         *,
         queue_batches: int = 256,
         max_commit_samples: int = 50_000,
@@ -82,15 +83,27 @@ class Pipeline:
         self.clock = clock
         self.queue: asyncio.Queue[list[Sample]] = asyncio.Queue(queue_batches)
         self.max_commit_samples = max_commit_samples
+        #: Read only: components add theirs with ``ctx.add_processor`` / ``add_observer``.
         self.processors: list[BatchProcessor] = []
         self.observers: list[Observer] = []
-        self.status = StatusTracker()
+        #: The runtime's status service (the pipeline applies the drivers' reports to it).
+        self.status = status if status is not None else DeviceStatusService()
         self.stats = PipelineStats()
         self._status_reports: list[StatusReport] = []
         self._pending_events: list[Event] = []
         self._wake = asyncio.Event()
         self._closing = False
         self._held = HeldBatch(max_held_samples)
+
+    def add_processor(self, processor: BatchProcessor) -> Callable[[], None]:
+        """Run ``processor`` in every commit from now on; returns its remover."""
+        self.processors.append(processor)
+        return lambda: _discard(self.processors, processor)
+
+    def add_observer(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer`` after every commit from now on; returns its remover."""
+        self.observers.append(observer)
+        return lambda: _discard(self.observers, observer)
 
     async def put(self, batch: Batch) -> None:
         if batch:
@@ -142,7 +155,7 @@ class Pipeline:
         try:
             async with self.store.transaction() as tx:
                 for report in reports:
-                    old = self.status.current.get(report.device)
+                    old = self.status.current(report.device)
                     if await self.status.apply(tx, report.device, report.status,
                                                report.reason, report.ts_ms):
                         for proc in self.processors:
@@ -201,3 +214,8 @@ class Pipeline:
         """Commit everything still queued, without the run task (used when it is gone)."""
         while not self._idle():
             await self._commit_retrying()
+
+
+def _discard(items: list[Any], item: Any) -> None:
+    if item in items:
+        items.remove(item)

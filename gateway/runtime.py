@@ -1,7 +1,8 @@
 """The daemon: build the parts from the config, start them in dependency order, supervise
 them, and take them down in reverse within a bounded time.
 
-Order up: store -> pipeline -> components (rules, uplink, hooks, ...) -> drivers -> READY.
+Order up: store -> status -> pipeline -> components (each after the ones it names in
+``after``) -> drivers -> READY.
 Order down: drivers -> pipeline drain -> components drain -> tasks cancelled -> components
 stop -> drivers close -> store close. ``reload`` redoes everything above the store, so the
 buffer and its sequence survive a config change.
@@ -10,10 +11,10 @@ buffer and its sequence survive a config change.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ from gateway.commands import CommandRegistry
 from gateway.config.loader import load_config
 from gateway.config.site import SiteConfig
 from gateway.model import Batch, DeviceStatus, Event, Value
+from gateway.paths import precreate_private_file
 from gateway.pipeline import Pipeline
+from gateway.status import DeviceStatusService
 from gateway.store import Store
 from gateway.store.kv import KV
 from gateway.store.opening import ensure_dir
@@ -57,7 +60,7 @@ class DriverContextImpl:
 
 
 class App:
-    """One running gateway. Components receive it to reach the shared parts."""
+    """One running gateway. Components never see it: each gets a ComponentContext."""
 
     def __init__(self, config: SiteConfig, config_path: Path | None = None,
                  clock: Clock | None = None) -> None:
@@ -69,28 +72,34 @@ class App:
         store_path = config.store.path or self.state_dir / "buffer.sqlite3"
         self.store = Store(store_path, max_bytes=config.store.max_bytes,
                            durability=config.store.durability,
-                           on_corrupt=config.store.on_corrupt)
+                           on_corrupt=config.store.on_corrupt, clock=self.clock)
+        #: Owned here, not by a pipeline: it outlives a reload and every component reads it.
+        self.status = DeviceStatusService()
         self.pipeline = self._new_pipeline()
         self.commands = CommandRegistry()
         self.drivers: dict[str, Driver] = {}
         self.device_driver: dict[str, Driver] = {}
         self.components: list[components.Component] = []
+        #: The running components by name (what ``ctx.component(name)`` returns).
+        self.running: dict[str, components.Component] = {}
         self.notifier = Notifier()
         self.started_ms = self.clock.now_ms()
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._reload: asyncio.Event = asyncio.Event()
+        self._reload_with: SiteConfig | None = None
         self._supervisor: Supervisor | None = None
         self._signals = 0
         self._first_signal_at = 0.0
         self._driver_tasks: list[str] = []
+        self._signal_tasks: set[asyncio.Task[None]] = set()
 
     def _new_pipeline(self) -> Pipeline:
-        return Pipeline(self.store, self.clock,
+        return Pipeline(self.store, self.clock, self.status,
                         queue_batches=self.config.pipeline.queue_batches,
                         max_commit_samples=self.config.pipeline.max_commit_samples)
 
-    # -- public API for components and commands ----------------------------------------
+    # -- what the component contexts and the driver contexts call ----------------------
 
     @property
     def supervisor(self) -> Supervisor:
@@ -110,7 +119,10 @@ class App:
     def request_stop(self) -> None:
         self._stop.set()
 
-    def request_reload(self) -> None:
+    def request_reload(self, config: SiteConfig | None = None) -> None:
+        """Rebuild above the store with ``config`` (validated by the caller), or with the
+        config file read again when None."""
+        self._reload_with = config
         self._reload.set()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -118,11 +130,13 @@ class App:
     async def run(self) -> int:
         """Run until stopped; returns the process exit code."""
         ensure_dir(self.state_dir, "state directory")
+        with contextlib.suppress(OSError):  # Store.open says what is wrong with the path
+            precreate_private_file(self.store.path)
         self._install_signal_handlers()
         await self.store.open()
         try:
             async with asyncio.TaskGroup() as group:
-                self._supervisor = Supervisor(group)
+                self._supervisor = Supervisor(group, clock=self.clock)
                 watchdog = group.create_task(self.notifier.watchdog(), name="systemd-watchdog")
                 while True:
                     await self._start_parts()
@@ -154,20 +168,20 @@ class App:
 
     async def _start_parts(self) -> None:
         sup = self.supervisor
+        # Loaded once, before the pipeline and the components: the rules read it at start.
+        await self.status.load(self.store)
         self.pipeline = self._new_pipeline()
-        # Loaded once, before the components: the rules read it at start.
-        await self.pipeline.status.load(self.store)
         self.commands = CommandRegistry()
-        from gateway import builtin_commands
-
-        builtin_commands.register(self)
-        self.components = []
+        self.components, self.running = [], {}
         self.store.begin_consumers()
-        for cspec in components.registry().values():
-            component = cspec.factory(self)
+        for cspec in components.registry().values():  # in dependency order
+            section = getattr(self.config, cspec.name, None) if cspec.section else None
+            ctx = components.ComponentContext(self, cspec, section, self.running)
+            component = cspec.factory(ctx)
             if component is not None:
                 await component.start()
                 self.components.append(component)
+                self.running[cspec.name] = component
         await self.store.retire_consumers(self.store.active_consumers)
         sup.start("pipeline", self.pipeline.run)
         for component in self.components:
@@ -194,6 +208,7 @@ class App:
                  ", ".join(sorted(self.drivers)) or "none")
 
     async def _stop_parts(self) -> None:
+        self.status.stopping = True  # devices going offline now: a planned stop
         deadline = self.config.shutdown.drain_timeout
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -226,9 +241,11 @@ class App:
         sup.tasks.clear()
 
     def _reload_config(self) -> None:
-        if self.config_path is None:
-            return
-        new = load_config(self.config_path)  # validated already by the reload command
+        new, self._reload_with = self._reload_with, None
+        if new is None:
+            if self.config_path is None:
+                return
+            new = load_config(self.config_path)
         if new.store != self.config.store or new.gateway.state_dir != self.config.gateway.state_dir:
             log.warning("reload: store and state_dir changes take effect at the next restart")
         self.config = new
@@ -236,15 +253,32 @@ class App:
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
-            except (NotImplementedError, RuntimeError):  # not the main thread
-                return
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            return
+
+    def _on_sighup(self) -> None:
+        """SIGHUP is a reload, as daemons conventionally do: the same path as the ``reload``
+        command, so an invalid file is reported and changes nothing."""
+        log.info("received SIGHUP: reloading the configuration")
+        task = asyncio.get_running_loop().create_task(self._reload_on_signal(),
+                                                      name="sighup-reload")
+        self._signal_tasks.add(task)
+        task.add_done_callback(self._signal_tasks.discard)
+
+    async def _reload_on_signal(self) -> None:
+        reply = await self.commands.execute("reload", {})
+        if not reply.get("ok"):
+            error = reply.get("error", {})
+            log.error("SIGHUP: the configuration was not reloaded: %s %s", error.get("message"),
+                      "; ".join(str(d) for d in error.get("details") or []))
 
     def _remove_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             try:
                 loop.remove_signal_handler(sig)
             except (NotImplementedError, RuntimeError, ValueError):
@@ -271,7 +305,3 @@ async def _quietly(awaitable: Any, what: str) -> None:
         await asyncio.wait_for(awaitable, 5)
     except Exception as err:
         log.warning("%s failed: %s", what, err)
-
-
-def running_tasks(app: App) -> Iterable[str]:
-    return sorted(app.supervisor.tasks)

@@ -9,49 +9,47 @@ has an open alarm of at least the configured severity. The status others see is 
 Every change of that effective status is committed together with a ``device_status_changed``
 event carrying the old and new state, whichever input caused it. The inputs are persisted too,
 so a restart neither forgets a maintenance window nor reports a spurious transition.
+
+The runtime owns the one :class:`DeviceStatusService`: the pipeline applies the drivers'
+reports to it inside its commit, the rules set the alarm flag, the ``maintenance`` command
+the maintenance flag, and every component reads it through ``ctx.status``.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+from gateway.events import DEVICE_STATUS_CHANGED
 from gateway.model import DeviceStatus, Event, event_id
-from gateway.store import Store, Tx, register_migrations
+from gateway.store import Store, Tx
 
 log = logging.getLogger(__name__)
 
-STATUS_EVENT = "device_status_changed"
-
-register_migrations(
-    "status",
-    [
-        """
-        CREATE TABLE device_flags (
-            device      TEXT PRIMARY KEY,
-            link        TEXT,
-            maintenance INTEGER NOT NULL DEFAULT 0,
-            alarm       INTEGER NOT NULL DEFAULT 0
-        ) WITHOUT ROWID;
-        """,
-    ],
-)
+STATUS_EVENT = DEVICE_STATUS_CHANGED
 
 _LINK = (DeviceStatus.ONLINE, DeviceStatus.OFFLINE)
 
 
-class StatusTracker:
+class DeviceStatusService:
+    """Its tables are the core's (gateway.store.schema, ``device_status`` and ``status``)."""
+
     def __init__(self) -> None:
-        #: The effective status of each device (what events and commands report).
-        self.current: dict[str, DeviceStatus] = {}
+        #: The effective status of each device, with the reason and time of its last change.
+        self._current: dict[str, tuple[DeviceStatus, str, int]] = {}
         #: The link state as the driver last reported it.
         self.link: dict[str, DeviceStatus] = {}
         self.maintenance: set[str] = set()
         self.alarm: set[str] = set()
+        #: Set by the runtime when a graceful stop or a reload begins: a device that goes
+        #: offline from then on is marked ``planned: true`` in its event.
+        self.stopping = False
 
     async def load(self, store: Store) -> None:
-        rows = await store.query("SELECT device, status FROM device_status")
-        self.current = {dev: DeviceStatus(st) for dev, st in rows}
+        rows = await store.query("SELECT device, status, reason, ts_ms FROM device_status")
+        self._current = {dev: (DeviceStatus(st), reason, ts) for dev, st, reason, ts in rows}
         self.link, self.maintenance, self.alarm = {}, set(), set()
+        self.stopping = False
         for device, link, maintenance, alarm in await store.query(
             "SELECT device, link, maintenance, alarm FROM device_flags"
         ):
@@ -62,7 +60,17 @@ class StatusTracker:
             if alarm:
                 self.alarm.add(device)
 
+    def current(self, device: str) -> DeviceStatus | None:
+        """The status others see (None: never reported)."""
+        entry = self._current.get(device)
+        return entry[0] if entry else None
+
+    def snapshot(self) -> dict[str, tuple[DeviceStatus, str, int]]:
+        """Every known device: (status, reason of the last change, since when in ms)."""
+        return dict(self._current)
+
     def effective(self, device: str) -> DeviceStatus:
+        """The status the inputs give now (equal to :meth:`current` outside a commit)."""
         if device in self.maintenance:
             return DeviceStatus.MAINTENANCE
         if self.link.get(device) is DeviceStatus.OFFLINE:
@@ -77,7 +85,7 @@ class StatusTracker:
         """A report from a driver: ONLINE/OFFLINE set the link state (ALARM or MAINTENANCE
         set that flag). Returns the event when the effective status changed, else None."""
         if new in _LINK:
-            if self.link.get(device) is new and device in self.current:
+            if self.link.get(device) is new and device in self._current:
                 return None
             self.link[device] = new
         elif new is DeviceStatus.MAINTENANCE:
@@ -142,15 +150,18 @@ class StatusTracker:
         return events
 
     def _transition(self, device: str, reason: str, ts_ms: int) -> Event | None:
-        old = self.current.get(device)
+        old = self.current(device)
         new = self.effective(device)
         if old is new:
             return None
-        self.current[device] = new
+        self._current[device] = (new, reason, ts_ms)
+        # planned: the gateway is stopping or reloading, not a failure of the device.
+        body: dict[str, Any] = {"device": device, "old_status": old.value if old else None,
+                                "new_status": new.value, "reason": reason,
+                                "planned": self.stopping and new is DeviceStatus.OFFLINE}
         event = Event(
             STATUS_EVENT,
-            {"device": device, "old_status": old.value if old else None,
-             "new_status": new.value, "reason": reason},
+            body,
             device=device,
             ts_ms=ts_ms,
             # old and new: two transitions of one device in the same millisecond (a driver

@@ -22,18 +22,22 @@ import asyncio
 import logging
 import string
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
 from gateway.channels.base import Channel, ChannelTarget, channel_types
-from gateway.channels.delivery import CONSUMER, Router, Sender
+from gateway.channels.delivery import CONSUMER, MIGRATIONS, Router, Sender
 from gateway.commands import Command, NoArgs
-from gateway.components import Component, ComponentSpec, TaskFactory, register_component
+from gateway.components import (
+    Component,
+    ComponentContext,
+    ComponentSpec,
+    TaskFactory,
+    register_component,
+)
 from gateway.config.base import PositiveSeconds, StrictModel
-
-if TYPE_CHECKING:
-    from gateway.runtime import App
+from gateway.events import ALARM_CREATED, ALARM_RESOLVED, DEVICE_STATUS_CHANGED, QUOTA_EXCEEDED
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +58,18 @@ class Template(StrictModel):
 
 
 DEFAULT_TEMPLATES: dict[str, Template] = {
-    "alarm_created": Template(
+    ALARM_CREATED: Template(
         title="[{severity}] {device}: {message}",
         text="Alarm **{rule}** on **{device}** ({point} = {value})\n\n{message}\n\n"
              "Since {ts} on gateway {gateway}. Alarm id {alarm_id}"),
-    "alarm_resolved": Template(
+    ALARM_RESOLVED: Template(
         title="[resolved] {device}: {message}",
         text="Alarm **{rule}** on **{device}** cleared at {ts} (last value {last_value})."),
-    "device_status_changed": Template(
+    DEVICE_STATUS_CHANGED: Template(
         title="{device} is {new_status}",
         text="Device **{device}** changed from {old_status} to **{new_status}** at {ts}. "
              "{reason}"),
-    "quota_exceeded": Template(
+    QUOTA_EXCEEDED: Template(
         title="Quota {quota} at {usage_pct}%",
         text="Quota **{quota}** used {usage_kwh} of {budget_kwh} kWh ({usage_pct}%) for the "
              "{period} {period_start}..{period_end}."),
@@ -75,7 +79,8 @@ GENERIC_TEMPLATE = Template(title="{type} {device}", text="Event {type} ({id}) a
 
 class Route(StrictModel):
     channels: list[str] = Field(min_length=1, description="Target names to notify.")
-    events: list[str] = Field(["alarm_created"], description="Event types this route takes.")
+    events: list[str] = Field([ALARM_CREATED],
+                              description="Event types this route takes.")
     severities: list[str] = Field([], description="Alarm severities; empty: all.")
     devices: list[str] = Field([], description="Device id globs (fnmatch); empty: all.")
     template: str | None = Field(None, description="Template name; default: per event type.")
@@ -113,27 +118,28 @@ class ChannelsSection(StrictModel):
 class ChannelsComponent(Component):
     name = "channels"
 
-    def __init__(self, app: App, section: ChannelsSection) -> None:
-        self.app = app
-        self.section = section
+    def __init__(self, ctx: ComponentContext[ChannelsSection]) -> None:
+        self.ctx = ctx
+        self.section = section = ctx.config
         self.channels: dict[str, Channel] = {}
         self.wake = {name: asyncio.Event() for name in section.targets}
-        self.router = Router(app.store, section, app.config.gateway.id, self.wake)
+        self.router = Router(ctx.store, section, ctx.site.gateway.id, self.wake)
         self.senders: dict[str, Sender] = {}
 
     async def start(self) -> None:
-        types = channel_types()  # plugin channel types were registered by `plugins` (30)
+        types = channel_types()  # plugin channel types were registered by `plugins`
         for name, target in self.section.targets.items():
             cls = types.get(target.type)
             if cls is None:
                 raise ValueError(f"channels.targets.{name}: unknown channel type "
                                  f"{target.type!r}; known: {', '.join(sorted(types))}")
             self.channels[name] = cls(name, target)
-            self.senders[name] = Sender(self.app.store, self.channels[name], self.section,
-                                        self.wake[name], self.app.clock.now_ms)
-        await self.app.store.register_consumer(CONSUMER)
-        self.app.commands.register(Command("channels.stats", NoArgs, self._stats,
-                                           "Pending, sent, failed notices per channel."))
+            self.senders[name] = Sender(self.ctx.store, self.channels[name], self.section,
+                                        self.wake[name], self.ctx.clock)
+        await self.ctx.store.register_consumer(CONSUMER)
+        self.ctx.commands.register(Command("channels.stats", NoArgs, self._stats,
+                                           "Pending, sent, failed notices per channel.",
+                                           read_only=True))
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
         yield "channels-router", self.router.run
@@ -145,11 +151,11 @@ class ChannelsComponent(Component):
                 "channels": {n: await s.stats() for n, s in self.senders.items()}}
 
 
-def _factory(app: App) -> Component | None:
-    section: ChannelsSection = app.config.channels  # type: ignore[attr-defined]
-    if not section.targets:
+def _factory(ctx: ComponentContext[ChannelsSection]) -> Component | None:
+    if not ctx.config.targets:
         return None  # nothing to notify: do not hold events in the outbox for us
-    return ChannelsComponent(app, section)
+    return ChannelsComponent(ctx)
 
 
-register_component(ComponentSpec("channels", _factory, section=ChannelsSection, order=35))
+register_component(ComponentSpec("channels", _factory, section=ChannelsSection,
+                                 after=("plugins",), migrations=MIGRATIONS))

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway.channels.base import Channel, DeliveryError, Message
+from gateway.clock import Clock
 from gateway.model import Event
-from gateway.store.schema import register_migrations
 from gateway.supervisor import backoff_delay
 
 if TYPE_CHECKING:
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 CONSUMER = "channels"
 DELIVERED_KEPT_MS = 7 * 86_400_000
 
-register_migrations("channels", [
+#: The schema of the channels component (ComponentSpec.migrations; append-only).
+MIGRATIONS = [
     """
     CREATE TABLE channel_queue (
         seq        INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -52,7 +53,7 @@ register_migrations("channels", [
         PRIMARY KEY (channel, event_id)
     ) WITHOUT ROWID;
     """,
-])
+]
 
 
 class _Fields(dict[str, Any]):
@@ -131,12 +132,13 @@ class Sender:
     """Delivers one channel's queue in order, with capped, jittered exponential backoff."""
 
     def __init__(self, store: Store, channel: Channel, section: ChannelsSection,
-                 wake: asyncio.Event, now_ms: Any) -> None:
+                 wake: asyncio.Event, clock: Clock) -> None:
         self.store = store
         self.channel = channel
         self.section = section
         self.wake = wake
-        self.now_ms = now_ms
+        self.clock = clock  # the retry schedule runs on it (a FakeClock in tests)
+        self.now_ms = clock.now_ms
         self.sent = self.failed = self.retries = 0
         self.last_error: str | None = None
 
@@ -153,7 +155,7 @@ class Sender:
             seq, event_id, text, attempts, next_ms = row
             wait_s = (next_ms - self.now_ms()) / 1000
             if wait_s > 0:
-                await asyncio.sleep(wait_s)
+                await self.clock.sleep(wait_s)
             await self._attempt(seq, event_id, Message.from_json(text), attempts + 1)
 
     async def _attempt(self, seq: int, event_id: str, message: Message, attempt: int) -> None:

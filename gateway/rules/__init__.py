@@ -5,8 +5,7 @@ Importing this package registers the ``rules`` component (config key ``rules:``)
 built-in alarm converters. See gateway/rules/README.md.
 """
 
-from gateway.rules.component import RulesComponent, rules_of
+from gateway.rules.component import RulesComponent
 from gateway.rules.converters import AlarmSignal, register_converter, unregister_converter
 
-__all__ = ["AlarmSignal", "RulesComponent", "register_converter", "rules_of",
-           "unregister_converter"]
+__all__ = ["AlarmSignal", "RulesComponent", "register_converter", "unregister_converter"]

@@ -18,20 +18,17 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.events import ALARM_ACKNOWLEDGED, ALARM_CREATED, ALARM_RESOLVED
 from gateway.model import Event, Value, event_id
 from gateway.rules.config import SEVERITY_RANK
-from gateway.status import StatusTracker
-from gateway.store import Store, Tx, register_migrations
+from gateway.status import DeviceStatusService
+from gateway.store import Store, Tx
 
 log = logging.getLogger(__name__)
 
-ALARM_CREATED = "alarm_created"
-ALARM_ACKNOWLEDGED = "alarm_acknowledged"
-ALARM_RESOLVED = "alarm_resolved"
 
-register_migrations(
-    "rules",
-    [
+#: The schema of the rules component (ComponentSpec.migrations; append-only).
+MIGRATIONS = [
         """
         CREATE TABLE rules_alarms (
             alarm_id   TEXT PRIMARY KEY,
@@ -58,8 +55,7 @@ register_migrations(
             updated_ms   INTEGER NOT NULL
         ) WITHOUT ROWID;
         """,
-    ],
-)
+]
 
 AlarmKey = tuple[str, str, str]  # (rule, device, code)
 
@@ -113,7 +109,7 @@ class AlarmStats:
 
 
 class AlarmBook:
-    def __init__(self, tracker: StatusTracker, status_severity: str) -> None:
+    def __init__(self, tracker: DeviceStatusService, status_severity: str) -> None:
         self.tracker = tracker
         self.status_rank = SEVERITY_RANK[status_severity]
         self.open: dict[AlarmKey, Alarm] = {}

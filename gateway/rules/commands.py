@@ -40,7 +40,7 @@ class QuotaUsageArgs(BaseModel):
 
 
 def commands(component: RulesComponent) -> list[Command]:
-    app = component.app
+    ctx = component.ctx
 
     def engine() -> Any:
         if component.engine is None:
@@ -55,25 +55,25 @@ def commands(component: RulesComponent) -> list[Command]:
     async def alarm_ack(args: AlarmAckArgs) -> dict[str, Any]:
         """Acknowledge an open alarm (idempotent); emits alarm_acknowledged once."""
         eng = engine()
-        async with app.store.transaction() as tx:
+        async with ctx.store.transaction() as tx:
             alarm = eng.book.by_id.get(args.alarm_id)
             if alarm is None:
                 raise CommandError("unknown_alarm",
                                    f"no open alarm {args.alarm_id!r}; see alarm.list")
-            first = eng.book.acknowledge(alarm, args.by, app.clock.now_ms())
+            first = eng.book.acknowledge(alarm, args.by, ctx.clock.now_ms())
             await eng.flush(tx)
         return {"alarm": alarm.as_dict(), "acknowledged_now": first}
 
     async def maintenance(args: MaintenanceArgs) -> dict[str, Any]:
         """Put a device in maintenance (its alarms are suppressed) or take it out."""
-        if app.device(args.device) is None:
+        if ctx.device(args.device) is None:
             raise CommandError("unknown_device", f"no device {args.device!r} on this gateway")
-        tracker = app.pipeline.status
+        status = ctx.status
         reason = args.reason or ("maintenance started" if args.on else "maintenance ended")
-        async with app.store.transaction() as tx:
-            await tracker.set_maintenance(tx, args.device, args.on, reason, app.clock.now_ms())
+        async with ctx.store.transaction() as tx:
+            await status.set_maintenance(tx, args.device, args.on, reason, ctx.clock.now_ms())
         return {"device": args.device, "maintenance": args.on,
-                "status": tracker.effective(args.device).value}
+                "status": status.effective(args.device).value}
 
     async def quota_usage(args: QuotaUsageArgs) -> list[dict[str, Any]]:
         """Usage of each quota in its current period."""
@@ -92,9 +92,10 @@ def commands(component: RulesComponent) -> list[Command]:
         return dict(engine().describe())
 
     return [
-        Command("alarm.list", AlarmListArgs, alarm_list, alarm_list.__doc__ or ""),
+        Command("alarm.list", AlarmListArgs, alarm_list, alarm_list.__doc__ or "", read_only=True),
         Command("alarm.ack", AlarmAckArgs, alarm_ack, alarm_ack.__doc__ or ""),
         Command("maintenance", MaintenanceArgs, maintenance, maintenance.__doc__ or ""),
-        Command("quota.usage", QuotaUsageArgs, quota_usage, quota_usage.__doc__ or ""),
-        Command("rules.stats", NoArgs, rules_stats, rules_stats.__doc__ or ""),
+        Command("quota.usage", QuotaUsageArgs, quota_usage, quota_usage.__doc__ or "",
+                read_only=True),
+        Command("rules.stats", NoArgs, rules_stats, rules_stats.__doc__ or "", read_only=True),
     ]

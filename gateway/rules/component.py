@@ -1,24 +1,27 @@
 """The ``rules`` component: builds the engine, hooks it into the pipeline, runs its tick.
 
-Order 20: after the control socket, before the uplink and hooks, so the engine is a pipeline
-processor before the first batch and the commands exist when the uplink takes requests.
+It depends on nothing; the plugins (``db.open_alarms``) and the uplink start after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from gateway.components import Component, ComponentSpec, TaskFactory, register_component
+from gateway.components import (
+    Component,
+    ComponentContext,
+    ComponentSpec,
+    TaskFactory,
+    register_component,
+)
+from gateway.rules.alarms import MIGRATIONS
 from gateway.rules.commands import commands
 from gateway.rules.config import SEVERITY_RANK, RulesSection
 from gateway.rules.engine import RuleEngine
 from gateway.rules.quotas import QuotaState
-
-if TYPE_CHECKING:
-    from gateway.runtime import App
 
 log = logging.getLogger(__name__)
 
@@ -28,24 +31,25 @@ LIMIT_COMMAND = "ocpp.limit"
 class RulesComponent(Component):
     name = "rules"
 
-    def __init__(self, app: App, section: RulesSection) -> None:
-        self.app = app
-        self.section = section
+    def __init__(self, ctx: ComponentContext[RulesSection]) -> None:
+        self.ctx = ctx
+        self.section = ctx.config
         self.engine: RuleEngine | None = None
+        self._remove_processor: Callable[[], None] | None = None
         self._actions: asyncio.Queue[tuple[QuotaState, float]] = asyncio.Queue(1000)
         self._warned_no_limit = False
 
     async def start(self) -> None:
-        app = self.app
-        # The runtime loaded the status tracker before any component started.
-        engine = RuleEngine(self.section, app.config.devices, app.pipeline.status, app.clock,
-                            app.config.gateway.timezone)
-        await engine.load(app.store)
+        ctx = self.ctx
+        # The runtime loaded the status service before any component started.
+        engine = RuleEngine(self.section, ctx.site.devices, ctx.status, ctx.clock,
+                            ctx.site.gateway.timezone)
+        await engine.load(ctx.store)
         await self._resolve_orphans(engine)
         self.engine = engine
-        app.pipeline.processors.append(engine)
+        self._remove_processor = ctx.add_processor(engine)
         for command in commands(self):
-            app.commands.register(command)
+            ctx.commands.register(command)
         log.info("rules: %d alarm rules, %d quotas, %d open alarms",
                  len(self.section.alarms), len(engine.quotas.states), len(engine.book.open))
 
@@ -55,10 +59,10 @@ class RulesComponent(Component):
         orphans = [a for a in engine.book.open.values() if a.rule not in known]
         if not orphans:
             return
-        now = self.app.clock.now_ms()
+        now = self.ctx.clock.now_ms()
         for alarm in orphans:
             engine.book.resolve(alarm, now, "rule removed from the config")
-        async with self.app.store.transaction() as tx:
+        async with self.ctx.store.transaction() as tx:
             await engine.flush(tx)
         log.warning("rules: resolved %d open alarm(s) of rules no longer in the config",
                     len(orphans))
@@ -86,7 +90,7 @@ class RulesComponent(Component):
     async def _tick(self) -> None:
         engine = self.engine
         assert engine is not None
-        clock = self.app.clock
+        clock = self.ctx.clock
         while True:
             await clock.sleep(self.section.tick_interval)
             await self.tick_once()
@@ -95,9 +99,9 @@ class RulesComponent(Component):
         """Evaluate the time-driven rules now and commit what changed."""
         engine = self.engine
         assert engine is not None
-        engine.tick(self.app.clock.now_ms())
+        engine.tick(self.ctx.clock.now_ms())
         if engine.pending:
-            async with self.app.store.transaction() as tx:
+            async with self.ctx.store.transaction() as tx:
                 await engine.flush(tx)
         actions, engine.quotas.actions = engine.quotas.actions, []
         for action in actions:
@@ -113,7 +117,7 @@ class RulesComponent(Component):
             await self.limit_charging(quota, power_w)
 
     async def limit_charging(self, quota: QuotaState, power_w: float) -> None:
-        commands_ = self.app.commands
+        commands_ = self.ctx.commands
         if commands_.get(LIMIT_COMMAND) is None:
             if not self._warned_no_limit:
                 self._warned_no_limit = True
@@ -140,25 +144,20 @@ class RulesComponent(Component):
     async def drain(self) -> None:
         if self.engine is not None:
             await self.tick_once()
-            async with self.app.store.transaction() as tx:
+            async with self.ctx.store.transaction() as tx:
                 await self.engine.flush(tx, force_checkpoint=True)
 
     async def stop(self) -> None:
-        engine = self.engine
-        if engine is not None and engine in self.app.pipeline.processors:
-            self.app.pipeline.processors.remove(engine)
+        if self._remove_processor is not None:
+            self._remove_processor()
+            self._remove_processor = None
 
 
-def rules_of(app: App) -> RulesComponent | None:
-    """The running rules component of ``app``; None when the config turns rules off."""
-    return next((c for c in app.components if isinstance(c, RulesComponent)), None)
-
-
-def _factory(app: App) -> RulesComponent | None:
-    section: RulesSection = app.config.rules  # type: ignore[attr-defined]
-    if not section.enabled:
+def _factory(ctx: ComponentContext[RulesSection]) -> RulesComponent | None:
+    if not ctx.config.enabled:
         return None
-    return RulesComponent(app, section)
+    return RulesComponent(ctx)
 
 
-register_component(ComponentSpec("rules", _factory, section=RulesSection, order=20))
+register_component(ComponentSpec("rules", _factory, section=RulesSection,
+                                 migrations=MIGRATIONS))

@@ -42,7 +42,7 @@ from gateway.rules.evaluators import (
     ThresholdState,
 )
 from gateway.rules.quotas import QuotaEngine
-from gateway.status import StatusTracker
+from gateway.status import DeviceStatusService
 from gateway.store import Store, Tx
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def fault_codes(rule: FaultRule, device: Any) -> Mapping[int, str]:
 
 
 class RuleEngine:
-    def __init__(self, section: RulesSection, devices: Iterable[Any], tracker: StatusTracker,
+    def __init__(self, section: RulesSection, devices: Iterable[Any], tracker: DeviceStatusService,
                  clock: Clock, timezone: str = "UTC") -> None:
         self.section = section
         self.clock = clock

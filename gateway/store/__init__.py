@@ -1,7 +1,6 @@
 """The SQLite store (store-and-forward buffer, event outbox, state tables)."""
 
 from gateway.store.db import BufferStats, Store, StoredEvent, TelemetryChunk, Tx, read_stats
-from gateway.store.schema import register_migrations
 
 __all__ = [
     "BufferStats",
@@ -10,5 +9,4 @@ __all__ = [
     "TelemetryChunk",
     "Tx",
     "read_stats",
-    "register_migrations",
 ]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import aiosqlite
 
 from gateway.config.models import Durability
+from gateway.paths import STATE_DIR_MODE
 from gateway.store.errors import EX_CANTCREAT, EX_DATAERR, StoreCorrupt, StoreError
 from gateway.store.schema import migrations
 
@@ -29,9 +30,13 @@ JOURNAL_SIZE_LIMIT = 1_048_576
 
 
 def ensure_dir(path: Path, what: str) -> None:
-    """Create a directory (and its parents) or raise a one-line :class:`StoreError`."""
+    """Create a directory (and its parents) or raise a one-line :class:`StoreError`. A new
+    directory gets mode 0750 whatever the umask; an existing one keeps its mode."""
+    existed = path.is_dir()
     try:
         path.mkdir(parents=True, exist_ok=True)
+        if not existed:
+            os.chmod(path, STATE_DIR_MODE)
     except FileExistsError:
         raise StoreError(f"{what} {path} exists and is not a directory; remove it or point "
                          "the config elsewhere", EX_CANTCREAT) from None

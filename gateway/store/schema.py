@@ -1,33 +1,34 @@
 """Schema migrations, per component.
 
-Each component (``core``, and later ``rules``, ``ocpp``, ...) owns an ordered list of SQL
-scripts. ``schema_version`` remembers how many of each have run, so a component can add
-tables without touching anyone else's migrations. Scripts are append-only: never edit one that
-has shipped, add the next.
+The core owns two lists (``core``: telemetry, outbox, kv; ``status``: the device status
+service's flags); every component declares its own in ``ComponentSpec.migrations``.
+``schema_version`` remembers how many of each have run, so a component can add tables
+without touching anyone else's migrations. Scripts are append-only: never edit one that has
+shipped, add the next.
+
+What runs does not depend on which modules happen to be imported: :func:`migrations` asks
+the component registry, which imports the built-in components itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-_MIGRATIONS: dict[str, list[str]] = {}
-
-
-def register_migrations(component: str, steps: Sequence[str]) -> None:
-    """Declare a component's migrations. Call at import time, before the store opens."""
-    existing = _MIGRATIONS.get(component)
-    if existing is not None and list(steps[: len(existing)]) != existing:
-        raise ValueError(f"migrations of {component!r} may only be appended to")
-    _MIGRATIONS[component] = list(steps)
+CORE_MIGRATIONS: dict[str, list[str]] = {}
 
 
 def migrations() -> dict[str, list[str]]:
-    return {name: list(steps) for name, steps in _MIGRATIONS.items()}
+    """The core's migrations, then every registered component's."""
+    from gateway import components  # the registry imports the components, which import us
+
+    out = {name: list(steps) for name, steps in CORE_MIGRATIONS.items()}
+    for name, steps in components.migrations().items():
+        if name in out:
+            raise ValueError(f"component {name!r} would replace the core's {name!r} "
+                             "migrations; rename the component")
+        out[name] = steps
+    return out
 
 
-register_migrations(
-    "core",
-    [
+CORE_MIGRATIONS["core"] = [
         """
         CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
         INSERT INTO meta VALUES ('next_seq', 1), ('acked_seq', 0), ('dropped_total', 0),
@@ -63,13 +64,6 @@ register_migrations(
             ts_ms  INTEGER NOT NULL
         ) WITHOUT ROWID;
         """,
-    ],
-)
-
-register_migrations(
-    "core",
-    [
-        *migrations()["core"],
         """
         -- store_id: a random id created with the store (see docs/wire-format.md).
         CREATE TABLE store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -82,5 +76,15 @@ register_migrations(
             payload   BLOB NOT NULL
         );
         """,
-    ],
-)
+]
+
+CORE_MIGRATIONS["status"] = [
+    """
+    CREATE TABLE device_flags (
+        device      TEXT PRIMARY KEY,
+        link        TEXT,
+        maintenance INTEGER NOT NULL DEFAULT 0,
+        alarm       INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    """,
+]

@@ -16,24 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiomqtt
 
 from gateway.commands import Command, NoArgs
-from gateway.components import Component, TaskFactory
+from gateway.components import Component, ComponentContext, TaskFactory
 from gateway.supervisor import Backoff
+from gateway.uplink import mqtt
+from gateway.uplink.auth import CommandPolicy
 from gateway.uplink.broker import EmbeddedBroker
 from gateway.uplink.client import Endpoint, build_client
 from gateway.uplink.config import BrokerSection, UplinkSection
 from gateway.uplink.downlink import Downlink
 from gateway.uplink.forwarder import CONSUMER, Forwarder, LinkLost, ReplyOutbox, UplinkStats
 from gateway.uplink.wire import Topics, status_message
-
-if TYPE_CHECKING:
-    from gateway.runtime import App
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,10 @@ _STATS_LOG_EVERY_S = 60.0
 class Uplink(Component):
     name = "uplink"
 
-    def __init__(self, app: App, cfg: UplinkSection) -> None:
-        self.app = app
-        self.cfg = cfg
-        self.gateway_id = app.config.gateway.id
+    def __init__(self, ctx: ComponentContext[UplinkSection]) -> None:
+        self.ctx = ctx
+        self.cfg = cfg = ctx.config
+        self.gateway_id = ctx.site.gateway.id
         self.topics = Topics.of(cfg.topic_prefix, self.gateway_id)
         # The embedded broker's port is known once it listens (it may be 0: any free one).
         self.embedded: EmbeddedBroker | None = None
@@ -61,8 +61,11 @@ class Uplink(Component):
         self.outbox = ReplyOutbox()
         self.downlink = Downlink(
             topics=self.topics, cfg=cfg, gateway_id=self.gateway_id,
-            execute=self._execute, outbox=self.outbox, kv=app.store.kv("uplink"),
-            now_ms=app.clock.now_ms,
+            execute=self._execute, outbox=self.outbox, kv=ctx.store.kv("uplink"),
+            now_ms=ctx.clock.now_ms,
+            policy=CommandPolicy(cfg.commands, gateway_id=self.gateway_id,
+                                 lookup=lambda name: self.ctx.commands.get(name),
+                                 now_ms=ctx.clock.now_ms),
         )
         self.connected = asyncio.Event()
         self._forwarder: Forwarder | None = None
@@ -75,13 +78,19 @@ class Uplink(Component):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.app.store.register_consumer(CONSUMER)
+        if self.embedded is None and self.broker_cfg.tls is None \
+                and not _is_loopback(self.broker_cfg.host):
+            log.warning("uplink: broker %s is not on this machine and uplink.broker.tls is not "
+                        "set: telemetry, commands and credentials cross the network in clear "
+                        "text. Add a tls section (port 8883 is usual)", self.endpoint)
+        await self.ctx.store.register_consumer(CONSUMER)
         await self.downlink.load()
         if self.embedded is not None:
             self.endpoint = await self.embedded.start()
-        self.app.commands.register(Command(
+        self.ctx.commands.register(Command(
             "uplink.stats", NoArgs, self._stats_command,
             "Uplink counters: connects, messages, samples, events, replies, acked seq.",
+            read_only=True,
         ))
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
@@ -101,8 +110,7 @@ class Uplink(Component):
             await self.embedded.stop()
 
     async def _execute(self, name: str, args: Any) -> dict[str, Any]:
-        # Looked up at call time: a reload replaces the registry.
-        return await self.app.commands.execute(name, args)
+        return await self.ctx.commands.execute(name, args)
 
     async def _stats_command(self, _: NoArgs) -> dict[str, Any]:
         return {**self.stats.as_dict(), "connected": self.connected.is_set(),
@@ -127,7 +135,7 @@ class Uplink(Component):
                     self._idle.set()
                 if self._drain_deadline is not None:
                     break
-                await asyncio.sleep(backoff.next_delay())
+                await self.ctx.clock.sleep(backoff.next_delay())
         finally:
             stats_task.cancel()
             self._idle.set()
@@ -149,41 +157,41 @@ class Uplink(Component):
             will_topic=self.topics.status, will_payload=self._status("offline", "lost"),
             window=self.cfg.window,
         )
-        try:
-            await client.__aenter__()
-        except aiomqtt.MqttError as err:
-            raise LinkLost(f"connect failed: {err}") from err
-        clean_exit = False
-        try:
-            backoff.reset()
-            self.stats.connects += 1
-            await self._publish_status(client, "online")
-            await client.subscribe(self.topics.commands, qos=1,
-                                   timeout=self.broker_cfg.connect_timeout)
-            log.info("uplink connected to %s as %s (session %d)", self.endpoint,
-                     self.gateway_id, self._session)
-            self.connected.set()
-            forwarder = Forwarder(
-                client=client, store=self.app.store, topics=self.topics, cfg=self.cfg,
-                gateway_id=self.gateway_id, boot=self.app.store.boot_count,
-                outbox=self.outbox, stats=self.stats, session=self._session,
-                drain_deadline=lambda: self._drain_deadline,
-            )
-            self._forwarder = forwarder
-            receiver = asyncio.create_task(self._receive(client), name="uplink-receive")
+        async with contextlib.AsyncExitStack() as stack:
             try:
-                await forwarder.run()
-            finally:
-                receiver.cancel()
-                with contextlib.suppress(asyncio.CancelledError, LinkLost):
-                    await receiver
-            # Only a drain ends the forwarder without an error: say goodbye.
-            await self._publish_status(client, "offline", "shutdown")
-            clean_exit = True
-        except aiomqtt.MqttError as err:
-            raise LinkLost(str(err)) from err
-        finally:
-            await self._close(client, clean_exit)
+                # A clean exit disconnects; an error aborts the link (the broker publishes
+                # our will, which is the truth; the birth message follows on reconnect).
+                await stack.enter_async_context(
+                    mqtt.session(client, self.broker_cfg.connect_timeout))
+            except aiomqtt.MqttError as err:
+                raise LinkLost(f"connect failed: {err}") from err
+            try:
+                await self._serve(client, backoff)
+            except aiomqtt.MqttError as err:
+                raise LinkLost(str(err)) from err
+
+    async def _serve(self, client: aiomqtt.Client, backoff: Backoff) -> None:
+        backoff.reset()
+        self.stats.connects += 1
+        await self._publish_status(client, "online")
+        await client.subscribe(self.topics.commands, qos=1,
+                               timeout=self.broker_cfg.connect_timeout)
+        log.info("uplink connected to %s as %s (session %d)", self.endpoint,
+                 self.gateway_id, self._session)
+        self.connected.set()
+        forwarder = Forwarder(
+            client=client, store=self.ctx.store, topics=self.topics, cfg=self.cfg,
+            gateway_id=self.gateway_id, boot=self.ctx.store.boot_count,
+            outbox=self.outbox, stats=self.stats, session=self._session,
+            drain_deadline=lambda: self._drain_deadline,
+        )
+        self._forwarder = forwarder
+        async with contextlib.AsyncExitStack() as tasks:
+            receiver = asyncio.create_task(self._receive(client), name="uplink-receive")
+            tasks.push_async_callback(_cancel_and_wait, receiver)
+            await forwarder.run()
+        # Only a drain ends the forwarder without an error: say goodbye.
+        await self._publish_status(client, "offline", "shutdown")
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         """Hand commands to the downlink; a lost link ends the iteration with an error,
@@ -197,26 +205,10 @@ class Uplink(Component):
             if self._forwarder is not None:
                 self._forwarder.fail(LinkLost(f"connection lost: {err}"))
 
-    async def _close(self, client: aiomqtt.Client, clean: bool) -> None:
-        if clean:
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                await asyncio.wait_for(client.__aexit__(None, None, None),
-                                       self.broker_cfg.connect_timeout)
-            return
-        # A failed link: no DISCONNECT handshake on a socket that may be dead (aiomqtt would
-        # wait its full timeout). Closing the socket also lets a live broker publish our
-        # will, which is the truth: the link was lost. The birth message follows on reconnect.
-        paho_client = client._client
-        with contextlib.suppress(Exception):
-            paho_client._sock_close()
-        disconnected = client._disconnected
-        if disconnected.done() and not disconnected.cancelled():
-            disconnected.exception()  # retrieved, so asyncio does not warn about it
-
     def _status(self, state: str, reason: str | None = None) -> bytes:
         return status_message(
-            self.gateway_id, state, version=self.app.version, boot=self.app.store.boot_count,
-            started_ms=self.app.started_ms, ts_ms=self.app.clock.now_ms(), reason=reason,
+            self.gateway_id, state, version=self.ctx.version, boot=self.ctx.store.boot_count,
+            started_ms=self.ctx.started_ms, ts_ms=self.ctx.clock.now_ms(), reason=reason,
         )
 
     async def _publish_status(self, client: aiomqtt.Client, state: str,
@@ -234,3 +226,18 @@ class Uplink(Component):
                          "(acked up to seq %d)", now[0] - last[0], now[1] - last[1],
                          _STATS_LOG_EVERY_S, self.stats.acked_seq)
                 last = now
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, LinkLost):
+        await task
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

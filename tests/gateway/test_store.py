@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from gateway.clock import SystemClock
+from gateway.components import ComponentSpec, register_component, unregister_component
 from gateway.model import Event, Sample
 from gateway.pipeline import Pipeline
 from gateway.store import Store, read_stats
 from gateway.store.db import OVERFLOW_EVENT
 from gateway.store.errors import StoreError
-from gateway.store.schema import register_migrations
+from tests.support.wait import let_tasks_run, stays
 
 
 def batch(n: int, ts: int = 1_000, noisy: bool = False) -> list[Sample]:
@@ -97,20 +100,45 @@ async def test_events_are_idempotent_and_pruned_after_every_consumer(tmp_path: P
 
 
 async def test_component_migrations_run_once(tmp_path: Path) -> None:
-    register_migrations("testcomp", ["CREATE TABLE testcomp_a (x INTEGER);"])
-    store = Store(tmp_path / "b.db")
-    await store.open()
-    await store.close()
-    register_migrations("testcomp", ["CREATE TABLE testcomp_a (x INTEGER);",
-                                     "ALTER TABLE testcomp_a ADD COLUMN y TEXT;"])
-    store = Store(tmp_path / "b.db")
-    await store.open()
-    cur = await store.conn.execute("SELECT version FROM schema_version WHERE component = ?",
-                                   ("testcomp",))
-    assert (await cur.fetchone())[0] == 2
-    await store.close()
-    with pytest.raises(ValueError, match="appended"):
-        register_migrations("testcomp", ["CREATE TABLE other (x INTEGER);"])
+    v1 = "CREATE TABLE testcomp_a (x INTEGER);"
+    try:
+        register_component(ComponentSpec("testcomp", lambda ctx: None, migrations=[v1]))
+        store = Store(tmp_path / "b.db")
+        await store.open()
+        await store.close()
+        register_component(ComponentSpec(
+            "testcomp", lambda ctx: None,
+            migrations=[v1, "ALTER TABLE testcomp_a ADD COLUMN y TEXT;"]))
+        store = Store(tmp_path / "b.db")
+        await store.open()  # v1 does not run again (the table exists: it would fail)
+        assert await store.query_one(
+            "SELECT version FROM schema_version WHERE component = ?", ("testcomp",)) == (2,)
+        await store.query("SELECT x, y FROM testcomp_a")
+        await store.close()
+    finally:
+        unregister_component("testcomp")
+
+
+def test_a_bare_store_has_every_builtin_table(tmp_path: Path) -> None:
+    """The schema comes from the component specs, not from which modules were imported:
+    in a fresh interpreter that imports only the store, every built-in table exists."""
+    code = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from gateway.store import Store\n"
+        "async def main():\n"
+        "    store = Store(Path(sys.argv[1]))\n"
+        "    await store.open()\n"
+        "    rows = await store.query(\"SELECT name FROM sqlite_master WHERE type='table'\")\n"
+        "    print(' '.join(sorted(r[0] for r in rows)))\n"
+        "    await store.close()\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "b.db")],
+                         capture_output=True, text=True, check=True).stdout.split()
+    for table in ("telemetry", "events", "device_status", "device_flags", "rules_alarms",
+                  "rules_quotas", "work_orders", "hooks_recent_events", "channel_queue"):
+        assert table in out
 
 
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -154,8 +182,7 @@ async def test_pipeline_backpressure_bounds_memory(tmp_path: Path) -> None:
     await pipeline.put(batch(5))
     await pipeline.put(batch(5))
     blocked = asyncio.create_task(pipeline.put(batch(5)))
-    await asyncio.sleep(0.2)
-    assert not blocked.done(), "a full queue must make the driver wait"
+    await stays(lambda: not blocked.done(), 0.2, what="a full queue makes the driver wait")
     assert await pipeline.commit_once() == 10
     await asyncio.wait_for(blocked, 1)
     assert await pipeline.commit_once() == 5
@@ -170,7 +197,7 @@ async def test_each_consumer_is_woken_for_new_events(tmp_path: Path) -> None:
         await store.register_consumer(name)
         await store.wait_events(name, 0.01)  # consume the initial wake-up
     waits = [asyncio.create_task(store.wait_events(n, 5)) for n in ("a", "b")]
-    await asyncio.sleep(0.05)
+    await let_tasks_run()  # both are waiting now
     await store.add_events([Event("x", {})])
     await asyncio.wait_for(asyncio.gather(*waits), 1)  # both, not just the first to clear
     # an event added while nobody waits is not missed by the next wait

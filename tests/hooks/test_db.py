@@ -7,14 +7,22 @@ from pathlib import Path
 import pytest
 
 from hooks.db import HooksDB
-from tests.hooks.support import NoonClock, alarm_config, calls, config, curtail, wait_for
+from tests.hooks.support import (
+    NoonClock,
+    alarm_config,
+    calls,
+    component,
+    config,
+    curtail,
+    wait_for,
+)
 from tests.support.app import running_app
 
 
 async def test_open_alarms_come_from_the_rules_engine(tmp_path: Path) -> None:
     async with running_app(alarm_config(tmp_path), tmp_path, clock=NoonClock()) as app:
         (created,) = await wait_for(lambda: calls(app, "on_alarm_created"))
-        db = HooksDB(app, "acme")
+        db = HooksDB(component(app).ctx, "acme")
         listed = (await app.commands.execute("alarm.list", {}))["result"]
         (alarm,) = await db.open_alarms()
         assert alarm["alarm_id"] == created["alarm_event"].alarm_id
@@ -35,4 +43,4 @@ async def test_open_alarms_without_rules(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     cfg["rules"] = {"enabled": False}
     async with running_app(cfg, tmp_path) as app:
-        assert await HooksDB(app, "acme").open_alarms() == []
+        assert await HooksDB(component(app).ctx, "acme").open_alarms() == []

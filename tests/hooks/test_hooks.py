@@ -16,7 +16,8 @@ from typing import Any
 
 from drivers.base import registry as driver_registry
 from drivers.ocpp.simulator import SimCharger
-from gateway.model import event_id
+from gateway.model import Event, event_id
+from gateway.rules.converters import unregister_converter
 from hooks.db import HooksDB
 from hooks.models import AlarmEvent, DataPoint
 from tests.drivers.ocpp.conftest import PASSWORD, charger
@@ -254,9 +255,16 @@ from drivers.base import DriverSpec
 from drivers.simulated.driver import SimulatedDevice, SimulatedDriver
 from gateway.channels.base import Channel, HttpRequest
 from gateway.commands import Command, NoArgs
+from gateway.rules.converters import AlarmSignal
 from hooks.base import CustomerHooks
 
 SENT = []
+
+
+def acme_fault(event):
+    body = event.body
+    yield AlarmSignal("acme_fault", body["inverter"], str(body["code"]),
+                      active=body["active"], severity="major", message=body["text"])
 
 
 class NullChannel(Channel):
@@ -287,7 +295,7 @@ class Registrar(CustomerHooks):
         return [Command("acme.hello", NoArgs, hello, "Say hello.")]
 
     def register_converters(self):
-        return {"acme.double": lambda v: v * 2}
+        return {"acme_fault": acme_fault}
 
 
 hooks = Registrar()
@@ -322,8 +330,18 @@ async def test_hook_register_commands(tmp_path: Path) -> None:
 
 
 async def test_hook_register_converters(tmp_path: Path) -> None:
-    async with running_app(config(tmp_path, _registrar(tmp_path)), tmp_path) as app:
-        comp = component(app)
-        assert comp.converters["acme.double"](21) == 42
-        listed = await app.commands.execute("plugins.list", {})
-        assert listed["result"]["converters"]["names"] == ["acme.double"]
+    """The rules engine uses a plugin's converter from the first start (it used to copy the
+    registry before the plugins registered theirs, so the converter waited for a reload)."""
+    unregister_converter("acme_fault")  # registries are per process: not from an earlier test
+    try:
+        async with running_app(config(tmp_path, _registrar(tmp_path)), tmp_path) as app:
+            fault = Event("acme_fault", {"inverter": "m1", "code": 7, "active": True,
+                                         "text": "fan stuck"}, device="m1")
+            await app.pipeline.add_event(fault)  # the path a driver's ctx.emit_event takes
+            (alarm,) = await wait_for(lambda: app.running["rules"].open_alarms())
+            assert (alarm["rule"], alarm["device"], alarm["code"], alarm["message"]) == (
+                "acme_fault", "m1", "7", "fan stuck")
+            listed = await app.commands.execute("plugins.list", {})
+            assert listed["result"]["converters"]["names"] == ["acme_fault"]
+    finally:
+        unregister_converter("acme_fault")

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from drivers.base import DeviceConfig
+from gateway import events as catalogue
 from gateway.clock import FakeClock
 from gateway.model import DeviceStatus, Event, Quality, Sample, Value
 from gateway.rules.config import RulesSection
 from gateway.rules.engine import RuleEngine
-from gateway.status import StatusTracker
+from gateway.status import DeviceStatusService
 from gateway.store import Store
 
 
@@ -33,14 +34,15 @@ class Harness:
         self.timezone = timezone
         self.store: Store | None = None
         self.engine: RuleEngine
-        self.tracker: StatusTracker
+        self.tracker: DeviceStatusService
         self._seen = 0
+        self._injected: set[str] = set()  # ids of events the test made up (driver_events)
 
     async def start(self) -> Harness:
         self.store = Store(self.path)
         await self.store.open()
         await self.store.register_consumer("test")
-        self.tracker = StatusTracker()
+        self.tracker = DeviceStatusService()
         await self.tracker.load(self.store)
         self.engine = RuleEngine(self.section, self.devs, self.tracker, self.clock,
                                  self.timezone)
@@ -69,7 +71,7 @@ class Harness:
     async def link(self, device: str, status: DeviceStatus) -> None:
         assert self.store is not None
         async with self.store.transaction() as tx:
-            old = self.tracker.current.get(device)
+            old = self.tracker.current(device)
             if await self.tracker.apply(tx, device, status, "test", self.clock.now_ms()):
                 await self.engine.on_status(device, old, status, tx)
 
@@ -81,6 +83,7 @@ class Harness:
 
     async def driver_events(self, *events: Event) -> None:
         assert self.store is not None
+        self._injected.update(e.id for e in events)
         async with self.store.transaction() as tx:
             await tx.add_events(events)
             await self.engine.on_events(list(events), tx)
@@ -94,6 +97,9 @@ class Harness:
         """All events committed so far (of the given types), oldest first."""
         assert self.store is not None
         out = [se.event for se in await self.store.read_events("test", 100_000)]
+        wrong = [p for e in out if e.id not in self._injected
+                 for p in catalogue.problems(e.type, e.body)]
+        assert not wrong, "events that do not match gateway/events.py:\n" + "\n".join(wrong)
         return [e for e in out if not types or e.type in types]
 
     async def new_events(self, *types: str) -> list[Event]:

@@ -137,10 +137,10 @@ async def test_open_alarm_sets_device_status_by_severity(make_harness: MakeHarne
     h = await make_harness(section, devices("m1"))
     await h.link("m1", DeviceStatus.ONLINE)
     await h.feed(("m1", "v", 7))  # only the warning: the status stays online
-    assert h.tracker.current["m1"] is DeviceStatus.ONLINE
+    assert h.tracker.current("m1") is DeviceStatus.ONLINE
     h.clock.advance(1)
     await h.feed(("m1", "v", 11))
-    assert h.tracker.current["m1"] is DeviceStatus.ALARM
+    assert h.tracker.current("m1") is DeviceStatus.ALARM
     await h.link("m1", DeviceStatus.OFFLINE)  # offline wins over alarm
     await h.link("m1", DeviceStatus.ONLINE)
     h.clock.advance(1)
@@ -159,7 +159,7 @@ async def test_maintenance_suppresses_alarms(make_harness: MakeHarness) -> None:
     await h.feed(("m1", "v", 50))
     assert await h.events("alarm_created") == []
     assert h.engine.book.stats.suppressed == 1
-    assert h.tracker.current["m1"] is DeviceStatus.MAINTENANCE
+    assert h.tracker.current("m1") is DeviceStatus.MAINTENANCE
     async with h.store.transaction() as tx:
         await h.tracker.set_maintenance(tx, "m1", False, "done", h.clock.now_ms())
     h.clock.advance(1)
@@ -218,14 +218,14 @@ async def test_offline(make_harness: MakeHarness) -> None:
     await h.tick()
     [created] = await h.events("alarm_created")
     assert created.body["kind"] == "offline" and created.body["started_ts"] == T0
-    assert h.tracker.current["m1"] is DeviceStatus.OFFLINE
+    assert h.tracker.current("m1") is DeviceStatus.OFFLINE
     await h.restart()
     h.clock.advance(60)
     await h.tick()  # still offline after the restart: no second alarm
     assert len(await h.events("alarm_created")) == 1
     await h.link("m1", DeviceStatus.ONLINE)
     assert len(await h.events("alarm_resolved")) == 1
-    assert h.tracker.current["m1"] is DeviceStatus.ONLINE
+    assert h.tracker.current("m1") is DeviceStatus.ONLINE
 
 
 async def test_rate(make_harness: MakeHarness) -> None:
