@@ -294,6 +294,9 @@ class StoreRecovered:
     chunks_saved: int = 0
     samples_saved: int = 0
     events_saved: int = 0
+    kv_saved: int = 0
+    chunks_unreadable: int = field(default=0, metadata={
+        "doc": "chunks read whole but not decodable"})
     old_acked_seq: int | None = None
     old_seq_last: int | None = None
     lost: list[list[int]] = field(default_factory=list, metadata={

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from gateway import events as events_catalogue
 from gateway.model import Event, Sample
 from gateway.store import Store
 from gateway.store.errors import EX_CANTCREAT, EX_DATAERR
@@ -93,6 +94,7 @@ async def test_damaged_store_is_quarantined_and_salvaged(tmp_path: Path, damage:
         assert recovered["old_store_id"] in (old_id, None) or damage != "page"
         assert recovered["moved_to"] == str(moved)
         assert recovered["store_id"] == store.store_id
+        assert events_catalogue.problems(RECOVERED_EVENT, recovered) == []
         saved = recovered["samples_saved"]
         stats = await store.stats()
         assert stats.samples == saved
