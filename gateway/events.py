@@ -271,7 +271,7 @@ class SeqGap:
     store_id: str = ""
     seq_first: int = 0
     seq_last: int | None = field(default=None, metadata={
-        "doc": "null: every number from seq_first up to the next telemetry row"})
+        "doc": "null: every number from seq_first on (that stream ended)"})
     reason: Literal["unclean_stop", "store_rewound", "store_replaced", "seq_mark_lost"] = \
         "unclean_stop"
 

@@ -226,6 +226,8 @@ class Store:
             log.warning("sequence mark %s.seq is missing: the store continues as a new "
                         "stream (id %s, was %s)", self.path, self.store_id, old)
             events.append(self._gap_event(old, self._next_seq, None, "seq_mark_lost"))
+            if self._acked > 0:  # the new stream starts with the rows not yet acknowledged
+                events.append(self._gap_event(self.store_id, 1, self._acked, "seq_mark_lost"))
         async with self.transaction() as tx:
             await tx.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'",
                              (self._next_seq,))

@@ -112,14 +112,18 @@ async def test_missing_mark_of_a_marked_store_starts_a_new_stream(tmp_path: Path
     await store.open()
     old_id = store.store_id
     await store.append_samples(batch(5))
+    await store.ack_telemetry(3)
     await store.close()
     os.unlink(f"{tmp_path / 'b.db'}.seq")
     store = Store(tmp_path / "b.db")
     await store.open()
     assert store.store_id != old_id
-    [gap] = await events_of(store, SEQ_GAP_EVENT)
-    assert gap == {"store_id": old_id, "seq_first": 6, "seq_last": None,
-                   "reason": "seq_mark_lost"}
+    old_end, new_start = await events_of(store, SEQ_GAP_EVENT)
+    assert old_end == {"store_id": old_id, "seq_first": 6, "seq_last": None,
+                       "reason": "seq_mark_lost"}
+    # rows 4 and 5 go out under the new store_id with their numbers: 1..3 are never used
+    assert new_start == {"store_id": store.store_id, "seq_first": 1, "seq_last": 3,
+                         "reason": "seq_mark_lost"}
     await store.close()
 
 
