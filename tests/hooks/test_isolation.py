@@ -13,7 +13,7 @@ import pytest
 
 from gateway.model import Event
 from hooks.spec import hookimpl
-from tests.hooks.support import SIM, component, wait_for
+from tests.hooks.support import SIM, component, plugin_observers, wait_for
 from tests.support.app import running_app
 
 ALARM = {"alarm_id": "a-1", "rule": "r", "kind": "threshold", "severity": "major",
@@ -124,7 +124,7 @@ async def test_energy_hook_isolation(tmp_path: Path, caplog: pytest.LogCaptureFi
     async with running_app(cfg, tmp_path) as app:
         comp = component(app)
         assert comp.energy.feeds == {}  # nobody implements it: no observer, no cost
-        assert app.pipeline.observers == []
+        assert plugin_observers(app) == []
         comp.add_plugin(EnergyRaiser(), "energy-raiser")
         comp.add_plugin(EnergyHanger(), "energy-hanger")
         hanger = comp.energy.feeds["energy-hanger"]
