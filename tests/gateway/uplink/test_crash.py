@@ -73,9 +73,11 @@ async def test_last_will_on_kill_and_birth_after_restart(mosquitto: Mosquitto,
 
 
 @pytest.mark.slow
-async def test_twenty_kills_lose_nothing(mosquitto: Mosquitto, tmp_path: Path) -> None:
+async def test_twenty_kills_lose_nothing(mosquitto: Mosquitto, tmp_path: Path,
+                                         encoding: str) -> None:
     rng = random.Random(20)
-    cfg = site(mosquitto, devices=2, interval=0.02, extra_points=20, max_samples=200, window=8)
+    cfg = site(mosquitto, devices=2, interval=0.02, extra_points=20, max_samples=200, window=8,
+               encoding=encoding)
     config = write_config(tmp_path, cfg)
     store_path = tmp_path / "state" / "buffer.sqlite3"
     kills = 20
