@@ -18,6 +18,7 @@ See docs/wire-format.md and the JSON Schemas under config/wire/.
 from __future__ import annotations
 
 import json
+import operator
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ ENCODINGS = ("json", "columns+deflate")
 #: The topic level after ``telemetry`` of each encoding (a topic cannot hold ``+``).
 ENCODING_TOPIC = {"json": "", "columns+deflate": "/columns-deflate"}
 _QUALITY_CODE = {"good": "g", "uncertain": "u", "bad": "b"}
+_QUALITY_OF = operator.itemgetter(4)
 _DEFLATE_LEVEL = 6
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str).encode
@@ -108,9 +110,9 @@ class ChunkText:
         self.parsed: list[list[Any]] | None = None
         if parse:
             rows = json.loads(text)
-            if len(rows) != self.rows or not all(
-                isinstance(r, list) and len(r) == 5 and r[4] in _QUALITY_CODE for r in rows
-            ):
+            if (len(rows) != self.rows or set(map(type, rows)) != {list}
+                    or set(map(len, rows)) != {5}
+                    or not set(map(_QUALITY_OF, rows)) <= _QUALITY_CODE.keys()):
                 raise ValueError(f"stored chunk {seq_first}..{seq_last} is not {self.rows} "
                                  f"rows of [device, point, ts, value, quality]")
             self.parsed = rows
@@ -181,26 +183,29 @@ def columns_message(gateway: str, boot: int, store_id: str, seq_first: int,
     ``ts`` are the differences of each sample's key index (into ``keys`` flattened) and
     timestamp from the previous sample's (the first from 0), ``val`` the values, and ``q`` a
     letter per sample (``g``, ``u``, ``b``). See docs/wire-format.md for a decoder."""
-    points: dict[str, dict[str, int]] = {}
-    for row in rows:
-        points.setdefault(row[0], {}).setdefault(row[1], 0)
-    index: dict[tuple[str, str], int] = {}
-    for device, names in points.items():
-        for name in names:
-            index[(device, name)] = len(index)
-    k: list[int] = []
-    ts: list[int] = []
-    prev_k = prev_t = 0
-    for row in rows:
-        i = index[(row[0], row[1])]
-        k.append(i - prev_k)
-        ts.append(row[2] - prev_t)
-        prev_k, prev_t = i, row[2]
+    devices, points, ts, values, quality = zip(*rows, strict=True)
+    seen: dict[tuple[str, str], int] = {}
+    add = seen.setdefault
+    index = [add(key, len(seen)) for key in zip(devices, points, strict=True)]
+    grouped: dict[str, list[str]] = {}  # device -> its points, in order of first appearance
+    for device, point in seen:
+        grouped.setdefault(device, []).append(point)
+    if len(grouped) > 1 and list(seen) != [(d, p) for d, ps in grouped.items() for p in ps]:
+        # A device came back after another: renumber to the device-grouped order.
+        order = {(d, p): i for i, (d, p) in enumerate((d, p) for d, ps in grouped.items()
+                                                        for p in ps)}
+        renumber = [order[key] for key in seen]
+        index = [renumber[i] for i in index]
     head = _head(gateway, boot, store_id, seq_first, seq_first + len(rows) - 1)
-    body = _dumps({"enc": "columns", "keys": [[d, list(n)] for d, n in points.items()],
-                   "k": k, "ts": ts, "val": [r[3] for r in rows],
-                   "q": "".join(_QUALITY_CODE[r[4]] for r in rows)})
+    body = _dumps({"enc": "columns", "keys": list(grouped.items()),
+                   "k": _deltas(index), "ts": _deltas(list(ts)), "val": values,
+                   "q": "".join(map(_QUALITY_CODE.__getitem__, quality))})
     return zlib.compress((head + body[1:]).encode(), _DEFLATE_LEVEL)
+
+
+def _deltas(numbers: list[int]) -> list[int]:
+    """Each number minus the one before it (the first minus 0)."""
+    return list(map(operator.sub, numbers, [0, *numbers[:-1]]))
 
 
 def event_message(gateway: str, event: Event) -> bytes:

@@ -124,7 +124,8 @@ async def test_twenty_kills_lose_nothing(mosquitto: Mosquitto, tmp_path: Path,
     assert all(b["reason"] == "unclean_stop" and b["seq_last"] is not None
                for b in (e["body"] for e in got.events if e["type"] == "seq_gap"))
     for first, last in got.gaps:
-        assert any(a <= first and last <= b for a, b in skipped), (first, last, skipped)
+        assert any(a <= first and last <= b for a, b in skipped), \
+            (first, last, skipped, f"recorder connects: {got.connects}")
     holes = {seq for a, b in skipped for seq in range(a, min(b, committed) + 1)}
     assert sorted(got.rows) == [seq for seq in range(1, committed + 1) if seq not in holes]
     print(f"{len(got.rows)} rows up to seq {committed}, {len(got.duplicates)} sent again "

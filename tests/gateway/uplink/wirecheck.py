@@ -55,6 +55,7 @@ class Received:
     broker_duplicates: list[int] = field(default_factory=list)  # redelivered (DUP flag)
     gaps: list[tuple[int, int]] = field(default_factory=list)
     messages: int = 0
+    connects: int = 0  # more than 1: the recorder itself reconnected (it may have missed some)
     sizes: list[tuple[int, int]] = field(default_factory=list)  # telemetry (bytes, samples)
     telemetry_topics: set[str] = field(default_factory=set)
     status: list[dict[str, Any]] = field(default_factory=list)
@@ -112,6 +113,7 @@ class WireRecorder:
                 async with client:
                     for kind in (*KINDS, COLUMNS_TOPIC):
                         await client.subscribe(f"{self.base}/{kind}", qos=1)
+                    self.got.connects += 1
                     self.connected.set()
                     async for message in client.messages:
                         assert isinstance(message.payload, bytes)
