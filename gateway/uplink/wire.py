@@ -30,7 +30,7 @@ ENCODINGS = ("json", "columns+deflate")
 #: The topic level after ``telemetry`` of each encoding (a topic cannot hold ``+``).
 ENCODING_TOPIC = {"json": "", "columns+deflate": "/columns-deflate"}
 _QUALITY_CODE = {"good": "g", "uncertain": "u", "bad": "b"}
-_QUALITY_OF = operator.itemgetter(4)
+_SHAPE = operator.itemgetter(0, 1, 2, 4)
 _DEFLATE_LEVEL = 6
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str).encode
@@ -74,6 +74,18 @@ class Topics:
         return topic[len(prefix):] if topic.startswith(prefix) else None
 
 
+def _well_formed(rows: list[Any]) -> bool:
+    """Every row is ``[str, str, int, value, quality]`` (what the columns are built from)."""
+    try:
+        if set(map(type, rows)) != {list} or set(map(len, rows)) != {5}:
+            return False
+        shapes = {(type(d), type(p), type(t), q) for d, p, t, q in map(_SHAPE, rows)}
+    except TypeError:  # an unhashable quality
+        return False
+    return all(d is str and p is str and t is int and q in _QUALITY_CODE
+               for d, p, t, q in shapes)
+
+
 class RowSlice:
     """Some contiguous rows of one chunk, as the JSON text of the rows without the outer
     brackets (``[..],[..]``), ready to splice into a message."""
@@ -110,9 +122,7 @@ class ChunkText:
         self.parsed: list[list[Any]] | None = None
         if parse:
             rows = json.loads(text)
-            if (len(rows) != self.rows or set(map(type, rows)) != {list}
-                    or set(map(len, rows)) != {5}
-                    or not set(map(_QUALITY_OF, rows)) <= _QUALITY_CODE.keys()):
+            if len(rows) != self.rows or not _well_formed(rows):
                 raise ValueError(f"stored chunk {seq_first}..{seq_last} is not {self.rows} "
                                  f"rows of [device, point, ts, value, quality]")
             self.parsed = rows
