@@ -31,6 +31,7 @@ ENCODINGS = ("json", "columns+deflate")
 ENCODING_TOPIC = {"json": "", "columns+deflate": "/columns-deflate"}
 _QUALITY_CODE = {"good": "g", "uncertain": "u", "bad": "b"}
 _SHAPE = operator.itemgetter(0, 1, 2, 4)
+_COLUMN = tuple(operator.itemgetter(i) for i in range(5))  # faster than zip(*rows)
 _DEFLATE_LEVEL = 6
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str).encode
@@ -193,7 +194,7 @@ def columns_message(gateway: str, boot: int, store_id: str, seq_first: int,
     ``ts`` are the differences of each sample's key index (into ``keys`` flattened) and
     timestamp from the previous sample's (the first from 0), ``val`` the values, and ``q`` a
     letter per sample (``g``, ``u``, ``b``). See docs/wire-format.md for a decoder."""
-    devices, points, ts, values, quality = zip(*rows, strict=True)
+    devices, points, ts, values, quality = (list(map(get, rows)) for get in _COLUMN)
     seen: dict[tuple[str, str], int] = {}
     add = seen.setdefault
     index = [add(key, len(seen)) for key in zip(devices, points, strict=True)]
@@ -208,7 +209,7 @@ def columns_message(gateway: str, boot: int, store_id: str, seq_first: int,
         index = [renumber[i] for i in index]
     head = _head(gateway, boot, store_id, seq_first, seq_first + len(rows) - 1)
     body = _dumps({"enc": "columns", "keys": list(grouped.items()),
-                   "k": _deltas(index), "ts": _deltas(list(ts)), "val": values,
+                   "k": _deltas(index), "ts": _deltas(ts), "val": values,
                    "q": "".join(map(_QUALITY_CODE.__getitem__, quality))})
     return zlib.compress((head + body[1:]).encode(), _DEFLATE_LEVEL)
 
