@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -72,6 +73,10 @@ class UnknownPoint(DriverError):
     """The device has no such point (or the point is not writable)."""
 
 
+class NotWritable(UnknownPoint):
+    """The point exists but is read-only (the ``write`` command answers ``not_writable``)."""
+
+
 class NotSupported(DriverError):
     """The driver does not offer this operation."""
 
@@ -114,6 +119,23 @@ class KeyValue(Protocol):
 TaskFactory = Callable[[], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did, as the ``write`` command replies it beside device and point
+    (docs/wire-format.md): the value written and, for a point read back after the write,
+    the value read back."""
+
+    written: Value
+    readback: Value = None
+    read_back: bool = False
+
+    def reply(self) -> dict[str, Value]:
+        out: dict[str, Value] = {"written": self.written}
+        if self.read_back:
+            out["readback"] = self.readback
+        return out
+
+
 class Driver(ABC):
     """One instance per driver type, given every enabled device of that type."""
 
@@ -126,8 +148,9 @@ class Driver(ABC):
         """The long-running coroutines to supervise, each with a descriptive name such as
         ``poll[meter-01]`` or ``ocpp-server``. A factory is called again after a crash."""
 
-    async def write(self, device: str, point: str, value: Value) -> Any:
-        """Write a value to a point. Returns what the device answered (or None)."""
+    async def write(self, device: str, point: str, value: Value) -> WriteResult | Value:
+        """Write a value to a point. Returns a :class:`WriteResult`, or just the value
+        written; raises :class:`UnknownPoint`, :class:`NotWritable` or :class:`WriteFailed`."""
         raise NotSupported(device, "this driver does not support writes")
 
     def commands(self) -> Iterable[Command]:

@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from drivers.base import DriverError, NotSupported, UnknownPoint
+from drivers.base import DriverError, NotSupported, NotWritable, UnknownPoint, WriteResult
+from gateway import logring
 from gateway.commands import Command, CommandError, NoArgs
 from gateway.components import Component, ComponentContext, ComponentSpec, register_component
 from gateway.config.errors import ConfigError
@@ -57,16 +58,20 @@ def register(ctx: ComponentContext[None]) -> None:
         if ctx.device(args.device) is None:
             raise CommandError("unknown_device", f"no device {args.device!r} on this gateway")
         try:
-            result: Value = await ctx.write(args.device, args.point, args.value)
+            result: WriteResult | Value = await ctx.write(args.device, args.point, args.value)
         except KeyError:
             raise CommandError("device_disabled", f"device {args.device!r} is disabled") from None
+        except NotWritable as err:
+            raise CommandError("not_writable", err.message) from err
         except UnknownPoint as err:
             raise CommandError("unknown_point", err.message) from err
         except NotSupported as err:
             raise CommandError("not_supported", err.message) from err
         except DriverError as err:
             raise CommandError("write_failed", err.message) from err
-        return {"device": args.device, "point": args.point, "written": result}
+        if not isinstance(result, WriteResult):
+            result = WriteResult(result)
+        return {"device": args.device, "point": args.point, **result.reply()}
 
     async def buffer_stats(_: NoArgs) -> dict[str, Any]:
         """Rows, bytes, oldest sample and dropped count of the telemetry buffer."""
@@ -99,6 +104,7 @@ def register(ctx: ComponentContext[None]) -> None:
         Command("reload", NoArgs, reload, reload.__doc__ or ""),
         Command("commands.list", NoArgs, commands_list, commands_list.__doc__ or "",
                 read_only=True),
+        *logring.commands(),
     ):
         ctx.commands.register(cmd)
 

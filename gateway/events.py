@@ -77,6 +77,9 @@ class DeviceStatusChanged:
     old_status: DeviceStatusValue | None = None
     new_status: DeviceStatusValue = "online"
     reason: str = ""
+    planned: bool = field(default=False, metadata={
+        "doc": "true when the device went offline because the gateway was stopping or "
+               "reloading, not a failure"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,7 @@ class App:
         store_path = config.store.path or self.state_dir / "buffer.sqlite3"
         self.store = Store(store_path, max_bytes=config.store.max_bytes,
                            durability=config.store.durability,
-                           on_corrupt=config.store.on_corrupt)
+                           on_corrupt=config.store.on_corrupt, clock=self.clock)
         #: Owned here, not by a pipeline: it outlives a reload and every component reads it.
         self.status = DeviceStatusService()
         self.pipeline = self._new_pipeline()
@@ -136,7 +136,7 @@ class App:
         await self.store.open()
         try:
             async with asyncio.TaskGroup() as group:
-                self._supervisor = Supervisor(group)
+                self._supervisor = Supervisor(group, clock=self.clock)
                 watchdog = group.create_task(self.notifier.watchdog(), name="systemd-watchdog")
                 while True:
                     await self._start_parts()
@@ -208,6 +208,7 @@ class App:
                  ", ".join(sorted(self.drivers)) or "none")
 
     async def _stop_parts(self) -> None:
+        self.status.stopping = True  # devices going offline now: a planned stop
         deadline = self.config.shutdown.drain_timeout
         loop = asyncio.get_running_loop()
         t0 = loop.time()

@@ -81,10 +81,28 @@ def register(app: ComponentContext[PluginsSection], comp: PluginsComponent) -> N
                                "wired": comp.converters_wired}}
 
     async def plugins_stats(_: NoArgs) -> dict[str, Any]:
-        """Calls, errors, timeouts and time per plugin and hook; energy queue figures."""
-        return {"hooks": runner.snapshot(),
-                "energy": comp.energy.stats() if comp.energy else None,
-                "events_delivered": comp.events.delivered}
+        """Per plugin: its delivery (events delivered, backlog), what is wrong with it now
+        (`hung` lists those with a problem), its threads; calls, errors, timeouts and time
+        per hook; energy queue figures per plugin; event-loop stalls."""
+        plugins: dict[str, Any] = {}
+        names = sorted(set(comp.report.loaded) | set(comp.feeds) | set(runner.threads))
+        for name in names:
+            feed = comp.feeds.get(name)
+            row: dict[str, Any] = {"problems": runner.health(name),
+                                   "loop_stalls": comp.watch.by_plugin.get(name, 0)}
+            if feed is not None:
+                row["events_delivered"] = feed.delivered
+                row["events_behind"] = await comp.backlog(feed)
+            pool = runner.threads.get(name)
+            if pool is not None:
+                row["threads"] = pool.snapshot()
+            plugins[name] = row
+        return {"plugins": plugins,
+                "hung": [n for n, row in plugins.items() if row["problems"]],
+                "hooks": runner.snapshot(),
+                "energy": comp.energy.stats() if comp.energy.feeds else None,
+                "events_delivered": sum(f.delivered for f in comp.feeds.values()),
+                "loop": comp.loop_stats()}
 
     async def kpis(args: KpiArgs) -> dict[str, Any]:
         """Custom KPIs of every plugin for a period (today, month, year), merged."""

@@ -66,7 +66,8 @@ def test_every_body_is_checked(name: str, validator: jsonschema.protocols.Valida
 
 
 def test_types_are_checked_too(validator: jsonschema.protocols.Validator) -> None:
-    body = {"device": "m1", "old_status": "online", "new_status": "broken", "reason": ""}
+    body = {"device": "m1", "old_status": "online", "new_status": "broken", "reason": "",
+            "planned": False}
     assert not validator.is_valid(message(Event(events.DEVICE_STATUS_CHANGED, body)))
     assert events.problems(events.DEVICE_STATUS_CHANGED, body) == [
         "device_status_changed: new_status='broken' does not match "

@@ -4,7 +4,6 @@ short message and exit code 78, not a traceback."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -123,12 +122,11 @@ async def test_plugin_driver_runs(tmp_path: Path) -> None:
         device = app.device("tank")
         assert device is not None and device.type == type_name
         await wait_for(lambda: app.status.current("tank") is DeviceStatus.ONLINE)
-        rows: list[Any] = []
-        for _ in range(100):
-            rows = [r for c in await app.store.read_telemetry(0, 100) for r in c.rows]
-            if rows:
-                break
-            await asyncio.sleep(0.02)
+
+        async def stored() -> list[Any]:
+            return [r for c in await app.store.read_telemetry(0, 100) for r in c.rows]
+
+        rows = await wait_for(stored, what="the plugin driver's samples")
         assert rows and rows[0][:2] == ["tank", "level"] and rows[0][3] == 7.5
 
 
@@ -166,3 +164,17 @@ def test_startup_errors_unwraps_groups() -> None:
     assert startup_errors(ExceptionGroup("g", [ExceptionGroup("h", [err])])) == [err]
     assert startup_errors(ExceptionGroup("g", [err, KeyError("bug")])) is None
     assert startup_errors(KeyError("bug")) is None
+
+
+def test_check_config_reports_every_broken_plugin_at_once(tmp_path: Path) -> None:
+    path = _site(tmp_path, "broken", BROKEN_IMPORT, [SIM],
+                 modules=["no_such_plugin_module", "tests.hooks.plugin_bad_signature"])
+    proc = _fieldgate("check-config", str(path))
+    assert proc.returncode == 78, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "fieldgate: 3 plugins failed to load:" in proc.stderr
+    assert "plugin 'no_such_plugin_module': import of no_such_plugin_module failed" in (
+        proc.stderr)
+    assert "plugin 'tests.hooks.plugin_bad_signature': wrong hook signature" in proc.stderr
+    assert "plugin 'broken': import of" in proc.stderr
+    assert "fix or remove these plugins, or set plugins.on_error: skip" in proc.stderr
