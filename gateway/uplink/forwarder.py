@@ -21,7 +21,6 @@ last, and is cut shorter and compressed again when it still comes out too big.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import zlib
 from collections import deque
@@ -151,8 +150,11 @@ class Forwarder:
         async def _raise() -> None:
             raise err
 
-        with contextlib.suppress(RuntimeError):  # the group already finished
-            self._tg.create_task(_raise(), name="uplink-link-lost")
+        coro = _raise()
+        try:
+            self._tg.create_task(coro, name="uplink-link-lost")
+        except RuntimeError:  # the group already finished
+            coro.close()
 
     async def run(self) -> None:
         self._tel.reset(await self.store.acked_seq())
