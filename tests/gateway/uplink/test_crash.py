@@ -3,7 +3,6 @@ goes out, and a birth message follows each restart."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import signal
