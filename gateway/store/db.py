@@ -193,14 +193,14 @@ class Store:
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read and return every row. Use this (or :meth:`query_one`) rather than
         ``conn.execute``: a cursor left half-read keeps its statement open, which blocks
-        the WAL checkpoint at close ("database table is locked")."""
-        async with self.conn.execute(sql, params) as cur:
-            return [tuple(row) for row in await cur.fetchall()]
+        the WAL checkpoint at close ("database table is locked"). The query and the fetch
+        are one call on the connection's thread, so a task cancelled while it waits (every
+        reader is, at shutdown and reload) cannot leave an executed statement behind."""
+        return [tuple(row) for row in await self.conn.execute_fetchall(sql, params)]
 
     async def query_one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        async with self.conn.execute(sql, params) as cur:
-            row = await cur.fetchone()
-        return tuple(row) if row is not None else None
+        rows = await self.query(sql, params)
+        return rows[0] if rows else None
 
     async def _meta(self, key: str) -> int:
         row = await self.query_one("SELECT value FROM meta WHERE key = ?", (key,))
@@ -300,7 +300,7 @@ class Store:
         """The stored chunks, not decoded (the uplink splices them): the chunks holding samples with
         seq > after_seq, oldest first, whole (the first may start at or before after_seq),
         until about ``max_samples`` samples. Both lookups use the primary key."""
-        cur = await self.conn.execute(
+        rows = await self.query(
             "SELECT seq_first, seq_last, payload FROM telemetry WHERE seq_first >= "
             "COALESCE((SELECT MAX(seq_first) FROM telemetry WHERE seq_first <= ?), 0) "
             "ORDER BY seq_first LIMIT ?",
@@ -308,7 +308,7 @@ class Store:
         )
         out: list[RawTelemetryChunk] = []
         total = 0
-        for seq_first, seq_last, payload in await cur.fetchall():
+        for seq_first, seq_last, payload in rows:
             if seq_last <= after_seq:
                 continue
             out.append(RawTelemetryChunk(seq_first, seq_last, payload))
@@ -368,7 +368,7 @@ class Store:
             )
 
     async def read_events(self, consumer: str, limit: int = 100) -> list[StoredEvent]:
-        cur = await self.conn.execute(
+        rows = await self.query(
             "SELECT e.rowid, e.id, e.type, e.device, e.ts_ms, e.body FROM events e "
             "WHERE e.rowid > (SELECT last_rowid FROM event_cursors WHERE consumer = ?) "
             "ORDER BY e.rowid LIMIT ?",
@@ -376,7 +376,7 @@ class Store:
         )
         return [
             StoredEvent(rowid, Event(type_, json.loads(body), device, ts_ms, id_))
-            for rowid, id_, type_, device, ts_ms, body in await cur.fetchall()
+            for rowid, id_, type_, device, ts_ms, body in rows
         ]
 
     async def ack_events(self, consumer: str, upto_rowid: int) -> None:
