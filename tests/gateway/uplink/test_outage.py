@@ -37,9 +37,9 @@ async def test_broker_outage_under_load_loses_nothing(mosquitto: Mosquitto,
             mosquitto.stop()
             await wait_until(lambda: not uplink.connected.is_set(), 5)
             acked_at_cut = await app.store.acked_seq()
-            seq_at_cut = app.store._next_seq - 1
+            seq_at_cut = (await app.store.stats()).next_seq - 1
             await asyncio.sleep(2.0)  # the devices keep polling into the buffer
-            buffered = app.store._next_seq - 1 - acked_at_cut
+            buffered = (await app.store.stats()).next_seq - 1 - acked_at_cut
             assert buffered > 2_000, "the outage should have buffered a backlog"
             await app.pipeline.add_event(Event("test_marker", {"n": 1}, id="marker-1"))
             for _ in range(100):  # committed to the outbox (in order with the data)
@@ -47,7 +47,7 @@ async def test_broker_outage_under_load_loses_nothing(mosquitto: Mosquitto,
                        for e in await app.store.read_events("uplink", 1000)):
                     break
                 await asyncio.sleep(0.02)
-            backlog_end = app.store._next_seq - 1
+            backlog_end = (await app.store.stats()).next_seq - 1
             mosquitto.start()
             await wait_until(uplink.connected.is_set, 10)
             await rec.wait_for(lambda g: g.high > seq_at_cut + buffered, 20, "the backlog")

@@ -250,9 +250,9 @@ async def refused(broker: Mosquitto, cfg: dict[str, Any], tmp_path: Path, pki: P
             while uplink.stats.disconnects < 3:  # several attempts, each one failed
                 assert time.monotonic() < deadline, "the gateway stopped retrying"
                 await asyncio.sleep(0.05)
-            seq_before = app.store._next_seq - 1
+            seq_before = (await app.store.stats()).next_seq - 1
             await asyncio.sleep(0.5)
-            assert app.store._next_seq - 1 > seq_before > 0, "buffering stopped"
+            assert (await app.store.stats()).next_seq - 1 > seq_before > 0, "buffering stopped"
             assert not uplink.connected.is_set()
             assert uplink.stats.connects == 0
             assert uplink.stats.telemetry_messages == uplink.stats.samples == 0
