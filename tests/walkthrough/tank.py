@@ -3,7 +3,6 @@ peer: the walk-through is about the wiring, not a protocol). Writing ``level_pct
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -33,7 +32,7 @@ class TankDriver(Driver):
         while True:
             level = self.level[device.id] = max(0.0, self.level[device.id] - device.drain_pct)
             await self.ctx.emit([Sample(device.id, "level_pct", self.ctx.clock.now_ms(), level)])
-            await asyncio.sleep(device.interval)  # the poll interval of a driver, not a test wait
+            await self.ctx.clock.sleep(device.interval)
 
     async def write(self, device: str, point: str, value: Value) -> Any:
         if point != "level_pct" or not isinstance(value, int | float):
