@@ -5,23 +5,37 @@ the rules or MQTT: it talks to the core only through its :class:`DriverContext`.
 declares long-running tasks (one per bus, per device or per server); the runtime supervises
 each one on its own, so one crashing poller is restarted while the others go on.
 
-Registering a driver (built-in or third-party) is one call::
+Registering a driver is one call (see :mod:`drivers.registry`, which also lists the built-ins
+as lazy ``"module:attribute"`` references so that a driver's library is imported only when a
+configured device or a CLI command needs it)::
 
-    register_driver(DriverSpec("modbus", ModbusDeviceConfig, ModbusDriver))
+    register_driver(DriverSpec("acme", AcmeDeviceConfig, AcmeDriver))
 
-Third-party packages do the same from the pluggy hook ``register_drivers``.
+Third-party packages do this from the pluggy hook ``register_drivers``.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+# The registry lives in drivers.registry (a light module the CLI reads at parse time).
+from drivers.registry import (
+    BUILTIN_DRIVERS,
+    CliInstaller,
+    DriverFactory,
+    DriverSpec,
+    LazyDriver,
+    config_model,
+    get_driver,
+    names,
+    register_driver,
+    registry,
+)
 from gateway.clock import Clock
 from gateway.commands import Command
 from gateway.config.base import DeviceId, StrictModel
@@ -57,6 +71,10 @@ class WriteFailed(DriverError):
 
 class UnknownPoint(DriverError):
     """The device has no such point (or the point is not writable)."""
+
+
+class NotWritable(UnknownPoint):
+    """The point exists but is read-only (the ``write`` command answers ``not_writable``)."""
 
 
 class NotSupported(DriverError):
@@ -101,6 +119,23 @@ class KeyValue(Protocol):
 TaskFactory = Callable[[], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did, as the ``write`` command replies it beside device and point
+    (docs/wire-format.md): the value written and, for a point read back after the write,
+    the value read back."""
+
+    written: Value
+    readback: Value = None
+    read_back: bool = False
+
+    def reply(self) -> dict[str, Value]:
+        out: dict[str, Value] = {"written": self.written}
+        if self.read_back:
+            out["readback"] = self.readback
+        return out
+
+
 class Driver(ABC):
     """One instance per driver type, given every enabled device of that type."""
 
@@ -113,8 +148,9 @@ class Driver(ABC):
         """The long-running coroutines to supervise, each with a descriptive name such as
         ``poll[meter-01]`` or ``ocpp-server``. A factory is called again after a crash."""
 
-    async def write(self, device: str, point: str, value: Value) -> Any:
-        """Write a value to a point. Returns what the device answered (or None)."""
+    async def write(self, device: str, point: str, value: Value) -> WriteResult | Value:
+        """Write a value to a point. Returns a :class:`WriteResult`, or just the value
+        written; raises :class:`UnknownPoint`, :class:`NotWritable` or :class:`WriteFailed`."""
         raise NotSupported(device, "this driver does not support writes")
 
     def commands(self) -> Iterable[Command]:
@@ -126,59 +162,9 @@ class Driver(ABC):
         """Release connections. Called once at shutdown after the tasks are cancelled."""
 
 
-DriverFactory = Callable[[Sequence[Any], DriverContext], Driver]
-#: Adds subcommands to the ``fieldgate`` CLI. It receives argparse's subparsers object; each
-#: parser it adds must ``set_defaults(func=handler)`` with ``handler(args) -> int`` (exit code).
-CliInstaller = Callable[[Any], None]
-
-
-@dataclass(frozen=True)
-class DriverSpec:
-    """How to build a driver: its config model (with ``type: Literal[name]``), its factory,
-    and optionally a function that adds subcommands to the ``fieldgate`` CLI."""
-
-    name: str
-    config_model: type[DeviceConfig]
-    factory: DriverFactory
-    cli: CliInstaller | None = None
-    description: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-_REGISTRY: dict[str, DriverSpec] = {}
-
-#: Built-in drivers, imported on first use. Each module calls register_driver() on import.
-BUILTIN_DRIVERS = (
-    "drivers.simulated",
-    "drivers.ocpp",
-    "drivers.modbus",
-    "drivers.opcua",
-)
-
-
-def register_driver(spec: DriverSpec) -> DriverSpec:
-    existing = _REGISTRY.get(spec.name)
-    if existing is not None and existing is not spec and existing.factory is not spec.factory:
-        raise ValueError(f"driver type {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def load_builtin_drivers() -> None:
-    for module in BUILTIN_DRIVERS:
-        importlib.import_module(module)
-
-
-def registry() -> Mapping[str, DriverSpec]:
-    load_builtin_drivers()
-    return dict(_REGISTRY)
-
-
-def get_driver(name: str) -> DriverSpec:
-    specs = registry()
-    try:
-        return specs[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown driver type {name!r}; known: {', '.join(sorted(specs))}"
-        ) from None
+__all__ = [
+    "BUILTIN_DRIVERS", "CliInstaller", "DeviceConfig", "Driver", "DriverContext", "DriverError",
+    "DriverFactory", "DriverSpec", "KeyValue", "LazyDriver", "NotSupported", "PollFailed",
+    "TaskFactory", "UnknownPoint", "WriteFailed", "config_model", "get_driver", "names",
+    "register_driver", "registry",
+]

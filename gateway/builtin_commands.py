@@ -5,11 +5,13 @@ They are the ``commands`` component, registered like any other (no config sectio
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from drivers.base import DriverError, NotSupported, UnknownPoint
+from drivers.base import DriverError, NotSupported, NotWritable, UnknownPoint, WriteResult
+from gateway import logring
 from gateway.commands import Command, CommandError, NoArgs
 from gateway.components import Component, ComponentContext, ComponentSpec, register_component
 from gateway.config.errors import ConfigError
@@ -23,6 +25,13 @@ class WriteArgs(BaseModel):
     device: str
     point: str
     value: float | int | bool | str
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: Value) -> Value:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number (NaN and infinity cannot be written)")
+        return value
 
 
 class BuiltinCommands(Component):
@@ -49,16 +58,20 @@ def register(ctx: ComponentContext[None]) -> None:
         if ctx.device(args.device) is None:
             raise CommandError("unknown_device", f"no device {args.device!r} on this gateway")
         try:
-            result: Value = await ctx.write(args.device, args.point, args.value)
+            result: WriteResult | Value = await ctx.write(args.device, args.point, args.value)
         except KeyError:
             raise CommandError("device_disabled", f"device {args.device!r} is disabled") from None
+        except NotWritable as err:
+            raise CommandError("not_writable", err.message) from err
         except UnknownPoint as err:
             raise CommandError("unknown_point", err.message) from err
         except NotSupported as err:
             raise CommandError("not_supported", err.message) from err
         except DriverError as err:
             raise CommandError("write_failed", err.message) from err
-        return {"device": args.device, "point": args.point, "written": result}
+        if not isinstance(result, WriteResult):
+            result = WriteResult(result)
+        return {"device": args.device, "point": args.point, **result.reply()}
 
     async def buffer_stats(_: NoArgs) -> dict[str, Any]:
         """Rows, bytes, oldest sample and dropped count of the telemetry buffer."""
@@ -85,11 +98,13 @@ def register(ctx: ComponentContext[None]) -> None:
         return list(ctx.commands.describe())
 
     for cmd in (
-        Command("ping", NoArgs, ping, ping.__doc__ or ""),
+        Command("ping", NoArgs, ping, ping.__doc__ or "", read_only=True),
         Command("write", WriteArgs, write, write.__doc__ or ""),
-        Command("buffer.stats", NoArgs, buffer_stats, buffer_stats.__doc__ or ""),
+        Command("buffer.stats", NoArgs, buffer_stats, buffer_stats.__doc__ or "", read_only=True),
         Command("reload", NoArgs, reload, reload.__doc__ or ""),
-        Command("commands.list", NoArgs, commands_list, commands_list.__doc__ or ""),
+        Command("commands.list", NoArgs, commands_list, commands_list.__doc__ or "",
+                read_only=True),
+        *logring.commands(),
     ):
         ctx.commands.register(cmd)
 

@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drivers.base import registry as driver_registry
+from drivers.registry import cli_installers
 from gateway import __version__
 from gateway.config.errors import EX_CONFIG, ConfigError
 from gateway.errors import StartupError, startup_errors
+from gateway.store.errors import StoreError
 
 DEFAULT_CONFIG = Path("/etc/fieldgate/fieldgate.yaml")
 
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(err.issues)} problem(s) in the config; nothing was started.",
               file=sys.stderr)
         return EX_CONFIG
+    except StoreError as err:  # one line; exit 65 or 73 (documented in the README)
+        print(f"fieldgate: {err} (exit code {err.exit_code})", file=sys.stderr)
+        return err.exit_code
     except StartupError as err:
         return _startup_failed([err])
     except KeyboardInterrupt:
@@ -90,9 +94,66 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     cmd.set_defaults(func=_cmd)
 
-    for spec in driver_registry().values():
-        if spec.cli is not None:
-            spec.cli(sub)
+    reload = sub.add_parser("reload", help="make the running gateway re-read its config",
+                            description="Ask the running daemon to validate its config file "
+                            "and apply it (the buffer is kept). An invalid file changes "
+                            "nothing: every problem is printed and the exit code is 78. The "
+                            "same as `systemctl reload fieldgate` or SIGHUP.")
+    reload.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    reload.set_defaults(func=_reload)
+
+    init = sub.add_parser(
+        "init", help="write a starter site file",
+        description="Write a starter site file: gateway id (default from /etc/machine-id), "
+        "timezone, broker and Modbus devices from the shipped profiles. At a terminal it "
+        "asks for what the flags leave out; with --yes (or no terminal) it uses the flags "
+        "and defaults. The file is validated before it is written.",
+        epilog="example: fieldgate init -o /etc/fieldgate/fieldgate.yaml --yes --id site-7 "
+        "--timezone Europe/Berlin --broker mqtt.example.com --tls --username site-7 "
+        "--modbus main-meter=eastron-sdm630@192.168.10.20/1 "
+        "--modbus pv=sunspec@192.168.10.30:502/1")
+    init.add_argument("-o", "--output", type=Path, default=DEFAULT_CONFIG,
+                      help=f"the file to write (default {DEFAULT_CONFIG})")
+    init.add_argument("--id", help="gateway id (default: gw-<machine id>)")
+    init.add_argument("--timezone", help="IANA timezone of the site (default UTC)")
+    init.add_argument("--state-dir", type=Path, default=Path("/var/lib/fieldgate"),
+                      help="state directory (default /var/lib/fieldgate)")
+    init.add_argument("--broker", help="MQTT broker HOST[:PORT]")
+    init.add_argument("--tls", action="store_true", help="TLS to the broker (port 8883)")
+    init.add_argument("--username", help="broker user (password from "
+                      "${FIELDGATE_MQTT_PASSWORD})")
+    init.add_argument("--modbus", action="append", default=[], metavar="ID=PROFILE@ADDR",
+                      help="a Modbus device: ID=PROFILE@HOST[:PORT][/UNIT] or "
+                      "ID=PROFILE@/dev/ttyUSB0[/UNIT]; repeat for more")
+    init.add_argument("-y", "--yes", action="store_true", help="ask nothing")
+    init.add_argument("--force", action="store_true", help="replace an existing file")
+    init.set_defaults(func=_init)
+
+    secrets = sub.add_parser(
+        "secrets", help="generate passwords and keys into the environment file",
+        description="Generate the MQTT password, the command signing key and OCPP charger "
+        "passwords that are missing from the environment file (mode 0600), and print the "
+        "hashes to put in the broker's password file and the site file.")
+    secrets.add_argument("--env", type=Path, default=Path("/etc/fieldgate/env"),
+                         help="the environment file (default /etc/fieldgate/env)")
+    secrets.add_argument("--mqtt-user", default="gateway", help="broker user for the "
+                         "password-file line")
+    secrets.add_argument("--ocpp-charger", action="append", default=[], metavar="ID",
+                         help="a charger to make a password for; repeat for more")
+    secrets.add_argument("--rotate", action="store_true", help="replace every secret")
+    secrets.set_defaults(func=_secrets)
+
+    demo = sub.add_parser(
+        "demo", help="run the shipped demo site",
+        description="Run the demo site (simulated meters, inverters, a battery, two "
+        "chargers, an embedded MQTT broker on 127.0.0.1:1883) from any install.")
+    demo.add_argument("--state-dir", type=Path, help="where its state goes (default "
+                      "$XDG_STATE_HOME/fieldgate-demo or ~/.local/state/fieldgate-demo)")
+    demo.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    demo.set_defaults(func=_demo, log_json=False)
+
+    for install in cli_installers():  # cheap: a driver's library loads when its command runs
+        install(sub)
     return parser
 
 
@@ -178,19 +239,53 @@ def _buffer_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from gateway.control import send_command
-
     try:
         payload = json.loads(args.args)
     except json.JSONDecodeError as err:
         print(f"fieldgate: the arguments are not JSON: {err}", file=sys.stderr)
         return 2
-    config = _load(args.config)
+    return _send(args.config, args.name, payload)
+
+
+def _send(config_path: Path, name: str, payload: Any) -> int:
+    from gateway.control import ControlUnreachable, send_command
+
+    config = _load(config_path)
     try:
-        reply = asyncio.run(send_command(Path(config.gateway.state_dir), args.name, payload))
-    except (FileNotFoundError, ConnectionRefusedError):
-        print("fieldgate: the gateway is not running (no control socket in "
-              f"{config.gateway.state_dir})", file=sys.stderr)
+        reply = asyncio.run(send_command(Path(config.gateway.state_dir), name, payload))
+    except ControlUnreachable as err:
+        print(f"fieldgate: {err}", file=sys.stderr)
         return 1
     print(json.dumps(reply, indent=2, default=str))
     return 0 if reply.get("ok") else 1
+
+
+def _init(args: argparse.Namespace) -> int:
+    from gateway.provision import init_main
+
+    return init_main(args)
+
+
+def _secrets(args: argparse.Namespace) -> int:
+    from gateway.provision import secrets_main
+
+    return secrets_main(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.provision import default_demo_state, demo_site
+
+    args.config = demo_site(args.state_dir or default_demo_state())
+    print(f"fieldgate demo: site file {args.config}", file=sys.stderr)
+    return _run(args)
+
+
+def _reload(args: argparse.Namespace) -> int:
+    try:
+        _load(args.config)
+    except ConfigError as err:  # the daemon would refuse it too: say so without asking it
+        print(err, file=sys.stderr)
+        print(f"{len(err.issues)} problem(s) in the config; the running gateway was not asked "
+              "to reload, nothing changed.", file=sys.stderr)
+        return EX_CONFIG
+    return _send(args.config, "reload", {})

@@ -50,6 +50,8 @@ class Command:
     handler: Handler
     help: str = ""
     timeout: float = 30.0
+    #: Reads only (changes no device, config or state): MQTT allows these by default.
+    read_only: bool = False
 
 
 class CommandRegistry:
@@ -73,7 +75,8 @@ class CommandRegistry:
     def describe(self) -> Iterable[Mapping[str, Any]]:
         for name in self.names():
             cmd = self._commands[name]
-            yield {"name": name, "help": cmd.help.strip().splitlines()[0] if cmd.help else ""}
+            yield {"name": name, "help": cmd.help.strip().splitlines()[0] if cmd.help else "",
+                   "read_only": cmd.read_only}
 
     async def execute(self, name: str, raw_args: Any) -> dict[str, Any]:
         """Validate and run one command. Always returns a reply body, never raises."""

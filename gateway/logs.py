@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from gateway.logring import ring
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -35,6 +37,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    ring()  # the last lines in memory for logs.tail
     root.setLevel(level)
     for noisy in ("aiosqlite", "asyncua", "websockets", "amqtt", "transitions", "ocpp",
                   "drivers.ocpp.simulator"):

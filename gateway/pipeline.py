@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,8 +21,13 @@ from gateway.clock import Clock
 from gateway.model import Batch, DeviceStatus, Event, Sample
 from gateway.status import DeviceStatusService
 from gateway.store import Store, Tx
+from gateway.store.held import CommitFailed, HeldBatch
 
 log = logging.getLogger(__name__)
+
+_RETRY_FIRST_S = 0.5
+_RETRY_MAX_S = 5.0
+_RETRIES_AT_CLOSE = 3
 
 
 class BatchProcessor(Protocol):
@@ -71,6 +77,7 @@ class Pipeline:
         *,
         queue_batches: int = 256,
         max_commit_samples: int = 50_000,
+        max_held_samples: int = 500_000,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -86,6 +93,7 @@ class Pipeline:
         self._pending_events: list[Event] = []
         self._wake = asyncio.Event()
         self._closing = False
+        self._held = HeldBatch(max_held_samples)
 
     def add_processor(self, processor: BatchProcessor) -> Callable[[], None]:
         """Run ``processor`` in every commit from now on; returns its remover."""
@@ -121,38 +129,55 @@ class Pipeline:
                     return
                 await self._wake.wait()
             self._wake.clear()
-            await self.commit_once()
+            await self._commit_retrying()
 
     def _idle(self) -> bool:
-        return self.queue.empty() and not self._status_reports and not self._pending_events
+        return (self.queue.empty() and not self._status_reports and not self._pending_events
+                and not self._held)
 
     async def commit_once(self) -> int:
-        """Commit whatever is queued now as one transaction; returns the samples written."""
-        batch: list[Sample] = []
+        """Commit whatever is queued now as one transaction; returns the samples written.
+
+        A commit that fails because the store cannot write (a full disk) keeps its batch,
+        reports and events and raises :class:`CommitFailed`; the next call retries them
+        (with what was queued meanwhile, up to ``max_held_samples``; beyond that the
+        oldest held samples are dropped and counted). No sequence number is used by a
+        commit that failed."""
+        batch: list[Sample] = self._held.take()
         while not self.queue.empty() and len(batch) < self.max_commit_samples:
             batch.extend(self.queue.get_nowait())
         reports, self._status_reports = self._status_reports, []
         events, self._pending_events = self._pending_events, []
+        events = self._held.events() + events
         if not batch and not reports and not events:
             return 0
         seq_first = 0
-        async with self.store.transaction() as tx:
-            for report in reports:
-                old = self.status.current(report.device)
-                if await self.status.apply(tx, report.device, report.status, report.reason,
-                                           report.ts_ms):
+        try:
+            async with self.store.transaction() as tx:
+                for report in reports:
+                    old = self.status.current(report.device)
+                    if await self.status.apply(tx, report.device, report.status,
+                                               report.reason, report.ts_ms):
+                        for proc in self.processors:
+                            await proc.on_status(report.device, old, report.status, tx)
+                if events:
+                    await tx.add_events(events)
                     for proc in self.processors:
-                        await proc.on_status(report.device, old, report.status, tx)
-            if events:
-                await tx.add_events(events)
-                for proc in self.processors:
-                    on_events = getattr(proc, "on_events", None)
-                    if on_events is not None:  # optional: see BatchProcessor.on_events
-                        await on_events(events, tx)
-            if batch:
-                for proc in self.processors:
-                    await proc.process(batch, tx)
-                seq_first, _ = await self.store.append_samples(batch, tx)
+                        on_events = getattr(proc, "on_events", None)
+                        if on_events is not None:  # optional: see BatchProcessor.on_events
+                            await on_events(events, tx)
+                if batch:
+                    for proc in self.processors:
+                        await proc.process(batch, tx)
+                    seq_first, _ = await self.store.append_samples(batch, tx)
+        except sqlite3.OperationalError as err:
+            self._status_reports = reports + self._status_reports
+            self._held.keep(batch, events, err, self.store)
+            raise CommitFailed(str(err)) from err
+        cleared = self._held.committed(self.store)
+        if cleared is not None:
+            self._pending_events.append(cleared)
+            self._wake.set()
         self.stats.commits += 1
         if batch:
             self.stats.batches += 1
@@ -164,6 +189,22 @@ class Pipeline:
                     log.exception("pipeline observer %r failed; continuing", observer)
         return len(batch)
 
+    async def _commit_retrying(self) -> None:
+        """:meth:`commit_once`, retried with a capped backoff while the store cannot write.
+        Meanwhile the queue fills and the drivers wait (backpressure); each retry takes
+        what was queued into the held batch (bounded, see :class:`HeldBatch`)."""
+        delay = _RETRY_FIRST_S
+        while True:
+            try:
+                await self.commit_once()
+                return
+            except CommitFailed:
+                if self._closing and self._held.attempts > _RETRIES_AT_CLOSE:
+                    self._held.give_up(self.store)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+
     def close(self) -> None:
         """Ask :meth:`run` to commit what is queued and return (drivers stopped first)."""
         self._closing = True
@@ -172,7 +213,7 @@ class Pipeline:
     async def drain(self) -> None:
         """Commit everything still queued, without the run task (used when it is gone)."""
         while not self._idle():
-            await self.commit_once()
+            await self._commit_retrying()
 
 
 def _discard(items: list[Any], item: Any) -> None:

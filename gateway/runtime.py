@@ -11,6 +11,7 @@ buffer and its sequence survive a config change.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -26,10 +27,12 @@ from gateway.config.loader import load_config
 from gateway.config.site import SiteConfig
 from gateway.errors import StartupError
 from gateway.model import Batch, DeviceStatus, Event, Value
+from gateway.paths import precreate_private_file
 from gateway.pipeline import Pipeline
 from gateway.status import DeviceStatusService
 from gateway.store import Store
 from gateway.store.kv import KV
+from gateway.store.opening import ensure_dir
 from gateway.supervisor import Supervisor
 from gateway.systemd import Notifier
 
@@ -70,7 +73,8 @@ class App:
         self.state_dir = Path(config.gateway.state_dir)
         store_path = config.store.path or self.state_dir / "buffer.sqlite3"
         self.store = Store(store_path, max_bytes=config.store.max_bytes,
-                           durability=config.store.durability)
+                           durability=config.store.durability,
+                           on_corrupt=config.store.on_corrupt)
         #: Owned here, not by a pipeline: it outlives a reload and every component reads it.
         self.status = DeviceStatusService()
         self.pipeline = self._new_pipeline()
@@ -94,6 +98,7 @@ class App:
         self._signals = 0
         self._first_signal_at = 0.0
         self._driver_tasks: list[str] = []
+        self._signal_tasks: set[asyncio.Task[None]] = set()
 
     def _new_pipeline(self) -> Pipeline:
         return Pipeline(self.store, self.clock, self.status,
@@ -130,7 +135,9 @@ class App:
 
     async def run(self) -> int:
         """Run until stopped; returns the process exit code."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.state_dir, "state directory")
+        with contextlib.suppress(OSError):  # Store.open says what is wrong with the path
+            precreate_private_file(self.store.path)
         self._install_signal_handlers()
         await self.store.open()
         try:
@@ -231,6 +238,7 @@ class App:
                  ", ".join(sorted(self.drivers)) or "none")
 
     async def _stop_parts(self) -> None:
+        self.status.stopping = True  # devices going offline now: a planned stop
         deadline = self.config.shutdown.drain_timeout
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -281,15 +289,32 @@ class App:
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
-            except (NotImplementedError, RuntimeError):  # not the main thread
-                return
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            return
+
+    def _on_sighup(self) -> None:
+        """SIGHUP is a reload, as daemons conventionally do: the same path as the ``reload``
+        command, so an invalid file is reported and changes nothing."""
+        log.info("received SIGHUP: reloading the configuration")
+        task = asyncio.get_running_loop().create_task(self._reload_on_signal(),
+                                                      name="sighup-reload")
+        self._signal_tasks.add(task)
+        task.add_done_callback(self._signal_tasks.discard)
+
+    async def _reload_on_signal(self) -> None:
+        reply = await self.commands.execute("reload", {})
+        if not reply.get("ok"):
+            error = reply.get("error", {})
+            log.error("SIGHUP: the configuration was not reloaded: %s %s", error.get("message"),
+                      "; ".join(str(d) for d in error.get("details") or []))
 
     def _remove_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             try:
                 loop.remove_signal_handler(sig)
             except (NotImplementedError, RuntimeError, ValueError):

@@ -18,13 +18,15 @@ the maintenance flag, and every component reads it through ``ctx.status``.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+from gateway.events import DEVICE_STATUS_CHANGED
 from gateway.model import DeviceStatus, Event, event_id
 from gateway.store import Store, Tx
 
 log = logging.getLogger(__name__)
 
-STATUS_EVENT = "device_status_changed"
+STATUS_EVENT = DEVICE_STATUS_CHANGED
 
 _LINK = (DeviceStatus.ONLINE, DeviceStatus.OFFLINE)
 
@@ -39,11 +41,15 @@ class DeviceStatusService:
         self.link: dict[str, DeviceStatus] = {}
         self.maintenance: set[str] = set()
         self.alarm: set[str] = set()
+        #: Set by the runtime when a graceful stop or a reload begins: a device that goes
+        #: offline from then on is marked ``planned: true`` in its event.
+        self.stopping = False
 
     async def load(self, store: Store) -> None:
         rows = await store.query("SELECT device, status, reason, ts_ms FROM device_status")
         self._current = {dev: (DeviceStatus(st), reason, ts) for dev, st, reason, ts in rows}
         self.link, self.maintenance, self.alarm = {}, set(), set()
+        self.stopping = False
         for device, link, maintenance, alarm in await store.query(
             "SELECT device, link, maintenance, alarm FROM device_flags"
         ):
@@ -149,10 +155,13 @@ class DeviceStatusService:
         if old is new:
             return None
         self._current[device] = (new, reason, ts_ms)
+        # planned: the gateway is stopping or reloading, not a failure of the device.
+        body: dict[str, Any] = {"device": device, "old_status": old.value if old else None,
+                                "new_status": new.value, "reason": reason,
+                                "planned": self.stopping and new is DeviceStatus.OFFLINE}
         event = Event(
             STATUS_EVENT,
-            {"device": device, "old_status": old.value if old else None,
-             "new_status": new.value, "reason": reason},
+            body,
             device=device,
             ts_ms=ts_ms,
             # old and new: two transitions of one device in the same millisecond (a driver

@@ -1,7 +1,7 @@
 """The class-based plugin API of the customer design: subclass, override what you need.
 
-A plugin written for the original design works after changing its import to
-``from hooks.base import CustomerHooks``::
+A plugin written for the original design keeps its hooks after changing its import to
+``from hooks.base import CustomerHooks`` (and its database code, see docs/plugins.md)::
 
     class AcmeHooks(CustomerHooks):
         async def on_alarm_created(self, alarm_event, device, rule, db):

@@ -81,10 +81,28 @@ def register(app: ComponentContext[PluginsSection], comp: PluginsComponent) -> N
                                "wired": comp.converters_wired}}
 
     async def plugins_stats(_: NoArgs) -> dict[str, Any]:
-        """Calls, errors, timeouts and time per plugin and hook; energy queue figures."""
-        return {"hooks": runner.snapshot(),
-                "energy": comp.energy.stats() if comp.energy else None,
-                "events_delivered": comp.events.delivered}
+        """Per plugin: its delivery (events delivered, backlog), what is wrong with it now
+        (`hung` lists those with a problem), its threads; calls, errors, timeouts and time
+        per hook; energy queue figures per plugin; event-loop stalls."""
+        plugins: dict[str, Any] = {}
+        names = sorted(set(comp.report.loaded) | set(comp.feeds) | set(runner.threads))
+        for name in names:
+            feed = comp.feeds.get(name)
+            row: dict[str, Any] = {"problems": runner.health(name),
+                                   "loop_stalls": comp.watch.by_plugin.get(name, 0)}
+            if feed is not None:
+                row["events_delivered"] = feed.delivered
+                row["events_behind"] = await comp.backlog(feed)
+            pool = runner.threads.get(name)
+            if pool is not None:
+                row["threads"] = pool.snapshot()
+            plugins[name] = row
+        return {"plugins": plugins,
+                "hung": [n for n, row in plugins.items() if row["problems"]],
+                "hooks": runner.snapshot(),
+                "energy": comp.energy.stats() if comp.energy.feeds else None,
+                "events_delivered": sum(f.delivered for f in comp.feeds.values()),
+                "loop": comp.loop_stats()}
 
     async def kpis(args: KpiArgs) -> dict[str, Any]:
         """Custom KPIs of every plugin for a period (today, month, year), merged."""
@@ -133,13 +151,15 @@ def register(app: ComponentContext[PluginsSection], comp: PluginsComponent) -> N
         return {"report_id": rid}
 
     for cmd in (
-        Command("plugins.list", NoArgs, plugins_list, plugins_list.__doc__ or ""),
-        Command("plugins.stats", NoArgs, plugins_stats, plugins_stats.__doc__ or ""),
-        Command("kpis", KpiArgs, kpis, kpis.__doc__ or "", timeout=comp.section.timeout + 5),
+        Command("plugins.list", NoArgs, plugins_list, plugins_list.__doc__ or "", read_only=True),
+        Command("plugins.stats", NoArgs, plugins_stats, plugins_stats.__doc__ or "",
+                read_only=True),
+        Command("kpis", KpiArgs, kpis, kpis.__doc__ or "", timeout=comp.section.timeout + 5,
+                read_only=True),
         Command("workorders.create", CreateOrderArgs, wo_create, wo_create.__doc__ or ""),
         Command("workorders.complete", CompleteOrderArgs, wo_complete,
                 wo_complete.__doc__ or ""),
-        Command("workorders.list", ListOrdersArgs, wo_list, wo_list.__doc__ or ""),
+        Command("workorders.list", ListOrdersArgs, wo_list, wo_list.__doc__ or "", read_only=True),
         Command("inspections.complete", InspectionArgs, inspection, inspection.__doc__ or ""),
         Command("reports.generated", ReportArgs, report, report.__doc__ or ""),
     ):

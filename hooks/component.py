@@ -3,9 +3,12 @@
 Config (top-level key ``plugins``)::
 
     plugins:
-      customer: acme            # hooks/customers/acme/ (or customer_dir/acme/)
+      customer: acme            # /etc/fieldgate/customers/acme/hooks/ (see hooks.loader)
       on_error: refuse          # a broken plugin stops the start; skip: start without it
       timeout: 10               # seconds per hook call
+      acme:                     # settings of one plugin, by its name
+        may_write: ["pv*.power_limit_w"]
+        energy_increments: true
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from gateway.components import (
     Component,
@@ -26,21 +29,46 @@ from gateway.components import (
 )
 from gateway.config.base import PositiveSeconds, StrictModel
 from gateway.config.site import register_preparer
-from hooks.db import MIGRATIONS
-from hooks.dispatcher import CONSUMER, ENERGY_HOOK, EnergyDispatcher, EventDispatcher
+from hooks.db import MIGRATIONS, HooksDB
+from hooks.dispatcher import ROUTES, PluginFeed, RecentEvents
+from hooks.energy import ENERGY_HOOK, EnergyFan, EnergyFeed, Increments
 from hooks.loader import LoadReport, load_plugins
+from hooks.loopwatch import LoopWatch
 from hooks.manager import FieldgatePluginManager, HookRunner, PluginLoadError
 
 log = logging.getLogger(__name__)
 
 
+class PluginSettings(StrictModel):
+    """``plugins.<name>``: the settings of one plugin (its registration name)."""
+
+    may_write: list[str] = Field(
+        [], description="Device points this plugin may write with db.write, as "
+        "`device.point` patterns (`*` and `?` match; `pv*.power_limit_w`). Any other write "
+        "is refused.")
+    energy_increments: bool = Field(
+        False, description="on_energy_data_received gets, for energy points, the increment "
+        "since the previous counter reading of the same device and point instead of the "
+        "reading.")
+    energy_points: list[str] = Field(
+        ["energy*"], description="Point name patterns that are energy counters (for "
+        "energy_increments).")
+
+
 class PluginsSection(StrictModel):
+    """Besides the keys below, any key is a plugin's name with its :class:`PluginSettings`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+    __pydantic_extra__: dict[str, PluginSettings] = Field(init=False)
+
     customer: str | None = Field(
         None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="Customer plugin folder to load: <customer_dir>/<customer>/__init__.py, "
+        description="Customer plugin folder to load: "
+        "<customer_dir>/<customer>/hooks/__init__.py or <customer_dir>/<customer>/__init__.py, "
         "which exports `hooks`.")
     customer_dir: Path | None = Field(
-        None, description="Where customer folders live (default: hooks/customers).")
+        None, description="Where customer folders live (default: /etc/fieldgate/customers, "
+        "then <state_dir>/customers, then the examples shipped with fieldgate).")
     modules: list[str] = Field([], description="Importable plugin modules to load.")
     entry_points: bool = Field(
         True, description="Load installed plugins (entry point group fieldgate.plugins).")
@@ -54,7 +82,19 @@ class PluginsSection(StrictModel):
     energy_batch_timeout: PositiveSeconds = Field(
         5.0, description="Seconds a plugin may take for one batch of samples.")
     threads: Annotated[int, Field(ge=1, le=64)] = Field(
-        4, description="Worker threads for plugins written as plain (non-async) functions.")
+        4, description="Worker threads per plugin for hooks written as plain (non-async) "
+        "functions.")
+    loop_stall_warn: PositiveSeconds = Field(
+        0.25, description="Log what was running when the event loop did not run for this "
+        "long (a blocking call in an async hook or elsewhere).")
+
+    def settings(self, plugin: str) -> PluginSettings:
+        extra = self.model_extra or {}
+        found = extra.get(plugin)
+        return found if isinstance(found, PluginSettings) else _DEFAULT_SETTINGS
+
+
+_DEFAULT_SETTINGS = PluginSettings()
 
 
 class PluginsComponent(Component):
@@ -66,8 +106,10 @@ class PluginsComponent(Component):
         self.pm = FieldgatePluginManager()
         self.runner = HookRunner(self.pm, self.section.timeout, self.section.threads)
         self.report = LoadReport()
-        self.events = EventDispatcher(ctx, self.runner)
-        self.energy: EnergyDispatcher | None = None
+        self.recent = RecentEvents(ctx)
+        self.feeds: dict[str, PluginFeed] = {}
+        self.energy = EnergyFan()
+        self.watch = LoopWatch(self.runner, self.section.loop_stall_warn)
         self._remove_energy: Callable[[], None] | None = None
         self.converters: dict[str, Callable[..., Any]] = {}
         self.converters_wired = False
@@ -76,25 +118,32 @@ class PluginsComponent(Component):
         s = self.section
         self.report = load_plugins(
             self.pm, customer=s.customer, customer_dir=s.customer_dir,
-            modules=tuple(s.modules), entry_points=s.entry_points, disable=tuple(s.disable),
-            on_error=s.on_error)
+            state_dir=self.ctx.state_dir, modules=tuple(s.modules),
+            entry_points=s.entry_points, disable=tuple(s.disable), on_error=s.on_error)
         for name in list(self.report.loaded):
             self._apply_registrations(name)
+        self.report.check()
         from hooks import commands
 
         commands.register(self.ctx, self)
-        await self.ctx.store.register_consumer(CONSUMER)
-        self._update_energy()
+        await self.recent.open()
+        self.watch.start()
+        self._update_feeds()
+        for feed in self.feeds.values():
+            await feed.open()
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
-        yield "hooks-dispatcher", self.events.run
-        if self.energy is not None:
-            yield "hooks-energy", self.energy.run
+        yield "hooks-recent", self.recent.run
+        for name, feed in self.feeds.items():
+            yield f"hooks[{name}]", feed.run
+        for name, efeed in self.energy.feeds.items():
+            yield f"hooks-energy[{name}]", efeed.run
 
     async def stop(self) -> None:
         if self._remove_energy is not None:
             self._remove_energy()
             self._remove_energy = None
+        self.watch.stop()
         self.runner.close()
 
     # -- plugins at runtime --------------------------------------------------------------
@@ -104,18 +153,53 @@ class PluginsComponent(Component):
         self.pm.register_checked(plugin, name)
         self.report.loaded[name] = "runtime"
         self._apply_registrations(name)
-        if self._update_energy() and self.energy is not None:
-            self.ctx.start_task("hooks-energy", self.energy.run)
+        for task, factory in self._update_feeds():
+            self.ctx.start_task(task, factory)
 
-    def _update_energy(self) -> bool:
-        """Observe the pipeline only if some plugin implements the per-sample hook.
-        Returns True when the energy dispatcher was created just now."""
-        if self.energy is not None or not self.runner.implementations(ENERGY_HOOK):
-            return False
-        self.energy = EnergyDispatcher(self.ctx, self.runner, self.section.energy_queue_samples,
-                                       self.section.energy_batch_timeout)
-        self._remove_energy = self.ctx.add_observer(self.energy.observe)
-        return True
+    def db_for(self, plugin: str, event_id: str = "") -> HooksDB:
+        """The ``db`` handed to ``plugin`` (bound to the event being delivered)."""
+        return HooksDB(self.ctx, plugin, event_id, self.section.settings(plugin).may_write)
+
+    async def deliver(self, event: Any) -> None:
+        """Deliver one event to every plugin now, as their tasks would (tests: redelivery)."""
+        for feed in list(self.feeds.values()):
+            await feed.deliver(event)
+
+    async def backlog(self, feed: PluginFeed) -> int:
+        """Events in the outbox this plugin has not had yet."""
+        row = await self.ctx.store.query_one(
+            "SELECT COUNT(*) FROM events WHERE rowid > "
+            "(SELECT last_rowid FROM event_cursors WHERE consumer = ?)", (feed.consumer,))
+        return int(row[0]) if row else 0
+
+    def loop_stats(self) -> dict[str, Any]:
+        return self.watch.stats()
+
+    def _update_feeds(self) -> list[tuple[str, TaskFactory]]:
+        """Give each plugin with event hooks its own outbox feed and each plugin with the
+        per-sample hook its own energy feed; observe the pipeline only if one does.
+        Returns the tasks of the feeds created just now."""
+        new: list[tuple[str, TaskFactory]] = []
+        event_hooks = {hook for hook, _ in ROUTES.values()}
+        names = {impl.plugin_name for hook in event_hooks
+                 for impl in self.runner.implementations(hook)}
+        for name in sorted(names - set(self.feeds)):
+            feed = self.feeds[name] = PluginFeed(self.ctx, self.runner, name, self.db_for)
+            new.append((f"hooks[{name}]", feed.run))
+        s = self.section
+        for impl in self.runner.implementations(ENERGY_HOOK):
+            name = impl.plugin_name
+            if name in self.energy.feeds:
+                continue
+            settings = s.settings(name)
+            inc = Increments(settings.energy_points) if settings.energy_increments else None
+            efeed = self.energy.feeds[name] = EnergyFeed(
+                self.ctx, self.runner, impl, self.db_for(name), s.energy_queue_samples,
+                s.energy_batch_timeout, inc)
+            new.append((f"hooks-energy[{name}]", efeed.run))
+        if self.energy.feeds and self._remove_energy is None:
+            self._remove_energy = self.ctx.add_observer(self.energy.observe)
+        return new
 
     def _apply_registrations(self, name: str) -> None:
         plugin = self.pm.get_plugin(name)
@@ -143,13 +227,9 @@ class PluginsComponent(Component):
             return
         for item in result or ():
             if hook == "register_drivers":
-                from drivers.base import register_driver
-
-                register_driver(item)
+                _register_driver(item)
             elif hook == "register_channels":
-                from gateway.channels.base import register_channel_class
-
-                register_channel_class(item)
+                _register_channel(item)
             else:
                 self.ctx.commands.register(item)
 
@@ -187,19 +267,18 @@ def preregister(raw: Mapping[str, Any], config_path: Path) -> None:
         return  # the site model reports it, with line numbers
     pm = FieldgatePluginManager()
     report = load_plugins(pm, customer=s.customer, customer_dir=s.customer_dir,
-                          modules=tuple(s.modules), entry_points=s.entry_points,
-                          disable=tuple(s.disable), on_error=s.on_error)
-    from drivers.base import register_driver
-    from gateway.channels.base import register_channel_class
+                          state_dir=_state_dir(raw), modules=tuple(s.modules),
+                          entry_points=s.entry_points, disable=tuple(s.disable),
+                          on_error=s.on_error)
     from gateway.rules.converters import register_converter
 
     def drivers(result: Any) -> None:
         for spec in result or ():
-            register_driver(spec)
+            _register_driver(spec)
 
     def channels(result: Any) -> None:
         for cls in result or ():
-            register_channel_class(cls)
+            _register_channel(cls)
 
     def converters(result: Any) -> None:
         for event_type, fn in dict(result or {}).items():
@@ -218,6 +297,51 @@ def preregister(raw: Mapping[str, Any], config_path: Path) -> None:
                 report.loaded.pop(name, None)
                 report.fail(PluginLoadError(name, f"{hook} failed: "
                                             f"{type(err).__name__}: {err}"), s.on_error)
+    report.check()  # every refused plugin in one error, imports and registrations alike
+    unknown = sorted(set(s.model_extra or {}) - set(report.loaded) - set(report.failed)
+                     - set(s.disable))
+    if unknown:
+        log.warning("plugins: settings for %s, but no plugin of that name was loaded from "
+                    "the config (loaded: %s); check the name (a plugin added at runtime "
+                    "uses them too)", ", ".join(unknown), ", ".join(report.loaded) or "none")
+
+
+def _register_driver(spec: Any) -> None:
+    from drivers.base import register_driver, registry
+
+    old = registry().get(spec.name)
+    if old is None or not _stale(old.factory, spec.factory, f"driver type {spec.name}"):
+        register_driver(spec)
+
+
+def _register_channel(cls: Any) -> None:
+    from gateway.channels.base import channel_types, register_channel_class
+
+    old = channel_types().get(getattr(cls, "channel_type", ""))
+    if old is None or not _stale(old, cls, f"channel type {cls.channel_type}"):
+        register_channel_class(cls)
+
+
+def _stale(old: Any, new: Any, what: str) -> bool:
+    """True (and a warning) when ``new`` is the re-imported version of ``old``, from a
+    plugin whose code changed: drivers and channel types are process-wide and stay as
+    first registered until a restart."""
+    if old is new or getattr(old, "__module__", None) != getattr(new, "__module__", None):
+        return False
+    if getattr(old, "__qualname__", None) != getattr(new, "__qualname__", None):
+        return False
+    log.warning("%s comes from plugin code that changed since it was registered; the "
+                "running gateway keeps the first version. Restart fieldgate to use the new "
+                "one (reload re-imports hooks, not drivers or channel types)", what)
+    return True
+
+
+def _state_dir(raw: Mapping[str, Any]) -> Path:
+    from gateway.config.models import GatewaySection
+
+    gateway = raw.get("gateway") or {}
+    value = gateway.get("state_dir") if isinstance(gateway, Mapping) else None
+    return Path(value) if value else Path(GatewaySection.model_fields["state_dir"].default)
 
 
 register_preparer(preregister)

@@ -9,15 +9,32 @@ derived from (plugin, E, title), so handling E twice after a crash creates it on
 Everything that changes state also commits an event to the outbox in the same transaction,
 so work orders, inspections, reports and custom messages reach the uplink, the channels and
 the other plugins store-and-forward, like every other event.
+
+The boundary: :class:`HooksDB` has only its documented methods. It holds no reference to the
+app or the store in an attribute (``__slots__``; the implementation, :class:`_Backend`, is
+reached only through a closure that refuses every name but the documented ones), its
+``kv()`` is bound to the plugin's own namespace the same way, and ``write`` goes through the
+plugin's allow-list (``plugins.<name>.may_write``). Plugin code runs in the gateway's
+process, so this is a boundary against mistakes and shortcuts, not a sandbox against hostile
+code.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import uuid
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from gateway.events import (
+    CUSTOM,
+    INSPECTION_COMPLETED,
+    REPORT_GENERATED,
+    WORK_ORDER_COMPLETED,
+    WORK_ORDER_CREATED,
+)
 from gateway.model import Event, Value, event_id, now_ms
 from gateway.store.kv import KV
 from hooks.models import Device, WorkOrder, from_body
@@ -30,11 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WORK_ORDER_CREATED = "work_order_created"
-WORK_ORDER_COMPLETED = "work_order_completed"
-INSPECTION_COMPLETED = "inspection_completed"
-REPORT_GENERATED = "report_generated"
-CUSTOM = "custom"
 RECENT_EVENTS_KEPT = 1000
 
 #: The schema of the plugins component (ComponentSpec.migrations; append-only).
@@ -85,13 +97,20 @@ def device_of(app: PluginsContext, device_id: str | None, source_event: str = ""
                   status=status.value if status else None, event_id=source_event)
 
 
-class HooksDB:
-    """The store facade handed to hooks as ``db``. Bound to ``plugin`` and ``event_id``."""
+class WriteNotAllowed(PermissionError):
+    """``db.write`` to a point not in the plugin's ``plugins.<name>.may_write``."""
 
-    def __init__(self, app: PluginsContext, plugin: str, event_id: str = "") -> None:
+
+class _Backend:
+    """What ``db`` does. Bound to ``plugin``, ``event_id`` and the plugin's write patterns;
+    never handed to plugin code (see :class:`HooksDB`)."""
+
+    def __init__(self, app: PluginsContext, plugin: str, event_id: str,
+                 may_write: tuple[str, ...]) -> None:
         self._app = app
         self.plugin = plugin
         self.event_id = event_id
+        self.may_write = may_write
 
     # -- queries -------------------------------------------------------------------------
 
@@ -233,13 +252,21 @@ class HooksDB:
         return mid
 
     async def write(self, device: str, point: str, value: Value) -> Any:
-        """Write a value to a device point through its driver (``app.write``)."""
-        log.info("plugin %s writes %s.%s = %r", self.plugin, device, point, value)
+        """Write a value to a device point through its driver (``app.write``), if the
+        plugin's ``may_write`` patterns allow ``device.point``."""
+        target = f"{device}.{point}"
+        if not any(fnmatch.fnmatchcase(target, p) for p in self.may_write):
+            log.warning("plugin %s tried to write %s = %r: refused, not in "
+                        "plugins.%s.may_write", self.plugin, target, value, self.plugin)
+            raise WriteNotAllowed(
+                f"plugin {self.plugin} may not write {target}: add it (or a pattern such as "
+                f"'{device}.*') to plugins.{self.plugin}.may_write in the config")
+        log.info("plugin %s writes %s = %r", self.plugin, target, value)
         return await self._app.write(device, point, value)
 
-    def kv(self) -> KV:
+    def kv(self) -> PluginKV:
         """A persistent key-value map private to this plugin (for your own idempotency)."""
-        return self._app.store.kv(f"plugin.{self.plugin}")
+        return PluginKV(self._app.store.kv(f"plugin.{self.plugin}"))
 
     # -- internals -----------------------------------------------------------------------
 
@@ -254,6 +281,164 @@ class HooksDB:
                     key: str) -> None:
         ev = Event(type_, body, device=device, id=event_id(type_, key))
         await self._app.store.add_events([ev])
+
+
+def _closure(target: object, names: frozenset[str]) -> Callable[..., Any]:
+    """``call(name, *args)`` -> ``target.name(*args)`` for the allowed names only."""
+
+    def call(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name not in names:
+            raise AttributeError(name)
+        return getattr(target, name)(*args, **kwargs)
+
+    return call
+
+
+class _ReadOnly:
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+
+class PluginKV(_ReadOnly):
+    """A persistent JSON key-value map in the plugin's own namespace."""
+
+    __slots__ = ("_call",)
+    _call: Callable[..., Any]
+
+    def __init__(self, kv: KV) -> None:
+        object.__setattr__(self, "_call", _closure(kv, _KV_NAMES))
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        return await self._call("get", key, default)
+
+    async def put(self, key: str, value: Any) -> None:
+        await self._call("put", key, value)
+
+    async def delete(self, key: str) -> None:
+        await self._call("delete", key)
+
+    async def items(self) -> list[tuple[str, Any]]:
+        result: list[tuple[str, Any]] = await self._call("items")
+        return result
+
+
+_KV_NAMES = frozenset({"get", "put", "delete", "items"})
+
+
+class HooksDB(_ReadOnly):
+    """The store facade handed to hooks as ``db``, bound to ``plugin`` and ``event_id``.
+    Only the methods below; see :class:`_Backend` for what they do."""
+
+    __slots__ = ("_call", "_event_id", "_plugin")
+    _call: Callable[..., Any]
+    _plugin: str
+    _event_id: str
+
+    def __init__(self, app: PluginsContext, plugin: str, event_id: str = "",
+                 may_write: Iterable[str] = ()) -> None:
+        backend = _Backend(app, plugin, event_id, tuple(may_write))
+        object.__setattr__(self, "_call", _closure(backend, _DB_NAMES))
+        object.__setattr__(self, "_plugin", plugin)
+        object.__setattr__(self, "_event_id", event_id)
+
+    @property
+    def plugin(self) -> str:
+        return self._plugin
+
+    @property
+    def event_id(self) -> str:
+        return self._event_id
+
+    def device(self, device_id: str) -> Device:
+        """The configured device with its current status."""
+        result: Device = self._call("device", device_id)
+        return result
+
+    def devices(self) -> list[Device]:
+        result: list[Device] = self._call("devices")
+        return result
+
+    def device_status(self, device_id: str) -> str | None:
+        """``online``/``offline``/``alarm``/``maintenance``, or None if never seen."""
+        result: str | None = self._call("device_status", device_id)
+        return result
+
+    async def open_alarms(self, device: str | None = None, rule: str | None = None,
+                          min_severity: str | None = None) -> list[dict[str, Any]]:
+        """The rules engine's open alarms, oldest first (see docs/plugins.md)."""
+        result: list[dict[str, Any]] = await self._call("open_alarms", device, rule,
+                                                        min_severity)
+        return result
+
+    async def recent_events(self, type: str | None = None, device: str | None = None,
+                            limit: int = 50) -> list[dict[str, Any]]:
+        """The newest events the gateway has seen (up to the last 1000)."""
+        result: list[dict[str, Any]] = await self._call("recent_events", type, device, limit)
+        return result
+
+    async def work_orders(self, status: str | None = None, device: str | None = None,
+                          limit: int = 100) -> list[WorkOrder]:
+        result: list[WorkOrder] = await self._call("work_orders", status, device, limit)
+        return result
+
+    async def get_work_order(self, order_id: str) -> WorkOrder | None:
+        result: WorkOrder | None = await self._call("get_work_order", order_id)
+        return result
+
+    async def create_work_order(self, title: str, *, device: str | None = None,
+                                alarm_id: str | None = None, priority: str = "normal",
+                                description: str = "", key: str | None = None) -> WorkOrder:
+        """Create (once) a work order and emit ``work_order_created``."""
+        result: WorkOrder = await self._call(
+            "create_work_order", title, device=device, alarm_id=alarm_id, priority=priority,
+            description=description, key=key)
+        return result
+
+    async def complete_work_order(self, order_id: str, resolution: str = "") -> WorkOrder:
+        """Close an open work order and emit ``work_order_completed`` (idempotent)."""
+        result: WorkOrder = await self._call("complete_work_order", order_id, resolution)
+        return result
+
+    async def record_inspection(self, device: str | None, inspector: str, result: str,
+                                findings: str = "", key: str | None = None) -> str:
+        """Record a completed inspection; emits ``inspection_completed``. Returns its id."""
+        rid: str = await self._call("record_inspection", device, inspector, result,
+                                    findings, key)
+        return rid
+
+    async def announce_report(self, name: str, file_path: str, period: str = "",
+                              format: str = "", key: str | None = None) -> str:
+        """Announce a generated report file; emits ``report_generated``. Returns its id."""
+        rid: str = await self._call("announce_report", name, file_path, period, format, key)
+        return rid
+
+    async def publish(self, topic: str, body: Any) -> str:
+        """Send a custom message to the cloud (a ``custom`` event). Returns the event id."""
+        mid: str = await self._call("publish", topic, body)
+        return mid
+
+    async def write(self, device: str, point: str, value: Value) -> Any:
+        """Write a device point through its driver; only points in ``may_write``, else
+        :class:`WriteNotAllowed`."""
+        return await self._call("write", device, point, value)
+
+    def kv(self) -> PluginKV:
+        """A persistent key-value map private to this plugin."""
+        result: PluginKV = self._call("kv")
+        return result
+
+    def __repr__(self) -> str:
+        return f"<db of plugin {self._plugin!r}>"
+
+
+_DB_NAMES = frozenset(
+    name for name in vars(HooksDB) if not name.startswith("_") and name not in (
+        "plugin", "event_id"))
 
 
 def _order(row: Any) -> WorkOrder:

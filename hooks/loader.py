@@ -5,9 +5,17 @@
    (gateway/channels/builtin.py), as the built-in drivers do.
 2. Installed packages exposing the entry point group ``fieldgate.plugins``.
 3. ``plugins.modules``: importable module paths.
-4. The customer folder: ``plugins.customer: acme`` loads ``<customer_dir>/acme/__init__.py``
-   (default ``customer_dir``: ``hooks/customers``), whose ``hooks`` is a ``CustomerHooks``
-   instance (or subclass), or any object with ``@hookimpl`` methods.
+4. The customer folder: ``plugins.customer: acme`` loads ``<customer_dir>/acme/hooks/`` (the
+   original platform's layout, ``customers/<name>/hooks/__init__.py``) or
+   ``<customer_dir>/acme/__init__.py``, whose ``hooks`` is a ``CustomerHooks`` instance (or
+   subclass), or any object with ``@hookimpl`` methods. Without ``customer_dir`` the folder
+   is looked for in ``/etc/fieldgate/customers``, then ``<state_dir>/customers``, then among
+   the examples shipped with fieldgate; never expect your own code inside the installed
+   package (an upgrade replaces it).
+
+A customer folder is imported again when its code changed (its ``.py`` files' size and
+modification time), so a ``reload`` runs the new code: new module objects, the old plugin
+unregistered with the old component. Unchanged code is not imported twice.
 
 A plugin that fails to import or validate is reported by name; ``plugins.on_error`` decides
 whether the gateway refuses to start (``refuse``) or goes on without it (``skip``).
@@ -27,28 +35,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hooks.manager import FieldgatePluginManager, PluginLoadError
+from hooks.manager import FieldgatePluginManager, PluginLoadError, PluginLoadErrors
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "fieldgate.plugins"
 DEFAULT_PLUGINS: tuple[str, ...] = ()
-DEFAULT_CUSTOMER_DIR = Path(__file__).parent / "customers"
+#: Where customer folders are looked for when ``plugins.customer_dir`` is not set, before
+#: ``<state_dir>/customers`` and the bundled examples.
+ETC_CUSTOMER_DIR = Path("/etc/fieldgate/customers")
+#: fieldgate's own example folders (``plugins.customer: example``), found last.
+BUNDLED_CUSTOMER_DIR = Path(__file__).parent / "customers"
+#: module name -> fingerprint of the code it was imported from.
+_IMPORTED: dict[str, tuple[tuple[str, int, int], ...]] = {}
 
 
 @dataclass
 class LoadReport:
     loaded: dict[str, str] = field(default_factory=dict)  # name -> source
     failed: dict[str, str] = field(default_factory=dict)  # name -> error
+    _refused: list[PluginLoadError] = field(default_factory=list, repr=False)
 
     def fail(self, err: PluginLoadError, on_error: str) -> None:
+        """Record a plugin that failed. With ``skip`` it is logged and left out; with
+        ``refuse`` it is kept for :meth:`check`, so that every broken plugin is reported at
+        once, not the first one."""
         self.failed[err.plugin] = err.message
         if on_error == "refuse":
-            # Not logged here: the error (a StartupError) is reported once, by whoever
-            # stops the start (the CLI prints it with its hint and exits 78).
-            raise err
+            self._refused.append(err)
+            return
         log.error("plugin %s failed to load and is skipped (plugins.on_error: skip): %s",
                   err.plugin, err.message)
+
+    def check(self) -> None:
+        """Raise the refused failures, all of them in one error (the CLI prints it and exits
+        78). Not logged here: the error is reported once, by whoever stops the start."""
+        refused, self._refused = self._refused, []
+        if len(refused) == 1:
+            raise refused[0]
+        if refused:
+            raise PluginLoadErrors(refused)
 
 
 def _import_module(dotted: str, name: str) -> Any:
@@ -59,34 +85,77 @@ def _import_module(dotted: str, name: str) -> Any:
                               f"{type(err).__name__}: {err}") from err
 
 
-def load_customer(customer: str, directory: Path | None) -> Any:
-    """Import ``<directory>/<customer>/__init__.py`` and return what it exports."""
-    base = directory or DEFAULT_CUSTOMER_DIR
-    init = base / customer / "__init__.py"
-    if not init.is_file():
-        raise PluginLoadError(customer, f"no {init}; create it and export `hooks`, or fix "
-                              "plugins.customer / plugins.customer_dir")
-    if directory is None:
-        module = _import_module(f"hooks.customers.{customer}", customer)
-    else:
-        # One import per folder per process: a reload re-registers the same objects (so
-        # drivers and channels it registers do not clash); new plugin code needs a restart.
-        digest = hashlib.sha1(str(init.resolve()).encode()).hexdigest()[:10]
-        mod_name = f"fieldgate_customer_{customer}_{digest}"
-        if mod_name in sys.modules:
-            return getattr(sys.modules[mod_name], "hooks", sys.modules[mod_name])
-        spec = importlib.util.spec_from_file_location(
-            mod_name, init, submodule_search_locations=[str(init.parent)])
-        if spec is None or spec.loader is None:
-            raise PluginLoadError(customer, f"cannot import {init}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module
+def customer_dirs(directory: Path | None, state_dir: Path | None) -> list[Path]:
+    """Where ``plugins.customer`` is looked for, in order."""
+    if directory is not None:
+        return [directory]
+    dirs = [ETC_CUSTOMER_DIR]
+    if state_dir is not None:
+        dirs.append(state_dir / "customers")
+    dirs.append(BUNDLED_CUSTOMER_DIR)
+    return dirs
+
+
+def find_customer(customer: str, dirs: list[Path]) -> Path | None:
+    """The ``__init__.py`` of the customer's plugin: ``<dir>/<customer>/hooks/__init__.py``
+    (the original layout) before ``<dir>/<customer>/__init__.py``, in the first dir that has
+    one."""
+    for base in dirs:
+        for init in (base / customer / "hooks" / "__init__.py", base / customer / "__init__.py"):
+            if init.is_file():
+                return init
+    return None
+
+
+def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for path in sorted(folder.rglob("*.py")):
         try:
-            spec.loader.exec_module(module)
-        except Exception as err:
-            sys.modules.pop(mod_name, None)
-            raise PluginLoadError(customer, f"import of {init} failed: "
-                                  f"{type(err).__name__}: {err}") from err
+            st = path.stat()
+        except OSError:
+            continue
+        out.append((str(path), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def load_customer(customer: str, directory: Path | None, state_dir: Path | None = None) -> Any:
+    """Import the customer's plugin folder (see :func:`find_customer`) and return what it
+    exports as ``hooks`` (else the module). Imported again only when its code changed."""
+    dirs = customer_dirs(directory, state_dir)
+    init = find_customer(customer, dirs)
+    if init is None:
+        looked = ", ".join(str(d / customer) for d in dirs)
+        first = dirs[0] / customer / "hooks" / "__init__.py"
+        raise PluginLoadError(customer, f"no plugin folder found (looked in {looked}); "
+                              f"create {first} exporting `hooks`, or fix plugins.customer / "
+                              "plugins.customer_dir")
+    if init.parent.parent == BUNDLED_CUSTOMER_DIR:
+        module = _import_module(f"hooks.customers.{customer}", customer)
+        return getattr(module, "hooks", module)
+    folder = init.parent
+    digest = hashlib.sha1(str(init.resolve()).encode()).hexdigest()[:10]
+    mod_name = f"fieldgate_customer_{customer}_{digest}"
+    fingerprint = _fingerprint(folder)
+    if mod_name in sys.modules and _IMPORTED.get(mod_name) == fingerprint:
+        return getattr(sys.modules[mod_name], "hooks", sys.modules[mod_name])
+    if mod_name in sys.modules:
+        log.info("plugin %s: its code in %s changed; importing it again", customer, folder)
+        for name in [m for m in sys.modules if m == mod_name or m.startswith(mod_name + ".")]:
+            del sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        mod_name, init, submodule_search_locations=[str(folder)])
+    if spec is None or spec.loader is None:
+        raise PluginLoadError(customer, f"cannot import {init}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        sys.modules.pop(mod_name, None)
+        _IMPORTED.pop(mod_name, None)
+        raise PluginLoadError(customer, f"import of {init} failed: "
+                              f"{type(err).__name__}: {err}") from err
+    _IMPORTED[mod_name] = fingerprint
     return getattr(module, "hooks", module)
 
 
@@ -111,13 +180,16 @@ def load_plugins(
     *,
     customer: str | None = None,
     customer_dir: Path | None = None,
+    state_dir: Path | None = None,
     modules: tuple[str, ...] = (),
     entry_points: bool = True,
     disable: tuple[str, ...] = (),
     on_error: str = "refuse",
     extra: tuple[tuple[str, Any], ...] = (),
 ) -> LoadReport:
-    """Load and register every configured plugin; see the module docstring."""
+    """Load and register every configured plugin; see the module docstring. Failures are in
+    the report; call ``report.check()`` once the plugins' registrations ran too, so that
+    ``on_error: refuse`` reports every broken plugin at once."""
     report = LoadReport()
     disabled = set(disable)
     sources: list[tuple[str, str, Callable[[], Any]]] = []
@@ -131,7 +203,7 @@ def load_plugins(
             sources.append((dotted, "module", functools.partial(_import_module, dotted, dotted)))
     if customer and customer not in disabled:
         sources.append((customer, "customer folder",
-                        functools.partial(load_customer, customer, customer_dir)))
+                        functools.partial(load_customer, customer, customer_dir, state_dir)))
     for name, obj in extra:
         sources.append((name, "object", functools.partial(lambda o: o, obj)))
     for name, source, load in sources:
@@ -140,7 +212,7 @@ def load_plugins(
         except PluginLoadError as err:
             if source == "builtin":
                 raise  # a bug in fieldgate itself, not a plugin to skip
-            report.fail(err, on_error)
+            report.fail(err, on_error)  # with refuse: raised by report.check(), with the rest
             continue
         report.loaded[name] = source
         log.info("plugin %s loaded (%s)", name, source)

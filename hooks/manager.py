@@ -16,7 +16,6 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,6 +24,7 @@ import pluggy
 from gateway.errors import StartupError
 from hooks.base import CustomerHooks, overridden_hooks, unknown_hook_methods
 from hooks.spec import PROJECT, BusinessHooks, RegistrationHooks
+from hooks.threads import CallNotStarted, CallTimedOut, PluginThreads, ThreadsHeld
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,20 @@ class PluginLoadError(StartupError):
                          "start without it")
         self.plugin = plugin
         self.message = message
+
+
+class PluginLoadErrors(PluginLoadError):
+    """Several plugins could not be loaded: every one is listed, not only the first."""
+
+    def __init__(self, errors: Sequence[PluginLoadError]) -> None:
+        StartupError.__init__(
+            self, f"{len(errors)} plugins failed to load:\n" + "\n".join(
+                f"  - {err}" for err in errors),
+            hint="fix or remove these plugins, or set plugins.on_error: skip to start "
+            "without them")
+        self.errors = list(errors)
+        self.plugin = ", ".join(err.plugin for err in errors)
+        self.message = "; ".join(f"{err.plugin}: {err.message}" for err in errors)
 
 
 class FieldgatePluginManager(pluggy.PluginManager):
@@ -93,6 +107,8 @@ class HookStats:
     calls: int = 0
     errors: int = 0
     timeouts: int = 0
+    not_started: int = 0  # timed out while waiting for a thread: never ran
+    refused: int = 0  # all the plugin's threads held: not called
     total_ms: float = 0.0
     max_ms: float = 0.0
     last_error: str | None = None
@@ -105,14 +121,29 @@ class CallResult:
     value: Any = None
 
 
+@dataclass(frozen=True, eq=False)
+class ActiveCall:
+    """A hook call in progress: what ``plugins.stats`` and the loop monitor report."""
+
+    plugin: str
+    hook: str
+    context: str
+    since: float  # time.monotonic()
+    task: asyncio.Task[Any] | None
+
+
 class HookRunner:
     """Calls implementations in isolation and keeps per-plugin, per-hook statistics."""
 
     def __init__(self, pm: FieldgatePluginManager, timeout: float, threads: int = 4) -> None:
         self.pm = pm
         self.timeout = timeout
+        self.threads_per_plugin = threads
         self.stats: dict[tuple[str, str], HookStats] = {}
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="plugin")
+        self.threads: dict[str, PluginThreads] = {}
+        self.active: set[ActiveCall] = set()
+        #: plugin -> (hook, outcome) of its last finished call: ok, error, timeout, ...
+        self.last_outcome: dict[str, tuple[str, str]] = {}
 
     def implementations(self, hook: str) -> list[pluggy.HookImpl]:
         """In pluggy's call order (last registered first, tryfirst/trylast honoured)."""
@@ -126,6 +157,29 @@ class HookRunner:
             st = self.stats[key] = HookStats()
         return st
 
+    def threads_of(self, plugin: str) -> PluginThreads:
+        pool = self.threads.get(plugin)
+        if pool is None:
+            pool = self.threads[plugin] = PluginThreads(plugin, self.threads_per_plugin)
+        return pool
+
+    def running(self, plugin: str, hook: str, context: str = "") -> ActiveCall:
+        """Mark a call as in progress (remove it from :attr:`active` when it ends)."""
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:
+            task = None
+        call = ActiveCall(plugin, hook, context, time.monotonic(), task)
+        self.active.add(call)
+        return call
+
+    def call_of(self, task: asyncio.Task[Any] | None) -> ActiveCall | None:
+        """The hook call running in ``task`` (the loop monitor asks, from its thread)."""
+        for call in list(self.active):
+            if call.task is task:
+                return call
+        return None
+
     async def call_each(self, hook: str, kwargs: Mapping[str, Any], *,
                         context: str = "", timeout: float | None = None) -> list[CallResult]:
         """Call every implementation of ``hook`` on its own, concurrently; never raises."""
@@ -138,47 +192,82 @@ class HookRunner:
 
     async def call_one(self, impl: pluggy.HookImpl, hook: str, kwargs: Mapping[str, Any], *,
                        context: str = "", timeout: float | None = None) -> CallResult:
-        st = self.stat(impl.plugin_name, hook)
-        args = [_resolve(kwargs[a], impl.plugin_name) for a in impl.argnames]
+        name = impl.plugin_name
+        st = self.stat(name, hook)
+        args = [_resolve(kwargs[a], name) for a in impl.argnames]
         limit = self.timeout if timeout is None else timeout
         t0 = time.perf_counter()
         st.calls += 1
+        active = self.running(name, hook, context)
         try:
-            async with asyncio.timeout(limit):
-                value = await self.invoke(impl.function, args)
-        except TimeoutError:
+            value = await self.invoke(impl.function, args, limit, name, hook)
+        except (TimeoutError, CallTimedOut):
             st.timeouts += 1
             st.last_error = f"timeout after {limit:g} s"
+            self.last_outcome[name] = (hook, "timeout")
             log.warning("plugin %s: %s did not finish within %.1f s%s and was abandoned; "
-                        "make it faster or raise plugins.timeout",
-                        impl.plugin_name, hook, limit, context)
-            return CallResult(impl.plugin_name, False)
+                        "make it faster or raise plugins.timeout", name, hook, limit, context)
+            return CallResult(name, False)
+        except CallNotStarted as err:
+            st.not_started += 1
+            st.last_error = str(err)
+            self.last_outcome[name] = (hook, "not started")
+            log.warning("plugin %s: %s was not called%s: %s (its earlier plain-def calls "
+                        "still run); raise plugins.threads or make the hook async",
+                        name, hook, context, err)
+            return CallResult(name, False)
+        except ThreadsHeld:
+            st.refused += 1  # logged once by the pool
+            self.last_outcome[name] = (hook, "refused")
+            return CallResult(name, False)
         except Exception as err:
             st.errors += 1
             st.last_error = f"{type(err).__name__}: {err}"
+            self.last_outcome[name] = (hook, "error")
             log.error("plugin %s: %s raised %s%s; the other plugins ran, fix this plugin",
-                      impl.plugin_name, hook, st.last_error, context, exc_info=err)
-            return CallResult(impl.plugin_name, False)
+                      name, hook, st.last_error, context, exc_info=err)
+            return CallResult(name, False)
         finally:
+            self.active.discard(active)
             elapsed = (time.perf_counter() - t0) * 1000
             st.total_ms += elapsed
             st.max_ms = max(st.max_ms, elapsed)
-        return CallResult(impl.plugin_name, True, value)
+        self.last_outcome[name] = (hook, "ok")
+        return CallResult(name, True, value)
 
-    async def invoke(self, fn: Callable[..., Any], args: Sequence[Any]) -> Any:
-        """``await_me_maybe`` for one implementation: coroutine functions run on the loop,
-        plain functions in a worker thread (so they cannot stall it); an awaitable result
-        is awaited on the loop."""
+    async def invoke(self, fn: Callable[..., Any], args: Sequence[Any], limit: float,
+                     plugin: str, hook: str) -> Any:
+        """``await_me_maybe`` for one implementation under ``limit`` seconds: coroutine
+        functions run on the loop, plain functions in one of the plugin's own threads (so
+        they cannot stall the loop); an awaitable result is awaited on the loop."""
         if inspect.iscoroutinefunction(fn):
-            return await fn(*args)
+            async with asyncio.timeout(limit):
+                return await fn(*args)
         loop = asyncio.get_running_loop()
-        value = await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        deadline = loop.time() + limit
+        value = await self.threads_of(plugin).call(functools.partial(fn, *args), limit, hook)
         if inspect.isawaitable(value):
-            value = await value
+            async with asyncio.timeout_at(deadline):
+                value = await value
         return value
 
-    def run_in_thread(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
-        return asyncio.get_running_loop().run_in_executor(self._executor, fn)
+    def health(self, plugin: str) -> list[str]:
+        """What is wrong with ``plugin`` now (empty: nothing): held threads, a call running
+        for longer than half the timeout, a last call that timed out or was refused."""
+        problems = []
+        pool = self.threads.get(plugin)
+        if pool is not None and pool.held:
+            problems.append(f"{pool.held} threads held by plugin {plugin} (of {pool.size}): "
+                            "plain-def calls that overran their timeout and still run")
+        now = time.monotonic()
+        for call in list(self.active):
+            if call.plugin == plugin and now - call.since > self.timeout / 2:
+                problems.append(f"{call.hook} running for {now - call.since:.1f} s"
+                                f"{call.context}")
+        hook, outcome = self.last_outcome.get(plugin, ("", "ok"))
+        if outcome in ("timeout", "not started", "refused"):
+            problems.append(f"last call of {hook}: {outcome}")
+        return problems
 
     def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
         out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -190,8 +279,8 @@ class HookRunner:
         return out
 
     def close(self) -> None:
-        # Do not wait: a hung plain-function plugin must not hold up shutdown.
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for pool in self.threads.values():
+            pool.close()
 
 
 def _resolve(value: Any, plugin: str) -> Any:

@@ -1,25 +1,29 @@
 """Every hook a fieldgate plugin can implement, in one place.
 
 The twelve business hooks keep the names and parameter names of the customer plugin design
-(``CustomerHooks``), so a customer plugin written for it works here after changing one import.
+(``CustomerHooks``), so a customer plugin written for it keeps its hooks; its import and its
+database code change (docs/plugins.md, "Porting from the original CustomerHooks").
 Four registration hooks let a plugin add drivers, notification channels, commands and value
 converters.
 
 Rules that hold for every business hook (the dispatcher enforces them):
 
-* It fires *after* the event that caused it was committed to the outbox, from the hooks
-  dispatcher task, never on the polling path. A crash between the commit and the call means
-  the call happens again after the restart with the same ``event_id`` (at least once), so an
+* It fires *after* the event that caused it was committed to the outbox, from the plugin's
+  own task on its own cursor of the outbox, never on the polling path: a slow or hung plugin
+  delays only itself. A crash between the commit and the call means the call happens again
+  after the restart with the same ``event_id`` (at least once, per plugin), so an
   implementation that has side effects outside fieldgate must be idempotent on
   ``<object>.event_id``.
-* Implementations may be ``async def`` (preferred) or plain ``def``. Plain functions run in a
-  worker thread so they cannot stall the event loop; they cannot use ``db`` (its methods are
-  coroutines) except by returning the coroutine, which is then awaited.
-* Each implementation is called on its own, concurrently with the other plugins', under the
-  configured timeout (``plugins.timeout``). An exception or a timeout is logged with the
-  plugin's name and counted (command ``plugins.stats``); it never stops the gateway, the other
-  plugins or the next event. A failed call is *not* retried.
-* The objects passed are frozen dataclasses (see :mod:`hooks.models`): read them, never try to
+* Implementations may be ``async def`` (preferred) or plain ``def``. An ``async def`` must
+  never block: it shares the event loop with everything (a watch thread logs a stall longer
+  than ``plugins.loop_stall_warn`` naming the plugin and hook). Plain functions run in the
+  plugin's own worker threads so they cannot stall the event loop; they cannot use ``db``
+  (its methods are coroutines) except by returning the coroutine, which is then awaited.
+* Each implementation is called on its own under the configured timeout
+  (``plugins.timeout``). An exception or a timeout is logged with the plugin's name and
+  counted (command ``plugins.stats``); it never stops the gateway, the other plugins or the
+  next event. A failed call is *not* retried.
+* The objects passed are read-only records (see :mod:`hooks.models`): read them; nothing can
   change them. Every one carries ``event_id``, the id of the event being delivered.
 * ``db`` is a :class:`hooks.db.HooksDB`, a facade over the gateway's store bound to the plugin
   and the event: queries, work orders, custom uplink messages, device writes, a private
@@ -102,14 +106,18 @@ class BusinessHooks:
         :param device: the device that produced the sample.
         :param data_point: the sample: ``device``, ``point``, ``ts_ms``, ``value``,
             ``quality``, ``seq`` (its buffer sequence number) and ``event_id``
-            (``"sample:<seq>"``).
+            (``"sample:<seq>"``). ``value`` is what the device reported: for an energy
+            counter its *reading*, not the energy since the previous one, unless
+            ``plugins.<name>.energy_increments`` is true (then, for the points matching
+            ``energy_points``, the increment since the previous reading).
         :param db: the store facade.
 
         Results: ignored.
-        Best effort, unlike the event hooks: samples reach the dispatcher through a bounded
-        queue; when a plugin is slower than ingest the queue fills and whole batches are
-        dropped (counted, warned) rather than slowing the pollers. There is no redelivery
-        after a crash. One timeout covers a whole batch of calls.
+        Best effort, unlike the event hooks: samples reach each plugin through a bounded
+        queue of its own; when a plugin is slower than ingest its queue fills and whole
+        batches are dropped for it alone (counted and warned under its name) rather than
+        slowing the pollers or the other plugins. There is no redelivery after a crash. One
+        timeout covers a whole batch of calls.
         Must not: do I/O per sample (aggregate, then act), block the loop, mutate anything.
         """
 
@@ -117,7 +125,8 @@ class BusinessHooks:
 
     @hookspec
     def on_device_status_changed(
-        self, device: Device, old_status: str | None, new_status: str, db: HooksDB
+        self, device: Device, old_status: str | None, new_status: str, db: HooksDB,
+        reason: str, planned: bool
     ) -> None:
         """Called when a device's status changed (event ``device_status_changed``).
 
@@ -127,6 +136,11 @@ class BusinessHooks:
             first time the gateway sees the device.
         :param new_status: the status it changed to.
         :param db: the store facade.
+        :param reason: what the driver or the rules engine said (``websocket closed``, a
+            failed poll's error, the alarm's message); may be empty.
+        :param planned: True when the device went offline because the gateway itself was
+            stopping or reloading (a charger's websocket closes at every graceful stop):
+            not a failure of the device. Optional, like every parameter: take it by name.
 
         Results: ignored.
         Must not: block the loop; write to the device synchronously in a retry loop.
@@ -302,3 +316,10 @@ REGISTRATION_HOOKS: tuple[str, ...] = tuple(
     n for n in vars(RegistrationHooks) if n.startswith("register_")
 )
 ALL_HOOKS: tuple[str, ...] = BUSINESS_HOOKS + REGISTRATION_HOOKS
+
+#: Parameters added after the original design, offered by name only: ``CustomerHooks``
+#: keeps the original signature (so a subclass written for it still type-checks), and an
+#: implementation that wants them names them.
+EXTRA_PARAMS: dict[str, tuple[str, ...]] = {
+    "on_device_status_changed": ("reason", "planned"),
+}

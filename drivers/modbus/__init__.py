@@ -3,21 +3,29 @@
 See drivers/modbus/README.md for the config and the commissioning CLI.
 """
 
+# Importing this package imports nothing heavy: the driver is registered lazily in
+# drivers.registry.BUILTIN_DRIVERS, and these names load their module on first access.
+
 from __future__ import annotations
 
-from drivers.base import DriverSpec, register_driver
-from drivers.modbus.cli import install_cli
-from drivers.modbus.config import ModbusDeviceConfig, PointConfig
-from drivers.modbus.driver import ModbusDriver
+import importlib
+from typing import Any
 
-SPEC = register_driver(
-    DriverSpec(
-        "modbus",
-        ModbusDeviceConfig,
-        ModbusDriver,
-        cli=install_cli,
-        description="Modbus TCP, RTU and RTU over TCP with read planning and device profiles.",
-    )
-)
+_LAZY = {
+    "ModbusDeviceConfig": "drivers.modbus.config",
+    "PointConfig": "drivers.modbus.config",
+    "ModbusDriver": "drivers.modbus.driver",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SPEC":
+        from drivers.registry import get_driver
+
+        return get_driver("modbus")
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["SPEC", "ModbusDeviceConfig", "ModbusDriver", "PointConfig"]

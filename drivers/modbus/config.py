@@ -111,6 +111,11 @@ class ModbusDeviceConfig(DeviceConfig):
     max_registers: int = Field(dt.MAX_REGISTERS, ge=1, le=dt.MAX_REGISTERS)
     max_bits: int = Field(dt.MAX_BITS, ge=1, le=dt.MAX_BITS)
     unreadable: list[AddressRange] = Field([], description="Never read across these.")
+    hole_reprobe: float = Field(
+        3600.0, gt=0,
+        description="Seconds between re-reads of an address the device refused (a learned "
+        "hole), in case its firmware changed.",
+    )
     profile: str | None = Field(None, description="Register map under config/profiles/.")
     points: list[PointConfig] = []
     simulate: bool = Field(False, description="Also run a simulator serving this device.")

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from drivers.base import (
     Driver,
     DriverContext,
+    NotWritable,
     PollFailed,
     TaskFactory,
     UnknownPoint,
     WriteFailed,
+    WriteResult,
 )
 from drivers.modbus import datatypes as dt
 from drivers.modbus.bus import Bus
@@ -95,10 +96,12 @@ class ModbusDriver(Driver):
         if p is None:
             raise UnknownPoint(device, f"no point {point!r}")
         if not p.writable:
-            raise UnknownPoint(device, f"point {point!r} is not writable (set writable: true)")
+            why = ("is read-only" if not p.function.writable
+                   else "is not writable here (set writable: true on the point)")
+            raise NotWritable(device, f"point {point!r} ({p.function.value} {p.address}) {why}")
         return cfg, p
 
-    async def write(self, device: str, point: str, value: Value) -> Any:
+    async def write(self, device: str, point: str, value: Value) -> WriteResult:
         """Encode (scaling reversed) and write; with ``readback`` return the value read back."""
         cfg, p = self._point(device, point)
         bus = self.buses[cfg.bus_key]
@@ -107,7 +110,7 @@ class ModbusDriver(Driver):
             async with bus.exclusive():
                 await self._write_unlocked(bus, cfg, p, value)
                 if not p.readback:
-                    return {"written": value}
+                    return WriteResult(value)
                 data = await bus.read_unlocked(cfg, p.function, p.address, p.count)
         except PollFailed as err:
             raise WriteFailed(device, f"write {point}={value!r} failed: {err.message}") from err
@@ -116,7 +119,7 @@ class ModbusDriver(Driver):
         else:
             reader = PointReader.of(p)
             back = reader.value(reader.decode(dt.registers_to_bytes(data), 0))
-        return {"written": value, "readback": back}
+        return WriteResult(value, back, read_back=True)
 
     async def _write_unlocked(
         self, bus: Bus, cfg: ModbusDeviceConfig, p: PointConfig, value: Value

@@ -40,8 +40,13 @@ class Block(Generic[P]):
     count: int
     spans: tuple[Span[P], ...]
 
+    @property
+    def end(self) -> int:
+        """Exclusive end address."""
+        return self.address + self.count
 
-def _blocked(start: int, end: int, unreadable: Sequence[tuple[int, int]]) -> bool:
+
+def blocked(start: int, end: int, unreadable: Sequence[tuple[int, int]]) -> bool:
     """True when [start, end) touches an unreadable inclusive range."""
     return any(lo < end and start <= hi for lo, hi in unreadable)
 
@@ -67,7 +72,7 @@ def plan(
             if (
                 gap <= max_gap
                 and new_end - start <= max_count
-                and not _blocked(start, new_end, unreadable)
+                and not blocked(start, new_end, unreadable)
             ):
                 current.append(span)
                 end = new_end

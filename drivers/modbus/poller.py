@@ -18,16 +18,19 @@ The loop never dies on a protocol error: everything pymodbus can raise is transl
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from drivers.base import DriverContext, PollFailed
 from drivers.modbus import datatypes as dt
 from drivers.modbus.bus import BadReply, Bus, BusDown, ExceptionReply, RequestTimeout
 from drivers.modbus.config import ModbusDeviceConfig, PointConfig
 from drivers.modbus.datatypes import Function
-from drivers.modbus.planner import Block, Span, plan
+from drivers.modbus.holes import HOLE_CODES, Holes, bisect, describe, runs
+from drivers.modbus.planner import Block, Span, blocked, plan
 from drivers.modbus.sunspec import SunSpecReader
 from gateway.model import DeviceStatus, Quality, Sample, Value
 
@@ -59,9 +62,13 @@ class PollGroup:
     blocks: list[tuple[Function, Block[PointReader]]]
     next_due: float = 0.0
     sunspec: SunSpecReader | None = None  # the map is discovered on the device
+    spans: dict[Function, list[Span[PointReader]]] = field(default_factory=dict)
+    dead: list[PointReader] = field(default_factory=list)  # on learned holes: bad, not read
 
 
-def plan_device(cfg: ModbusDeviceConfig, points: list[PointConfig]) -> list[PollGroup]:
+def plan_device(
+    cfg: ModbusDeviceConfig, points: list[PointConfig], holes: Holes | None = None
+) -> list[PollGroup]:
     """Group points by interval, then plan each group's reads table by table."""
     by_interval: dict[float, dict[Function, list[Span[PointReader]]]] = {}
     for p in points:
@@ -70,16 +77,29 @@ def plan_device(cfg: ModbusDeviceConfig, points: list[PointConfig]) -> list[Poll
         table.setdefault(p.function, []).append(Span(p.address, p.count, PointReader.of(p)))
     groups = []
     for interval, tables in sorted(by_interval.items()):
-        blocks: list[tuple[Function, Block[PointReader]]] = []
-        for function, spans in tables.items():
-            unreadable = [
-                (r.start, r.end) for r in cfg.unreadable if r.function in (None, function)
-            ]
-            limit = cfg.max_bits if function.is_bit else cfg.max_registers
-            for block in plan(spans, max_count=limit, max_gap=cfg.max_gap, unreadable=unreadable):
-                blocks.append((function, block))
-        groups.append(PollGroup(interval, blocks))
+        group = PollGroup(interval, [], spans=tables)
+        replan(cfg, group, holes)
+        groups.append(group)
     return groups
+
+
+def replan(cfg: ModbusDeviceConfig, group: PollGroup, holes: Holes | None) -> None:
+    """Plan (again) around the configured ``unreadable`` ranges and the learned holes; points
+    on a learned hole are not read at all (they are emitted bad)."""
+    blocks: list[tuple[Function, Block[PointReader]]] = []
+    dead: list[PointReader] = []
+    for function, spans in group.spans.items():
+        unreadable = [
+            (r.start, r.end) for r in cfg.unreadable if r.function in (None, function)
+        ]
+        learned = holes.ranges(function) if holes else []
+        live = [s for s in spans if not blocked(s.address, s.end, learned)]
+        dead.extend(s.item for s in spans if blocked(s.address, s.end, learned))
+        limit = cfg.max_bits if function.is_bit else cfg.max_registers
+        for block in plan(live, max_count=limit, max_gap=cfg.max_gap,
+                          unreadable=unreadable + learned):
+            blocks.append((function, block))
+    group.blocks, group.dead = blocks, dead
 
 
 @dataclass
@@ -93,6 +113,11 @@ class DeviceState:
     last_error: str = ""
     extra_points: dict[str, PointConfig] = field(default_factory=dict)
     logged_exceptions: set[tuple[int, int]] = field(default_factory=set)
+    holes: Holes = field(init=False)
+    answered: bool = True  # the device answered a read in its last cycle (see _read_blocks)
+
+    def __post_init__(self) -> None:
+        self.holes = Holes(self.cfg.id, self.cfg.hole_reprobe)
 
 
 class BusPoller:
@@ -109,6 +134,8 @@ class BusPoller:
         clock = self.ctx.clock
         if any(s.cfg.simulate for s in self.devices):
             await asyncio.sleep(0.3)  # let the in-process simulator bind its port first
+        for state in self.devices:
+            await self._load_holes(state)
         now = clock.monotonic()
         for state in self.devices:
             for group in state.groups:
@@ -179,38 +206,23 @@ class BusPoller:
             await self._poll_sunspec(state, group.sunspec, ts)
             return
         samples: list[Sample] = []
-        failed: str | None = None
-        blocks = group.blocks
+        planned = blocks = group.blocks  # a learned hole re-plans the group mid-cycle
+        dead = _dead(cfg.id, group, ts)
         was_offline = state.online is False
         if was_offline:
             blocks = blocks[:1]  # offline: one probe request, not a cycle of timeouts
-        for function, block in blocks:
-            if failed is not None:
-                samples.extend(_bad(cfg.id, block, ts))
-                continue
-            try:
-                data = await self.bus.read(cfg, function, block.address, block.count)
-            except ExceptionReply as err:
-                key = (block.address, err.code)
-                if key not in state.logged_exceptions:
-                    state.logged_exceptions.add(key)
-                    log.warning(
-                        "modbus device %s answered %s; its points there are marked bad - "
-                        "check the register map or the device's 'unreadable' ranges",
-                        cfg.id, err.message,
-                    )
-                samples.extend(_bad(cfg.id, block, ts))
-                continue
-            except (RequestTimeout, BadReply) as err:
-                failed = err.message
-                samples.extend(_bad(cfg.id, block, ts))
-                continue
-            except BusDown as err:
-                if not was_offline:  # this cycle's values are lost: say so
-                    await self.ctx.emit([s for _f, b in group.blocks for s in _bad(cfg.id, b, ts)])
-                self._failure(state, err.message)
-                raise
-            samples.extend(_decode(cfg.id, function, block, data, ts))
+        try:
+            if not was_offline and state.holes:
+                await self._reprobe(state)
+            failed = await self._read_blocks(state, blocks, samples, ts)
+        except BusDown as err:
+            if not was_offline:  # this cycle's values are lost: say so
+                lost = [s for _f, b in planned for s in _bad(cfg.id, b, ts)]
+                await self.ctx.emit(lost + dead)
+            self._failure(state, err.message)
+            raise
+        if not was_offline:
+            samples.extend(dead)
         if failed is not None:
             self._failure(state, failed)
         else:
@@ -220,6 +232,163 @@ class BusPoller:
                 return
         if samples and not (was_offline and failed is not None):  # no bad rows per probe
             await self.ctx.emit(samples)
+
+    async def _read_blocks(
+        self, state: DeviceState, blocks: list[tuple[Function, Block[PointReader]]],
+        samples: list[Sample], ts: int,
+    ) -> str | None:
+        """Read the blocks into ``samples``; returns why the cycle failed, if it did.
+
+        Refused blocks are bisected at the end of the cycle, and only if the device answered
+        a read in this cycle or the last one: a device that refuses everything (booting, or
+        the wrong unit) costs one request per block, not a bisection per cycle, and teaches
+        nothing. Holes are learned only when the device answered something in this cycle.
+        """
+        cfg = state.cfg
+        failed: str | None = None
+        answered = False
+        refused: list[tuple[Function, Block[PointReader], ExceptionReply]] = []
+        for function, block in blocks:
+            if failed is not None:
+                samples.extend(_bad(cfg.id, block, ts))
+                continue
+            try:
+                data = await self.bus.read(cfg, function, block.address, block.count)
+            except ExceptionReply as err:
+                refused.append((function, block, err))
+                continue
+            except (RequestTimeout, BadReply) as err:
+                failed = err.message
+                samples.extend(_bad(cfg.id, block, ts))
+                continue
+            answered = True
+            samples.extend(_decode(cfg.id, function, block, data, ts))
+        may_bisect = answered or state.answered
+        found: dict[Function, list[int]] = {}
+        holed: list[tuple[Block[PointReader], ExceptionReply]] = []
+        unexplained: list[tuple[Block[PointReader], ExceptionReply]] = []
+        for function, block, reply in refused:
+            if failed is not None or not may_bisect or reply.code not in HOLE_CODES:
+                unexplained.append((block, reply))
+                samples.extend(_bad(cfg.id, block, ts))
+                continue
+            read = functools.partial(self.bus.read, cfg, function)
+            try:
+                values, holes = await bisect(read, block.address, block.end - 1)
+            except (RequestTimeout, BadReply) as timeout:
+                failed = timeout.message
+                samples.extend(_bad(cfg.id, block, ts))
+                continue
+            answered = answered or bool(values)
+            if holes:
+                found.setdefault(function, []).extend(holes)
+                holed.append((block, reply))
+            else:  # every half answered: the refusal was passing, and every point is good
+                log.debug("modbus device %s: %s, but every part of it answered alone",
+                          cfg.id, reply.message)
+            samples.extend(decode_known(cfg.id, function, block, values, ts))
+        if found and answered:
+            await self._learn(state, found, refused[0][2].code)
+        else:  # nothing else answered: do not learn, say it as before
+            unexplained.extend(holed)
+        for block, reply in unexplained:
+            key = (block.address, reply.code)
+            if key not in state.logged_exceptions:
+                state.logged_exceptions.add(key)
+                log.warning(
+                    "modbus device %s answered %s; its points there are marked bad - "
+                    "check the register map or the device's 'unreadable' ranges",
+                    cfg.id, reply.message,
+                )
+        state.answered = answered
+        return failed
+
+    async def _learn(self, state: DeviceState, found: dict[Function, list[int]],
+                     code: int) -> None:
+        """Remember refused addresses, plan around them, store them, and say so once."""
+        cfg = state.cfg
+        now = self.ctx.clock.now_ms() / 1000
+        new = {f: state.holes.learn(f, addrs, now) for f, addrs in found.items()}
+        self._replan(state)
+        await self._store_holes(state)
+        for function, addrs in new.items():
+            if not addrs:
+                continue
+            lost = sorted(
+                r.point.name for g in state.groups for r in g.dead
+                if r.point.function is function
+                and blocked(r.point.address, r.point.address + r.point.count, runs(addrs))
+            )
+            log.warning(
+                "modbus device %s (unit %d on %s) refuses to read %s even alone (exception "
+                "code %d); learned and stored: reads now go around it (%d requests per "
+                "cycle), %s, and it is read again every %g s - list it under 'unreadable' "
+                "in the device config to make this permanent",
+                cfg.id, cfg.unit, self.bus.key, describe(function, addrs), code,
+                sum(len(g.blocks) for g in state.groups),
+                f"its points {', '.join(lost)} are bad" if lost else "no point lies on it",
+                cfg.hole_reprobe,
+            )
+
+    async def _reprobe(self, state: DeviceState) -> None:
+        """Read learned holes that are due again; forget those the device now answers."""
+        now = self.ctx.clock.now_ms() / 1000
+        due = state.holes.due(now)
+        if not due:
+            return
+        cfg = state.cfg
+        healed: list[str] = []
+        for function, lo, hi in due:
+            read = functools.partial(self.bus.read, cfg, function)
+            try:
+                try:
+                    await read(lo, hi - lo + 1)
+                    still: list[int] = []
+                except ExceptionReply:
+                    still = [lo] if lo == hi else (await bisect(read, lo, hi))[1]
+            except (RequestTimeout, BadReply):
+                return  # the cycle itself will tell; probe again next cycle
+            answers = [a for a in range(lo, hi + 1) if a not in still]
+            state.holes.forget(function, answers)
+            state.holes.learn(function, still, now)
+            if answers:
+                healed.append(describe(function, answers))
+        if healed:
+            self._replan(state)
+            log.info("modbus device %s answers %s again; reading it again",
+                     cfg.id, "; ".join(healed))
+        await self._store_holes(state)
+
+    async def _load_holes(self, state: DeviceState) -> None:
+        try:
+            await state.holes.load(self.ctx.kv(Holes.KV_NAMESPACE))
+        except Exception as err:  # the store's problem must not stop polling
+            log.warning("modbus device %s: cannot load its learned unreadable registers (%s); "
+                        "they will be learned again", state.cfg.id, err)
+        if not state.holes:
+            return
+        self._replan(state)
+        log.info(
+            "modbus device %s: reads go around %s, learned unreadable by an earlier run; "
+            "re-probed every %g s", state.cfg.id,
+            "; ".join(describe(f, [a for g, a in state.holes.refused_at if g is f])
+                      for f in Function if state.holes.ranges(f)),
+            state.cfg.hole_reprobe,
+        )
+
+    async def _store_holes(self, state: DeviceState) -> None:
+        try:
+            await state.holes.save(self.ctx.kv(Holes.KV_NAMESPACE))
+        except Exception as err:  # the store's problem must not stop polling
+            log.warning("modbus device %s: cannot store its learned unreadable registers (%s); "
+                        "they are used but will be learned again after a restart",
+                        state.cfg.id, err)
+
+    @staticmethod
+    def _replan(state: DeviceState) -> None:
+        for group in state.groups:
+            if group.sunspec is None:
+                replan(state.cfg, group, state.holes)
 
     async def _poll_sunspec(self, state: DeviceState, reader: SunSpecReader, ts: int) -> None:
         try:
@@ -273,6 +442,25 @@ class BusPoller:
 
 def _bad(device: str, block: Block[PointReader], ts: int) -> list[Sample]:
     return [Sample(device, s.item.point.name, ts, None, Quality.BAD) for s in block.spans]
+
+
+def _dead(device: str, group: PollGroup, ts: int) -> list[Sample]:
+    return [Sample(device, r.point.name, ts, None, Quality.BAD) for r in group.dead]
+
+
+def decode_known(
+    device: str, function: Function, block: Block[PointReader], values: dict[int, Any], ts: int
+) -> list[Sample]:
+    """Decode the spans whose every address was read (by a bisection); the others are bad."""
+    out: list[Sample] = []
+    for span in block.spans:
+        addrs = range(span.address, span.end)
+        if all(a in values for a in addrs):
+            one = Block(span.address, span.count, (span,))
+            out.extend(_decode(device, function, one, [values[a] for a in addrs], ts))
+        else:
+            out.append(Sample(device, span.item.point.name, ts, None, Quality.BAD))
+    return out
 
 
 def _decode(

@@ -7,8 +7,6 @@ import getpass
 import sys
 from typing import Any
 
-from drivers.ocpp.security import PasswordError, hash_password
-
 
 def install_cli(subparsers: Any) -> None:
     ocpp = subparsers.add_parser("ocpp", help="OCPP central system tools")
@@ -24,6 +22,8 @@ def install_cli(subparsers: Any) -> None:
 
 
 def _hash_password(args: argparse.Namespace) -> int:
+    from drivers.ocpp.security import PasswordError, hash_password  # not at parse time
+
     password = args.password
     if password is None:
         password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else \

@@ -118,8 +118,7 @@ def build_commands(hub: Hub) -> list[Command]:
 
     async def limit(a: LimitArgs) -> Any:
         if a.scope == "site":
-            await hub.set_site_limit(a.limit_w)
-            applied = await hub.rebalance()
+            applied = await hub.set_site_limit(a.limit_w)
             return {"site_limit_w": await hub.site_limit_w(), "applied": applied}
         if a.charger is None:
             raise CommandError("bad_arguments", "scope: charger needs a charger id")
@@ -152,4 +151,6 @@ def build_commands(hub: Hub) -> list[Command]:
         ("limit", LimitArgs, limit, "Site power share or one charger's charging profile."),
         ("id_tags", IdTagsArgs, id_tags, "List, add or remove local id tags."),
     ]
-    return [Command(f"ocpp.{name}", model, fn, help, t) for name, model, fn, help in table]
+    read_only = {"get_config"}
+    return [Command(f"ocpp.{name}", model, fn, help, t, read_only=name in read_only)
+            for name, model, fn, help in table]

@@ -12,6 +12,7 @@ from drivers.base import Driver, DriverContext, TaskFactory
 from drivers.ocpp.commands import build_commands
 from drivers.ocpp.config import OcppDeviceConfig, ServerSettings
 from drivers.ocpp.hub import Hub
+from drivers.ocpp.library import check_library
 from drivers.ocpp.security import hash_password, random_password
 from drivers.ocpp.server import OcppServer
 from drivers.ocpp.simulator import SimCharger
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 class OcppDriver(Driver):
     def __init__(self, devices: Sequence[OcppDeviceConfig], ctx: DriverContext) -> None:
         super().__init__(devices, ctx)
+        check_library()
         servers = [d for d in devices if d.role == "server"]
         if len(servers) > 1:
             raise ValueError(
@@ -75,6 +77,6 @@ class OcppDriver(Driver):
 
     async def close(self) -> None:
         sessions = list(self.hub.sessions.values())
-        await asyncio.gather(*(s._connection.close(1001, "gateway stopping")  # type: ignore[attr-defined]
-                               for s in sessions), return_exceptions=True)
+        await asyncio.gather(*(s.connection.close(1001, "gateway stopping") for s in sessions),
+                             return_exceptions=True)
         self.hub.passwords.close()

@@ -10,6 +10,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 
 from drivers.ocpp.meter import iso_now, parse_ts
 from drivers.ocpp.protocol import SessionBase
+from gateway.commands import CommandError
 
 log = logging.getLogger(__name__)
 
@@ -126,30 +127,41 @@ class Session16(SessionBase, ChargePoint):
     # --- central system -> charger ---------------------------------------------------------
 
     async def remote_start(self, id_tag: str, connector: int | None) -> dict[str, Any]:
-        return await self.ask(call.RemoteStartTransaction(id_tag=id_tag, connector_id=connector))
+        return await self.ask(call.RemoteStartTransaction(id_tag=id_tag, connector_id=connector),
+                              {"idTag": "id_tag", "connectorId": "connector"})
 
     async def remote_stop(self, transaction_id: str) -> dict[str, Any]:
-        return await self.ask(call.RemoteStopTransaction(transaction_id=int(transaction_id)))
+        if not transaction_id.isdigit():
+            raise CommandError(
+                "bad_arguments",
+                f"charger {self.id} speaks OCPP 1.6, whose transaction ids are integers; "
+                f"{transaction_id!r} is not one (see the order's transaction_id); nothing was "
+                "sent", {"field": "transaction_id", "error": "not an integer"})
+        return await self.ask(call.RemoteStopTransaction(transaction_id=int(transaction_id)),
+                              {"transactionId": "transaction_id"})
 
     async def reset(self, hard: bool) -> dict[str, Any]:
         return await self.ask(call.Reset(type="Hard" if hard else "Soft"))
 
     async def unlock(self, connector: int) -> dict[str, Any]:
-        return await self.ask(call.UnlockConnector(connector_id=connector))
+        return await self.ask(call.UnlockConnector(connector_id=connector),
+                              {"connectorId": "connector"})
 
     async def change_availability(self, connector: int, operative: bool) -> dict[str, Any]:
         kind = "Operative" if operative else "Inoperative"
-        return await self.ask(call.ChangeAvailability(connector_id=connector, type=kind))
+        return await self.ask(call.ChangeAvailability(connector_id=connector, type=kind),
+                              {"connectorId": "connector", "type": "operative"})
 
     async def trigger(self, message: str, connector: int | None) -> dict[str, Any]:
         return await self.ask(call.TriggerMessage(requested_message=message,
-                                                  connector_id=connector))
+                                                  connector_id=connector),
+                              {"requestedMessage": "message", "connectorId": "connector"})
 
     async def set_config(self, key: str, value: str) -> dict[str, Any]:
-        return await self.ask(call.ChangeConfiguration(key=key, value=value))
+        return await self.ask(call.ChangeConfiguration(key=key, value=value))  # same names
 
     async def get_config(self, keys: list[str]) -> dict[str, Any]:
-        return await self.ask(call.GetConfiguration(key=keys or None))
+        return await self.ask(call.GetConfiguration(key=keys or None), {"key": "keys"})
 
     async def set_limit(self, connector: int, limit_w: float,
                         transaction_id: str | None = None) -> dict[str, Any]:
@@ -164,7 +176,8 @@ class Session16(SessionBase, ChargePoint):
             },
         }
         return await self.ask(call.SetChargingProfile(connector_id=connector,
-                                                      cs_charging_profiles=profile))
+                                                      cs_charging_profiles=profile),
+                              {"connectorId": "connector", "csChargingProfiles": "limit_w"})
 
     async def clear_limit(self, connector: int) -> dict[str, Any]:
         return await self.ask(call.ClearChargingProfile(id=PROFILE_ID_BASE + connector))

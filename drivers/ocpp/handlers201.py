@@ -75,8 +75,14 @@ class Session201(SessionBase, ChargePoint):
         ts = parse_ts(timestamp, self.hub.ctx.clock.now_ms())
         evse = (kw.get("evse") or {}).get("id")
         order = await self.hub.orders.find(self.id, tx)
-        connector = evse or (order.connector if order else 1)
         id_token = kw.get("id_token")
+        if order is None and await self.hub.orders.recently_completed(self.id, tx):
+            # re-sent after a lost answer (a station retries transaction messages until they
+            # are answered): the order and its meter values were recorded the first time
+            log.info("station %s re-sent TransactionEvent %s #%s of completed transaction %s; "
+                     "acknowledged, nothing recorded twice", self.id, event_type, seq_no, tx)
+            return await self._tx_answer(id_token)
+        connector = evse or (order.connector if order else 1)
         meter = kw.get("meter_value") or []
         energy = None
         if meter:
@@ -103,6 +109,9 @@ class Session201(SessionBase, ChargePoint):
                 stop_reason=transaction_info.get("stopped_reason") or _STOP_REASONS_LOCAL,
             )
             self.hub.sessions_changed()
+        return await self._tx_answer(id_token)
+
+    async def _tx_answer(self, id_token: dict[str, Any] | None) -> call_result.TransactionEvent:
         if id_token:
             return call_result.TransactionEvent(id_token_info=await self._token_info(id_token))
         return call_result.TransactionEvent()
@@ -137,37 +146,51 @@ class Session201(SessionBase, ChargePoint):
                                      {"type": type, "info": kw.get("tech_info")})
         return call_result.SecurityEventNotification()
 
+    @on("NotifyEvent")
+    async def on_notify_event(self, generated_at: str, seq_no: int,
+                              event_data: list[dict[str, Any]],
+                              **kw: Any) -> call_result.NotifyEvent:
+        fallback = parse_ts(generated_at, self.hub.ctx.clock.now_ms())
+        for data in event_data:
+            await self.hub.notify_event(self, data, parse_ts(data.get("timestamp"), fallback))
+        return call_result.NotifyEvent()
+
     # --- CSMS -> station -------------------------------------------------------------------
 
     async def remote_start(self, id_tag: str, connector: int | None) -> dict[str, Any]:
         self._request_id = getattr(self, "_request_id", 0) + 1
         return await self.ask(call.RequestStartTransaction(
             id_token={"id_token": id_tag, "type": "ISO14443"}, remote_start_id=self._request_id,
-            evse_id=connector))
+            evse_id=connector), {"idToken": "id_tag", "evseId": "connector"})
 
     async def remote_stop(self, transaction_id: str) -> dict[str, Any]:
-        return await self.ask(call.RequestStopTransaction(transaction_id=transaction_id))
+        return await self.ask(call.RequestStopTransaction(transaction_id=transaction_id),
+                              {"transactionId": "transaction_id"})
 
     async def reset(self, hard: bool) -> dict[str, Any]:
         return await self.ask(call.Reset(type="Immediate" if hard else "OnIdle"))
 
     async def unlock(self, connector: int) -> dict[str, Any]:
-        return await self.ask(call.UnlockConnector(evse_id=connector, connector_id=1))
+        return await self.ask(call.UnlockConnector(evse_id=connector, connector_id=1),
+                              {"evseId": "connector"})
 
     async def change_availability(self, connector: int, operative: bool) -> dict[str, Any]:
         status = "Operative" if operative else "Inoperative"
         evse = {"id": connector} if connector else None
-        return await self.ask(call.ChangeAvailability(operational_status=status, evse=evse))
+        return await self.ask(call.ChangeAvailability(operational_status=status, evse=evse),
+                              {"evse": "connector", "operationalStatus": "operative"})
 
     async def trigger(self, message: str, connector: int | None) -> dict[str, Any]:
         evse = {"id": connector} if connector else None
-        return await self.ask(call.TriggerMessage(requested_message=message, evse=evse))
+        return await self.ask(call.TriggerMessage(requested_message=message, evse=evse),
+                              {"requestedMessage": "message", "evse": "connector"})
 
     async def set_config(self, key: str, value: str) -> dict[str, Any]:
         component, _, variable = key.rpartition(".")
         return await self.ask(call.SetVariables(set_variable_data=[{
             "attribute_value": value, "component": {"name": component or "OCPPCommCtrlr"},
-            "variable": {"name": variable}}]))
+            "variable": {"name": variable}}]),
+            {"setVariableData/0/attributeValue": "value", "setVariableData": "key"})
 
     async def get_config(self, keys: list[str]) -> dict[str, Any]:
         data = []
@@ -175,7 +198,8 @@ class Session201(SessionBase, ChargePoint):
             component, _, variable = key.rpartition(".")
             data.append({"component": {"name": component or "OCPPCommCtrlr"},
                          "variable": {"name": variable}})
-        return await self.ask(call.GetVariables(get_variable_data=data))
+        return await self.ask(call.GetVariables(get_variable_data=data),
+                              {"getVariableData": "keys"})
 
     async def set_limit(self, connector: int, limit_w: float,
                         transaction_id: str | None = None) -> dict[str, Any]:
@@ -190,7 +214,8 @@ class Session201(SessionBase, ChargePoint):
                 "charging_schedule_period": [{"start_period": 0, "limit": round(limit_w, 1)}],
             }],
         }
-        return await self.ask(call.SetChargingProfile(evse_id=connector, charging_profile=profile))
+        return await self.ask(call.SetChargingProfile(evse_id=connector, charging_profile=profile),
+                              {"evseId": "connector", "chargingProfile": "limit_w"})
 
     async def clear_limit(self, connector: int) -> dict[str, Any]:
         return await self.ask(call.ClearChargingProfile(charging_profile_id=PROFILE_ID_BASE

@@ -17,6 +17,8 @@ from drivers.ocpp.meter import parse_ts, qualify, to_samples
 from drivers.ocpp.orders import OrderBook
 from drivers.ocpp.protocol import SessionBase
 from drivers.ocpp.security import PasswordChecker
+from drivers.ocpp.sitepower import lowering_first, plan_shares
+from gateway import events
 from gateway.model import DeviceStatus, Event, Sample, event_id
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,9 @@ class Hub:
         self._charger_kv = ctx.kv("ocpp.chargers")
         self._idtag_kv = ctx.kv("ocpp.idtags")
         self._site_kv = ctx.kv("ocpp.site")
-        self._limits_sent: dict[tuple[str, int], float | None] = {}
+        #: (charger, connector) -> (the connection it was sent over, the share in W)
+        self._limits_sent: dict[tuple[str, int], tuple[SessionBase, float | None]] = {}
+        self._rebalance_lock = asyncio.Lock()
         self._rebalance_task: asyncio.Task[None] | None = None
         self._dirty = False
 
@@ -91,13 +95,17 @@ class Hub:
     # --- connections -----------------------------------------------------------------------
 
     def attach(self, session: SessionBase) -> SessionBase | None:
+        """Register a new connection; the site share is recomputed and sent to it."""
         old = self.sessions.get(session.id)
         self.sessions[session.id] = session
         if session.id in self.chargers:
             self.ctx.set_status(session.id, DeviceStatus.ONLINE, f"connected from {session.remote}")
+        self.sessions_changed()
         return old
 
     def detach(self, session: SessionBase) -> None:
+        """Forget a closed connection (unless a newer one replaced it); the share is
+        recomputed."""
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]
             if session.id in self.chargers:
@@ -199,6 +207,39 @@ class Hub:
                                         device=session.id, ts_ms=ts,
                                         id=event_id("ocpp", kind, session.id, ts, status)))
 
+    async def notify_event(self, session: SessionBase, data: Mapping[str, Any],
+                           ts: int) -> None:
+        """One EventData of a 2.0.1 NotifyEvent -> event ``ocpp_notify_event``. Whether it is
+        a fault (a ``Problem`` or ``Tripped`` variable set, a monitor ``Alerting``) is for
+        the rules to decide: the converter of the same name turns those into alarms."""
+        component = data.get("component") or {}
+        variable = data.get("variable") or {}
+        evse = component.get("evse") or {}
+        body = {
+            "charger": session.id,
+            "event_id": data.get("event_id"),
+            "trigger": data.get("trigger"),
+            "component": component.get("name"),
+            "component_instance": component.get("instance"),
+            "evse": evse.get("id"),
+            "connector": evse.get("connector_id"),
+            "variable": variable.get("name"),
+            "variable_instance": variable.get("instance"),
+            "actual_value": data.get("actual_value"),
+            "cleared": bool(data.get("cleared", False)),
+            "tech_code": data.get("tech_code"),
+            "tech_info": data.get("tech_info"),
+            "cause": data.get("cause"),
+            "transaction_id": data.get("transaction_id"),
+            "notification_type": data.get("event_notification_type"),
+        }
+        await self.ctx.emit_event(Event(
+            events.OCPP_NOTIFY_EVENT, body, device=session.id, ts_ms=ts,
+            id=event_id(events.OCPP_NOTIFY_EVENT, session.id, body["event_id"], ts)))
+        log.info("charger %s event %s: %s/%s = %.80s%s", session.id, body["trigger"],
+                 body["component"], body["variable"], body["actual_value"],
+                 " (cleared)" if body["cleared"] else "")
+
     # --- site power ------------------------------------------------------------------------
 
     async def site_limit_w(self) -> float | None:
@@ -207,12 +248,13 @@ class Hub:
             return float(override)
         return self.settings.max_site_power_w
 
-    async def set_site_limit(self, limit_w: float | None) -> None:
+    async def set_site_limit(self, limit_w: float | None) -> dict[str, float | None]:
+        """Keep the new site limit and send the new shares (once each); returns what was sent."""
         if limit_w is None:
             await self._site_kv.delete("limit_w")
         else:
             await self._site_kv.put("limit_w", limit_w)
-        self.sessions_changed()
+        return await self.rebalance()
 
     def sessions_changed(self) -> None:
         """Recompute the power share soon, off the session's receive loop (a handler must
@@ -222,6 +264,11 @@ class Hub:
             self._rebalance_task = asyncio.get_running_loop().create_task(
                 self._rebalance_while_dirty(), name="ocpp-rebalance"
             )
+
+    @property
+    def rebalancing(self) -> bool:
+        """A background recomputation is pending or running."""
+        return self._rebalance_task is not None and not self._rebalance_task.done()
 
     async def _rebalance_while_dirty(self) -> None:
         """Changes that arrive while a rebalance runs are picked up by one more round."""
@@ -233,28 +280,35 @@ class Hub:
                 log.exception("site power rebalance failed; shares stay as they were")
 
     async def rebalance(self) -> dict[str, float | None]:
-        limit = await self.site_limit_w()
-        active = [o for o in await self.orders.open_orders() if o.charger in self.sessions]
-        share = None if limit is None or not active else round(limit / len(active), 1)
-        result: dict[str, float | None] = {}
-        for order in active:
-            key = (order.charger, order.connector)
-            if self._limits_sent.get(key) == share:
-                continue
-            session = self.sessions[order.charger]
-            try:
-                if share is None:
-                    await session.clear_limit(order.connector)  # type: ignore[attr-defined]
-                else:
-                    await session.set_limit(  # type: ignore[attr-defined]
-                        order.connector, share, order.transaction_id
-                    )
-                self._limits_sent[key] = share
-                result[f"{order.charger}/{order.connector}"] = share
-            except Exception as err:  # one charger's refusal must not stop the others' share
-                log.warning("charger %s: could not apply site power share %s W: %s; it keeps "
-                            "its previous limit", order.charger, share, err)
-        for key in [k for k in self._limits_sent if k[0] not in self.sessions]:
-            del self._limits_sent[key]
-        return result
+        """Recompute the shares (see sitepower.py) and send each connected charger its own,
+        unless its current connection already has it; returns what was sent.
 
+        A charger that reconnects gets its share again on the new connection (it may have
+        rebooted and lost the profile). One rebalance runs at a time, so a share is never
+        sent twice over one connection.
+        """
+        async with self._rebalance_lock:
+            limit = await self.site_limit_w()
+            orders = {(o.charger, o.connector): o for o in await self.orders.open_orders()}
+            held = {key: sent[1] for key, sent in self._limits_sent.items()}
+            plan = plan_shares(limit, list(orders), set(self.sessions), held)
+            result: dict[str, float | None] = {}
+            for key in lowering_first(plan, held):
+                share, order, session = plan[key], orders[key], self.sessions[key[0]]
+                if self._limits_sent.get(key) == (session, share):
+                    continue
+                try:
+                    if share is None:
+                        await session.clear_limit(order.connector)  # type: ignore[attr-defined]
+                    else:
+                        await session.set_limit(  # type: ignore[attr-defined]
+                            order.connector, share, order.transaction_id
+                        )
+                    self._limits_sent[key] = (session, share)
+                    result[f"{order.charger}/{order.connector}"] = share
+                except Exception as err:  # one charger's refusal must not stop the others'
+                    log.warning("charger %s: could not apply site power share %s W: %s; it "
+                                "keeps its previous limit", order.charger, share, err)
+            for key in [k for k in self._limits_sent if k not in orders]:
+                del self._limits_sent[key]
+            return result

@@ -92,10 +92,24 @@ class OrderBook:
         transaction_id: str,
         started_ts: int,
         meter_start_wh: float | None,
-    ) -> ChargingOrder:
+    ) -> ChargingOrder | None:
+        """The open order of the transaction, made (with its created event) if there is none;
+        None if the transaction was completed already (a message re-sent after a lost
+        answer must not open a second order)."""
+        async with self._lock:
+            return await self._open(charger, connector, id_tag, transaction_id, started_ts,
+                                    meter_start_wh)
+
+    async def _open(self, charger: str, connector: int, id_tag: str | None,
+                    transaction_id: str, started_ts: int,
+                    meter_start_wh: float | None) -> ChargingOrder | None:
         existing = await self.find(charger, transaction_id)
         if existing is not None:
             return existing  # a re-sent start: same order, no second event
+        if await self._recently_completed(charger, transaction_id):
+            log.info("charger %s re-sent a message of transaction %s, which is completed "
+                     "already; no new order", charger, transaction_id)
+            return None
         order = ChargingOrder(
             order_id=event_id("ocpp-order", charger, transaction_id, started_ts)[:20],
             charger=charger,
@@ -123,18 +137,27 @@ class OrderBook:
         raw = await self.kv.get(_key(charger, transaction_id))
         return ChargingOrder(**raw) if raw else None
 
+    async def recently_completed(self, charger: str, transaction_id: str) -> bool:
+        """True if this transaction's order was completed (among the last RECENT_DONE)."""
+        async with self._lock:
+            return await self._recently_completed(charger, transaction_id)
+
+    async def _recently_completed(self, charger: str, transaction_id: str) -> bool:
+        return f"{charger}:{transaction_id}" in await self.kv.get("recent_done", [])
+
     async def open_orders(self) -> list[ChargingOrder]:
         return [ChargingOrder(**v) for k, v in await self.kv.items() if k.startswith("open:")]
 
     async def note_meter(self, charger: str, transaction_id: str, wh: float) -> None:
         """Remember the latest register reading: it closes an order whose stop has none."""
-        order = await self.find(charger, transaction_id)
-        if order is None:
-            return
-        start = order.meter_start_wh if order.meter_start_wh is not None else wh
-        updated = replace(order, last_meter_wh=wh, meter_start_wh=start)
-        if updated != order:
-            await self.kv.put(_key(charger, transaction_id), asdict(updated))
+        async with self._lock:  # a close in between must not be undone by this put
+            order = await self.find(charger, transaction_id)
+            if order is None:
+                return
+            start = order.meter_start_wh if order.meter_start_wh is not None else wh
+            updated = replace(order, last_meter_wh=wh, meter_start_wh=start)
+            if updated != order:
+                await self.kv.put(_key(charger, transaction_id), asdict(updated))
 
     async def close(
         self,
@@ -145,11 +168,20 @@ class OrderBook:
         meter_stop_wh: float | None,
         stop_reason: str | None,
     ) -> ChargingOrder | None:
-        """Close the open order; None if there is none (unknown or already closed)."""
+        """Close the open order; None if there is none (unknown or already closed).
+
+        The whole step runs under the book's lock: two stops at once each append to the
+        recently-completed list, and neither update is lost (a lost one turned the re-send
+        of that stop into a "no open order" warning)."""
+        async with self._lock:
+            return await self._close(charger, transaction_id, stopped_ts, meter_stop_wh,
+                                     stop_reason)
+
+    async def _close(self, charger: str, transaction_id: str, stopped_ts: int,
+                     meter_stop_wh: float | None, stop_reason: str | None) -> ChargingOrder | None:
         order = await self.find(charger, transaction_id)
         if order is None:
-            done = await self.kv.get("recent_done", [])
-            if f"{charger}:{transaction_id}" in done:
+            if await self._recently_completed(charger, transaction_id):
                 log.info("stop of %s/%s repeated; already completed", charger, transaction_id)
             else:
                 log.warning(

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import NegotiationError
+from websockets.exceptions import InvalidHandshake, InvalidMessage, NegotiationError
 from websockets.http11 import Request, Response
 
 from drivers.ocpp.config import SUBPROTOCOLS, Admission
@@ -30,6 +30,40 @@ _RETRY_AFTER_S = 10
 _BUSY_LOG_EVERY_S = 10.0
 #: Preferred first when a charger offers both.
 _PREFERENCE = ("ocpp2.0.1", "ocpp1.6")
+
+
+class RoutineRefusals(logging.Filter):
+    """websockets logs every failed opening handshake as an ERROR with a 10-20 line
+    traceback. A charger offering no shared subprotocol, a port probe that connects and
+    closes, or a plain HTTP request are routine: one WARNING line is enough (and none for
+    the subprotocol, which ``_select`` already explained). Anything else stays an ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != "opening handshake failed" or not record.exc_info:
+            return True
+        err = record.exc_info[1]
+        if isinstance(err, NegotiationError):
+            return False
+        if isinstance(err, InvalidMessage) and isinstance(err.__cause__, EOFError):
+            why = "it closed the connection before sending its HTTP request (a port probe " \
+                  "or TCP health check?)"
+        elif isinstance(err, InvalidHandshake | InvalidMessage):
+            why = f"{err}{f' ({err.__cause__})' if err.__cause__ else ''}"
+        else:
+            return True
+        connection = getattr(record, "websocket", None)
+        remote = _remote(connection) if connection is not None else "?"
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = "refused connection from %s: %s; a charger must open a websocket to " \
+                     "<path_prefix>/<charger id>"
+        record.args = (remote, why)
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+#: websockets' own logger for the server (its level follows "websockets"), with the filter
+handshake_log = logging.getLogger("websockets.server").getChild("ocpp")
+handshake_log.addFilter(RoutineRefusals())
 
 
 class OcppServer:
@@ -59,6 +93,7 @@ class OcppServer:
             subprotocols=list(_PREFERENCE),  # type: ignore[arg-type]
             select_subprotocol=self._select,
             process_request=self._process_request,
+            logger=handshake_log,
             ssl=server_ssl_context(s),
             max_size=s.max_frame_bytes * 4,
             ping_interval=60,
@@ -148,8 +183,10 @@ class OcppServer:
         for name in _PREFERENCE:
             if name in offered and SUBPROTOCOLS[name] in allowed:
                 return name
-        log.warning("charger %s offered subprotocols %s; allowed are %s; it must offer one of "
-                    "them", charger, list(offered), [f"ocpp{v}" for v in allowed])
+        log.warning("charger %s from %s offered subprotocols %s; allowed are %s (HTTP 400); "
+                    "set the charger's OCPP version to one of them, or change its "
+                    "ocpp_versions", charger, _remote(connection), list(offered),
+                    [f"ocpp{v}" for v in allowed])
         raise NegotiationError("no shared OCPP version")
 
     async def _handle(self, connection: ServerConnection) -> None:
@@ -159,12 +196,12 @@ class OcppServer:
         cls: type[SessionBase] = Session16 if version == "1.6" else Session201
         session = cls(charger, connection, self.settings.call_timeout,  # type: ignore[call-arg]
                       library_log)
-        session.bind(self.hub, self.hub.device_for(charger), _remote(connection))
+        session.bind(self.hub, self.hub.device_for(charger), _remote(connection), connection)
         old = self.hub.attach(session)
         if old is not None:
             log.info("charger %s reconnected from %s; closing its previous connection",
                      charger, session.remote)
-            await old._connection.close(1000, "replaced by a new connection")  # type: ignore[attr-defined]
+            await old.connection.close(1000, "replaced by a new connection")
         log.info("charger %s connected from %s speaking OCPP %s", charger, session.remote,
                  version)
         try:
@@ -174,7 +211,7 @@ class OcppServer:
             log.info("charger %s disconnected (%s)", charger, connection.close_reason or "closed")
 
 
-def _remote(connection: ServerConnection) -> str:
+def _remote(connection: Any) -> str:
     try:
         host, port = connection.remote_address[:2]
         return f"{host}:{port}"

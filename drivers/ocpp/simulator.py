@@ -98,6 +98,7 @@ class SimCharger:
             await asyncio.gather(self._reader, return_exceptions=True)
 
     async def send(self, payload: Any, *, queue_offline: bool = False) -> Any:
+        _raise_if_cancelled()
         if not self.online:
             if queue_offline:
                 self.queue.append(payload)
@@ -134,6 +135,11 @@ class SimCharger:
             await self.send(c201.StatusNotification(
                 timestamp=iso_now(now_ms()), connector_status=status, evse_id=connector,
                 connector_id=1))
+
+    async def notify_event(self, event_data: list[dict[str, Any]], seq_no: int = 0) -> None:
+        """2.0.1 NotifyEvent with the given EventData (snake_case keys)."""
+        await self.send(c201.NotifyEvent(generated_at=iso_now(now_ms()), seq_no=seq_no,
+                                         event_data=event_data))
 
     async def authorize(self, id_tag: str) -> str:
         if self.version == "1.6":
@@ -227,6 +233,7 @@ class SimCharger:
                        id_tag: str = "DEMO-TAG") -> None:
         """Forever: connect, boot, heartbeat, and charge sessions with periodic meter values."""
         while True:
+            _raise_if_cancelled()
             try:
                 if not self.online:
                     await self.connect()
@@ -248,6 +255,7 @@ class SimCharger:
         end = loop.time() + session_s
         while loop.time() < end and self.state[1].transaction_id is not None:
             await asyncio.sleep(interval)
+            _raise_if_cancelled()
             self.advance(1, interval)
             await self.meter_values(1)
         await self.stop(1)
@@ -273,6 +281,16 @@ class SimCharger:
         for conn in targets:
             if conn in self.state:
                 self.state[conn].limit_w = limit
+
+
+def _raise_if_cancelled() -> None:
+    """Python 3.11's ``asyncio.wait_for`` (inside the library's ``call()``) can swallow a
+    cancellation that arrives as the answer does; the demo loop would then run on after its
+    task was cancelled (seen as a test hanging on the cancelled simulator task). The task
+    still counts the request, so the loop checks it at every step."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class _Sim16(Cp16):

@@ -1,18 +1,27 @@
 """OPC-UA driver (asyncua): subscriptions and polling, security, reconnect, typed writes."""
 
-from drivers.base import DriverSpec, register_driver
-from drivers.opcua.cli import install_cli
-from drivers.opcua.config import OpcuaDeviceConfig
-from drivers.opcua.driver import OpcuaDriver
+# Importing this package imports nothing heavy: the driver is registered lazily in
+# drivers.registry.BUILTIN_DRIVERS, and these names load their module on first access.
 
-SPEC = register_driver(
-    DriverSpec(
-        "opcua",
-        OpcuaDeviceConfig,
-        OpcuaDriver,
-        cli=install_cli,
-        description="OPC-UA client: subscriptions or polling, secure channels, reconnect.",
-    )
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "OpcuaDeviceConfig": "drivers.opcua.config",
+    "OpcuaDriver": "drivers.opcua.driver",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SPEC":
+        from drivers.registry import get_driver
+
+        return get_driver("opcua")
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["SPEC", "OpcuaDeviceConfig", "OpcuaDriver"]

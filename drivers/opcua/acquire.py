@@ -82,6 +82,41 @@ def to_sample(
     return Sample(device.id, point, timestamp_of(dv, device.timestamp, now_ms), value, quality)
 
 
+#: Read results that mean the point as configured can never be read (not a passing state).
+UNREADABLE_NODE = frozenset({
+    ua.StatusCodes.BadNodeIdUnknown,
+    ua.StatusCodes.BadNodeIdInvalid,
+    ua.StatusCodes.BadAttributeIdInvalid,
+    ua.StatusCodes.BadNotReadable,
+    ua.StatusCodes.BadUserAccessDenied,
+})
+
+
+def _warn_unreadable(
+    device: OpcuaDeviceConfig,
+    group: GroupConfig,
+    points: Sequence[BoundPoint],
+    results: Sequence[ua.DataValue],
+    warned: set[str],
+) -> None:
+    """Say once per connection which polled points the server cannot read, as a subscription
+    group does when the server refuses to monitor them."""
+    for p, dv in zip(points, results, strict=True):
+        code = dv.StatusCode.value if dv.StatusCode is not None else 0
+        if code in UNREADABLE_NODE and p.config.name not in warned:
+            warned.add(p.config.name)
+            log.warning(
+                "opcua device %s: server cannot read point %s (node %s) of polling group %s: "
+                "%s; it is reported bad every cycle - check the node id in the config (browse "
+                "with 'fieldgate opcua browse')",
+                device.id,
+                p.config.name,
+                p.node_id.to_string(),
+                group.name,
+                dv.StatusCode.name if dv.StatusCode is not None else code,
+            )
+
+
 async def poll_group(
     client: Client,
     device: OpcuaDeviceConfig,
@@ -92,6 +127,7 @@ async def poll_group(
     """Read every point of the group each ``interval`` seconds, ``batch_size`` per request."""
     clock = ctx.clock
     next_at = clock.monotonic()
+    warned: set[str] = set()  # this task lives as long as the connection: once per connection
     while True:
         batch: list[Sample] = []
         for start in range(0, len(points), group.batch_size):
@@ -110,6 +146,7 @@ async def poll_group(
                 to_sample(device, p.config.name, dv, now)
                 for p, dv in zip(chunk, results, strict=True)
             )
+            _warn_unreadable(device, group, chunk, results, warned)
         await ctx.emit(batch)
         next_at += group.interval
         delay = next_at - clock.monotonic()

@@ -7,11 +7,13 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Any, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
-from asyncua import Client, Node, ua
+from drivers.opcua import liblog
 
-from drivers.opcua.convert import value_of
+if TYPE_CHECKING:  # asyncua loads when a command runs, not at parse time
+    from asyncua import Node
 
 PASSWORD_ENV = "FIELDGATE_OPCUA_PASSWORD"
 
@@ -34,16 +36,28 @@ def install_cli(subparsers: Any) -> None:
     browse.add_argument("--user", help="username (password from the environment)")
     browse.add_argument(
         "--security",
-        help="Policy,Mode,cert,key e.g. Basic256Sha256,SignAndEncrypt,cert.der,key.pem",
+        help="Policy,Mode,cert,key e.g. Basic256Sha256,SignAndEncrypt,cert.der,key.pem; the "
+        "client's application URI is taken from the certificate (the gateway's generated one "
+        "is <state_dir>/opcua/<device>/client_cert.der)",
     )
     browse.add_argument("--timeout", type=float, default=5.0, help="request timeout, seconds")
     browse.set_defaults(func=browse_command)
 
 
 def browse_command(args: argparse.Namespace) -> int:
+    from asyncua import ua
+
+    from drivers.opcua.security import refused_certificate_reason
+
+    liblog.install()  # asyncua's handshake errors are ours to report, once
     try:
         return asyncio.run(browse(args, sys.stdout))
-    except (OSError, TimeoutError, ua.UaError) as err:
+    except (OSError, TimeoutError, ua.UaError, AssertionError) as err:
+        cert = _security_parts(args)[2] if args.security else None
+        refused = refused_certificate_reason(err, cert) if cert is not None else None
+        if refused is not None:
+            print(f"error: cannot browse {args.url}: {refused}.", file=sys.stderr)
+            return 2
         print(
             f"error: cannot browse {args.url}: {type(err).__name__}: {err}. Check the url, "
             "that the server is up, and the security settings.",
@@ -52,13 +66,34 @@ def browse_command(args: argparse.Namespace) -> int:
         return 2
 
 
+def _security_parts(args: argparse.Namespace) -> tuple[str, str, Path, Path]:
+    parts = args.security.split(",")
+    if len(parts) != 4:
+        raise ValueError(
+            f"--security takes Policy,Mode,cert,key, e.g. Basic256Sha256,SignAndEncrypt,"
+            f"cert.der,key.pem; got {args.security!r}"
+        )
+    return parts[0], parts[1], Path(parts[2]), Path(parts[3])
+
+
 async def browse(args: argparse.Namespace, out: TextIO) -> int:
+    from asyncua import Client, ua
+
+    from drivers.opcua.security import certificate_uri
+
     client = Client(args.url, timeout=args.timeout)
     client.session_timeout = 60_000  # a short-lived session; servers cap long ones anyway
     if args.user:
         client.set_user(args.user)
         client.set_password(os.environ.get(PASSWORD_ENV, ""))
     if args.security:
+        try:
+            _policy, _mode, cert, _key = _security_parts(args)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        # The server checks that our application URI is the one in our certificate.
+        client.application_uri = certificate_uri(cert) or client.application_uri
         await client.set_security_string(args.security)
     try:
         start = ua.NodeId.from_string(args.node)
@@ -75,6 +110,10 @@ async def browse(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _print_tree(node: Node, level: int, depth: int, out: TextIO) -> None:
+    from asyncua import ua
+
+    from drivers.opcua.convert import value_of
+
     name = await node.read_browse_name()
     node_class = await node.read_node_class()
     indent = "  " * level

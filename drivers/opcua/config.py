@@ -206,6 +206,11 @@ class AuthConfig(StrictModel):
 class ReconnectConfig(StrictModel):
     initial_delay: Annotated[float, Field(gt=0, le=60)] = Field(1.0, description="Seconds.")
     max_delay: Annotated[float, Field(gt=0, le=3600)] = Field(30.0, description="Cap, seconds.")
+    max_delay_first_minute: Annotated[float, Field(gt=0, le=60)] = Field(
+        2.0,
+        description="Cap during the first minute of an outage, seconds: a restarting server is "
+        "probed this often, so data flows again soon after it is back.",
+    )
 
 
 class OpcuaDeviceConfig(DeviceConfig):

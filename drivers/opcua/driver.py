@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from urllib.parse import urlparse
 
-from drivers.base import Driver, DriverContext, TaskFactory, UnknownPoint
+from drivers.base import Driver, DriverContext, TaskFactory, UnknownPoint, WriteResult
 from drivers.opcua.config import OpcuaDeviceConfig
 from drivers.opcua.session import DeviceSession
 from gateway.model import Value
@@ -78,7 +78,7 @@ class OpcuaDriver(Driver):
 
         return run_simulator
 
-    async def write(self, device: str, point: str, value: Value) -> object:
+    async def write(self, device: str, point: str, value: Value) -> WriteResult:
         session = self.sessions.get(device)
         if session is None:
             raise UnknownPoint(device, "no such OPC-UA device")

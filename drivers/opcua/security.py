@@ -69,6 +69,65 @@ def thumbprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
+def certificate_uri(path: Path) -> str | None:
+    """The application URI in a certificate's subjectAltName. A server checks that the client's
+    ApplicationDescription carries exactly this URI (else BadCertificateUriInvalid)."""
+    try:
+        san = load_certificate_file(path).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName)
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return None
+    uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
+    return uris[0] if uris else None
+
+
+#: What a server answers when it does not (yet) trust our certificate, or refuses something in
+#: it. Most servers say only BadSecurityChecksFailed, and say it before the session.
+REFUSED_CERTIFICATE = frozenset({
+    ua.StatusCodes.BadSecurityChecksFailed,
+    ua.StatusCodes.BadCertificateUntrusted,
+    ua.StatusCodes.BadCertificateInvalid,
+    ua.StatusCodes.BadCertificateRevoked,
+    ua.StatusCodes.BadCertificateTimeInvalid,
+    ua.StatusCodes.BadCertificateUseNotAllowed,
+    ua.StatusCodes.BadCertificateIssuerRevocationUnknown,
+    ua.StatusCodes.BadCertificateRevocationUnknown,
+    ua.StatusCodes.BadCertificateUriInvalid,
+})
+
+
+def refused_certificate_reason(err: BaseException, certificate: Path) -> str | None:
+    """An actionable reason when ``err`` (raised while opening a secure channel or session)
+    means the server refused our certificate; None otherwise.
+
+    A server that does not trust a client closes the channel during the handshake: asyncua
+    then raises the status code of the server's Error message, or, when the server just hangs
+    up half-way, an AssertionError or NotEnoughData from a truncated reply. Both are the most
+    common commissioning step, so the reason names the file to trust and its thumbprints."""
+    from asyncua.common.utils import NotEnoughData
+
+    code = err.code if isinstance(err, ua.UaStatusCodeError) else None
+    if code is None and not isinstance(err, AssertionError | NotEnoughData | EOFError):
+        return None
+    if code is not None and code not in REFUSED_CERTIFICATE:
+        return None
+    try:
+        cert = load_certificate_file(certificate)
+        prints = (f"SHA-1 thumbprint {cert.fingerprint(hashes.SHA1()).hex()}, "
+                  f"SHA-256 {thumbprint(cert)}")
+    except (OSError, ValueError):
+        prints = "certificate file unreadable"
+    said = (f"answered {ua.StatusCode(code).name}" if code is not None
+            else f"closed the secure channel during the handshake ({type(err).__name__})")
+    if code == ua.StatusCodes.BadCertificateUriInvalid:
+        return (f"the server refused our certificate's application URI ({said}): the "
+                f"certificate {certificate} names {certificate_uri(certificate)!r}; use a "
+                "certificate whose URI matches, or leave application_uri unset")
+    return (f"the server refused our certificate ({said}): trust {certificate} ({prints}) on "
+            "the server, e.g. move it from the server's rejected to its trusted certificates; "
+            "the gateway keeps retrying and connects once it is trusted")
+
+
 def load_certificate_file(path: Path) -> x509.Certificate:
     data = path.read_bytes()
     if b"-----BEGIN CERTIFICATE-----" in data:
@@ -159,10 +218,14 @@ async def client_credentials(
 async def apply_security(
     client: Client, cfg: SecurityConfig, creds: ClientCredentials | None, trust: TrustList
 ) -> None:
-    """Configure a fresh client. Fetches the server endpoints, so it needs the server up."""
+    """Configure a fresh client. Fetches the server endpoints, so it needs the server up.
+
+    The application URI is the certificate's: a server refuses a session whose URI differs
+    from the one in the client certificate (BadCertificateUriInvalid)."""
     client.application_uri = cfg.application_uri
     if cfg.policy is SecurityPolicy.NONE or creds is None:
         return
+    client.application_uri = certificate_uri(creds.certificate) or cfg.application_uri
     client.certificate_validator = trust.validate
     mode = getattr(ua.MessageSecurityMode, str(cfg.mode))
     await client.set_security(

@@ -22,17 +22,32 @@ from typing import Any
 from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
 
-from drivers.base import DriverContext, UnknownPoint, WriteFailed
+from drivers.base import DriverContext, NotWritable, UnknownPoint, WriteFailed, WriteResult
+from drivers.opcua import liblog
 from drivers.opcua.acquire import BoundPoint, ConnectionLost, SubscriptionGroup, poll_group
 from drivers.opcua.config import Mode, OpcuaDeviceConfig, PointConfig, SecurityPolicy
 from drivers.opcua.convert import CoercionError, coerce_for_write
-from drivers.opcua.security import ClientCredentials, TrustList, apply_security, client_credentials
+from drivers.opcua.security import (
+    ClientCredentials,
+    TrustList,
+    apply_security,
+    client_credentials,
+    refused_certificate_reason,
+)
 from gateway.model import DeviceStatus, Quality, Sample, Value
 
 log = logging.getLogger(__name__)
 
 #: How long a connection must have stayed up before the backoff starts again from the bottom.
 STABLE_AFTER = 30.0
+#: For this long after a loss, retries wait at most ``reconnect.max_delay_first_minute``.
+FIRST_MINUTE = 60.0
+
+liblog.install()
+
+
+class CertificateRefused(Exception):
+    """The server refused our client certificate; the message says what to do."""
 
 
 class DeviceSession:
@@ -64,8 +79,10 @@ class DeviceSession:
     async def run(self) -> None:
         if self._ready is not None:
             await self._ready()
-        delay = self.cfg.reconnect.initial_delay
+        rc = self.cfg.reconnect
+        delay = rc.initial_delay
         failures = 0  # consecutive attempts without reaching online
+        outage_since = self.ctx.clock.monotonic()
         while True:
             started = self.ctx.clock.monotonic()
             before = self.connections
@@ -76,12 +93,19 @@ class DeviceSession:
                 raise
             except Exception as err:
                 reason = self._describe(err)
+            now = self.ctx.clock.monotonic()
             if self.connections > before:  # we were online: this is a fresh loss
                 failures = 0
-                if self.ctx.clock.monotonic() - started > STABLE_AFTER:
-                    delay = self.cfg.reconnect.initial_delay
+                outage_since = now
+                if now - started > STABLE_AFTER:
+                    delay = rc.initial_delay
             failures += 1
             wait = delay * random.uniform(0.8, 1.2)
+            # A restarting server is usually back within a minute: probe it often meanwhile
+            # (time to data), and back off only for a longer outage.
+            first_minute = now - outage_since < FIRST_MINUTE
+            if first_minute:
+                wait = min(wait, rc.max_delay_first_minute)
             self.ctx.set_status(self.cfg.id, DeviceStatus.OFFLINE, reason)
             # WARNING when the device goes offline (and every 10th failed attempt after),
             # INFO for the retries in between: a long outage must not flood the journal.
@@ -97,7 +121,8 @@ class DeviceSession:
                 failures,
             )
             await self.ctx.clock.sleep(wait)
-            delay = min(delay * 2, self.cfg.reconnect.max_delay)
+            cap = min(rc.max_delay_first_minute, rc.max_delay) if first_minute else rc.max_delay
+            delay = min(delay * 2, max(cap, rc.initial_delay))
 
     async def _connected_session(self) -> None:
         lost = asyncio.Event()
@@ -178,8 +203,12 @@ class DeviceSession:
             async with asyncio.timeout(cfg.request_timeout * 3):
                 await apply_security(client, cfg.security, self._creds, self._trust)
                 await client.connect()
-        except BaseException:
+        except BaseException as err:
             await self._dispose(client)
+            refused = (refused_certificate_reason(err, self._creds.certificate)
+                       if self._creds is not None and self._trust.last_refused is None else None)
+            if refused is not None:
+                raise CertificateRefused(refused) from err
             raise
         return client
 
@@ -245,12 +274,12 @@ class DeviceSession:
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def write(self, point: str, value: Value) -> dict[str, object]:
+    async def write(self, point: str, value: Value) -> WriteResult:
         cfg = self.points.get(point)
         if cfg is None:
             raise UnknownPoint(self.cfg.id, f"no point {point!r}")
         if not cfg.writable:
-            raise UnknownPoint(self.cfg.id, f"point {point!r} is not writable (set writable: true)")
+            raise NotWritable(self.cfg.id, f"point {point!r} is not writable (set writable: true)")
         client, bound = self.client, self.bound.get(point)
         if client is None or bound is None:
             raise WriteFailed(self.cfg.id, f"not connected to {self.cfg.url}; write not sent")
@@ -278,7 +307,7 @@ class DeviceSession:
             raise WriteFailed(
                 self.cfg.id, f"point {point!r}: server refused the write: {status.name}"
             )
-        return {"status": status.name, "type": vtype.name, "value": variant.Value}
+        return WriteResult(variant.Value)
 
     # -- helpers -----------------------------------------------------------------------------
 

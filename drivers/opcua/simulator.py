@@ -30,7 +30,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from asyncua import Server, ua
+from asyncua.common.utils import ServiceError
 from asyncua.crypto.permission_rules import User, UserRole
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,7 @@ class InverterSimulator:
         users: dict[str, str] | None = None,
         application_uri: str = "urn:fieldgate:simulator:server",
         auto_schedule: bool = False,
+        client_pki: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
@@ -100,6 +104,7 @@ class InverterSimulator:
         self.private_key = private_key
         self.policies = policies
         self.application_uri = application_uri
+        self.client_pki = client_pki
         self.server = Server(user_manager=_Users(users or {}))  # type: ignore[arg-type]
         self.nodes: dict[str, ua.NodeId] = {}
         self.bench_nodes: list[ua.NodeId] = []
@@ -126,6 +131,8 @@ class InverterSimulator:
             await server.load_certificate(str(self.certificate))
             await server.load_private_key(str(self.private_key))
         has_cert = self.certificate is not None and self.private_key is not None
+        if self.client_pki is not None:
+            server.set_certificate_validator(self._validate_client)
         if self.policies is not None:
             server.set_security_policy(self.policies)
         elif not has_cert:  # only offer what can work, and skip asyncua's warnings about it
@@ -174,6 +181,24 @@ class InverterSimulator:
         await server.start()
         self.running = True
         log.info("OPC-UA simulator listening on %s", self.url)
+
+    async def _validate_client(self, cert: x509.Certificate, app: ua.ApplicationDescription
+                               ) -> None:
+        """Like a PLC's PKI: a client certificate must sit in ``<client_pki>/trusted``; an
+        unknown one is copied to ``<client_pki>/rejected`` (for the operator to move) and the
+        client is refused with BadSecurityChecksFailed, the code real servers send (they do
+        not tell an unknown client why). The application URI must match the certificate."""
+        assert self.client_pki is not None
+        der = cert.public_bytes(serialization.Encoding.DER)
+        trusted, rejected = self.client_pki / "trusted", self.client_pki / "rejected"
+        trusted.mkdir(parents=True, exist_ok=True)
+        if not any(f.read_bytes() == der for f in trusted.iterdir() if f.is_file()):
+            rejected.mkdir(parents=True, exist_ok=True)
+            (rejected / f"{cert.fingerprint(hashes.SHA1()).hex()}.der").write_bytes(der)
+            raise ServiceError(ua.StatusCodes.BadSecurityChecksFailed)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        if app.ApplicationUri not in san.value.get_values_for_type(x509.UniformResourceIdentifier):
+            raise ServiceError(ua.StatusCodes.BadCertificateUriInvalid)
 
     async def stop(self) -> None:
         if self.running:

@@ -37,6 +37,7 @@ from gateway.components import (
     register_component,
 )
 from gateway.config.base import PositiveSeconds, StrictModel
+from gateway.events import ALARM_CREATED, ALARM_RESOLVED, DEVICE_STATUS_CHANGED, QUOTA_EXCEEDED
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +58,18 @@ class Template(StrictModel):
 
 
 DEFAULT_TEMPLATES: dict[str, Template] = {
-    "alarm_created": Template(
+    ALARM_CREATED: Template(
         title="[{severity}] {device}: {message}",
         text="Alarm **{rule}** on **{device}** ({point} = {value})\n\n{message}\n\n"
              "Since {ts} on gateway {gateway}. Alarm id {alarm_id}"),
-    "alarm_resolved": Template(
+    ALARM_RESOLVED: Template(
         title="[resolved] {device}: {message}",
         text="Alarm **{rule}** on **{device}** cleared at {ts} (last value {last_value})."),
-    "device_status_changed": Template(
+    DEVICE_STATUS_CHANGED: Template(
         title="{device} is {new_status}",
         text="Device **{device}** changed from {old_status} to **{new_status}** at {ts}. "
              "{reason}"),
-    "quota_exceeded": Template(
+    QUOTA_EXCEEDED: Template(
         title="Quota {quota} at {usage_pct}%",
         text="Quota **{quota}** used {usage_kwh} of {budget_kwh} kWh ({usage_pct}%) for the "
              "{period} {period_start}..{period_end}."),
@@ -78,7 +79,8 @@ GENERIC_TEMPLATE = Template(title="{type} {device}", text="Event {type} ({id}) a
 
 class Route(StrictModel):
     channels: list[str] = Field(min_length=1, description="Target names to notify.")
-    events: list[str] = Field(["alarm_created"], description="Event types this route takes.")
+    events: list[str] = Field([ALARM_CREATED],
+                              description="Event types this route takes.")
     severities: list[str] = Field([], description="Alarm severities; empty: all.")
     devices: list[str] = Field([], description="Device id globs (fnmatch); empty: all.")
     template: str | None = Field(None, description="Template name; default: per event type.")
@@ -136,7 +138,8 @@ class ChannelsComponent(Component):
                                         self.wake[name], self.ctx.clock.now_ms)
         await self.ctx.store.register_consumer(CONSUMER)
         self.ctx.commands.register(Command("channels.stats", NoArgs, self._stats,
-                                           "Pending, sent, failed notices per channel."))
+                                           "Pending, sent, failed notices per channel.",
+                                           read_only=True))
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
         yield "channels-router", self.router.run

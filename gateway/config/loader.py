@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.config.errors import ConfigError, ConfigIssue
-from gateway.config.site import SiteConfig, prepare, site_model
+from gateway.config.site import SiteConfig, device_types, prepare, site_model
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -57,7 +57,7 @@ def load_config(path: Path | str) -> SiteConfig:
     _check_duplicate_keys(node, path, [], issues)
     data = _substitute(data, node, path, [], issues)
     prepare(data, path)  # e.g. plugin drivers, whose device types the model must know
-    model = site_model()
+    model = site_model(device_types(data))  # imports only the drivers this site uses
     try:
         config = model.model_validate(data)
     except ValidationError as err:
@@ -157,9 +157,9 @@ def _issue(file: Path, root: yaml.Node, data: Any, loc: tuple[Any, ...], kind: s
 
 
 def _device_type_message(data: Any, index: Any, kind: str) -> str:
-    from drivers.base import registry
+    from drivers.registry import names
 
-    known = ", ".join(sorted(registry()))
+    known = ", ".join(names())
     try:
         given = data["devices"][index].get("type")
     except (KeyError, IndexError, TypeError, AttributeError):

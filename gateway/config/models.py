@@ -49,6 +49,14 @@ class StoreSection(StrictModel):
             "last second of commits. full: an fsync per commit, survives power cuts."
         ),
     )
+    on_corrupt: Literal["quarantine", "refuse"] = Field(
+        "quarantine",
+        description=(
+            "A damaged store file at start. quarantine: move it aside (<file>.corrupt-<UTC "
+            "time>), salvage its readable chunks and events into a new store, emit "
+            "store_recovered. refuse: exit with code 65 and one line saying why."
+        ),
+    )
 
 
 class PipelineSection(StrictModel):

@@ -4,14 +4,14 @@ sections and the registered drivers' device models (a union discriminated by ``t
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, create_model
 
+from drivers import registry as drivers
 from drivers.base import DeviceConfig
-from drivers.base import registry as driver_registry
 from gateway import components
 from gateway.config.base import StrictModel
 from gateway.config.models import (
@@ -36,9 +36,19 @@ class SiteBase(StrictModel):
 
 
 @functools.cache
-def _site_model(driver_names: tuple[str, ...], section_names: tuple[str, ...]) -> type[SiteBase]:
-    drivers = driver_registry()
-    models = [drivers[name].config_model for name in driver_names]
+def _unused_device(name: str) -> type[DeviceConfig]:
+    """Stands in for a registered device type that the config does not use, so that the
+    union still names every type (for the error message) without importing its driver."""
+    model: type[DeviceConfig] = create_model(
+        f"Unused_{name}", __base__=DeviceConfig, type=(Literal[name], ...))  # type: ignore[arg-type]
+    return model
+
+
+@functools.cache
+def _site_model(driver_names: tuple[str, ...], used: frozenset[str] | None,
+                section_names: tuple[str, ...]) -> type[SiteBase]:
+    models = [drivers.config_model(name) if used is None or name in used
+              else _unused_device(name) for name in driver_names]
     device_type: Any
     if len(models) == 1:
         device_type = models[0]
@@ -56,10 +66,20 @@ def _site_model(driver_names: tuple[str, ...], section_names: tuple[str, ...]) -
     return model
 
 
-def site_model() -> type[SiteBase]:
-    drivers = tuple(sorted(driver_registry()))
+def site_model(device_types: Iterable[str] | None = None) -> type[SiteBase]:
+    """The site model. With ``device_types`` (the types a config uses), only those drivers'
+    config models are imported; the others are known by name only. ``None``: all of them."""
+    used = None if device_types is None else frozenset(device_types)
     sections = tuple(n for n, s in components.registry().items() if s.section is not None)
-    return _site_model(drivers, sections)
+    return _site_model(tuple(drivers.names()), used, sections)
+
+
+def device_types(data: Mapping[str, Any]) -> set[str]:
+    """The device types named in a raw (unvalidated) config mapping."""
+    devices = data.get("devices")
+    if not isinstance(devices, list):
+        return set()
+    return {d["type"] for d in devices if isinstance(d, dict) and isinstance(d.get("type"), str)}
 
 
 def json_schema() -> dict[str, Any]:
@@ -93,5 +113,5 @@ def prepare(data: Mapping[str, Any], path: Path) -> None:
 
 SiteConfig = SiteBase  # the static type; instances are of the assembled subclass
 
-__all__ = ["BaseModel", "SiteBase", "SiteConfig", "json_schema", "prepare", "register_preparer",
-           "site_model"]
+__all__ = ["BaseModel", "SiteBase", "SiteConfig", "device_types", "json_schema", "prepare",
+           "register_preparer", "site_model"]

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.events import ALARM_ACKNOWLEDGED, ALARM_CREATED, ALARM_RESOLVED
 from gateway.model import Event, Value, event_id
 from gateway.rules.config import SEVERITY_RANK
 from gateway.status import DeviceStatusService
@@ -25,9 +26,6 @@ from gateway.store import Store, Tx
 
 log = logging.getLogger(__name__)
 
-ALARM_CREATED = "alarm_created"
-ALARM_ACKNOWLEDGED = "alarm_acknowledged"
-ALARM_RESOLVED = "alarm_resolved"
 
 #: The schema of the rules component (ComponentSpec.migrations; append-only).
 MIGRATIONS = [

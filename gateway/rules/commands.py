@@ -92,9 +92,10 @@ def commands(component: RulesComponent) -> list[Command]:
         return dict(engine().describe())
 
     return [
-        Command("alarm.list", AlarmListArgs, alarm_list, alarm_list.__doc__ or ""),
+        Command("alarm.list", AlarmListArgs, alarm_list, alarm_list.__doc__ or "", read_only=True),
         Command("alarm.ack", AlarmAckArgs, alarm_ack, alarm_ack.__doc__ or ""),
         Command("maintenance", MaintenanceArgs, maintenance, maintenance.__doc__ or ""),
-        Command("quota.usage", QuotaUsageArgs, quota_usage, quota_usage.__doc__ or ""),
-        Command("rules.stats", NoArgs, rules_stats, rules_stats.__doc__ or ""),
+        Command("quota.usage", QuotaUsageArgs, quota_usage, quota_usage.__doc__ or "",
+                read_only=True),
+        Command("rules.stats", NoArgs, rules_stats, rules_stats.__doc__ or "", read_only=True),
     ]

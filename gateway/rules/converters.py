@@ -165,5 +165,46 @@ def convert_ocpp_fault_cleared(event: Event) -> Iterable[AlarmSignal]:
                         ts_ms=event.ts_ms)]
 
 
+#: OCPP 2.0.1 variables whose value "true" means something is wrong (OCPP 2.0.1 part 2,
+#: appendix "Standardized components and variables": ``Problem`` of any component,
+#: ``Tripped`` of a protection device).
+OCPP_PROBLEM_VARIABLES = ("Problem", "Tripped")
+
+
+def convert_ocpp_notify_event(event: Event) -> Iterable[AlarmSignal]:
+    """``ocpp_notify_event`` (one EventData of a 2.0.1 NotifyEvent): fault-like ones are
+    alarms, rule ``ocpp_event``, code ``"<evse>:<component>[.<instance>]/<variable>"``.
+
+    Fault-like: a ``Problem`` or ``Tripped`` variable reported ``true`` (severity major), or a
+    monitor that is ``Alerting`` (minor). The same variable reported ``false``, or an event
+    with ``cleared: true``, resolves it. Other events (periodic, delta reports) are no alarm.
+    """
+    body = event.body
+    charger = str(body.get("charger") or event.device or "")
+    if not charger:
+        raise ValueError("ocpp_notify_event event without a charger")
+    component = str(body.get("component") or "?")
+    if body.get("component_instance"):
+        component += f".{body['component_instance']}"
+    variable = str(body.get("variable") or "?")
+    value = str(body.get("actual_value") or "")
+    problem = variable in OCPP_PROBLEM_VARIABLES
+    if not problem and body.get("trigger") != "Alerting":
+        return []
+    code = f"{body.get('evse') or 0}:{component}/{variable}"
+    if body.get("cleared") or (problem and value.lower() != "true"):
+        return [AlarmSignal("ocpp_event", charger, code, False, ts_ms=event.ts_ms)]
+    parts = [f"{charger} {component} {variable} = {value[:80]}"]
+    for key in ("tech_code", "tech_info"):
+        if body.get(key):
+            parts.append(str(body[key])[:200])
+    return [AlarmSignal(
+        "ocpp_event", charger, code, True, severity="major" if problem else "minor",
+        message=", ".join(parts), point=f"{component}/{variable}", value=value[:80],
+        ts_ms=event.ts_ms,
+    )]
+
+
 register_converter("ocpp_fault", convert_ocpp_fault)
 register_converter("ocpp_fault_cleared", convert_ocpp_fault_cleared)
+register_converter("ocpp_notify_event", convert_ocpp_notify_event)

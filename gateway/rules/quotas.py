@@ -33,13 +33,13 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.events import QUOTA_EXCEEDED
 from gateway.model import Event, Quality, Sample, event_id
 from gateway.rules.config import Quota
 from gateway.store import Store, Tx
 
 log = logging.getLogger(__name__)
 
-QUOTA_EXCEEDED = "quota_exceeded"
 _MS_PER_H = 3_600_000
 _GOOD = Quality.GOOD
 

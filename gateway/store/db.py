@@ -2,12 +2,17 @@
 
 One aiosqlite connection is the one writer; an asyncio lock serialises transactions on it.
 The file is in WAL mode so the CLI (``fieldgate buffer stats``) can read while the daemon writes.
+
+Sequence numbers come from blocks reserved durably in ``<store>.seq`` (see
+:mod:`gateway.store.seqmark`) and are taken only by a commit that succeeds: a failed commit
+(a full disk) leaves the next number where it was.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -21,15 +26,23 @@ import aiosqlite
 
 from gateway.config.models import Durability
 from gateway.model import Batch, Event, now_ms
+from gateway.store import drops, opening
 from gateway.store.codec import decode_chunk, encode_chunk
+from gateway.store.drops import OVERFLOW_EVENT, DropRun, overflow_event
+from gateway.store.errors import StoreCorrupt, is_corrupt
 from gateway.store.kv import KV
-from gateway.store.schema import migrations
+from gateway.store.seqmark import BLOCK, SeqMark, read_mark, write_mark
 from gateway.store.stats import BufferStats, read_stats
 
 log = logging.getLogger(__name__)
 
-OVERFLOW_EVENT = "buffer_overflow"
-_OVERFLOW_EVENT_EVERY_MS = 60_000
+__all__ = ["OVERFLOW_EVENT", "BufferStats", "RawTelemetryChunk", "Store", "StoredEvent",
+           "TelemetryChunk", "Tx", "read_stats"]
+
+SEQ_GAP_EVENT = "seq_gap"
+QUARANTINE_EVENT = "chunk_quarantined"
+#: Bytes kept free under ``max_bytes`` for the row being added (page rounding, index pages).
+_HEADROOM = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +69,20 @@ class StoredEvent:
 
 
 class Tx:
-    """A write transaction. Obtain with ``async with store.transaction() as tx``."""
+    """A write transaction. Obtain with ``async with store.transaction() as tx``.
+
+    What a transaction does to the store's counters (next sequence number, bytes, drops)
+    is kept here and applied only when it commits."""
 
     def __init__(self, conn: aiosqlite.Connection, store: Store) -> None:
         self.conn = conn
         self._store = store
+        self.next_seq = store._next_seq
+        self.payload_delta = 0
+        self.dropped = DropRun()
+        self.drops_reported = False
+        self.events_added = False
+        self.telemetry_added = False
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Cursor:
         return await self.conn.execute(sql, params)
@@ -83,7 +105,7 @@ class Tx:
         )
         added = self.conn.total_changes - before
         if added:
-            self._store._signal_events()
+            self.events_added = True
         return added
 
 
@@ -94,17 +116,30 @@ class Store:
         *,
         max_bytes: int = 2_000_000_000,
         durability: Durability = Durability.NORMAL,
+        on_corrupt: str = "quarantine",
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.durability = durability
+        self.on_corrupt = on_corrupt
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._next_seq = 1
+        self._reserved = 1
+        self._acked = 0
         self._payload_bytes = 0
-        self._pending_drop = 0
+        self._drops = DropRun()
         self._last_overflow_event_ms = 0
+        self._last_drop_ms = 0
         self._event_flags: dict[str, asyncio.Event] = {}
+        #: The highest seq ever handed to the broker (published, maybe not acknowledged):
+        #: rows at or below it are never dropped, so a drop never counts delivered samples.
+        self.sent_high = 0
+        #: Bumped by every commit that dropped rows; readers caching chunks re-read.
+        self.drop_epoch = 0
+        #: Set while commits fail because the disk is full (the pipeline reports it).
+        self.write_error: str | None = None
+        self.store_id = ""
         #: The consumers registered since the last :meth:`begin_consumers` (this run).
         self.active_consumers: set[str] = set()
         self.telemetry_added = asyncio.Event()
@@ -113,40 +148,119 @@ class Store:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        self._conn = conn
-        await conn.execute("PRAGMA journal_mode=WAL")
-        sync = "FULL" if self.durability is Durability.FULL else "NORMAL"
-        await conn.execute(f"PRAGMA synchronous={sync}")
-        await conn.execute("PRAGMA busy_timeout=5000")
+        """Open (or create) the store. A damaged file is quarantined and salvaged, or
+        refused (``on_corrupt``); what cannot be used raises :class:`StoreError`."""
+        opening.prepare_path(self.path)
         try:
-            await self._migrate(conn)
-        except BaseException:
+            await self._open_file()
+        except StoreCorrupt as err:
+            moved = opening.handle_corrupt(self.path, str(err), self.on_corrupt)
+            await self._open_file(fresh_after=moved)
+            from gateway.store.recover import salvage_into
+
+            await salvage_into(self, moved, str(err))
+
+    async def _open_file(self, fresh_after: Path | None = None) -> None:
+        conn = await opening.connect(self.path, self.durability)
+        self._conn = conn
+        try:
+            await opening.check(conn, self.path)
+            await opening.migrate(conn, self.path)
+            async with self.transaction() as tx:
+                await tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'boot_count'")
+                self.store_id = await opening.ensure_store_id(tx)
+            self._next_seq = self._reserved = await self._meta("next_seq")
+            self._acked = await self._meta("acked_seq")
+            self.boot_count = await self._meta("boot_count")
+            row = await self.query_one("SELECT COALESCE(SUM(nbytes), 0) FROM telemetry")
+            self._payload_bytes = int(row[0]) if row else 0
+            await self._continue_sequence(read_mark(self.path), fresh_after is not None)
+        except BaseException as err:
             await conn.close()
             self._conn = None
+            if isinstance(err, sqlite3.DatabaseError) and is_corrupt(err):
+                raise StoreCorrupt(str(err)) from err
             raise
-        async with self.transaction() as tx:
-            await tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'boot_count'")
-        self._next_seq = await self._meta("next_seq")
-        self.boot_count = await self._meta("boot_count")
-        row = await self.query_one("SELECT COALESCE(SUM(nbytes), 0) FROM telemetry")
-        self._payload_bytes = int(row[0]) if row else 0
         log.info(
-            "store open at %s (boot %d, next seq %d, %d bytes buffered)",
-            self.path, self.boot_count, self._next_seq, self._payload_bytes,
+            "store open at %s (id %s, boot %d, next seq %d, %d bytes buffered)",
+            self.path, self.store_id, self.boot_count, self._next_seq, self._payload_bytes,
         )
+
+    async def _continue_sequence(self, mark: SeqMark | None, recovered: bool) -> None:
+        """Continue above every number the previous runs could have published, and
+        announce what a restart skipped (``seq_gap``)."""
+        events: list[Event] = []
+        has_mark = await self._info("seq_mark") == "1"
+        if mark is not None and mark.store_id == self.store_id:
+            if mark.reserved > self._next_seq:
+                reason = "store_rewound" if mark.clean else "unclean_stop"
+                events.append(self._gap_event(self.store_id, self._next_seq,
+                                              mark.reserved - 1, reason))
+                log.warning("store %s: sequence continues at %d, above the numbers reserved "
+                            "before the last stop (%s); %d..%d are skipped",
+                            self.path, mark.reserved, reason, self._next_seq,
+                            mark.reserved - 1)
+                self._next_seq = self._reserved = mark.reserved
+        elif mark is not None and not recovered:
+            # The mark belongs to a store that is gone (file deleted, or its content lost
+            # before the first checkpoint): whatever it held above its acked mark is lost.
+            if mark.reserved - 1 > mark.acked:
+                events.append(self._gap_event(mark.store_id, mark.acked + 1,
+                                              mark.reserved - 1, "store_replaced"))
+            log.warning("store %s is a new store (id %s) replacing store %s; its numbers up "
+                        "to %d are not reused", self.path, self.store_id, mark.store_id,
+                        mark.reserved - 1)
+        elif mark is None and has_mark:
+            old = self.store_id
+            self.store_id = opening.new_store_id()
+            log.warning("sequence mark %s.seq is missing: the store continues as a new "
+                        "stream (id %s, was %s)", self.path, self.store_id, old)
+            events.append(self._gap_event(old, self._next_seq, None, "seq_mark_lost"))
+        async with self.transaction() as tx:
+            await tx.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'",
+                             (self._next_seq,))
+            await tx.execute("INSERT OR REPLACE INTO store_info VALUES ('store_id', ?)",
+                             (self.store_id,))
+            await tx.execute("INSERT OR REPLACE INTO store_info VALUES ('seq_mark', '1')")
+            await tx.add_events(events)
+            await self._write_mark(self._next_seq, clean=False)
+
+    def _gap_event(self, store_id: str, first: int, last: int | None, reason: str) -> Event:
+        return Event(SEQ_GAP_EVENT, {"store_id": store_id, "seq_first": first,
+                                     "seq_last": last, "reason": reason})
+
+    async def _write_mark(self, reserved: int, clean: bool) -> None:
+        mark = SeqMark(self.store_id, reserved, self._acked, clean)
+        await asyncio.to_thread(write_mark, self.path, mark)
+        self._reserved = reserved
 
     async def close(self) -> None:
         if self._conn is not None:
             async with self._lock:
+                clean = True
                 try:
+                    await self._flush_drops_now()
                     await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 except sqlite3.Error as err:
+                    clean = False
                     log.warning("WAL checkpoint at close failed (%s); the WAL file is kept and "
                                 "applied at the next start, nothing is lost", err)
+                if clean:
+                    with contextlib.suppress(OSError):
+                        await self._write_mark(self._next_seq, clean=True)
                 await self._conn.close()
                 self._conn = None
+
+    async def _flush_drops_now(self) -> None:
+        """Report the drops not yet reported (at close): one last buffer_overflow event."""
+        if not self._drops.count:
+            return
+        await self.conn.execute("BEGIN IMMEDIATE")
+        tx = Tx(self.conn, self)
+        await tx.add_events([overflow_event(self._drops, self.store_id, self.max_bytes,
+                                            now_ms())])
+        await self.conn.execute("COMMIT")
+        self._drops = DropRun()
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -154,41 +268,36 @@ class Store:
             raise RuntimeError("store is not open")
         return self._conn
 
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version "
-            "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-        )
-        for component, steps in migrations().items():
-            async with conn.execute(
-                "SELECT version FROM schema_version WHERE component = ?", (component,)
-            ) as cur:
-                row = await cur.fetchone()
-            done = int(row[0]) if row else 0
-            if done > len(steps):
-                raise RuntimeError(
-                    f"store {self.path} has {component} schema v{done}, newer than this "
-                    f"fieldgate (v{len(steps)}); upgrade fieldgate or use another store file"
-                )
-            for version in range(done + 1, len(steps) + 1):
-                await conn.executescript(
-                    "BEGIN;\n" + steps[version - 1] + "\n"
-                    f"INSERT OR REPLACE INTO schema_version VALUES ('{component}', {version});\n"
-                    "COMMIT;"
-                )
-                log.info("migrated %s schema to v%d", component, version)
-
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._lock:
             conn = self.conn
             await conn.execute("BEGIN IMMEDIATE")
+            tx = Tx(conn, self)
             try:
-                yield Tx(conn, self)
+                yield tx
+                await conn.execute("COMMIT")
             except BaseException:
-                await conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    await conn.execute("ROLLBACK")
                 raise
-            await conn.execute("COMMIT")
+            self._committed(tx)
+
+    def _committed(self, tx: Tx) -> None:
+        self._next_seq = tx.next_seq
+        self._payload_bytes += tx.payload_delta
+        if tx.dropped.count:
+            self.drop_epoch += 1
+            self._last_drop_ms = now_ms()
+        if tx.drops_reported:
+            self._drops = DropRun()
+            self._last_overflow_event_ms = now_ms()
+        else:
+            self._drops = self._drops.merged(tx.dropped)
+        if tx.telemetry_added:
+            self.telemetry_added.set()
+        if tx.events_added:
+            self._signal_events()
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read and return every row. Use this (or :meth:`query_one`) rather than
@@ -206,77 +315,108 @@ class Store:
         row = await self.query_one("SELECT value FROM meta WHERE key = ?", (key,))
         return int(row[0]) if row else 0
 
+    async def _info(self, key: str) -> str | None:
+        row = await self.query_one("SELECT value FROM store_info WHERE key = ?", (key,))
+        return str(row[0]) if row else None
+
     # -- telemetry -----------------------------------------------------------------------
 
     async def append_samples(self, batch: Batch, tx: Tx | None = None) -> tuple[int, int]:
-        """Append a batch under the next sequence numbers; returns (seq_first, seq_last)."""
+        """Append a batch under the next sequence numbers; returns (seq_first, seq_last).
+        The numbers are the store's only once the transaction commits."""
         if not batch:
             raise ValueError("empty batch")
         payload = encode_chunk(batch)
         ts = [s[2] for s in batch]
         if tx is None:
             async with self.transaction() as own:
-                return await self._append(own, batch, payload, min(ts), max(ts))
-        return await self._append(tx, batch, payload, min(ts), max(ts))
+                return await self._append(own, len(batch), payload, min(ts), max(ts))
+        return await self._append(tx, len(batch), payload, min(ts), max(ts))
 
     async def _append(
-        self, tx: Tx, batch: Batch, payload: bytes, ts_first: int, ts_last: int
+        self, tx: Tx, count: int, payload: bytes, ts_first: int, ts_last: int
     ) -> tuple[int, int]:
-        first = self._next_seq
-        last = first + len(batch) - 1
-        if self._payload_bytes + len(payload) > self.max_bytes:
-            await self._drop_oldest(tx, self._payload_bytes + len(payload) - self.max_bytes)
+        first = tx.next_seq
+        last = first + count - 1
+        if last >= self._reserved:  # durable before any row under these numbers commits
+            await self._write_mark(last + 1 + BLOCK, clean=False)
+        await self._make_room(tx, len(payload))
         await tx.execute(
             "INSERT INTO telemetry VALUES (?,?,?,?,?,?)",
             (first, last, ts_first, ts_last, len(payload), payload),
         )
         await tx.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (last + 1,))
-        self._next_seq = last + 1
-        self._payload_bytes += len(payload)
-        self.telemetry_added.set()
+        tx.next_seq = last + 1
+        tx.payload_delta += len(payload)
+        tx.telemetry_added = True
+        await self._report_drops(tx)
         return first, last
 
-    async def _drop_oldest(self, tx: Tx, need: int) -> None:
+    async def _used_bytes(self, tx: Tx) -> int:
+        cur = await tx.execute("SELECT * FROM pragma_page_count(), pragma_freelist_count(), "
+                               "pragma_page_size()")
+        pages, free, size = await cur.fetchone()  # type: ignore[misc]
+        return int((pages - free) * size)
+
+    async def _make_room(self, tx: Tx, incoming: int) -> None:
+        """Keep both the buffered payload and the pages in use (the whole file, free pages
+        being reused) under ``max_bytes``: drop the oldest unsent chunks."""
+        for _ in range(4):
+            payload_over = self._payload_bytes + tx.payload_delta + incoming - self.max_bytes
+            file_over = await self._used_bytes(tx) + incoming + _HEADROOM - self.max_bytes
+            need = max(payload_over, file_over)
+            if need <= 0 or not await self._drop_oldest(tx, need):
+                return
+
+    async def _drop_oldest(self, tx: Tx, need: int) -> bool:
+        floor = max(self._acked, self.sent_high)
         cur = await tx.execute(
-            "SELECT seq_first, seq_last, nbytes FROM telemetry ORDER BY seq_first LIMIT 256"
+            "SELECT seq_first, seq_last, nbytes FROM telemetry WHERE seq_first > ? "
+            "ORDER BY seq_first LIMIT 256", (floor,)
         )
         freed = dropped = 0
-        upto = None
+        first = upto = None
         for seq_first, seq_last, nbytes in await cur.fetchall():
             if freed >= need:
                 break
+            first = seq_first if first is None else first
             freed += nbytes
             dropped += seq_last - seq_first + 1
             upto = seq_last
-        if upto is None:
-            return
-        await tx.execute("DELETE FROM telemetry WHERE seq_first <= ?", (upto,))
+        if first is None or upto is None:
+            return False
+        await tx.execute("DELETE FROM telemetry WHERE seq_first >= ? AND seq_first <= ?",
+                         (first, upto))
         await tx.execute(
             "UPDATE meta SET value = value + ? WHERE key = 'dropped_total'", (dropped,)
         )
-        # The uplink must not wait for rows that no longer exist.
-        await tx.execute(
-            "UPDATE meta SET value = MAX(value, ?) WHERE key = 'acked_seq'", (upto,)
-        )
-        self._payload_bytes -= freed
-        self._pending_drop += dropped
+        tx.payload_delta -= freed
+        tx.dropped.add(dropped, first, upto)
+        return True
+
+    async def _report_drops(self, tx: Tx) -> None:
+        """A buffer_overflow event: at most once a minute while dropping goes on, and when
+        dropping stopped (this commit dropped nothing, and none did for ``QUIET_MS``)."""
+        pending = self._drops.merged(tx.dropped)
+        if not pending.count:
+            return
         now = now_ms()
-        if now - self._last_overflow_event_ms >= _OVERFLOW_EVENT_EVERY_MS:
-            log.warning(
-                "buffer full (%d bytes): dropped the oldest %d samples up to seq %d; "
-                "raise store.max_bytes or check the uplink",
-                self.max_bytes, self._pending_drop, upto,
-            )
-            await tx.add_events([
-                Event(
-                    OVERFLOW_EVENT,
-                    {"dropped": self._pending_drop, "up_to_seq": upto,
-                     "max_bytes": self.max_bytes},
-                    ts_ms=now,
-                )
-            ])
-            self._pending_drop = 0
-            self._last_overflow_event_ms = now
+        stopped = tx.dropped.count == 0
+        if stopped and now - self._last_drop_ms < drops.QUIET_MS:
+            return
+        if not stopped and now - self._last_overflow_event_ms < drops.EVENT_EVERY_MS:
+            return
+        log.warning(
+            "buffer full (%d bytes): dropped the oldest %d samples (seq %d..%d)%s; "
+            "raise store.max_bytes or check the uplink", self.max_bytes, pending.count,
+            pending.seq_first, pending.seq_last, "" if stopped else ", still dropping",
+        )
+        await tx.add_events([overflow_event(pending, self.store_id, self.max_bytes, now)])
+        tx.drops_reported = True
+
+    def note_sent(self, seq: int) -> None:
+        """The uplink handed the rows up to ``seq`` to the broker: never drop them."""
+        self.sent_high = max(self.sent_high, seq)
 
     async def acked_seq(self) -> int:
         return await self._meta("acked_seq")
@@ -333,7 +473,34 @@ class Store:
             await tx.execute(
                 "UPDATE meta SET value = MAX(value, ?) WHERE key = 'acked_seq'", (upto_seq,)
             )
-            self._payload_bytes -= int(row[0]) if row else 0
+            tx.payload_delta -= int(row[0]) if row else 0
+        self._acked = max(self._acked, upto_seq)
+
+    async def quarantine_chunk(self, seq_first: int, reason: str) -> None:
+        """Move a stored chunk that cannot be decoded out of the way, with an event carrying
+        its range, so forwarding goes on behind it."""
+        async with self.transaction() as tx:
+            cur = await tx.execute(
+                "SELECT seq_last, nbytes, payload FROM telemetry WHERE seq_first = ?",
+                (seq_first,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return
+            seq_last, nbytes, payload = row
+            await tx.execute(
+                "INSERT OR REPLACE INTO telemetry_quarantine VALUES (?,?,?,?,?)",
+                (seq_first, seq_last, now_ms(), reason, payload),
+            )
+            await tx.execute("DELETE FROM telemetry WHERE seq_first = ?", (seq_first,))
+            tx.payload_delta -= int(nbytes)
+            await tx.add_events([Event(QUARANTINE_EVENT, {
+                "store_id": self.store_id, "seq_first": seq_first, "seq_last": seq_last,
+                "samples": seq_last - seq_first + 1, "reason": reason,
+            })])
+        log.error("store %s: telemetry chunk %d..%d cannot be decoded (%s); moved to the "
+                  "telemetry_quarantine table, forwarding goes on", self.path, seq_first,
+                  seq_last, reason)
 
     # -- events --------------------------------------------------------------------------
 
@@ -410,7 +577,9 @@ class Store:
 
     async def stats(self) -> BufferStats:
         # A separate read-only connection: WAL lets it read while the writer goes on.
-        return await asyncio.to_thread(read_stats, self.path)
+        stats = await asyncio.to_thread(read_stats, self.path)
+        return dataclasses.replace(stats, write_error=self.write_error)
 
     def kv(self, namespace: str) -> KV:
         return KV(self, namespace)
+

@@ -64,6 +64,18 @@ CORE_MIGRATIONS["core"] = [
             ts_ms  INTEGER NOT NULL
         ) WITHOUT ROWID;
         """,
+        """
+        -- store_id: a random id created with the store (see docs/wire-format.md).
+        CREATE TABLE store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        -- Chunks that could not be decoded, kept for inspection (chunk_quarantined event).
+        CREATE TABLE telemetry_quarantine (
+            seq_first INTEGER PRIMARY KEY,
+            seq_last  INTEGER NOT NULL,
+            ts_ms     INTEGER NOT NULL,
+            reason    TEXT NOT NULL,
+            payload   BLOB NOT NULL
+        );
+        """,
 ]
 
 CORE_MIGRATIONS["status"] = [

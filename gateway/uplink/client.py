@@ -1,17 +1,16 @@
 """Build the aiomqtt client from the config: protocol, TLS, credentials, last will, session.
 
-A new client is built for every connection attempt. That way nothing paho-mqtt queued on a
+A new client is built for every connection attempt (:mod:`gateway.uplink.mqtt` holds the
+client class and every use of aiomqtt's private parts). That way nothing paho-mqtt queued on a
 dead connection is ever resent behind our back: after a reconnect the forwarder resends from
 the store, with the same sequence numbers, and that is the only source of truth.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
-from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -19,6 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.uplink.config import BrokerSection, TlsSection
+from gateway.uplink.mqtt import UplinkClient
 
 log = logging.getLogger(__name__)
 
@@ -37,48 +37,6 @@ class Endpoint:
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
-
-
-class UplinkClient(aiomqtt.Client):
-    """aiomqtt ignores a connection that is lost before the CONNACK: it waits out the whole
-    ``connect_timeout`` and then reports only "Operation timed out". That is what a TLS 1.3
-    broker refusing our client certificate looks like (the alert comes after our side of
-    the handshake is done), and a broker closing the socket early. This fails the attempt
-    at once instead, with the last socket error paho saw (e.g. ``TLSV13_ALERT_CERTIFICATE_
-    REQUIRED``), so the log says why and the backoff is not stretched by the timeout."""
-
-    _last_socket_error: str | None = None
-
-    def watch_socket_errors(self) -> None:
-        self._client.on_log = self._on_paho_log
-
-    def _on_paho_log(self, _client: Any, _userdata: Any, level: int, buf: str) -> None:
-        if level == paho.MQTT_LOG_ERR:
-            self._last_socket_error = buf
-
-    def _on_disconnect(self, client: paho.Client, userdata: Any,
-                       flags: paho.DisconnectFlags, reason_code: Any,
-                       properties: Properties | None = None) -> None:
-        if not self._connected.done():
-            reason = self._last_socket_error or f"reason code {reason_code}"
-            self._loop.call_soon_threadsafe(self._fail_connect, reason)
-            return
-        super()._on_disconnect(client, userdata, flags, reason_code, properties)
-
-    def _fail_connect(self, reason: str) -> None:
-        connected = self._connected
-        if connected.done():
-            return
-        connected.set_exception(aiomqtt.MqttError(
-            f"the connection was closed before the broker accepted it ({reason})"
-        ))
-        # If __aenter__ already gave up, nobody awaits this future: mark it retrieved.
-        connected.add_done_callback(_retrieve)
-
-
-def _retrieve(fut: asyncio.Future[None]) -> None:
-    if not fut.cancelled():
-        fut.exception()
 
 
 def tls_context(tls: TlsSection) -> ssl.SSLContext:
@@ -111,7 +69,7 @@ def build_client(
     will_topic: str,
     will_payload: bytes,
     window: int,
-) -> aiomqtt.Client:
+) -> UplinkClient:
     """One connection's client. Must be called inside the running event loop."""
     v5 = broker.protocol == "5"
     properties: Properties | None = None

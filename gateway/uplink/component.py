@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -25,6 +26,8 @@ import aiomqtt
 from gateway.commands import Command, NoArgs
 from gateway.components import Component, ComponentContext, TaskFactory
 from gateway.supervisor import Backoff
+from gateway.uplink import mqtt
+from gateway.uplink.auth import CommandPolicy
 from gateway.uplink.broker import EmbeddedBroker
 from gateway.uplink.client import Endpoint, build_client
 from gateway.uplink.config import BrokerSection, UplinkSection
@@ -60,6 +63,9 @@ class Uplink(Component):
             topics=self.topics, cfg=cfg, gateway_id=self.gateway_id,
             execute=self._execute, outbox=self.outbox, kv=ctx.store.kv("uplink"),
             now_ms=ctx.clock.now_ms,
+            policy=CommandPolicy(cfg.commands, gateway_id=self.gateway_id,
+                                 lookup=lambda name: self.ctx.commands.get(name),
+                                 now_ms=ctx.clock.now_ms),
         )
         self.connected = asyncio.Event()
         self._forwarder: Forwarder | None = None
@@ -72,6 +78,11 @@ class Uplink(Component):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.embedded is None and self.broker_cfg.tls is None \
+                and not _is_loopback(self.broker_cfg.host):
+            log.warning("uplink: broker %s is not on this machine and uplink.broker.tls is not "
+                        "set: telemetry, commands and credentials cross the network in clear "
+                        "text. Add a tls section (port 8883 is usual)", self.endpoint)
         await self.ctx.store.register_consumer(CONSUMER)
         await self.downlink.load()
         if self.embedded is not None:
@@ -79,6 +90,7 @@ class Uplink(Component):
         self.ctx.commands.register(Command(
             "uplink.stats", NoArgs, self._stats_command,
             "Uplink counters: connects, messages, samples, events, replies, acked seq.",
+            read_only=True,
         ))
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
@@ -123,7 +135,7 @@ class Uplink(Component):
                     self._idle.set()
                 if self._drain_deadline is not None:
                     break
-                await asyncio.sleep(backoff.next_delay())
+                await self.ctx.clock.sleep(backoff.next_delay())
         finally:
             stats_task.cancel()
             self._idle.set()
@@ -145,41 +157,41 @@ class Uplink(Component):
             will_topic=self.topics.status, will_payload=self._status("offline", "lost"),
             window=self.cfg.window,
         )
-        try:
-            await client.__aenter__()
-        except aiomqtt.MqttError as err:
-            raise LinkLost(f"connect failed: {err}") from err
-        clean_exit = False
-        try:
-            backoff.reset()
-            self.stats.connects += 1
-            await self._publish_status(client, "online")
-            await client.subscribe(self.topics.commands, qos=1,
-                                   timeout=self.broker_cfg.connect_timeout)
-            log.info("uplink connected to %s as %s (session %d)", self.endpoint,
-                     self.gateway_id, self._session)
-            self.connected.set()
-            forwarder = Forwarder(
-                client=client, store=self.ctx.store, topics=self.topics, cfg=self.cfg,
-                gateway_id=self.gateway_id, boot=self.ctx.store.boot_count,
-                outbox=self.outbox, stats=self.stats, session=self._session,
-                drain_deadline=lambda: self._drain_deadline,
-            )
-            self._forwarder = forwarder
-            receiver = asyncio.create_task(self._receive(client), name="uplink-receive")
+        async with contextlib.AsyncExitStack() as stack:
             try:
-                await forwarder.run()
-            finally:
-                receiver.cancel()
-                with contextlib.suppress(asyncio.CancelledError, LinkLost):
-                    await receiver
-            # Only a drain ends the forwarder without an error: say goodbye.
-            await self._publish_status(client, "offline", "shutdown")
-            clean_exit = True
-        except aiomqtt.MqttError as err:
-            raise LinkLost(str(err)) from err
-        finally:
-            await self._close(client, clean_exit)
+                # A clean exit disconnects; an error aborts the link (the broker publishes
+                # our will, which is the truth; the birth message follows on reconnect).
+                await stack.enter_async_context(
+                    mqtt.session(client, self.broker_cfg.connect_timeout))
+            except aiomqtt.MqttError as err:
+                raise LinkLost(f"connect failed: {err}") from err
+            try:
+                await self._serve(client, backoff)
+            except aiomqtt.MqttError as err:
+                raise LinkLost(str(err)) from err
+
+    async def _serve(self, client: aiomqtt.Client, backoff: Backoff) -> None:
+        backoff.reset()
+        self.stats.connects += 1
+        await self._publish_status(client, "online")
+        await client.subscribe(self.topics.commands, qos=1,
+                               timeout=self.broker_cfg.connect_timeout)
+        log.info("uplink connected to %s as %s (session %d)", self.endpoint,
+                 self.gateway_id, self._session)
+        self.connected.set()
+        forwarder = Forwarder(
+            client=client, store=self.ctx.store, topics=self.topics, cfg=self.cfg,
+            gateway_id=self.gateway_id, boot=self.ctx.store.boot_count,
+            outbox=self.outbox, stats=self.stats, session=self._session,
+            drain_deadline=lambda: self._drain_deadline,
+        )
+        self._forwarder = forwarder
+        async with contextlib.AsyncExitStack() as tasks:
+            receiver = asyncio.create_task(self._receive(client), name="uplink-receive")
+            tasks.push_async_callback(_cancel_and_wait, receiver)
+            await forwarder.run()
+        # Only a drain ends the forwarder without an error: say goodbye.
+        await self._publish_status(client, "offline", "shutdown")
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         """Hand commands to the downlink; a lost link ends the iteration with an error,
@@ -192,22 +204,6 @@ class Uplink(Component):
         except aiomqtt.MqttError as err:
             if self._forwarder is not None:
                 self._forwarder.fail(LinkLost(f"connection lost: {err}"))
-
-    async def _close(self, client: aiomqtt.Client, clean: bool) -> None:
-        if clean:
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                await asyncio.wait_for(client.__aexit__(None, None, None),
-                                       self.broker_cfg.connect_timeout)
-            return
-        # A failed link: no DISCONNECT handshake on a socket that may be dead (aiomqtt would
-        # wait its full timeout). Closing the socket also lets a live broker publish our
-        # will, which is the truth: the link was lost. The birth message follows on reconnect.
-        paho_client = client._client
-        with contextlib.suppress(Exception):
-            paho_client._sock_close()
-        disconnected = client._disconnected
-        if disconnected.done() and not disconnected.cancelled():
-            disconnected.exception()  # retrieved, so asyncio does not warn about it
 
     def _status(self, state: str, reason: str | None = None) -> bytes:
         return status_message(
@@ -230,3 +226,18 @@ class Uplink(Component):
                          "(acked up to seq %d)", now[0] - last[0], now[1] - last[1],
                          _STATS_LOG_EVERY_S, self.stats.acked_seq)
                 last = now
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, LinkLost):
+        await task
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

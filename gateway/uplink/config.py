@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from gateway.config.base import StrictModel
+from gateway.uplink.auth import CommandsSection
 
 
 class TlsSection(StrictModel):
@@ -129,6 +130,10 @@ class UplinkSection(StrictModel):
     )
     reply_cache: Annotated[int, Field(ge=1, le=10_000)] = Field(
         256, description="Recent request ids remembered to answer a redelivery once."
+    )
+    commands: CommandsSection = Field(
+        default_factory=CommandsSection,
+        description="Which commands MQTT may run, and whether they must be signed.",
     )
 
     @model_validator(mode="after")

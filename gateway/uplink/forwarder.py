@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import aiomqtt
 
 from gateway.store import Store
 from gateway.store.db import RawTelemetryChunk
+from gateway.uplink.ackwindow import AckWindow, Ticket
 from gateway.uplink.config import UplinkSection
 from gateway.uplink.wire import ChunkText, RowSlice, Topics, event_message, telemetry_message
 
@@ -113,17 +115,10 @@ class Forwarder:
         self._window = asyncio.Semaphore(cfg.window)
         self._tg: asyncio.TaskGroup | None = None
         self._wake = asyncio.Event()
-        # telemetry: next seq to send is _tel_pos + 1; in flight: [seq_last, acked]
-        self._tel_pos = 0
-        self._tel_high = 0
-        self._tel_acked = 0
-        self._tel_inflight: deque[list[int]] = deque()
+        self._tel = AckWindow()  # marks: the last seq of each telemetry message
         self._chunks: deque[ChunkText] = deque()
-        # events: by outbox rowid, the same way
-        self._ev_pos = 0
-        self._ev_high = 0
-        self._ev_acked = 0
-        self._ev_inflight: deque[list[int]] = deque()
+        self._ev = AckWindow()  # marks: event outbox rowids
+        self._drop_epoch = store.drop_epoch
         self._ack_lock = asyncio.Lock()
 
     def wake(self) -> None:
@@ -141,7 +136,7 @@ class Forwarder:
             self._tg.create_task(_raise(), name="uplink-link-lost")
 
     async def run(self) -> None:
-        self._tel_pos = self._tel_high = self._tel_acked = await self.store.acked_seq()
+        self._tel.reset(await self.store.acked_seq())
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -208,23 +203,19 @@ class Forwarder:
 
     async def _issue_events(self) -> bool:
         stored = await self.store.read_events(CONSUMER, _EVENT_BATCH)
-        fresh = [s for s in stored if s.rowid > self._ev_pos]
+        fresh = [s for s in stored if s.rowid > self._ev.pos]
         for item in fresh:
-            entry = [item.rowid, 0]
             payload = event_message(self.gateway_id, item.event)
             await self._window.acquire()
-            self._ev_inflight.append(entry)
-            self._ev_pos = item.rowid
+            ticket = self._ev.issue(item.rowid)
             assert self._tg is not None
-            self._tg.create_task(self._send_event(entry, payload), name="uplink-event")
+            self._tg.create_task(self._send_event(ticket, payload), name="uplink-event")
         return bool(fresh)
 
-    async def _send_event(self, entry: list[int], payload: bytes) -> None:
+    async def _send_event(self, ticket: Ticket, payload: bytes) -> None:
         await self._publish(self.topics.events, payload)
         self.stats.events += 1
-        entry[1] = 1
-        while self._ev_inflight and self._ev_inflight[0][1]:
-            self._ev_high = self._ev_inflight.popleft()[0]
+        self._ev.done(ticket)
         await asyncio.shield(self._write_acks())
 
     # -- telemetry ---------------------------------------------------------------------
@@ -234,37 +225,35 @@ class Forwarder:
         slices = await self._next_slices()
         if not slices:
             return False
-        payload = telemetry_message(self.gateway_id, self.boot, slices)
-        entry = [slices[-1].seq_last, 0]
+        payload = telemetry_message(self.gateway_id, self.boot, slices, self.store.store_id)
         rows = sum(s.rows for s in slices)
         await self._window.acquire()
-        self._tel_inflight.append(entry)
-        self._tel_pos = entry[0]
+        ticket = self._tel.issue(slices[-1].seq_last)
+        self.store.note_sent(slices[-1].seq_last)  # the store never drops rows in flight
         assert self._tg is not None
-        self._tg.create_task(self._send_telemetry(entry, payload, rows), name="uplink-telemetry")
+        self._tg.create_task(self._send_telemetry(ticket, payload, rows),
+                             name="uplink-telemetry")
         return True
 
-    async def _send_telemetry(self, entry: list[int], payload: bytes, rows: int) -> None:
+    async def _send_telemetry(self, ticket: Ticket, payload: bytes, rows: int) -> None:
         await self._publish(self.topics.telemetry, payload)
         self.stats.telemetry_messages += 1
         self.stats.samples += rows
-        entry[1] = 1
-        while self._tel_inflight and self._tel_inflight[0][1]:
-            self._tel_high = self._tel_inflight.popleft()[0]
+        self._tel.done(ticket)
         await asyncio.shield(self._write_acks())
 
     async def _write_acks(self) -> None:
         """Acknowledge the store up to the contiguous marks; concurrent callers coalesce."""
         async with self._ack_lock:
-            if self._tel_high > self._tel_acked:
-                upto = self._tel_high
+            upto = self._tel.unstored()
+            if upto is not None:
                 await self.store.ack_telemetry(upto)
-                self._tel_acked = upto
+                self._tel.stored(upto)
                 self.stats.acked_seq = upto
-            if self._ev_high > self._ev_acked:
-                upto = self._ev_high
+            upto = self._ev.unstored()
+            if upto is not None:
                 await self.store.ack_events(CONSUMER, upto)
-                self._ev_acked = upto
+                self._ev.stored(upto)
         self._wake.set()
 
     async def _next_slices(self) -> list[RowSlice]:
@@ -272,7 +261,7 @@ class Forwarder:
         max_rows, max_bytes = self.cfg.max_samples, self.cfg.max_bytes
         slices: list[RowSlice] = []
         rows = size = 0
-        pos = self._tel_pos
+        pos = self._tel.pos
         while rows < max_rows:
             chunk = await self._chunk_after(pos)
             if chunk is None:
@@ -292,11 +281,23 @@ class Forwarder:
         return slices
 
     async def _chunk_after(self, pos: int) -> ChunkText | None:
+        if self._drop_epoch != self.store.drop_epoch:  # the store dropped unsent rows
+            self._drop_epoch = self.store.drop_epoch
+            self._chunks.clear()
         while self._chunks and self._chunks[0].seq_last <= pos:
             self._chunks.popleft()
-        if not self._chunks:
+        while not self._chunks:
             raw: list[RawTelemetryChunk] = await self.store.read_telemetry_raw(
                 pos, self.cfg.max_samples
             )
-            self._chunks.extend(ChunkText(c.seq_first, c.seq_last, c.payload) for c in raw)
-        return self._chunks[0] if self._chunks else None
+            if not raw:
+                return None
+            for c in raw:
+                try:
+                    self._chunks.append(ChunkText(c.seq_first, c.seq_last, c.payload))
+                except (zlib.error, ValueError) as err:
+                    # A damaged chunk must not stop everything behind it.
+                    await self.store.quarantine_chunk(c.seq_first, f"{type(err).__name__}: "
+                                                      f"{err}")
+                    break
+        return self._chunks[0]

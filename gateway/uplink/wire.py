@@ -79,7 +79,12 @@ class ChunkText:
     def __init__(self, seq_first: int, seq_last: int, payload: bytes) -> None:
         self.seq_first = seq_first
         self.seq_last = seq_last
-        text = zlib.decompress(payload)
+        text = zlib.decompress(payload)  # zlib.error on a damaged chunk (Adler-32 checked)
+        if not (text.startswith(b"[[") and text.endswith(b"]]")) or (
+            text.count(_ROW_SEP) < self.rows - 1  # a string value can only add separators
+        ):
+            raise ValueError(f"stored chunk {seq_first}..{seq_last} is not an array of "
+                             f"{self.rows} rows")
         # b"[[row],[row]]" -> b"[row],[row]"
         self.inner = text[1:-1]
         self._parts: list[bytes] | None = None
@@ -122,10 +127,12 @@ class ChunkText:
         return self._parts
 
 
-def telemetry_message(gateway: str, boot: int, slices: list[RowSlice]) -> bytes:
-    """One telemetry message holding the contiguous ``slices``."""
+def telemetry_message(gateway: str, boot: int, slices: list[RowSlice],
+                      store_id: str) -> bytes:
+    """One telemetry message holding the contiguous ``slices`` of store ``store_id``."""
     head = (
-        f'{{"v":{WIRE_VERSION},"gw":{_dumps(gateway)},"boot":{boot},'
+        f'{{"v":{WIRE_VERSION},"gw":{_dumps(gateway)},"store_id":{_dumps(store_id)},'
+        f'"boot":{boot},'
         f'"seq_first":{slices[0].seq_first},"seq_last":{slices[-1].seq_last},"samples":['
     ).encode()
     return b"".join((head, b",".join(s.text for s in slices), b"]}"))

@@ -17,6 +17,7 @@ from gateway.model import Event, Sample
 from gateway.pipeline import Pipeline
 from gateway.store import Store, read_stats
 from gateway.store.db import OVERFLOW_EVENT
+from gateway.store.errors import StoreError
 
 
 def batch(n: int, ts: int = 1_000, noisy: bool = False) -> list[Sample]:
@@ -145,8 +146,9 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     await store.close()
     with sqlite3.connect(tmp_path / "b.db") as conn:
         conn.execute("UPDATE schema_version SET version = 99 WHERE component = 'core'")
-    with pytest.raises(RuntimeError, match="newer than this fieldgate"):
+    with pytest.raises(StoreError, match="newer than this fieldgate") as err:
         await Store(tmp_path / "b.db").open()
+    assert err.value.exit_code == 65
 
 
 async def test_kv_persists(tmp_path: Path) -> None:

@@ -34,7 +34,8 @@ async def test_example_customer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     def ok(_: Request) -> tuple[int, Any]:
         return 200, {"ok": True}
 
-    cfg = {"devices": [SIM], "plugins": {"customer": "example", "entry_points": False}}
+    cfg = {"devices": [SIM], "plugins": {"customer": "example", "entry_points": False,
+                                         "example": {"may_write": ["*.power_limit_w"]}}}
     async with http_server(ok) as crm, running_app(cfg, tmp_path) as app:
         monkeypatch.setenv("EXAMPLE_CHARGING_WEBHOOK", crm.url + "/charging")
         listed = (await app.commands.execute("plugins.list", {}))["result"]["loaded"]
@@ -51,26 +52,31 @@ async def test_example_customer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         opened = await poll(lambda: orders("open"))
         assert [(o["alarm_id"], o["priority"], o["created_by"]) for o in opened] == [
             ("ex-a1", "urgent", "example")]
-        await component(app).events.deliver(ev)  # a redelivery creates nothing new
+        await component(app).deliver(ev)  # a redelivery creates nothing new
         assert len(await orders("open")) == 1
         await app.pipeline.add_event(Event("alarm_resolved", {**ALARM, "resolved_ts": 3},
                                            device="m1", id="ex-ev-2"))
         (done,) = await poll(lambda: orders("completed"))
         assert done["resolution"] == "alarm cleared by itself"
 
-        # Quota with action limit -> the simulated device gets a power cap.
-        await app.pipeline.add_event(Event("quota_exceeded", {
-            "quota": "q", "devices": ["m1"], "period": "day", "period_start": "d",
-            "period_end": "d", "threshold_pct": 90, "usage_kwh": 9.5, "budget_kwh": 10.0,
-            "usage_pct": 95.0, "action": "limit"}, id="ex-ev-3"))
+        # A quota the rules engine takes no action for, at 100 % -> a power cap.
+        quota = {"quota": "q", "devices": ["m1"], "period": "day", "period_start": "d",
+                 "period_end": "d", "threshold_pct": 100, "usage_kwh": 10.5,
+                 "budget_kwh": 10.0, "usage_pct": 105.0, "action": None}
+        await app.pipeline.add_event(Event("quota_exceeded", quota, id="ex-ev-3"))
         model = app.drivers["simulated"].models["m1"]  # type: ignore[attr-defined]
         await wait_for(lambda: model.setpoint == 5000.0)
 
         # Charging order completed -> one POST to the CRM, not repeated on redelivery.
         charge = Event("charging_order_completed", CHARGE, id="ex-ev-4")
         await app.pipeline.add_event(charge)
-        await wait_for(lambda: crm.requests)
-        await component(app).events.deliver(charge)
+
+        async def noted() -> list[Any]:  # the call finished: the plugin noted the event
+            return [1] if await component(app).db_for("example").kv().get(charge.id) else []
+
+        await poll(noted)
+        assert len(crm.requests) == 1
+        await component(app).deliver(charge)
         assert len(crm.requests) == 1
         assert crm.requests[0].json() == {"order_id": "ex-o1", "charger": "cp-1",
                                           "id_tag": "T", "energy_kwh": 7.0,

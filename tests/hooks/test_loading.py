@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gateway.config.loader import load_config
 from hooks.base import CustomerHooks
 from hooks.manager import FieldgatePluginManager, PluginLoadError
 from tests.hooks.support import SIM, component, config
@@ -40,7 +41,7 @@ async def test_customer_folder_only_overrides_count(tmp_path: Path) -> None:
             "acme"]
         # The no-op defaults are not implementations: no per-sample cost.
         assert comp.runner.implementations("on_energy_data_received") == []
-        assert comp.energy is None and not app.pipeline.observers
+        assert comp.energy.feeds == {} and not app.pipeline.observers
         listed = (await app.commands.execute("plugins.list", {}))["result"]
         assert {"name": "acme", "source": "customer folder",
                 "hooks": ["on_alarm_created"]} in listed["loaded"]
@@ -143,3 +144,52 @@ def test_plain_object_and_class_plugins() -> None:
     with pytest.raises(PluginLoadError, match="unknown hook"):
         pm.register_checked(Unknown(), "unknown")
     assert pm.get_plugin("unknown") is None
+
+
+async def test_original_layout_in_the_state_dir_with_relative_imports(tmp_path: Path) -> None:
+    """``customers/<name>/hooks/__init__.py``, found without ``customer_dir`` under
+    ``<state_dir>/customers`` (running_app puts the state dir in tmp_path/state)."""
+    folder = tmp_path / "state" / "customers" / "acme" / "hooks"
+    folder.mkdir(parents=True)
+    (folder.parent / "__init__.py").write_text("")  # the package marker of the old layout
+    (folder / "rules.py").write_text("SEVERE = ('critical', 'major')\n")
+    (folder / "__init__.py").write_text(
+        "from hooks.base import CustomerHooks\nfrom .rules import SEVERE\n\n"
+        "class AcmeHooks(CustomerHooks):\n"
+        "    async def on_alarm_created(self, alarm_event, device, rule, db):\n"
+        "        return alarm_event.severity in SEVERE\n\n"
+        "hooks = AcmeHooks()\n")
+    cfg = {"devices": [SIM], "plugins": {"customer": "acme", "entry_points": False}}
+    async with running_app(cfg, tmp_path) as app:
+        comp = component(app)
+        assert comp.report.loaded["acme"] == "customer folder"
+        (impl,) = comp.runner.implementations("on_alarm_created")
+        assert impl.plugin_name == "acme"
+        assert impl.function.__code__.co_filename == str(folder / "__init__.py")
+
+
+def test_missing_customer_folder_says_where_it_looked(tmp_path: Path) -> None:
+    from hooks.loader import load_customer
+
+    with pytest.raises(PluginLoadError) as info:
+        load_customer("nobody", None, tmp_path / "state")
+    message = str(info.value)
+    assert "/etc/fieldgate/customers/nobody" in message
+    assert str(tmp_path / "state" / "customers" / "nobody") in message
+    assert "create /etc/fieldgate/customers/nobody/hooks/__init__.py exporting `hooks`" in (
+        message)
+
+
+def test_settings_for_an_unknown_plugin_name_are_warned_about(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.support.app import write_config
+
+    cfg = config(tmp_path, ONLY_ALARMS)
+    cfg["plugins"]["acme"] = {"may_write": ["pv1.power_limit_w"]}
+    cfg["plugins"]["acmee"] = {"may_write": ["pv1.*"]}  # a typo of the name
+    caplog.set_level(logging.WARNING, logger="hooks.component")
+    loaded = load_config(write_config(tmp_path, cfg))
+    section: Any = loaded.plugins  # type: ignore[attr-defined]
+    assert section.settings("acme").may_write == ["pv1.power_limit_w"]
+    assert "plugins: settings for acmee, but no plugin of that name was loaded" in caplog.text
+    assert "settings for acme," not in caplog.text

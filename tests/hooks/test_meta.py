@@ -10,7 +10,7 @@ import pytest
 
 from hooks.base import CustomerHooks
 from hooks.manager import FieldgatePluginManager
-from hooks.spec import ALL_HOOKS, BUSINESS_HOOKS
+from hooks.spec import ALL_HOOKS, BUSINESS_HOOKS, EXTRA_PARAMS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = (ROOT / "docs" / "plugins.md").read_text()
@@ -40,7 +40,7 @@ def test_hook_has_a_test(hook: str) -> None:
 @pytest.mark.parametrize("hook", ALL_HOOKS)
 def test_base_class_matches_spec(hook: str) -> None:
     params = list(inspect.signature(getattr(CustomerHooks, hook)).parameters)[1:]
-    assert params == _argnames(hook)
+    assert params + list(EXTRA_PARAMS.get(hook, ())) == _argnames(hook)
 
 
 @pytest.mark.parametrize("hook", ALL_HOOKS)

@@ -166,3 +166,17 @@ def test_startup_errors_unwraps_groups() -> None:
     assert startup_errors(ExceptionGroup("g", [ExceptionGroup("h", [err])])) == [err]
     assert startup_errors(ExceptionGroup("g", [err, KeyError("bug")])) is None
     assert startup_errors(KeyError("bug")) is None
+
+
+def test_check_config_reports_every_broken_plugin_at_once(tmp_path: Path) -> None:
+    path = _site(tmp_path, "broken", BROKEN_IMPORT, [SIM],
+                 modules=["no_such_plugin_module", "tests.hooks.plugin_bad_signature"])
+    proc = _fieldgate("check-config", str(path))
+    assert proc.returncode == 78, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "fieldgate: 3 plugins failed to load:" in proc.stderr
+    assert "plugin 'no_such_plugin_module': import of no_such_plugin_module failed" in (
+        proc.stderr)
+    assert "plugin 'tests.hooks.plugin_bad_signature': wrong hook signature" in proc.stderr
+    assert "plugin 'broken': import of" in proc.stderr
+    assert "fix or remove these plugins, or set plugins.on_error: skip" in proc.stderr

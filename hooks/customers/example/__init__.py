@@ -4,14 +4,17 @@ Enable it with ``plugins: {customer: example}``. It
 
 - opens a work order for every critical alarm and closes it when the alarm clears;
 - opens a work order for a failed inspection;
-- caps the inverters' power when an energy quota with ``action: limit`` is exceeded;
+- caps the devices' power when an energy quota that has no action of its own in the rules
+  engine (``quota.action`` is None) reaches 100 % (needs
+  ``plugins.example.may_write: ["*.power_limit_w"]``);
 - reports devices going offline to the cloud as a custom uplink message;
 - keeps the peak power per device from the sample stream (cheaply, in memory);
 - offers KPIs: peak power, open work orders, energy charged today;
 - posts a notice of every finished charging session to the CRM webhook in
   ``$EXAMPLE_CHARGING_WEBHOOK`` (once per session, even across restarts).
 
-It was written against the customer design's ``CustomerHooks``; only the import changed.
+It subclasses the customer design's ``CustomerHooks`` and uses only fieldgate's documented
+``db`` (for a plugin ported from the original platform, see tests/hooks/ported/).
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ class ExampleHooks(CustomerHooks):
                                        key=record.record_id)
 
     async def on_quota_exceeded(self, quota: Any, usage: Any, db: Any) -> None:
-        if quota.action != "limit":
+        # quota.action is what the rules engine did itself (e.g. {"limit_charging": ...});
+        # act only where it did nothing, and only once the budget is used up.
+        if quota.action is not None or usage.usage_pct < 100:
             return
         for device_id in quota.devices:
             try:

@@ -25,7 +25,7 @@ def test_readme_includes_the_sample_verbatim() -> None:
 
 
 def test_sample_config_validates_against_the_registered_model() -> None:
-    assert "drivers.modbus" in BUILTIN_DRIVERS and SPEC.name == "modbus"
+    assert "modbus" in BUILTIN_DRIVERS and SPEC.name == "modbus"
     spec = SPEC
     devices = [spec.config_model.model_validate(d) for d in yaml.safe_load(SAMPLE.read_text())]
     assert [d.id for d in devices] == ["meter-main", "pv-inverter", "heat-pump"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pymodbus.framer import FramerType
 
+from drivers.base import WriteResult
 from drivers.modbus.config import ModbusDeviceConfig
 from drivers.modbus.simulator import ModbusSimulator, unit_of
 from gateway.model import DeviceStatus, Quality
@@ -58,7 +59,7 @@ async def test_rtu_over_a_serial_pty_with_two_units(pty_pair: tuple[str, str]) -
         async with running(cfgs) as (drv, ctx):
             assert list(drv.pollers) == [f"rtu://{gw}"]
             await ctx.wait_for(lambda c: {s.device for s in c.samples} == {"m1", "m2"}, 10)
-            assert await drv.write("m2", "sp", -7) == {"written": -7}
+            assert await drv.write("m2", "sp", -7) == WriteResult(-7)
             await ctx.wait_for(
                 lambda c: any(s.device == "m2" and s.point == "sp" and s.value == -7
                               for s in c.samples), 5)

@@ -114,3 +114,71 @@ async def test_site_power_is_shared_between_sessions(make_gateway: Any) -> None:
     await wait_until(lambda: b.state[1].limit_w == 4000.0)
     await gw.command("ocpp.limit")(scope="site", limit_w=None)  # back to max_site_power_w
     await wait_until(lambda: b.state[1].limit_w == 12000.0)
+
+
+# (version, command, arguments, the argument named in the error)
+BAD_ARGUMENTS = [
+    ("1.6", "ocpp.remote_stop", {"transaction_id": "abc"}, "transaction_id"),
+    ("1.6", "ocpp.trigger", {"message": "LogStatusNotification"}, "message"),
+    ("1.6", "ocpp.remote_start", {"id_tag": "x" * 21}, "id_tag"),
+    ("1.6", "ocpp.set_config", {"key": "k" * 51, "value": "1"}, "key"),
+    ("1.6", "ocpp.get_config", {"keys": ["k" * 51]}, "keys"),
+    ("2.0.1", "ocpp.trigger", {"message": "DiagnosticsStatusNotification"}, "message"),
+    ("2.0.1", "ocpp.remote_stop", {"transaction_id": "x" * 37}, "transaction_id"),
+    ("2.0.1", "ocpp.remote_start", {"id_tag": "x" * 37}, "id_tag"),
+    ("2.0.1", "ocpp.set_config", {"key": "C" * 51 + ".V", "value": "1"}, "key"),
+    ("2.0.1", "ocpp.set_config", {"key": "C.V", "value": "v" * 1001}, "value"),
+    ("2.0.1", "ocpp.get_config", {"keys": ["C" * 51 + ".V"]}, "keys"),
+]
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_arguments_the_version_cannot_carry_are_bad_arguments_and_nothing_is_sent(
+    make_gateway: Any, version: str
+) -> None:
+    gw = await make_gateway([server(), charger("cp-1")])
+    sim = gw.sim("cp-1", version)
+    await sim.connect()
+    await sim.boot()
+    cases = [c for c in BAD_ARGUMENTS if c[0] == version]
+    assert cases
+    for _, name, args, field in cases:
+        with pytest.raises(CommandError) as info:
+            await gw.command(name)(charger="cp-1", **args)
+        err = info.value
+        assert err.code == "bad_arguments", (name, args, err.code, err.message)
+        assert err.details["field"] == field, (name, err.details)
+        assert f"OCPP {version}" in err.message and "nothing was sent" in err.message
+    assert sim.received == []  # the charger never saw any of them
+
+
+async def test_charger_error_stays_for_what_a_charger_answered(make_gateway: Any) -> None:
+    gw = await make_gateway([server(), charger("cp-1")])
+    sim = gw.sim("cp-1", "2.0.1")
+    await sim.connect()
+    await sim.boot()
+    del sim.cp.route_map["Reset"]  # the charger answers Reset with a CALLERROR
+    with pytest.raises(CommandError) as info:
+        await gw.command("ocpp.reset")(charger="cp-1")
+    assert info.value.code == "charger_error"
+    assert "NotImplemented" in info.value.message
+
+
+async def test_a_callerror_code_unknown_to_the_library_is_still_a_charger_error(
+    make_gateway: Any
+) -> None:
+    import json
+
+    from tests.drivers.ocpp.test_robustness import BOOT201, exchange, raw_client
+
+    gw = await make_gateway([server(), charger("cp-raw")])
+    ws = await raw_client(gw.url, "cp-raw", "2.0.1")
+    assert (await exchange(ws, json.dumps([2, "b", "BootNotification", BOOT201])))[0] == 3
+    reset = asyncio.create_task(gw.command("ocpp.reset")(charger="cp-raw"))
+    frame = json.loads(await ws.recv())
+    assert frame[2] == "Reset"
+    await ws.send(json.dumps([4, frame[1], "RpcFrameworkError", "not today", {}]))
+    with pytest.raises(CommandError) as info:
+        await reset
+    assert info.value.code == "charger_error" and "RpcFrameworkError" in info.value.message
+    await ws.close()

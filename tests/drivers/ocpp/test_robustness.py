@@ -3,6 +3,7 @@ stays up, and other chargers are unaffected. Plus admission and credentials."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -33,6 +34,11 @@ def fv(version: str) -> str:
     return "FormationViolation" if version == "1.6" else "FormatViolation"
 
 
+def rpc(version: str) -> str:
+    """Not a valid RPC message: 2.0.1 has RpcFrameworkError for it, 1.6 FormationViolation."""
+    return "FormationViolation" if version == "1.6" else "RpcFrameworkError"
+
+
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
 async def test_each_malformed_frame_gets_its_callerror(make_gateway: Any, version: str) -> None:
     gw = await make_gateway([server(max_frame_bytes=2048), charger("cp-raw"), charger("cp-ok")])
@@ -50,10 +56,13 @@ async def test_each_malformed_frame_gets_its_callerror(make_gateway: Any, versio
     assert reply[0] == 3 and reply[2]["status"] == "Accepted"
 
     cases = [
-        ("{not json", "-1", fv(version)),
-        (json.dumps({"a": 1}), "-1", fv(version)),
-        (json.dumps([2, 17, "Heartbeat", {}]), "-1", fv(version)),
-        (json.dumps([2, "m1", "Heartbeat"]), "m1", fv(version)),
+        ("{not json", "-1", rpc(version)),
+        (json.dumps({"a": 1}), "-1", rpc(version)),
+        (json.dumps([2, 17, "Heartbeat", {}]), "-1", rpc(version)),
+        (json.dumps([2, "m1", "Heartbeat"]), "m1", rpc(version)),
+        (json.dumps([3, "m1b"]), "m1b", rpc(version)),
+        (json.dumps([2, "i" * 37, "Heartbeat", {}]), "i" * 36, rpc(version)),
+        (json.dumps([3, "m1c", {}, "extra"]), "m1c", rpc(version)),
         (json.dumps([2, "m2", "Heartbeat", []]), "m2", fv(version)),
         (json.dumps([9, "m3", "Heartbeat", {}]), "m3",
          "ProtocolError" if version == "1.6" else "MessageTypeNotSupported"),
@@ -63,15 +72,16 @@ async def test_each_malformed_frame_gets_its_callerror(make_gateway: Any, versio
         (json.dumps([2, "m6", "Authorize", {"idTag": 12} if version == "1.6"
                      else {"idToken": {"idToken": 12, "type": "ISO14443"}}]),
          "m6", "TypeConstraintViolation"),
-        (json.dumps([2, "m7", "Authorize", {}]), "m7", "ProtocolError"),
+        (json.dumps([2, "m7", "Authorize", {}]), "m7",
+         "OccurenceConstraintViolation" if version == "1.6" else "OccurrenceConstraintViolation"),
         (json.dumps([2, "m8", "Heartbeat", {"pad": "x" * 4000}]), "m8", fv(version)),
     ]
     for frame, uid, code in cases:
         reply = await exchange(ws, frame)
         assert reply[0] == 4 and reply[1] == uid and reply[2] == code, (frame[:60], reply)
         # the connection is still up and serves a good call
-        good = await exchange(ws, json.dumps([2, f"hb-{uid}", "Heartbeat", {}]))
-        assert good[0] == 3 and good[1] == f"hb-{uid}"
+        good = await exchange(ws, json.dumps([2, f"hb-{uid[:8]}", "Heartbeat", {}]))
+        assert good[0] == 3 and good[1] == f"hb-{uid[:8]}"
     # the other charger never noticed
     assert await ok.heartbeat()
     await ws.close()
@@ -148,3 +158,55 @@ async def test_reconnect_replaces_old_connection(make_gateway: Any) -> None:
     assert not first.online
     assert gw.driver.hub.sessions["cp-1"].remote  # the new one is registered
     assert len(gw.driver.hub.sessions) == 1
+
+
+async def test_routine_refusals_log_one_warning_line_and_no_traceback(
+    make_gateway: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    gw = await make_gateway([server(), charger("cp-1", ocpp_versions=["2.0.1"])])
+    caplog.set_level(logging.INFO)
+    port = gw.driver.server.port
+
+    def warnings() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.levelno == logging.WARNING]
+
+    async def refused(case: str, action: Any) -> None:
+        before = len(warnings())
+        await action()
+        async with asyncio.timeout(5):
+            while len(warnings()) == before:
+                await asyncio.sleep(0.01)
+        new = warnings()[before:]
+        assert len(new) == 1, (case, [r.getMessage() for r in new])
+
+    async def bare_connect() -> None:  # a port probe or TCP health check
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+        await writer.wait_closed()
+
+    async def wrong_subprotocol() -> None:
+        with pytest.raises(InvalidStatus) as info:
+            await raw_client(gw.url, "cp-1", "1.6")
+        assert info.value.response.status_code == 400
+
+    async def plain_http() -> None:  # right path and credentials, but no websocket upgrade
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        auth = basic_auth_header("cp-1", PASSWORD)
+        writer.write(f"GET /ocpp/cp-1 HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n"
+                     .encode())
+        assert (await reader.readline()).startswith(b"HTTP/1.1 426")
+        writer.close()
+
+    await refused("bare TCP connect and close", bare_connect)
+    await refused("no shared subprotocol", wrong_subprotocol)
+    await refused("plain HTTP", plain_http)
+    # a charger that does it right afterwards: by then every refusal above was fully handled
+    ok = gw.sim("cp-1", "2.0.1")
+    await ok.connect()
+    assert await ok.boot() == "Accepted"
+    assert [r.getMessage() for r in caplog.records
+            if r.levelno >= logging.ERROR or r.exc_info] == []
+    messages = [r.getMessage() for r in warnings()]
+    assert "127.0.0.1" in messages[0] and "before sending its HTTP request" in messages[0]
+    assert "offered subprotocols ['ocpp1.6']" in messages[1] and "HTTP 400" in messages[1]
+    assert "127.0.0.1" in messages[2]

@@ -20,7 +20,7 @@ SAMPLE = ROOT / "drivers" / "opcua" / "sample.yaml"
 
 def test_sample_config_validates_and_readme_includes_it() -> None:
     raw = yaml.safe_load(SAMPLE.read_text())
-    assert "drivers.opcua" in BUILTIN_DRIVERS
+    assert "opcua" in BUILTIN_DRIVERS
     assert SPEC.name == "opcua" and SPEC.cli is not None
     devices = [SPEC.config_model.model_validate(d) for d in raw["devices"]]
     dev = devices[0]

@@ -10,7 +10,7 @@ import pytest
 from asyncua import ua
 from opcua_helpers import device, running, values
 
-from drivers.base import UnknownPoint, WriteFailed
+from drivers.base import NotWritable, UnknownPoint, WriteFailed, WriteResult
 from drivers.opcua.simulator import InverterSimulator
 from gateway.model import DeviceStatus, Quality
 
@@ -231,11 +231,12 @@ async def test_writes_use_the_node_data_type(sim: InverterSimulator) -> None:
         await ctx.wait_for(lambda c: c.status_of("inv-1") is DeviceStatus.ONLINE, 10)
         # an int to a Double node: no BadTypeMismatch
         result = await driver.write("inv-1", "setpoint", 25)
-        assert result == {"status": "Good", "type": "Double", "value": 25.0}
+        assert result == WriteResult(25.0)
         assert sim.read("PowerSetpoint") == 25.0
         assert isinstance(sim.read("PowerSetpoint"), float)
         # an integral float to an Int32 node
-        assert (await driver.write("inv-1", "max_current", 150.0))["type"] == "Int32"
+        written = (await driver.write("inv-1", "max_current", 150.0)).written
+        assert written == 150 and isinstance(written, int)  # as the Int32 node took it
         assert sim.read("MaxCurrent") == 150
         await driver.write("inv-1", "enabled", 0)
         assert sim.read("Enabled") is False
@@ -243,7 +244,7 @@ async def test_writes_use_the_node_data_type(sim: InverterSimulator) -> None:
             await driver.write("inv-1", "max_current", 1.5)
         with pytest.raises(WriteFailed, match="outside the Int32 range"):
             await driver.write("inv-1", "max_current", 2**40)
-        with pytest.raises(UnknownPoint, match="not writable"):
+        with pytest.raises(NotWritable, match="not writable"):
             await driver.write("inv-1", "power", 1)
         with pytest.raises(UnknownPoint, match="no point"):
             await driver.write("inv-1", "nope", 1)

@@ -11,7 +11,10 @@ import pytest
 from asyncua import ua
 from opcua_helpers import device, running, values
 
+from drivers.opcua.driver import OpcuaDriver
 from drivers.opcua.simulator import InverterSimulator, free_port
+from drivers.testing import RecordingContext
+from gateway.clock import FakeClock
 from gateway.model import DeviceStatus
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -208,3 +211,113 @@ async def test_one_dead_device_does_not_stop_another(
     warnings = [r for r in dead_records if r.levelno == logging.WARNING]
     assert [r.getMessage().rsplit("(attempt ", 1)[1] for r in warnings][:2] == ["1)", "11)"]
     assert len(dead_records) > len(warnings)
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """ERROR and above from anything but the test server's own log."""
+    return [f"{r.name}: {r.getMessage()}" for r in caplog.records
+            if r.levelno >= logging.ERROR and not r.name.startswith("asyncua.server")]
+
+
+async def test_routine_server_restart_logs_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    """A PLC reboot is routine: our WARNING says so; asyncua's publish loop crashing on the
+    dead session ("Publish iteration crashed") must not reach ERROR."""
+    caplog.set_level(logging.DEBUG)
+    port = free_port()
+    sim = InverterSimulator(port=port, period=3600)
+    await sim.start()
+    cfg = device(sim.url, [
+        {"interval": 0.05, "points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]},
+        {"name": "slow", "mode": "polling", "interval": 0.1,
+         "points": [{"name": "soc", "node": "ns=2;s=Inverter.SoC"}]},
+    ])
+    restarted = InverterSimulator(port=port, period=3600)
+    try:
+        async with running(cfg) as (_, ctx):
+            await sim.set("Power", 5.0, D)
+            await ctx.wait_for(lambda c: 5.0 in values(c, "power"), 10)
+            await sim.stop()
+            await ctx.wait_for(lambda c: c.status_of("inv-1") is DeviceStatus.OFFLINE, 10)
+            async with asyncio.timeout(10):  # the outage, until asyncua's publish loop crashed
+                while not any("Publish iteration crashed" in r.getMessage()
+                              for r in caplog.records):
+                    await asyncio.sleep(0.05)
+            await restarted.start()
+            await restarted.set("Power", 6.0, D)
+            await ctx.wait_for(lambda c: 6.0 in values(c, "power"), 15)
+    finally:
+        await sim.stop()
+        await restarted.stop()
+    assert _errors(caplog) == []
+    routed = [r for r in caplog.records if r.name == "drivers.opcua.liblog"]
+    assert routed and all(r.levelno == logging.DEBUG for r in routed)
+    assert any("Publish iteration crashed" in r.getMessage() for r in routed)
+
+
+async def test_unknown_node_in_a_polling_group_warns_once_per_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="drivers.opcua")
+    port = free_port()
+    sim = InverterSimulator(port=port, period=3600)
+    await sim.start()
+    cfg = device(sim.url, [{"name": "plc", "mode": "polling", "interval": 0.05, "points": [
+        {"name": "soc", "node": "ns=2;s=Inverter.SoC"},
+        {"name": "typo", "node": "ns=2;s=Inverter.SoCC"},
+    ]}])
+    restarted = InverterSimulator(port=port, period=3600)
+
+    def warned() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "cannot read point" in r.getMessage()]
+
+    try:
+        async with running(cfg) as (_, ctx):
+            await ctx.wait_for(lambda c: len(values(c, "typo")) >= 5, 10)
+            assert set(values(ctx, "typo")) == {None}
+            assert warned() == [
+                "opcua device inv-1: server cannot read point typo (node ns=2;s=Inverter.SoCC) "
+                "of polling group plc: BadNodeIdUnknown; it is reported bad every cycle - check "
+                "the node id in the config (browse with 'fieldgate opcua browse')"]
+            await sim.stop()
+            await ctx.wait_for(lambda c: c.status_of("inv-1") is DeviceStatus.OFFLINE, 10)
+            await restarted.start()
+            await ctx.wait_for(lambda c: c.status_of("inv-1") is DeviceStatus.ONLINE, 15)
+            n = len(values(ctx, "typo"))
+            await ctx.wait_for(lambda c: len(values(c, "typo")) >= n + 5, 10)
+            assert len(warned()) == 2  # once more on the new connection, not per cycle
+    finally:
+        await sim.stop()
+        await restarted.stop()
+
+
+async def test_probes_often_in_the_first_minute_of_an_outage_then_backs_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No server on the port; the clock is fake, so a long outage takes no real time."""
+    caplog.set_level(logging.INFO, logger="drivers.opcua")
+    cfg = device(f"opc.tcp://127.0.0.1:{free_port()}",
+                 [{"points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]}],
+                 reconnect={"initial_delay": 1.0, "max_delay": 30.0})
+    assert cfg.reconnect.max_delay_first_minute == 2.0  # the default
+    clock = FakeClock()
+    ctx = RecordingContext(clock=clock)
+    driver = OpcuaDriver([cfg], ctx)
+    [(_, factory)] = list(driver.tasks())
+    task = asyncio.create_task(factory())
+    waits: list[float] = []
+    try:
+        while clock.monotonic() < 200:
+            await asyncio.sleep(0.01)
+            waits = [float(r.getMessage().split("reconnecting in ")[1].split(" s")[0])
+                     for r in caplog.records if "reconnecting in" in r.getMessage()]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await driver.close()
+    started = [sum(waits[:i]) for i in range(len(waits))]  # when each wait began
+    first = [w for t, w in zip(started, waits, strict=True) if t < 60]
+    later = [w for t, w in zip(started, waits, strict=True) if t >= 60]
+    assert len(first) >= 30 and max(first) <= 2.0  # a restarting server is seen within 2 s
+    assert later[:5] == pytest.approx([2, 4, 8, 16, 30], rel=0.21)  # then the usual backoff
+    assert max(later) <= 30 * 1.2

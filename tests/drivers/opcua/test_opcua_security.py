@@ -129,6 +129,9 @@ async def test_unknown_server_certificate_is_refused(
     assert ctx.samples == []
     assert DeviceStatus.ONLINE not in [s for _, s, _ in ctx.statuses]
     assert "is not trusted" in caplog.text
+    library_errors = [r.getMessage() for r in caplog.records
+                      if r.levelno >= logging.ERROR and not r.name.startswith("asyncua.server")]
+    assert library_errors == []  # one WARNING of ours, no ERROR from asyncua per attempt
 
 
 async def test_unknown_certificate_allowed_when_configured(

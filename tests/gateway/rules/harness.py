@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.base import DeviceConfig
+from gateway import events as catalogue
 from gateway.clock import FakeClock
 from gateway.model import DeviceStatus, Event, Quality, Sample, Value
 from gateway.rules.config import RulesSection
@@ -35,6 +36,7 @@ class Harness:
         self.engine: RuleEngine
         self.tracker: DeviceStatusService
         self._seen = 0
+        self._injected: set[str] = set()  # ids of events the test made up (driver_events)
 
     async def start(self) -> Harness:
         self.store = Store(self.path)
@@ -81,6 +83,7 @@ class Harness:
 
     async def driver_events(self, *events: Event) -> None:
         assert self.store is not None
+        self._injected.update(e.id for e in events)
         async with self.store.transaction() as tx:
             await tx.add_events(events)
             await self.engine.on_events(list(events), tx)
@@ -94,6 +97,9 @@ class Harness:
         """All events committed so far (of the given types), oldest first."""
         assert self.store is not None
         out = [se.event for se in await self.store.read_events("test", 100_000)]
+        wrong = [p for e in out if e.id not in self._injected
+                 for p in catalogue.problems(e.type, e.body)]
+        assert not wrong, "events that do not match gateway/events.py:\n" + "\n".join(wrong)
         return [e for e in out if not types or e.type in types]
 
     async def new_events(self, *types: str) -> list[Event]:

@@ -35,7 +35,8 @@ async def test_commands_get_replies_and_bad_ones_never_crash(
     mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway.uplink")
-    cfg = site(mosquitto, devices=1, interval=0.2, command_max_bytes=1024)
+    cfg = site(mosquitto, devices=1, interval=0.2, command_max_bytes=1024,
+               commands={"allow": ["@read", "write"]})
     async with (
         WireRecorder(mosquitto.host, mosquitto.port, BASE) as rec,
         running_app(cfg, tmp_path) as app,
@@ -81,7 +82,7 @@ async def test_commands_get_replies_and_bad_ones_never_crash(
 
 
 async def test_a_redelivered_request_runs_once(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    cfg = site(mosquitto, devices=1, interval=0.2)
+    cfg = site(mosquitto, devices=1, interval=0.2, commands={"allow": ["write"]})
     request = {"id": "same", "args": {"device": "sim-0", "point": "power_limit_w", "value": 7}}
     async with WireRecorder(mosquitto.host, mosquitto.port, BASE) as rec:
         async with (
@@ -122,7 +123,7 @@ async def test_a_redelivered_request_runs_once(mosquitto: Mosquitto, tmp_path: P
 async def test_reload_reply_is_published_before_the_rebuild(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    cfg = site(mosquitto, devices=1, interval=0.2)
+    cfg = site(mosquitto, devices=1, interval=0.2, commands={"allow": ["@read", "reload"]})
     async with (
         WireRecorder(mosquitto.host, mosquitto.port, BASE) as rec,
         running_app(cfg, tmp_path) as app,

@@ -41,7 +41,7 @@ def test_slices_equal_the_rows_they_name(batch: list[tuple], max_rows: int, max_
         assert part is not None and part.seq_first == pos
         assert part.rows <= max_rows
         assert part.nbytes <= max_bytes or part.rows == 1
-        body = json.loads(telemetry_message("gw", 3, [part]))
+        body = json.loads(telemetry_message("gw", 3, [part], "s1"))
         assert not list(validator.iter_errors(body))
         assert body["seq_first"] == pos and body["seq_last"] == part.seq_last
         assert body["samples"] == expected[pos - seq_first: part.seq_last - seq_first + 1]

@@ -1,0 +1,186 @@
+"""Bench: start-up cost of the CLI and idle memory of a Modbus-only site (issue 11 item 8).
+
+1. ``fieldgate --help`` and ``fieldgate --version``: wall time and peak RSS of the process,
+   median of ``--runs`` fresh processes. Goal: ``--help`` under 0.3 s.
+2. A Modbus-only site: one meter (the Eastron SDM630 profile) polled every second from a
+   Modbus simulator running in ANOTHER process, the uplink to a local mosquitto (if installed;
+   otherwise the uplink is disabled and the result says so). After ``--idle`` seconds the
+   daemon's RSS is read with psutil; the run counts only if the meter's samples reached the
+   buffer. Median of ``--runs`` fresh daemons. Goal: <= 50 MB.
+
+    python bench/startup.py [--runs 5] [--idle 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._util import median, save  # noqa: E402
+
+MEGA = 1024 * 1024
+METER = {"id": "meter-01", "type": "modbus", "host": "127.0.0.1", "unit": 1,
+         "profile": "eastron-sdm630", "interval": 1.0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def fieldgate_cmd() -> list[str]:
+    """``python -m gateway`` run from this checkout (what the ``fieldgate`` script runs)."""
+    return [sys.executable, "-m", "gateway"]
+
+
+def time_cli(arg: str) -> dict[str, float]:
+    """Wall time and peak RSS of one ``fieldgate <arg>`` process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*fieldgate_cmd(), arg], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"fieldgate {arg} exited {proc.returncode}")
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss * 1024 / MEGA}
+
+
+def serve_modbus(port: int) -> None:
+    """Run the Modbus simulator for METER until killed (the ``--serve-modbus`` mode)."""
+    from drivers.modbus.config import ModbusDeviceConfig
+    from drivers.modbus.simulator import ModbusSimulator, unit_of
+
+    cfg = ModbusDeviceConfig.model_validate({**METER, "port": port})
+
+    async def main() -> None:
+        sim = ModbusSimulator([unit_of(cfg)], port=port)
+        await sim.start()
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def site_config(workdir: Path, modbus_port: int, mqtt_port: int | None) -> Path:
+    uplink = (f"uplink:\n  broker: {{host: 127.0.0.1, port: {mqtt_port}}}\n"
+              if mqtt_port else "uplink:\n  enabled: false\n")
+    meter = {**METER, "port": modbus_port}
+    path = workdir / "site.yaml"
+    path.write_text(
+        f"gateway:\n  id: bench-gw\n  state_dir: {workdir / 'state'}\n"
+        f"{uplink}"
+        f"devices:\n  - {json.dumps(meter)}\n"
+    )
+    return path
+
+
+def idle_rss(workdir: Path, idle: float, mosquitto: str | None) -> dict[str, Any]:
+    import psutil
+
+    from gateway.store import read_stats
+
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        modbus_port = free_port()
+        procs.append(subprocess.Popen([sys.executable, __file__, "--serve-modbus",
+                                       str(modbus_port)], stdout=subprocess.DEVNULL))
+        mqtt_port = None
+        if mosquitto:
+            mqtt_port = free_port()
+            conf = workdir / "mosquitto.conf"
+            conf.write_text(f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\n")
+            procs.append(subprocess.Popen([mosquitto, "-c", str(conf)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_port(mqtt_port)
+        wait_port(modbus_port)
+        config = site_config(workdir, modbus_port, mqtt_port)
+        daemon = subprocess.Popen([*fieldgate_cmd(), "run", "-c", str(config)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+        procs.append(daemon)
+        time.sleep(idle)  # the measurement itself: the daemon idles, polling once a second
+        if daemon.poll() is not None:
+            err = daemon.stderr.read().decode() if daemon.stderr else ""
+            raise RuntimeError(f"the daemon exited ({daemon.returncode}): {err[-2000:]}")
+        rss = psutil.Process(daemon.pid).memory_info().rss / MEGA
+        stats = read_stats(workdir / "state" / "buffer.sqlite3")
+        polled = stats.next_seq - 1
+        if polled <= 0:
+            raise RuntimeError("the meter's samples never reached the buffer: not a valid run")
+        return {"rss_mb": rss, "samples_stored": polled, "uplink": "mosquitto" if mqtt_port
+                else "disabled"}
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--idle", type=float, default=10.0, help="seconds idle before reading RSS")
+    ap.add_argument("--serve-modbus", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve_modbus:
+        serve_modbus(args.serve_modbus)
+        return
+    runs: list[dict[str, Any]] = []
+    for _ in range(args.runs):
+        run: dict[str, Any] = {"help": time_cli("--help"), "version": time_cli("--version")}
+        with tempfile.TemporaryDirectory(prefix="fieldgate-startup-") as tmp:
+            run["idle"] = idle_rss(Path(tmp), args.idle, shutil.which("mosquitto"))
+        runs.append(run)
+        print(f"run: --help {run['help']['seconds']:.3f} s, --version "
+              f"{run['version']['seconds']:.3f} s / {run['version']['peak_rss_mb']:.1f} MB, "
+              f"idle {run['idle']['rss_mb']:.1f} MB", flush=True)
+    figures = {
+        "help_seconds": median([r["help"]["seconds"] for r in runs]),
+        "help_peak_rss_mb": median([r["help"]["peak_rss_mb"] for r in runs]),
+        "version_seconds": median([r["version"]["seconds"] for r in runs]),
+        "version_peak_rss_mb": median([r["version"]["peak_rss_mb"] for r in runs]),
+        "idle_rss_mb": median([r["idle"]["rss_mb"] for r in runs]),
+        "idle_seconds": args.idle,
+        "uplink": runs[0]["idle"]["uplink"],
+    }
+    path = save("startup", figures, runs)
+    print(f"fieldgate --help: {figures['help_seconds']:.3f} s (goal < 0.3 s), peak "
+          f"{figures['help_peak_rss_mb']:.1f} MB")
+    print(f"fieldgate --version: {figures['version_seconds']:.3f} s, peak "
+          f"{figures['version_peak_rss_mb']:.1f} MB")
+    print(f"Modbus-only site idle RSS after {args.idle:g} s: {figures['idle_rss_mb']:.1f} MB "
+          f"(goal <= 50 MB; uplink {figures['uplink']})")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""What the pipeline keeps while the store cannot write (a full disk).
+
+A commit that fails keeps its samples and events here; the pipeline retries with a capped
+backoff and the drivers wait on the full queue meanwhile (backpressure). Each retry adds what
+was queued, up to ``max_samples`` held in memory; beyond that the oldest held samples are
+dropped and counted exactly (they never had sequence numbers: a failed commit uses none).
+
+Events (see docs/wire-format.md):
+
+- ``disk_full`` when the first commit fails: error, since_ts, max_held_samples. It is
+  committed as soon as anything can be (often together with the held data).
+- ``disk_full_cleared`` with the first commit that succeeds again: since_ts, until_ts,
+  failed_commits, dropped_samples, dropped_ts_first, dropped_ts_last (null when none).
+
+While it lasts, ``Store.write_error`` is ``"disk full: ..."``, shown by ``buffer.stats``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from gateway.model import Event, Sample, now_ms
+from gateway.store.errors import is_disk_full
+
+if TYPE_CHECKING:
+    from gateway.store.db import Store
+
+log = logging.getLogger(__name__)
+
+DISK_FULL_EVENT = "disk_full"
+DISK_FULL_CLEARED_EVENT = "disk_full_cleared"
+
+
+class CommitFailed(Exception):
+    """The store could not commit; the batch is held for the next attempt."""
+
+
+class HeldBatch:
+    def __init__(self, max_samples: int) -> None:
+        self.max_samples = max_samples
+        self.samples: list[Sample] = []
+        self._events: list[Event] = []
+        self.attempts = 0
+        self.since_ms: int | None = None
+        self.disk_full = False
+        self.dropped = 0
+        self.dropped_ts: tuple[int, int] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.samples or self._events)
+
+    def take(self) -> list[Sample]:
+        samples, self.samples = self.samples, []
+        return samples
+
+    def events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def keep(self, batch: list[Sample], events: list[Event], err: Exception,
+             store: Store) -> None:
+        self.attempts += 1
+        self._events = events + self._events
+        excess = len(batch) - self.max_samples
+        if excess > 0:
+            self._drop(batch[:excess])
+            batch = batch[excess:]
+        self.samples = batch + self.samples
+        if self.since_ms is None:
+            self.since_ms = now_ms()
+            self.disk_full = is_disk_full(err)
+            store.write_error = f"{'disk full' if self.disk_full else 'write failed'}: {err}"
+            log.error("store %s cannot commit (%s): holding %d samples in memory (at most "
+                      "%d) and retrying; free disk space or lower store.max_bytes",
+                      store.path, err, len(self.samples), self.max_samples)
+            if self.disk_full:
+                self._events.insert(0, Event(DISK_FULL_EVENT, {
+                    "error": str(err), "since_ts": self.since_ms,
+                    "max_held_samples": self.max_samples,
+                }))
+
+    def _drop(self, samples: list[Sample]) -> None:
+        ts = [s[2] for s in samples]
+        lo, hi = min(ts), max(ts)
+        if self.dropped_ts is not None:
+            lo, hi = min(lo, self.dropped_ts[0]), max(hi, self.dropped_ts[1])
+        self.dropped += len(samples)
+        self.dropped_ts = (lo, hi)
+        log.error("store cannot commit and %d samples are held already: dropped the oldest %d "
+                  "(%d dropped since the store stopped writing)", self.max_samples,
+                  len(samples), self.dropped)
+
+    def committed(self, store: Store) -> Event | None:
+        """A commit went through: the episode (if any) is over; returns the event that says
+        so, for the next commit."""
+        if self.since_ms is None:
+            return None
+        until = now_ms()
+        event = Event(DISK_FULL_CLEARED_EVENT if self.disk_full else "store_write_recovered", {
+            "since_ts": self.since_ms, "until_ts": until, "failed_commits": self.attempts,
+            "dropped_samples": self.dropped,
+            "dropped_ts_first": self.dropped_ts[0] if self.dropped_ts else None,
+            "dropped_ts_last": self.dropped_ts[1] if self.dropped_ts else None,
+        })
+        log.warning("store %s commits again after %d failed attempts; %d samples dropped "
+                    "meanwhile", store.path, self.attempts, self.dropped)
+        store.write_error = None
+        self.__init__(self.max_samples)  # type: ignore[misc]
+        return event
+
+    def give_up(self, store: Store) -> None:
+        """At shutdown, when the store still cannot write: count what is lost."""
+        if self.samples:
+            self._drop(self.samples)
+        log.error("store %s still cannot commit at shutdown: %d samples held in memory are "
+                  "lost (%d dropped in total since it stopped writing)", store.path,
+                  len(self.samples), self.dropped)
+        self.samples, self._events = [], []

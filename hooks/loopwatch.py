@@ -1,0 +1,145 @@
+"""A watch on the event loop: who blocked it, and for how long.
+
+Everything in fieldgate shares one event loop. An ``async def`` hook that makes a blocking
+call (``time.sleep``, ``requests.get``, a busy loop) stops the pollers, the pipeline, the
+uplink and the commands until it returns; no timeout can fire, because timeouts need the
+loop too. So a thread outside the loop watches a heartbeat the loop updates a few times per
+``plugins.loop_stall_warn``. When the heartbeat is older than that, the thread logs what the
+loop is running: the task, the Python frame, and the plugin and hook when it is one. It
+counts the stall (``plugins.stats`` -> ``loop``) and logs again when the loop runs again,
+with the stall's length. It cannot stop the blocking call; it makes it visible in minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.tasks
+import logging
+import sys
+import threading
+import time
+import traceback
+from types import CodeType, FrameType
+from typing import Any
+
+from hooks.manager import HookRunner
+
+log = logging.getLogger(__name__)
+
+
+class LoopWatch:
+    def __init__(self, runner: HookRunner, warn_s: float) -> None:
+        self.runner = runner
+        self.warn_s = warn_s
+        self.period = min(0.05, warn_s / 5)
+        self.stalls = 0
+        self.longest_s = 0.0
+        self.by_plugin: dict[str, int] = {}
+        self.last: dict[str, Any] | None = None
+        self._beat = time.monotonic()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start watching the running loop (call from the loop)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._tick()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, name="loop-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._thread is not None:
+            self._thread.join(timeout=1)
+
+    def _tick(self) -> None:
+        self._beat = time.monotonic()
+        assert self._loop is not None
+        self._handle = self._loop.call_later(self.period, self._tick)
+
+    # -- the watching thread -------------------------------------------------------------
+
+    def _watch(self) -> None:
+        reported: float | None = None  # the heartbeat of the stall being reported
+        while not self._stop.wait(self.period):
+            beat = self._beat
+            now = time.monotonic()
+            if reported is not None and beat != reported:
+                self._ended(beat - reported)
+                reported = None
+            if reported is None and now - beat > self.warn_s + self.period:
+                reported = beat
+                try:
+                    self._report(now - beat)
+                except Exception:  # never let the watch die of its own report
+                    log.exception("loop watch: cannot describe the stall")
+
+    def _report(self, blocked_s: float) -> None:
+        loop = self._loop
+        current: dict[Any, asyncio.Task[Any]] = getattr(asyncio.tasks, "_current_tasks", {})
+        task = current.get(loop) if loop is not None else None
+        frame = sys._current_frames().get(self._loop_thread)
+        plugin, hook = self._culprit(task, frame)
+        self.stalls += 1
+        if plugin:
+            self.by_plugin[plugin] = self.by_plugin.get(plugin, 0) + 1
+        where = _where(frame)
+        self.last = {"task": task.get_name() if task is not None else None,
+                     "plugin": plugin, "hook": hook, "where": where,
+                     "since_ms": int(time.time() * 1000 - blocked_s * 1000),
+                     "duration_s": None}
+        who = f"plugin {plugin}, hook {hook}" if plugin else "no plugin hook"
+        stack = "".join(traceback.format_stack(frame, limit=6)) if frame else ""
+        log.warning(
+            "event loop blocked for %.2f s so far (plugins.loop_stall_warn %.2f s): %s, "
+            "task %s, at %s. Nothing else runs meanwhile (pollers, pipeline, commands). A "
+            "blocking call in an async def hook does this: use await (asyncio.sleep, an "
+            "async client) or make the hook a plain def, which runs in a worker thread."
+            "\n%s", blocked_s, self.warn_s, who, self.last["task"], where, stack)
+
+    def _ended(self, duration_s: float) -> None:
+        self.longest_s = max(self.longest_s, duration_s)
+        if self.last is not None:
+            self.last["duration_s"] = round(duration_s, 3)
+            log.warning("event loop ran again after a stall of %.2f s (%s)", duration_s,
+                        f"plugin {self.last['plugin']}, hook {self.last['hook']}"
+                        if self.last["plugin"] else f"task {self.last['task']}")
+
+    def _culprit(self, task: asyncio.Task[Any] | None, frame: FrameType | None
+                 ) -> tuple[str | None, str | None]:
+        """The plugin and hook running: from the hook call the task is in, else from a
+        frame of a hook implementation on the stack."""
+        call = self.runner.call_of(task)
+        if call is not None:
+            return call.plugin, call.hook
+        codes: dict[CodeType, tuple[str, str]] = {}
+        for hook_caller in list(vars(self.runner.pm.hook).values()):
+            for impl in getattr(hook_caller, "get_hookimpls", list)():
+                code = getattr(impl.function, "__code__", None)
+                if code is not None:
+                    codes[code] = (impl.plugin_name, hook_caller.name)
+        while frame is not None:
+            found = codes.get(frame.f_code)
+            if found:
+                return found
+            frame = frame.f_back
+        return None, None
+
+    def stats(self) -> dict[str, Any]:
+        return {"stall_warn_s": self.warn_s, "stalls": self.stalls,
+                "longest_s": round(self.longest_s, 3), "by_plugin": dict(self.by_plugin),
+                "last": dict(self.last) if self.last else None}
+
+
+def _where(frame: FrameType | None) -> str:
+    if frame is None:
+        return "unknown frame"
+    code = frame.f_code
+    return f"{code.co_filename}:{frame.f_lineno} in {code.co_name}"
