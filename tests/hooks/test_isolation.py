@@ -136,10 +136,8 @@ async def test_energy_hook_isolation(tmp_path: Path, caplog: pytest.LogCaptureFi
         assert (await app.store.stats()).next_seq > seq0 + 20
         # The hanging plugin's drops are its own: the other one got every sample.
         assert raiser.dropped_samples == 0
-        async def raiser_caught_up() -> bool:
-            return raiser.delivered_samples >= (await app.store.stats()).next_seq - seq0
-
-        await wait_for(raiser_caught_up)
+        committed = (await app.store.stats()).next_seq - seq0
+        await wait_for(lambda: raiser.delivered_samples >= committed)
         stats = comp.runner.snapshot()
         assert stats["energy-raiser"]["on_energy_data_received"]["errors"] >= 1
         assert stats["energy-hanger"]["on_energy_data_received"]["timeouts"] >= 1
