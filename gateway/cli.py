@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
@@ -14,7 +13,6 @@ from drivers.registry import cli_installers
 from gateway import __version__
 from gateway.config.errors import EX_CONFIG, ConfigError
 from gateway.errors import StartupError, startup_errors
-from gateway.store.errors import StoreError
 
 DEFAULT_CONFIG = Path("/etc/fieldgate/fieldgate.yaml")
 
@@ -32,10 +30,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(err.issues)} problem(s) in the config; nothing was started.",
               file=sys.stderr)
         return EX_CONFIG
-    except StoreError as err:  # one line; exit 65 or 73 (documented in the README)
-        print(f"fieldgate: {err} (exit code {err.exit_code})", file=sys.stderr)
-        return err.exit_code
     except StartupError as err:
+        # imported here, not at the top: the store pulls in pydantic and aiosqlite, which
+        # `fieldgate --help` must not pay for (and by now the store module is loaded anyway)
+        from gateway.store.errors import StoreError
+
+        if isinstance(err, StoreError):  # one line; exit 65 or 73 (documented in the README)
+            print(f"fieldgate: {err} (exit code {err.exit_code})", file=sys.stderr)
+            return err.exit_code
         return _startup_failed([err])
     except KeyboardInterrupt:
         return 130
@@ -164,6 +166,8 @@ def _load(path: Path) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from gateway.logs import setup_logging
     from gateway.runtime import App
 
@@ -248,6 +252,8 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def _send(config_path: Path, name: str, payload: Any) -> int:
+    import asyncio
+
     from gateway.control import ControlUnreachable, send_command
 
     config = _load(config_path)

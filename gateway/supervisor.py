@@ -9,6 +9,8 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from gateway.clock import Clock, SystemClock
+
 log = logging.getLogger(__name__)
 
 TaskFactory = Callable[[], Awaitable[None]]
@@ -50,9 +52,12 @@ class Supervisor:
     #: A run that lasted this long counts as healthy and resets the backoff.
     healthy_after = 60.0
 
-    def __init__(self, group: asyncio.TaskGroup, backoff_cap: float = 30.0) -> None:
+    def __init__(self, group: asyncio.TaskGroup, backoff_cap: float = 30.0,
+                 clock: Clock | None = None) -> None:
         self._group = group
         self._backoff_cap = backoff_cap
+        #: Times runs and waits out the restart backoff (a FakeClock in tests).
+        self.clock: Clock = clock or SystemClock()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.stats: dict[str, TaskStats] = {}
 
@@ -66,9 +71,9 @@ class Supervisor:
 
     async def _run(self, name: str, factory: TaskFactory) -> None:
         backoff = Backoff(cap=self._backoff_cap)
-        loop = asyncio.get_running_loop()
+        clock = self.clock
         while True:
-            started = loop.time()
+            started = clock.monotonic()
             try:
                 await factory()
             except asyncio.CancelledError:
@@ -77,14 +82,14 @@ class Supervisor:
                 stats = self.stats.setdefault(name, TaskStats())
                 stats.restarts += 1
                 stats.last_error = f"{type(err).__name__}: {err}"
-                if loop.time() - started > self.healthy_after:
+                if clock.monotonic() - started > self.healthy_after:
                     backoff.reset()
                 delay = backoff.next_delay()
                 log.error(
                     "task %s crashed (%s); restarting in %.1f s (restart #%d)",
                     name, stats.last_error, delay, stats.restarts, exc_info=err,
                 )
-                await asyncio.sleep(delay)
+                await clock.sleep(delay)
                 continue
             log.info("task %s finished", name)
             return

@@ -35,7 +35,7 @@ from gateway.events import (
     WORK_ORDER_COMPLETED,
     WORK_ORDER_CREATED,
 )
-from gateway.model import Event, Value, event_id, now_ms
+from gateway.model import Event, Value, event_id
 from gateway.store.kv import KV
 from hooks.models import Device, WorkOrder, from_body
 
@@ -185,7 +185,7 @@ class _Backend:
         ``key=alarm_event.alarm_id``); by default the order is keyed by this plugin, the
         event being handled and the title."""
         order_id = self._stable_id("work_order", key, title)
-        ts = now_ms()
+        ts = self._app.clock.now_ms()
         row = (order_id, title, description, device, alarm_id, priority, "open",
                self.plugin, ts, None, "")
         async with self._app.store.transaction() as tx:
@@ -207,7 +207,8 @@ class _Backend:
         async with self._app.store.transaction() as tx:
             cur = await tx.execute(
                 "UPDATE work_orders SET status = 'completed', completed_ts = ?, resolution = ? "
-                "WHERE id = ? AND status = 'open'", (now_ms(), resolution, order_id))
+                "WHERE id = ? AND status = 'open'",
+                (self._app.clock.now_ms(), resolution, order_id))
             changed = cur.rowcount == 1
             # Closed at once: a half-read cursor keeps a read open, and the WAL checkpoint
             # at close then fails ("database table is locked").
@@ -227,7 +228,8 @@ class _Backend:
         """Record a completed inspection; emits ``inspection_completed``. Returns its id."""
         record_id = self._stable_id("inspection", key, f"{device}|{inspector}|{result}")
         body = {"record_id": record_id, "device": device, "inspector": inspector,
-                "result": result, "findings": findings, "completed_ts": now_ms()}
+                "result": result, "findings": findings,
+                "completed_ts": self._app.clock.now_ms()}
         await self._emit(INSPECTION_COMPLETED, body, device, record_id)
         return record_id
 
@@ -236,7 +238,8 @@ class _Backend:
         """Announce a generated report file; emits ``report_generated``. Returns its id."""
         report_id = self._stable_id("report", key, f"{name}|{file_path}")
         body = {"report_id": report_id, "name": name, "period": period, "format": format,
-                "file_path": file_path, "generated_ts": now_ms()}
+                "file_path": file_path,
+                "generated_ts": self._app.clock.now_ms()}
         await self._emit(REPORT_GENERATED, body, None, report_id)
         return report_id
 

@@ -6,7 +6,6 @@ beside a developer's own demo; everything else is config/demo.yaml as shipped.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import yaml
 from gateway.model import DeviceStatus
 from tests.support.app import running_app
 from tests.support.mosquitto import free_port
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,14 +38,19 @@ async def test_demo_site_runs_every_part(tmp_path: Path) -> None:
     cfg = demo_config()
     devices = {d["id"] for d in cfg["devices"]}
     async with running_app(cfg, tmp_path) as app:
-        for _ in range(150):
-            online = {d for d, (s, _, _) in app.status.snapshot().items()
-                      if s in (DeviceStatus.ONLINE, DeviceStatus.ALARM)}
+        def online() -> set[str]:
+            return {d for d, (s, _, _) in app.status.snapshot().items()
+                    if s in (DeviceStatus.ONLINE, DeviceStatus.ALARM)}
+
+        async def up_and_forwarding() -> bool:
             stats = (await app.commands.execute("uplink.stats", {}))["result"]
-            if online == devices and stats["samples"] > 0:
-                break
-            await asyncio.sleep(0.1)
-        assert online == devices, f"not online: {devices - online}"
+            return online() == devices and stats["samples"] > 0
+
+        try:
+            await wait_until(up_and_forwarding, 15, what="every device online, data forwarded")
+        except AssertionError as err:
+            raise AssertionError(f"not online: {devices - online()}") from err
+        stats = (await app.commands.execute("uplink.stats", {}))["result"]
         assert stats["connected"] and stats["samples"] > 0, stats
         ping = await app.commands.execute("ping", {})
         assert ping["ok"] and ping["result"]["gateway"] == "test-gw"

@@ -135,7 +135,7 @@ class ChannelsComponent(Component):
                                  f"{target.type!r}; known: {', '.join(sorted(types))}")
             self.channels[name] = cls(name, target)
             self.senders[name] = Sender(self.ctx.store, self.channels[name], self.section,
-                                        self.wake[name], self.ctx.clock.now_ms)
+                                        self.wake[name], self.ctx.clock)
         await self.ctx.store.register_consumer(CONSUMER)
         self.ctx.commands.register(Command("channels.stats", NoArgs, self._stats,
                                            "Pending, sent, failed notices per channel.",

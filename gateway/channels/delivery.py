@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway.channels.base import Channel, DeliveryError, Message
+from gateway.clock import Clock
 from gateway.model import Event
 from gateway.supervisor import backoff_delay
 
@@ -131,12 +132,13 @@ class Sender:
     """Delivers one channel's queue in order, with capped, jittered exponential backoff."""
 
     def __init__(self, store: Store, channel: Channel, section: ChannelsSection,
-                 wake: asyncio.Event, now_ms: Any) -> None:
+                 wake: asyncio.Event, clock: Clock) -> None:
         self.store = store
         self.channel = channel
         self.section = section
         self.wake = wake
-        self.now_ms = now_ms
+        self.clock = clock  # the retry schedule runs on it (a FakeClock in tests)
+        self.now_ms = clock.now_ms
         self.sent = self.failed = self.retries = 0
         self.last_error: str | None = None
 
@@ -153,7 +155,7 @@ class Sender:
             seq, event_id, text, attempts, next_ms = row
             wait_s = (next_ms - self.now_ms()) / 1000
             if wait_s > 0:
-                await asyncio.sleep(wait_s)
+                await self.clock.sleep(wait_s)
             await self._attempt(seq, event_id, Message.from_json(text), attempts + 1)
 
     async def _attempt(self, seq: int, event_id: str, message: Message, attempt: int) -> None:

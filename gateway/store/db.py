@@ -24,8 +24,9 @@ from typing import Any
 
 import aiosqlite
 
+from gateway.clock import Clock, SystemClock
 from gateway.config.models import Durability
-from gateway.model import Batch, Event, now_ms
+from gateway.model import Batch, Event
 from gateway.store import drops, opening
 from gateway.store.codec import decode_chunk, encode_chunk
 from gateway.store.drops import OVERFLOW_EVENT, DropRun, overflow_event
@@ -117,8 +118,11 @@ class Store:
         max_bytes: int = 2_000_000_000,
         durability: Durability = Durability.NORMAL,
         on_corrupt: str = "quarantine",
+        clock: Clock | None = None,
     ) -> None:
         self.path = path
+        #: Stamps the store's own events (buffer_overflow) and paces them (a FakeClock in tests).
+        self.clock: Clock = clock or SystemClock()
         self.max_bytes = max_bytes
         self.durability = durability
         self.on_corrupt = on_corrupt
@@ -258,7 +262,7 @@ class Store:
         await self.conn.execute("BEGIN IMMEDIATE")
         tx = Tx(self.conn, self)
         await tx.add_events([overflow_event(self._drops, self.store_id, self.max_bytes,
-                                            now_ms())])
+                                            self.clock.now_ms())])
         await self.conn.execute("COMMIT")
         self._drops = DropRun()
 
@@ -288,10 +292,10 @@ class Store:
         self._payload_bytes += tx.payload_delta
         if tx.dropped.count:
             self.drop_epoch += 1
-            self._last_drop_ms = now_ms()
+            self._last_drop_ms = self.clock.now_ms()
         if tx.drops_reported:
             self._drops = DropRun()
-            self._last_overflow_event_ms = now_ms()
+            self._last_overflow_event_ms = self.clock.now_ms()
         else:
             self._drops = self._drops.merged(tx.dropped)
         if tx.telemetry_added:
@@ -400,7 +404,7 @@ class Store:
         pending = self._drops.merged(tx.dropped)
         if not pending.count:
             return
-        now = now_ms()
+        now = self.clock.now_ms()
         stopped = tx.dropped.count == 0
         if stopped and now - self._last_drop_ms < drops.QUIET_MS:
             return
@@ -490,7 +494,7 @@ class Store:
             seq_last, nbytes, payload = row
             await tx.execute(
                 "INSERT OR REPLACE INTO telemetry_quarantine VALUES (?,?,?,?,?)",
-                (seq_first, seq_last, now_ms(), reason, payload),
+                (seq_first, seq_last, self.clock.now_ms(), reason, payload),
             )
             await tx.execute("DELETE FROM telemetry WHERE seq_first = ?", (seq_first,))
             tx.payload_delta -= int(nbytes)

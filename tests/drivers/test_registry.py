@@ -16,11 +16,12 @@ import pytest
 from drivers.registry import BUILTIN_DRIVERS, LazyDriver, config_model, get_driver, names
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("asyncua", "ocpp", "pymodbus", "websockets", "cryptography")
+HEAVY = ("asyncua", "ocpp", "pymodbus", "websockets", "cryptography", "pydantic", "aiosqlite")
 
 
 def loaded_after(code: str) -> list[str]:
-    """Run ``code`` in a fresh interpreter; return which heavy libraries it imported."""
+    """Run ``code`` in a fresh interpreter; return which heavy libraries it imported
+    (pydantic and aiosqlite too: the CLI must not pay for them before it parses)."""
     probe = textwrap.dedent(code) + textwrap.dedent(f"""
         import json, sys
         print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))
@@ -60,7 +61,7 @@ def test_modbus_only_config_imports_only_pymodbus(tmp_path: Path) -> None:
         assert [d.type for d in config.devices] == ["modbus"]
         get_driver("modbus")  # what the runtime does to build the driver
     """
-    assert loaded_after(code) == ["pymodbus"]
+    assert loaded_after(code) == ["aiosqlite", "pydantic", "pymodbus"]
 
 
 def test_unknown_type_still_names_every_registered_type(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 from gateway.control import send_command
 from gateway.logring import LogRing
 from tests.support.app import running_app
+from tests.support.wait import wait_until
 
 
 def record(ring: LogRing, name: str, level: int, msg: str) -> None:
@@ -60,10 +60,8 @@ async def test_logs_tail_and_a_level_that_reverts(tmp_path: Path) -> None:
                                                           "level": "DEBUG", "ttl": 0.5})
         assert raised["ok"] and raised["result"]["level"] == "DEBUG"
         chatty.debug("now shown")
-        deadline = time.monotonic() + 10
-        while chatty.level != logging.INFO:  # reverts by itself
-            assert time.monotonic() < deadline, "the level did not revert"
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: chatty.level == logging.INFO, 10,  # reverts by itself
+                         what="the level reverted")
         chatty.debug("hidden again")
         tail = await send_command(state, "logs.tail", {"logger": "fieldgate.test.chatty",
                                                        "level": "DEBUG", "since": t0})

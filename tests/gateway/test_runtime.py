@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,7 +21,9 @@ from drivers.base import (
 from gateway.control import send_command
 from gateway.model import DeviceStatus, Sample
 from gateway.store.db import OVERFLOW_EVENT
+from gateway.store.stats import BufferStats
 from tests.support.app import running_app
+from tests.support.wait import wait_until
 
 
 class CrashyDevice(DeviceConfig):
@@ -47,7 +48,7 @@ class CrashyDriver(Driver):
         device = next(iter(self.devices))
         for tick in range(self.crash_every):
             await self.ctx.emit([Sample(device, "tick", self.ctx.clock.now_ms(), tick)])
-            await asyncio.sleep(0.01)
+            await self.ctx.clock.sleep(0.01)
         raise RuntimeError("simulated protocol bug")
 
 
@@ -64,9 +65,9 @@ async def test_crashing_driver_is_restarted_and_others_go_on(
     ]}
     CrashyDriver.starts = 0
     async with running_app(cfg, tmp_path) as app:
-        await asyncio.sleep(2.5)
         stats = app.supervisor.stats["crashy[poll]"]
-        assert stats.restarts >= 2, "the crashed task is restarted (with backoff)"
+        await wait_until(lambda: stats.restarts >= 2, 20,
+                         what="the crashed task is restarted twice (with backoff)")
         assert "simulated protocol bug" in (stats.last_error or "")
         good = await app.store.read_telemetry(0, 1_000_000)
         devices = {row[0] for chunk in good for row in chunk.rows}
@@ -83,28 +84,36 @@ async def test_buffer_cap_drops_oldest_and_daemon_stays_alive(tmp_path: Path) ->
     }
     async with running_app(cfg, tmp_path) as app:
         await app.store.register_consumer("test")
-        for _ in range(100):
-            await asyncio.sleep(0.1)
+        async def dropped() -> BufferStats | None:
             stats = await app.store.stats()
-            if stats.dropped_total > 0:
-                break
-        stats = await app.store.stats()
-        assert stats.dropped_total > 0
+            return stats if stats.dropped_total > 0 else None
+
+        stats = await wait_until(dropped, 60, what="the buffer cap dropped the oldest rows")
         assert stats.payload_bytes <= 1_100_000
-        await asyncio.sleep(0.3)
-        later = await app.store.stats()
-        assert later.next_seq > stats.next_seq, "ingest goes on after the cap is reached"
-        types = [e.event.type for e in await app.store.read_events("test", 1000)]
-        assert OVERFLOW_EVENT in types
+
+        async def ingest_goes_on() -> bool:
+            return (await app.store.stats()).next_seq > stats.next_seq
+
+        await wait_until(ingest_goes_on, 30, what="ingest goes on after the cap is reached")
+
+        async def overflow_reported() -> bool:
+            events = await app.store.read_events("test", 1000)
+            return OVERFLOW_EVENT in [e.event.type for e in events]
+
+        await wait_until(overflow_reported, 10, what="a buffer_overflow event")
+        assert (await app.store.stats()).payload_bytes <= 1_100_000
 
 
 async def test_device_status_event_and_reload_keeps_buffer(tmp_path: Path) -> None:
     cfg = {"devices": [{"id": "m1", "type": "simulated", "interval": 0.02}]}
     async with running_app(cfg, tmp_path) as app:
-        await asyncio.sleep(0.3)
-        assert app.status.current("m1") is DeviceStatus.ONLINE
+        async def has_samples() -> bool:
+            return (await app.store.stats()).next_seq > 1
+
+        await wait_until(lambda: app.status.current("m1") is DeviceStatus.ONLINE,
+                         what="m1 online")
+        await wait_until(has_samples, what="samples in the buffer")
         seq_before = (await app.store.stats()).next_seq
-        assert seq_before > 1
         cfg["devices"].append({"id": "m2", "type": "simulated", "interval": 0.02})
         assert app.config_path is not None
         text = yaml.safe_load(app.config_path.read_text())
@@ -112,14 +121,15 @@ async def test_device_status_event_and_reload_keeps_buffer(tmp_path: Path) -> No
         app.config_path.write_text(yaml.safe_dump(text))
         reply = await app.commands.execute("reload", {})
         assert reply == {"ok": True, "result": {"reloading": True, "devices": 2}}
-        for _ in range(50):
-            await asyncio.sleep(0.1)
-            if "m2" in app.device_driver and app.ready.is_set():
-                break
-        assert "m2" in app.device_driver
-        await asyncio.sleep(0.3)
-        stats = await app.store.stats()
-        assert stats.next_seq > seq_before and stats.acked_seq == 0, "the buffer survives"
+        await wait_until(lambda: "m2" in app.device_driver and app.ready.is_set(),
+                         what="the reload started m2")
+
+        async def grew() -> BufferStats | None:
+            stats = await app.store.stats()
+            return stats if stats.next_seq > seq_before else None
+
+        stats = await wait_until(grew, what="new samples after the reload")
+        assert stats.acked_seq == 0, "the buffer survives"
 
 
 async def test_reload_with_a_broken_file_changes_nothing(tmp_path: Path) -> None:

@@ -78,8 +78,8 @@ async def test_readers_cancelled_at_reload_leave_no_statement_open(
         for read in (store.read_events("c"), store.read_telemetry_raw(0, 100),
                      store.kv("k").items(), store.query("SELECT * FROM events")):
             task = asyncio.create_task(read)
-            for _ in range(yields % 6):
-                await asyncio.sleep(0)  # cancel at each step of the call, not a timed wait
+            for _ in range(yields % 6):  # cancel at each step of the call: yield, not wait
+                await asyncio.sleep(0)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

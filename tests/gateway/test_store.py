@@ -18,6 +18,7 @@ from gateway.pipeline import Pipeline
 from gateway.store import Store, read_stats
 from gateway.store.db import OVERFLOW_EVENT
 from gateway.store.errors import StoreError
+from tests.support.wait import let_tasks_run, stays
 
 
 def batch(n: int, ts: int = 1_000, noisy: bool = False) -> list[Sample]:
@@ -181,8 +182,7 @@ async def test_pipeline_backpressure_bounds_memory(tmp_path: Path) -> None:
     await pipeline.put(batch(5))
     await pipeline.put(batch(5))
     blocked = asyncio.create_task(pipeline.put(batch(5)))
-    await asyncio.sleep(0.2)
-    assert not blocked.done(), "a full queue must make the driver wait"
+    await stays(lambda: not blocked.done(), 0.2, what="a full queue makes the driver wait")
     assert await pipeline.commit_once() == 10
     await asyncio.wait_for(blocked, 1)
     assert await pipeline.commit_once() == 5
@@ -197,7 +197,7 @@ async def test_each_consumer_is_woken_for_new_events(tmp_path: Path) -> None:
         await store.register_consumer(name)
         await store.wait_events(name, 0.01)  # consume the initial wake-up
     waits = [asyncio.create_task(store.wait_events(n, 5)) for n in ("a", "b")]
-    await asyncio.sleep(0.05)
+    await let_tasks_run()  # both are waiting now
     await store.add_events([Event("x", {})])
     await asyncio.wait_for(asyncio.gather(*waits), 1)  # both, not just the first to clear
     # an event added while nobody waits is not missed by the next wait

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gateway.clock import SystemClock
 from gateway.runtime import App
 from hooks.component import PluginsComponent
+from tests.support.wait import wait_until
 
 SIM = {"id": "m1", "type": "simulated", "interval": 0.05, "seed": 1}
 
@@ -97,16 +96,7 @@ def calls(app: App, hook: str, name: str = "acme") -> list[dict[str, Any]]:
     return [kw for h, kw in plugin(app, name).calls if h == hook]
 
 
-async def wait_for(cond: Callable[[], Any], timeout: float = 5.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+wait_for = wait_until  # the shared polling helper, under the name these tests use
 
 
 class NoonClock(SystemClock):

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.hooks.support import write_customer
+from tests.support.wait import wait_until_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +34,7 @@ class Slow(CustomerHooks):
             f.write(f"{{device.event_id}} {{new_status}}\\n")
         if not FIRST.exists():
             FIRST.touch()
-            await asyncio.sleep(3600)  # hang on the first delivery: the test kills us here
+            await asyncio.Event().wait()  # hang on the first delivery: the test kills us here
 
 
 hooks = Slow()
@@ -41,14 +42,13 @@ hooks = Slow()
 
 
 def _lines(path: Path, n: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and len(lines := path.read_text().splitlines()) >= n:
-            return lines
+    def enough() -> list[str] | None:
         if proc.poll() is not None:
             raise AssertionError(f"gateway exited with {proc.returncode}")
-        time.sleep(0.05)
-    raise AssertionError(f"{path} did not reach {n} lines")
+        lines = path.read_text().splitlines() if path.exists() else []
+        return lines if len(lines) >= n else None
+
+    return wait_until_sync(enough, timeout, what=f"{n} lines in {path}")
 
 
 @pytest.mark.slow

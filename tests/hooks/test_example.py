@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from gateway.model import Event
 from tests.gateway.channels.httpserver import Request, http_server
 from tests.hooks.support import SIM, component, wait_for
 from tests.support.app import running_app
+from tests.support.wait import wait_until
 
 ALARM = {"alarm_id": "ex-a1", "rule": "overtemp", "kind": "threshold", "severity": "critical",
          "device": "m1", "point": "temp_c", "code": "OT", "message": "too hot", "value": 91,
@@ -23,11 +23,7 @@ CHARGE = {"order_id": "ex-o1", "charger": "cp-1", "connector": 1, "id_tag": "T",
 
 
 async def poll(fetch: Callable[[], Awaitable[list[Any]]], timeout: float = 5) -> list[Any]:
-    for _ in range(int(timeout / 0.02)):
-        if rows := await fetch():
-            return rows
-        await asyncio.sleep(0.02)
-    raise AssertionError("nothing arrived in time")
+    return await wait_until(fetch, timeout, what="rows")
 
 
 async def test_example_customer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,7 +35,7 @@ class Raiser:
 class Hanger:
     @hookimpl
     async def on_alarm_created(self, alarm_event: Any) -> None:
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # never returns: the hook timeout cancels it
 
 
 class BlockingSync:
@@ -52,7 +52,8 @@ class Slow:
 
     @hookimpl
     async def on_alarm_created(self, alarm_event: Any) -> None:
-        await asyncio.sleep(0.3)
+        # Returns only once the good plugin ran: that happens only if they run concurrently.
+        await wait_for(lambda: any(name == "good" for name, _ in self.log.seen), timeout=5)
         self.log.seen.append(("slow", time.monotonic()))
 
 
@@ -114,7 +115,7 @@ class EnergyRaiser:
 class EnergyHanger:
     @hookimpl
     async def on_energy_data_received(self, data_point: Any) -> None:
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # never returns: the hook timeout cancels it
 
 
 async def test_energy_hook_isolation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -21,6 +21,7 @@ from hooks.spec import hookimpl
 from hooks.threads import CallNotStarted, CallTimedOut, PluginThreads, ThreadsHeld
 from tests.hooks.support import SIM, component, wait_for
 from tests.support.app import running_app
+from tests.support.wait import stays
 
 EVENTS = 100
 
@@ -28,7 +29,7 @@ EVENTS = 100
 class AsyncHung:
     @hookimpl
     async def on_work_order_created(self, order: Any) -> None:
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # never returns
 
 
 class SyncHung:
@@ -84,11 +85,11 @@ async def test_hung_plugins_delay_only_themselves(tmp_path: Path,
             await wait_for(
                 lambda: comp.runner.stat("sync-hung", "on_work_order_created").refused > 0,
                 timeout=5)
-            for _ in range(100):  # the healthy one catches up (acks) at once
+            async def caught_up() -> dict[str, Any] | None:  # the healthy one acks at once
                 stats = (await app.commands.execute("plugins.stats", {}))["result"]
-                if stats["plugins"]["healthy"]["events_behind"] == 0:
-                    break
-                await asyncio.sleep(0.02)
+                return stats if stats["plugins"]["healthy"]["events_behind"] == 0 else None
+
+            stats = await wait_for(caught_up, timeout=2)
             assert sorted(stats["hung"]) == ["async-hung", "sync-hung"]
             assert stats["plugins"]["healthy"]["problems"] == []
             assert stats["plugins"]["healthy"]["events_delivered"] == EVENTS
@@ -132,8 +133,8 @@ async def test_threads_held_refused_and_not_started() -> None:
         with pytest.raises(CallNotStarted, match=r"not started within 0\.1 s"):
             await pool.call(quick, 0.1, "h")
         assert await first == "slow"
-        await asyncio.sleep(0.05)
-        assert ran == ["slow"] and pool.held == 0
+        await wait_for(lambda: pool.held == 0)
+        await stays(lambda: ran == ["slow"], 0.05, what="the quick call never runs")
         # A call that overruns holds the thread; with every thread held, calls are refused.
         gate.clear()
         with pytest.raises(CallTimedOut):

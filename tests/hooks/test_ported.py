@@ -25,6 +25,7 @@ from tests.drivers.ocpp.conftest import PASSWORD, charger
 from tests.gateway.channels.httpserver import Request, http_server
 from tests.hooks.support import INVERTER, PV_HIGH, NoonClock, component, curtail, wait_for
 from tests.support.app import running_app
+from tests.support.wait import wait_until
 
 PORTED = Path(__file__).parent / "ported"
 ORIGINAL = PORTED / "original_acme_hooks.py.txt"
@@ -110,12 +111,11 @@ async def test_ported_plugin_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
         db = comp.db_for("acme")
 
         async def note(subject: str, expected: str | None = None) -> Any:
-            for _ in range(250):
+            async def written() -> Any:
                 text = await db.kv().get(f"note:{subject}")
-                if text is not None and expected in (None, text):
-                    return text
-                await asyncio.sleep(0.02)
-            raise AssertionError(f"no note {subject} ({expected}); last: {text}")
+                return text if text is not None and expected in (None, text) else None
+
+            return await wait_until(written, 5, what=f"note {subject} ({expected})")
 
         await note(f"order:{order['id']}", "completed: alarm cleared")
         await note("status:pv1", "alarm -> online")  # the device left `alarm` with it

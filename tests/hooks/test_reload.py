@@ -3,7 +3,6 @@ next event; a broken edit is refused and the running code goes on."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from gateway.channels.base import channel_types
 from gateway.model import Event
 from tests.hooks.support import component, config, plugin, wait_for
 from tests.support.app import running_app
+from tests.support.wait import stays
 
 CODE = '''
 from gateway.channels.base import Channel
@@ -94,7 +94,6 @@ async def test_reload_runs_the_edited_plugin_code(tmp_path: Path,
         assert reply["error"]["code"] == "bad_config"
         assert "plugin 'acme'" in reply["error"]["message"]
         assert "SyntaxError" in reply["error"]["message"]
-        await asyncio.sleep(0.1)
-        assert plugin(app) is current
+        await stays(lambda: plugin(app) is current, 0.1, what="the old plugin kept")
         await app.store.add_events([_order(3)])
         await wait_for(lambda: ("version two", "wo-3") in current.seen)

@@ -4,7 +4,6 @@ short message and exit code 78, not a traceback."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -123,12 +122,11 @@ async def test_plugin_driver_runs(tmp_path: Path) -> None:
         device = app.device("tank")
         assert device is not None and device.type == type_name
         await wait_for(lambda: app.status.current("tank") is DeviceStatus.ONLINE)
-        rows: list[Any] = []
-        for _ in range(100):
-            rows = [r for c in await app.store.read_telemetry(0, 100) for r in c.rows]
-            if rows:
-                break
-            await asyncio.sleep(0.02)
+
+        async def stored() -> list[Any]:
+            return [r for c in await app.store.read_telemetry(0, 100) for r in c.rows]
+
+        rows = await wait_for(stored, what="the plugin driver's samples")
         assert rows and rows[0][:2] == ["tank", "level"] and rows[0][3] == 7.5
 
 

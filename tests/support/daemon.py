@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tests.support.wait import wait_until_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,13 +22,7 @@ def spawn(config: Path, env: dict[str, str] | None = None,
     )
 
 
-def wait_for(predicate: object, timeout: float = 20, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"condition not met within {timeout} s")
+wait_for = wait_until_sync  # the shared polling helper, for code outside the event loop
 
 
 def fieldgate(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

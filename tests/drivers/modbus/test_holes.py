@@ -7,7 +7,6 @@ across restarts, and read them again after ``hole_reprobe``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from pathlib import Path
@@ -24,6 +23,7 @@ from drivers.modbus.simulator import ModbusSimulator, SimUnit
 from drivers.testing import RecordingContext
 from gateway.model import Batch, Quality
 from tests.support.app import running_app
+from tests.support.wait import wait_until
 
 from .support import device, running, serving
 
@@ -228,9 +228,8 @@ async def test_learned_holes_are_kept_in_the_gateway_database_across_restarts(
                          "interval": 0.1, "points": points}]}
 
     async def logged(text: str) -> None:
-        async with asyncio.timeout(10):
-            while not any(text in r.getMessage() for r in caplog.records):
-                await asyncio.sleep(0.05)
+        await wait_until(lambda: any(text in r.getMessage() for r in caplog.records), 10,
+                         what=repr(text))
 
     try:
         async with running_app(site, tmp_path) as app:
@@ -242,9 +241,8 @@ async def test_learned_holes_are_kept_in_the_gateway_database_across_restarts(
         async with running_app(site, tmp_path):  # the same state directory: a restart
             await logged("reads go around holding 2, learned unreadable by an earlier run")
             n = len(sim.log)
-            async with asyncio.timeout(10):  # a few cycles, to show nothing is learned again
-                while len(sim.log) < n + 2 * 6:
-                    await asyncio.sleep(0.05)
+            # a few cycles, to show nothing is learned again
+            await wait_until(lambda: len(sim.log) >= n + 2 * 6, 10, what="six more cycles")
         assert [kind for kind, _u, fc in sim.log[n:] if fc > 0x80] == []  # no refused read
         assert not any("refuses to read" in r.getMessage() for r in caplog.records)
     finally:

@@ -11,6 +11,7 @@ import struct
 import pytest
 
 from gateway.model import Quality
+from tests.support.wait import wait_until
 
 from .support import device, running
 
@@ -22,6 +23,7 @@ class HostileServer:
     def __init__(self) -> None:
         self.mode = "good"
         self.counter = 0
+        self.requests = 0
         self.server: asyncio.Server | None = None
         self.port = 0
         self.pending: list[asyncio.Task[None]] = []
@@ -49,6 +51,7 @@ class HostileServer:
                 tid, _pid, length, unit = struct.unpack(">HHHB", head)
                 body = await reader.readexactly(length - 1)
                 _fc, _addr, count = struct.unpack(">BHH", body[:5])
+                self.requests += 1
                 mode = self.mode
                 if mode == "good":
                     writer.write(self.reply(tid, unit, count))
@@ -69,7 +72,9 @@ class HostileServer:
             pass
 
     async def _later(self, writer: asyncio.StreamWriter, data: bytes) -> None:
-        await asyncio.sleep(0.35)
+        # Late: only once the client gave up on this request and sent another one.
+        asked = self.requests
+        await wait_until(lambda: self.requests > asked, 10, what="a newer request")
         writer.write(data)
 
 
@@ -100,7 +105,9 @@ async def test_hostile_reply_marks_bad_and_polling_survives(
         bad = [s for b in ctx.batches[n:] for s in b if s.quality is Quality.BAD]
         assert all(s.value is None for s in bad)
         hostile.mode = "good"
-        await asyncio.sleep(0.5)  # let late replies land while good ones flow
+        # let late replies land while good ones flow
+        await wait_until(lambda: all(t.done() for t in hostile.pending), 5,
+                         what="the late replies sent")
         m = len(ctx.batches)
         await ctx.wait_for(lambda c: len(c.batches) >= m + 3, 5)
         fresh = ctx.batches[-3:]

@@ -14,9 +14,22 @@ from pymodbus.framer import FramerType
 from drivers.base import WriteResult
 from drivers.modbus.config import ModbusDeviceConfig
 from drivers.modbus.simulator import ModbusSimulator, unit_of
+from drivers.testing import RecordingContext
+from gateway.clock import SystemClock
 from gateway.model import DeviceStatus, Quality
+from tests.support.wait import wait_until
 
 from .support import device, latest, running
+
+
+class CountingClock(SystemClock):
+    """Real time; counts the sleeps the driver takes on it (its retries)."""
+
+    sleeps = 0
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        await super().sleep(seconds)
 
 POINTS = [
     {"name": "v", "function": "input", "address": 0, "type": "float32", "unit": "V"},
@@ -35,10 +48,7 @@ async def pty_pair(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
         "socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}",
         stderr=asyncio.subprocess.DEVNULL,
     )
-    for _ in range(100):
-        if a.exists() and b.exists():
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: a.exists() and b.exists(), 5, what="socat's ptys")
     yield str(a), str(b)
     proc.terminate()
     await proc.wait()
@@ -102,7 +112,11 @@ async def test_serial_port_that_rejects_settings_is_offline_not_fatal(
     cfg = ModbusDeviceConfig.model_validate({
         "id": "m1", "transport": "rtu", "serial": {"port": gw, "parity": "E"},
         "reconnect_max": 0.2, "points": POINTS})
-    async with running([cfg]) as (_drv, ctx):
+    clock = CountingClock()
+    async with running([cfg], RecordingContext(clock=clock)) as (_drv, ctx):
         await ctx.wait_for(lambda c: c.status_of("m1") is DeviceStatus.OFFLINE, 5)
-        await asyncio.sleep(0.5)  # keeps retrying without dying (running() checks)
+        # keeps retrying (backoff sleeps on the driver's clock) without dying (running()
+        # checks that no task ended)
+        retries = clock.sleeps
+        await wait_until(lambda: clock.sleeps >= retries + 3, 10, what="three more retries")
     assert any("cannot connect" in r.message for r in caplog.records)

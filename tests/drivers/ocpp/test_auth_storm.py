@@ -13,6 +13,7 @@ from websockets.exceptions import InvalidStatus
 
 from drivers.ocpp.security import AuthBusy, PasswordChecker, basic_auth_header, hash_password
 from tests.drivers.ocpp.conftest import PASSWORD, charger, server
+from tests.support.wait import wait_until
 
 _STORED = hash_password(PASSWORD)
 
@@ -78,8 +79,7 @@ async def test_busy_answers_503_with_retry_after_and_one_warning(
     # six wrong-password checks (~30 ms each on one worker) fill the queue
     hogs = [asyncio.create_task(checker.check("cp-0", f"wrong-password-number-{i}", _STORED))
             for i in range(6)]
-    await asyncio.sleep(0)
-    assert checker.pending == 6
+    await wait_until(lambda: checker.pending == 6, 5, what="six checks queued")
     for cid in ("cp-1", "cp-2"):
         with pytest.raises(InvalidStatus) as info:
             await connect(gw.url, cid)

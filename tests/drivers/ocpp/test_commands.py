@@ -10,12 +10,7 @@ import pytest
 
 from gateway.commands import CommandError
 from tests.drivers.ocpp.conftest import charger, server
-
-
-async def wait_until(pred: Any, timeout: float = 3.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not pred():
-            await asyncio.sleep(0.01)
+from tests.support.wait import wait_until
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])

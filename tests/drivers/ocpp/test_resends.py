@@ -13,6 +13,7 @@ import pytest
 from drivers.ocpp.simulator import SimCharger
 from drivers.testing import MemoryKV, RecordingContext
 from tests.drivers.ocpp.conftest import charger, server
+from tests.support.wait import let_tasks_run
 
 TAGS = [{"id_tag": "TAG-OK"}]
 
@@ -21,15 +22,15 @@ class YieldingKV(MemoryKV):
     """Like the SQLite-backed KV, every access gives the event loop a turn."""
 
     async def get(self, key: str, default: Any = None) -> Any:
-        await asyncio.sleep(0)
+        await let_tasks_run(1)
         return await super().get(key, default)
 
     async def put(self, key: str, value: Any) -> None:
-        await asyncio.sleep(0)
+        await let_tasks_run(1)
         await super().put(key, value)
 
     async def delete(self, key: str) -> None:
-        await asyncio.sleep(0)
+        await let_tasks_run(1)
         await super().delete(key)
 
 

@@ -14,6 +14,7 @@ from websockets.exceptions import InvalidStatus
 
 from drivers.ocpp.security import basic_auth_header
 from tests.drivers.ocpp.conftest import PASSWORD, charger, server
+from tests.support.wait import wait_until
 
 BOOT16 = {"chargePointVendor": "raw", "chargePointModel": "raw"}
 BOOT201 = {"chargingStation": {"vendorName": "raw", "model": "raw"}, "reason": "PowerUp"}
@@ -173,9 +174,7 @@ async def test_routine_refusals_log_one_warning_line_and_no_traceback(
     async def refused(case: str, action: Any) -> None:
         before = len(warnings())
         await action()
-        async with asyncio.timeout(5):
-            while len(warnings()) == before:
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: len(warnings()) != before, 5, what=f"a warning for {case}")
         new = warnings()[before:]
         assert len(new) == 1, (case, [r.getMessage() for r in new])
 

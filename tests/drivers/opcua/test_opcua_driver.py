@@ -66,7 +66,7 @@ async def test_subscription_delivers_changes(sim: InverterSimulator) -> None:
         await ctx.wait_for(lambda c: 1.0 in values(c, "power"), 10)
         for v in (2.0, 3.0, 4.0):
             await sim.set("Power", v, D)
-            await asyncio.sleep(0.15)
+            await ctx.wait_for(lambda c, v=v: values(c, "power")[-1] == v, 5)
         await ctx.wait_for(lambda c: values(c, "power")[-1] == 4.0, 5)
         assert values(ctx, "power") == [1.0, 2.0, 3.0, 4.0]
 

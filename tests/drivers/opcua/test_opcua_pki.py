@@ -30,6 +30,7 @@ from drivers.opcua.security import (
 )
 from drivers.opcua.simulator import InverterSimulator
 from gateway.model import DeviceStatus
+from tests.support.wait import let_tasks_run
 
 SERVER_URI = "urn:fieldgate:test-plc"
 
@@ -81,7 +82,7 @@ async def test_untrusted_client_certificate_gives_an_actionable_reason_and_no_er
                                  f"{ours} (SHA-1 thumbprint {sha1}, SHA-256 ")
         assert "on the server" in reason
         # a few more attempts: still one WARNING, and nothing at ERROR from anyone
-        await asyncio.sleep(0)
+        await let_tasks_run(1)
         n = len(caplog.records)
         await ctx.wait_for(lambda c: sum("(attempt 3)" in r.getMessage()
                                          for r in caplog.records[n:]) > 0, 20)

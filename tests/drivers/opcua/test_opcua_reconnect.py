@@ -16,6 +16,7 @@ from drivers.opcua.simulator import InverterSimulator, free_port
 from drivers.testing import RecordingContext
 from gateway.clock import FakeClock
 from gateway.model import DeviceStatus
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -238,10 +239,9 @@ async def test_routine_server_restart_logs_no_error(caplog: pytest.LogCaptureFix
             await ctx.wait_for(lambda c: 5.0 in values(c, "power"), 10)
             await sim.stop()
             await ctx.wait_for(lambda c: c.status_of("inv-1") is DeviceStatus.OFFLINE, 10)
-            async with asyncio.timeout(10):  # the outage, until asyncua's publish loop crashed
-                while not any("Publish iteration crashed" in r.getMessage()
-                              for r in caplog.records):
-                    await asyncio.sleep(0.05)
+            # the outage, until asyncua's publish loop crashed
+            await wait_until(lambda: any("Publish iteration crashed" in r.getMessage()
+                                         for r in caplog.records), 10, what="the crash")
             await restarted.start()
             await restarted.set("Power", 6.0, D)
             await ctx.wait_for(lambda c: 6.0 in values(c, "power"), 15)
@@ -307,17 +307,19 @@ async def test_probes_often_in_the_first_minute_of_an_outage_then_backs_off(
     task = asyncio.create_task(factory())
     waits: list[float] = []
     try:
-        while clock.monotonic() < 200:
-            await asyncio.sleep(0.01)
-            waits = [float(r.getMessage().split("reconnecting in ")[1].split(" s")[0])
-                     for r in caplog.records if "reconnecting in" in r.getMessage()]
+        await wait_until(lambda: clock.monotonic() >= 200, 60, interval=0.01,
+                         what="200 s on the fake clock")
+        waits = [float(r.getMessage().split("reconnecting in ")[1].split(" s")[0])
+                 for r in caplog.records if "reconnecting in" in r.getMessage()]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await driver.close()
     started = [sum(waits[:i]) for i in range(len(waits))]  # when each wait began
-    first = [w for t, w in zip(started, waits, strict=True) if t < 60]
+    # The driver counts the minute from its first failure, the test from the first logged
+    # wait: judge the first minute with a few seconds of margin at its end.
+    first = [w for t, w in zip(started, waits, strict=True) if t < 55]
     later = [w for t, w in zip(started, waits, strict=True) if t >= 60]
-    assert len(first) >= 30 and max(first) <= 2.0  # a restarting server is seen within 2 s
+    assert len(first) >= 27 and max(first) <= 2.0  # a restarting server is seen within 2 s
     assert later[:5] == pytest.approx([2, 4, 8, 16, 30], rel=0.21)  # then the usual backoff
     assert max(later) <= 30 * 1.2

@@ -3,7 +3,6 @@ and signature the way the platform does (and answers like it when they are wrong
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -19,6 +18,7 @@ from gateway.model import Event
 from tests.gateway.channels.httpserver import Request, http_server
 from tests.hooks.support import SIM, wait_for
 from tests.support.app import running_app
+from tests.support.wait import stays, wait_until
 
 SECRET = "SEC0123456789abcdef"
 ALARM = {"alarm_id": "a-9", "rule": "overvoltage", "kind": "threshold", "severity": "critical",
@@ -128,12 +128,13 @@ async def test_wrong_secret_is_refused_and_retried(tmp_path: Path) -> None:
         async with running_app(c, tmp_path) as app:
             await app.pipeline.add_event(Event("alarm_created", ALARM, id="ev-ch-2"))
             await wait_for(lambda: len(srv.requests) >= 6)
-            for _ in range(750):  # up to 15 s on a loaded CI box
+            async def given_up() -> dict[str, Any] | None:
                 s = await _stats(app)
-                if s["ding"]["failed"] == 1 and s["lark"]["failed"] == 1 \
-                        and s["ding"]["pending"] == 0:
-                    break
-                await asyncio.sleep(0.02)
+                done = s["ding"]["failed"] == 1 and s["lark"]["failed"] == 1 \
+                    and s["ding"]["pending"] == 0
+                return s if done else None
+
+            s = await wait_until(given_up, 15, what="both channels gave up")
             assert "310000" in s["ding"]["last_error"] and "19021" in s["lark"]["last_error"]
             assert s["ding"]["pending"] == 0
 
@@ -172,7 +173,8 @@ async def test_idempotent_per_event_id_across_restart(tmp_path: Path) -> None:
             await app.pipeline.add_event(ev)  # the same event again (a producer replaying)
             await app.pipeline.add_event(Event("alarm_created", ALARM, id="ev-ch-5"))
             await wait_for(lambda: len(srv.requests) >= 2)
-            await asyncio.sleep(0.2)  # time for a wrong second delivery to show up
+            # a wrong second delivery would show up within this
+            await stays(lambda: len(srv.requests) == 2, 0.5, what="no second delivery")
         assert [r.json()["event_id"] for r in srv.requests] == ["ev-ch-4", "ev-ch-5"]
 
 

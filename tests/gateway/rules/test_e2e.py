@@ -3,8 +3,6 @@ and the commands work through the command registry."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +12,9 @@ from gateway.commands import Command
 from gateway.model import Event
 from gateway.runtime import App
 from tests.support.app import running_app
+from tests.support.wait import wait_until
 
-
-async def wait_for(cond: Callable[[], Any], timeout: float = 5.0) -> Any:
-    async def poll() -> Any:
-        while not (result := await cond()):
-            await asyncio.sleep(0.02)
-        return result
-
-    return await asyncio.wait_for(poll(), timeout)
+wait_for = wait_until
 
 
 async def outbox(app: App, *types: str) -> list[Event]:
@@ -76,7 +68,7 @@ async def test_alarm_quota_and_commands_end_to_end(tmp_path: Path) -> None:
 
         [exceeded] = await wait_for(lambda: outbox(app, "quota_exceeded"))
         assert exceeded.body["quota"] == "cp-day" and exceeded.body["threshold_pct"] == 100
-        await wait_for(lambda: asyncio.sleep(0, limits))
+        await wait_for(lambda: limits)
         assert limits == [{"scope": "charger", "charger": "cp1", "connector": 1,
                            "limit_w": 3700.0}]
         usage = await app.commands.execute("quota.usage", {"quota": "cp-day"})
@@ -97,7 +89,12 @@ async def test_alarm_quota_and_commands_end_to_end(tmp_path: Path) -> None:
     # alarm_created is committed again, and the maintenance window is remembered.
     async with running_app(CONFIG, tmp_path) as app:
         await app.store.register_consumer("after-restart")
-        await asyncio.sleep(0.3)
+        seq0 = (await app.store.stats()).next_seq
+
+        async def rules_saw_new_samples() -> bool:  # (they are evaluated before the commit)
+            return (await app.store.stats()).next_seq > seq0
+
+        await wait_for(rules_saw_new_samples)
         listed = (await app.commands.execute("alarm.list", {}))["result"]
         assert {a["alarm_id"] for a in listed} == before
         # (events not yet delivered before the stop are still in the outbox: same ids)

@@ -4,7 +4,6 @@ Modbus simulator."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from gateway.runtime import App
 from tests.gateway.rules.conftest import MakeHarness
 from tests.gateway.rules.harness import devices
 from tests.support.app import running_app
+from tests.support.wait import wait_until
 
 PROFILE = {
     "name": "Acme PV-10 inverter (test map)",
@@ -135,12 +135,9 @@ async def test_end_to_end_with_the_modbus_simulator(profile_dir: Path, tmp_path:
 async def _wait_events(app: App, kind: str, n: int, timeout: float = 5) -> list[Any]:
     await app.store.register_consumer("t")
 
-    async def poll() -> list[Any]:
-        while True:
-            evs = [se.event for se in await app.store.read_events("t", 10_000)
-                   if se.event.type == kind]
-            if len(evs) >= n:
-                return evs
-            await asyncio.sleep(0.02)
+    async def enough() -> list[Any] | None:
+        evs = [se.event for se in await app.store.read_events("t", 10_000)
+               if se.event.type == kind]
+        return evs if len(evs) >= n else None
 
-    return await asyncio.wait_for(poll(), timeout)
+    return await wait_until(enough, timeout, what=f"{n} {kind} events")

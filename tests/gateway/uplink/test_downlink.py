@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from pathlib import Path
@@ -12,10 +11,11 @@ import aiomqtt
 import pytest
 
 from tests.gateway.uplink.helpers import BASE, site
-from tests.gateway.uplink.test_outage import uplink_of, wait_until
+from tests.gateway.uplink.test_outage import uplink_of
 from tests.gateway.uplink.wirecheck import Received, WireRecorder
 from tests.support.app import running_app
 from tests.support.mosquitto import Mosquitto
+from tests.support.wait import stays, wait_until
 
 
 def reply_to(request_id: str) -> Any:
@@ -95,7 +95,9 @@ async def test_a_redelivered_request_runs_once(mosquitto: Mosquitto, tmp_path: P
 
             async def counting_write(device: str, point: str, value: Any) -> Any:
                 calls.append(value)
-                await asyncio.sleep(0.3)  # still running when the repeat arrives
+                # still running when the repeat arrives
+                await wait_until(lambda: uplink_of(app).downlink.received >= 2, 10,
+                                 what="the repeated request")
                 return await original(device, point, value)
 
             app.write = counting_write  # type: ignore[method-assign]
@@ -104,8 +106,7 @@ async def test_a_redelivered_request_runs_once(mosquitto: Mosquitto, tmp_path: P
             await rec.wait_for(reply_to("same"), 5, "reply")
             await send(cloud, "write", request)  # after: the cached reply again
             await rec.wait_for(lambda g: len(replies(g, "same")) >= 2, 5, "repeat reply")
-            await asyncio.sleep(0.3)
-            assert calls == [7]
+            await stays(lambda: calls == [7], 0.3, what="one write only")
             first, second = replies(rec.got, "same")[:2]
             assert first == second
         # The cache survives a restart (persisted in the store's KV).

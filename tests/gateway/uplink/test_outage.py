@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -14,17 +13,11 @@ from tests.gateway.uplink.helpers import BASE, site
 from tests.gateway.uplink.wirecheck import WireRecorder
 from tests.support.app import running_app
 from tests.support.mosquitto import Mosquitto
+from tests.support.wait import wait_until
 
 
 def uplink_of(app: App) -> Uplink:
     return next(c for c in app.components if isinstance(c, Uplink))
-
-
-async def wait_until(predicate: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def test_broker_outage_under_load_loses_nothing(mosquitto: Mosquitto,
@@ -38,15 +31,19 @@ async def test_broker_outage_under_load_loses_nothing(mosquitto: Mosquitto,
             await wait_until(lambda: not uplink.connected.is_set(), 5)
             acked_at_cut = await app.store.acked_seq()
             seq_at_cut = (await app.store.stats()).next_seq - 1
-            await asyncio.sleep(2.0)  # the devices keep polling into the buffer
-            buffered = (await app.store.stats()).next_seq - 1 - acked_at_cut
-            assert buffered > 2_000, "the outage should have buffered a backlog"
+
+            async def backlog() -> int:  # the devices keep polling into the buffer
+                buffered = (await app.store.stats()).next_seq - 1 - acked_at_cut
+                return buffered if buffered > 2_000 else 0
+
+            buffered = await wait_until(backlog, 30, what="a backlog of 2,000 rows")
             await app.pipeline.add_event(Event("test_marker", {"n": 1}, id="marker-1"))
-            for _ in range(100):  # committed to the outbox (in order with the data)
-                if any(e.event.id == "marker-1"
-                       for e in await app.store.read_events("uplink", 1000)):
-                    break
-                await asyncio.sleep(0.02)
+
+            async def marker_committed() -> bool:  # in order with the data
+                return any(e.event.id == "marker-1"
+                           for e in await app.store.read_events("uplink", 1000))
+
+            await wait_until(marker_committed, 5, what="the marker event in the outbox")
             backlog_end = (await app.store.stats()).next_seq - 1
             mosquitto.start()
             await wait_until(uplink.connected.is_set, 10)
@@ -77,7 +74,8 @@ async def test_dead_link_is_detected_within_one_and_a_half_keepalives(
     async with running_app(cfg, tmp_path) as app:
         uplink = uplink_of(app)
         await wait_until(uplink.connected.is_set, 10)
-        await asyncio.sleep(1.0)
+        await wait_until(lambda: uplink.stats.telemetry_messages > 0, 10,
+                         what="a live link that forwards")
         mosquitto.pause()  # TCP stays up, nothing answers
         t0 = time.monotonic()
         try:

@@ -14,7 +14,6 @@ import datetime as dt
 import ipaddress
 import logging
 import ssl
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from tests.gateway.uplink.helpers import BASE, site
 from tests.gateway.uplink.wirecheck import KINDS, WireRecorder
 from tests.support.app import running_app
 from tests.support.mosquitto import Mosquitto, TlsListener
+from tests.support.wait import stays, wait_until
 
 USER, PASSWORD, WRONG_PASSWORD = "gw-user", "Corr3ct-h0rse-pw", "Wr0ng-battery-pw"
 
@@ -246,19 +246,21 @@ async def refused(broker: Mosquitto, cfg: dict[str, Any], tmp_path: Path, pki: P
     async with tls_recorder(broker, pki, **recorder) as rec:
         async with running_app(cfg, tmp_path) as app:
             uplink = uplink_of(app)
-            deadline = time.monotonic() + 10
-            while uplink.stats.disconnects < 3:  # several attempts, each one failed
-                assert time.monotonic() < deadline, "the gateway stopped retrying"
-                await asyncio.sleep(0.05)
+            await wait_until(lambda: uplink.stats.disconnects >= 3, 10,  # each one failed
+                             what="several connection attempts")
             seq_before = (await app.store.stats()).next_seq - 1
-            await asyncio.sleep(0.5)
-            assert (await app.store.stats()).next_seq - 1 > seq_before > 0, "buffering stopped"
+
+            async def buffering() -> bool:
+                return (await app.store.stats()).next_seq - 1 > seq_before > 0
+
+            await wait_until(buffering, 10, what="buffering goes on")
             assert not uplink.connected.is_set()
             assert uplink.stats.connects == 0
             assert uplink.stats.telemetry_messages == uplink.stats.samples == 0
             assert await app.store.acked_seq() == 0
         # Give a message that might have slipped out time to reach the subscriber.
-        await asyncio.sleep(0.3)
+        await stays(lambda: rec.got.messages == 0 and not rec.got.status, 0.3,
+                    what="nothing published")
     assert rec.got.messages == 0 and rec.got.status == [] and rec.got.events == []
     assert read_stats(app.store.path).acked_seq == 0
     lines = [r.getMessage() for r in caplog.records

@@ -104,7 +104,7 @@ class WireRecorder:
                             self.got.errors.append(f"{message.topic}: {err!r}")
             except aiomqtt.MqttError:
                 self.connected.clear()
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)  # poll: reconnect until the broker is back
 
     def on_message(self, topic: str, payload: bytes, retain: bool = False,
                    dup: bool = False) -> None:
