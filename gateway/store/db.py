@@ -159,13 +159,19 @@ class Store:
             await self._open_file()
         except StoreCorrupt as err:
             moved = opening.handle_corrupt(self.path, str(err), self.on_corrupt)
+            old_mark = read_mark(self.path)  # the new store rewrites it
             await self._open_file(fresh_after=moved)
             from gateway.store.recover import salvage_into
 
-            await salvage_into(self, moved, str(err))
+            await salvage_into(self, moved, str(err), old_mark)
 
     async def _open_file(self, fresh_after: Path | None = None) -> None:
-        conn = await opening.connect(self.path, self.durability)
+        try:
+            conn = await opening.connect(self.path, self.durability)
+        except sqlite3.DatabaseError as err:
+            if is_corrupt(err):
+                raise StoreCorrupt(str(err)) from err
+            raise
         self._conn = conn
         try:
             await opening.check(conn, self.path)
@@ -220,6 +226,8 @@ class Store:
             log.warning("sequence mark %s.seq is missing: the store continues as a new "
                         "stream (id %s, was %s)", self.path, self.store_id, old)
             events.append(self._gap_event(old, self._next_seq, None, "seq_mark_lost"))
+            if self._acked > 0:  # the new stream starts with the rows not yet acknowledged
+                events.append(self._gap_event(self.store_id, 1, self._acked, "seq_mark_lost"))
         async with self.transaction() as tx:
             await tx.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'",
                              (self._next_seq,))

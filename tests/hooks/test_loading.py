@@ -11,7 +11,7 @@ import pytest
 from gateway.config.loader import load_config
 from hooks.base import CustomerHooks
 from hooks.manager import FieldgatePluginManager, PluginLoadError
-from tests.hooks.support import SIM, component, config
+from tests.hooks.support import SIM, component, config, plugin_observers
 from tests.support.app import running_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ async def test_customer_folder_only_overrides_count(tmp_path: Path) -> None:
             "acme"]
         # The no-op defaults are not implementations: no per-sample cost.
         assert comp.runner.implementations("on_energy_data_received") == []
-        assert comp.energy.feeds == {} and not app.pipeline.observers
+        assert comp.energy.feeds == {} and plugin_observers(app) == []
         listed = (await app.commands.execute("plugins.list", {}))["result"]
         assert {"name": "acme", "source": "customer folder",
                 "hooks": ["on_alarm_created"]} in listed["loaded"]
