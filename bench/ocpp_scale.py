@@ -123,36 +123,6 @@ async def _clients_main(url: str, count: int, duration: float, hb: float, mv: fl
 
 # --- gateway process ---------------------------------------------------------------------
 
-class CountingContext:
-    """A DriverContext that counts and drops samples, so RSS is the driver's, not a list's."""
-
-    def __init__(self) -> None:
-        import logging
-
-        from drivers.testing import MemoryKV
-        from gateway.clock import SystemClock
-
-        self.logger = logging.getLogger("bench")
-        self.clock = SystemClock()
-        self.state_dir = Path(".")
-        self.samples = 0
-        self.events = 0
-        self._kv: dict[str, Any] = {}
-        self._mkv = MemoryKV
-
-    async def emit(self, batch: Any) -> None:
-        self.samples += len(batch)
-
-    def set_status(self, device: str, status: Any, reason: str = "") -> None:
-        pass
-
-    async def emit_event(self, event: Any) -> None:
-        self.events += 1
-
-    def kv(self, namespace: str) -> Any:
-        return self._kv.setdefault(namespace, self._mkv())
-
-
 def _top_diff(before: Any, after: Any, n: int = 15) -> list[str]:
     stats = after.compare_to(before, "lineno")
     return [str(s) for s in stats[:n]]
@@ -177,6 +147,8 @@ async def _gateway_main(count: int, trace: bool) -> None:
                                                 "server": {"host": "127.0.0.1", "port": 0}})]
     devices += [OcppDeviceConfig(id=f"cp-{i:05d}", type="ocpp", password_hash=stored)
                 for i in range(count)]
+    from bench.common import CountingContext
+
     ctx = CountingContext()
     driver = OcppDriver(devices, ctx)  # type: ignore[arg-type]
     server = asyncio.create_task(driver.server.run())
@@ -268,7 +240,7 @@ async def _run_once(count: int, duration: float, hb: float, mv: float, trace: bo
 
 
 def main() -> int:
-    from bench._util import machine
+    from bench.common import Conditions, write_result
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--chargers", type=int, default=1000)
@@ -291,15 +263,14 @@ def main() -> int:
         asyncio.run(_gateway_main(args.chargers, args.tracemalloc))
         return 0
     runs = []
-    for i in range(args.runs):
-        r = asyncio.run(_run_once(args.chargers, args.duration, args.hb, args.mv,
-                                  args.tracemalloc, args.in_flight))
-        print(f"run {i + 1}: {json.dumps({k: round(v, 2) for k, v in r.items()})}", flush=True)
-        runs.append(r)
+    with Conditions() as conditions:
+        for i in range(args.runs):
+            r = asyncio.run(_run_once(args.chargers, args.duration, args.hb, args.mv,
+                                      args.tracemalloc, args.in_flight))
+            print(f"run {i + 1}: {json.dumps({k: round(v, 2) for k, v in r.items()})}",
+                  flush=True)
+            runs.append(r)
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    summary = {"machine": machine(), "chargers": args.chargers, "duration_s": args.duration,
-               "handshakes_in_flight": args.in_flight,
-               "runs": runs, "median": median, "goals": {"p99_ms": 50, "rss_mb": 300}}
     print(f"median of {args.runs} fresh gateway processes: all booted in "
           f"{median['boot_all_s']:.1f} s ({median['connect_retries']:.0f} connect retries); "
           f"latency p50 {median['p50_ms']:.1f} ms, "
@@ -307,11 +278,16 @@ def main() -> int:
           f"{median['rss_mb']:.0f} MB (idle {median['rss_idle_mb']:.0f} MB, "
           f"{median['kb_per_connection']:.0f} KB per connection)")
     name = "ocpp_scale" if args.in_flight == 100 else f"ocpp_scale_inflight{args.in_flight}"
-    out = ROOT / "bench" / "results" / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
+    write_result(
+        name,
+        what=("bare OCPP driver (no pipeline, store or uplink; a counting context) in a "
+              "process of its own, chargers in another"),
+        goal="p99 < 50 ms, RSS < 300 MB",
+        params={"chargers": args.chargers, "duration_s": args.duration,
+                "handshakes_in_flight": args.in_flight, "heartbeat_s": args.hb,
+                "meter_values_s": args.mv, "runs": args.runs},
+        summary=median, runs=runs, conditions=conditions)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
