@@ -7,9 +7,12 @@ stays connected and, once all are booted, sends Heartbeat every 30 s and MeterVa
 10 s (start times jittered). Reported: seconds until all chargers booted, CALL->CALLRESULT
 latency p50/p99 measured by the clients during the steady phase, and the gateway process's
 RSS (idle before the first connection, peak, and the per-connection difference). Median over
---runs.
+--runs. ``--whole`` runs the whole gateway instead of the bare driver: the central system with
+the SQLite store, one alarm rule per charger and the uplink to a real mosquitto (writes
+``ocpp_scale_whole.json``).
 
     python bench/ocpp_scale.py [--chargers 1000] [--duration 60] [--runs 3] [--tracemalloc]
+                               [--whole]
 """
 
 from __future__ import annotations
@@ -192,13 +195,79 @@ async def _gateway_main(count: int, trace: bool) -> None:
     await asyncio.gather(server, sampler, return_exceptions=True)
 
 
+async def _whole_gateway_main(count: int) -> None:
+    """The whole gateway in this process: the OCPP central system plus the store, one alarm
+    rule per charger and the uplink to a real mosquitto; same stdin/stdout protocol."""
+    import gc
+    import logging
+    import tempfile
+
+    import psutil
+    import yaml
+
+    from bench._uplink_common import start_app, stop_app
+    from drivers.ocpp.security import hash_password
+    from tests.support.mosquitto import Mosquitto, free_port
+
+    logging.basicConfig(level=logging.WARNING)
+    proc = psutil.Process()
+    stored = hash_password(PASSWORD)
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="fieldgate-ocpp-") as tmp, \
+            Mosquitto(Path(tmp)) as broker:
+        site = {
+            "gateway": {"id": "ocpp-bench", "state_dir": str(Path(tmp) / "state")},
+            "logging": {"level": "WARNING"},
+            "uplink": {"broker": {"host": broker.host, "port": broker.port}},
+            "devices": [{"id": "csms", "type": "ocpp", "role": "server",
+                         "server": {"host": "127.0.0.1", "port": port}}]
+            + [{"id": f"cp-{i:05d}", "type": "ocpp", "password_hash": stored}
+               for i in range(count)],
+            "rules": {"alarms": [{"name": f"power-{i:05d}", "devices": [f"cp-{i:05d}"],
+                                  "point": "Power.Active.Import",
+                                  "condition": {"op": ">", "value": 1e9}}
+                                 for i in range(count)]},
+        }
+        config = Path(tmp) / "site.yaml"
+        config.write_text(yaml.safe_dump(site, sort_keys=False))
+        app, task = await start_app(config)
+        gc.collect()
+        idle = proc.memory_info().rss
+        peak = [idle]
+
+        async def sample_rss() -> None:
+            while True:
+                peak[0] = max(peak[0], proc.memory_info().rss)
+                await asyncio.sleep(0.25)
+
+        sampler = asyncio.create_task(sample_rss())
+        print(json.dumps({"port": port}), flush=True)
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            now = proc.memory_info().rss
+            peak[0] = max(peak[0], now)
+            out: dict[str, Any] = {"rss_mb": now / 2**20}
+            if line.strip() == "stats":
+                out.update(rss_idle_mb=idle / 2**20, rss_peak_mb=peak[0] / 2**20,
+                           samples=app.pipeline.stats.samples)
+                print(json.dumps(out), flush=True)
+                break
+            print(json.dumps(out), flush=True)
+        sampler.cancel()
+        await asyncio.gather(sampler, return_exceptions=True)
+        await stop_app(app, task)
+
+
 # --- orchestration -----------------------------------------------------------------------
 
 async def _run_once(count: int, duration: float, hb: float, mv: float, trace: bool,
-                    in_flight: int) -> dict[str, float]:
+                    in_flight: int, whole: bool = False) -> dict[str, float]:
     me = [sys.executable, __file__, "--chargers", str(count)]
     gw = await asyncio.create_subprocess_exec(
-        *me, "--gateway", *(["--tracemalloc"] if trace else []),
+        *me, "--gateway", *(["--tracemalloc"] if trace else []), *(["--whole"] if whole else []),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
     assert gw.stdout is not None and gw.stdin is not None
 
@@ -252,6 +321,9 @@ def main() -> int:
                    help="handshakes in flight at once (--in-flight 1000: all at the same time)")
     p.add_argument("--tracemalloc", action="store_true",
                    help="print the gateway's top allocations by line once all are booted")
+    p.add_argument("--whole", action="store_true",
+                   help="run the whole gateway (store, rules, uplink to mosquitto), not the "
+                        "bare driver")
     p.add_argument("--client", help=argparse.SUPPRESS)
     p.add_argument("--gateway", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -260,13 +332,16 @@ def main() -> int:
                                   args.in_flight))
         return 0
     if args.gateway:
-        asyncio.run(_gateway_main(args.chargers, args.tracemalloc))
+        if args.whole:
+            asyncio.run(_whole_gateway_main(args.chargers))
+        else:
+            asyncio.run(_gateway_main(args.chargers, args.tracemalloc))
         return 0
     runs = []
     with Conditions() as conditions:
         for i in range(args.runs):
             r = asyncio.run(_run_once(args.chargers, args.duration, args.hb, args.mv,
-                                      args.tracemalloc, args.in_flight))
+                                      args.tracemalloc, args.in_flight, args.whole))
             print(f"run {i + 1}: {json.dumps({k: round(v, 2) for k, v in r.items()})}",
                   flush=True)
             runs.append(r)
@@ -278,9 +353,13 @@ def main() -> int:
           f"{median['rss_mb']:.0f} MB (idle {median['rss_idle_mb']:.0f} MB, "
           f"{median['kb_per_connection']:.0f} KB per connection)")
     name = "ocpp_scale" if args.in_flight == 100 else f"ocpp_scale_inflight{args.in_flight}"
+    if args.whole:
+        name += "_whole"
     write_result(
         name,
-        what=("bare OCPP driver (no pipeline, store or uplink; a counting context) in a "
+        what=("whole gateway (OCPP central system, store, one alarm rule per charger, uplink "
+              "to mosquitto) in a process of its own, chargers in another" if args.whole else
+              "bare OCPP driver (no pipeline, store or uplink; a counting context) in a "
               "process of its own, chargers in another"),
         goal="p99 < 50 ms, RSS < 300 MB",
         params={"chargers": args.chargers, "duration_s": args.duration,
