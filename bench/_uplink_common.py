@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import platform
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +12,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import Conditions, medians, write_result  # noqa: E402
 from gateway.config.loader import load_config  # noqa: E402
 from gateway.runtime import App  # noqa: E402
 from gateway.uplink.component import Uplink  # noqa: E402
@@ -43,22 +40,12 @@ async def stop_app(app: App, task: asyncio.Task[int]) -> None:
     await asyncio.wait_for(task, 60)
 
 
-def report(name: str, runs: list[dict[str, Any]], key: str, goal: float,
-           extra: dict[str, Any]) -> dict[str, Any]:
-    values = [r[key] for r in runs]
-    result = {
-        "benchmark": name,
-        "median_" + key: statistics.median(values),
-        "runs": runs,
-        "goal_" + key: goal,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "note": "shared 2-core box; other jobs were running (noisy)"},
-        **extra,
-    }
-    out = ROOT / "bench" / "results" / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{name}: median {key} = {result['median_' + key]:,.0f} (goal {goal:,.0f}); "
-          f"runs: {', '.join(f'{v:,.0f}' for v in values)}; written to {out}")
-    return result
+def report(name: str, runs: list[dict[str, Any]], key: str, goal: str,
+           params: dict[str, Any], conditions: Conditions, what: str) -> dict[str, Any]:
+    """Write the median of ``key`` (and of every other numeric per-run figure)."""
+    summary = medians(runs, [k for k, v in runs[0].items() if isinstance(v, (int, float))])
+    print(f"{name}: median {key} = {summary[key]:,.0f} (goal {goal}); "
+          f"runs: {', '.join(f'{r[key]:,.0f}' for r in runs)}")
+    write_result(name, what=what, goal=goal, params=params, summary=summary, runs=runs,
+                 conditions=conditions)
+    return summary

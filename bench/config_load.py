@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._util import median, save
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import Conditions, median, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-datapoint", action="store_true",
                         help="also run the daemon on a simulated site: time to the first sample")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, Conditions() as conditions:
         path = Path(tmp) / "site.yaml"
         path.write_text(site_yaml(args.devices, args.points, Path(tmp) / "state"))
         size = path.stat().st_size
@@ -190,11 +191,16 @@ def main(argv: list[str] | None = None) -> int:
         done = [f for f in firsts if f is not None]
         figures["first_datapoint_s"] = round(median(done), 2) if done else None
         figures["first_datapoint_missed_runs"] = len(firsts) - len(done)
-    for key, value in figures.items():
-        print(f"{key:32} {value}")
-    out = save(args.name, figures, [*runs, {"traced": traced}, {"start_to_loaded_s": starts},
-                                    {"first_datapoint_s": firsts}])
-    print(f"written to {out.relative_to(ROOT)}")
+    write_result(
+        args.name,
+        what=(f"loading a generated site of {args.devices} devices x {args.points} points in a "
+              "fresh process" + (", and the daemon on it to its first datapoint"
+                                 if args.first_datapoint else "")),
+        goal="first datapoint within 2 s of start; <= 1 KB resident per configured point",
+        params={"devices": args.devices, "points": args.points, "runs": args.runs},
+        summary=figures, conditions=conditions,
+        runs=[*runs, {"traced": traced}, {"start_to_loaded_s": starts},
+              {"first_datapoint_s": firsts}])
     return 0
 
 

@@ -12,8 +12,9 @@ samples per second. Three modes:
 
 Each plugin has its own queue and task: what a plugin cannot keep up with is dropped for
 that plugin only (counted under its name), never waited for. So the fast plugin's figures
-and ingest should be the same with or without the slow one next to it. Prints the medians
-and writes bench/results/hooks.json.
+and ingest should be the same with or without the slow one next to it. Reports each run's
+ratios (the three modes run back to back), the samples dropped for each plugin (summed over
+the runs) and those still queued when the window closed; writes bench/results/hooks.json.
 
     python bench/hooks.py [--seconds 3] [--runs 3] [--batch 1000] [--queue 50000]
 """
@@ -22,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
+from bench.common import Conditions, medians, write_result  # noqa: E402
 from gateway.config.loader import load_config  # noqa: E402
 from gateway.model import Sample  # noqa: E402
 from gateway.runtime import App  # noqa: E402
@@ -103,11 +103,20 @@ async def one_run(mode: str, seconds: float, batch_size: int, queue: int) -> dic
         per = comp.energy.stats()["plugins"] if comp.energy.feeds else {}
         app.request_stop()
         await runner
-        return {"samples_per_s": committed / elapsed,
+        fast, slow_st = per.get("bench-fast", {}), per.get("bench-slow", {})
+        # every committed sample is either handed to the plugin, dropped for it, or still in
+        # its queue when the window closes: all three are reported
+        return {"samples_per_s": committed / elapsed, "committed_samples": committed,
                 "fast_calls_per_s": calls / elapsed,
-                "fast_dropped_samples": per.get("bench-fast", {}).get("dropped_samples", 0),
+                "fast_dropped_samples": fast.get("dropped_samples", 0),
+                "fast_queued_at_end": fast.get("queued_samples", 0),
                 "slow_calls_per_s": slow_calls / elapsed,
-                "slow_dropped_samples": per.get("bench-slow", {}).get("dropped_samples", 0)}
+                "slow_dropped_samples": slow_st.get("dropped_samples", 0),
+                "slow_queued_at_end": slow_st.get("queued_samples", 0)}
+
+
+def _ratio(a: dict[str, float], b: dict[str, float]) -> float:
+    return a["samples_per_s"] / b["samples_per_s"] if b["samples_per_s"] else float("nan")
 
 
 async def main() -> None:
@@ -118,37 +127,41 @@ async def main() -> None:
     ap.add_argument("--queue", type=int, default=50_000,
                     help="plugins.energy_queue_samples (per plugin)")
     args = ap.parse_args()
-    results: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
-    for _ in range(args.runs):
-        for mode in MODES:
-            results[mode].append(await one_run(mode, args.seconds, args.batch, args.queue))
-
-    def med(mode: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[mode])
-
-    none, fast = med("none", "samples_per_s"), med("fast", "samples_per_s")
-    both = med("slow+fast", "samples_per_s")
-    summary = {
-        "samples_per_s_without_plugin": round(none),
-        "samples_per_s_with_fast_plugin": round(fast),
-        "samples_per_s_with_slow_and_fast": round(both),
-        "ratio_fast_over_none": round(fast / none, 3),
-        "ratio_slow_and_fast_over_fast": round(both / fast, 3),
-        "fast_calls_per_s_alone": round(med("fast", "fast_calls_per_s")),
-        "fast_calls_per_s_next_to_slow": round(med("slow+fast", "fast_calls_per_s")),
-        "fast_dropped_samples_alone": med("fast", "fast_dropped_samples"),
-        "fast_dropped_samples_next_to_slow": med("slow+fast", "fast_dropped_samples"),
-        "slow_calls_per_s": round(med("slow+fast", "slow_calls_per_s")),
-        "slow_dropped_samples": med("slow+fast", "slow_dropped_samples"),
-        "runs": args.runs, "seconds": args.seconds, "batch": args.batch,
-        "energy_queue_samples": args.queue, "raw": results,
-    }
-    for key, value in summary.items():
-        if key != "raw":
-            print(f"{key:38s} {value}")
-    out = ROOT / "bench" / "results" / "hooks.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    runs: list[dict[str, Any]] = []
+    with Conditions() as conditions:
+        for i in range(args.runs):  # the three modes back to back, so a run's ratios compare
+            by_mode = {mode: await one_run(mode, args.seconds, args.batch, args.queue)
+                       for mode in MODES}  # like with like
+            none, fast, both = (by_mode[m] for m in MODES)
+            run = {"run": i + 1, **{f"{m}.{k}": v for m in MODES for k, v in by_mode[m].items()},
+                   "ratio_fast_over_none": _ratio(fast, none),
+                   "ratio_slow_and_fast_over_fast": _ratio(both, fast)}
+            runs.append(run)
+            print(f"run {i + 1}: none {none['samples_per_s']:,.0f}/s, fast "
+                  f"{fast['samples_per_s']:,.0f}/s (dropped {fast['fast_dropped_samples']:,}, "
+                  f"queued {fast['fast_queued_at_end']:,}), slow+fast "
+                  f"{both['samples_per_s']:,.0f}/s (fast dropped "
+                  f"{both['fast_dropped_samples']:,}, slow dropped "
+                  f"{both['slow_dropped_samples']:,})", flush=True)
+    keys = [k for k, v in runs[0].items() if k != "run" and isinstance(v, (int, float))]
+    summary: dict[str, Any] = medians(runs, keys)
+    # drops are summed, not medians: one run that dropped is not hidden by two that did not
+    for key in keys:
+        if "dropped" in key:
+            summary[key.replace("dropped", "dropped_total")] = sum(r[key] for r in runs)
+    summary["ratio_fast_over_none_per_run"] = [round(r["ratio_fast_over_none"], 3) for r in runs]
+    summary["ratio_slow_and_fast_over_fast_per_run"] = [
+        round(r["ratio_slow_and_fast_over_fast"], 3) for r in runs]
+    write_result(
+        "hooks",
+        what=("pipeline -> SQLite store in this process fed as fast as it takes batches "
+              "(saturation), with no plugin, a cheap plugin, and the cheap one next to a slow "
+              "one; no uplink"),
+        goal=("the cheap plugin's calls and drops, and ingest, the same with or without the "
+              "slow one"),
+        params={"runs": args.runs, "seconds": args.seconds, "batch": args.batch,
+                "energy_queue_samples": args.queue},
+        summary=summary, runs=runs, conditions=conditions)
 
 
 if __name__ == "__main__":

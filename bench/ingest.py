@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._util import machine, median, save
+from bench.common import Conditions, medians, write_result
 from gateway.config.loader import load_config
 from gateway.runtime import App
 from tests.support.app import write_config
@@ -70,20 +70,22 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=2_000)
     args = parser.parse_args()
     runs = []
-    for i in range(args.runs):
-        run = asyncio.run(one_run(args.seconds, args.devices, args.points))
-        run["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        runs.append(run)
-        print(f"run {i + 1}: {run['samples_per_s']:,.0f} samples/s, "
-              f"{run['bytes_per_sample']:.1f} B/sample, peak RSS {run['rss_mb']:.0f} MB",
-              flush=True)
-    figures = {k: median([r[k] for r in runs]) for k in runs[0]}
-    print(f"\nmachine: {machine()}")
-    print(f"ingest (median of {args.runs}): {figures['samples_per_s']:,.0f} samples/s, "
-          f"{figures['bytes_per_sample']:.1f} bytes on disk per sample, "
-          f"peak RSS {figures['rss_mb']:.0f} MB")
-    print(f"results: {save('ingest', figures, runs)}")
-
+    with Conditions() as conditions:
+        for i in range(args.runs):
+            run = asyncio.run(one_run(args.seconds, args.devices, args.points))
+            run["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            runs.append(run)
+            print(f"run {i + 1}: {run['samples_per_s']:,.0f} samples/s, "
+                  f"{run['bytes_per_sample']:.1f} B/sample, peak RSS {run['rss_mb']:.0f} MB",
+                  flush=True)
+    write_result(
+        "ingest",
+        what=("gateway in this process without uplink (simulated driver -> pipeline -> "
+              "SQLite buffer); the drivers produce as fast as ingest takes them (saturation)"),
+        goal=">= 300,000 samples/s",
+        params={"runs": args.runs, "seconds": args.seconds, "devices": args.devices,
+                "points": args.points},
+        summary=medians(runs, runs[0]), runs=runs, conditions=conditions)
 
 if __name__ == "__main__":
     main()

@@ -1,10 +1,12 @@
-"""Bench: 100 simulated Modbus TCP devices x 125 points polled every second.
+"""Bench: the bare Modbus driver, 100 simulated Modbus TCP devices x 125 points every second.
 
-The simulators (one pymodbus server per device, each on its own loopback port, like 100 meters
-with their own IP) run in a SEPARATE process, so the CPU figure is the gateway's alone: the
-driver's poll loops, pymodbus client framing, decoding and sample building. Reports tags/s,
-requests per cycle against the optimum for the gap rule (an independent O(n^2) DP over the
-points), and gateway CPU as a share of one core. Goal: 12,500 tags/s at <= 15 % of one core.
+The driver alone, with a counting context: no pipeline, store or uplink (bench/site.py runs
+the whole gateway). The simulators (one pymodbus server per device, each on its own loopback
+port) run in a separate process, so the CPU figure is the driver's: its poll loops, pymodbus
+client framing, decoding and sample building. Reports tags/s (the offered load, not the most
+it could take), requests per cycle against the optimum for the gap rule (an independent
+O(n^2) DP over the points), and CPU as a share of one core. Goal: 12,500 tags/s at <= 15 %
+of one core.
 
     python bench/modbus_poll.py [--devices 100] [--seconds 10] [--runs 3]
 """
@@ -16,7 +18,6 @@ import asyncio
 import json
 import random
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -26,11 +27,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import Conditions, CountingContext, median, write_result  # noqa: E402
 from drivers.modbus.config import ModbusDeviceConfig  # noqa: E402
 from drivers.modbus.driver import ModbusDriver  # noqa: E402
 from drivers.modbus.simulator import ModbusSimulator, SimUnit  # noqa: E402
-from gateway.clock import SystemClock  # noqa: E402
-from gateway.model import Batch, DeviceStatus, Event  # noqa: E402
 
 POINTS = 125
 TYPES = [("uint16", 1), ("int16", 1), ("float32", 2), ("uint32", 2), ("float32", 2)]
@@ -82,35 +82,6 @@ def serve(n: int) -> None:
     asyncio.run(main())
 
 
-class CountingContext:
-    """A DriverContext that counts what arrives (storing 100k samples would distort CPU)."""
-
-    def __init__(self) -> None:
-        import logging
-
-        self.logger = logging.getLogger("bench")
-        self.clock = SystemClock()
-        self.state_dir = Path(".")
-        self.samples = 0
-        self.bad = 0
-        self.offline: set[str] = set()
-
-    async def emit(self, batch: Batch) -> None:
-        self.samples += len(batch)
-        self.bad += sum(1 for s in batch if s.value is None)
-
-    def set_status(self, device: str, status: DeviceStatus, reason: str = "") -> None:
-        (self.offline.add if status is DeviceStatus.OFFLINE else self.offline.discard)(device)
-
-    async def emit_event(self, event: Event) -> None:
-        pass
-
-    def kv(self, namespace: str) -> Any:
-        from drivers.testing import MemoryKV
-
-        return MemoryKV()  # the driver keeps learned unreadable registers here
-
-
 async def one_run(ports: list[int], seconds: float) -> dict[str, float]:
     cfgs = [ModbusDeviceConfig.model_validate(
         {"id": f"m{i:03d}", "host": "127.0.0.1", "port": port, "interval": 1.0, "timeout": 1.0,
@@ -147,37 +118,35 @@ def main() -> None:
     if args.serve:
         serve(args.serve)
         return
-    child = subprocess.Popen([sys.executable, __file__, "--serve", str(args.devices)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert child.stdout is not None
-        ports = json.loads(child.stdout.readline())
-        runs = [asyncio.run(one_run(ports, args.seconds)) for _ in range(args.runs)]
-    finally:
-        if child.stdin:
-            child.stdin.close()
-        child.wait(timeout=10)
+    with Conditions() as conditions:
+        child = subprocess.Popen([sys.executable, __file__, "--serve", str(args.devices)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                 cwd=ROOT)
+        try:
+            assert child.stdout is not None
+            ports = json.loads(child.stdout.readline())
+            runs = [asyncio.run(one_run(ports, args.seconds)) for _ in range(args.runs)]
+        finally:
+            if child.stdin:
+                child.stdin.close()
+            child.wait(timeout=10)
     points = point_map()
     drv = ModbusDriver([ModbusDeviceConfig.model_validate(
         {"id": "p", "host": "h", "max_gap": MAX_GAP, "points": points})], None)  # type: ignore[arg-type]
-    result = {
-        "devices": args.devices, "points_per_device": POINTS, "interval_s": 1.0,
-        "seconds_per_run": args.seconds, "runs": runs,
-        "median_tags_per_s": statistics.median(r["tags_per_s"] for r in runs),
-        "median_cpu_percent_of_core": statistics.median(r["cpu_percent_of_core"] for r in runs),
-        "median_requests_per_s": statistics.median(r["requests_per_s"] for r in runs),
-        "requests_per_cycle_per_device": drv.requests_per_cycle(),
-        "optimum_requests_per_cycle_per_device": optimum(points),
-        "goal": "12500 tags/s at <= 15 % of one core",
-        "note": "simulators in a separate process; shared 2-core machine, noisy",
-    }
-    for key, value in result.items():
-        if key != "runs":
-            print(f"{key}: {value:.1f}" if isinstance(value, float) else f"{key}: {value}")
-    out = ROOT / "bench" / "results" / "modbus_poll.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-
+    write_result(
+        "modbus_poll",
+        what=("bare Modbus driver (no pipeline, store or uplink) polling pymodbus simulators "
+              "in another process; offered load, not saturation"),
+        goal="12500 tags/s at <= 15 % of one core",
+        params={"devices": args.devices, "points_per_device": POINTS, "interval_s": 1.0,
+                "seconds_per_run": args.seconds, "runs": args.runs},
+        summary={
+            "tags_per_s": median(r["tags_per_s"] for r in runs),
+            "cpu_percent_of_core": median(r["cpu_percent_of_core"] for r in runs),
+            "requests_per_s": median(r["requests_per_s"] for r in runs),
+            "requests_per_cycle_per_device": drv.requests_per_cycle(),
+            "optimum_requests_per_cycle_per_device": optimum(points)},
+        runs=runs, conditions=conditions)
 
 if __name__ == "__main__":
     main()

@@ -7,9 +7,12 @@ stays connected and, once all are booted, sends Heartbeat every 30 s and MeterVa
 10 s (start times jittered). Reported: seconds until all chargers booted, CALL->CALLRESULT
 latency p50/p99 measured by the clients during the steady phase, and the gateway process's
 RSS (idle before the first connection, peak, and the per-connection difference). Median over
---runs.
+--runs. ``--whole`` runs the whole gateway instead of the bare driver: the central system with
+the SQLite store, one alarm rule per charger and the uplink to a real mosquitto (writes
+``ocpp_scale_whole.json``).
 
     python bench/ocpp_scale.py [--chargers 1000] [--duration 60] [--runs 3] [--tracemalloc]
+                               [--whole]
 """
 
 from __future__ import annotations
@@ -123,36 +126,6 @@ async def _clients_main(url: str, count: int, duration: float, hb: float, mv: fl
 
 # --- gateway process ---------------------------------------------------------------------
 
-class CountingContext:
-    """A DriverContext that counts and drops samples, so RSS is the driver's, not a list's."""
-
-    def __init__(self) -> None:
-        import logging
-
-        from drivers.testing import MemoryKV
-        from gateway.clock import SystemClock
-
-        self.logger = logging.getLogger("bench")
-        self.clock = SystemClock()
-        self.state_dir = Path(".")
-        self.samples = 0
-        self.events = 0
-        self._kv: dict[str, Any] = {}
-        self._mkv = MemoryKV
-
-    async def emit(self, batch: Any) -> None:
-        self.samples += len(batch)
-
-    def set_status(self, device: str, status: Any, reason: str = "") -> None:
-        pass
-
-    async def emit_event(self, event: Any) -> None:
-        self.events += 1
-
-    def kv(self, namespace: str) -> Any:
-        return self._kv.setdefault(namespace, self._mkv())
-
-
 def _top_diff(before: Any, after: Any, n: int = 15) -> list[str]:
     stats = after.compare_to(before, "lineno")
     return [str(s) for s in stats[:n]]
@@ -177,6 +150,8 @@ async def _gateway_main(count: int, trace: bool) -> None:
                                                 "server": {"host": "127.0.0.1", "port": 0}})]
     devices += [OcppDeviceConfig(id=f"cp-{i:05d}", type="ocpp", password_hash=stored)
                 for i in range(count)]
+    from bench.common import CountingContext
+
     ctx = CountingContext()
     driver = OcppDriver(devices, ctx)  # type: ignore[arg-type]
     server = asyncio.create_task(driver.server.run())
@@ -220,13 +195,79 @@ async def _gateway_main(count: int, trace: bool) -> None:
     await asyncio.gather(server, sampler, return_exceptions=True)
 
 
+async def _whole_gateway_main(count: int) -> None:
+    """The whole gateway in this process: the OCPP central system plus the store, one alarm
+    rule per charger and the uplink to a real mosquitto; same stdin/stdout protocol."""
+    import gc
+    import logging
+    import tempfile
+
+    import psutil
+    import yaml
+
+    from bench._uplink_common import start_app, stop_app
+    from drivers.ocpp.security import hash_password
+    from tests.support.mosquitto import Mosquitto, free_port
+
+    logging.basicConfig(level=logging.WARNING)
+    proc = psutil.Process()
+    stored = hash_password(PASSWORD)
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="fieldgate-ocpp-") as tmp, \
+            Mosquitto(Path(tmp)) as broker:
+        site = {
+            "gateway": {"id": "ocpp-bench", "state_dir": str(Path(tmp) / "state")},
+            "logging": {"level": "WARNING"},
+            "uplink": {"broker": {"host": broker.host, "port": broker.port}},
+            "devices": [{"id": "csms", "type": "ocpp", "role": "server",
+                         "server": {"host": "127.0.0.1", "port": port}}]
+            + [{"id": f"cp-{i:05d}", "type": "ocpp", "password_hash": stored}
+               for i in range(count)],
+            "rules": {"alarms": [{"name": f"power-{i:05d}", "devices": [f"cp-{i:05d}"],
+                                  "point": "Power.Active.Import",
+                                  "condition": {"op": ">", "value": 1e9}}
+                                 for i in range(count)]},
+        }
+        config = Path(tmp) / "site.yaml"
+        config.write_text(yaml.safe_dump(site, sort_keys=False))
+        app, task = await start_app(config)
+        gc.collect()
+        idle = proc.memory_info().rss
+        peak = [idle]
+
+        async def sample_rss() -> None:
+            while True:
+                peak[0] = max(peak[0], proc.memory_info().rss)
+                await asyncio.sleep(0.25)
+
+        sampler = asyncio.create_task(sample_rss())
+        print(json.dumps({"port": port}), flush=True)
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            now = proc.memory_info().rss
+            peak[0] = max(peak[0], now)
+            out: dict[str, Any] = {"rss_mb": now / 2**20}
+            if line.strip() == "stats":
+                out.update(rss_idle_mb=idle / 2**20, rss_peak_mb=peak[0] / 2**20,
+                           samples=app.pipeline.stats.samples)
+                print(json.dumps(out), flush=True)
+                break
+            print(json.dumps(out), flush=True)
+        sampler.cancel()
+        await asyncio.gather(sampler, return_exceptions=True)
+        await stop_app(app, task)
+
+
 # --- orchestration -----------------------------------------------------------------------
 
 async def _run_once(count: int, duration: float, hb: float, mv: float, trace: bool,
-                    in_flight: int) -> dict[str, float]:
+                    in_flight: int, whole: bool = False) -> dict[str, float]:
     me = [sys.executable, __file__, "--chargers", str(count)]
     gw = await asyncio.create_subprocess_exec(
-        *me, "--gateway", *(["--tracemalloc"] if trace else []),
+        *me, "--gateway", *(["--tracemalloc"] if trace else []), *(["--whole"] if whole else []),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
     assert gw.stdout is not None and gw.stdin is not None
 
@@ -268,7 +309,7 @@ async def _run_once(count: int, duration: float, hb: float, mv: float, trace: bo
 
 
 def main() -> int:
-    from bench._util import machine
+    from bench.common import Conditions, write_result
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--chargers", type=int, default=1000)
@@ -280,6 +321,9 @@ def main() -> int:
                    help="handshakes in flight at once (--in-flight 1000: all at the same time)")
     p.add_argument("--tracemalloc", action="store_true",
                    help="print the gateway's top allocations by line once all are booted")
+    p.add_argument("--whole", action="store_true",
+                   help="run the whole gateway (store, rules, uplink to mosquitto), not the "
+                        "bare driver")
     p.add_argument("--client", help=argparse.SUPPRESS)
     p.add_argument("--gateway", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -288,18 +332,20 @@ def main() -> int:
                                   args.in_flight))
         return 0
     if args.gateway:
-        asyncio.run(_gateway_main(args.chargers, args.tracemalloc))
+        if args.whole:
+            asyncio.run(_whole_gateway_main(args.chargers))
+        else:
+            asyncio.run(_gateway_main(args.chargers, args.tracemalloc))
         return 0
     runs = []
-    for i in range(args.runs):
-        r = asyncio.run(_run_once(args.chargers, args.duration, args.hb, args.mv,
-                                  args.tracemalloc, args.in_flight))
-        print(f"run {i + 1}: {json.dumps({k: round(v, 2) for k, v in r.items()})}", flush=True)
-        runs.append(r)
+    with Conditions() as conditions:
+        for i in range(args.runs):
+            r = asyncio.run(_run_once(args.chargers, args.duration, args.hb, args.mv,
+                                      args.tracemalloc, args.in_flight, args.whole))
+            print(f"run {i + 1}: {json.dumps({k: round(v, 2) for k, v in r.items()})}",
+                  flush=True)
+            runs.append(r)
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    summary = {"machine": machine(), "chargers": args.chargers, "duration_s": args.duration,
-               "handshakes_in_flight": args.in_flight,
-               "runs": runs, "median": median, "goals": {"p99_ms": 50, "rss_mb": 300}}
     print(f"median of {args.runs} fresh gateway processes: all booted in "
           f"{median['boot_all_s']:.1f} s ({median['connect_retries']:.0f} connect retries); "
           f"latency p50 {median['p50_ms']:.1f} ms, "
@@ -307,11 +353,20 @@ def main() -> int:
           f"{median['rss_mb']:.0f} MB (idle {median['rss_idle_mb']:.0f} MB, "
           f"{median['kb_per_connection']:.0f} KB per connection)")
     name = "ocpp_scale" if args.in_flight == 100 else f"ocpp_scale_inflight{args.in_flight}"
-    out = ROOT / "bench" / "results" / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
+    if args.whole:
+        name += "_whole"
+    write_result(
+        name,
+        what=("whole gateway (OCPP central system, store, one alarm rule per charger, uplink "
+              "to mosquitto) in a process of its own, chargers in another" if args.whole else
+              "bare OCPP driver (no pipeline, store or uplink; a counting context) in a "
+              "process of its own, chargers in another"),
+        goal="p99 < 50 ms, RSS < 300 MB",
+        params={"chargers": args.chargers, "duration_s": args.duration,
+                "handshakes_in_flight": args.in_flight, "heartbeat_s": args.hb,
+                "meter_values_s": args.mv, "runs": args.runs},
+        summary=median, runs=runs, conditions=conditions)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

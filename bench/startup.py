@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._util import median, save  # noqa: E402
+from bench.common import Conditions, median, write_result  # noqa: E402
 
 MEGA = 1024 * 1024
 METER = {"id": "meter-01", "type": "modbus", "host": "127.0.0.1", "unit": 1,
@@ -158,17 +158,19 @@ def main() -> None:
     if args.serve_modbus:
         serve_modbus(args.serve_modbus)
         return
-    # The CLI first: a child's peak RSS counts the pages it shares with this process between
-    # fork and exec, so this process must still be small (idle_rss imports the store).
-    runs: list[dict[str, Any]] = [
-        {"help": time_cli("--help"), "version": time_cli("--version")} for _ in range(args.runs)
-    ]
-    for run in runs:
-        with tempfile.TemporaryDirectory(prefix="fieldgate-startup-") as tmp:
-            run["idle"] = idle_rss(Path(tmp), args.idle, shutil.which("mosquitto"))
-        print(f"run: --help {run['help']['seconds']:.3f} s, --version "
-              f"{run['version']['seconds']:.3f} s / {run['version']['peak_rss_mb']:.1f} MB, "
-              f"idle {run['idle']['rss_mb']:.1f} MB", flush=True)
+    runs: list[dict[str, Any]] = []
+    with Conditions() as conditions:
+        # The CLI first: a child's peak RSS counts the pages it shares with this process
+        # between fork and exec, so this process must still be small (idle_rss imports the
+        # store).
+        runs = [{"help": time_cli("--help"), "version": time_cli("--version")}
+                for _ in range(args.runs)]
+        for run in runs:
+            with tempfile.TemporaryDirectory(prefix="fieldgate-startup-") as tmp:
+                run["idle"] = idle_rss(Path(tmp), args.idle, shutil.which("mosquitto"))
+            print(f"run: --help {run['help']['seconds']:.3f} s, --version "
+                  f"{run['version']['seconds']:.3f} s / {run['version']['peak_rss_mb']:.1f} MB, "
+                  f"idle {run['idle']['rss_mb']:.1f} MB", flush=True)
     figures = {
         "help_seconds": median([r["help"]["seconds"] for r in runs]),
         "help_cpu_seconds": median([r["help"]["cpu_seconds"] for r in runs]),
@@ -177,10 +179,15 @@ def main() -> None:
         "version_seconds": median([r["version"]["seconds"] for r in runs]),
         "version_peak_rss_mb": median([r["version"]["peak_rss_mb"] for r in runs]),
         "idle_rss_mb": median([r["idle"]["rss_mb"] for r in runs]),
-        "idle_seconds": args.idle,
         "uplink": runs[0]["idle"]["uplink"],
     }
-    path = save("startup", figures, runs)
+    path = write_result(
+        "startup",
+        what=("fresh `fieldgate` processes; a Modbus-only daemon as its own process, its "
+              "simulator in another, uplink to mosquitto"),
+        goal="--help < 0.3 s; idle <= 50 MB",
+        params={"runs": args.runs, "idle_seconds": args.idle},
+        summary=figures, runs=runs, conditions=conditions)
     print(f"fieldgate --help: {figures['help_seconds']:.3f} s wall, "
           f"{figures['help_cpu_seconds']:.3f} s CPU (goal < 0.3 s), peak "
           f"{figures['help_peak_rss_mb']:.1f} MB")

@@ -40,7 +40,9 @@ import aiomqtt
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+from bench.common import Conditions, write_result  # noqa: E402
+
 GW = "bench-wire"
 ENCODINGS = ("json", "columns+deflate")
 TOPICS = {"json": f"fieldgate/{GW}/telemetry",
@@ -184,12 +186,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--encodings", nargs="+", default=list(ENCODINGS), choices=ENCODINGS)
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
-    ap.add_argument("--out", type=Path, default=None,
-                    help="result file (default bench/results/wire_bytes[_linger<s>].json)")
     args = ap.parse_args()
     if args.points < 5:
         ap.error("--points must be at least 5 (the simulated device's own points)")
-    result = asyncio.run(main_async(args))
+    with Conditions() as conditions:
+        result = asyncio.run(main_async(args))
     print(f"bytes per datapoint on the wire, {args.devices} devices x {args.points} points "
           f"every {args.interval:g} s, uplink.linger {args.linger:g} s, median of {args.runs} "
           f"({result['machine']})")
@@ -197,11 +198,15 @@ def main() -> None:
     print(f"|---|{'---|' * len(args.kinds)}")
     for enc, cells in result["median"].items():
         print(f"| {enc} | {' | '.join(f'{cells[k]:.2f}' for k in args.kinds)} |")
-    out = args.out or RESULTS / (f"wire_bytes_linger{args.linger:g}.json" if args.linger
-                                 else "wire_bytes.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    name = f"wire_bytes_linger{args.linger:g}" if args.linger else "wire_bytes"
+    write_result(
+        name,
+        what=(f"whole gateway as its own process, {args.devices} simulated devices x "
+              f"{args.points} points every {args.interval:g} s -> mosquitto; payload bytes per "
+              "datapoint counted at a subscriber, per encoding x value kind"),
+        goal="<= 6 bytes per datapoint on realistic values (decimals)",
+        params=result["params"], summary=result["median"], runs=result["runs"],
+        conditions=conditions)
 
 
 if __name__ == "__main__":

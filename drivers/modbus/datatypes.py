@@ -14,6 +14,7 @@ the explicit 64-bit spellings ``ABCDEFGH``/``GHEFCDAB``/``BADCFEHG``/``HGFEDCBA`
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -154,10 +155,13 @@ Decoder = Callable[[bytes, int], Decoded]
 Encoder = Callable[[Decoded], list[int]]
 
 
+@functools.cache
 def make_decoder(type_name: str, order: Order, *, bit: int | None, length: int | None) -> Decoder:
     """Return ``decode(block_bytes, byte_offset)``; block bytes are the big-endian registers.
 
-    The decoder is built once per point so the poll path does one ``unpack_from`` per value.
+    The poll path does one ``unpack_from`` per value. Decoders hold no state, so points of
+    the same type, order, bit and length share one (cached): a site of 25,000 points builds
+    a handful, not 25,000 closures.
     """
     spec = DATA_TYPES[type_name]
     nbytes = 2 * register_count(type_name, length)

@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 P = TypeVar("P")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Span(Generic[P]):
     """Something to read: ``count`` addresses from ``address``; ``item`` is the caller's point."""
 
@@ -34,7 +34,7 @@ class Span(Generic[P]):
         return self.address + self.count
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Block(Generic[P]):
     address: int
     count: int

@@ -21,6 +21,7 @@ import asyncio
 import functools
 import logging
 import random
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,7 @@ from gateway.model import DeviceStatus, Quality, Sample, Value
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class PointReader:
     """A point with its decoder built once."""
 
@@ -474,6 +475,9 @@ def _decode(
                                                                           block.address])))
         return out
     buf = dt.registers_to_bytes(data)
+    unpacked = _unpacker(block)
+    if unpacked is not None:
+        return _decode_unpacked(device, block, unpacked, buf, ts)
     for span in block.spans:
         reader = span.item
         try:
@@ -486,4 +490,51 @@ def _decode(
             out.append(Sample(device, reader.point.name, ts, None, Quality.BAD))
         else:
             out.append(Sample(device, reader.point.name, ts, value, Quality.GOOD))
+    return out
+
+
+# A block whose points are all plain numbers in ABCD order, in address order, decodes with one
+# struct call (gaps skipped as pad bytes) instead of one call per point: the poll path's
+# largest cost at 125 points per read. Keyed by the block's spans (kept alive here, so the id
+# is never reused); bounded, since a re-plan makes new blocks.
+_UNPACKERS: dict[int, tuple[object, struct.Struct | None]] = {}
+_UNPACKERS_MAX = 4096
+
+
+def _unpacker(block: Block[PointReader]) -> struct.Struct | None:
+    entry = _UNPACKERS.get(id(block.spans))
+    if entry is not None and entry[0] is block.spans:
+        return entry[1]
+    if len(_UNPACKERS) >= _UNPACKERS_MAX:
+        _UNPACKERS.clear()
+    fmt, pos = [">"], 0
+    unpacker: struct.Struct | None = None
+    for span in block.spans:
+        point = span.item.point
+        spec = dt.DATA_TYPES[point.type]
+        offset = span.address - block.address
+        if (spec.struct_code is None or point.type == "bool" or point.order.byte_swap
+                or point.order.word_swap or offset < pos or spec.registers != span.count):
+            break
+        if offset > pos:
+            fmt.append(f"{2 * (offset - pos)}x")
+        fmt.append(spec.struct_code)
+        pos = offset + span.count
+    else:
+        unpacker = struct.Struct("".join(fmt))
+    _UNPACKERS[id(block.spans)] = (block.spans, unpacker)
+    return unpacker
+
+
+def _decode_unpacked(device: str, block: Block[PointReader], unpacker: struct.Struct,
+                     buf: bytes, ts: int) -> list[Sample]:
+    out: list[Sample] = []
+    good, bad = Quality.GOOD, Quality.BAD
+    for span, raw in zip(block.spans, unpacker.unpack_from(buf), strict=True):
+        reader = span.item
+        value = float(raw) * reader.point.scale + reader.point.offset if reader.scaled else raw
+        if value != value:  # NaN: the device's "not available"
+            out.append(Sample(device, reader.point.name, ts, None, bad))
+        else:
+            out.append(Sample(device, reader.point.name, ts, value, good))
     return out
