@@ -165,6 +165,7 @@ BUILTIN_COMPONENTS: tuple[str, ...] = (
     "gateway.channels.component",
     "gateway.uplink",
     "gateway.rules",
+    "gateway.siteops",
 )
 
 

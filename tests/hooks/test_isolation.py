@@ -123,7 +123,7 @@ async def test_energy_hook_isolation(tmp_path: Path, caplog: pytest.LogCaptureFi
     async with running_app(cfg, tmp_path) as app:
         comp = component(app)
         assert comp.energy.feeds == {}  # nobody implements it: no observer, no cost
-        assert app.pipeline.observers == []
+        assert comp.energy.observe not in app.pipeline.observers
         comp.add_plugin(EnergyRaiser(), "energy-raiser")
         comp.add_plugin(EnergyHanger(), "energy-hanger")
         hanger = comp.energy.feeds["energy-hanger"]

@@ -41,7 +41,7 @@ async def test_customer_folder_only_overrides_count(tmp_path: Path) -> None:
             "acme"]
         # The no-op defaults are not implementations: no per-sample cost.
         assert comp.runner.implementations("on_energy_data_received") == []
-        assert comp.energy.feeds == {} and app.pipeline.observers == []
+        assert comp.energy.feeds == {} and comp.energy.observe not in app.pipeline.observers
         listed = (await app.commands.execute("plugins.list", {}))["result"]
         assert {"name": "acme", "source": "customer folder",
                 "hooks": ["on_alarm_created"]} in listed["loaded"]
