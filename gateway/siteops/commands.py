@@ -107,6 +107,17 @@ class InspectionListArgs(Args):
     limit: int = Field(100, ge=1, le=1000)
 
 
+class ReportRunArgs(Args):
+    name: str = Field(min_length=1)
+    at: int | None = Field(None, description="UTC ms inside the period; default: the last "
+                                             "finished period.")
+
+
+class ReportListArgs(Args):
+    name: str | None = None
+    limit: int = Field(100, ge=1, le=1000)
+
+
 def _wo_error(err: WorkOrderError) -> CommandError:
     return CommandError(err.code, str(err))
 
@@ -241,6 +252,18 @@ def register(comp: SiteOpsComponent) -> None:
         """Completed inspections (with a plan), newest first."""
         return await comp.inspections.records(args.plan, args.device, args.limit)
 
+    async def report_run(args: ReportRunArgs) -> dict[str, Any]:
+        """Generate a configured report now (CSV, and HTML if configured) for the last
+        finished period or the one holding ``at``; emits report_generated."""
+        try:
+            return await comp.reports.run(args.name, args.at)
+        except LookupError as err:
+            raise CommandError("unknown_report", str(err)) from err
+
+    async def report_list(args: ReportListArgs) -> list[dict[str, Any]]:
+        """Generated reports, newest first, with their files."""
+        return await comp.reports.list(args.name, args.limit)
+
     ack = mover("acknowledged", "Acknowledge a work order (emits work_order_updated).")
     start = mover("in_progress", "Start work on a work order (emits work_order_updated).")
     cancel = mover("cancelled", "Cancel a work order; the note is the reason (emits "
@@ -265,6 +288,10 @@ def register(comp: SiteOpsComponent) -> None:
         Command("inspections.complete", InspectionArgs, insp_complete,
                 insp_complete.__doc__ or ""),
         Command("inspections.list", InspectionListArgs, insp_list, insp_list.__doc__ or "",
+                read_only=True),
+        Command("reports.run", ReportRunArgs, report_run, report_run.__doc__ or "",
+                timeout=120),
+        Command("reports.list", ReportListArgs, report_list, report_list.__doc__ or "",
                 read_only=True),
         Command("reports.generated", ReportArgs, report_generated,
                 report_generated.__doc__ or ""),

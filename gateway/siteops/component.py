@@ -21,10 +21,12 @@ from gateway.components import Component, ComponentContext, ComponentSpec, TaskF
 from gateway.model import Event, event_id
 from gateway.siteops import history as history_mod
 from gateway.siteops import inspections as insp_mod
+from gateway.siteops import reports as reports_mod
 from gateway.siteops import workorders as wo_mod
 from gateway.siteops.config import SiteOpsSection
 from gateway.siteops.history import History
 from gateway.siteops.inspections import Inspections
+from gateway.siteops.reports import Reports
 from gateway.siteops.workorders import WorkOrderError, WorkOrders
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ class SiteOpsComponent(Component):
         self._removers: list[Callable[[], None]] = []
         self._last_prune_ms = 0
         self.inspections = Inspections(self)
-        self.reports: Any = None
+        self.reports = Reports(self)
         #: Extra KPI sources (the plugins' calculate_custom_kpis): period -> (values,
         #: conflicts, failed plugins).
         self.kpi_providers: list[Callable[[str], Awaitable[dict[str, Any]]]] = []
@@ -98,8 +100,7 @@ class SiteOpsComponent(Component):
         retention. Tests call it after moving their clock."""
         now = self.ctx.clock.now_ms()
         await self.inspections.check_due(now)
-        if self.reports is not None:
-            await self.reports.run_due(now)
+        await self.reports.run_due(now)
         if self.history is not None and now - self._last_prune_ms >= PRUNE_INTERVAL_MS:
             await self.history.prune(now)
             self._last_prune_ms = now
@@ -129,6 +130,7 @@ class SiteOpsComponent(Component):
         return None
 
     async def on_event(self, ev: Event) -> None:
+        await self.reports.log_event(ev)
         if ev.type == events.ALARM_CREATED:
             action = self._rule_action(str(ev.body.get("rule", "")))
             if action is not None:
@@ -196,7 +198,8 @@ def _factory(ctx: ComponentContext[SiteOpsSection]) -> SiteOpsComponent | None:
     return SiteOpsComponent(ctx)
 
 
-MIGRATIONS = [history_mod.MIGRATIONS[0] + wo_mod.MIGRATIONS[0] + insp_mod.MIGRATIONS[0]]
+MIGRATIONS = [history_mod.MIGRATIONS[0] + wo_mod.MIGRATIONS[0] + insp_mod.MIGRATIONS[0]
+              + reports_mod.MIGRATIONS[0]]
 
 SPEC = ComponentSpec("siteops", _factory, section=SiteOpsSection, after=("rules",),
                      migrations=MIGRATIONS)
