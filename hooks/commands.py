@@ -70,22 +70,31 @@ def register(app: ComponentContext[PluginsSection], comp: PluginsComponent) -> N
                 "events_delivered": sum(f.delivered for f in comp.feeds.values()),
                 "loop": comp.loop_stats()}
 
-    async def kpis(args: KpiArgs) -> dict[str, Any]:
-        """Custom KPIs of every plugin for a period (today, month, year), merged."""
+    async def custom_kpis(period: str) -> dict[str, Any]:
         results = await runner.call_each(
             "calculate_custom_kpis",
-            {"period": args.period, "db": PerPlugin(lambda p: HooksDB(app, p))},
-            context=f" (period {args.period})")
+            {"period": period, "db": PerPlugin(lambda p: HooksDB(app, p))},
+            context=f" (period {period})")
         values, conflicts, bad = merge_kpis(results)
-        return {"period": args.period, "kpis": values, "conflicts": conflicts,
+        return {"period": period, "kpis": values, "conflicts": conflicts,
                 "failed": [r.plugin for r in results if not r.ok] + bad}
+
+    async def kpis(args: KpiArgs) -> dict[str, Any]:
+        """Custom KPIs of every plugin for a period (today, month, year), merged."""
+        return await custom_kpis(args.period)
+
+    # With the siteops component running, its `kpis` merges these with the site's own.
+    siteops = app.get_component("siteops")
+    if siteops is not None:
+        siteops.kpi_providers.append(custom_kpis)  # type: ignore[attr-defined]
 
     for cmd in (
         Command("plugins.list", NoArgs, plugins_list, plugins_list.__doc__ or "", read_only=True),
         Command("plugins.stats", NoArgs, plugins_stats, plugins_stats.__doc__ or "",
                 read_only=True),
-        Command("kpis", KpiArgs, kpis, kpis.__doc__ or "", timeout=comp.section.timeout + 5,
-                read_only=True),
     ):
         app.commands.register(cmd)
+    if siteops is None:
+        app.commands.register(Command("kpis", KpiArgs, kpis, kpis.__doc__ or "",
+                                      timeout=comp.section.timeout + 5, read_only=True))
 

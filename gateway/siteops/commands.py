@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.commands import Command, CommandError, NoArgs
 from gateway.model import event_id
 from gateway.siteops.inspections import InspectionError
+from gateway.siteops.kpis import kpis
 from gateway.siteops.workorders import WorkOrderError
 
 if TYPE_CHECKING:
@@ -116,6 +117,10 @@ class ReportRunArgs(Args):
 class ReportListArgs(Args):
     name: str | None = None
     limit: int = Field(100, ge=1, le=1000)
+
+
+class KpiArgs(Args):
+    period: Literal["today", "month", "year"] = "today"
 
 
 def _wo_error(err: WorkOrderError) -> CommandError:
@@ -264,6 +269,11 @@ def register(comp: SiteOpsComponent) -> None:
         """Generated reports, newest first, with their files."""
         return await comp.reports.list(args.name, args.limit)
 
+    async def kpis_cmd(args: KpiArgs) -> dict[str, Any]:
+        """Site KPIs (site.*) from the local history for today, month or year, merged with
+        every plugin's calculate_custom_kpis."""
+        return await kpis(comp, args.period)
+
     ack = mover("acknowledged", "Acknowledge a work order (emits work_order_updated).")
     start = mover("in_progress", "Start work on a work order (emits work_order_updated).")
     cancel = mover("cancelled", "Cancel a work order; the note is the reason (emits "
@@ -292,6 +302,8 @@ def register(comp: SiteOpsComponent) -> None:
         Command("reports.run", ReportRunArgs, report_run, report_run.__doc__ or "",
                 timeout=120),
         Command("reports.list", ReportListArgs, report_list, report_list.__doc__ or "",
+                read_only=True),
+        Command("kpis", KpiArgs, kpis_cmd, kpis_cmd.__doc__ or "", timeout=60,
                 read_only=True),
         Command("reports.generated", ReportArgs, report_generated,
                 report_generated.__doc__ or ""),
