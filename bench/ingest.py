@@ -25,11 +25,13 @@ from gateway.runtime import App
 from tests.support.app import write_config
 
 
-async def one_run(seconds: float, devices: int, points: int) -> dict[str, float]:
+async def one_run(seconds: float, devices: int, points: int,
+                  history: bool = True) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = {
             "store": {"max_bytes": 20_000_000_000},
             "logging": {"level": "WARNING"},
+            "siteops": {"history": {"enabled": history}},
             "devices": [
                 {"id": f"bench-{i:02d}", "type": "simulated", "interval": 0.005,
                  "extra_points": points, "seed": i}
@@ -68,10 +70,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--devices", type=int, default=4)
     parser.add_argument("--points", type=int, default=2_000)
+    parser.add_argument("--history", choices=("on", "off"), default="on",
+                        help="the siteops local history (its write cost is the difference)")
     args = parser.parse_args()
     runs = []
     for i in range(args.runs):
-        run = asyncio.run(one_run(args.seconds, args.devices, args.points))
+        run = asyncio.run(one_run(args.seconds, args.devices, args.points,
+                                  args.history == "on"))
         run["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         runs.append(run)
         print(f"run {i + 1}: {run['samples_per_s']:,.0f} samples/s, "

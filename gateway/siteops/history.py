@@ -144,21 +144,6 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _fold(acc: dict[Key, list[Any]], key: Key, v: float, ts: int) -> None:
-    a = acc.get(key)
-    if a is None:
-        acc[key] = [1, v, v, v, v, ts]
-        return
-    a[0] += 1
-    a[1] += v
-    if v < a[2]:
-        a[2] = v
-    if v > a[3]:
-        a[3] = v
-    if ts >= a[5]:
-        a[4], a[5] = v, ts
-
-
 class History:
     """Folds committed samples into rollups; queries them. One per component run."""
 
@@ -168,7 +153,6 @@ class History:
         self.tz = tz
         self.stats = HistoryStats()
         self._m1: dict[Key, list[Any]] = {}
-        self._m15: dict[Key, list[Any]] = {}
         self._energy: dict[tuple[str, int], float] = collections.defaultdict(float)
         self._meters: dict[str, EnergyMeter | None] = {}
         self._dirty_meters: set[str] = set()
@@ -242,7 +226,8 @@ class History:
             return
         rows = batch[skip:] if skip > 0 else batch
         cfg = self.cfg
-        m1, m15, meters = self._m1, self._m15, self._meters
+        m1, meters = self._m1, self._meters
+        every = cfg.points == ["*"]
         for s in rows:
             device, point, ts, value, quality = s
             if quality != "good":
@@ -250,9 +235,21 @@ class History:
             v = _number(value)
             if v is None:
                 continue
-            if cfg.keeps(device, point):
-                _fold(m1, (device, point, ts - ts % MINUTE_MS), v, ts)
-                _fold(m15, (device, point, ts - ts % QUARTER_MS), v, ts)
+            if every or cfg.keeps(device, point):
+                # The 15-minute deltas are built from these at flush time.
+                key = (device, point, ts - ts % MINUTE_MS)
+                a = m1.get(key)
+                if a is None:
+                    m1[key] = [1, v, v, v, v, ts]
+                else:
+                    a[0] += 1
+                    a[1] += v
+                    if v < a[2]:
+                        a[2] = v
+                    elif v > a[3]:
+                        a[3] = v
+                    if ts >= a[5]:
+                        a[4], a[5] = v, ts
             meter = meters[device] if device in meters else self._meter_for(device)
             if meter is not None and (point == meter.src.energy_point
                                       or point == meter.src.power_point):
@@ -290,7 +287,19 @@ class History:
             await self._flush_locked()
 
     async def _flush_locked(self) -> None:
-        m1, m15, energy = self._m1, self._m15, self._energy
+        m1, energy = self._m1, self._energy
+        m15: dict[Key, list[Any]] = {}
+        for (device, point, ts), a in m1.items():
+            key = (device, point, ts - ts % QUARTER_MS)
+            b = m15.get(key)
+            if b is None:
+                m15[key] = list(a)
+                continue
+            b[0] += a[0]
+            b[1] += a[1]
+            b[2], b[3] = min(b[2], a[2]), max(b[3], a[3])
+            if a[5] >= b[5]:
+                b[4], b[5] = a[4], a[5]
         meters = {d: self._meters[d] for d in self._dirty_meters}
         if not m1 and not m15 and not energy and not meters and not self._state_dirty():
             return
@@ -314,7 +323,7 @@ class History:
             await self._write_state(tx, est_rows=est)
         self.stats.est_rows = est
         self._seen = seen | {(0, k) for k in energy}
-        self._m1, self._m15 = {}, {}
+        self._m1 = {}
         self._energy = collections.defaultdict(float)
         self._dirty_meters = set()
         self._written_state = self._state_tuple()

@@ -9,6 +9,7 @@ remembers which due date was announced, since the outbox forgets delivered event
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import json
 import logging
@@ -80,6 +81,7 @@ class Inspections:
         self.comp = comp
         self.ctx = comp.ctx
         self.plans = {p.name: p for p in comp.section.inspections}
+        self._lock = asyncio.Lock()  # the scheduler and the commands both look
 
     def targets(self, plan: InspectionPlan) -> list[str]:
         if plan.site:
@@ -95,6 +97,10 @@ class Inspections:
 
     async def due(self, now_ms: int) -> list[dict[str, Any]]:
         """Every target with its due time, last completion and whether it is due now."""
+        async with self._lock:
+            return await self._due(now_ms)
+
+    async def _due(self, now_ms: int) -> list[dict[str, Any]]:
         store = self.ctx.store
         state = {(p, d): (first, ann) for p, d, first, ann in await store.query(
             "SELECT plan, device, first_seen_ts, announced_due FROM siteops_inspection_state")}
@@ -124,7 +130,11 @@ class Inspections:
 
     async def check_due(self, now_ms: int) -> int:
         """Emit ``inspection_due`` for each target that came due (once per due date)."""
-        fresh = [t for t in await self.due(now_ms) if t["due"] and not t["announced"]]
+        async with self._lock:
+            return await self._check_due(now_ms)
+
+    async def _check_due(self, now_ms: int) -> int:
+        fresh = [t for t in await self._due(now_ms) if t["due"] and not t["announced"]]
         if not fresh:
             return 0
         async with self.ctx.store.transaction() as tx:
