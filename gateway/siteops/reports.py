@@ -28,6 +28,7 @@ from gateway import events
 from gateway.model import Event, event_id
 from gateway.rules.quotas import Period, period_of
 from gateway.siteops.config import ReportDef
+from gateway.siteops.tariff import session_cost
 
 if TYPE_CHECKING:
     from gateway.siteops.component import SiteOpsComponent
@@ -105,11 +106,17 @@ class Reports:
                 await tx.execute("INSERT OR IGNORE INTO siteops_log_status VALUES (?, ?, ?)",
                                  (b.get("device"), ev.ts_ms, b.get("new_status")))
         elif ev.type == events.CHARGING_ORDER_COMPLETED:
+            cost = b.get("cost")
+            tariff = self.comp.section.tariff
+            if cost is None and tariff is not None and b.get("energy_wh") is not None:
+                started = b.get("started_ts") or ev.ts_ms
+                cost = session_cost(tariff, float(b["energy_wh"]), started,
+                                    b.get("stopped_ts") or ev.ts_ms, self.comp.tz)
             async with store.transaction() as tx:
                 await tx.execute(
                     "INSERT OR REPLACE INTO siteops_log_charging VALUES (?, ?, ?, ?, ?, ?)",
                     (b.get("order_id"), b.get("charger", ""), b.get("started_ts"),
-                     b.get("stopped_ts"), b.get("energy_wh"), b.get("cost")))
+                     b.get("stopped_ts"), b.get("energy_wh"), cost))
 
     # -- scheduling ----------------------------------------------------------------------
 
