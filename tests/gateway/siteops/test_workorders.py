@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.model import Event
 from gateway.siteops import SiteOpsComponent
+from tests.gateway.siteops.test_reports import StepClock
 from tests.hooks.support import (
     INVERTER,
     PV_HIGH,
@@ -94,7 +95,8 @@ async def test_an_inspection_comes_due_and_an_out_of_range_answer_opens_a_work_o
         "name": "monthly-meter", "devices": ["m1"], "every_days": 30, "priority": "high",
         "checklist": [{"id": "seal", "question": "Seal intact?", "expect": True},
                       {"id": "temp", "question": "Terminal temperature (C)", "max": 60}]}]}
-    async with running_app(cfg, tmp_path) as app:
+    clock = StepClock(1_780_000_000_000)
+    async with running_app(cfg, tmp_path, clock=clock) as app:
         comp = siteops(app)
         await comp.schedule_once()
         (due,) = (await app.commands.execute("inspections.due", {}))["result"]
@@ -118,3 +120,9 @@ async def test_an_inspection_comes_due_and_an_out_of_range_answer_opens_a_work_o
             "plan": "monthly-meter", "device": "m1", "inspector": "li",
             "answers": {"colour": "red"}})
         assert bad["error"]["code"] == "unknown_item"
+        # 30 days later it is due again, announced once.
+        clock.advance(30 * 86_400 - 1)
+        assert await comp.inspections.check_due(clock.now_ms()) == 0
+        clock.advance(1)
+        assert await comp.inspections.check_due(clock.now_ms()) == 1
+        assert await comp.inspections.check_due(clock.now_ms()) == 0
