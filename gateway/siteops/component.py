@@ -62,8 +62,7 @@ class SiteOpsComponent(Component):
         ctx = self.ctx
         await self.orders.import_legacy()
         if self.history is not None:
-            await self.history.load()
-            await self.history.catch_up()
+            await self.history.load()  # the history task catches up from the buffer
             self._removers.append(ctx.add_observer(self.history.observe))
         await ctx.store.register_consumer(CONSUMER)
         from gateway.siteops.commands import register

@@ -162,6 +162,7 @@ class History:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._loaded_meters: dict[str, dict[str, Any]] = {}
+        self._catching_up = False
 
     # -- start ---------------------------------------------------------------------------
 
@@ -174,7 +175,16 @@ class History:
 
     async def catch_up(self) -> int:
         """Fold the samples committed after ``folded_seq`` that are still in the buffer (a
-        crash lost their deltas). Returns how many were folded."""
+        crash lost their deltas). Returns how many were folded. Batches the observer queues
+        meanwhile are folded after it (their samples are later)."""
+        self._catching_up = True
+        try:
+            folded = await self._catch_up()
+        finally:
+            self._catching_up = False
+        return folded
+
+    async def _catch_up(self) -> int:
         folded = 0
         first = True
         while True:
@@ -196,7 +206,8 @@ class History:
                 rows = [Sample(*r) for r in chunk.rows]
                 self.fold(rows, chunk.seq_first)
                 folded += len(rows)
-            await self.flush()
+            async with self._lock:
+                await self._flush_locked()  # not the queued batches: they come after
         if folded:
             log.info("history: caught up %d sample(s) from the buffer", folded)
         return folded
@@ -213,6 +224,8 @@ class History:
         self._wake.set()
 
     def fold_pending(self) -> None:
+        if self._catching_up:
+            return  # queued batches hold later samples than the buffer's backlog
         while self._pending:
             batch, seq_first = self._pending.popleft()
             self._pending_samples -= len(batch)
@@ -373,6 +386,7 @@ class History:
 
     async def run(self) -> None:
         """The history task: fold as batches come, commit every ``flush_interval``."""
+        await self.catch_up()  # the backlog a crash left, in the background
         loop = asyncio.get_running_loop()
         next_flush = loop.time() + self.cfg.flush_interval
         while True:
