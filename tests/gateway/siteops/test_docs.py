@@ -40,3 +40,15 @@ async def test_every_command_named_exists(tmp_path: Path) -> None:
     async with running_app({}, tmp_path) as app:
         missing = sorted(n for n in names if app.commands.get(n) is None)
     assert missing == []
+
+
+async def test_siteops_enabled_false_turns_it_all_off(tmp_path: Path) -> None:
+    from tests.hooks.support import config
+
+    cfg = config(tmp_path)
+    cfg["siteops"] = {"enabled": False}
+    async with running_app(cfg, tmp_path) as app:
+        assert app.commands.get("workorders.create") is None
+        assert app.commands.get("history") is None
+        reply = await app.commands.execute("kpis", {"period": "today"})  # the plugins' own
+        assert reply["ok"] and reply["result"]["kpis"] == {"recorder_period": "today"}
