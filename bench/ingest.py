@@ -25,11 +25,13 @@ from gateway.runtime import App
 from tests.support.app import write_config
 
 
-async def one_run(seconds: float, devices: int, points: int) -> dict[str, float]:
+async def one_run(seconds: float, devices: int, points: int,
+                  history: bool = True) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = {
             "store": {"max_bytes": 20_000_000_000},
             "logging": {"level": "WARNING"},
+            "siteops": {"history": {"enabled": history}},
             "devices": [
                 {"id": f"bench-{i:02d}", "type": "simulated", "interval": 0.005,
                  "extra_points": points, "seed": i}
@@ -68,23 +70,26 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--devices", type=int, default=4)
     parser.add_argument("--points", type=int, default=2_000)
+    parser.add_argument("--history", choices=("on", "off"), default="off",
+                        help="the siteops local history (its write cost is the difference)")
     args = parser.parse_args()
     runs = []
     with Conditions() as conditions:
         for i in range(args.runs):
-            run = asyncio.run(one_run(args.seconds, args.devices, args.points))
+            run = asyncio.run(one_run(args.seconds, args.devices, args.points,
+                                      args.history == "on"))
             run["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             runs.append(run)
             print(f"run {i + 1}: {run['samples_per_s']:,.0f} samples/s, "
                   f"{run['bytes_per_sample']:.1f} B/sample, peak RSS {run['rss_mb']:.0f} MB",
                   flush=True)
     write_result(
-        "ingest",
+        "ingest" if args.history == "off" else "ingest_history",
         what=("gateway in this process without uplink (simulated driver -> pipeline -> "
               "SQLite buffer); the drivers produce as fast as ingest takes them (saturation)"),
         goal=">= 300,000 samples/s",
         params={"runs": args.runs, "seconds": args.seconds, "devices": args.devices,
-                "points": args.points},
+                "points": args.points, "history": args.history},
         summary=medians(runs, runs[0]), runs=runs, conditions=conditions)
 
 if __name__ == "__main__":

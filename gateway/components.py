@@ -170,6 +170,7 @@ BUILTIN_COMPONENTS: tuple[str, ...] = (
     "gateway.uplink",
     "gateway.rules",
     "gateway.http.component",
+    "gateway.siteops",
 )
 
 

@@ -53,6 +53,8 @@ OCPP_SECURITY_EVENT = "ocpp_security_event"
 OCPP_NOTIFY_EVENT = "ocpp_notify_event"
 WORK_ORDER_CREATED = "work_order_created"
 WORK_ORDER_COMPLETED = "work_order_completed"
+WORK_ORDER_UPDATED = "work_order_updated"
+INSPECTION_DUE = "inspection_due"
 INSPECTION_COMPLETED = "inspection_completed"
 REPORT_GENERATED = "report_generated"
 CUSTOM = "custom"
@@ -227,6 +229,15 @@ class WorkOrderBody:
     created_ts: int | None = None
     completed_ts: int | None = None
     resolution: str = ""
+    assignee: str | None = None
+    notes: tuple[Mapping[str, Any], ...] = field(default=(), metadata={
+        "doc": "[{ts, by, text}], oldest first"})
+    updated_ts: int | None = None
+    acknowledged_ts: int | None = None
+    started_ts: int | None = None
+    transition: str = field(default="", metadata={
+        "doc": "what this event records: created, acknowledged, in_progress, assigned, note, "
+               "done or cancelled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +248,20 @@ class InspectionCompleted:
     result: str = "pass"
     findings: str = ""
     completed_ts: int | None = None
+    plan: str = field(default="", metadata={"doc": "the siteops inspection plan, if any"})
+    answers: Mapping[str, Any] = field(default_factory=_empty_mapping)
+    out_of_range: tuple[str, ...] = field(default=(), metadata={
+        "doc": "checklist items whose answer was not the expected one"})
+    work_order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InspectionDue:
+    plan: str = ""
+    device: str | None = None
+    due_ts: int | None = None
+    last_completed_ts: int | None = None
+    checklist: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +272,11 @@ class ReportGenerated:
     format: str = ""
     file_path: str = ""
     generated_ts: int | None = None
+    period_start_ts: int | None = None
+    period_end_ts: int | None = None
+    files: tuple[str, ...] = field(default=(), metadata={"doc": "every file written"})
+    sha256: str = ""
+    bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,10 +377,15 @@ CATALOGUE: Mapping[str, EventType] = {t.name: t for t in (
     EventType(OCPP_DIAGNOSTICS_STATUS, OcppStatusNotice, "OCPP"),
     EventType(OCPP_SECURITY_EVENT, OcppSecurityEvent, "OCPP"),
     EventType(OCPP_NOTIFY_EVENT, OcppNotifyEvent, "OCPP 2.0.1 NotifyEvent, one per EventData"),
-    EventType(WORK_ORDER_CREATED, WorkOrderBody, "plugins (`db`) and commands"),
-    EventType(WORK_ORDER_COMPLETED, WorkOrderBody, "plugins (`db`) and commands"),
-    EventType(INSPECTION_COMPLETED, InspectionCompleted, "plugins, `inspections.complete`"),
-    EventType(REPORT_GENERATED, ReportGenerated, "plugins, `reports.generated`"),
+    EventType(WORK_ORDER_CREATED, WorkOrderBody, "siteops (plugins `db`, commands, rules)"),
+    EventType(WORK_ORDER_COMPLETED, WorkOrderBody,
+              "siteops: done or cancelled (plugins `db`, commands, rules)"),
+    EventType(WORK_ORDER_UPDATED, WorkOrderBody,
+              "siteops: acknowledged, in_progress, assigned, note"),
+    EventType(INSPECTION_DUE, InspectionDue, "siteops (a plan comes due)"),
+    EventType(INSPECTION_COMPLETED, InspectionCompleted, "siteops: `inspections.complete`, "
+              "plugins"),
+    EventType(REPORT_GENERATED, ReportGenerated, "siteops: scheduled, `reports.run`; plugins"),
     EventType(CUSTOM, Custom, "plugins (`db.publish`)"),
     EventType(BUFFER_OVERFLOW, BufferOverflow, "store"),
     EventType(SEQ_GAP, SeqGap, "store (at open: numbers a restart skips)"),

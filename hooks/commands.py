@@ -1,18 +1,18 @@
 """Commands of the plugins component (MQTT ``cmd/<name>`` and ``fieldgate cmd``).
 
-``plugins.list``, ``plugins.stats``, ``kpis``; and the operator side of work orders,
-inspections and reports, which emit the same events (and so fire the same hooks) as a
-plugin using ``db``.
+``plugins.list``, ``plugins.stats`` and ``kpis`` (plugins' custom KPIs; with the siteops
+component running, its ``kpis`` command merges them with the built-in ones instead). The
+operator side of work orders, inspections and reports moved to :mod:`gateway.siteops`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from gateway.commands import Command, CommandError, NoArgs
-from hooks.db import HooksDB, WorkOrderError
+from gateway.commands import Command, NoArgs
+from hooks.db import HooksDB
 from hooks.manager import PerPlugin, merge_kpis
 from hooks.spec import ALL_HOOKS
 
@@ -29,40 +29,6 @@ class _Args(BaseModel):
 
 class KpiArgs(_Args):
     period: Literal["today", "month", "year"] = "today"
-
-
-class CreateOrderArgs(_Args):
-    title: str = Field(min_length=1)
-    device: str | None = None
-    alarm_id: str | None = None
-    priority: Literal["low", "normal", "high", "urgent"] = "normal"
-    description: str = ""
-    by: str = OPERATOR
-
-
-class CompleteOrderArgs(_Args):
-    order_id: str
-    resolution: str = ""
-
-
-class ListOrdersArgs(_Args):
-    status: Literal["open", "completed"] | None = None
-    device: str | None = None
-    limit: int = Field(100, ge=1, le=1000)
-
-
-class InspectionArgs(_Args):
-    device: str | None = None
-    inspector: str = Field(min_length=1)
-    result: Literal["pass", "fail"]
-    findings: str = ""
-
-
-class ReportArgs(_Args):
-    name: str = Field(min_length=1)
-    file_path: str = Field(min_length=1)
-    period: str = ""
-    format: str = ""
 
 
 def register(app: ComponentContext[PluginsSection], comp: PluginsComponent) -> None:
@@ -104,69 +70,31 @@ def register(app: ComponentContext[PluginsSection], comp: PluginsComponent) -> N
                 "events_delivered": sum(f.delivered for f in comp.feeds.values()),
                 "loop": comp.loop_stats()}
 
-    async def kpis(args: KpiArgs) -> dict[str, Any]:
-        """Custom KPIs of every plugin for a period (today, month, year), merged."""
+    async def custom_kpis(period: str) -> dict[str, Any]:
         results = await runner.call_each(
             "calculate_custom_kpis",
-            {"period": args.period, "db": PerPlugin(lambda p: HooksDB(app, p))},
-            context=f" (period {args.period})")
+            {"period": period, "db": PerPlugin(lambda p: HooksDB(app, p))},
+            context=f" (period {period})")
         values, conflicts, bad = merge_kpis(results)
-        return {"period": args.period, "kpis": values, "conflicts": conflicts,
+        return {"period": period, "kpis": values, "conflicts": conflicts,
                 "failed": [r.plugin for r in results if not r.ok] + bad}
 
-    def db(by: str = OPERATOR) -> HooksDB:
-        return HooksDB(app, by)
+    async def kpis(args: KpiArgs) -> dict[str, Any]:
+        """Custom KPIs of every plugin for a period (today, month, year), merged."""
+        return await custom_kpis(args.period)
 
-    async def wo_create(args: CreateOrderArgs) -> dict[str, Any]:
-        """Create a work order (emits work_order_created)."""
-        if args.device is not None and app.device(args.device) is None:
-            raise CommandError("unknown_device", f"no device {args.device!r} on this gateway")
-        order = await db(args.by).create_work_order(
-            args.title, device=args.device, alarm_id=args.alarm_id, priority=args.priority,
-            description=args.description)
-        return _public(order)
-
-    async def wo_complete(args: CompleteOrderArgs) -> dict[str, Any]:
-        """Complete an open work order (emits work_order_completed)."""
-        try:
-            order = await db().complete_work_order(args.order_id, args.resolution)
-        except WorkOrderError as err:
-            raise CommandError("unknown_work_order", str(err)) from err
-        return _public(order)
-
-    async def wo_list(args: ListOrdersArgs) -> list[dict[str, Any]]:
-        """Work orders, newest first."""
-        orders = await db().work_orders(args.status, args.device, args.limit)
-        return [_public(o) for o in orders]
-
-    async def inspection(args: InspectionArgs) -> dict[str, Any]:
-        """Record a completed inspection (emits inspection_completed)."""
-        rid = await db(args.inspector).record_inspection(
-            args.device, args.inspector, args.result, args.findings)
-        return {"record_id": rid}
-
-    async def report(args: ReportArgs) -> dict[str, Any]:
-        """Announce a generated report file (emits report_generated)."""
-        rid = await db().announce_report(args.name, args.file_path, args.period, args.format)
-        return {"report_id": rid}
+    # With the siteops component running, its `kpis` merges these with the site's own.
+    siteops = app.get_component("siteops")
+    if siteops is not None:
+        siteops.kpi_providers.append(custom_kpis)  # type: ignore[attr-defined]
 
     for cmd in (
         Command("plugins.list", NoArgs, plugins_list, plugins_list.__doc__ or "", read_only=True),
         Command("plugins.stats", NoArgs, plugins_stats, plugins_stats.__doc__ or "",
                 read_only=True),
-        Command("kpis", KpiArgs, kpis, kpis.__doc__ or "", timeout=comp.section.timeout + 5,
-                read_only=True),
-        Command("workorders.create", CreateOrderArgs, wo_create, wo_create.__doc__ or ""),
-        Command("workorders.complete", CompleteOrderArgs, wo_complete,
-                wo_complete.__doc__ or ""),
-        Command("workorders.list", ListOrdersArgs, wo_list, wo_list.__doc__ or "", read_only=True),
-        Command("inspections.complete", InspectionArgs, inspection, inspection.__doc__ or ""),
-        Command("reports.generated", ReportArgs, report, report.__doc__ or ""),
     ):
         app.commands.register(cmd)
+    if siteops is None:
+        app.commands.register(Command("kpis", KpiArgs, kpis, kpis.__doc__ or "",
+                                      timeout=comp.section.timeout + 5, read_only=True))
 
-
-def _public(order: Any) -> dict[str, Any]:
-    return {k: getattr(order, k) for k in (
-        "order_id", "title", "description", "device", "alarm_id", "priority", "status",
-        "created_by", "created_ts", "completed_ts", "resolution")}

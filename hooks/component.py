@@ -349,4 +349,5 @@ register_preparer(preregister)
 
 # After the rules: ``db.open_alarms`` reads them. The tables keep their first name, "hooks".
 register_component(ComponentSpec("plugins", PluginsComponent, section=PluginsSection,
-                                 after=("rules",), migrations=MIGRATIONS, schema_name="hooks"))
+                                 after=("rules", "siteops"), migrations=MIGRATIONS,
+                                 schema_name="hooks"))

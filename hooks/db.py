@@ -6,7 +6,9 @@ to one plugin and (for event hooks) the event being delivered, which makes the w
 methods idempotent on redelivery: a work order created while handling event E gets an id
 derived from (plugin, E, title), so handling E twice after a crash creates it once.
 
-Everything that changes state also commits an event to the outbox in the same transaction,
+Work orders, inspections, reports and the local history belong to the ``siteops`` component
+(:mod:`gateway.siteops`); these methods are a facade over it. Everything that changes state
+also commits an event to the outbox in the same transaction,
 so work orders, inspections, reports and custom messages reach the uplink, the channels and
 the other plugins store-and-forward, like every other event.
 
@@ -28,19 +30,15 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from gateway.events import (
-    CUSTOM,
-    INSPECTION_COMPLETED,
-    REPORT_GENERATED,
-    WORK_ORDER_COMPLETED,
-    WORK_ORDER_CREATED,
-)
+from gateway.events import CUSTOM
 from gateway.model import Event, Value, event_id
+from gateway.siteops.workorders import WorkOrderError as WorkOrderError  # re-exported
 from gateway.store.kv import KV
 from hooks.models import Device, WorkOrder, from_body
 
 if TYPE_CHECKING:
     from gateway.components import ComponentContext
+    from gateway.siteops import SiteOpsComponent
 
     #: The plugins component's context: what the facade and the dispatchers reach through.
     PluginsContext = ComponentContext[Any]
@@ -77,13 +75,6 @@ MIGRATIONS = [
     );
     """,
 ]
-
-_WO_COLUMNS = ("id", "title", "description", "device", "alarm_id", "priority", "status",
-               "created_by", "created_ts", "completed_ts", "resolution")
-
-
-class WorkOrderError(LookupError):
-    """No such work order, or it is already completed."""
 
 
 def device_of(app: PluginsContext, device_id: str | None, source_event: str = "") -> Device:
@@ -157,90 +148,76 @@ class _Backend:
 
     async def work_orders(self, status: str | None = None, device: str | None = None,
                           limit: int = 100) -> list[WorkOrder]:
-        where, params = ["1 = 1"], []
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if device is not None:
-            where.append("device = ?")
-            params.append(device)
-        rows = await self._app.store.query(
-            f"SELECT {', '.join(_WO_COLUMNS)} FROM work_orders WHERE {' AND '.join(where)} "
-            "ORDER BY created_ts DESC LIMIT ?", [*params, limit])
-        return [_order(row) for row in rows]
+        orders = await self._siteops().orders.list(status, device, limit=limit)
+        return [_order(o) for o in orders]
 
     async def get_work_order(self, order_id: str) -> WorkOrder | None:
-        row = await self._app.store.query_one(
-            f"SELECT {', '.join(_WO_COLUMNS)} FROM work_orders WHERE id = ?", (order_id,))
-        return _order(row) if row else None
+        order = await self._siteops().orders.get(order_id)
+        return _order(order) if order else None
+
+    # -- history -------------------------------------------------------------------------
+
+    async def history(self, device: str, point: str, start_ms: int, end_ms: int | None = None,
+                      resolution: str = "auto") -> list[dict[str, Any]]:
+        """Rollups of one point in [start_ms, end_ms): ``ts``, ``min``, ``max``, ``avg``,
+        ``last``, ``count`` per bucket; resolution auto, 1m, 15m, 1h or 1d (local days)."""
+        comp = self._siteops()
+        if comp.history is None:
+            raise LookupError("local history is off (siteops.history.enabled: false)")
+        end = end_ms if end_ms is not None else self._app.clock.now_ms()
+        rows: list[dict[str, Any]] = await comp.history.series(device, point, start_ms, end,
+                                                               resolution)
+        return rows
+
+    async def last_values(self, device: str, points: list[str] | None = None
+                          ) -> dict[str, dict[str, Any]]:
+        """The newest good value and its time of each point of ``device`` (last 24 h):
+        ``{point: {"value": v, "ts": ms}}``."""
+        comp = self._siteops()
+        if comp.history is None:
+            raise LookupError("local history is off (siteops.history.enabled: false)")
+        found: dict[str, dict[str, Any]] = await comp.history.last_values(
+            device, points, now_ms=self._app.clock.now_ms())
+        return found
 
     # -- actions -------------------------------------------------------------------------
 
     async def create_work_order(self, title: str, *, device: str | None = None,
                                 alarm_id: str | None = None, priority: str = "normal",
-                                description: str = "", key: str | None = None) -> WorkOrder:
+                                description: str = "", key: str | None = None,
+                                assignee: str | None = None) -> WorkOrder:
         """Create (once) a work order and emit ``work_order_created``.
 
         ``key`` makes creation idempotent on your own terms (e.g. one open order per alarm:
         ``key=alarm_event.alarm_id``); by default the order is keyed by this plugin, the
         event being handled and the title."""
-        order_id = self._stable_id("work_order", key, title)
-        ts = self._app.clock.now_ms()
-        row = (order_id, title, description, device, alarm_id, priority, "open",
-               self.plugin, ts, None, "")
-        async with self._app.store.transaction() as tx:
-            cur = await tx.execute(
-                f"INSERT OR IGNORE INTO work_orders ({', '.join(_WO_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_WO_COLUMNS))})", row)
-            created = cur.rowcount == 1
-            if created:
-                await tx.add_events([_order_event(WORK_ORDER_CREATED, _order(row))])
-        order = await self.get_work_order(order_id)
-        assert order is not None
-        if created:
-            log.info("work order %s created by %s: %s", order_id, self.plugin, title)
-        return order
+        order, _ = await self._siteops().orders.create(
+            self._stable_id("work_order", key, title), title, created_by=self.plugin,
+            device=device, alarm_id=alarm_id, priority=priority, description=description,
+            assignee=assignee, source=f"plugin:{self.plugin}")
+        return _order(order)
 
     async def complete_work_order(self, order_id: str, resolution: str = "") -> WorkOrder:
-        """Close an open work order and emit ``work_order_completed``. Completing a completed
-        order returns it unchanged (idempotent); an unknown id raises WorkOrderError."""
-        async with self._app.store.transaction() as tx:
-            cur = await tx.execute(
-                "UPDATE work_orders SET status = 'completed', completed_ts = ?, resolution = ? "
-                "WHERE id = ? AND status = 'open'",
-                (self._app.clock.now_ms(), resolution, order_id))
-            changed = cur.rowcount == 1
-            # Closed at once: a half-read cursor keeps a read open, and the WAL checkpoint
-            # at close then fails ("database table is locked").
-            async with await tx.execute(
-                f"SELECT {', '.join(_WO_COLUMNS)} FROM work_orders WHERE id = ?", (order_id,)
-            ) as cur:
-                row = await cur.fetchone()
-            if row is None:
-                raise WorkOrderError(f"no work order {order_id!r}")
-            order = _order(row)
-            if changed:
-                await tx.add_events([_order_event(WORK_ORDER_COMPLETED, order)])
-        return order
+        """Complete a work order (status ``done``) and emit ``work_order_completed``.
+        Completing a completed order returns it unchanged (idempotent); an unknown id raises
+        WorkOrderError."""
+        order = await self._siteops().orders.transition(order_id, "done", self.plugin,
+                                                        resolution)
+        return _order(order)
 
     async def record_inspection(self, device: str | None, inspector: str, result: str,
                                 findings: str = "", key: str | None = None) -> str:
         """Record a completed inspection; emits ``inspection_completed``. Returns its id."""
         record_id = self._stable_id("inspection", key, f"{device}|{inspector}|{result}")
-        body = {"record_id": record_id, "device": device, "inspector": inspector,
-                "result": result, "findings": findings,
-                "completed_ts": self._app.clock.now_ms()}
-        await self._emit(INSPECTION_COMPLETED, body, device, record_id)
+        await self._siteops().record_inspection(record_id, device, inspector, result, findings)
         return record_id
 
     async def announce_report(self, name: str, file_path: str, period: str = "",
                               format: str = "", key: str | None = None) -> str:
-        """Announce a generated report file; emits ``report_generated``. Returns its id."""
+        """Announce a report file the plugin wrote; emits ``report_generated``. Returns its
+        id. The file must exist (FileNotFoundError otherwise)."""
         report_id = self._stable_id("report", key, f"{name}|{file_path}")
-        body = {"report_id": report_id, "name": name, "period": period, "format": format,
-                "file_path": file_path,
-                "generated_ts": self._app.clock.now_ms()}
-        await self._emit(REPORT_GENERATED, body, None, report_id)
+        await self._siteops().announce_report(report_id, name, file_path, period, format)
         return report_id
 
     async def publish(self, topic: str, body: Any) -> str:
@@ -272,6 +249,15 @@ class _Backend:
         return PluginKV(self._app.store.kv(f"plugin.{self.plugin}"))
 
     # -- internals -----------------------------------------------------------------------
+
+    def _siteops(self) -> SiteOpsComponent:
+        from gateway.siteops import SiteOpsComponent
+
+        comp = self._app.get_component("siteops")
+        if not isinstance(comp, SiteOpsComponent):
+            raise LookupError("work orders, inspections, reports and history need the siteops "
+                              "component, which the config turns off (siteops.enabled: false)")
+        return comp
 
     def _stable_id(self, kind: str, key: str | None, default_key: str) -> str:
         if key is not None:
@@ -395,15 +381,29 @@ class HooksDB(_ReadOnly):
 
     async def create_work_order(self, title: str, *, device: str | None = None,
                                 alarm_id: str | None = None, priority: str = "normal",
-                                description: str = "", key: str | None = None) -> WorkOrder:
+                                description: str = "", key: str | None = None,
+                                assignee: str | None = None) -> WorkOrder:
         """Create (once) a work order and emit ``work_order_created``."""
         result: WorkOrder = await self._call(
             "create_work_order", title, device=device, alarm_id=alarm_id, priority=priority,
-            description=description, key=key)
+            description=description, key=key, assignee=assignee)
+        return result
+
+    async def history(self, device: str, point: str, start_ms: int, end_ms: int | None = None,
+                      resolution: str = "auto") -> list[dict[str, Any]]:
+        """Rollups of one point from the local history (see docs/operations.md)."""
+        result: list[dict[str, Any]] = await self._call("history", device, point, start_ms,
+                                                        end_ms, resolution)
+        return result
+
+    async def last_values(self, device: str, points: list[str] | None = None
+                          ) -> dict[str, dict[str, Any]]:
+        """The newest value and time of each point of ``device`` (last 24 h)."""
+        result: dict[str, dict[str, Any]] = await self._call("last_values", device, points)
         return result
 
     async def complete_work_order(self, order_id: str, resolution: str = "") -> WorkOrder:
-        """Close an open work order and emit ``work_order_completed`` (idempotent)."""
+        """Complete a work order (``done``), emit ``work_order_completed`` (idempotent)."""
         result: WorkOrder = await self._call("complete_work_order", order_id, resolution)
         return result
 
@@ -444,17 +444,8 @@ _DB_NAMES = frozenset(
         "plugin", "event_id"))
 
 
-def _order(row: Any) -> WorkOrder:
-    values = dict(zip(_WO_COLUMNS, row, strict=True))
-    values["order_id"] = values.pop("id")
-    return WorkOrder(**values)
-
-
-def _order_event(type_: str, order: WorkOrder) -> Event:
-    body = {k: getattr(order, k) for k in (
-        "order_id", "title", "description", "device", "alarm_id", "priority", "status",
-        "created_by", "created_ts", "completed_ts", "resolution")}
-    return Event(type_, body, device=order.device, id=event_id(type_, order.order_id))
+def _order(order: dict[str, Any]) -> WorkOrder:
+    return from_body(WorkOrder, {k: v for k, v in order.items() if k != "source"}, "")
 
 
 def order_of(event: Event) -> WorkOrder:

@@ -186,6 +186,11 @@ class ReportTask:
     period: str = ""
     format: str = ""
     generated_ts: int | None = None
+    period_start_ts: int | None = None
+    period_end_ts: int | None = None
+    files: tuple[str, ...] = ()
+    sha256: str = ""
+    bytes: int = 0
     event_id: str = ""
     extra: Mapping[str, Any] = EMPTY
 

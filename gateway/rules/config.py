@@ -98,6 +98,16 @@ def _check_template(template: str | None) -> str | None:
     return template
 
 
+class WorkOrderAction(StrictModel):
+    """Open a work order (siteops) when the alarm opens; one while it stays open."""
+
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+    assignee: str | None = None
+    complete_on_resolve: bool = Field(
+        True, description="Complete the work order when the alarm resolves."
+    )
+
+
 class RuleBase(Selector):
     name: str = Field(min_length=1, max_length=128, description="Unique rule name.")
     severity: Severity = Field(Severity.MAJOR, description="critical, major, minor, warning.")
@@ -105,6 +115,9 @@ class RuleBase(Selector):
         None, description="Template, e.g. '{device} {point} = {value} above {threshold}'."
     )
     enabled: bool = True
+    work_order: WorkOrderAction | None = Field(
+        None, description="Open a work order when the alarm opens (see docs/operations.md)."
+    )
 
     @field_validator("message")
     @classmethod

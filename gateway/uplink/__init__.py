@@ -28,6 +28,6 @@ def _factory(ctx: ComponentContext[UplinkSection]) -> Uplink | None:
 # After every component that registers commands: the uplink drains first at shutdown, so a
 # command it carries (``reload``, ``alarm.ack``) finishes before they go.
 register_component(ComponentSpec("uplink", _factory, section=UplinkSection,
-                                 after=("channels", "commands", "plugins", "rules")))
+                                 after=("channels", "commands", "plugins", "rules", "siteops")))
 
 __all__ = ["Uplink", "UplinkSection"]

@@ -88,21 +88,25 @@ def test_real_producers_match_the_catalogue() -> None:
     RecordingContext check every event they see): the bodies are built by these functions."""
     from drivers.ocpp.orders import ChargingOrder
     from gateway.rules.alarms import Alarm
-    from hooks.db import _order_event
-    from hooks.models import WorkOrder
+    from gateway.siteops.workorders import COLUMNS, as_dict, order_event
 
     alarm = Alarm("a1", "pv-high", "threshold", "major", "pv1", "p", "hi", "too high", 1, 5.0)
     order = ChargingOrder(order_id="o1", charger="cp1", connector=1, id_tag="tag",
                           transaction_id="7", started_ts=1, meter_start_wh=0.0)
     done = dataclasses.replace(order, stopped_ts=2, meter_stop_wh=5.0, energy_wh=5.0,
                                stop_reason="Local")
-    work = WorkOrder(order_id="w1", title="t", created_by="acme", created_ts=1)
+    row = {c: None for c in COLUMNS} | {
+        "id": "w1", "title": "t", "description": "", "priority": "normal", "status": "open",
+        "notes": "[]", "source": "", "created_by": "acme", "created_ts": 1, "updated_ts": 1,
+        "resolution": ""}
+    work = as_dict(tuple(row[c] for c in COLUMNS))
     bodies = [
         (events.ALARM_CREATED, alarm.created_body()),
         (events.ALARM_RESOLVED, alarm.resolved_body(2)),
         (events.CHARGING_ORDER_CREATED, order.created_body()),
         (events.CHARGING_ORDER_COMPLETED, done.completed_body()),
-        (events.WORK_ORDER_CREATED, dict(_order_event(events.WORK_ORDER_CREATED, work).body)),
+        (events.WORK_ORDER_CREATED,
+         dict(order_event(events.WORK_ORDER_CREATED, work, "created").body)),
     ]
     for name, body in bodies:
         assert events.problems(name, body) == [], name

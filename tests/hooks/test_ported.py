@@ -136,12 +136,13 @@ async def test_ported_plugin_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
         assert reply["ok"]
         await wait_for(lambda: len(posted("work_order")) == 2)
         assert posted("work_order")[1]["title"] == "inspection failed: loose DC plug"
+        daily = tmp_path / "daily.pdf"
+        daily.write_bytes(b"%PDF-1.4 test")
         reply = await app.commands.execute("reports.generated", {
-            "name": "daily", "file_path": "/var/lib/fieldgate/reports/daily.pdf"})
+            "name": "daily", "file_path": str(daily)})
         assert reply["ok"]
         (report,) = await wait_for(lambda: posted("report"))
-        assert report == {"kind": "report", "name": "daily",
-                          "file": "/var/lib/fieldgate/reports/daily.pdf"}
+        assert report == {"kind": "report", "name": "daily", "file": str(daily)}
 
         # The two KPIs. Energy is the sum of increments: a few seconds of a 10 kW inverter,
         # not a sum of counter readings (each of those is over 1 kWh on the simulator).

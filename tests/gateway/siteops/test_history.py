@@ -1,0 +1,275 @@
+"""Local history: rollups equal what the raw samples give when computed independently, over
+a day boundary and a DST change in the site timezone; energy from counters with a reset and
+a gap; retention; and a kill -9 while rollups are written never counts a sample twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import gateway.siteops  # noqa: F401  (registers the component and its tables)
+from gateway.clock import FakeClock
+from gateway.model import Quality, Sample
+from gateway.siteops.config import EnergySource, HistoryConfig
+from gateway.siteops.history import DAY_MS, MINUTE_MS, QUARTER_MS, History
+from gateway.store import Store
+from tests.gateway.siteops.support import expected_rollups, local_ms
+
+TZ = "Europe/Berlin"
+ROOT = Path(__file__).resolve().parents[3]
+
+
+async def feed(store: Store, history: History, samples: list[Sample], size: int = 97,
+               flush_every: int = 3) -> None:
+    """Commit ``samples`` to the buffer in batches, observing each as the pipeline does."""
+    for i in range(0, len(samples), size):
+        batch = samples[i:i + size]
+        seq_first, _ = await store.append_samples(batch)
+        history.observe(batch, seq_first)
+        if (i // size) % flush_every == 0:
+            await history.flush()
+    await history.flush()
+
+
+def as_map(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {r["ts"]: {k: r[k] for k in ("min", "max", "avg", "last", "count")} for r in rows}
+
+
+def check(got: dict[int, dict[str, Any]], want: dict[int, dict[str, Any]]) -> None:
+    assert sorted(got) == sorted(want)
+    for ts, w in want.items():
+        g = got[ts]
+        assert (g["min"], g["max"], g["last"], g["count"]) == (
+            w["min"], w["max"], w["last"], w["count"]), ts
+        assert g["avg"] == pytest.approx(w["avg"], rel=1e-9), ts
+
+
+def local_midnight(ts: int) -> int:
+    day = datetime.fromtimestamp(ts / 1000, ZoneInfo(TZ)).date()
+    return local_ms(TZ, day.year, day.month, day.day)
+
+
+async def test_rollups_equal_an_independent_computation_across_a_dst_day(
+        tmp_path: Path) -> None:
+    tz = ZoneInfo(TZ)
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    history = History(HistoryConfig(), store, tz)
+    await history.load()
+    rng = random.Random(7)
+    # 2026-03-29 is 23 hours long in Berlin. From 20:00 the day before to 04:00 the day
+    # after, every 37 s, two devices, two points, some bad and non-numeric samples.
+    start, end = local_ms(TZ, 2026, 3, 28, 20), local_ms(TZ, 2026, 3, 30, 4)
+    samples: list[Sample] = []
+    for ts in range(start, end, 37_000):
+        for dev in ("inv1", "inv2"):
+            samples.append(Sample(dev, "power_w", ts, round(rng.uniform(-50, 5000), 3)))
+            samples.append(Sample(dev, "temp_c", ts + 1, rng.randint(10, 60)))
+        if rng.random() < 0.05:
+            samples.append(Sample("inv1", "power_w", ts + 2, 99_999.0, Quality.BAD))
+            samples.append(Sample("inv1", "state", ts + 3, "running"))
+    await feed(store, history, samples)
+
+    for dev, point in (("inv1", "power_w"), ("inv2", "temp_c")):
+        mine = [s for s in samples if (s.device, s.point) == (dev, point)]
+        for res, bucket in (("1m", lambda t: t - t % MINUTE_MS),
+                            ("15m", lambda t: t - t % QUARTER_MS),
+                            ("1d", local_midnight)):
+            want = {k[2]: v for k, v in expected_rollups(mine, bucket).items()}
+            got = as_map(await history.series(dev, point, start, end, res))
+            check(got, want)
+    days = await history.series("inv1", "power_w", start, end, "1d")
+    assert [d["ts"] for d in days] == [local_ms(TZ, 2026, 3, d) for d in (28, 29, 30)]
+    # The DST day has 23 hours of samples (every 37 s).
+    day29 = [s for s in samples if s.device == "inv1" and s.point == "power_w"
+             and s.quality == "good"
+             and local_ms(TZ, 2026, 3, 29) <= s.ts_ms < local_ms(TZ, 2026, 3, 30)]
+    assert days[1]["count"] == len(day29) == pytest.approx(23 * 3600 / 37, abs=1)
+    # last_values: the newest good value of each point.
+    last = await history.last_values("inv1", now_ms=end)
+    newest = max((s for s in samples if s.device == "inv1" and s.point == "temp_c"),
+                 key=lambda s: s.ts_ms)
+    assert last["temp_c"] == {"value": newest.value, "ts": newest.ts_ms}
+    assert "state" not in last
+    await store.close()
+
+
+async def test_energy_per_15_minutes_from_a_counter_with_a_reset_and_a_gap(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    cfg = HistoryConfig(energy=[EnergySource(devices=["meter*"], energy_point="energy_wh",
+                                             counter_max=1000.0)])
+    history = History(cfg, store, ZoneInfo(TZ))
+    await history.load()
+    t0 = local_ms(TZ, 2026, 5, 1, 10)  # a slot boundary
+    readings: list[tuple[int, float]] = []
+    value = 900.0
+    for minute in range(0, 5):  # 10:00..10:04, +10 Wh a minute
+        readings.append((t0 + minute * MINUTE_MS, value))
+        value += 10
+    # a gap: the next reading at 10:25 with +200 Wh over 21 min (10:04 -> 10:25); the
+    # counter rolls over at 1000: 940 -> 140 is +200.
+    readings.append((t0 + 25 * MINUTE_MS, 140.0))
+    # a meter replacement at 10:26: it restarts at 5; nothing is counted for that jump
+    readings.append((t0 + 26 * MINUTE_MS, 5.0))
+    readings.append((t0 + 27 * MINUTE_MS, 15.0))  # +10
+    samples = [Sample("meter1", "energy_wh", ts, v) for ts, v in readings]
+    samples.append(Sample("pv1", "energy_wh", t0, 1.0))  # no energy source: ignored
+    await feed(store, history, samples, size=2, flush_every=1)
+    got = await history.energy(t0, t0 + 3600_000, resolution="15m")
+    # 10:00 slot: 4 x 10 Wh (10:00..10:04) + the share of the 21-minute gap inside the
+    # slot (10:04..10:15 = 11 of 21 minutes of 200 Wh); 10:15 slot: the rest (10/21) + 10.
+    assert got == {"meter1": [
+        {"ts": t0, "wh": pytest.approx(40 + 200 * 11 / 21)},
+        {"ts": t0 + QUARTER_MS, "wh": pytest.approx(200 * 10 / 21 + 10)}]}
+    assert history.stats.meters.rollovers == 1 and history.stats.meters.resets == 1
+    # The baseline survives a restart: the next reading only adds its own delta.
+    await store.close()
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    again = History(cfg, store, ZoneInfo(TZ))
+    await again.load()
+    await again.catch_up()
+    seq, _ = await store.append_samples([Sample("meter1", "energy_wh", t0 + 40 * MINUTE_MS,
+                                                25.0)])
+    again.observe([Sample("meter1", "energy_wh", t0 + 40 * MINUTE_MS, 25.0)], seq)
+    totals = await again.energy_total(t0, t0 + 3600_000)
+    assert totals["meter1"] == pytest.approx(40 + 200 + 10 + 10)
+    await store.close()
+
+
+async def test_retention_by_age_and_by_bytes(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    clock = FakeClock(local_ms(TZ, 2026, 1, 10))
+    cfg = HistoryConfig(minute_days=1, days=3, max_bytes=200_000)
+    history = History(cfg, store, ZoneInfo(TZ))
+    await history.load()
+    start = clock.now_ms() - 5 * DAY_MS
+    samples = [Sample("m", "p", ts, 1.0) for ts in range(start, clock.now_ms(), MINUTE_MS)]
+    await feed(store, history, samples, size=500)
+    dropped = await history.prune(clock.now_ms())
+    assert dropped > 0
+    oldest_1m = await store.query_one("SELECT MIN(ts) FROM history_1m")
+    oldest_15m = await store.query_one("SELECT MIN(ts) FROM history_15m")
+    assert oldest_1m is not None and oldest_1m[0] >= clock.now_ms() - DAY_MS
+    assert oldest_15m is not None and oldest_15m[0] >= clock.now_ms() - 3 * DAY_MS
+    # Now a byte cap that the remaining rows exceed: the oldest go, counted.
+    rows = history.stats.est_rows
+    small = History(HistoryConfig(minute_days=1, days=3, max_bytes=110_000), store,
+                    ZoneInfo(TZ))
+    await small.load()
+    assert small.stats.est_rows == rows
+    await small.prune(clock.now_ms())
+    assert small.stats.dropped_rows > 0
+    assert small.stats.est_rows * 96 <= 110_000
+    (left,) = await store.query_one(
+        "SELECT (SELECT COUNT(*) FROM history_1m) + (SELECT COUNT(*) FROM history_15m)") or (0,)
+    assert left == small.stats.est_rows
+    await store.close()
+
+
+CHILD = textwrap.dedent("""
+    import asyncio, random, sys
+    from pathlib import Path
+    from zoneinfo import ZoneInfo
+    import gateway.siteops
+    from gateway.model import Sample
+    from gateway.siteops.config import EnergySource, HistoryConfig
+    from gateway.siteops.history import History
+    from gateway.store import Store
+
+    async def main():
+        store = Store(Path(sys.argv[1]))
+        await store.open()
+        cfg = HistoryConfig(energy=[EnergySource(devices=["*"], energy_point="e")])
+        h = History(cfg, store, ZoneInfo("UTC"))
+        await h.load()
+        await h.catch_up()
+        rng = random.Random(int(sys.argv[2]))
+        ts = int(sys.argv[3])
+        energy = float(sys.argv[4])
+        n = 0
+        while True:
+            batch = []
+            for _ in range(400):
+                ts += 250
+                energy += 1.0
+                batch.append(Sample("d%d" % rng.randint(0, 3), "p%d" % rng.randint(0, 9), ts,
+                                    rng.randint(0, 1000)))
+                batch.append(Sample("d0", "e", ts, energy))
+            seq, _ = await store.append_samples(batch)
+            h.observe(batch, seq)
+            await h.flush()
+            n += 1
+            print("flushed", n, ts, energy, flush=True)
+
+    asyncio.run(main())
+""")
+
+
+async def _run_child_and_kill(db: Path, seed: int, ts: int, energy: float,
+                              flushes: int) -> tuple[int, float]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, str(db), str(seed), str(ts), str(energy),
+        cwd=ROOT, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    last = (ts, energy)
+    seen = 0
+    while seen < flushes:
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert line, "the writer exited early"
+        _, _, t, e = line.split()
+        last, seen = (int(t), float(e)), seen + 1
+    await asyncio.sleep(random.uniform(0, 0.05))  # land anywhere in the next flush
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    # Continue after everything the killed writer may have committed.
+    return last[0] + 10_000_000, last[1] + 1_000_000
+
+
+async def test_kill_9_while_writing_rollups_never_counts_twice(tmp_path: Path) -> None:
+    db = tmp_path / "b.db"
+    ts, energy = 1_780_000_000_000, 0.0
+    for round_ in range(3):
+        ts, energy = await _run_child_and_kill(db, round_, ts, energy, flushes=3 + round_)
+    store = Store(db)
+    await store.open()
+    history = History(HistoryConfig(energy=[EnergySource(devices=["*"], energy_point="e")]),
+                      store, ZoneInfo("UTC"))
+    await history.load()
+    await history.catch_up()
+    samples: list[Sample] = []
+    chunks = await store.read_telemetry(0, 10_000_000)
+    for chunk in chunks:
+        samples.extend(Sample(*r) for r in chunk.rows)
+    assert history.stats.folded_seq == chunks[-1].seq_last
+    assert history.stats.lost_samples == 0
+    want = expected_rollups(samples, lambda t: t - t % MINUTE_MS)
+    rows = await store.query("SELECT device, point, ts, n, total, vmin, vmax, lastv "
+                             "FROM history_1m")
+    got = {(d, p, t): (n, total, lo, hi, last) for d, p, t, n, total, lo, hi, last in rows}
+    assert set(got) == set(want)
+    for key, w in want.items():
+        n, total, lo, hi, last = got[key]
+        assert (n, lo, hi, last) == (w["count"], w["min"], w["max"], w["last"]), key
+        assert total == pytest.approx(w["avg"] * w["count"])
+    # Energy: the counter rose 1 Wh per sample within each run; the jumps between runs are
+    # readings 1 000 000 Wh apart, also counted (no max_power_w): the total is the counter's
+    # span, exactly once.
+    readings = [s.value for s in samples if s.point == "e"]
+    (total_wh,) = await store.query_one("SELECT SUM(wh) FROM history_energy") or (0,)
+    assert total_wh == pytest.approx(float(readings[-1]) - float(readings[0]))
+    await store.close()
