@@ -171,8 +171,10 @@ async def test_reference_receiver_gets_every_sample_once(mosquitto: Mosquitto,
     [cleared] = ref.of_type("disk_full_cleared")
     assert cleared["body"]["dropped_samples"] == 0 and cleared["body"]["failed_commits"] > 0
     assert ref.of_type("buffer_overflow") == []
-    # every committed sample of the last store reached the receiver
-    assert read_stats(store).acked_seq == stats.next_seq - 1
+    # every committed sample of the last store was acknowledged by the broker (a batch may
+    # still commit between the snapshot above and the stop: judge the store as it was left)
+    left = read_stats(store)
+    assert left.acked_seq == left.next_seq - 1 >= stats.next_seq - 1
     print(f"{len(rows)} samples once each; {ref.repeats} repeats dropped; "
           f"gaps {dict(ref.gaps)}")
 
