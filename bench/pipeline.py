@@ -48,7 +48,7 @@ async def one_run(seconds: float, warmup: float) -> dict[str, Any]:
                 s0, p0, t0 = uplink.stats.samples, app.pipeline.stats.samples, time.monotonic()
                 await asyncio.sleep(seconds)
                 s1, p1, t1 = uplink.stats.samples, app.pipeline.stats.samples, time.monotonic()
-                backlog = app.store._next_seq - 1 - uplink.stats.acked_seq
+                backlog = (await app.store.stats()).next_seq - 1 - uplink.stats.acked_seq
             finally:
                 await stop_app(app, task)
     run = {"samples_per_s": (s1 - s0) / (t1 - t0), "ingested_per_s": (p1 - p0) / (t1 - t0),

@@ -49,6 +49,7 @@ from gateway.model import Sample
 from gateway.pipeline import Pipeline
 from gateway.rules.config import RulesSection
 from gateway.rules.engine import RuleEngine
+from gateway.status import DeviceStatusService
 from gateway.store import Store
 
 DEVICES = 2000
@@ -130,11 +131,12 @@ async def ingest(data: list[list[Sample]], with_rules: bool, tmp: Path) -> dict[
     store = Store(tmp / f"bench-{with_rules}-{time.monotonic_ns()}.db", max_bytes=10**10)
     await store.open()
     clock = FakeClock(data[0][0].ts_ms)
-    pipeline = Pipeline(store, clock, max_commit_samples=10**6)
+    status = DeviceStatusService()
+    pipeline = Pipeline(store, clock, status, max_commit_samples=10**6)
     engine: RuleEngine | None = None
     if with_rules:
         devs, section = site()
-        engine = RuleEngine(RulesSection.model_validate(section), devs, pipeline.status, clock)
+        engine = RuleEngine(RulesSection.model_validate(section), devs, status, clock)
         await engine.load(store)
         pipeline.add_processor(engine)
     n = sum(len(b) for b in data)
@@ -145,7 +147,7 @@ async def ingest(data: list[list[Sample]], with_rules: bool, tmp: Path) -> dict[
     elapsed = time.perf_counter() - t0
     eval_s = 0.0
     if engine is not None:  # the evaluation alone, outside the store, on the same data
-        engine2 = RuleEngine(engine.section, engine.devices, pipeline.status, clock)
+        engine2 = RuleEngine(engine.section, engine.devices, status, clock)
         await engine2.load(store)
         async with store.transaction() as tx:
             t1 = time.perf_counter()

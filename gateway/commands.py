@@ -63,17 +63,6 @@ class CommandRegistry:
             raise ValueError(f"command {command.name!r} is already registered")
         self._commands[command.name] = command
 
-    def command(
-        self, name: str, args_model: type[BaseModel] = NoArgs, help: str = "", timeout: float = 30
-    ) -> Callable[[Handler], Handler]:
-        """Decorator form of :meth:`register`."""
-
-        def deco(fn: Handler) -> Handler:
-            self.register(Command(name, args_model, fn, help or (fn.__doc__ or ""), timeout))
-            return fn
-
-        return deco
-
     def unregister(self, name: str) -> None:
         self._commands.pop(name, None)
 

@@ -22,8 +22,10 @@ from drivers.base import DeviceConfig, Driver, get_driver
 from gateway import __version__, components
 from gateway.clock import Clock, SystemClock
 from gateway.commands import CommandRegistry
+from gateway.config.errors import ConfigError
 from gateway.config.loader import load_config
 from gateway.config.site import SiteConfig
+from gateway.errors import StartupError
 from gateway.model import Batch, DeviceStatus, Event, Value
 from gateway.paths import precreate_private_file
 from gateway.pipeline import Pipeline
@@ -88,6 +90,10 @@ class App:
         self._stop = asyncio.Event()
         self._reload: asyncio.Event = asyncio.Event()
         self._reload_with: SiteConfig | None = None
+        #: Why the last reload did not take effect (None: it did, or there was none).
+        self.reload_error: str | None = None
+        #: How many times the parts were started (the first start, then one per reload).
+        self.started_runs = 0
         self._supervisor: Supervisor | None = None
         self._signals = 0
         self._first_signal_at = 0.0
@@ -138,8 +144,9 @@ class App:
             async with asyncio.TaskGroup() as group:
                 self._supervisor = Supervisor(group)
                 watchdog = group.create_task(self.notifier.watchdog(), name="systemd-watchdog")
+                previous: SiteConfig | None = None
                 while True:
-                    await self._start_parts()
+                    await self._start_or_go_back(previous)
                     self.notifier.ready(f"{len(self.device_driver)} devices")
                     self.ready.set()
                     reason = await self._wait_stop_or_reload()
@@ -150,6 +157,7 @@ class App:
                     if reason == "stop":
                         break
                     self._reload.clear()
+                    previous = self.config
                     self._reload_config()
                 watchdog.cancel()
         finally:
@@ -166,8 +174,30 @@ class App:
             fut.cancel()
         return "stop" if stop in done else "reload"
 
+    async def _start_or_go_back(self, previous: SiteConfig | None) -> None:
+        """Start the parts; when a reload's config fails to start (``previous`` is the config
+        that ran before), take down what started and run ``previous`` again."""
+        try:
+            await self._start_parts()
+        except Exception as err:
+            if previous is None:
+                raise  # the first start: the daemon cannot work as configured
+            self.reload_error = f"{type(err).__name__}: {err}"
+            log.error("reload: the new config validated but failed to start (%s); the "
+                      "gateway goes back to the config it ran before. Fix the config and "
+                      "reload again", self.reload_error,
+                      exc_info=not isinstance(err, StartupError))
+            self.notifier.status(f"reload failed: {self.reload_error}")
+            await self._stop_parts()
+            self.config = previous
+            await self._start_parts()
+        else:
+            if previous is not None:
+                self.reload_error = None
+
     async def _start_parts(self) -> None:
         sup = self.supervisor
+        self.drivers, self.device_driver, self._driver_tasks = {}, {}, []
         # Loaded once, before the pipeline and the components: the rules read it at start.
         await self.status.load(self.store)
         self.pipeline = self._new_pipeline()
@@ -191,7 +221,6 @@ class App:
         for device in self.config.devices:
             if device.enabled:
                 by_type.setdefault(device.type, []).append(device)
-        self.drivers, self.device_driver, self._driver_tasks = {}, {}, []
         for type_name, devices in by_type.items():
             spec = get_driver(type_name)
             driver = spec.factory(devices, DriverContextImpl(self, type_name))
@@ -203,6 +232,7 @@ class App:
             for name, factory in driver.tasks():
                 sup.start(name, factory)
                 self._driver_tasks.append(name)
+        self.started_runs += 1
         log.info("fieldgate %s started: gateway %s, %d devices, drivers: %s",
                  self.version, self.config.gateway.id, len(self.device_driver),
                  ", ".join(sorted(self.drivers)) or "none")
@@ -245,7 +275,13 @@ class App:
         if new is None:
             if self.config_path is None:
                 return
-            new = load_config(self.config_path)
+            try:
+                new = load_config(self.config_path)
+            except (ConfigError, StartupError) as err:
+                self.reload_error = str(err)
+                log.error("reload: %s; the gateway keeps running the config it had. Fix the "
+                          "file and reload again", err)
+                return
         if new.store != self.config.store or new.gateway.state_dir != self.config.gateway.state_dir:
             log.warning("reload: store and state_dir changes take effect at the next restart")
         self.config = new

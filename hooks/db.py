@@ -210,9 +210,12 @@ class _Backend:
                 "WHERE id = ? AND status = 'open'",
                 (self._app.clock.now_ms(), resolution, order_id))
             changed = cur.rowcount == 1
-            cur = await tx.execute(
-                f"SELECT {', '.join(_WO_COLUMNS)} FROM work_orders WHERE id = ?", (order_id,))
-            row = await cur.fetchone()
+            # Closed at once: a half-read cursor keeps a read open, and the WAL checkpoint
+            # at close then fails ("database table is locked").
+            async with await tx.execute(
+                f"SELECT {', '.join(_WO_COLUMNS)} FROM work_orders WHERE id = ?", (order_id,)
+            ) as cur:
+                row = await cur.fetchone()
             if row is None:
                 raise WorkOrderError(f"no work order {order_id!r}")
             order = _order(row)

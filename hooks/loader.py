@@ -1,7 +1,8 @@
 """Where plugins come from, in load order:
 
-1. ``DEFAULT_PLUGINS``: fieldgate's own behaviour (built-in channels, ...), registered through
-   the same hooks as anyone else's (Datasette's DEFAULT_PLUGINS). One plugin system.
+1. ``DEFAULT_PLUGINS``: plugins that ship with fieldgate, loaded like anyone else's
+   (Datasette's DEFAULT_PLUGINS). None today: the built-in channels register themselves
+   (gateway/channels/builtin.py), as the built-in drivers do.
 2. Installed packages exposing the entry point group ``fieldgate.plugins``.
 3. ``plugins.modules``: importable module paths.
 4. The customer folder: ``plugins.customer: acme`` loads ``<customer_dir>/acme/hooks/`` (the
@@ -39,7 +40,7 @@ from hooks.manager import FieldgatePluginManager, PluginLoadError, PluginLoadErr
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "fieldgate.plugins"
-DEFAULT_PLUGINS: tuple[str, ...] = ("hooks.builtin",)
+DEFAULT_PLUGINS: tuple[str, ...] = ()
 #: Where customer folders are looked for when ``plugins.customer_dir`` is not set, before
 #: ``<state_dir>/customers`` and the bundled examples.
 ETC_CUSTOMER_DIR = Path("/etc/fieldgate/customers")

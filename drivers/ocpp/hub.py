@@ -92,9 +92,6 @@ class Hub:
             )
         return "Accepted" if known else "Pending"
 
-    async def recorded_chargers(self) -> dict[str, Any]:
-        return dict(await self._charger_kv.items())
-
     # --- connections -----------------------------------------------------------------------
 
     def attach(self, session: SessionBase) -> SessionBase | None:

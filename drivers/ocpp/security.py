@@ -121,11 +121,6 @@ class PasswordChecker:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def is_valid_hash(stored: str) -> bool:
-    parts = stored.split("$")
-    return len(parts) == 6 and parts[0] == "scrypt" and all(parts[1:])
-
-
 def random_password() -> str:
     """A password for an in-process simulated charger (never written anywhere)."""
     return secrets.token_urlsafe(24)

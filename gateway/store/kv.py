@@ -37,7 +37,7 @@ class KV:
             )
 
     async def items(self) -> list[tuple[str, Any]]:
-        cur = await self._store.conn.execute(
+        rows = await self._store.query(
             "SELECT key, value FROM kv WHERE namespace = ? ORDER BY key", (self.namespace,)
         )
-        return [(k, json.loads(v)) for k, v in await cur.fetchall()]
+        return [(k, json.loads(v)) for k, v in rows]

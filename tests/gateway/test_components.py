@@ -3,10 +3,23 @@ startup error rather than a silent misorder."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from gateway.components import ComponentOrderError, ComponentSpec, registry, start_order
+from gateway.components import (
+    Component,
+    ComponentContext,
+    ComponentOrderError,
+    ComponentSpec,
+    register_component,
+    registry,
+    start_order,
+    unregister_component,
+)
 from gateway.errors import StartupError
+from tests.hooks.support import wait_for
+from tests.support.app import running_app
 
 
 def spec(name: str, *after: str) -> ComponentSpec:
@@ -39,3 +52,37 @@ def test_builtin_components_order() -> None:
     order = list(registry())
     assert order.index("rules") < order.index("plugins") < order.index("channels")
     assert order[-1] == "uplink"
+
+
+class Probe(Component):
+    """Records what its context gives it."""
+
+    name = "probe"
+
+    def __init__(self, ctx: ComponentContext[None]) -> None:
+        self.ctx = ctx
+        self.seen: list[int] = []
+
+    async def start(self) -> None:
+        self.rules = self.ctx.component("rules")  # named in after: started already
+        with pytest.raises(LookupError, match="not in its after"):
+            self.ctx.component("uplink")
+        self.remove = self.ctx.add_observer(lambda batch, seq: self.seen.append(seq))
+
+
+async def test_the_context_gives_dependencies_and_a_remover(tmp_path: Path) -> None:
+    register_component(ComponentSpec("probe", Probe, after=("rules",)))
+    try:
+        cfg = {"devices": [{"id": "m1", "type": "simulated", "interval": 0.02}]}
+        async with running_app(cfg, tmp_path) as app:
+            probe = app.running["probe"]
+            assert probe.rules is app.running["rules"]
+            await wait_for(lambda: probe.seen)
+            probe.remove()
+            count = app.pipeline.stats.commits
+            await wait_for(lambda: app.pipeline.stats.commits > count + 2)
+            before = len(probe.seen)
+            await wait_for(lambda: app.pipeline.stats.commits > count + 4)
+            assert len(probe.seen) == before, "removed: told of no commit since"
+    finally:
+        unregister_component("probe")
