@@ -276,7 +276,16 @@ class Store:
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._lock:
             conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
+            begin = asyncio.ensure_future(conn.execute("BEGIN IMMEDIATE"))
+            try:
+                await asyncio.shield(begin)
+            except asyncio.CancelledError:
+                # The BEGIN runs on in the worker thread: a task cancelled here (at a stop
+                # or reload) would leave the transaction open for the next run. Undo it.
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await begin
+                    await conn.execute("ROLLBACK")
+                raise
             tx = Tx(conn, self)
             try:
                 yield tx
