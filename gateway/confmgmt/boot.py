@@ -22,6 +22,8 @@ from gateway.config.loader import load_config
 from gateway.confmgmt.diff import config_diff, summary
 from gateway.confmgmt.versions import VersionStore, text_hash
 from gateway.errors import StartupError
+from gateway.store.errors import StoreError
+from gateway.store.opening import ensure_dir
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +60,21 @@ def resolve(bootstrap: Path, *, starting: bool = True) -> Path:
     if state_dir is None:
         return bootstrap
     store = VersionStore(state_dir)
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-        store.ensure()
-    except OSError as err:
-        log.warning("config: cannot keep config versions in %s (%s); running %s as it is "
-                    "(no config.apply)", store.root, err.strerror, bootstrap)
-        return bootstrap
-    state = store.state()
     current = store.current()
-    if current is None or state.get("bootstrap_hash") != text_hash(text):
+    changed = current is None or store.state().get("bootstrap_hash") != text_hash(text)
+    if changed:
         try:
-            load_config(bootstrap)  # an invalid edit is reported against the file itself
-        except (ConfigError, StartupError):
+            load_config(bootstrap)  # an invalid file is reported against itself, and no
+        except (ConfigError, StartupError):  # state directory is created for it
             return bootstrap
+    try:
+        ensure_dir(state_dir, "state directory")  # the mode the runtime gives it
+        store.ensure()
+    except (OSError, StoreError) as err:
+        log.warning("config: cannot keep config versions in %s (%s); running %s as it is "
+                    "(no config.apply)", store.root, getattr(err, "strerror", err), bootstrap)
+        return bootstrap
+    if changed:
         line = "imported" if current is None else summary(config_diff(store.text(current), text))
         version = store.add(text, f"bootstrap file {bootstrap}", line)
         store.set_current(version.number)  # first the pointer: a crash imports it again
@@ -80,7 +83,7 @@ def resolve(bootstrap: Path, *, starting: bool = True) -> Path:
             log.warning("config: %s changed since it was imported; it wins as version %d "
                         "(%s)", bootstrap, version.number, line)
         current = version.number
-    if starting:
+    if starting and current is not None:
         _count_start(store, current)
     return store.current_path
 
@@ -99,4 +102,16 @@ def _count_start(store: VersionStore, current: int) -> None:
             "version": current, "to_version": good, "hash": store.record(good).hash,
             "reason": reason, "source": "boot record"})
         current, starts = good, 0
+    elif isinstance(good, int) and good != current and good in store.numbers():
+        try:  # exit 78 is not restarted by systemd: a version that cannot load goes now
+            load_config(store.current_path)
+        except (ConfigError, StartupError) as err:
+            reason = (f"version {current} does not load ({err}); version {good}, the last "
+                      f"good one, is back in force")
+            log.error("config: %s", reason)
+            store.set_current(good)
+            store.update_state(pending=None, boot_rollback={
+                "version": current, "to_version": good, "hash": store.record(good).hash,
+                "reason": reason, "source": "boot record"})
+            current, starts = good, 0
     store.write_boot_record(current, starts + 1)

@@ -30,7 +30,7 @@ import yaml
 
 CURRENT = "current.yaml"
 REDACTED = "<redacted>"
-_SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_key|hmac|private)", re.I)
+_SECRET_KEY = re.compile(r"(password|passwd|secret|token|hmac|private|(^|_)key$)", re.I)
 _REFERENCE = re.compile(r"^\s*(\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}\s*)+$")
 
 
@@ -40,7 +40,7 @@ def text_hash(text: str) -> str:
 
 def redact(text: str) -> str:
     """``text`` with every literal secret (a value under a key such as ``password``,
-    ``token``, ``secret``, ``hmac``) replaced by ``<redacted>``; ``${VAR}`` references are
+    ``token``, ``secret``, ``hmac``, ``key``) replaced by ``<redacted>``; ``${VAR}`` references are
     kept as they are. Text that is not YAML comes back unchanged."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
