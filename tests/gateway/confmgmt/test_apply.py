@@ -84,6 +84,7 @@ async def test_good_apply_over_mqtt(mosquitto: Mosquitto, tmp_path: Path) -> Non
 
 async def test_validation_errors_change_nothing(mosquitto: Mosquitto, tmp_path: Path) -> None:
     cfg = base(mosquitto)
+    cfg["uplink"]["broker"].update(username="test-gw", password="literal-secret")
     async with managed_app(cfg, tmp_path) as app:
         running = await call(app, "config.get")
         bad = copy.deepcopy(cfg)
@@ -111,6 +112,15 @@ async def test_validation_errors_change_nothing(mosquitto: Mosquitto, tmp_path: 
                                                "expected_hash": running["hash"],
                                                "dry_run": True})
         assert dry["valid"] and dry["summary"] == "formatting only"
+        shown = await call(app, "config.get")
+        assert "<redacted>" in shown["yaml"]  # the literal broker password
+        refused = await error_of(app, "config.apply", {"yaml": shown["yaml"],
+                                                        "expected_hash": running["hash"]})
+        assert refused["code"] == "bad_config" and "${VAR}" in refused["message"]
+        moved = dump(cfg, tmp_path).replace(str(tmp_path / "state"), str(tmp_path / "other"))
+        refused = await error_of(app, "config.apply", {"yaml": moved,
+                                                        "expected_hash": running["hash"]})
+        assert "gateway.state_dir cannot change remotely" in refused["message"]
         assert (await call(app, "config.get"))["version"] == 1
 
 

@@ -109,3 +109,12 @@ def test_diff_names_devices_rules_and_uplink(tmp_path: Path) -> None:
     assert diff["rules"]["alarms"]["added"] == ["hot"]
     assert summary(diff) == "devices +1 -1 ~0; rules changed; uplink: broker.port"
     assert "literal-hmac-key-123" not in diff["text"] and "+    - name: hot" in diff["text"]
+
+
+def test_history_keeps_the_newest_and_the_protected(tmp_path: Path) -> None:
+    store = VersionStore(tmp_path / "state", keep=3)
+    for n in range(6):
+        store.add(site(tmp_path, f"m-{n}"), "test", "")
+    store.prune({1})
+    assert store.numbers() == [1, 4, 5, 6]
+    assert [v.number for v in store.history()] == [6, 5, 4, 1]

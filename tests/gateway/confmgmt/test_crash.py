@@ -145,6 +145,8 @@ async def test_crash_loop_goes_back_to_the_last_good_config(mosquitto: Mosquitto
             assert event["source"] == "boot record" and "3 starts in a row" in event["reason"]
             history = (await command(state, "config.history"))
             assert history is not None and history["result"]["current"] == 1
+            [bad_version] = [v for v in history["result"]["versions"] if v["version"] == 2]
+            assert bad_version["source"].startswith("config.apply via control socket (uid ")
             assert time.monotonic() - t0 < 30
         finally:
             stop(proc)
