@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     demo.set_defaults(func=_demo, log_json=False)
 
+    from gateway.http.cli import install_cli as install_http_cli  # stdlib imports only
+
+    install_http_cli(sub)
     for install in cli_installers():  # cheap: a driver's library loads when its command runs
         install(sub)
     return parser
@@ -195,8 +198,13 @@ def _startup_failed(errors: list[StartupError]) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    config = _load(args.file)
-    print(f"{args.file}: ok ({len(config.devices)} devices)")
+    from gateway.config.loader import check_config
+
+    config, warnings = check_config(args.file)
+    for warning in warnings:
+        print(warning, file=sys.stderr)
+    print(f"{args.file}: ok ({len(config.devices)} devices"
+          f"{f', {len(warnings)} warning(s)' if warnings else ''})")
     return 0
 
 

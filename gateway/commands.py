@@ -82,7 +82,7 @@ class CommandRegistry:
         for name in self.names():
             cmd = self._commands[name]
             yield {"name": name, "help": cmd.help.strip().splitlines()[0] if cmd.help else "",
-                   "read_only": cmd.read_only}
+                   "read_only": cmd.read_only, "args": cmd.args_model.model_json_schema()}
 
     async def execute(self, name: str, raw_args: Any) -> dict[str, Any]:
         """Validate and run one command. Always returns a reply body, never raises."""

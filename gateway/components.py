@@ -162,6 +162,10 @@ class ComponentContext(Generic[SectionT]):
     def request_stop(self) -> None:
         self._app.request_stop()
 
+    def drivers_started(self) -> bool:
+        """True once the drivers of this run started (the daemon reported READY)."""
+        return self._app.ready.is_set()
+
 
 _REGISTRY: dict[str, ComponentSpec] = {}
 
@@ -173,6 +177,7 @@ BUILTIN_COMPONENTS: tuple[str, ...] = (
     "gateway.channels.component",
     "gateway.uplink",
     "gateway.rules",
+    "gateway.http.component",
     "gateway.confmgmt.component",
 )
 

@@ -274,7 +274,7 @@ class SeqGap:
     store_id: str = ""
     seq_first: int = 0
     seq_last: int | None = field(default=None, metadata={
-        "doc": "null: every number from seq_first up to the next telemetry row"})
+        "doc": "null: every number from seq_first on (that stream ended)"})
     reason: Literal["unclean_stop", "store_rewound", "store_replaced", "seq_mark_lost"] = \
         "unclean_stop"
 
@@ -297,6 +297,9 @@ class StoreRecovered:
     chunks_saved: int = 0
     samples_saved: int = 0
     events_saved: int = 0
+    kv_saved: int = 0
+    chunks_unreadable: int = field(default=0, metadata={
+        "doc": "chunks read whole but not decodable"})
     old_acked_seq: int | None = None
     old_seq_last: int | None = None
     lost: list[list[int]] = field(default_factory=list, metadata={

@@ -74,7 +74,7 @@ class App:
         store_path = config.store.path or self.state_dir / "buffer.sqlite3"
         self.store = Store(store_path, max_bytes=config.store.max_bytes,
                            durability=config.store.durability,
-                           on_corrupt=config.store.on_corrupt)
+                           on_corrupt=config.store.on_corrupt, clock=self.clock)
         #: Owned here, not by a pipeline: it outlives a reload and every component reads it.
         self.status = DeviceStatusService()
         self.pipeline = self._new_pipeline()
@@ -142,7 +142,7 @@ class App:
         await self.store.open()
         try:
             async with asyncio.TaskGroup() as group:
-                self._supervisor = Supervisor(group)
+                self._supervisor = Supervisor(group, clock=self.clock)
                 watchdog = group.create_task(self.notifier.watchdog(), name="systemd-watchdog")
                 previous: SiteConfig | None = None
                 while True:

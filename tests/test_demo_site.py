@@ -1,6 +1,6 @@
 """The README's first command: the demo site runs every part with simulators.
 
-The demo's fixed ports (1883, 15020, 48400, 9000) are moved to free ones so the test can run
+The demo's fixed ports (1883, 8080, 15020, 48400, 9000) are moved to free ones so the test can run
 beside a developer's own demo; everything else is config/demo.yaml as shipped.
 """
 
@@ -23,6 +23,7 @@ def demo_config() -> dict[str, Any]:
     cfg: dict[str, Any] = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     cfg.pop("gateway")  # running_app puts the state in tmp_path
     cfg["uplink"]["embedded_broker"]["port"] = free_port()
+    cfg["http"]["port"] = free_port()
     modbus_port = free_port()
     for device in cfg["devices"]:
         if device["type"] == "modbus":

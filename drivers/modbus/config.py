@@ -16,7 +16,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from drivers.base import DeviceConfig
 from drivers.modbus import datatypes as dt
 from drivers.modbus.datatypes import Function, Order
-from gateway.config.base import StrictModel
+from gateway.config.base import Problems, StrictModel
 
 SUNSPEC = "sunspec"
 Address = Annotated[int, Field(ge=0, le=65535)]
@@ -145,20 +145,25 @@ class ModbusDeviceConfig(DeviceConfig):
             self._profile_points = load_profile(self.profile).points
         if not self.profile and not self.points:
             raise ValueError("a modbus device needs 'points' or a 'profile'")
+        # Every point problem at once, each at the point's own line (a profile's at 'profile').
+        problems = Problems()
         seen: set[str] = set()
-        for point in self.points:
+        listed = {p.name: ("points", i) for i, p in enumerate(self.points)}
+        for i, point in enumerate(self.points):
             if point.name in seen:
-                raise ValueError(f"point {point.name!r} is listed twice")
+                problems.add(("points", i, "name"), f"point {point.name!r} is listed twice")
             seen.add(point.name)
         for point in self.all_points().values():
+            at: tuple[str | int, ...] = listed.get(point.name, ("profile",))
             limit = self.max_bits if point.function.is_bit else self.max_registers
             if point.count > limit:
-                raise ValueError(f"point {point.name!r} is longer than one read ({limit})")
+                problems.add(at, f"point {point.name!r} is longer than one read ({limit})")
             for rng in self.unreadable:
                 if rng.function in (None, point.function) and (
                     point.address <= rng.end and rng.start < point.address + point.count
                 ):
-                    raise ValueError(f"point {point.name!r} lies in an unreadable range")
+                    problems.add(at, f"point {point.name!r} lies in an unreadable range")
+        problems.raise_any(self)
         return self
 
     def all_points(self) -> dict[str, PointConfig]:

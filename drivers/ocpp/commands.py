@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.ocpp.config import IdTagEntry
 from drivers.ocpp.hub import Hub
-from gateway.commands import Command, CommandError
+from gateway.commands import Command, CommandError, NoArgs
 
 
 class _Args(BaseModel):
@@ -138,6 +138,30 @@ def build_commands(hub: Hub) -> list[Command]:
                 raise CommandError("not_found", f"id tag {a.id_tag!r} is not in the list")
         return {"id_tags": [e.model_dump() for e in (await hub.id_tags()).values()]}
 
+    async def sessions(_: NoArgs) -> Any:
+        """Every configured charger: connection, connector states and open charging
+        sessions (id tag, meter at start and now, energy so far, the limit sent)."""
+        site_limit = await hub.site_limit_w()
+        orders = await hub.orders.open_orders()
+        chargers = []
+        for cid in sorted(hub.chargers):
+            sess = hub.sessions.get(cid)
+            open_ = []
+            for o in sorted((o for o in orders if o.charger == cid), key=lambda o: o.started_ts):
+                energy = (None if o.last_meter_wh is None or o.meter_start_wh is None
+                          else round(o.last_meter_wh - o.meter_start_wh, 3))
+                open_.append({"order_id": o.order_id, "connector": o.connector,
+                              "id_tag": o.id_tag, "transaction_id": o.transaction_id,
+                              "started_ts": o.started_ts, "meter_start_wh": o.meter_start_wh,
+                              "meter_wh": o.last_meter_wh, "energy_wh": energy,
+                              "limit_w": hub.limit_sent(cid, o.connector)})
+            chargers.append({"charger": cid, "connected": sess is not None,
+                             "version": str(sess.version) if sess else None,
+                             "remote": sess.remote if sess else None,
+                             "connectors": dict(sess.connector_status) if sess else {},
+                             "sessions": open_})
+        return {"site_limit_w": site_limit, "chargers": chargers}
+
     t = hub.settings.call_timeout + 2
     table: list[tuple[str, type[BaseModel], Callable[[Any], Awaitable[Any]], str]] = [
         ("remote_start", RemoteStartArgs, remote_start, "Start a charge remotely."),
@@ -151,6 +175,7 @@ def build_commands(hub: Hub) -> list[Command]:
         ("limit", LimitArgs, limit, "Site power share or one charger's charging profile."),
         ("id_tags", IdTagsArgs, id_tags, "List, add or remove local id tags."),
     ]
-    read_only = {"get_config"}
+    table.append(("sessions", NoArgs, sessions, "Chargers, connector states, open sessions."))
+    read_only = {"get_config", "sessions"}
     return [Command(f"ocpp.{name}", model, fn, help, t, read_only=name in read_only)
             for name, model, fn, help in table]

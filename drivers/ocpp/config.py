@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from drivers.base import DeviceConfig
-from gateway.config.base import StrictModel
+from gateway.config.base import Problems, StrictModel
 
 OcppVersion = Literal["1.6", "2.0.1"]
 SUBPROTOCOLS: dict[str, OcppVersion] = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
@@ -122,10 +122,14 @@ class ServerSettings(StrictModel):
 
     @model_validator(mode="after")
     def _tls_for_profile(self) -> ServerSettings:
+        problems = Problems()  # located at the profile that asks for TLS
         if self.security_profile >= 2 and self.tls is None:
-            raise ValueError(f"security_profile {self.security_profile} needs a tls section")
-        if self.security_profile == 3 and (self.tls is None or self.tls.cafile is None):
-            raise ValueError("security_profile 3 needs tls.cafile to verify charger certificates")
+            problems.add(("security_profile",),
+                         f"security_profile {self.security_profile} needs a tls section")
+        elif self.security_profile == 3 and (self.tls is None or self.tls.cafile is None):
+            problems.add(("security_profile",),
+                         "security_profile 3 needs tls.cafile to verify charger certificates")
+        problems.raise_any(self)
         return self
 
 
@@ -164,14 +168,16 @@ class OcppDeviceConfig(DeviceConfig):
 
     @model_validator(mode="after")
     def _role_fields(self) -> OcppDeviceConfig:
+        problems = Problems()  # every problem at once, each at its own key
         if self.role == "server":
             stray = sorted(_CHARGER_FIELDS & self.model_fields_set)
-            if stray:
-                raise ValueError(f"fields {stray} belong to role: charger, not role: server")
+            for name in stray:
+                problems.add((name,), f"fields {stray} belong to role: charger, not role: server")
         elif "server" in self.model_fields_set:
-            raise ValueError("the server section belongs to the entry with role: server")
+            problems.add(("server",), "the server section belongs to the entry with role: server")
         if self.simulate is not None and self.simulate not in self.ocpp_versions:
-            raise ValueError(f"simulate {self.simulate} is not in ocpp_versions")
+            problems.add(("simulate",), f"simulate {self.simulate} is not in ocpp_versions")
+        problems.raise_any(self)
         return self
 
     @property

@@ -242,6 +242,11 @@ class Hub:
 
     # --- site power ------------------------------------------------------------------------
 
+    def limit_sent(self, charger: str, connector: int) -> float | None:
+        """The power share last applied to a connector (None: no limit sent)."""
+        sent = self._limits_sent.get((charger, connector))
+        return sent[1] if sent is not None else None
+
     async def site_limit_w(self) -> float | None:
         override = await self._site_kv.get("limit_w")
         if override is not None:

@@ -17,7 +17,7 @@ from asyncua import ua
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from drivers.base import DeviceConfig
-from gateway.config.base import StrictModel
+from gateway.config.base import Problems, StrictModel
 
 PointName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-/]+$")]
 
@@ -145,15 +145,16 @@ class GroupConfig(StrictModel):
     )
     points: list[PointConfig] = Field(min_length=1)
 
-    @field_validator("points")
-    @classmethod
-    def _unique(cls, points: list[PointConfig]) -> list[PointConfig]:
+    @model_validator(mode="after")
+    def _unique(self) -> GroupConfig:
+        problems = Problems()  # every duplicate, each at its own line
         seen: set[str] = set()
-        for p in points:
+        for i, p in enumerate(self.points):
             if p.name in seen:
-                raise ValueError(f"point name {p.name!r} appears twice")
+                problems.add(("points", i, "name"), f"point name {p.name!r} appears twice")
             seen.add(p.name)
-        return points
+        problems.raise_any(self)
+        return self
 
 
 class SecurityConfig(StrictModel):
@@ -246,23 +247,30 @@ class OpcuaDeviceConfig(DeviceConfig):
 
     @model_validator(mode="after")
     def _checks(self) -> OpcuaDeviceConfig:
-        names = [p.name for g in self.groups for p in g.points]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ValueError(f"point names used in more than one group: {sorted(dup)}")
-        groups = [g.name for g in self.groups]
-        if len(set(groups)) != len(groups):
-            raise ValueError("group names must be unique within a device")
-        for group in self.groups:
-            if self.group_mode(group) is Mode.POLLING and (
-                group.deadband or any(p.deadband for p in group.points)
-            ):
-                raise ValueError(
-                    f"group {group.name!r} polls: deadbands apply to subscription groups only"
-                )
+        problems = Problems()  # every problem at once, each at its own line
+        first_group: dict[str, int] = {}
+        group_names: set[str] = set()
+        for g, group in enumerate(self.groups):
+            if group.name in group_names:
+                problems.add(("groups", g, "name"), "group names must be unique within a device")
+            group_names.add(group.name)
+            for i, p in enumerate(group.points):
+                if first_group.setdefault(p.name, g) != g:
+                    problems.add(("groups", g, "points", i, "name"),
+                                 f"point name {p.name!r} is used in more than one group "
+                                 f"(also in groups[{first_group[p.name]}])")
+            if self.group_mode(group) is Mode.POLLING:
+                polled: list[tuple[str | int, ...]] = (
+                    [("groups", g, "deadband")] if group.deadband else [])
+                polled += [("groups", g, "points", i, "deadband")
+                           for i, p in enumerate(group.points) if p.deadband]
+                for at in polled:
+                    problems.add(at, f"group {group.name!r} polls: deadbands apply to "
+                                     "subscription groups only")
         host = urlparse(self.url).hostname
         if self.simulate and host not in ("127.0.0.1", "localhost", "::1"):
-            raise ValueError("simulate: true needs a loopback url (127.0.0.1)")
+            problems.add(("simulate",), "simulate: true needs a loopback url (127.0.0.1)")
+        problems.raise_any(self)
         return self
 
     def group_mode(self, group: GroupConfig) -> Mode:

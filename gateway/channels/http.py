@@ -1,16 +1,17 @@
-"""A JSON POST with the standard library, in a worker thread.
+"""A JSON POST on the aiohttp client: the same HTTP stack as the local API server.
 
-aiohttp is not a dependency of fieldgate and a notice every few seconds does not need it:
-urllib in ``asyncio.to_thread`` keeps the event loop free and adds nothing to install.
+One short-lived client session per notice: a notice every few seconds does not need a
+connection pool, and nothing is left open when a channel is removed by a reload.
 """
 
 from __future__ import annotations
 
-import asyncio
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+import aiohttp
+
+MAX_BODY = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,15 +23,26 @@ class HttpResponse:
         return self.body.decode("utf-8", "replace")
 
 
-def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> HttpResponse:
-    req = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return HttpResponse(resp.status, resp.read(1 << 20))
-    except urllib.error.HTTPError as err:  # a response, just not a 2xx one
-        return HttpResponse(err.code, err.read(1 << 20) if err.fp else b"")
-
-
 async def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> HttpResponse:
-    """POST ``body``; raises OSError (URLError, timeouts) when no response arrived."""
-    return await asyncio.to_thread(_post, url, body, headers, timeout)
+    """POST ``body``; raises OSError (refused, reset, TLS, timeouts) when no response arrived.
+
+    A non-2xx answer is a response like any other: the channel decides what it means.
+    """
+    try:
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout), raise_for_status=False,
+        ) as session, session.post(url, data=body, headers=dict(headers),
+                                   allow_redirects=True) as resp:
+            body_in = bytearray()
+            while len(body_in) < MAX_BODY:
+                chunk = await resp.content.read(MAX_BODY - len(body_in))
+                if not chunk:
+                    break
+                body_in += chunk
+            return HttpResponse(resp.status, bytes(body_in))
+    except aiohttp.ClientError as err:
+        if isinstance(err, OSError):  # connection refused, reset, certificate errors
+            raise
+        raise ConnectionError(f"{type(err).__name__}: {err}") from err
+    except ValueError as err:  # aiohttp.InvalidURL is a ValueError too
+        raise ConnectionError(f"bad url {url!r}: {err}") from err

@@ -15,9 +15,12 @@ class ConfigIssue:
     column: int
     path: str  # e.g. devices[2].poll_interval
     message: str
+    severity: str = "error"  # or "warning": reported, but the config still loads
 
     def __str__(self) -> str:
         where = f"{self.file.name}:{self.line}:{self.column}" if self.line else str(self.file)
+        if self.severity != "error":
+            where = f"{where} {self.severity}:"
         return f"{where} {self.path}: {self.message}" if self.path else f"{where} {self.message}"
 
 

@@ -1,13 +1,21 @@
 """Load a YAML site config: substitute ``${ENV}``, validate, and map every error back to the
 line and column it came from.
 
-The YAML is composed into a node tree first (which keeps positions), then constructed. Errors
-from pydantic carry a ``loc`` path; we walk the same path through the node tree to find the
-position. Error messages never include input values, so secrets never reach a log.
+The YAML is built into plain data straight from libyaml's events, with its checks (duplicate
+keys, alias bombs, depth: :mod:`gateway.config.yamlread`); the node tree, which keeps the
+positions, is composed only when there are errors to locate. Errors from
+pydantic carry a ``loc`` path, walked through the node tree to find the position
+(:mod:`gateway.config.locate`). Error messages never include input values, so secrets never
+reach a log.
+
+After validation, the checkers registered with :func:`gateway.config.site.register_checker`
+cross-check sections (a rule naming a device that does not exist); their warnings are logged
+and their errors fail the load like any other.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -16,172 +24,150 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from gateway.config import locate
+from gateway.config.base import Problems
 from gateway.config.errors import ConfigError, ConfigIssue
-from gateway.config.site import SiteConfig, device_types, prepare, site_model
+from gateway.config.partial import device_problems
+from gateway.config.site import SiteConfig, cross_check, device_types, prepare, site_model
+from gateway.config.yamlread import build, compose, read_text
+
+log = logging.getLogger(__name__)
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
-_MESSAGES = (
-    ("Input should be ", "must be "),
-    ("Field required", "is required"),
-    ("Extra inputs are not permitted", "unknown key (check the spelling)"),
-    ("Value error, ", ""),
-    ("String should ", "must "),
-    ("List should ", "must "),
-)
-
 
 def load_config(path: Path | str) -> SiteConfig:
-    """Load and validate; raises :class:`ConfigError` listing every problem."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError([ConfigIssue(path, 0, 0, "", f"cannot read: {err.strerror}")]) from err
-    issues: list[ConfigIssue] = []
-    try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else {}
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        issue = ConfigIssue(path, line, col, "", f"invalid YAML: {err.problem}")
-        raise ConfigError([issue]) from err
-    if node is None or not isinstance(data, dict):
-        issue = ConfigIssue(path, 1, 1, "", "the file must hold a mapping of sections")
-        raise ConfigError([issue])
-    _check_duplicate_keys(node, path, [], issues)
-    data = _substitute(data, node, path, [], issues)
-    prepare(data, path)  # e.g. plugin drivers, whose device types the model must know
-    model = site_model(device_types(data))  # imports only the drivers this site uses
-    try:
-        config = model.model_validate(data)
-    except ValidationError as err:
-        for e in err.errors(include_url=False, include_input=False, include_context=False):
-            issues.append(_issue(path, node, data, e["loc"], e["type"], e["msg"]))
-        raise ConfigError(issues) from None
-    seen: dict[str, int] = {}
-    for index, device in enumerate(config.devices):
-        if device.id in seen:
-            issues.append(_issue(path, node, data, ("devices", index, "id"), "duplicate_id",
-                                 f"device id {device.id!r} is already used by "
-                                 f"devices[{seen[device.id]}]; ids must be unique"))
-        seen.setdefault(device.id, index)
-    if issues:
-        raise ConfigError(issues)
+    """Load and validate; raises :class:`ConfigError` listing every problem. Warnings (e.g. a
+    rule whose device pattern selects nothing today) are logged."""
+    config, warnings = check_config(path)
+    for warning in warnings:
+        log.warning("%s", warning)
     return config
 
 
-def _substitute(value: Any, node: yaml.Node, file: Path, loc: list[Any],
-                issues: list[ConfigIssue]) -> Any:
-    if isinstance(value, dict) and isinstance(node, yaml.MappingNode):
-        children = {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
-        return {k: _substitute(v, children.get(k, node), file, [*loc, k], issues)
-                for k, v in value.items()}
-    if isinstance(value, list) and isinstance(node, yaml.SequenceNode):
-        return [_substitute(v, n, file, [*loc, i], issues)
-                for i, (v, n) in enumerate(zip(value, node.value, strict=False))]
-    if isinstance(value, str) and "${" in value:
-        def repl(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in os.environ:
-                return os.environ[name]
-            if default is not None:
-                return default
-            mark = node.start_mark
-            issues.append(ConfigIssue(
-                file, mark.line + 1, mark.column + 1, _format_loc(loc),
-                f"environment variable {name} is not set "
-                f"(export it, or write ${{{name}:-default}})",
-            ))
-            return ""
-        return _ENV.sub(repl, value)
-    return value
+def check_config(path: Path | str) -> tuple[SiteConfig, list[ConfigIssue]]:
+    """The validated config and its warnings; raises :class:`ConfigError` on errors."""
+    path = Path(path)
+    text = read_text(path)
+    env_errors: list[tuple[tuple[Any, ...], str]] = []
 
+    def env(value: str, loc: tuple[Any, ...]) -> str:
+        return _substitute(value, loc, env_errors)
 
-def _check_duplicate_keys(node: yaml.Node, file: Path, loc: list[Any],
-                          issues: list[ConfigIssue]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key, child in node.value:
-            if key.value in seen:
-                mark = key.start_mark
-                issues.append(ConfigIssue(file, mark.line + 1, mark.column + 1,
-                                          _format_loc([*loc, key.value]),
-                                          "duplicate key (the later one would win silently)"))
-            seen.add(key.value)
-            _check_duplicate_keys(child, file, [*loc, key.value], issues)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, child in enumerate(node.value):
-            _check_duplicate_keys(child, file, [*loc, i], issues)
-
-
-def _issue(file: Path, root: yaml.Node, data: Any, loc: tuple[Any, ...], kind: str,
-           msg: str) -> ConfigIssue:
-    node: yaml.Node = root
-    key_node: yaml.Node | None = None
-    path: list[Any] = []
-    if loc[:1] == ("devices",) and (
-        (kind.startswith("union_tag") and len(loc) == 2)
-        or (kind == "literal_error" and len(loc) == 3 and loc[2] == "type")
-    ):
-        # With several drivers pydantic reports the union's tag, with one the Literal:
-        # either way the problem is the device's type, so say that, at the type.
-        loc = ("devices", loc[1], "type")
-        msg = _device_type_message(data, loc[1], kind)
-        kind = "union_tag"
-    for part in loc:
-        if isinstance(data, dict) and isinstance(part, str) and part not in data \
-                and data.get("type") == part:
-            continue  # the tag pydantic adds inside a discriminated union
-        path.append(part)
-        key_node = None
-        if isinstance(node, yaml.MappingNode) and isinstance(data, dict):
-            found = next(((k, v) for k, v in node.value if k.value == part), None)
-            if found is not None:
-                key_node, node = found
-            data = data.get(part) if isinstance(part, str) else None
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
-                and isinstance(data, list) and part < len(node.value):
-            node, data = node.value[part], data[part]
-        else:
-            data = None
-    # An unknown key is reported where the key is, everything else where its value is.
-    mark = (key_node if kind == "extra_forbidden" and key_node is not None else node).start_mark
-    return ConfigIssue(file, mark.line + 1, mark.column + 1, _format_loc(path),
-                       _friendly(kind, msg))
-
-
-def _device_type_message(data: Any, index: Any, kind: str) -> str:
-    from drivers.registry import names
-
-    known = ", ".join(names())
+    data, issues = build(text, path, env)
+    if not isinstance(data, dict):
+        issue = ConfigIssue(path, 1, 1, "", "the file must hold a mapping of sections")
+        raise ConfigError([*issues, issue])
+    locator = _Locator(text, path, data)
+    for loc, message in env_errors:
+        issues.append(locator.issue(loc, "env", message))
+    for loc, message in _duplicate_ids(data):
+        issues.append(locator.issue(loc, "duplicate_id", message))
+    prepare(data, path)  # e.g. plugin drivers, whose device types the model must know
+    model = site_model(device_types(data))  # imports only the drivers this site uses
+    locator.model = model
     try:
-        given = data["devices"][index].get("type")
-    except (KeyError, IndexError, TypeError, AttributeError):
-        given = None
-    if kind == "union_tag_not_found" or given is None:
-        return f"is required (the driver to use; known types: {known})"
-    return f"unknown device type {given!r}; known types: {known}"
+        config = model.model_validate(data, context={"check_files": True})
+    except ValidationError as err:
+        errors = err.errors(include_url=False, include_input=False, include_context=False)
+        for e in errors:
+            issues.append(locator.issue(tuple(e["loc"]), e["type"], e["msg"]))
+        for loc, message in _hidden_device_problems(data, errors):
+            issues.append(locator.issue(loc, Problems.KIND, message))
+        raise ConfigError(issues) from None
+    if issues:
+        raise ConfigError(issues)
+    warnings: list[ConfigIssue] = []
+    for loc, message, severity in cross_check(config):
+        found = locator.issue(loc, "cross_check", message, severity)
+        (issues if severity == "error" else warnings).append(found)
+    if issues:
+        raise ConfigError(issues + warnings)
+    return config, warnings
 
 
-def _friendly(kind: str, msg: str) -> str:
-    if kind.startswith("union_tag") or kind == "duplicate_id":
-        return msg
-    for old, new in _MESSAGES:
-        msg = msg.replace(old, new)
-    return msg
+class _Locator:
+    """Turns a ``loc`` into a located issue; composes the text again on first use only."""
+
+    def __init__(self, text: str, path: Path, data: Any) -> None:
+        self.text, self.path, self.data = text, path, data
+        self.model: Any = None
+        self._root: yaml.Node | None = None
+
+    def issue(self, loc: tuple[Any, ...], kind: str, message: str,
+              severity: str = "error") -> ConfigIssue:
+        if self._root is None:
+            self._root = compose(self.text, self.path)
+        assert self._root is not None
+        return locate.issue(self.path, self._root, self.data, self.model, loc, kind, message,
+                            severity)
 
 
-def _format_loc(loc: list[Any] | tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
+def _substitute(value: str, loc: tuple[Any, ...],
+                errors: list[tuple[tuple[Any, ...], str]]) -> str:
+    """``${NAME}`` and ``${NAME:-default}`` replaced; a variable without either is an error."""
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        errors.append((loc, f"environment variable {name} is not set "
+                            f"(export it, or write ${{{name}:-default}})"))
+        return ""
+    return _ENV.sub(repl, value)
+
+
+def _duplicate_ids(data: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """Checked on the raw entries, so a duplicate is reported whatever else is wrong."""
+    devices = data.get("devices") if isinstance(data, dict) else None
+    if not isinstance(devices, list):
+        return []
+    out: list[tuple[tuple[Any, ...], str]] = []
+    seen: dict[str, int] = {}
+    for index, device in enumerate(devices):
+        device_id = device.get("id") if isinstance(device, dict) else None
+        if not isinstance(device_id, str):
+            continue
+        if device_id in seen:
+            out.append((("devices", index, "id"),
+                        f"device id {device_id!r} is already used by devices[{seen[device_id]}]; "
+                        "ids must be unique"))
+        seen.setdefault(device_id, index)
     return out
+
+
+def _hidden_device_problems(data: Any, errors: list[Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """Device-level problems of devices whose field errors kept their checks from running."""
+    from drivers import registry
+
+    devices = data.get("devices") if isinstance(data, dict) else None
+    if not isinstance(devices, list):
+        return []
+    known = set(registry.names())
+    by_device: dict[int, list[tuple[Any, ...]]] = {}
+    reported: set[tuple[tuple[Any, ...], str]] = set()
+    for e in errors:
+        loc = tuple(e["loc"])
+        if len(loc) < 2 or loc[0] != "devices" or not isinstance(loc[1], int) \
+                or loc[1] >= len(devices) or not isinstance(devices[loc[1]], dict):
+            continue
+        rel = loc[2:]
+        tag = devices[loc[1]].get("type")
+        if rel[:1] == (tag,) and tag not in devices[loc[1]]:
+            rel = rel[1:]
+        if e["type"] == Problems.KIND:
+            reported.add((("devices", loc[1], *rel), e["msg"]))
+        # A group's or a point's own check failing also keeps the device's checks from running.
+        by_device.setdefault(loc[1], []).append(rel)
+    out: list[tuple[tuple[Any, ...], str]] = []
+    for index, rels in by_device.items():
+        raw = devices[index]
+        if raw.get("type") not in known:
+            continue
+        for loc, message in device_problems(registry.config_model(raw["type"]), raw, rels):
+            found = (("devices", index, *loc), message)
+            if found not in reported:
+                out.append(found)
+    return out
+

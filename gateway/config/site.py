@@ -111,7 +111,27 @@ def prepare(data: Mapping[str, Any], path: Path) -> None:
         fn(data, path)
 
 
+Finding = tuple[tuple[Any, ...], str, str]  # (loc, message, "error" | "warning")
+Checker = Callable[[Any], Iterable[Finding]]
+_CHECKERS: list[Checker] = []
+
+
+def register_checker(fn: Checker) -> Checker:
+    """Register ``fn(site_config)``, called by the loader after the whole site validated, to
+    cross-check sections (e.g. rules against devices). It yields ``(loc, message, severity)``
+    with ``loc`` the path of the offending value (``("rules", "alarms", 0, "point")``) and
+    severity ``"error"`` (the config is refused) or ``"warning"`` (reported, loads)."""
+    if fn not in _CHECKERS:
+        _CHECKERS.append(fn)
+    return fn
+
+
+def cross_check(config: Any) -> list[Finding]:
+    components.registry()
+    return [finding for fn in list(_CHECKERS) for finding in fn(config)]
+
+
 SiteConfig = SiteBase  # the static type; instances are of the assembled subclass
 
-__all__ = ["BaseModel", "SiteBase", "SiteConfig", "device_types", "json_schema", "prepare",
-           "register_preparer", "site_model"]
+__all__ = ["BaseModel", "SiteBase", "SiteConfig", "cross_check", "device_types", "json_schema",
+           "prepare", "register_checker", "register_preparer", "site_model"]

@@ -3,7 +3,8 @@
 Quotas are nested under ``rules.quotas`` rather than a second top-level section: they share the
 device selector, the engine, the store tables and the tick task, and one key keeps the site
 file easy to scan. Every model is strict (unknown keys are errors) and checked at load, so a
-typo in a rule fails the config, never a running gateway.
+typo in a rule fails the config, never a running gateway. After the whole site validated,
+:func:`check_against_devices` checks rules and quotas against the devices (see there).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import enum
 import fnmatch
 import string
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
 from gateway.config.base import StrictModel
+from gateway.config.site import register_checker
 
 
 class Severity(enum.StrEnum):
@@ -286,3 +289,113 @@ class RulesSection(StrictModel):
             if dup:
                 raise ValueError(f"{what} name(s) {sorted(dup)} used twice; names must be unique")
         return self
+
+
+# --- Cross-checks against the site's devices (run by the loader after validation) ---------
+
+def _is_pattern(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def known_points(device: Any) -> set[str] | None:
+    """The point names a device config defines, or None when only the running driver knows
+    them (a SunSpec map, OCPP meter values, simulated devices, plugin drivers without
+    ``all_points()``)."""
+    all_points = getattr(device, "all_points", None)
+    if callable(all_points):
+        if getattr(device, "profile", None) == "sunspec":
+            return None
+        return set(all_points())
+    groups = getattr(device, "groups", None)  # OPC-UA: points grouped by acquisition mode
+    if isinstance(groups, list):
+        return {p.name for g in groups for p in getattr(g, "points", ())}
+    return None
+
+
+def _hint(word: str, choices: Iterable[str]) -> str:
+    from gateway.config.locate import close_match
+
+    found = close_match(word, sorted(set(choices)))
+    return f"; did you mean {found!r}?" if found else ""
+
+
+Finding = tuple[tuple[Any, ...], str, str]
+
+
+def _selector_findings(sel: Selector, base: tuple[Any, ...],
+                       devices: list[Any]) -> Iterator[Finding]:
+    ids = [d.id for d in devices]
+    for j, entry in enumerate(sel.devices):
+        if not _is_pattern(entry):
+            if entry not in ids:
+                yield ((*base, "devices", j), f"no device has the id {entry!r}{_hint(entry, ids)}",
+                       "error")
+        elif not any(fnmatch.fnmatchcase(i, entry) for i in ids):
+            yield ((*base, "devices", j), f"the pattern {entry!r} matches no device today",
+                   "warning")
+    tags = {t for d in devices for t in (getattr(d, "tags", None) or ())}
+    for j, tag in enumerate(sel.tags):
+        if tag not in tags:
+            yield ((*base, "tags", j), f"no device carries the tag {tag!r}{_hint(tag, tags)}",
+                   "warning")
+    profiles = {p for d in devices if (p := getattr(d, "profile", None))}
+    for j, profile in enumerate(sel.profiles):
+        if profile not in profiles:
+            yield ((*base, "profiles", j),
+                   f"no device uses the profile {profile!r}{_hint(profile, profiles)}", "warning")
+
+
+def _point_findings(sel: Selector, at: tuple[Any, ...], wanted: list[str],
+                    devices: list[Any]) -> Iterator[Finding]:
+    """A device named by its id must have one of the ``wanted`` points (an error); when the
+    selector is deliberately broad (patterns, tags, profiles, or none: every device), at
+    least one selected device should have it (a warning: devices may come and go)."""
+    what = " or ".join(repr(w) for w in wanted)
+    named = [d for d in devices if d.id in sel.devices]
+    for device in named:
+        points = known_points(device)
+        if points is not None and not set(wanted) & points:
+            yield (at, f"device {device.id!r} has no point {what}{_hint(wanted[0], points)}",
+                   "error")
+    if named:
+        return
+    selected = [(d, known_points(d)) for d in devices if sel.matches(d)]
+    if not selected or any(points is None for _, points in selected):
+        return  # nothing selected (said above), or a device whose points only its driver knows
+    if not any(set(wanted) & points for _, points in selected if points is not None):
+        union = {p for _, points in selected if points for p in points}
+        yield (at, f"no selected device has point {what}, so this can never fire"
+                   f"{_hint(wanted[0], union)}", "warning")
+
+
+def check_against_devices(config: Any) -> Iterator[Finding]:
+    """Rules and quotas against the devices: a device named that does not exist, a point no
+    selected device has, a charger to limit that does not exist."""
+    rules = getattr(config, "rules", None)
+    if not isinstance(rules, RulesSection) or not rules.enabled:
+        return
+    devices = list(config.devices)
+    for i, rule in enumerate(rules.alarms):
+        base = ("rules", "alarms", i)
+        yield from _selector_findings(rule, base, devices)
+        point = getattr(rule, "point", None)
+        if point is not None:
+            yield from _point_findings(rule, (*base, "point"), [point], devices)
+    ids = [d.id for d in devices]
+    chargers = [d.id for d in devices
+                if d.type == "ocpp" and getattr(d, "role", "charger") == "charger"]
+    for i, quota in enumerate(rules.quotas):
+        base = ("rules", "quotas", i)
+        yield from _selector_findings(quota, base, devices)
+        wanted = [p for p in (quota.energy_point, quota.power_point) if p]
+        field = "energy_point" if quota.energy_point else "power_point"
+        yield from _point_findings(quota, (*base, field), wanted, devices)
+        limit = quota.action.limit_charging if quota.action else None
+        for j, charger in enumerate(limit.chargers if limit else []):
+            if charger not in ids:  # a plugin driver's device may answer ocpp.limit too
+                yield ((*base, "action", "limit_charging", "chargers", j),
+                       f"no charger has the id {charger!r}{_hint(charger, chargers or ids)}",
+                       "error")
+
+
+register_checker(check_against_devices)

@@ -159,13 +159,19 @@ class Store:
             await self._open_file()
         except StoreCorrupt as err:
             moved = opening.handle_corrupt(self.path, str(err), self.on_corrupt)
+            old_mark = read_mark(self.path)  # the new store rewrites it
             await self._open_file(fresh_after=moved)
             from gateway.store.recover import salvage_into
 
-            await salvage_into(self, moved, str(err))
+            await salvage_into(self, moved, str(err), old_mark)
 
     async def _open_file(self, fresh_after: Path | None = None) -> None:
-        conn = await opening.connect(self.path, self.durability)
+        try:
+            conn = await opening.connect(self.path, self.durability)
+        except sqlite3.DatabaseError as err:
+            if is_corrupt(err):
+                raise StoreCorrupt(str(err)) from err
+            raise
         self._conn = conn
         try:
             await opening.check(conn, self.path)
@@ -220,6 +226,8 @@ class Store:
             log.warning("sequence mark %s.seq is missing: the store continues as a new "
                         "stream (id %s, was %s)", self.path, self.store_id, old)
             events.append(self._gap_event(old, self._next_seq, None, "seq_mark_lost"))
+            if self._acked > 0:  # the new stream starts with the rows not yet acknowledged
+                events.append(self._gap_event(self.store_id, 1, self._acked, "seq_mark_lost"))
         async with self.transaction() as tx:
             await tx.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'",
                              (self._next_seq,))
@@ -276,13 +284,14 @@ class Store:
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._lock:
             conn = self.conn
+            # aiosqlite runs BEGIN in its thread whether or not we are still waiting: a task
+            # cancelled during this await (a stop, a reload) would leave the transaction open
+            # and every later BEGIN would fail. So the BEGIN is waited for to the end.
             begin = asyncio.ensure_future(conn.execute("BEGIN IMMEDIATE"))
             try:
                 await asyncio.shield(begin)
             except asyncio.CancelledError:
-                # The BEGIN runs on in the worker thread: a task cancelled here (at a stop
-                # or reload) would leave the transaction open for the next run. Undo it.
-                with contextlib.suppress(Exception, asyncio.CancelledError):
+                with contextlib.suppress(sqlite3.Error):
                     await begin
                     await conn.execute("ROLLBACK")
                 raise
@@ -315,14 +324,14 @@ class Store:
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read and return every row. Use this (or :meth:`query_one`) rather than
         ``conn.execute``: a cursor left half-read keeps its statement open, which blocks
-        the WAL checkpoint at close ("database table is locked"). The query and the fetch
-        are one call on the connection's thread, so a task cancelled while it waits (every
-        reader is, at shutdown and reload) cannot leave an executed statement behind."""
-        return [tuple(row) for row in await self.conn.execute_fetchall(sql, params)]
+        the WAL checkpoint at close ("database table is locked")."""
+        async with self.conn.execute(sql, params) as cur:
+            return [tuple(row) for row in await cur.fetchall()]
 
     async def query_one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        rows = await self.query(sql, params)
-        return rows[0] if rows else None
+        async with self.conn.execute(sql, params) as cur:
+            row = await cur.fetchone()
+        return tuple(row) if row is not None else None
 
     async def _meta(self, key: str) -> int:
         row = await self.query_one("SELECT value FROM meta WHERE key = ?", (key,))

@@ -1,6 +1,7 @@
 """Salvage a damaged store file into a new store (``store.on_corrupt: quarantine``).
 
-The damaged file is read row by row through the primary keys: a read that hits a damaged
+The damaged file is read row by row through the primary keys (a file cut short is first
+padded back to its recorded size with zeros): a read that hits a damaged
 page fails, and the walk jumps ahead (1, 2, 4, ... keys) until it reads again, so everything
 on the readable pages is found. Chunks not yet acknowledged are re-appended to the new store
 under its own numbers (it has a new ``store_id``: a new stream), events go back to the outbox
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.model import Event
 from gateway.store.codec import decode_chunk
-from gateway.store.seqmark import read_mark
+from gateway.store.seqmark import SeqMark
 
 if TYPE_CHECKING:
     from gateway.store.db import Store
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECOVERED_EVENT = "store_recovered"
-_MAX_JUMP = 1 << 40
 
 
 @dataclass
@@ -50,7 +50,7 @@ def _walk(conn: sqlite3.Connection, select: str, key_max: int) -> list[tuple[Any
             row = conn.execute(select, (pos,)).fetchone()
         except sqlite3.DatabaseError:
             pos += jump
-            jump = min(jump * 2, _MAX_JUMP)
+            jump *= 2
             continue
         if row is None:
             break
@@ -67,8 +67,29 @@ def _one(conn: sqlite3.Connection, sql: str) -> Any:
     return row[0] if row else None
 
 
+def _pad_truncated(path: Path) -> None:
+    """A file cut short makes SQLite refuse every read; padded back to the size its header
+    records (with zero pages), the pages that are there can be read again."""
+    try:
+        with open(path, "r+b") as f:
+            head = f.read(100)
+            if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+                return
+            size = int.from_bytes(head[16:18], "big")
+            size = 65_536 if size == 1 else size
+            want = int.from_bytes(head[28:32], "big") * size
+            f.seek(0, 2)
+            if 0 < f.tell() < want:
+                log.warning("damaged store %s is cut short (%d of %d bytes): padding it with "
+                            "zeros to read what is left", path, f.tell(), want)
+                f.truncate(want)
+    except OSError as err:
+        log.warning("cannot pad damaged store %s: %s", path, err)
+
+
 def read_damaged(path: Path) -> Salvage:
     out = Salvage()
+    _pad_truncated(path)
     try:
         conn = sqlite3.connect(path)
     except sqlite3.DatabaseError:
@@ -118,9 +139,8 @@ def _lost_ranges(first: int, end: int, saved: list[tuple[int, int, bytes]]) -> l
     return [r for r in lost if r[0] <= r[1]]
 
 
-async def salvage_into(store: Store, damaged: Path, why: str) -> None:
+async def salvage_into(store: Store, damaged: Path, why: str, mark: SeqMark | None) -> None:
     found = await asyncio.to_thread(read_damaged, damaged)
-    mark = read_mark(store.path)
     old_id = found.old_store_id or (mark.store_id if mark else None)
     acked = max(found.acked, mark.acked if mark and mark.store_id == old_id else 0)
     end_candidates = [c[1] for c in found.chunks]

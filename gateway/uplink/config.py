@@ -8,23 +8,24 @@ local buffer (a warning says so at start).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from gateway.config.base import StrictModel
+from gateway.config.base import InputFile, StrictModel
 from gateway.uplink.auth import CommandsSection
 
 
 class TlsSection(StrictModel):
     """TLS to the broker. Verification is on unless ``insecure_skip_verify`` is set."""
 
-    ca_file: Path | None = Field(
+    ca_file: InputFile | None = Field(
         None, description="CA bundle to verify the broker; default: the system store."
     )
-    cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
-    key_file: Path | None = Field(None, description="Private key (PEM) of cert_file.")
+    cert_file: InputFile | None = Field(
+        None, description="Client certificate (PEM) for mutual TLS."
+    )
+    key_file: InputFile | None = Field(None, description="Private key (PEM) of cert_file.")
     insecure_skip_verify: bool = Field(
         False,
         description="Do not verify the broker certificate or host name. For lab use only.",

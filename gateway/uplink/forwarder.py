@@ -269,7 +269,13 @@ class Forwarder:
             first = max(pos + 1, chunk.seq_first)
             if slices and first != pos + 1:
                 break  # rows were dropped (buffer overflow): the gap ends the message
-            part = chunk.take(first, max_rows - rows, max_bytes - size, need_one=not slices)
+            try:
+                part = chunk.take(first, max_rows - rows, max_bytes - size,
+                                  need_one=not slices)
+            except ValueError as err:  # its rows do not add up: damaged
+                await self.store.quarantine_chunk(chunk.seq_first, str(err))
+                self._chunks.clear()
+                break
             if part is None:
                 break
             slices.append(part)

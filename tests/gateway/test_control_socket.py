@@ -45,7 +45,10 @@ def daemon(umask: int = 0o022, **control: object) -> Iterator[tuple[Path, Path]]
     path = root / "site.yaml"
     path.write_text(yaml.safe_dump(config))
     os.chmod(path, 0o644)
-    load_config(path)  # imports everything the forked children will need
+    # Import here everything the forked children will need: as `nobody` they cannot read
+    # the interpreter's own library when it lives under /root (pyenv), as in CI.
+    load_config(path)
+    cli.build_parser()
     old = os.umask(umask)
     try:
         proc = spawn(path, log=root / "log")

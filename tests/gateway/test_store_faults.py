@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gateway import events as catalogue
 from gateway.clock import SystemClock
 from gateway.model import Event, Sample
 from gateway.pipeline import Pipeline
@@ -62,6 +63,7 @@ async def test_lost_wal_never_reuses_a_number_and_announces_the_gap(tmp_path: Pa
     # 11..60 may have been published before the cut: never used again
     assert first == 61 + BLOCK, "continues at the durable mark"
     [gap] = await events_of(lost, SEQ_GAP_EVENT)
+    assert catalogue.problems(SEQ_GAP_EVENT, gap) == []
     assert gap == {"store_id": store_id, "seq_first": 11, "seq_last": first - 1,
                    "reason": "unclean_stop"}
     await lost.close()
@@ -110,14 +112,18 @@ async def test_missing_mark_of_a_marked_store_starts_a_new_stream(tmp_path: Path
     await store.open()
     old_id = store.store_id
     await store.append_samples(batch(5))
+    await store.ack_telemetry(3)
     await store.close()
     os.unlink(f"{tmp_path / 'b.db'}.seq")
     store = Store(tmp_path / "b.db")
     await store.open()
     assert store.store_id != old_id
-    [gap] = await events_of(store, SEQ_GAP_EVENT)
-    assert gap == {"store_id": old_id, "seq_first": 6, "seq_last": None,
-                   "reason": "seq_mark_lost"}
+    old_end, new_start = await events_of(store, SEQ_GAP_EVENT)
+    assert old_end == {"store_id": old_id, "seq_first": 6, "seq_last": None,
+                       "reason": "seq_mark_lost"}
+    # rows 4 and 5 go out under the new store_id with their numbers: 1..3 are never used
+    assert new_start == {"store_id": store.store_id, "seq_first": 1, "seq_last": 3,
+                         "reason": "seq_mark_lost"}
     await store.close()
 
 
@@ -149,6 +155,7 @@ async def test_full_disk_holds_the_batch_uses_no_numbers_and_reports(tmp_path: P
     events = [e.event for e in await store.read_events("t", 100)]
     kinds = [e.type for e in events]
     assert kinds == ["disk_full", "disk_full_cleared"]
+    assert all(catalogue.problems(e.type, e.body) == [] for e in events)
     cleared = events[1].body
     assert cleared["dropped_samples"] == sent - 2500 and cleared["failed_commits"] == 6
     assert cleared["dropped_ts_first"] == 10_000
@@ -184,6 +191,7 @@ async def test_drop_counts_are_exact_and_flushed_when_dropping_stops(
     await store.append_samples(batch(1))
     overflow = await events_of(store, OVERFLOW_EVENT)
     assert sum(e["dropped"] for e in overflow) == stats.dropped_total
+    assert all(catalogue.problems(OVERFLOW_EVENT, e) == [] for e in overflow)
     assert overflow[0]["seq_first"] == 101
     assert overflow[-1]["seq_last"] < stats.next_seq
     await store.close()

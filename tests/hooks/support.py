@@ -130,3 +130,11 @@ def alarm_config(tmp_path: Path, code: str = RECORDER) -> dict[str, Any]:
 async def curtail(app: Any) -> None:
     """The real way out of the alarm: limit the inverter below the threshold."""
     assert await app.write("pv1", "power_limit_w", 1000) == 1000.0
+
+
+def plugin_observers(app: Any) -> list[Any]:
+    """The pipeline observers the plugins component added (the HTTP component's live-value
+    observer is not a plugin's cost)."""
+    return [o for o in app.pipeline.observers
+            if getattr(o, "__module__", "").startswith("hooks")
+            or getattr(getattr(o, "__self__", None), "__module__", "").startswith("hooks")]

@@ -1,0 +1,178 @@
+"""The cost of the HTTP component under load: ingest throughput and CPU per sample of a
+daemon without the HTTP server, and of the same daemon with the dashboard streaming and 10
+API clients polling ``/api/v1/devices`` once a second. Goal: within 5 %.
+
+The daemon runs as a ``fieldgate run`` subprocess with simulated devices producing volume
+(``extra_points``) and no uplink (the buffer keeps everything), so the figures are the
+ingest path's. The load (one SSE stream of one device, as the dashboard's device page opens;
+``--stream-all`` for every sample; 10 pollers) runs in this process. Throughput is samples
+committed per second (``buffer.stats``
+``next_seq`` over the window); CPU per sample is the daemon's user+system CPU time over the
+window divided by those samples.
+
+    python bench/http_overhead.py [--seconds 30] [--runs 3] [--points 2000] [--stream-all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._util import save  # noqa: E402
+from gateway.control import send_command  # noqa: E402
+from tests.support.daemon import spawn  # noqa: E402
+from tests.support.mosquitto import free_port  # noqa: E402
+
+DEVICES = 4
+INTERVAL = 0.1
+POLLERS = 10
+
+
+def site(workdir: Path, points: int, http_port: int | None) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "gateway": {"id": "bench-gw", "state_dir": str(workdir / "state")},
+        "logging": {"level": "WARNING"},
+        "store": {"max_bytes": 4_000_000_000},
+        "devices": [{"id": f"bench-{i}", "type": "simulated", "interval": INTERVAL,
+                     "extra_points": points, "seed": i} for i in range(DEVICES)],
+    }
+    if http_port is not None:
+        cfg["http"] = {"host": "127.0.0.1", "port": http_port}
+    return cfg
+
+
+async def _next_seq(state_dir: Path) -> int:
+    reply = await send_command(state_dir, "buffer.stats", {}, timeout=30)
+    return int(reply["result"]["next_seq"])
+
+
+async def _wait_socket(state_dir: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await _next_seq(state_dir)
+            return
+        except (OSError, KeyError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def _stream(base: str, device: str | None, stop: asyncio.Event, seen: list[int]) -> None:
+    query = f"?device={device}" if device else ""
+    async with aiohttp.ClientSession() as http, \
+            http.get(base + "/api/v1/stream" + query) as resp:
+        async for line in resp.content:
+            if line.startswith(b"data: "):
+                seen[0] += len(line)
+            if stop.is_set():
+                return
+
+
+async def _poll(base: str, stop: asyncio.Event, done: list[int]) -> None:
+    async with aiohttp.ClientSession() as http:
+        while not stop.is_set():
+            t0 = time.monotonic()
+            async with http.get(base + "/api/v1/devices") as resp:
+                await resp.read()
+                if resp.status == 200:
+                    done[0] += 1
+            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+
+
+async def one_run(with_http: bool, seconds: float, warmup: float, points: int,
+                  stream_all: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        port = free_port() if with_http else None
+        config = workdir / "site.yaml"
+        config.write_text(yaml.safe_dump(site(workdir, points, port)))
+        proc = spawn(config, log=workdir / "daemon.log")
+        state_dir = workdir / "state"
+        stop = asyncio.Event()
+        load: list[asyncio.Task[None]] = []
+        streamed, polled = [0], [0]
+        try:
+            await _wait_socket(state_dir)
+            if port is not None:
+                base = f"http://127.0.0.1:{port}"
+                # The dashboard's device page streams its device; --stream-all: every sample.
+                device = None if stream_all else "bench-0"
+                load.append(asyncio.create_task(_stream(base, device, stop, streamed)))
+                load += [asyncio.create_task(_poll(base, stop, polled)) for _ in range(POLLERS)]
+            await asyncio.sleep(warmup)
+            ps = psutil.Process(proc.pid)
+            c0, s0, t0 = sum(ps.cpu_times()[:2]), await _next_seq(state_dir), time.monotonic()
+            await asyncio.sleep(seconds)
+            c1, s1, t1 = sum(ps.cpu_times()[:2]), await _next_seq(state_dir), time.monotonic()
+        finally:
+            stop.set()
+            for task in load:
+                task.cancel()
+            for task in load:
+                with contextlib.suppress(BaseException):
+                    await task
+            proc.terminate()
+            proc.wait(60)
+    samples = s1 - s0
+    run = {"http": with_http, "samples_per_s": samples / (t1 - t0),
+           "cpu_us_per_sample": (c1 - c0) / samples * 1e6 if samples else None,
+           "api_polls": polled[0], "stream_bytes": streamed[0]}
+    print(f"  {'with' if with_http else 'without'} http: {run['samples_per_s']:,.0f} samples/s, "
+          f"{run['cpu_us_per_sample']:.2f} us CPU/sample, {polled[0]} polls, "
+          f"{streamed[0]:,} B streamed")
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--points", type=int, default=2000,
+                        help="extra points per device (4 devices every 0.1 s)")
+    parser.add_argument("--stream-all", action="store_true",
+                        help="stream every device's samples, not one device's as the "
+                        "dashboard's device page does")
+    args = parser.parse_args()
+    runs = []
+    for _ in range(args.runs):  # interleaved, so drift of the machine hits both alike
+        for with_http in (False, True):
+            runs.append(asyncio.run(one_run(with_http, args.seconds, args.warmup,
+                                            args.points, args.stream_all)))
+    figures: dict[str, Any] = {}
+    for label, flag in (("without_http", False), ("with_http", True)):
+        picked = [r for r in runs if r["http"] is flag]
+        figures[label] = {
+            "samples_per_s": statistics.median(r["samples_per_s"] for r in picked),
+            "cpu_us_per_sample": statistics.median(r["cpu_us_per_sample"] for r in picked)}
+    a, b = figures["without_http"], figures["with_http"]
+    figures["throughput_change_pct"] = (b["samples_per_s"] / a["samples_per_s"] - 1) * 100
+    figures["cpu_per_sample_change_pct"] = (
+        b["cpu_us_per_sample"] / a["cpu_us_per_sample"] - 1) * 100
+    figures["setup"] = {"devices": DEVICES, "points_per_device": args.points + 5,
+                        "interval_s": INTERVAL, "pollers": POLLERS, "streams": 1,
+                        "stream": "every device" if args.stream_all else "one device",
+                        "seconds": args.seconds, "runs": args.runs}
+    path = save("http_overhead", figures, runs)
+    print(f"throughput {figures['throughput_change_pct']:+.1f} %, CPU per sample "
+          f"{figures['cpu_per_sample_change_pct']:+.1f} % with HTTP (goal: within 5 %); "
+          f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()

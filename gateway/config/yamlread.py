@@ -1,0 +1,280 @@
+"""Read a YAML config file into plain data, refusing what would hang or crash the loader.
+
+- The file must be UTF-8: a bad byte is reported at its line and column.
+- libyaml's C parser (when PyYAML has it) gives the events the data is built from directly,
+  at a fraction of the pure-Python parser's CPU; the node tree, which keeps the line marks of
+  the located validation errors, is composed only when there are errors to locate.
+- Aliases may not expand the document by more than :data:`MAX_ALIAS_VALUES` values (a YAML
+  "billion laughs" would otherwise keep the loader busy for minutes), may not refer to the
+  collection that contains them, and nesting stops at :data:`MAX_DEPTH` levels.
+- A key given twice in one mapping is an error (the later one would win silently).
+
+Aliases are counted, never expanded, so an alias bomb is refused in milliseconds.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.config.errors import ConfigError, ConfigIssue
+
+#: Values that aliases may add to a document (beyond the values written in the file).
+MAX_ALIAS_VALUES = 1_000_000
+#: Levels of nested mappings and lists.
+MAX_DEPTH = 64
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_text(path: Path) -> str:
+    """The file as text; a located error when it cannot be read or is not UTF-8."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError([ConfigIssue(path, 0, 0, "", f"cannot read: {err.strerror}")]) from err
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ConfigError([ConfigIssue(
+            path, line, column, "",
+            f"the file is not UTF-8 text (byte 0x{raw[err.start]:02x} here); "
+            "save it as UTF-8",
+        )]) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def compose(text: str, path: Path, loader_class: Any = None) -> yaml.Node | None:
+    """The node tree (with line marks) of the single document in ``text``. libyaml's error
+    texts are terser than PyYAML's: a broken file is parsed again in Python to explain it."""
+    if loader_class is None and _Loader is not yaml.SafeLoader:
+        try:
+            return compose(text, path, _Loader)
+        except ConfigError:
+            return compose(text, path, yaml.SafeLoader)
+    loader = (loader_class or _Loader)(text)
+    try:
+        node: yaml.Node | None = loader.get_single_node()
+        return node
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        issue = ConfigIssue(path, line, col, "", f"invalid YAML: {err.problem}")
+        raise ConfigError([issue]) from None
+    except yaml.reader.ReaderError as err:  # a control character the YAML spec forbids
+        line = text.count("\n", 0, err.position) + 1
+        column = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
+        issue = ConfigIssue(path, line, column, "",
+                            f"invalid YAML: character {err.character!r} is not allowed")
+        raise ConfigError([issue]) from None
+    except yaml.YAMLError as err:
+        raise ConfigError([ConfigIssue(path, 0, 0, "", f"invalid YAML: {err}")]) from None
+    except RecursionError:
+        raise ConfigError([ConfigIssue(
+            path, 0, 0, "", f"invalid YAML: nested too deeply (at most {MAX_DEPTH} levels)"
+        )]) from None
+    finally:
+        loader.dispose()
+
+
+class _Abort(Exception):
+    def __init__(self, issue: ConfigIssue) -> None:
+        self.issue = issue
+
+
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+_MISSING = object()
+_MERGE_KEY = object()
+Env = Callable[[str, tuple[Any, ...]], str]
+
+
+class _Frame:
+    """A mapping or list being built."""
+
+    __slots__ = ("anchor", "data", "key", "key_mark", "loc", "merged", "size")
+
+    def __init__(self, data: Any, loc: tuple[Any, ...], anchor: str | None) -> None:
+        self.data, self.loc, self.anchor = data, loc, anchor
+        self.key: Any = _MISSING
+        self.key_mark: Any = None
+        self.merged: list[Any] = []
+        self.size = 1
+
+
+class _Builder:
+    """Plain data straight from libyaml's parse events, with the checks, in one pass.
+
+    No node tree is built (that is most of PyYAML's time and memory on a big site); the node
+    tree is composed only when there are errors to locate. Aliases give the same object, as
+    PyYAML does; the values they add are counted, and a file whose aliases add more than
+    :data:`MAX_ALIAS_VALUES` is refused at the anchor that tipped it. Plain scalars are
+    resolved once per distinct text, and short strings are interned, so the names every
+    device repeats (point names, units) are stored once. ``env(text, loc)`` substitutes
+    ``${VAR}`` in strings."""
+
+    def __init__(self, path: Path, env: Env) -> None:
+        self.path, self.env = path, env
+        self.issues: list[ConfigIssue] = []
+        # anchor -> (data, values it stands for, its loc, its mark)
+        self.anchors: dict[str, tuple[Any, int, tuple[Any, ...], Any]] = {}
+        self.open: set[str] = set()
+        self.alias_values = 0
+        self.plain: dict[str, Any] = {}
+        self.resolver = yaml.resolver.Resolver()
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def run(self, loader: Any) -> Any:
+        events = yaml.events
+        loader.get_event()  # StreamStart
+        if isinstance(loader.get_event(), events.StreamEndEvent):
+            return None
+        stack: list[_Frame] = []
+        while True:
+            ev = loader.get_event()
+            kind = type(ev)
+            loc = self._loc(stack)
+            if kind is events.ScalarEvent:
+                value, size = self._scalar(ev, loc), 1
+                if ev.anchor is not None:
+                    self.anchors[ev.anchor] = (value, 1, loc, ev.start_mark)
+            elif kind is events.AliasEvent:
+                value, size = self._alias(ev, loc)
+            elif kind is events.MappingStartEvent or kind is events.SequenceStartEvent:
+                if len(stack) >= MAX_DEPTH:
+                    raise _Abort(self._at(ev.start_mark, loc,
+                                          f"nested more than {MAX_DEPTH} levels deep"))
+                if ev.tag not in (None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+                    raise _Abort(self._at(ev.start_mark, loc, f"unsupported tag {ev.tag!r}"))
+                data: Any = {} if kind is events.MappingStartEvent else []
+                stack.append(_Frame(data, loc, ev.anchor))
+                if ev.anchor is not None:
+                    self.open.add(ev.anchor)
+                    self.anchors[ev.anchor] = (data, 0, loc, ev.start_mark)
+                continue
+            elif kind is events.MappingEndEvent or kind is events.SequenceEndEvent:
+                frame = stack.pop()
+                value, size = frame.data, frame.size
+                if frame.merged:  # `<<: *defaults`: keys given here win, then the first merged
+                    base: dict[Any, Any] = {}
+                    for other in reversed(frame.merged):
+                        if isinstance(other, dict):
+                            base.update(other)
+                    base.update(value)
+                    value.clear()
+                    value.update(base)
+                if frame.anchor is not None:
+                    self.open.discard(frame.anchor)
+                    mark = self.anchors[frame.anchor][3]
+                    self.anchors[frame.anchor] = (value, size, frame.loc, mark)
+            else:  # pragma: no cover - libyaml sends no other event inside a document
+                raise _Abort(self._at(ev.start_mark, loc, "invalid YAML"))
+            if not stack:
+                loader.get_event()  # DocumentEnd
+                if not isinstance(loader.get_event(), events.StreamEndEvent):
+                    raise yaml.YAMLError("more than one document")
+                return value
+            self._add(stack[-1], value, size, ev)
+
+    def _loc(self, stack: list[_Frame]) -> tuple[Any, ...]:
+        if not stack:
+            return ()
+        top = stack[-1]
+        if isinstance(top.data, list):
+            return (*top.loc, len(top.data))
+        return (*top.loc, "?" if top.key is _MISSING else top.key)
+
+    def _add(self, frame: _Frame, value: Any, size: int, ev: Any) -> None:
+        data = frame.data
+        frame.size += size
+        if isinstance(data, list):
+            data.append(value)
+            return
+        if frame.key is _MISSING:
+            if isinstance(value, (dict, list)):
+                raise _Abort(self._at(ev.start_mark, frame.loc,
+                                      "a key must be a plain value, not a list or a mapping"))
+            frame.key, frame.key_mark = value, ev.start_mark
+            return
+        key, frame.key = frame.key, _MISSING
+        if key is _MERGE_KEY:
+            frame.merged.extend(value if isinstance(value, list) else [value])
+            return
+        if key in data:
+            self.issues.append(self._at(frame.key_mark, (*frame.loc, key),
+                                        "duplicate key (the later one would win silently)"))
+        data[key] = value
+
+    def _alias(self, ev: Any, loc: tuple[Any, ...]) -> tuple[Any, int]:
+        found = self.anchors.get(ev.anchor)
+        if found is None:
+            raise yaml.YAMLError("undefined alias")  # composed again for PyYAML's message
+        if ev.anchor in self.open:
+            raise _Abort(self._at(ev.start_mark, loc, "an alias refers to a collection that "
+                                  "contains it (a cycle); write the values out"))
+        value, size, where, mark = found
+        self.alias_values += size
+        if self.alias_values > MAX_ALIAS_VALUES:
+            raise _Abort(self._at(mark, where, (
+                f"aliases expand this document by more than the {MAX_ALIAS_VALUES:,} "
+                f"values allowed (this anchor stands for {size:,}; an alias bomb?); "
+                "write fewer nested aliases")))
+        return value, size
+
+    def _scalar(self, ev: Any, loc: tuple[Any, ...]) -> Any:
+        text: str = ev.value
+        tag = ev.tag
+        plain = tag in (None, "!") and ev.implicit[0]
+        if plain:
+            cached = self.plain.get(text, _MISSING)
+            if cached is not _MISSING:
+                return cached
+            tag = self.resolver.resolve(yaml.ScalarNode, text, (True, False))
+        elif tag in (None, "!"):
+            tag = _STR
+        if tag == _STR:
+            if "${" in text:
+                return self.env(text, loc)
+            value: Any = sys.intern(text) if len(text) <= 64 else text
+        elif tag == _MERGE:
+            value = _MERGE_KEY
+        else:
+            node = yaml.ScalarNode(tag, text, ev.start_mark, ev.end_mark, ev.style)
+            try:
+                value = self.constructor.construct_object(node)
+            except yaml.MarkedYAMLError as err:
+                raise _Abort(self._at(ev.start_mark, loc, f"invalid YAML: {err.problem}")) \
+                    from None
+            self.constructor.constructed_objects.clear()
+        if plain:  # str, int, float, bool, None, a date: immutable, so shared by equal texts
+            self.plain[text] = value
+        return value
+
+    def _at(self, mark: Any, loc: tuple[Any, ...], message: str) -> ConfigIssue:
+        from gateway.config.locate import format_loc
+
+        return ConfigIssue(self.path, mark.line + 1, mark.column + 1, format_loc(loc), message)
+
+
+def build(text: str, path: Path, env: Env) -> tuple[Any, list[ConfigIssue]]:
+    """The data of the single document in ``text``, and its issues (duplicate keys); raises
+    :class:`ConfigError` for what makes the rest meaningless (invalid YAML, alias bombs,
+    alias cycles, depth)."""
+    builder = _Builder(path, env)
+    loader = _Loader(text)
+    try:
+        data = builder.run(loader)
+    except _Abort as abort:
+        raise ConfigError([*builder.issues, abort.issue]) from None
+    except (yaml.YAMLError, RecursionError):
+        compose(text, path)  # raises with PyYAML's own, located, words
+        raise ConfigError([ConfigIssue(path, 0, 0, "", "invalid YAML")]) from None
+    finally:
+        loader.dispose()
+    return data, builder.issues
