@@ -227,3 +227,24 @@ async def test_manual_confirm_and_rollback_command(mosquitto: Mosquitto,
         await wait_until(lambda: app.status.current("sim-1") == DeviceStatus.ONLINE, 5)
         got = await call(app, "config.get")
         assert (got["version"], got["hash"]) == (1, running["hash"])
+
+
+async def test_a_config_that_fails_to_start_is_rolled_back(mosquitto: Mosquitto,
+                                                          tmp_path: Path) -> None:
+    cfg = base(mosquitto)
+    async with (
+        WireRecorder(mosquitto.host, mosquitto.port, BASE) as rec,
+        managed_app(cfg, tmp_path) as app,
+    ):
+        running = await call(app, "config.get")
+        broken = copy.deepcopy(cfg)
+        broken["control"] = {"group": "no-such-group-fg18"}  # valid, fails at start
+        await call(app, "config.apply", {"yaml": dump(broken, tmp_path),
+                                         "expected_hash": running["hash"]})
+        await rec.wait_for(lambda g: events_of(g, "config_rolled_back"), 15, "the rollback")
+        [event] = events_of(rec.got, "config_rolled_back")
+        assert event["reason"].startswith("the new config failed to start: ")
+        assert "no-such-group-fg18" in event["reason"]
+        await wait_until(lambda: app.ready.is_set() and app.started_runs == 3, 10)
+        after = await call(app, "config.get")
+        assert (after["version"], after["hash"]) == (1, running["hash"])
