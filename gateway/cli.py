@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     cmd.set_defaults(func=_cmd)
 
+    from gateway.confmgmt.cli import install_cli as install_config_cli
+
+    install_config_cli(sub)  # fieldgate config get|history|apply|confirm|rollback
+
     reload = sub.add_parser("reload", help="make the running gateway re-read its config",
                             description="Ask the running daemon to validate its config file "
                             "and apply it (the buffer is kept). An invalid file changes "
