@@ -16,7 +16,7 @@ import dataclasses
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,23 +284,21 @@ class Store:
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._lock:
             conn = self.conn
-            # aiosqlite runs BEGIN in its thread whether or not we are still waiting: a task
-            # cancelled during this await (a stop, a reload) would leave the transaction open
-            # and every later BEGIN would fail. So the BEGIN is waited for to the end.
-            begin = asyncio.ensure_future(conn.execute("BEGIN IMMEDIATE"))
-            try:
-                await asyncio.shield(begin)
-            except asyncio.CancelledError:
-                with contextlib.suppress(sqlite3.Error):
-                    await begin
-                    await conn.execute("ROLLBACK")
-                raise
             tx = Tx(conn, self)
             try:
+                # A task cancelled while BEGIN or COMMIT runs on the connection's thread
+                # (every task is, at stop and reload) must still know how it ended: an
+                # open BEGIN would break the next transaction ("cannot start a transaction
+                # within a transaction"), a COMMIT that ran must still be accounted for.
+                await _settled(conn.execute("BEGIN IMMEDIATE"))
                 yield tx
-                await conn.execute("COMMIT")
+                try:
+                    await _settled(conn.execute("COMMIT"))
+                except asyncio.CancelledError:
+                    self._committed(tx)  # it committed; the cancellation goes on
+                    raise
             except BaseException:
-                with contextlib.suppress(sqlite3.Error):
+                with contextlib.suppress(sqlite3.Error):  # none open: nothing to undo
                     await conn.execute("ROLLBACK")
                 raise
             self._committed(tx)
@@ -605,3 +603,13 @@ class Store:
     def kv(self, namespace: str) -> KV:
         return KV(self, namespace)
 
+
+async def _settled(statement: Awaitable[Any]) -> Any:
+    """Await ``statement`` to its end even when the awaiting task is cancelled meanwhile
+    (the statement runs on the connection's thread regardless); then honour the cancel."""
+    task = asyncio.ensure_future(statement)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task  # a statement that failed raises its own error instead
+        raise

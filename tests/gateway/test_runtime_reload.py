@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,8 @@ async def test_readers_cancelled_at_reload_leave_no_statement_open(
         for read in (store.read_events("c"), store.read_telemetry_raw(0, 100),
                      store.kv("k").items(), store.query("SELECT * FROM events")):
             task = asyncio.create_task(read)
-            for _ in range(yields % 6):
-                await asyncio.sleep(0)  # cancel at each step of the call, not a timed wait
+            for _ in range(yields % 6):  # cancel at each step of the call: yield, not wait
+                await asyncio.sleep(0)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -89,6 +90,26 @@ async def test_readers_cancelled_at_reload_leave_no_statement_open(
     assert busy == []
     await store.close()
     assert "WAL checkpoint at close failed" not in caplog.text
+
+
+async def test_writers_cancelled_at_reload_leave_no_transaction_open(tmp_path: Path) -> None:
+    """A writer cancelled while its BEGIN or COMMIT ran on the connection's thread left the
+    transaction open (the next one failed: "cannot start a transaction within a
+    transaction") or its commit unaccounted (the sequence in memory fell behind)."""
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    for yields in range(40):
+        task = asyncio.create_task(store.append_samples([Sample("m", "p", 1_000, 1.0)]))
+        for _ in range(yields % 8):  # cancel at each step of the call: yield, not wait
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        first, last = await store.append_samples([Sample("m", "p", 2_000, 2.0)])
+        assert first == last == (await store.stats()).next_seq - 1, "memory == meta"
+    rows = await store.query("SELECT seq_first, seq_last FROM telemetry ORDER BY seq_first")
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(rows)), "no gap, no repeat"
+    await store.close()
 
 
 class TripwireSection(StrictModel):

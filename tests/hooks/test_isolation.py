@@ -79,13 +79,13 @@ async def test_event_hook_isolation(tmp_path: Path, caplog: pytest.LogCaptureFix
                              ("blocking-sync", BlockingSync()), ("slow", Slow(log)),
                              ("good", Good(log))):
             comp.add_plugin(plugin, name)
-        seq_before = app.store._next_seq
+        seq_before = (await app.store.stats()).next_seq
         t0 = time.monotonic()
         await app.pipeline.add_event(Event("alarm_created", ALARM, device="m1", id="ev-1"))
         await wait_for(lambda: [s for s in log.seen if s[0] == "good"])
         # Concurrent: the good plugin did not wait for the slow or hanging ones.
         assert log.seen[0][0] == "good" and log.seen[0][1] - t0 < 0.3
-        seq_during = app.store._next_seq
+        seq_during = (await app.store.stats()).next_seq
         await wait_for(lambda: comp.runner.stat("hanger", "on_alarm_created").timeouts
                        and comp.runner.stat("blocking-sync", "on_alarm_created").timeouts,
                        timeout=3)
@@ -96,7 +96,8 @@ async def test_event_hook_isolation(tmp_path: Path, caplog: pytest.LogCaptureFix
         assert stats["blocking-sync"]["on_alarm_created"]["timeouts"] == 1
         assert stats["good"]["on_alarm_created"]["errors"] == 0
         # Ingest went on while plugins hung (20 samples/s per point at interval 0.05).
-        assert seq_during > seq_before and app.store._next_seq > seq_during + 20
+        assert seq_during > seq_before
+        assert (await app.store.stats()).next_seq > seq_during + 20
         reply = await app.commands.execute("plugins.stats", {})
         assert reply["result"]["hooks"]["hanger"]["on_alarm_created"]["timeouts"] == 1
     text = caplog.text
@@ -129,14 +130,16 @@ async def test_energy_hook_isolation(tmp_path: Path, caplog: pytest.LogCaptureFi
         comp.add_plugin(EnergyHanger(), "energy-hanger")
         hanger = comp.energy.feeds["energy-hanger"]
         raiser = comp.energy.feeds["energy-raiser"]
-        seq0 = app.store._next_seq
+        seq0 = (await app.store.stats()).next_seq
         await wait_for(lambda: hanger.dropped_samples > 0, timeout=5)
         await wait_for(
             lambda: comp.runner.stat("energy-hanger", "on_energy_data_received").timeouts >= 2)
-        assert app.store._next_seq > seq0 + 20  # ingest never waited for the plugins
+        # Ingest never waited for the plugins.
+        assert (await app.store.stats()).next_seq > seq0 + 20
         # The hanging plugin's drops are its own: the other one got every sample.
         assert raiser.dropped_samples == 0
-        await wait_for(lambda: raiser.delivered_samples >= app.store._next_seq - seq0)
+        committed = (await app.store.stats()).next_seq - seq0
+        await wait_for(lambda: raiser.delivered_samples >= committed)
         stats = comp.runner.snapshot()
         assert stats["energy-raiser"]["on_energy_data_received"]["errors"] >= 1
         assert stats["energy-hanger"]["on_energy_data_received"]["timeouts"] >= 1
