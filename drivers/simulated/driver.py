@@ -25,6 +25,16 @@ class SimulatedDevice(DeviceConfig):
     extra_points: int = Field(
         0, ge=0, le=100_000, description="Additional synthetic points (for benchmarks)."
     )
+    extra_values: Literal["shared", "decimals", "floats"] = Field(
+        "shared",
+        description=(
+            "Values of the extra points. shared: one random number per tick plus the point's "
+            "index, so every value of a tick has the same fractional digits (cheap, but it "
+            "flatters compression). decimals: independent random values with 1 to 3 decimals "
+            "(fixed per point) and magnitudes from 10 to 100,000, like scaled registers. "
+            "floats: independent random floats with all their digits."
+        ),
+    )
     seed: int | None = Field(None, description="Fix the noise for repeatable runs.")
 
 
@@ -40,6 +50,18 @@ class _Model:
         self.energy_wh = self.rng.uniform(1_000, 100_000)
         self.setpoint: float | None = None
         self.extra = [f"sim_{i:05d}" for i in range(cfg.extra_points)]
+        # Per extra point: its scale (10 .. 100,000) and decimals (1 .. 3).
+        self.shape = [(10.0 ** (1 + i % 5), 1 + (i * 7 // 5) % 3) for i in range(cfg.extra_points)]
+
+    def extra_values(self) -> list[Value]:
+        """One value per extra point, of the kind ``extra_values`` asks for."""
+        kind, rng = self.cfg.extra_values, self.rng
+        if kind == "decimals":
+            return [round(rng.uniform(0, scale), dec) for scale, dec in self.shape]
+        if kind == "floats":
+            return [rng.uniform(0, scale) for scale, _dec in self.shape]
+        rnd = rng.random() * 100
+        return [rnd + i for i in range(len(self.extra))]
 
     def values(self, ts_ms: int, dt_s: float) -> dict[str, Value]:
         day_frac = (ts_ms / 1000 % _DAY_S) / _DAY_S
@@ -89,8 +111,8 @@ class SimulatedDriver(Driver):
             values = model.values(ts, interval)
             batch = [Sample(device_id, point, ts, value) for point, value in values.items()]
             if model.extra:
-                rnd = model.rng.random() * 100
-                batch.extend(Sample(device_id, p, ts, rnd + i) for i, p in enumerate(model.extra))
+                batch.extend(Sample(device_id, p, ts, v)
+                             for p, v in zip(model.extra, model.extra_values(), strict=True))
             await self.ctx.emit(batch)
             next_tick += interval
             delay = next_tick - clock.monotonic()

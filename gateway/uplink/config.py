@@ -98,7 +98,30 @@ class UplinkSection(StrictModel):
         10_000, description="Most samples in one telemetry message."
     )
     max_bytes: Annotated[int, Field(ge=1_024, le=256_000_000)] = Field(
-        1_000_000, description="Most bytes in one telemetry message (one sample may exceed it)."
+        128_000,
+        description=(
+            "Most bytes in one telemetry message payload, in either encoding; only a message "
+            "of a single sample larger than this exceeds it. The default fits AWS IoT Core "
+            "(128 KB) and the other common cloud brokers."
+        ),
+    )
+    encoding: Literal["json", "columns+deflate"] = Field(
+        "json",
+        description=(
+            "Telemetry encoding. json: wire format v1 on <prefix>/<gw>/telemetry. "
+            "columns+deflate: the same samples as a zlib-compressed JSON document of "
+            "columns on <prefix>/<gw>/telemetry/columns-deflate: 6 to 23 times fewer bytes "
+            "than json in bench/wire_bytes.py, for more CPU (the rows are parsed and "
+            "re-encoded). docs/wire-format.md has a decoder."
+        ),
+    )
+    linger: Annotated[float, Field(ge=0, le=600)] = Field(
+        0.0,
+        description=(
+            "Seconds the uplink may hold new telemetry back to fill a message (until "
+            "max_samples or max_bytes is reached). Fuller messages take fewer bytes per "
+            "sample, most of all with columns+deflate; 0 sends at once."
+        ),
     )
     window: Annotated[int, Field(ge=1, le=1_000)] = Field(
         16, description="QoS 1 messages in flight at once (published, PUBACK pending)."

@@ -11,12 +11,16 @@ same sequence numbers, so a receiver that keeps the highest seq it has seen drop
 
 A publish waits at most ``publish_timeout`` for its PUBACK; a timeout raises
 :class:`LinkLost`, which tears the connection down. Nothing is acknowledged on that path.
+
+Message size. A telemetry payload is at most ``max_bytes`` in either encoding, unless it holds
+a single sample larger than that. JSON messages are sized exactly from the rows' text; a
+``columns+deflate`` message takes rows up to ``max_bytes`` times the compression ratio seen
+last, and is cut shorter and compressed again when it still comes out too big.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import zlib
 from collections import deque
@@ -29,7 +33,15 @@ from gateway.store import Store
 from gateway.store.db import RawTelemetryChunk
 from gateway.uplink.ackwindow import AckWindow, Ticket
 from gateway.uplink.config import UplinkSection
-from gateway.uplink.wire import ChunkText, RowSlice, Topics, event_message, telemetry_message
+from gateway.uplink.wire import (
+    ChunkText,
+    RowSlice,
+    Topics,
+    columns_message,
+    event_message,
+    telemetry_message,
+    telemetry_overhead,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +132,12 @@ class Forwarder:
         self._ev = AckWindow()  # marks: event outbox rowids
         self._drop_epoch = store.drop_epoch
         self._ack_lock = asyncio.Lock()
+        self._columns = cfg.encoding == "columns+deflate"
+        self._tel_topic = topics.telemetry_for(cfg.encoding)
+        self._ratio = 4.0  # rows' JSON text per compressed byte, for the columns budget
+        self._full = False  # the last _next_slices stopped at a limit, not at the end
+        self._linger_since: float | None = None
+        self._linger_until: float | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -132,8 +150,11 @@ class Forwarder:
         async def _raise() -> None:
             raise err
 
-        with contextlib.suppress(RuntimeError):  # the group already finished
-            self._tg.create_task(_raise(), name="uplink-link-lost")
+        coro = _raise()
+        try:
+            self._tg.create_task(coro, name="uplink-link-lost")
+        except RuntimeError:  # the group already finished
+            coro.close()
 
     async def run(self) -> None:
         self._tel.reset(await self.store.acked_seq())
@@ -159,6 +180,9 @@ class Forwarder:
 
     async def _idle(self) -> None:
         self._wake.clear()
+        timeout = None
+        if self._linger_until is not None:
+            timeout = max(0.0, self._linger_until - asyncio.get_running_loop().time())
         waits = [
             asyncio.ensure_future(self.store.telemetry_added.wait()),
             asyncio.ensure_future(self._wake.wait()),
@@ -166,7 +190,7 @@ class Forwarder:
             asyncio.ensure_future(self.store.wait_events(CONSUMER, _IDLE_POLL_S)),
         ]
         try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for fut in waits:
                 fut.cancel()
@@ -222,21 +246,29 @@ class Forwarder:
 
     async def _issue_telemetry(self) -> bool:
         self.store.telemetry_added.clear()
-        slices = await self._next_slices()
+        slices = await self._next_slices(self._budget())
         if not slices:
+            self._linger_since = self._linger_until = None
             return False
-        payload = telemetry_message(self.gateway_id, self.boot, slices, self.store.store_id)
-        rows = sum(s.rows for s in slices)
+        if self._lingering():
+            return False
+        self._linger_since = self._linger_until = None
+        if self._columns:
+            payload, seq_last = self._columns_payload(slices)
+        else:
+            payload = telemetry_message(self.gateway_id, self.boot, slices, self.store.store_id)
+            seq_last = slices[-1].seq_last
+        rows = seq_last - slices[0].seq_first + 1
         await self._window.acquire()
-        ticket = self._tel.issue(slices[-1].seq_last)
-        self.store.note_sent(slices[-1].seq_last)  # the store never drops rows in flight
+        ticket = self._tel.issue(seq_last)
+        self.store.note_sent(seq_last)  # the store never drops rows in flight
         assert self._tg is not None
         self._tg.create_task(self._send_telemetry(ticket, payload, rows),
                              name="uplink-telemetry")
         return True
 
     async def _send_telemetry(self, ticket: Ticket, payload: bytes, rows: int) -> None:
-        await self._publish(self.topics.telemetry, payload)
+        await self._publish(self._tel_topic, payload)
         self.stats.telemetry_messages += 1
         self.stats.samples += rows
         self._tel.done(ticket)
@@ -256,15 +288,55 @@ class Forwarder:
                 self._ev.stored(upto)
         self._wake.set()
 
-    async def _next_slices(self) -> list[RowSlice]:
-        """The rows of the next message: contiguous, oldest first, within both limits."""
-        max_rows, max_bytes = self.cfg.max_samples, self.cfg.max_bytes
+    def _budget(self) -> int:
+        """Bytes of rows' JSON text (joined by commas) the next message may take."""
+        if self._columns:
+            return int(self.cfg.max_bytes * self._ratio)
+        overhead = telemetry_overhead(self.gateway_id, self.boot, self.store.store_id)
+        return max(1, self.cfg.max_bytes - overhead)
+
+    def _lingering(self) -> bool:
+        """Hold a message that is not full yet back for up to ``linger`` seconds (never
+        while draining)."""
+        if not self.cfg.linger or self._full or self._drain_deadline() is not None:
+            return False
+        now = asyncio.get_running_loop().time()
+        if self._linger_since is None:
+            self._linger_since = now
+            self._linger_until = now + self.cfg.linger
+        return now < self._linger_since + self.cfg.linger
+
+    def _columns_payload(self, slices: list[RowSlice]) -> tuple[bytes, int]:
+        """The columns+deflate payload of the rows of ``slices``, or of their head when all
+        of them compress to more than ``max_bytes``; returns it and its last seq."""
+        rows = [row for s in slices for row in (s.items or ())]
+        assert len(rows) == slices[-1].seq_last - slices[0].seq_first + 1
+        first, limit, n = slices[0].seq_first, self.cfg.max_bytes, len(rows)
+        while True:
+            payload = columns_message(self.gateway_id, self.boot, self.store.store_id, first,
+                                      rows[:n])
+            if len(payload) <= limit or n == 1:
+                break
+            n = max(1, min(n - 1, int(n * limit / len(payload) * 0.9)))
+        if n == len(rows):
+            text = sum(s.nbytes + 1 for s in slices)
+            self._ratio = min(32.0, max(1.0, 0.8 * text / len(payload)))
+        else:
+            self._ratio = max(1.0, self._ratio / 2)
+        return payload, first + n - 1
+
+    async def _next_slices(self, max_bytes: int) -> list[RowSlice]:
+        """The rows of the next message: contiguous, oldest first, within both limits (rows'
+        text at most ``max_bytes``, but at least one row)."""
+        max_rows = self.cfg.max_samples
         slices: list[RowSlice] = []
         rows = size = 0
         pos = self._tel.pos
+        self._full = True
         while rows < max_rows:
             chunk = await self._chunk_after(pos)
             if chunk is None:
+                self._full = False
                 break
             first = max(pos + 1, chunk.seq_first)
             if slices and first != pos + 1:
@@ -300,7 +372,8 @@ class Forwarder:
                 return None
             for c in raw:
                 try:
-                    self._chunks.append(ChunkText(c.seq_first, c.seq_last, c.payload))
+                    self._chunks.append(ChunkText(c.seq_first, c.seq_last, c.payload,
+                                                  parse=self._columns))
                 except (zlib.error, ValueError) as err:
                     # A damaged chunk must not stop everything behind it.
                     await self.store.quarantine_chunk(c.seq_first, f"{type(err).__name__}: "

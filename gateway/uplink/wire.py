@@ -8,12 +8,17 @@ or its head was already acknowledged) is split, and even that is done on the tex
 boundary is ``],[``; when the number of those equals rows - 1 there is no other, otherwise
 (a string value holding ``],[``) the chunk is parsed and re-encoded.
 
+With ``uplink.encoding: columns+deflate`` the same rows go out as one zlib-compressed JSON
+document of columns (:func:`columns_message`) on ``…/telemetry/columns-deflate``: names once
+per message, key and timestamp deltas, values, one quality letter per sample.
+
 See docs/wire-format.md and the JSON Schemas under config/wire/.
 """
 
 from __future__ import annotations
 
 import json
+import operator
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +26,13 @@ from typing import Any
 from gateway.model import Event
 
 WIRE_VERSION = 1
+ENCODINGS = ("json", "columns+deflate")
+#: The topic level after ``telemetry`` of each encoding (a topic cannot hold ``+``).
+ENCODING_TOPIC = {"json": "", "columns+deflate": "/columns-deflate"}
+_QUALITY_CODE = {"good": "g", "uncertain": "u", "bad": "b"}
+_SHAPE = operator.itemgetter(0, 1, 2, 4)
+_COLUMN = tuple(operator.itemgetter(i) for i in range(5))  # faster than zip(*rows)
+_DEFLATE_LEVEL = 6
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str).encode
 _ROW_SEP = b"],["
@@ -37,6 +49,10 @@ class Topics:
     @property
     def telemetry(self) -> str:
         return f"{self.base}/telemetry"
+
+    def telemetry_for(self, encoding: str) -> str:
+        """The telemetry topic of ``encoding``: the receiver reads the encoding from it."""
+        return self.telemetry + ENCODING_TOPIC[encoding]
 
     @property
     def events(self) -> str:
@@ -59,24 +75,40 @@ class Topics:
         return topic[len(prefix):] if topic.startswith(prefix) else None
 
 
+def _well_formed(rows: list[Any]) -> bool:
+    """Every row is ``[str, str, int, value, quality]`` (what the columns are built from)."""
+    try:
+        if set(map(type, rows)) != {list} or set(map(len, rows)) != {5}:
+            return False
+        shapes = {(type(d), type(p), type(t), q) for d, p, t, q in map(_SHAPE, rows)}
+    except TypeError:  # an unhashable quality
+        return False
+    return all(d is str and p is str and t is int and q in _QUALITY_CODE
+               for d, p, t, q in shapes)
+
+
 class RowSlice:
     """Some contiguous rows of one chunk, as the JSON text of the rows without the outer
     brackets (``[..],[..]``), ready to splice into a message."""
 
-    __slots__ = ("nbytes", "rows", "seq_first", "seq_last", "text")
+    __slots__ = ("items", "nbytes", "rows", "seq_first", "seq_last", "text")
 
-    def __init__(self, seq_first: int, seq_last: int, text: bytes) -> None:
+    def __init__(self, seq_first: int, seq_last: int, text: bytes,
+                 items: list[list[Any]] | None = None) -> None:
         self.seq_first = seq_first
         self.seq_last = seq_last
         self.text = text
+        self.items = items  # the parsed rows, when the chunk was parsed (columns encoding)
         self.rows = seq_last - seq_first + 1
         self.nbytes = len(text)
 
 
 class ChunkText:
-    """The decompressed text of one stored chunk, cut into row slices on demand."""
+    """The decompressed text of one stored chunk, cut into row slices on demand. With
+    ``parse`` the rows are also parsed (for the columns encoding); a chunk that is not an
+    array of ``rows`` rows of five raises ValueError here, so it is quarantined, not sent."""
 
-    def __init__(self, seq_first: int, seq_last: int, payload: bytes) -> None:
+    def __init__(self, seq_first: int, seq_last: int, payload: bytes, parse: bool = False) -> None:
         self.seq_first = seq_first
         self.seq_last = seq_last
         text = zlib.decompress(payload)  # zlib.error on a damaged chunk (Adler-32 checked)
@@ -88,6 +120,13 @@ class ChunkText:
         # b"[[row],[row]]" -> b"[row],[row]"
         self.inner = text[1:-1]
         self._parts: list[bytes] | None = None
+        self.parsed: list[list[Any]] | None = None
+        if parse:
+            rows = json.loads(text)
+            if len(rows) != self.rows or not _well_formed(rows):
+                raise ValueError(f"stored chunk {seq_first}..{seq_last} is not {self.rows} "
+                                 f"rows of [device, point, ts, value, quality]")
+            self.parsed = rows
 
     @property
     def rows(self) -> int:
@@ -98,7 +137,7 @@ class ChunkText:
         of text, except that with ``need_one`` the first row is taken whatever its size.
         None when not even one row fits."""
         if first == self.seq_first and self.rows <= max_rows and len(self.inner) <= max_bytes:
-            return RowSlice(first, self.seq_last, self.inner)
+            return RowSlice(first, self.seq_last, self.inner, self.parsed)
         parts = self._split()
         start = first - self.seq_first
         end = min(len(parts), start + max_rows)
@@ -110,7 +149,8 @@ class ChunkText:
                 break
         if end <= start:
             return None
-        return RowSlice(first, self.seq_first + end - 1, b",".join(parts[start:end]))
+        items = None if self.parsed is None else self.parsed[start:end]
+        return RowSlice(first, self.seq_first + end - 1, b",".join(parts[start:end]), items)
 
     def _split(self) -> list[bytes]:
         if self._parts is None:
@@ -127,15 +167,56 @@ class ChunkText:
         return self._parts
 
 
+def _head(gateway: str, boot: int, store_id: str, seq_first: int, seq_last: int) -> str:
+    return (f'{{"v":{WIRE_VERSION},"gw":{_dumps(gateway)},"store_id":{_dumps(store_id)},'
+            f'"boot":{boot},"seq_first":{seq_first},"seq_last":{seq_last},')
+
+
+def telemetry_overhead(gateway: str, boot: int, store_id: str) -> int:
+    """The bytes of a JSON telemetry message around its rows' text, at the largest sequence
+    numbers: a message is this plus the rows joined by commas."""
+    return len(_head(gateway, boot, store_id, 2**63, 2**63).encode()) + len('"samples":[]}')
+
+
 def telemetry_message(gateway: str, boot: int, slices: list[RowSlice],
                       store_id: str) -> bytes:
     """One telemetry message holding the contiguous ``slices`` of store ``store_id``."""
-    head = (
-        f'{{"v":{WIRE_VERSION},"gw":{_dumps(gateway)},"store_id":{_dumps(store_id)},'
-        f'"boot":{boot},'
-        f'"seq_first":{slices[0].seq_first},"seq_last":{slices[-1].seq_last},"samples":['
-    ).encode()
-    return b"".join((head, b",".join(s.text for s in slices), b"]}"))
+    head = _head(gateway, boot, store_id, slices[0].seq_first, slices[-1].seq_last)
+    return b"".join(((head + '"samples":[').encode(), b",".join(s.text for s in slices), b"]}"))
+
+
+def columns_message(gateway: str, boot: int, store_id: str, seq_first: int,
+                    rows: list[list[Any]]) -> bytes:
+    """The ``columns+deflate`` message of ``rows`` (``[device, point, ts, value, quality]``,
+    the first with sequence number ``seq_first``): a zlib stream of the JSON document
+    ``{v, gw, store_id, boot, seq_first, seq_last, enc, keys, k, ts, val, q}`` where ``keys``
+    lists each device once with its points (``[[device, [point, ...]], ...]``), ``k`` and
+    ``ts`` are the differences of each sample's key index (into ``keys`` flattened) and
+    timestamp from the previous sample's (the first from 0), ``val`` the values, and ``q`` a
+    letter per sample (``g``, ``u``, ``b``). See docs/wire-format.md for a decoder."""
+    devices, points, ts, values, quality = (list(map(get, rows)) for get in _COLUMN)
+    seen: dict[tuple[str, str], int] = {}
+    add = seen.setdefault
+    index = [add(key, len(seen)) for key in zip(devices, points, strict=True)]
+    grouped: dict[str, list[str]] = {}  # device -> its points, in order of first appearance
+    for device, point in seen:
+        grouped.setdefault(device, []).append(point)
+    if len(grouped) > 1 and list(seen) != [(d, p) for d, ps in grouped.items() for p in ps]:
+        # A device came back after another: renumber to the device-grouped order.
+        order = {(d, p): i for i, (d, p) in enumerate((d, p) for d, ps in grouped.items()
+                                                        for p in ps)}
+        renumber = [order[key] for key in seen]
+        index = [renumber[i] for i in index]
+    head = _head(gateway, boot, store_id, seq_first, seq_first + len(rows) - 1)
+    body = _dumps({"enc": "columns", "keys": list(grouped.items()),
+                   "k": _deltas(index), "ts": _deltas(ts), "val": values,
+                   "q": "".join(map(_QUALITY_CODE.__getitem__, quality))})
+    return zlib.compress((head + body[1:]).encode(), _DEFLATE_LEVEL)
+
+
+def _deltas(numbers: list[int]) -> list[int]:
+    """Each number minus the one before it (the first minus 0)."""
+    return list(map(operator.sub, numbers, [0, *numbers[:-1]]))
 
 
 def event_message(gateway: str, event: Event) -> bytes:

@@ -47,3 +47,25 @@ def test_readme_sample_is_valid() -> None:
     assert sample in (HERE / "README.md").read_text(), "the README includes sample.yaml"
     for device in yaml.safe_load(sample)["devices"]:
         SimulatedDevice.model_validate(device)
+
+
+def _fraction(value: object) -> str:
+    return repr(value).split(".")[1]
+
+
+def test_extra_values_of_each_kind() -> None:
+    def tick(kind: str) -> list[object]:
+        cfg = SimulatedDevice(id="m", type="simulated", extra_points=60, extra_values=kind,
+                              seed=3)
+        return SimulatedDriver([cfg], RecordingContext()).models["m"].extra_values()
+
+    shared = tick("shared")
+    assert len({_fraction(v) for v in shared}) == 1  # what flatters compression
+    decimals = tick("decimals")
+    assert len(decimals) == 60 and all(isinstance(v, float) for v in decimals)
+    assert all(len(_fraction(v)) <= 3 for v in decimals)
+    assert {len(_fraction(v)) for v in decimals} == {1, 2, 3}  # up to rounding zeros
+    assert len({_fraction(v) for v in decimals}) > 30  # independent, not shared digits
+    assert max(decimals) > 1_000 > 100 > min(decimals)  # type: ignore[operator]
+    floats = tick("floats")
+    assert sum(len(_fraction(v)) >= 10 for v in floats) > 50

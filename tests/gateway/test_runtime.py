@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +18,7 @@ from drivers.base import (
     TaskFactory,
     register_driver,
 )
+from drivers.registry import _REGISTRY
 from gateway.control import send_command
 from gateway.model import DeviceStatus, Sample
 from gateway.store.db import OVERFLOW_EVENT
@@ -52,9 +53,15 @@ class CrashyDriver(Driver):
         raise RuntimeError("simulated protocol bug")
 
 
-register_driver(DriverSpec("crashy", CrashyDevice, CrashyDriver))
+@pytest.fixture
+def crashy_driver() -> Iterator[None]:
+    """Registered for its tests only: other tests list the known device types."""
+    register_driver(DriverSpec("crashy", CrashyDevice, CrashyDriver))
+    yield
+    _REGISTRY.pop("crashy", None)
 
 
+@pytest.mark.usefixtures("crashy_driver")
 async def test_crashing_driver_is_restarted_and_others_go_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -8,6 +8,8 @@ from tests.support.mosquitto import Mosquitto
 
 GW = "test-gw"
 BASE = f"fieldgate/{GW}"
+#: The tests that exercise the message path (forwarding, outage, kill) run once per encoding.
+ENCODINGS = ("json", "columns+deflate")
 
 
 def site(broker: Mosquitto | None, *, devices: int = 2, interval: float = 0.05,

@@ -5,15 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.store.db import read_stats
+from gateway.uplink.wire import ENCODING_TOPIC
 from tests.gateway.uplink.helpers import BASE, site
 from tests.gateway.uplink.wirecheck import WireRecorder
 from tests.support.app import running_app
 from tests.support.mosquitto import Mosquitto
 
 
-async def test_forwards_in_order_and_acks_the_store(mosquitto: Mosquitto, tmp_path: Path) -> None:
+async def test_forwards_in_order_and_acks_the_store(mosquitto: Mosquitto, tmp_path: Path,
+                                                    encoding: str) -> None:
+    cfg = site(mosquitto, max_samples=7, window=4, encoding=encoding)
     async with WireRecorder(mosquitto.host, mosquitto.port, BASE) as rec:
-        async with running_app(site(mosquitto, max_samples=7, window=4), tmp_path) as app:
+        async with running_app(cfg, tmp_path) as app:
             await rec.wait_for(lambda g: g.high >= 300, 15, "300 samples")
             await rec.wait_for(lambda g: any(s["state"] == "online" for s in g.status), 5,
                                "birth")
@@ -24,6 +27,7 @@ async def test_forwards_in_order_and_acks_the_store(mosquitto: Mosquitto, tmp_pa
         got = rec.got
         assert not got.gaps and not got.duplicates
         assert sorted(got.rows) == list(range(1, stats.next_seq))
+        assert got.telemetry_topics == {BASE + "/telemetry" + ENCODING_TOPIC[encoding]}
         assert got.messages >= (stats.next_seq - 1) / 7  # messages of at most 7 samples
         assert got.status[0]["state"] == "online" and got.status[0]["boot"] == 1
         assert got.status[-1]["state"] == "offline" and got.status[-1]["reason"] == "shutdown"

@@ -21,8 +21,10 @@ def uplink_of(app: App) -> Uplink:
 
 
 async def test_broker_outage_under_load_loses_nothing(mosquitto: Mosquitto,
-                                                      tmp_path: Path) -> None:
-    cfg = site(mosquitto, devices=3, interval=0.02, extra_points=20, max_samples=100, window=8)
+                                                      tmp_path: Path, encoding: str) -> None:
+    # drain_grace: the clean stop forwards the whole buffer even on a busy test machine.
+    cfg = site(mosquitto, devices=3, interval=0.02, extra_points=20, max_samples=100, window=8,
+               encoding=encoding, drain_grace=15)
     async with WireRecorder(mosquitto.host, mosquitto.port, BASE) as rec:
         async with running_app(cfg, tmp_path) as app:
             uplink = uplink_of(app)

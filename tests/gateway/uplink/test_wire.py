@@ -14,6 +14,8 @@ from gateway.store.codec import encode_chunk
 from gateway.uplink.wire import ChunkText, telemetry_message
 from tests.gateway.uplink.wirecheck import load_validators
 
+VALIDATORS = load_validators()
+
 values = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**53), 2**53),
     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
@@ -35,7 +37,7 @@ def test_slices_equal_the_rows_they_name(batch: list[tuple], max_rows: int, max_
     chunk = ChunkText(seq_first, seq_first + len(samples) - 1, encode_chunk(samples))
     expected = json.loads(json.dumps([list(s) for s in samples]))
     pos = seq_first + min(skip, len(samples) - 1)
-    validator = load_validators()["telemetry"]
+    validator = VALIDATORS["telemetry"]
     while pos <= chunk.seq_last:
         part = chunk.take(pos, max_rows, max_bytes, need_one=True)
         assert part is not None and part.seq_first == pos

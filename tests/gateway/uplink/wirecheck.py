@@ -1,5 +1,7 @@
 """A subscriber that validates every message the gateway publishes against the JSON Schemas
-in config/wire/ and checks the telemetry sequence: rows in order, no gaps, repeats dropped."""
+in config/wire/ and checks the telemetry sequence: rows in order, no gaps, repeats dropped.
+Telemetry in the columns+deflate encoding is validated, then decoded with the decoder printed
+in docs/wire-format.md, and the decoded message validated as v1 JSON."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +21,25 @@ import jsonschema
 ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_DIR = ROOT / "config" / "wire"
 KINDS = ("telemetry", "events", "status", "reply")
+COLUMNS_TOPIC = "telemetry/columns-deflate"
+DOC = ROOT / "docs" / "wire-format.md"
+DECODER_MARK = "<!-- decoder: tested by tests/gateway/uplink/test_columns.py -->"
+
+
+def doc_decoder() -> Callable[[bytes], dict[str, Any]]:
+    """``decode_columns`` exactly as docs/wire-format.md prints it."""
+    text = DOC.read_text()
+    assert DECODER_MARK in text, "the decoder is gone from docs/wire-format.md"
+    block = text.split(DECODER_MARK, 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(block, str(DOC), "exec"), namespace)
+    decode: Callable[[bytes], dict[str, Any]] = namespace["decode_columns"]
+    return decode
 
 
 def load_validators() -> dict[str, jsonschema.protocols.Validator]:
     out: dict[str, jsonschema.protocols.Validator] = {}
-    for kind in (*KINDS, "command"):
+    for kind in (*KINDS, "command", "telemetry-columns"):
         schema = json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text())
         cls = jsonschema.validators.validator_for(schema)
         cls.check_schema(schema)
@@ -38,6 +55,9 @@ class Received:
     broker_duplicates: list[int] = field(default_factory=list)  # redelivered (DUP flag)
     gaps: list[tuple[int, int]] = field(default_factory=list)
     messages: int = 0
+    connects: int = 0  # more than 1: the recorder itself reconnected (it may have missed some)
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # telemetry (bytes, samples)
+    telemetry_topics: set[str] = field(default_factory=set)
     status: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     replies: list[dict[str, Any]] = field(default_factory=list)
@@ -68,6 +88,7 @@ class WireRecorder:
         self.keep_rows = keep_rows
         self.got = Received()
         self.validators = load_validators()
+        self.decode_columns = doc_decoder()
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -90,8 +111,9 @@ class WireRecorder:
                                  clean_session=False, keepalive=5)
                 client.dup_mids = set()
                 async with client:
-                    for kind in KINDS:
+                    for kind in (*KINDS, COLUMNS_TOPIC):
                         await client.subscribe(f"{self.base}/{kind}", qos=1)
+                    self.got.connects += 1
                     self.connected.set()
                     async for message in client.messages:
                         assert isinstance(message.payload, bytes)
@@ -110,9 +132,17 @@ class WireRecorder:
                    dup: bool = False) -> None:
         kind = topic.rsplit("/", 1)[-1]
         try:
-            body = json.loads(payload)
-        except ValueError as err:
-            self.got.errors.append(f"{topic}: not JSON: {err}")
+            if topic.endswith("/" + COLUMNS_TOPIC):
+                kind = "telemetry"
+                doc = json.loads(zlib.decompress(payload))
+                for error in self.validators["telemetry-columns"].iter_errors(doc):
+                    self.got.errors.append(f"{topic}: {error.message} at "
+                                           f"{list(error.absolute_path)}")
+                body = self.decode_columns(payload)
+            else:
+                body = json.loads(payload)
+        except (ValueError, zlib.error) as err:
+            self.got.errors.append(f"{topic}: not JSON (or not zlib): {err}")
             return
         validator = self.validators.get(kind)
         if validator is None:
@@ -121,6 +151,8 @@ class WireRecorder:
         for error in validator.iter_errors(body):
             self.got.errors.append(f"{topic}: {error.message} at {list(error.absolute_path)}")
         if kind == "telemetry":
+            self.got.telemetry_topics.add(topic)
+            self.got.sizes.append((len(payload), body["seq_last"] - body["seq_first"] + 1))
             self._telemetry(body, dup)
         elif kind == "status":
             self.got.status.append({**body, "_retain": retain})
