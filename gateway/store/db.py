@@ -322,14 +322,14 @@ class Store:
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read and return every row. Use this (or :meth:`query_one`) rather than
         ``conn.execute``: a cursor left half-read keeps its statement open, which blocks
-        the WAL checkpoint at close ("database table is locked")."""
-        async with self.conn.execute(sql, params) as cur:
-            return [tuple(row) for row in await cur.fetchall()]
+        the WAL checkpoint at close ("database table is locked"). The query and the fetch
+        are one call on the connection's thread, so a task cancelled while it waits (every
+        reader is, at shutdown and reload) cannot leave an executed statement behind."""
+        return [tuple(row) for row in await self.conn.execute_fetchall(sql, params)]
 
     async def query_one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        async with self.conn.execute(sql, params) as cur:
-            row = await cur.fetchone()
-        return tuple(row) if row is not None else None
+        rows = await self.query(sql, params)
+        return rows[0] if rows else None
 
     async def _meta(self, key: str) -> int:
         row = await self.query_one("SELECT value FROM meta WHERE key = ?", (key,))
