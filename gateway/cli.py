@@ -20,6 +20,11 @@ DEFAULT_CONFIG = Path("/etc/fieldgate/fieldgate.yaml")
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.global_config is not None:  # `fieldgate -c FILE status`: -c before the command
+        if getattr(args, "config", DEFAULT_CONFIG) == DEFAULT_CONFIG and hasattr(args, "config"):
+            args.config = args.global_config
+        if hasattr(args, "config_opt") and args.file is None and args.config_opt is None:
+            args.config_opt = args.global_config
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
@@ -54,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         "store-and-forward MQTT out.",
     )
     parser.add_argument("--version", action="version", version=f"fieldgate {__version__}")
+    parser.add_argument("-c", "--config", type=Path, dest="global_config", metavar="FILE",
+                        help="the site file, for any command (also accepted after it)")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the gateway", description="Run the gateway daemon "
@@ -68,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file",
                            description="Validate a config file and report every problem "
                            "with file:line:column and field path. Exit code 78 on errors.")
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, nargs="?", help="the site file (or -c FILE)")
+    check.add_argument("-c", "--config", type=Path, dest="config_opt", metavar="FILE",
+                       help=f"the site file (default {DEFAULT_CONFIG})")
     check.set_defaults(func=_check_config)
 
     schema = sub.add_parser("schema", help="print the config JSON Schema",
@@ -204,6 +213,11 @@ def _startup_failed(errors: list[StartupError]) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     from gateway.config.loader import check_config
 
+    if args.file is not None and args.config_opt is not None and args.file != args.config_opt:
+        print("fieldgate check-config: give the file once (positional or -c), not two",
+              file=sys.stderr)
+        return 2
+    args.file = args.file or args.config_opt or DEFAULT_CONFIG
     config, warnings = check_config(args.file)
     for warning in warnings:
         print(warning, file=sys.stderr)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from gateway.config.base import StrictModel
+from gateway.net import is_loopback
 
 Role = Literal["viewer", "operator"]
 
@@ -64,11 +64,3 @@ class HttpSection(StrictModel):
         """No users and no tokens (loopback only): every local client is an operator."""
         return not self.users and not self.tokens
 
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

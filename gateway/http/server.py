@@ -21,10 +21,11 @@ from aiohttp import web
 from gateway.commands import request_source
 from gateway.http.api import Api, error, json_response
 from gateway.http.auth import COOKIE, CSRF_HEADER, PRINCIPAL, Authenticator, Principal
-from gateway.http.config import HttpSection, is_loopback
+from gateway.http.config import HttpSection
 from gateway.http.host import Host
 from gateway.http.live import LatestValues
 from gateway.http.metrics import LoopLag, Metrics
+from gateway.net import is_loopback
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -25,6 +24,7 @@ import aiomqtt
 
 from gateway.commands import Command, NoArgs
 from gateway.components import Component, ComponentContext, TaskFactory
+from gateway.net import is_loopback
 from gateway.supervisor import Backoff
 from gateway.uplink import mqtt
 from gateway.uplink.auth import CommandPolicy
@@ -79,7 +79,7 @@ class Uplink(Component):
 
     async def start(self) -> None:
         if self.embedded is None and self.broker_cfg.tls is None \
-                and not _is_loopback(self.broker_cfg.host):
+                and not is_loopback(self.broker_cfg.host):
             log.warning("uplink: broker %s is not on this machine and uplink.broker.tls is not "
                         "set: telemetry, commands and credentials cross the network in clear "
                         "text. Add a tls section (port 8883 is usual)", self.endpoint)
@@ -232,12 +232,3 @@ async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, LinkLost):
         await task
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

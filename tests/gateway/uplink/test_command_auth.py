@@ -36,6 +36,19 @@ def signed(command: str, request_id: str, args: Any, *, ts_ms: int | None = None
                 nonce=nonce or secrets.token_hex(8))
 
 
+def spy_on_writes(app: Any) -> list[Any]:
+    """The values every device write receives from now on."""
+    writes: list[Any] = []
+    original = app.write
+
+    async def spy(device: str, point: str, value: Any) -> Any:
+        writes.append(value)
+        return await original(device, point, value)
+
+    app.write = spy
+    return writes
+
+
 def code_of(rec: WireRecorder, request_id: str) -> str | None:
     [reply] = replies(rec.got, request_id)
     return None if reply["ok"] else reply["error"]["code"]
@@ -49,14 +62,7 @@ async def test_default_allows_only_read_only_commands(mosquitto: Mosquitto,
         aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="cloud") as cloud,
     ):
         await wait_until(uplink_of(app).connected.is_set, 10)
-        writes: list[Any] = []
-        original = app.write
-
-        async def spy(device: str, point: str, value: Any) -> Any:
-            writes.append(value)
-            return await original(device, point, value)
-
-        app.write = spy  # type: ignore[method-assign]
+        writes = spy_on_writes(app)
         for rid, name, args in [("w", "write", WRITE), ("r", "reload", {}),
                                 ("m", "maintenance", {"device": "sim-0", "on": True}),
                                 ("p", "ping", {}), ("b", "buffer.stats", {}),
@@ -84,14 +90,7 @@ async def test_signed_commands(mosquitto: Mosquitto, tmp_path: Path,
         aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="cloud") as cloud,
     ):
         await wait_until(uplink_of(app).connected.is_set, 10)
-        writes: list[Any] = []
-        original = app.write
-
-        async def spy(device: str, point: str, value: Any) -> Any:
-            writes.append(value)
-            return await original(device, point, value)
-
-        app.write = spy  # type: ignore[method-assign]
+        writes = spy_on_writes(app)
         good = signed("write", "s1", WRITE)
         await send(cloud, "write", good)
         await rec.wait_for(reply_to("s1"), 5, "signed write")
