@@ -41,6 +41,7 @@ def test_bootstrap_imported_then_managed_wins_until_the_file_is_edited(tmp_path:
     store = VersionStore(tmp_path / "state")
     assert resolve(bootstrap) == store.current_path
     assert store.current() == 1 and store.text(1) == bootstrap.read_text()
+    assert store.path(1).stat().st_mode & 0o777 == 0o600  # it may hold literal secrets
     v2 = store.add(site(tmp_path, "m-1", "m-2"), "test", "devices +1 -0 ~0")
     store.set_current(v2.number)  # what config.apply does
     assert resolve(bootstrap) == store.current_path and store.current() == 2
