@@ -16,6 +16,7 @@ from gateway.commands import Command, CommandError, NoArgs
 from gateway.components import Component, ComponentContext, ComponentSpec, register_component
 from gateway.config.errors import ConfigError
 from gateway.config.loader import load_config
+from gateway.confmgmt.boot import resolve
 from gateway.errors import StartupError
 from gateway.model import Value
 
@@ -82,7 +83,8 @@ def register(ctx: ComponentContext[None]) -> None:
         if ctx.config_path is None:
             raise CommandError("no_config_file", "this gateway was not started from a file")
         try:
-            new = load_config(ctx.config_path)
+            # What a restart would run: the managed version, or an edited bootstrap file.
+            new = load_config(resolve(ctx.config_path, starting=False))
         except ConfigError as err:
             raise CommandError(
                 "bad_config", "the new config is invalid; nothing changed",

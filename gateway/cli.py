@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     cmd.set_defaults(func=_cmd)
 
+    from gateway.confmgmt.cli import install_cli as install_config_cli
+
+    install_config_cli(sub)  # fieldgate config get|history|apply|confirm|rollback
+
     reload = sub.add_parser("reload", help="make the running gateway re-read its config",
                             description="Ask the running daemon to validate its config file "
                             "and apply it (the buffer is kept). An invalid file changes "
@@ -180,10 +184,11 @@ def _load(path: Path) -> Any:
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from gateway.confmgmt.boot import resolve
     from gateway.logs import setup_logging
     from gateway.runtime import App
 
-    config = _load(args.config)
+    config = _load(resolve(args.config))  # the managed version in force, or the file itself
     setup_logging(args.log_level or config.logging.level,
                   "json" if args.log_json else config.logging.format.value)
     try:

@@ -12,12 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 log = logging.getLogger(__name__)
+
+
+#: Who sent the command being executed ("mqtt request <id>", "control socket (uid 0)"): set by
+#: the transport, read by handlers that record it (the config history).
+request_source: ContextVar[str] = ContextVar("request_source", default="")
 
 
 class CommandError(Exception):

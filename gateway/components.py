@@ -16,6 +16,7 @@ start a supervised task, emit an event, write to a device). It never sees the ru
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -105,6 +106,13 @@ class ComponentContext(Generic[SectionT]):
         self.version: str = app.version
         self.started_ms: int = app.started_ms
         self.logger = logging.getLogger(f"gateway.components.{spec.name}")
+        #: Set once this run's parts (drivers included) have started.
+        self.ready: asyncio.Event = app.ready
+
+    @property
+    def reload_error(self) -> str | None:
+        """Why the last reload did not take effect (None: it did, or there was none)."""
+        return self._app.reload_error
 
     def add_processor(self, processor: BatchProcessor) -> Callable[[], None]:
         """Run ``processor`` inside the commit transaction of every batch. Returns a
@@ -171,6 +179,7 @@ BUILTIN_COMPONENTS: tuple[str, ...] = (
     "gateway.rules",
     "gateway.http.component",
     "gateway.siteops",
+    "gateway.confmgmt.component",
 )
 
 

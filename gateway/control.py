@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import Field
 
+from gateway.commands import request_source
 from gateway.components import Component, ComponentContext, ComponentSpec, register_component
 from gateway.config.base import StrictModel
 from gateway.errors import StartupError
@@ -162,6 +163,7 @@ class ControlSocket(Component):
         try:
             sock = writer.get_extra_info("socket")
             pid, uid, gid = peer_credentials(sock)
+            request_source.set(f"control socket (uid {uid})")  # this connection's task
             if not peer_allowed(pid, uid, gid, self._group_gid, peer_groups(sock)):
                 self._warn.warning("peer", "control socket: refused a connection from uid %d "
                                    "(pid %d): only root, the service user and control.group "

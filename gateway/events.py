@@ -64,6 +64,9 @@ CHUNK_QUARANTINED = "chunk_quarantined"
 STORE_RECOVERED = "store_recovered"
 DISK_FULL = "disk_full"
 DISK_FULL_CLEARED = "disk_full_cleared"
+CONFIG_APPLIED = "config_applied"
+CONFIG_CONFIRMED = "config_confirmed"
+CONFIG_ROLLED_BACK = "config_rolled_back"
 
 DeviceStatusValue = Literal["online", "offline", "alarm", "maintenance"]
 
@@ -350,6 +353,35 @@ class DiskFullCleared:
     dropped_ts_last: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigApplied:
+    version: int = 0
+    previous: int | None = None
+    hash: str = ""
+    source: str = field(default="", metadata={
+        "doc": "who asked: mqtt request id, control socket (uid), bootstrap file"})
+    summary: str = field(default="", metadata={"doc": "e.g. devices +2 -1 ~0; uplink: broker.host"})
+    confirm: Literal["auto", "manual", "none"] = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigConfirmed:
+    version: int = 0
+    hash: str = ""
+    source: str = field(default="", metadata={"doc": "health gate, or who sent config.confirm"})
+    offline_new_devices: list[str] = field(default_factory=list, metadata={
+        "doc": "new devices not online yet (config.new_devices: warn)"})
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRolledBack:
+    version: int = 0
+    to_version: int = 0
+    hash: str = field(default="", metadata={"doc": "the hash of the version now in force"})
+    reason: str = ""
+    source: str = ""
+
+
 # -- the catalogue -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EventType:
@@ -393,6 +425,9 @@ CATALOGUE: Mapping[str, EventType] = {t.name: t for t in (
     EventType(STORE_RECOVERED, StoreRecovered, "store (`on_corrupt: quarantine`)"),
     EventType(DISK_FULL, DiskFull, "pipeline (a commit failed)"),
     EventType(DISK_FULL_CLEARED, DiskFullCleared, "pipeline (commits work again)"),
+    EventType(CONFIG_APPLIED, ConfigApplied, "config (`config.apply`, `config.rollback`)"),
+    EventType(CONFIG_CONFIRMED, ConfigConfirmed, "config (health gate or `config.confirm`)"),
+    EventType(CONFIG_ROLLED_BACK, ConfigRolledBack, "config (health gate, crash loop at start)"),
 )}
 
 

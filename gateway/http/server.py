@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.commands import request_source
 from gateway.http.api import Api, error, json_response
 from gateway.http.auth import COOKIE, CSRF_HEADER, PRINCIPAL, Authenticator, Principal
 from gateway.http.config import HttpSection
@@ -121,6 +122,7 @@ class HttpServer:
             return error(401, "unauthorized", "log in (POST /api/v1/login) or send "
                          "Authorization: Bearer <token>")
         request[PRINCIPAL] = who
+        request_source.set(f"http {who.kind} {who.name}")  # this request's task
         if request.method not in SAFE_METHODS and path != "/api/v1/logout":
             if who.kind != "token":
                 sent = request.headers.get(CSRF_HEADER, "")

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway.commands import request_source
 from gateway.safejson import BadJson, RateLimitedLog, loads
 from gateway.store.kv import KV
 from gateway.uplink.auth import CommandPolicy, Refused
@@ -159,6 +160,7 @@ class Downlink:
         ))
 
     async def _run(self, name: str, request_id: str, args: Any) -> None:
+        request_source.set(f"mqtt request {request_id}")  # this task's own context
         try:
             async with self._slots:
                 try:

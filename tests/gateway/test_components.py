@@ -51,7 +51,7 @@ def test_a_cycle_is_a_startup_error_naming_its_members() -> None:
 def test_builtin_components_order() -> None:
     order = list(registry())
     assert order.index("rules") < order.index("plugins") < order.index("channels")
-    assert order[-1] == "uplink"
+    assert order[-2:] == ["uplink", "config"]  # config's health gate watches the uplink
 
 
 class Probe(Component):

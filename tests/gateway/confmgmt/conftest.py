@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from tests.support.mosquitto import mosquitto
+
+__all__ = ["mosquitto"]
