@@ -69,6 +69,9 @@ def resolve(bootstrap: Path, *, starting: bool = True) -> Path:
             return bootstrap
     try:
         ensure_dir(state_dir, "state directory")  # the mode the runtime gives it
+    except StoreError:
+        return bootstrap  # the runtime says so in one line, with its exit code
+    try:
         store.ensure()
     except (OSError, StoreError) as err:
         log.warning("config: cannot keep config versions in %s (%s); running %s as it is "

@@ -134,6 +134,15 @@ class Metrics:
         plugins = await self._command("plugins.stats")
         if plugins is not None:
             self._hook_metrics(out, plugins.get("hooks") or {})
+            counter("fieldgate_event_loop_stalls", "Times the event loop did not run for longer "
+                    "than plugins.loop_stall_warn (the log names the task and plugin hook).",
+                    (plugins.get("loop") or {}).get("stalls"))
+            stalls = CounterMetricFamily("fieldgate_plugin_loop_stalls",
+                                         "Event-loop stalls while a plugin's hook ran.",
+                                         labels=["plugin"])
+            for name, row in (plugins.get("plugins") or {}).items():
+                stalls.add_metric([name], row.get("loop_stalls", 0))
+            out.append(stalls)
 
         ocpp = await self._command("ocpp.sessions")
         if ocpp is not None:

@@ -206,7 +206,8 @@ def test_metrics_parse(site: Site) -> None:
                  "fieldgate_ocpp_sessions", "fieldgate_hook_calls",
                  "fieldgate_rule_evaluations", "fieldgate_event_loop_lag_seconds",
                  "process_cpu_seconds", "process_resident_memory_bytes",
-                 "fieldgate_state_dir_free_bytes"):
+                 "fieldgate_state_dir_free_bytes", "fieldgate_event_loop_stalls",
+                 "fieldgate_plugin_loop_stalls"):
         assert name in names, name
 
 
