@@ -237,7 +237,11 @@ class ModbusSimulator:
 
     async def run(self, period: float = 1.0) -> None:
         """Serve until cancelled, moving values every ``period`` seconds."""
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            self.ready.set()  # keep no poller waiting: it connects and reports what it finds
+            raise
         try:
             while True:
                 await asyncio.sleep(period)

@@ -164,3 +164,31 @@ async def test_pollers_wait_for_a_slow_simulator_to_listen(
     assert [st for _d, st, _r in ctx.statuses] == [DeviceStatus.ONLINE] * 3
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING
                 and r.name.startswith("drivers.modbus")]
+
+
+async def test_a_simulator_that_cannot_start_keeps_no_poller_waiting(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The port is taken: the simulator fails at once and the poller goes on to connect and
+    report the device offline, well before its wait for the simulator would time out."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = ModbusDeviceConfig.model_validate(
+            {"id": "m", "host": "127.0.0.1", "port": port, "unit": 1, "timeout": 0.2,
+             "profile": "eastron-sdm630", "simulate": True, "interval": 0.2,
+             "offline_after": 1})
+        ctx = RecordingContext()
+        drv = ModbusDriver([cfg], ctx)
+        tasks = {n: asyncio.create_task(f()) for n, f in drv.tasks()}
+        try:
+            await ctx.wait_for(lambda c: c.status_of("m") is DeviceStatus.OFFLINE, 10)
+            sim = tasks[f"modbus-sim[127.0.0.1:{port}]"]
+            assert sim.done() and "Could not start listen" in str(sim.exception())
+        finally:
+            for t in tasks.values():
+                t.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            await drv.close()
+    assert not [r for r in caplog.records if "simulator is not listening" in r.getMessage()]
