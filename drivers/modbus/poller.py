@@ -193,7 +193,12 @@ class BusPoller:
         for state in self.devices:
             for group in state.groups:
                 group.next_due = now
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                # Python 3.11's wait_for (inside pymodbus) can swallow a cancel that lands as
+                # its reply arrives; the poller would then poll on, "cancelling", forever.
+                raise asyncio.CancelledError
             if not self.bus.connected:
                 await self._reconnect()
                 continue

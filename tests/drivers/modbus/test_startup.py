@@ -192,3 +192,46 @@ async def test_a_simulator_that_cannot_start_keeps_no_poller_waiting(
             await asyncio.gather(*tasks.values(), return_exceptions=True)
             await drv.close()
     assert not [r for r in caplog.records if "simulator is not listening" in r.getMessage()]
+
+
+async def test_a_cancel_swallowed_inside_a_read_still_stops_the_poller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python 3.11's wait_for (pymodbus awaits replies with it) can lose a cancel that lands as
+    the reply arrives. The poller must stop anyway, or a shutdown or a bench run hangs."""
+    from drivers.modbus.bus import Bus
+
+    real_read = Bus.read
+    swallowed: list[bool] = []
+    reading = asyncio.Event()
+
+    async def read(self: Bus, *args: Any, **kwargs: Any) -> Any:
+        reading.set()
+        try:
+            await asyncio.sleep(0.3)
+        except asyncio.CancelledError:  # lost, as in the race
+            swallowed.append(True)
+        reading.clear()
+        return await real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(Bus, "read", read)
+    port = free_port()
+    cfg = device(port=port, unit=1, points=[{"name": "v", "address": 0}], interval=0.05)
+    sim = ModbusSimulator([unit_of(cfg)], port=port)
+    await sim.start()
+    ctx = RecordingContext()
+    drv = ModbusDriver([cfg], ctx)
+    [(_name, run)] = [(n, f) for n, f in drv.tasks()]
+    task = asyncio.create_task(run())
+    try:
+        await ctx.wait_for(lambda c: len(c.samples) >= 2, 5)
+        await asyncio.wait_for(reading.wait(), 5)
+        task.cancel()  # lands inside a read, and is lost there
+        done, _ = await asyncio.wait({task}, timeout=3)
+        assert swallowed
+        assert task in done and task.cancelled()
+    finally:
+        task.cancel()
+        await asyncio.wait({task}, timeout=2)  # bounded: the old poller never stopped here
+        await drv.close()
+        await sim.stop()
