@@ -24,7 +24,14 @@ from drivers.modbus import datatypes as dt
 from drivers.modbus.bus import Bus
 from drivers.modbus.config import SUNSPEC, ModbusDeviceConfig, PointConfig
 from drivers.modbus.datatypes import Function
-from drivers.modbus.poller import BusPoller, DeviceState, PointReader, PollGroup, plan_device
+from drivers.modbus.poller import (
+    BusPoller,
+    DeviceState,
+    PlanCache,
+    PointReader,
+    PollGroup,
+    plan_device,
+)
 from drivers.modbus.sunspec import SunSpecReader
 from gateway.model import Value
 
@@ -41,6 +48,8 @@ class ModbusDriver(Driver):
         self.buses: dict[str, Bus] = {}
         self.pollers: dict[str, BusPoller] = {}
         self.states: dict[str, DeviceState] = {}
+        self._simulators: list[tuple[str, TaskFactory]] | None = None
+        plans: PlanCache = {}  # devices of one shape share one plan
         by_bus: dict[str, list[ModbusDeviceConfig]] = {}
         for cfg in devices:
             by_bus.setdefault(cfg.bus_key, []).append(cfg)
@@ -66,7 +75,7 @@ class ModbusDriver(Driver):
                 if cfg.profile == SUNSPEC:
                     groups = [PollGroup(cfg.interval, [], sunspec=SunSpecReader())]
                 else:
-                    groups = plan_device(cfg, list(cfg.all_points().values()))
+                    groups = plan_device(cfg, list(cfg.all_points().values()), cache=plans)
                 state = DeviceState(cfg, groups)
                 self.states[cfg.id] = state
                 states.append(state)
@@ -74,9 +83,15 @@ class ModbusDriver(Driver):
             self.pollers[key] = BusPoller(bus, states, ctx)
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
-        from drivers.modbus.simulator import simulator_tasks
+        if self._simulators is None:  # built once: the pollers wait for these to listen
+            from drivers.modbus.simulator import simulators
 
-        yield from simulator_tasks(list(self.devices.values()))
+            self._simulators = []
+            for name, sim, bus_keys in simulators(list(self.devices.values())):
+                for key in bus_keys:
+                    self.pollers[key].simulators.append(sim.ready)
+                self._simulators.append((name, sim.run))
+        yield from self._simulators
         for key, poller in self.pollers.items():
             yield f"modbus[{key}]", poller.run
 

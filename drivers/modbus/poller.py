@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import operator
 import random
 import struct
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from gateway.model import DeviceStatus, Quality, Sample, Value
 
 log = logging.getLogger(__name__)
 
+SIMULATOR_START_WAIT = 30.0  # seconds a poller waits for its in-process simulator to listen
+
 
 @dataclass(slots=True)
 class PointReader:
@@ -48,13 +51,18 @@ class PointReader:
 
     @classmethod
     def of(cls, p: PointConfig) -> PointReader:
-        decoder = dt.make_decoder(p.type, p.order, bit=p.bit, length=p.length)
+        decoder = _decoder(p.type, p.order, p.bit, p.length)
         return cls(p, decoder, p.scale != 1.0 or p.offset != 0.0)
 
     def value(self, raw: dt.Decoded) -> Value:
         if self.scaled:
             return float(raw) * self.point.scale + self.point.offset
         return raw
+
+
+@functools.lru_cache(maxsize=256)
+def _decoder(type_name: str, order: dt.Order, bit: int | None, length: int | None) -> dt.Decoder:
+    return dt.make_decoder(type_name, order, bit=bit, length=length)  # pure: shared
 
 
 @dataclass
@@ -67,10 +75,27 @@ class PollGroup:
     dead: list[PointReader] = field(default_factory=list)  # on learned holes: bad, not read
 
 
+PlanCache = dict[Any, list[PollGroup]]
+"""Plans by device shape (see :func:`plan_device`); one per driver, so a reload starts afresh."""
+
+
 def plan_device(
-    cfg: ModbusDeviceConfig, points: list[PointConfig], holes: Holes | None = None
+    cfg: ModbusDeviceConfig, points: list[PointConfig], holes: Holes | None = None,
+    cache: PlanCache | None = None,
 ) -> list[PollGroup]:
-    """Group points by interval, then plan each group's reads table by table."""
+    """Group points by interval, then plan each group's reads table by table.
+
+    With a ``cache``, devices of one shape (equal points and equal planning settings: 200
+    meters of one profile or one listed map) share one plan: the blocks, spans and decoders
+    are immutable, so each device gets its own groups (which a learned hole re-plans) around
+    the same blocks. A cache hit costs a key of the points' fields, not a plan.
+    """
+    key = _shape(cfg, points) if cache is not None and not holes else None
+    if key is not None and cache is not None:
+        shared = cache.get(key)
+        if shared is not None:
+            return [PollGroup(g.interval, list(g.blocks), spans=g.spans, dead=list(g.dead))
+                    for g in shared]
     by_interval: dict[float, dict[Function, list[Span[PointReader]]]] = {}
     for p in points:
         interval = p.interval or cfg.interval
@@ -81,7 +106,34 @@ def plan_device(
         group = PollGroup(interval, [], spans=tables)
         replan(cfg, group, holes)
         groups.append(group)
+    if key is not None and cache is not None:
+        cache[key] = [PollGroup(g.interval, list(g.blocks), spans=g.spans, dead=list(g.dead))
+                      for g in groups]
     return groups
+
+
+_MAPS = ("enum", "bitmask")
+_FIELDS = operator.attrgetter(*(f for f in PointConfig.model_fields if f not in _MAPS))
+
+
+def _shape(cfg: ModbusDeviceConfig, points: list[PointConfig]) -> Any:
+    """What a device's plan depends on, hashable; None when a value cannot be hashed.
+
+    Every field of every point is in it (not only those the plan reads): the shared readers
+    carry the first device's point objects, so the points must be equal, not just alike.
+    """
+    try:
+        key = (
+            cfg.interval, cfg.max_gap, cfg.max_registers, cfg.max_bits,
+            tuple((r.function, r.start, r.end) for r in cfg.unreadable),
+            tuple(map(_FIELDS, points)),
+            tuple((i, tuple(p.enum.items()), tuple(p.bitmask.items()))
+                  for i, p in enumerate(points) if p.enum or p.bitmask),
+        )
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def replan(cfg: ModbusDeviceConfig, group: PollGroup, holes: Holes | None) -> None:
@@ -94,8 +146,10 @@ def replan(cfg: ModbusDeviceConfig, group: PollGroup, holes: Holes | None) -> No
             (r.start, r.end) for r in cfg.unreadable if r.function in (None, function)
         ]
         learned = holes.ranges(function) if holes else []
-        live = [s for s in spans if not blocked(s.address, s.end, learned)]
-        dead.extend(s.item for s in spans if blocked(s.address, s.end, learned))
+        live = spans
+        if learned:
+            live = [s for s in spans if not blocked(s.address, s.end, learned)]
+            dead.extend(s.item for s in spans if blocked(s.address, s.end, learned))
         limit = cfg.max_bits if function.is_bit else cfg.max_registers
         for block in plan(live, max_count=limit, max_gap=cfg.max_gap,
                           unreadable=unreadable + learned):
@@ -116,6 +170,7 @@ class DeviceState:
     logged_exceptions: set[tuple[int, int]] = field(default_factory=set)
     holes: Holes = field(init=False)
     answered: bool = True  # the device answered a read in its last cycle (see _read_blocks)
+    holes_loaded: bool = False  # its stored holes are loaded at its first poll
 
     def __post_init__(self) -> None:
         self.holes = Holes(self.cfg.id, self.cfg.hole_reprobe)
@@ -130,18 +185,21 @@ class BusPoller:
         self.ctx = ctx
         self._bus_backoff = 0.0
         self._bus_was_down = False
+        self.simulators: list[asyncio.Event] = []  # set when this bus's simulators listen
 
     async def run(self) -> None:
         clock = self.ctx.clock
-        if any(s.cfg.simulate for s in self.devices):
-            await asyncio.sleep(0.3)  # let the in-process simulator bind its port first
-        for state in self.devices:
-            await self._load_holes(state)
+        await self._simulator_listening()
         now = clock.monotonic()
         for state in self.devices:
             for group in state.groups:
                 group.next_due = now
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                # Python 3.11's wait_for (inside pymodbus) can swallow a cancel that lands as
+                # its reply arrives; the poller would then poll on, "cancelling", forever.
+                raise asyncio.CancelledError
             if not self.bus.connected:
                 await self._reconnect()
                 continue
@@ -151,6 +209,9 @@ class BusPoller:
             delay = group.next_due - clock.monotonic()
             if delay > 0:
                 await clock.sleep(delay)
+            if not state.holes_loaded:  # at its first poll, not all devices' before any
+                state.holes_loaded = True
+                await self._load_holes(state)
             try:
                 await self.poll_group(state, group)
             except BusDown as err:
@@ -165,6 +226,20 @@ class BusPoller:
                 group.next_due += group.interval
                 if group.next_due < now:  # overran: skip missed cycles instead of bursting
                     group.next_due = now + group.interval
+
+    async def _simulator_listening(self) -> None:
+        """Wait (a bounded time) until the in-process simulators of this bus listen, so the
+        first connect succeeds instead of failing into backoff (see ModbusDriver.tasks)."""
+        if not self.simulators:
+            return
+        try:
+            async with asyncio.timeout(SIMULATOR_START_WAIT):
+                for ready in self.simulators:
+                    await ready.wait()
+        except TimeoutError:
+            log.warning("modbus bus %s: its simulator is not listening after %g s; "
+                        "connecting anyway (see the simulator's error above)",
+                        self.bus.key, SIMULATOR_START_WAIT)
 
     async def _reconnect(self) -> None:
         try:

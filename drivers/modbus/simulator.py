@@ -12,7 +12,9 @@ or, with ``math.inf``, never) and :meth:`ModbusSimulator.set_point` to pin a val
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,11 +56,12 @@ def unit_of(cfg: ModbusDeviceConfig) -> SimUnit:
     return SimUnit(cfg.unit, list(cfg.all_points().values()), list(cfg.unreadable), image)
 
 
-def _table_data(points: list[PointConfig], function: Function, unreadable: list[AddressRange],
+def _table_data(spans: list[tuple[int, int]], function: Function,
+                unreadable: list[AddressRange],
                 extra: tuple[int, list[int]] | None) -> list[SimData]:
-    spans = [(p.address, p.address + p.count) for p in points if p.function is function]
+    """The pymodbus blocks of one table: ``spans`` are the points' [start, end) there."""
     if extra is not None:
-        spans.append((extra[0], extra[0] + len(extra[1])))
+        spans = [*spans, (extra[0], extra[0] + len(extra[1]))]
     if not spans:  # pymodbus needs a block per table
         if function.is_bit:
             return [SimData(0, values=False, datatype=DataType.BITS)]
@@ -83,6 +86,13 @@ def _table_data(points: list[PointConfig], function: Function, unreadable: list[
     return out
 
 
+def _spans(points: list[PointConfig]) -> dict[Function, list[tuple[int, int]]]:
+    out: dict[Function, list[tuple[int, int]]] = {f: [] for f in Function}
+    for p in points:
+        out[p.function].append((p.address, p.address + p.count))
+    return out
+
+
 class ModbusSimulator:
     def __init__(self, units: Iterable[SimUnit], *, host: str = "127.0.0.1", port: int = 0,
                  framer: FramerType = FramerType.SOCKET, serial_port: str | None = None,
@@ -94,13 +104,17 @@ class ModbusSimulator:
         self.delay: dict[int, float] = {}
         self.fail: dict[int, ExcCodes] = {}
         self.server: ModbusTcpServer | ModbusSerialServer | None = None
+        self.ready = asyncio.Event()  # set once the server listens (the pollers wait for it)
         self._t0 = time.monotonic()
+        self._by_name = {u.unit: {p.name: p for p in u.points} for u in self.units.values()}
+        self._movers = {u.unit: _movers(u.points) for u in self.units.values()}
 
     def _devices(self) -> list[SimDevice]:
         devices = []
         for unit in self.units.values():
+            spans = _spans(unit.points)
             tables = tuple(
-                _table_data(unit.points, f, unit.unreadable,
+                _table_data(spans[f], f, unit.unreadable,
                             unit.sunspec_image if f is Function.HOLDING else None)
                 for f in (Function.COIL, Function.DISCRETE, Function.HOLDING, Function.INPUT)
             )
@@ -147,9 +161,11 @@ class ModbusSimulator:
             if unit.sunspec_image:
                 self.set_registers(unit.unit, Function.HOLDING, *unit.sunspec_image)
         self.tick()
+        self.ready.set()
         return self.port
 
     async def stop(self) -> None:
+        self.ready.clear()
         if self.server is not None:
             await self.server.shutdown()
             self.server = None
@@ -176,7 +192,7 @@ class ModbusSimulator:
         return regs[address - start : address - start + count]
 
     def set_point(self, unit: int, point: str, value: dt.Decoded) -> None:
-        p = next(p for p in self.units[unit].points if p.name == point)
+        p = self._by_name[unit][point]
         if p.function.is_bit:
             self.set_registers(unit, p.function, p.address, [int(bool(value))])
         elif p.type == "bool":
@@ -202,20 +218,84 @@ class ModbusSimulator:
 
                 self.set_registers(unit.unit, Function.HOLDING,
                                    *demo_image(t, base=unit.sunspec_image[0]))
-            for i, p in enumerate(unit.points):
-                if p.function is Function.HOLDING and p.writable:
-                    continue  # keep what a client wrote
+            fast, slow = self._movers[unit.unit]
+            for function, movers in fast.items():
+                start, regs = self._memory(unit.unit, function)
+                for address, encode, phase, base, scale, offset, lo, hi in movers:
+                    if base is None:  # an energy counter
+                        value = 1000.0 + t / 36.0
+                    else:
+                        value = base * (1 + 0.05 * math.sin(t / 7.0 + phase))
+                    if lo is None or hi is None:  # float: the raw value, unclamped
+                        raw: float | int = (value - offset) / scale
+                    else:
+                        raw = min(max(round((value - offset) / scale), lo), hi)
+                    words = encode(raw)
+                    regs[address - start : address - start + len(words)] = words
+            for i, p in slow:
                 self.set_point(unit.unit, p.name, _moving(p, t, i))
 
     async def run(self, period: float = 1.0) -> None:
         """Serve until cancelled, moving values every ``period`` seconds."""
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            self.ready.set()  # keep no poller waiting: it connects and reports what it finds
+            raise
         try:
             while True:
                 await asyncio.sleep(period)
                 self.tick()
         finally:
             await self.stop()
+
+
+@functools.lru_cache(maxsize=256)
+def _encoder(type_name: str, order: dt.Order, length: int | None) -> dt.Encoder:
+    """The encoder of a moving number (already rounded and in range); pure, so shared by
+    equal points. Big-endian numbers, the common case, skip the general byte shuffling."""
+    spec = dt.DATA_TYPES[type_name]
+    if order in (dt.Order.ABCD, dt.Order.ABCDEFGH) and spec.struct_code is not None:
+        pack = struct.Struct(">" + spec.struct_code).pack
+        words = struct.Struct(f">{dt.register_count(type_name, None)}H").unpack
+
+        def encode(value: dt.Decoded) -> list[int]:
+            return list(words(pack(value)))
+
+        return encode
+    return dt.make_encoder(type_name, order, length=length)
+
+
+_Mover = tuple[int, dt.Encoder, int, float | None, float, float, int | None, int | None]
+
+
+def _movers(
+    points: list[PointConfig],
+) -> tuple[dict[Function, list[_Mover]], list[tuple[int, PointConfig]]]:
+    """What :meth:`ModbusSimulator.tick` moves, worked out once: plain numbers in registers
+    (the bulk of a map) as precomputed constants of :func:`_moving`, written straight into the
+    table; the rest (bits, strings, status codes) by :func:`_moving` and ``set_point``.
+    Writable holding registers are left out: they keep what a client wrote."""
+    fast: dict[Function, list[_Mover]] = {}
+    slow: list[tuple[int, PointConfig]] = []
+    for i, p in enumerate(points):
+        if p.function is Function.HOLDING and p.writable:
+            continue
+        if (p.function.is_bit or p.type in ("bool", "string") or p.enum or p.bitmask
+                or not p.scale):
+            slow.append((i, p))
+            continue
+        energy = p.unit in ("kWh", "Wh", "kvarh", "varh")
+        base = None if energy else _BASE.get(p.unit or "", 100.0)
+        lo = hi = None
+        if p.type not in ("float32", "float64"):
+            bits = 16 * dt.register_count(p.type, None)
+            lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if p.type.startswith(
+                "int") else (0, (1 << bits) - 1)
+        encode = _encoder(p.type, p.order, p.length)
+        fast.setdefault(p.function, []).append(
+            (p.address, encode, i, base, p.scale, p.offset, lo, hi))
+    return fast, slow
 
 
 def _moving(p: PointConfig, t: float, i: int) -> dt.Decoded:
@@ -242,13 +322,24 @@ def _moving(p: PointConfig, t: float, i: int) -> dt.Decoded:
     return min(max(raw, lo), hi) * scale + p.offset
 
 
-def simulator_tasks(devices: list[ModbusDeviceConfig]) -> Iterable[tuple[str, TaskFactory]]:
-    """One in-process simulator per (host, port) of devices with ``simulate: true``."""
+def simulators(
+    devices: list[ModbusDeviceConfig],
+) -> list[tuple[str, ModbusSimulator, set[str]]]:
+    """One in-process simulator per (host, port) of devices with ``simulate: true``: its task
+    name, the simulator and the bus keys of its devices."""
     by_addr: dict[tuple[str, int, str], list[ModbusDeviceConfig]] = {}
     for cfg in devices:
         if cfg.simulate and cfg.host:
             by_addr.setdefault((cfg.host, cfg.port, cfg.transport), []).append(cfg)
+    out = []
     for (host, port, transport), cfgs in by_addr.items():
         framer = FramerType.SOCKET if transport == "tcp" else FramerType.RTU
         sim = ModbusSimulator([unit_of(c) for c in cfgs], host=host, port=port, framer=framer)
-        yield f"modbus-sim[{host}:{port}]", sim.run
+        out.append((f"modbus-sim[{host}:{port}]", sim, {c.bus_key for c in cfgs}))
+    return out
+
+
+def simulator_tasks(devices: list[ModbusDeviceConfig]) -> Iterable[tuple[str, TaskFactory]]:
+    """The tasks of :func:`simulators`."""
+    for name, sim, _buses in simulators(devices):
+        yield name, sim.run

@@ -1,0 +1,227 @@
+"""Start to first datapoint: ``fieldgate run`` on a generated big Modbus site.
+
+Generates a site of DEVICES Modbus devices with POINTS listed points each (default 200 x 125,
+25,000 points, the site of ``bench.config_load``), all behind one Modbus TCP gateway on
+loopback (one unit id per device), no uplink. Then starts the daemon as a fresh process and
+polls its buffer from outside (``gateway.store.read_stats``) until it holds a sample: the
+wall seconds from starting the process to the first sample committed to the buffer, and the
+daemon's CPU seconds (user + system, from /proc) at that moment.
+
+Two ways to serve the devices (``--sim``):
+
+- ``inprocess`` (default): ``simulate: true`` on every device, so the daemon runs the
+  built-in simulator itself (what the demo does); its start-up is part of the figure;
+- ``external``: one simulator process serving all units, started and listening before the
+  daemon starts (a real site: the devices are already there).
+
+Beside it, in a fresh process per run, the CPU seconds of the start-up steps of the Modbus
+driver that block the event loop: building the driver (planning every device's reads),
+starting the built-in simulator (its register maps and the first values), and one simulator
+tick (moving every value, once a second while it runs).
+
+The daemon's log is kept per run; the number of "cannot connect" warnings in it before the
+first datapoint is reported too (pollers that started before the simulator listened).
+
+Usage: ``python -m bench.first_datapoint [--devices 200] [--points 125] [--runs 3]
+[--sim inprocess|external] [--name first_datapoint]``. Prints the median of the runs and writes
+``bench/results/NAME.json``. Wall figures on a busy, shared machine are inflated (they count
+waiting for a core); the CPU figure is the steadier one. Re-measure on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._util import median, save  # noqa: E402
+from bench.config_load import site_yaml  # noqa: E402
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def site(tmp: Path, devices: int, points: int, port: int, simulate: bool) -> Path:
+    text = site_yaml(devices, points, tmp / "state")
+    sim = "    simulate: true\n" if simulate else ""
+    text = re.sub(r"    host: 10\.0\.\d+\.\d+\n", f"    host: 127.0.0.1\n    port: {port}\n{sim}",
+                  text)
+    path = tmp / "site.yaml"
+    path.write_text(text)
+    return path
+
+
+def cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a running process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def serve(path: Path) -> None:
+    """``--serve``: run one simulator for every device of the site until killed."""
+    from drivers.modbus.simulator import ModbusSimulator, unit_of
+    from gateway.config.loader import load_config
+
+    config = load_config(path)
+    devices: list[Any] = list(config.devices)
+    sim = ModbusSimulator([unit_of(d) for d in devices], port=devices[0].port)
+
+    async def main() -> None:
+        await sim.start()
+        print("ready", flush=True)
+        while True:
+            await asyncio.sleep(1.0)
+            sim.tick()
+
+    asyncio.run(main())
+
+
+_PARTS = r"""
+import asyncio, json, sys, time
+from drivers.modbus.driver import ModbusDriver
+from drivers.modbus.simulator import ModbusSimulator, unit_of
+from drivers.testing import RecordingContext
+from gateway.config.loader import load_config
+
+devices = list(load_config(sys.argv[1]).devices)
+out = {}
+
+async def main():
+    cpu = time.process_time()
+    ModbusDriver(devices, RecordingContext())
+    out["driver_init_cpu_s"] = time.process_time() - cpu
+    sim = ModbusSimulator([unit_of(d) for d in devices], port=0)
+    cpu = time.process_time()
+    await sim.start()
+    out["simulator_start_cpu_s"] = time.process_time() - cpu
+    cpu = time.process_time()
+    sim.tick()
+    out["simulator_tick_cpu_s"] = time.process_time() - cpu
+    await sim.stop()
+
+asyncio.run(main())
+print(json.dumps(out))
+"""
+
+
+def parts(tmp: Path, devices: int, points: int) -> dict[str, float]:
+    """CPU seconds of the driver's start-up steps, in a fresh process."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = site(tmp, devices, points, free_port(), simulate=False)
+    proc = subprocess.run([sys.executable, "-c", _PARTS, str(path)], cwd=ROOT, check=True,
+                          capture_output=True, text=True, timeout=600)
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def one_run(tmp: Path, devices: int, points: int, external: bool,
+            timeout: float) -> dict[str, Any]:
+    from gateway.store import read_stats
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    path = site(tmp, devices, points, port, simulate=not external)
+    server = None
+    if external:
+        server = subprocess.Popen([sys.executable, "-m", "bench.first_datapoint", "--serve",
+                                   str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert server.stdout is not None
+        if server.stdout.readline().strip() != "ready":
+            raise RuntimeError("the simulator process did not start")
+    db = tmp / "state" / "buffer.sqlite3"
+    log_path = tmp / "daemon.log"
+    out: dict[str, Any] = {"first_datapoint_s": None, "cpu_s": None,
+                           "loadavg_1m": os.getloadavg()[0]}
+    with log_path.open("w") as log:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(path)],
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while time.perf_counter() - started < timeout and proc.poll() is None:
+                try:
+                    if db.exists() and read_stats(db).samples > 0:
+                        out["first_datapoint_s"] = round(time.perf_counter() - started, 3)
+                        out["cpu_s"] = round(cpu_of(proc.pid), 3)
+                        break
+                except Exception:  # the store is being created: try again
+                    pass
+                time.sleep(0.02)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if server is not None:
+                server.kill()
+                server.wait()
+    text = log_path.read_text(errors="replace")
+    out["cannot_connect_warnings"] = text.count("cannot connect") + text.count("is down (")
+    warnings = [line for line in text.splitlines() if "WARNING" in line]
+    out["warnings"], out["first_warnings"] = len(warnings), warnings[:3]
+    if out["first_datapoint_s"] is None:
+        out["log_tail"] = text[-2000:]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--points", type=int, default=125)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sim", choices=("inprocess", "external"), default="inprocess")
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--name", default="first_datapoint", help="results file name")
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [one_run(Path(tmp) / f"run{i}", args.devices, args.points,
+                        args.sim == "external", args.timeout) for i in range(args.runs)]
+        for i, run in enumerate(runs):
+            run.update(parts(Path(tmp) / f"parts{i}", args.devices, args.points))
+    done = [r for r in runs if r["first_datapoint_s"] is not None]
+    figures: dict[str, Any] = {
+        "devices": args.devices,
+        "points": args.devices * args.points,
+        "sim": args.sim,
+        "runs": args.runs,
+        "missed_runs": len(runs) - len(done),
+        "first_datapoint_s": median([r["first_datapoint_s"] for r in done]) if done else None,
+        "cpu_to_first_datapoint_s": median([r["cpu_s"] for r in done]) if done else None,
+        **{key: round(median([r[key] for r in runs]), 3) for key in (
+            "driver_init_cpu_s", "simulator_start_cpu_s", "simulator_tick_cpu_s")},
+        "cannot_connect_warnings": median([r["cannot_connect_warnings"] for r in runs]),
+        "loadavg_1m_at_start": median([r["loadavg_1m"] for r in runs]),
+    }
+    for key, value in figures.items():
+        print(f"{key:28} {value}")
+    out = save(args.name, figures, runs)
+    print(f"written to {out}")
+    return 0 if done else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
