@@ -5,7 +5,10 @@ let me = null, stream = null;
 const $ = (s) => document.querySelector(s);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
 const ts = (ms) => (ms ? new Date(ms).toLocaleString() : "-");
-const fmt = (v) => (typeof v === "number" ? (Number.isInteger(v) ? v : v.toFixed(2)) : esc(v));
+const fmt = (v) => (typeof v === "number" ? (Number.isInteger(v) ? v : v.toFixed(2))
+  : v && typeof v === "object"  // a KPI per device: "inv-1 12.5, meter 3"
+    ? (Object.entries(v).map(([k, x]) => `${esc(k)} ${fmt(x ?? "-")}`).join(", ") || "-")
+    : esc(v));
 const say = (t) => { $("#msg").textContent = t || ""; };
 
 async function api(path, body) {
