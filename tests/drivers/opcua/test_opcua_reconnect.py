@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 
 import pytest
 from asyncua import ua
@@ -296,7 +297,12 @@ async def test_probes_often_in_the_first_minute_of_an_outage_then_backs_off(
 ) -> None:
     """No server on the port; the clock is fake, so a long outage takes no real time."""
     caplog.set_level(logging.INFO, logger="drivers.opcua")
-    cfg = device(f"opc.tcp://127.0.0.1:{free_port()}",
+    # Hold the port (bound, not listening) so every attempt is refused at once: a port that
+    # is merely free may be taken meanwhile by a server of another test that never answers.
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
+    cfg = device(f"opc.tcp://127.0.0.1:{port}",
                  [{"points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]}],
                  reconnect={"initial_delay": 1.0, "max_delay": 30.0})
     assert cfg.reconnect.max_delay_first_minute == 2.0  # the default
@@ -315,6 +321,7 @@ async def test_probes_often_in_the_first_minute_of_an_outage_then_backs_off(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await driver.close()
+        holder.close()
     started = [sum(waits[:i]) for i in range(len(waits))]  # when each wait began
     # The driver counts the minute from its first failure, the test from the first logged
     # wait: judge the first minute with a few seconds of margin at its end.
