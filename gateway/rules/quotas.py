@@ -259,7 +259,25 @@ class QuotaState:
                 "dropped_kwh": round(self.dropped_wh / 1000, 6)}
 
 
-class Meter:
+class CounterOrPower:
+    """The persisted state of an energy source read from a counter, or integrated from power
+    while no counter reading came (a quota's meter, the history's energy per device)."""
+
+    counter: CounterTracker
+    power: PowerIntegrator
+    has_counter: bool
+
+    def snapshot(self) -> dict[str, Any]:
+        c, p = self.counter, self.power
+        return {"c": [c.last, c.last_ts], "p": [p.last, p.last_ts], "h": self.has_counter}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.counter.last, self.counter.last_ts = state["c"]
+        self.power.last, self.power.last_ts = state["p"]
+        self.has_counter = bool(state["h"])
+
+
+class Meter(CounterOrPower):
     """One device feeding one quota: a counter, and power as a fallback."""
 
     def __init__(self, quota: QuotaState, cfg: Quota, stats: MeterStats) -> None:
@@ -303,14 +321,6 @@ class Meter:
         if r is not None and r[0] > 0:
             self.quota.add(r[0], r[1], s[2])
 
-    def snapshot(self) -> dict[str, Any]:
-        c, p = self.counter, self.power
-        return {"c": [c.last, c.last_ts], "p": [p.last, p.last_ts], "h": self.has_counter}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.counter.last, self.counter.last_ts = state["c"]
-        self.power.last, self.power.last_ts = state["p"]
-        self.has_counter = bool(state["h"])
 
 
 class QuotaEngine:

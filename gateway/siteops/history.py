@@ -37,7 +37,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.model import Sample
-from gateway.rules.quotas import CounterTracker, MeterStats, PowerIntegrator
+from gateway.rules.quotas import CounterOrPower, CounterTracker, MeterStats, PowerIntegrator
 from gateway.siteops.config import EnergySource, HistoryConfig
 from gateway.store import Store
 
@@ -95,7 +95,7 @@ RESOLUTIONS = ("1m", "15m", "1h", "1d")
 Key = tuple[str, str, int]
 
 
-class EnergyMeter:
+class EnergyMeter(CounterOrPower):
     """One device's energy: a counter, and power only while it has delivered no counter."""
 
     def __init__(self, src: EnergySource, stats: MeterStats) -> None:
@@ -114,14 +114,6 @@ class EnergyMeter:
             return self.power.step(value, ts)
         return None
 
-    def snapshot(self) -> dict[str, Any]:
-        c, p = self.counter, self.power
-        return {"c": [c.last, c.last_ts], "p": [p.last, p.last_ts], "h": self.has_counter}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.counter.last, self.counter.last_ts = state["c"]
-        self.power.last, self.power.last_ts = state["p"]
-        self.has_counter = bool(state["h"])
 
 
 @dataclass
