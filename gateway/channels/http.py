@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import aiohttp
-
 MAX_BODY = 1 << 20
 
 
@@ -28,6 +26,8 @@ async def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float
 
     A non-2xx answer is a response like any other: the channel decides what it means.
     """
+    import aiohttp  # loaded with the first notice, not with every gateway that has channels
+
     try:
         async with aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=timeout), raise_for_status=False,

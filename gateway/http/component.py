@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,7 +21,9 @@ from gateway.http import views
 from gateway.http.config import HttpSection
 from gateway.http.host import ContextHost, Host
 from gateway.http.live import CONSUMER, LatestValues, follow_events
-from gateway.http.server import HttpServer
+
+if TYPE_CHECKING:
+    from gateway.http.server import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,11 @@ class HttpComponent(Component):
         self.host = host
         self.section = section
         self.latest = LatestValues(queue_size=section.stream_queue if section else 1000)
-        self.server = HttpServer(host, section, self.latest) if section else None
+        self.server: HttpServer | None = None
+        if section is not None:  # aiohttp and prometheus-client load only for a server
+            from gateway.http.server import HttpServer
+
+            self.server = HttpServer(host, section, self.latest)
         self._remove_observer: Callable[[], None] | None = None
 
     async def start(self) -> None:
