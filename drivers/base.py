@@ -40,6 +40,7 @@ from gateway.clock import Clock
 from gateway.commands import Command
 from gateway.config.base import DeviceId, StrictModel
 from gateway.model import Batch, DeviceStatus, Event, Value
+from gateway.pollstats import PollStats
 
 
 class DeviceConfig(StrictModel):
@@ -104,6 +105,10 @@ class DriverContext(Protocol):
     def kv(self, namespace: str) -> KeyValue:
         """A small persistent key-value map in the store, for state a driver must keep
         across restarts (open OCPP transactions, a transaction id counter)."""
+
+    def poll_stats(self, name: str) -> PollStats:
+        """The poll statistics of a device or bus (requests, errors by kind, latency): call
+        ``ok(latency)`` or ``error(kind, message)`` once per request. See gateway/pollstats.py."""
 
 
 class KeyValue(Protocol):

@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.clock import Clock, SystemClock
 from gateway.model import Batch, DeviceStatus, Event, Sample
+from gateway.pollstats import PollStats, PollStatsBook
 
 
 class MemoryKV:
@@ -44,6 +45,7 @@ class RecordingContext:
         self.statuses: list[tuple[str, DeviceStatus, str]] = []
         self.events: list[Event] = []
         self._kv: dict[str, MemoryKV] = {}
+        self.stats = PollStatsBook(self.clock.now_ms)
         self._changed = asyncio.Condition()
 
     @property
@@ -72,6 +74,9 @@ class RecordingContext:
 
     def kv(self, namespace: str) -> MemoryKV:
         return self._kv.setdefault(namespace, MemoryKV())
+
+    def poll_stats(self, name: str) -> PollStats:
+        return self.stats.of(name)
 
     async def _notify(self) -> None:
         async with self._changed:

@@ -29,6 +29,7 @@ from gateway.errors import StartupError
 from gateway.model import Batch, DeviceStatus, Event, Value
 from gateway.paths import precreate_private_file
 from gateway.pipeline import Pipeline
+from gateway.pollstats import PollStats, PollStatsBook
 from gateway.status import DeviceStatusService
 from gateway.store import Store
 from gateway.store.kv import KV
@@ -60,6 +61,9 @@ class DriverContextImpl:
     def kv(self, namespace: str) -> KV:
         return self._app.store.kv(namespace)
 
+    def poll_stats(self, name: str) -> PollStats:
+        return self._app.poll_stats.of(name)
+
 
 class App:
     """One running gateway. Components never see it: each gets a ComponentContext."""
@@ -77,6 +81,7 @@ class App:
                            on_corrupt=config.store.on_corrupt, clock=self.clock)
         #: Owned here, not by a pipeline: it outlives a reload and every component reads it.
         self.status = DeviceStatusService()
+        self.poll_stats = PollStatsBook(self.clock.now_ms)
         self.pipeline = self._new_pipeline()
         self.commands = CommandRegistry()
         self.drivers: dict[str, Driver] = {}
