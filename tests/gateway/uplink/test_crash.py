@@ -19,6 +19,7 @@ from gateway.store.db import read_stats
 from tests.gateway.uplink.helpers import BASE, GW, site
 from tests.gateway.uplink.wirecheck import Received, WireRecorder
 from tests.support.app import write_config
+from tests.support.daemon import go, prestart
 from tests.support.mosquitto import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -30,39 +31,6 @@ def spawn(config: Path) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "gateway", "run", "-c", str(config), "--log-level", "WARNING"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-
-
-#: A gateway process that does its imports, then waits for a line on stdin before it runs
-#: ``fieldgate run`` exactly as ``python -m gateway`` would. The kill loop starts the next
-#: boot's process while the current one forwards, so 200 restarts do not each pay the
-#: interpreter start, the imports and the config model's build in series (that is startup
-#: speed, measured in bench/startup.py; this test is about what a kill leaves behind).
-PRESTART = """
-import sys
-import aiomqtt, aiosqlite, pydantic
-import drivers.simulated, gateway.cli, gateway.confmgmt.boot, gateway.logs, gateway.runtime
-import gateway.config.loader, gateway.uplink.component, gateway.siteops.component
-gateway.config.site.site_model({"simulated"})  # built once and cached, as the run would
-sys.stdin.readline()
-sys.exit(gateway.cli.main(sys.argv[1:]))
-"""
-
-
-def prestart(config: Path) -> subprocess.Popen[bytes]:
-    """A gateway for ``config`` that has imported its modules; :func:`go` lets it run."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-c", PRESTART, "run", "-c", str(config), "--log-level", "WARNING"],
-        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def go(proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
-    assert proc.stdin is not None
-    proc.stdin.write(b"go\n")
-    proc.stdin.close()
-    return proc
 
 
 def status_of(got: Received, boot: int, state: str) -> list[dict[str, Any]]:
@@ -126,11 +94,11 @@ async def test_two_hundred_kills_lose_nothing(mosquitto: Mosquitto, tmp_path: Pa
     repeats_by_boot: list[list[int]] = []
     t0 = time.monotonic()
     async with RefRecorder(mosquitto.host, mosquitto.port, BASE) as rec:
-        ready = prestart(config)
+        ready = prestart(config, "--log-level", "WARNING")
         for boot in range(1, KILLS + 1):
             rec.ref.repeat_seqs = []
             proc = go(ready)
-            ready = prestart(config)  # the next boot imports while this one forwards
+            ready = prestart(config, "--log-level", "WARNING")  # imports while this one runs
             try:
                 await rec.wait_for(born(boot), 60, f"birth of boot {boot}")
                 # kill at a random point of the stream (about 0..0.8 s of data), measured in
