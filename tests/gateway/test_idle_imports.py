@@ -30,6 +30,10 @@ LAZY = {
     "aiohttp": "an http: section, a webhook notice, or the Modbus simulator",
     "html": "a scheduled HTML report (gateway/siteops/reports.py)",
     "html.entities": "a scheduled HTML report",
+    "difflib": "a config error to locate, a config.apply/rollback, an edited bootstrap file",
+    "gateway.config.locate": "a config error to locate",
+    "gateway.config.partial": "a device with field errors",
+    "gateway.confmgmt.diff": "config.apply / config.rollback, an edited bootstrap file",
 }
 
 SERVE = """
