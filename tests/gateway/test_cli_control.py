@@ -141,3 +141,10 @@ def test_not_running_and_no_answer_are_one_line_each(tmp_path: Path) -> None:
         thread.join(10)
         for conn in accepted:
             conn.close()
+
+
+def test_config_get_loads_none_of_it_either(site: Path) -> None:
+    code, out, loaded = run_fresh(["config", "get", "-c", str(site)])
+    assert code == 0, out
+    assert "id: cli-gw" in out and "# version 1," in out
+    assert loaded == []
