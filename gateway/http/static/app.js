@@ -1,7 +1,7 @@
 "use strict";
 // The technician dashboard: one page, no framework, no CDN. Data comes from /api/v1 and the
 // live stream (/api/v1/stream, Server-Sent Events).
-let me = null, stream = null, timers = [];
+let me = null, stream = null, cleanups = [];
 const $ = (s) => document.querySelector(s);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
 const ts = (ms) => (ms ? new Date(ms).toLocaleString() : "-");
@@ -42,7 +42,7 @@ $("#logout").onclick = () => api("/api/v1/logout", {}).finally(() => location.re
 
 function route() {
   if (stream) { stream.close(); stream = null; }
-  timers.forEach(clearInterval); timers = [];
+  cleanups.forEach((f) => f()); cleanups = [];
   say("");
   const [page, arg] = location.hash.replace(/^#\/?/, "").split("/");
   const view = {device, chargers, alarms, logs, work}[page] || overview;
@@ -196,8 +196,9 @@ async function device(id) {
     `<table id="points"><tr><th>Point</th><th>Value</th><th>Quality</th><th>Time</th><th>Trend (live)</th><th>Write</th></tr></table>` +
     (write ? `<form id="write-any">Write a point: <input name="point" placeholder="point" size="16"> = <input name="value" size="8"> <button>Write</button></form>` : "") +
     `<h3>Last 24 h (local history, 1-minute average with min-max band)</h3><div id="charts" class="charts"></div>`;
-  timers.push(setInterval(() => api("/api/v1/devices/" + encodeURIComponent(id)).then((x) => {
-    $("#pollbox").innerHTML = pollView(x.poll); }, () => {}), 5000));
+  const timer = setInterval(() => api("/api/v1/devices/" + encodeURIComponent(id)).then((x) => {
+    $("#pollbox").innerHTML = pollView(x.poll); }, () => {}), 5000);
+  cleanups.push(() => clearInterval(timer));
   const table = $("#points");
   const send = (p, raw) => act(`/api/v1/devices/${encodeURIComponent(id)}/points/${encodeURIComponent(p)}`,
     {value: parse(raw)}, () => say(`Wrote ${p} = ${raw}`, true));
@@ -232,7 +233,9 @@ async function device(id) {
     "<p>no numeric point has a value yet</p>";
   const x1 = Date.now(), x0 = x1 - 24 * HOUR, h0 = new Date(x0); h0.setMinutes(0, 0, 0);
   const first = h0.getTime() + HOUR * (6 - h0.getHours() % 6);
-  for (const p of numeric) {
+  // A chart is asked for when it comes near the screen: a device with many points does not
+  // make the gateway read a day of every point at once.
+  const load = (p) => {
     const box = $(`figure[data-chart="${CSS.escape(p)}"] .chartbox`);
     api(`/api/v1/history?device=${encodeURIComponent(id)}&point=${encodeURIComponent(p)}&hours=24&resolution=1m`).then((r) =>
       chart(box, {label: `${p} over 24 h`, unit: unitOf(p), step: 60000, x0, x1,
@@ -240,7 +243,11 @@ async function device(id) {
         xticks: range(first, x1, 6 * HOUR), xfmt: (t) => new Date(t).toLocaleTimeString(undefined, {hour: "2-digit", minute: "2-digit"}),
         tfmt: (t) => new Date(t).toLocaleString()}),
     (e) => { box.textContent = `no history: ${e.message}`; });
-  }
+  };
+  const seen = new IntersectionObserver((entries) => { for (const e of entries) if (e.isIntersecting) {
+    seen.unobserve(e.target); load(e.target.dataset.chart); } }, {rootMargin: "400px"});
+  for (const fig of document.querySelectorAll("#charts figure")) seen.observe(fig);
+  cleanups.push(() => seen.disconnect());
 }
 const parse = (raw) => { const n = Number(raw);
   return raw === "true" ? true : raw === "false" ? false : raw !== "" && !isNaN(n) ? n : raw; };

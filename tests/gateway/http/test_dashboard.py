@@ -398,3 +398,48 @@ def test_device_page_renders_a_poll_statistics_snapshot(browser: object, site: S
     expect(poll.locator("td.p99")).to_have_text("—")
     expect(poll.locator("td.last")).to_contain_text("timeout: no answer from unit 1 within 1.0 s")
     page.close()
+
+
+def test_history_routes_answer_viewers_and_refuse_bad_windows(site: Site) -> None:
+    """The reads behind the charts (gateway/http/history_api.py), without a browser."""
+    assert Client(site.base).get("/api/v1/history?device=main-meter&point=power_w").status \
+        == 401
+    vic = site.client("vic")
+    got = vic.get("/api/v1/history?device=main-meter&point=power_w&hours=24&resolution=1m")
+    rows = got.json()["result"]["rows"]
+    assert got.status == 200 and len(rows) >= SEEDED_MINUTES
+    assert all(r["min"] <= r["avg"] <= r["max"] for r in rows)
+    end = rows[SEEDED_MINUTES // 2]["ts"]
+    older = vic.get(f"/api/v1/history?device=main-meter&point=power_w&end={end}&hours=1"
+                    "&resolution=1m").json()["result"]["rows"]
+    assert [r["ts"] for r in older] == [r["ts"] for r in rows if end - 3_600_000 <= r["ts"] < end]
+    for query, word in (("hours=-1", "hours='-1'"), ("hours=x", "hours='x'"),
+                        ("start=yesterday", "start='yesterday'")):
+        bad = vic.get(f"/api/v1/history?device=main-meter&point=power_w&{query}")
+        assert bad.status == 400 and word in bad.json()["error"]["message"], bad.body
+    assert vic.get("/api/v1/history?device=main-meter&point=power_w&resolution=2m").status \
+        == 400
+    energy = vic.get("/api/v1/history/energy?days=1&devices=main-meter").json()["result"]
+    assert list(energy["devices"]) == ["main-meter"] and energy["resolution"] == "1d"
+    assert vic.get("/api/v1/history/energy?days=500").status == 400
+    insp = vic.get("/api/v1/inspections").json()["result"]
+    assert [p["name"] for p in insp["plans"]] == ["meter-cabinet"]
+    assert [i["id"] for i in insp["plans"][0]["checklist"]] == ["seal", "cabinet_c"]
+    assert {(d["plan"], d["device"]) for d in insp["due"]} == {("meter-cabinet", "main-meter")}
+
+
+def test_charts_load_as_they_come_near_the_screen(browser: object, site: Site) -> None:
+    """demo-meter has 27 numeric points: the page asks for the charts in view, not all 27."""
+    page = page_for(browser, site, "vic")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/api/v1/history?" in r.url else None)
+    page.goto(site.base + "/#/device/demo-meter")
+    page.locator("#charts svg.chart").first.wait_for()
+    figures = page.locator("#charts figure")
+    total = figures.count()
+    assert total >= 20 and 0 < len(asked) < total
+    last = figures.last
+    last.scroll_into_view_if_needed()
+    last.locator("svg.chart").wait_for()
+    assert len(asked) <= total  # each chart asked for once
+    page.close()
