@@ -304,7 +304,8 @@ async function work() {
     `<table id="inspections"><tr><th>Completed</th><th>Plan</th><th>Device</th><th>Inspector</th><th>Result</th><th>Findings</th><th>Work order</th></tr>` +
     insp.recent.map((x) => `<tr><td>${ts(x.completed_ts)}</td><td>${esc(x.plan || "-")}</td><td>${esc(x.device || "site")}</td><td>${esc(x.inspector)}</td>` +
       `<td class="${x.result === "fail" ? "bad" : ""}">${esc(x.result)}${x.out_of_range.length ? " (" + esc(x.out_of_range.join(", ")) + ")" : ""}</td>` +
-      `<td>${esc(x.findings)}</td><td>${esc(x.work_order_id || "-")}</td></tr>`).join("") + "</table>";
+      `<td>${esc(x.findings)}</td><td>${esc(x.work_order_id || "-")}</td></tr>`).join("") + "</table>" +
+    `<p class="ro">Inspections of a plan are listed here; a free-form one (no plan) is recorded only as an inspection_completed event (GET /api/v1/events).</p>`;
   const f = $("#insp");
   const plan = () => (f.elements.which.value === "free" ? null : insp.due[Number(f.elements.which.value)]);
   const checklist = () => { const t = plan(), p = t && insp.plans.find((x) => x.name === t.plan);

@@ -282,7 +282,24 @@ def test_operator_completes_an_inspection(browser: object, site: Site) -> None:
     expect(row).to_contain_text("meter-cabinet")
     expect(row).to_contain_text("fail (cabinet_c)")
     shot(page, "inspections")
+    # A free-form inspection (no plan): pass or fail, recorded as an event.
+    form.locator("select[name=which]").select_option(label="free-form (no plan)")
+    form.locator("select[name=device]").select_option("pv-roof")
+    form.locator("select[name=result]").select_option("pass")
+    form.locator("input[name=findings]").fill("panels clean")
+    form.locator("button").click()
+    expect(page.locator("#msg")).to_contain_text("Inspection recorded: pass")
     page.close()
+    viewer = site.client("vic")
+
+    def free_form_event() -> dict[str, Any] | None:
+        events = viewer.get("/api/v1/events?device=pv-roof").json()
+        return next((e for e in events if e["type"] == "inspection_completed"), None)
+
+    event = wait_until(free_form_event, what="the free-form inspection_completed event",
+                       interval=0.5)
+    assert (event["body"]["findings"], event["body"]["result"], event["body"]["inspector"]) \
+        == ("panels clean", "pass", "olga")
     recent = site.client("vic").get("/api/v1/inspections").json()["result"]["recent"]
     mine = [r for r in recent if r["findings"] == "fan blocked"]
     assert len(mine) == 1 and mine[0]["inspector"] == "olga"
