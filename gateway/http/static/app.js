@@ -159,7 +159,7 @@ function chart(el, o) {
     `<rect class="hover" x="${L}" y="${T}" width="${pw}" height="${ph}"/></svg><div class="readout">&nbsp;</div>`;
   el.innerHTML = s;
   const svg = el.querySelector("svg"), cursor = el.querySelector(".cursor"), out = el.querySelector(".readout");
-  el.querySelector("rect.hover").addEventListener("mousemove", (ev) => {
+  el.querySelector("rect.hover").addEventListener("pointermove", (ev) => {  // mouse, pen or finger
     const box = svg.getBoundingClientRect(), t = o.x0 + ((ev.clientX - box.left) * W / box.width - L) / pw * (o.x1 - o.x0);
     let best = o.rows[0];
     for (const r of o.rows) if (Math.abs(r.ts + (o.bars ? o.step / 2 : 0) - t) < Math.abs(best.ts + (o.bars ? o.step / 2 : 0) - t)) best = r;

@@ -343,6 +343,8 @@ def test_viewer_sees_the_forms_disabled_and_the_server_refuses_them(
 def test_overview_shows_builtin_and_plugin_kpis_and_energy_per_day(
         browser: object, site: Site) -> None:
     page = page_for(browser, site, "vic")
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
     kpis = page.locator("#kpis")
     expect(kpis.locator("tr[data-kpi='site.availability_pct']")).to_contain_text("built-in")
     expect(kpis.locator("tr[data-kpi='example.charged_kwh']")).to_contain_text("plugin")
@@ -363,6 +365,7 @@ def test_overview_shows_builtin_and_plugin_kpis_and_energy_per_day(
     expect(page.locator("#energy .readout")).to_contain_text("kWh")
     shot(page, "overview")
     page.close()
+    assert errors == []
 
 
 def path_points(d: str) -> int:
@@ -372,6 +375,8 @@ def path_points(d: str) -> int:
 def test_device_page_plots_24_h_of_history_and_poll_statistics(
         browser: object, site: Site) -> None:
     page = page_for(browser, site, "vic")
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
     page.goto(site.base + "/#/device/main-meter")
     figure = page.locator("figure[data-chart='power_w']")
     line = figure.locator("path.line")
@@ -393,6 +398,7 @@ def test_device_page_plots_24_h_of_history_and_poll_statistics(
         expect(page.locator("#poll td.requests")).not_to_have_text("")
     shot(page, "device-history")
     page.close()
+    assert errors == []
 
 
 def test_device_page_renders_a_poll_statistics_snapshot(browser: object, site: Site) -> None:
