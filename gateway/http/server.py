@@ -22,6 +22,7 @@ from gateway.commands import request_source
 from gateway.http.api import Api, error, json_response
 from gateway.http.auth import COOKIE, CSRF_HEADER, PRINCIPAL, Authenticator, Principal
 from gateway.http.config import HttpSection
+from gateway.http.history_api import HistoryApi
 from gateway.http.host import Host
 from gateway.http.live import LatestValues
 from gateway.http.metrics import LoopLag, Metrics
@@ -61,7 +62,7 @@ class HttpServer:
             web.get("/metrics", self._metrics),
             web.post("/api/v1/login", self._login), web.post("/api/v1/logout", self._logout),
             web.get("/api/v1/session", self._session),
-            *self.api.routes(),
+            *self.api.routes(), *HistoryApi(self.host).routes(),
         ])
         return app
 
