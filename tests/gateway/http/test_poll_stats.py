@@ -3,6 +3,7 @@ whose test driver (tests/support/polled.py) counts requests on a known schedule.
 
 from __future__ import annotations
 
+import re
 from math import ceil
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,14 @@ async def test_devices_and_metrics_carry_the_drivers_poll_statistics(tmp_path: P
     assert not [s for s in samples if s.labels.get("device") == "quiet"
                 and s.name.startswith("fieldgate_poll")]
     assert value("fieldgate_device_status", device="p1", status="online") == 1
+
+
+def test_the_documented_buckets_are_the_histograms() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "http-api.md").read_text()
+    found = re.search(r"in the buckets ([\d.,and ]+) ms, ([\d.,and ]+) s;", " ".join(doc.split()))
+    assert found, "the bucket sentence is gone from docs/http-api.md"
+
+    def numbers(text: str) -> list[float]:
+        return [float(x) for x in re.split(r",\s*|\s+and\s+", text.strip())]
+
+    assert [*(ms / 1000 for ms in numbers(found[1])), *numbers(found[2])] == list(BUCKETS)

@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 
 from gateway.clock import FakeClock
+from gateway.pollstats import BUCKETS
 from gateway.uplink.config import UplinkSection
 from tests.gateway.uplink.helpers import BASE, site
 from tests.support.app import running_app
@@ -138,3 +139,14 @@ async def test_interval_zero_sends_none(tmp_path: Path, mosquitto: Mosquitto) ->
         await wait_until(connected, 15, what="the uplink connected")
         clock.advance(3600)
         await stays(lambda: not got, 1.0, what="no stats message with stats_interval 0")
+
+
+def test_the_documented_example_is_valid() -> None:
+    doc = (ROOT / "docs" / "wire-format.md").read_text()
+    block = doc.split("\n## stats\n", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    example = json.loads(block)
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    assert not [e.message for e in jsonschema.Draft202012Validator(SCHEMA).iter_errors(example)]
+    assert example["poll_buckets_s"] == list(BUCKETS)
+    assert len(example["poll"]["pv-1"]["latency_histogram"]["counts"]) == len(BUCKETS) + 1
+    assert f"(default {UplinkSection().stats_interval:g};" in doc
