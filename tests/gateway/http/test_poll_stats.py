@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.control import send_command
 from gateway.pollstats import BUCKETS
 from gateway.runtime import App
 from tests.support.app import running_app
@@ -73,6 +74,12 @@ async def test_devices_and_metrics_carry_the_drivers_poll_statistics(tmp_path: P
             assert (await r.json())["poll"] == snapshot
         listed = await app.commands.execute("devices.list", {"device": "p1", "points": False})
         assert listed["result"][0]["poll"] == snapshot
+        # health.stats, what /metrics and the MQTT stats message are drawn from, is on the
+        # control socket (``fieldgate cmd health.stats``) and, being read-only, on MQTT.
+        health = await send_command(app.state_dir, "health.stats", {}, timeout=30)
+        assert health["ok"] and health["result"]["poll"]["p1"]["requests"] == N
+        command = app.commands.get("health.stats")
+        assert command is not None and command.read_only
 
         async with http.get(f"{base}/metrics") as r:
             text = await r.text()
