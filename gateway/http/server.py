@@ -25,7 +25,7 @@ from gateway.http.config import HttpSection
 from gateway.http.history_api import HistoryApi
 from gateway.http.host import Host
 from gateway.http.live import LatestValues
-from gateway.http.metrics import LoopLag, Metrics
+from gateway.http.metrics import Metrics
 from gateway.net import is_loopback
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,7 @@ class HttpServer:
         self.latest = latest
         self.auth = Authenticator(section)
         self.api = Api(host, latest)
-        self.lag = LoopLag()
-        self.metrics = Metrics(host, latest, self.lag)
+        self.metrics = Metrics(host, latest)
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
         self.tls = section.tls is not None
