@@ -64,6 +64,7 @@ CHUNK_QUARANTINED = "chunk_quarantined"
 STORE_RECOVERED = "store_recovered"
 DISK_FULL = "disk_full"
 DISK_FULL_CLEARED = "disk_full_cleared"
+STORE_WRITE_RECOVERED = "store_write_recovered"
 CONFIG_APPLIED = "config_applied"
 CONFIG_CONFIRMED = "config_confirmed"
 CONFIG_ROLLED_BACK = "config_rolled_back"
@@ -425,6 +426,8 @@ CATALOGUE: Mapping[str, EventType] = {t.name: t for t in (
     EventType(STORE_RECOVERED, StoreRecovered, "store (`on_corrupt: quarantine`)"),
     EventType(DISK_FULL, DiskFull, "pipeline (a commit failed)"),
     EventType(DISK_FULL_CLEARED, DiskFullCleared, "pipeline (commits work again)"),
+    EventType(STORE_WRITE_RECOVERED, DiskFullCleared,
+              "pipeline (commits work again after a write failure that was not a full disk)"),
     EventType(CONFIG_APPLIED, ConfigApplied, "config (`config.apply`, `config.rollback`)"),
     EventType(CONFIG_CONFIRMED, ConfigConfirmed, "config (health gate or `config.confirm`)"),
     EventType(CONFIG_ROLLED_BACK, ConfigRolledBack, "config (health gate, crash loop at start)"),

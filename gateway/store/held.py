@@ -11,6 +11,9 @@ Events (see docs/wire-format.md):
   committed as soon as anything can be (often together with the held data).
 - ``disk_full_cleared`` with the first commit that succeeds again: since_ts, until_ts,
   failed_commits, dropped_samples, dropped_ts_first, dropped_ts_last (null when none).
+- ``store_write_recovered`` instead, with the same keys, when the failure was not a full
+  disk (an I/O error, say); such a failure has no start event (the log and
+  ``buffer.stats`` say it).
 
 While it lasts, ``Store.write_error`` is ``"disk full: ..."``, shown by ``buffer.stats``.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from gateway.events import DISK_FULL, DISK_FULL_CLEARED, STORE_WRITE_RECOVERED
 from gateway.model import Event, Sample, now_ms
 from gateway.store.errors import is_disk_full
 
@@ -28,8 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DISK_FULL_EVENT = "disk_full"
-DISK_FULL_CLEARED_EVENT = "disk_full_cleared"
+DISK_FULL_EVENT = DISK_FULL
+DISK_FULL_CLEARED_EVENT = DISK_FULL_CLEARED
 
 
 class CommitFailed(Exception):
@@ -97,7 +101,7 @@ class HeldBatch:
         if self.since_ms is None:
             return None
         until = now_ms()
-        event = Event(DISK_FULL_CLEARED_EVENT if self.disk_full else "store_write_recovered", {
+        event = Event(DISK_FULL_CLEARED_EVENT if self.disk_full else STORE_WRITE_RECOVERED, {
             "since_ts": self.since_ms, "until_ts": until, "failed_commits": self.attempts,
             "dropped_samples": self.dropped,
             "dropped_ts_first": self.dropped_ts[0] if self.dropped_ts else None,
