@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -38,7 +38,7 @@ from gateway.store.stats import BufferStats, read_stats
 log = logging.getLogger(__name__)
 
 __all__ = ["OVERFLOW_EVENT", "BufferStats", "RawTelemetryChunk", "Store", "StoredEvent",
-           "TelemetryChunk", "Tx", "read_stats"]
+           "TelemetryChunk", "Tx", "Write", "read_stats"]
 
 SEQ_GAP_EVENT = "seq_gap"
 QUARANTINE_EVENT = "chunk_quarantined"
@@ -69,6 +69,25 @@ class StoredEvent:
     event: Event
 
 
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One write a :class:`Tx` recorded instead of running (see :meth:`Tx.defer`)."""
+
+    sql: str  # "" for add_events
+    rows: list[Any]  # parameter rows (execute: one), or the events
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+class _NoCursor:
+    """What a deferred write returns instead of a cursor (it has not run yet)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("this write is deferred to the end of the pipeline's processors: "
+                           "it has no cursor (read in a separate statement)")
+
+
 class Tx:
     """A write transaction. Obtain with ``async with store.transaction() as tx``.
 
@@ -84,15 +103,49 @@ class Tx:
         self.drops_reported = False
         self.events_added = False
         self.telemetry_added = False
+        self._deferred: list[Write] | None = None
+
+    def defer(self, writes: list[Write] | None) -> None:
+        """From now on record writes (INSERT/UPDATE/DELETE/REPLACE statements and
+        :meth:`add_events`) in ``writes`` instead of running them; ``None`` runs them
+        again. Reads still run. :meth:`run_writes` runs what was recorded. The pipeline
+        defers around its processors, so a commit that fails keeps their writes and runs
+        them on retry instead of calling the processors again."""
+        self._deferred = writes
+
+    async def run_writes(self, writes: Iterable[Write]) -> None:
+        for write in writes:
+            if not write.sql:
+                await self.add_events(write.rows)
+            else:
+                await self.conn.executemany(write.sql, write.rows)
+
+    def _record(self, sql: str, rows: list[Any]) -> bool:
+        if self._deferred is None or not sql.lstrip()[:7].upper().startswith(_WRITES):
+            return False
+        self._deferred.append(Write(sql, rows))
+        return True
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Cursor:
+        if self._record(sql, [params]):
+            return cast(aiosqlite.Cursor, _NoCursor())
         return await self.conn.execute(sql, params)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        if self._deferred is not None:
+            rows = list(rows)
+            if self._record(sql, rows):
+                return
         await self.conn.executemany(sql, rows)
 
     async def add_events(self, events: Iterable[Event]) -> int:
-        """Insert events into the outbox; an id already there is ignored (idempotent)."""
+        """Insert events into the outbox; an id already there is ignored (idempotent).
+        Returns how many were added (deferred: how many were given)."""
+        if self._deferred is not None:
+            events = list(events)
+            if events:
+                self._deferred.append(Write("", events))
+            return len(events)
         rows = [
             (e.id, e.type, e.device, e.ts_ms, json.dumps(dict(e.body), default=str))
             for e in events

@@ -1,9 +1,17 @@
 """What the pipeline keeps while the store cannot write (a full disk).
 
-A commit that fails keeps its samples and events here; the pipeline retries with a capped
-backoff and the drivers wait on the full queue meanwhile (backpressure). Each retry adds what
-was queued, up to ``max_samples`` held in memory; beyond that the oldest held samples are
-dropped and counted exactly (they never had sequence numbers: a failed commit uses none).
+A commit that fails keeps its samples here, and the writes its processors (the rules) and
+the status tracker made for them (:class:`~gateway.store.db.Write`: their SQL and events,
+recorded, not yet run). The retry runs those writes as they were instead of calling the
+processors again: what they keep in memory (an open alarm, a device's link state) already
+counts those samples, so a second pass would count a transition twice or lose it. Samples
+that failed before any processor saw them (the transaction could not even begin) are kept
+apart, as ``fresh``, and are processed by the next attempt.
+
+The pipeline retries with a capped backoff and the drivers wait on the full queue meanwhile
+(backpressure). Each retry adds what was queued, up to ``max_samples`` held in memory;
+beyond that the oldest held samples are dropped and counted exactly (they never had sequence
+numbers: a failed commit uses none). Their effect on the rules is kept.
 
 Events (see docs/wire-format.md):
 
@@ -28,7 +36,7 @@ from gateway.model import Event, Sample, now_ms
 from gateway.store.errors import is_disk_full
 
 if TYPE_CHECKING:
-    from gateway.store.db import Store
+    from gateway.store.db import Store, Write
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +51,11 @@ class CommitFailed(Exception):
 class HeldBatch:
     def __init__(self, max_samples: int) -> None:
         self.max_samples = max_samples
+        #: Samples the processors saw already (their writes are in ``writes``).
         self.samples: list[Sample] = []
-        self._events: list[Event] = []
+        #: Samples no processor saw yet (the attempt failed before the processors ran).
+        self.fresh: list[Sample] = []
+        self._writes: list[Write] = []
         self.attempts = 0
         self.since_ms: int | None = None
         self.disk_full = False
@@ -52,25 +63,26 @@ class HeldBatch:
         self.dropped_ts: tuple[int, int] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.samples or self._events)
+        return bool(self.samples or self.fresh or self._writes)
 
-    def take(self) -> list[Sample]:
-        samples, self.samples = self.samples, []
-        return samples
+    def take(self) -> tuple[list[Sample], list[Sample], list[Write]]:
+        """(samples already processed, samples not processed yet, the recorded writes)."""
+        taken = self.samples, self.fresh, self._writes
+        self.samples, self.fresh, self._writes = [], [], []
+        return taken
 
-    def events(self) -> list[Event]:
-        events, self._events = self._events, []
-        return events
-
-    def keep(self, batch: list[Sample], events: list[Event], err: Exception,
-             store: Store) -> None:
+    def keep(self, samples: list[Sample], fresh: list[Sample], writes: list[Write],
+             err: Exception, store: Store) -> None:
+        """A commit of ``samples`` (processed: their ``writes`` recorded) and ``fresh``
+        (not processed) failed with ``err``: hold them for the next attempt."""
         self.attempts += 1
-        self._events = events + self._events
-        excess = len(batch) - self.max_samples
-        if excess > 0:
-            self._drop(batch[:excess])
-            batch = batch[excess:]
-        self.samples = batch + self.samples
+        self._writes = writes
+        excess = len(samples) + len(fresh) - self.max_samples
+        if excess > 0:  # the oldest first: the processed ones came before the fresh ones
+            cut = min(excess, len(samples))
+            self._drop(samples[:cut] + fresh[:excess - cut])
+            samples, fresh = samples[cut:], fresh[excess - cut:]
+        self.samples, self.fresh = samples, fresh
         if self.since_ms is None:
             self.since_ms = now_ms()
             self.disk_full = is_disk_full(err)
@@ -79,10 +91,12 @@ class HeldBatch:
                       "%d) and retrying; free disk space or lower store.max_bytes",
                       store.path, err, len(self.samples), self.max_samples)
             if self.disk_full:
-                self._events.insert(0, Event(DISK_FULL_EVENT, {
+                from gateway.store.db import Write
+
+                self._writes.insert(0, Write("", [Event(DISK_FULL_EVENT, {
                     "error": str(err), "since_ts": self.since_ms,
                     "max_held_samples": self.max_samples,
-                }))
+                })]))
 
     def _drop(self, samples: list[Sample]) -> None:
         ts = [s[2] for s in samples]
@@ -115,9 +129,11 @@ class HeldBatch:
 
     def give_up(self, store: Store) -> None:
         """At shutdown, when the store still cannot write: count what is lost."""
-        if self.samples:
-            self._drop(self.samples)
+        lost = self.samples + self.fresh
+        if lost:
+            self._drop(lost)
         log.error("store %s still cannot commit at shutdown: %d samples held in memory are "
-                  "lost (%d dropped in total since it stopped writing)", store.path,
-                  len(self.samples), self.dropped)
-        self.samples, self._events = [], []
+                  "lost (%d dropped in total since it stopped writing), and %d writes of the "
+                  "rules and status tracker", store.path, len(lost), self.dropped,
+                  len(self._writes))
+        self.samples, self.fresh, self._writes = [], [], []
