@@ -243,6 +243,8 @@ class Store:
             self._conn = None
             if isinstance(err, sqlite3.DatabaseError) and is_corrupt(err):
                 raise StoreCorrupt(str(err)) from err
+            if opening.is_read_only(err):  # a read-only file system, say
+                raise opening.read_only(self.path) from None
             raise
         log.info(
             "store open at %s (id %s, boot %d, next seq %d, %d bytes buffered)",
