@@ -1,7 +1,7 @@
 """What the pipeline keeps while the store cannot write (a full disk).
 
 A commit that fails keeps its samples here, and the writes its processors (the rules) and
-the status tracker made for them (:class:`~gateway.store.db.Write`: their SQL and events,
+the status tracker made for them (:class:`~gateway.store.tx.Write`: their SQL and events,
 recorded, not yet run). The retry runs those writes as they were instead of calling the
 processors again: what they keep in memory (an open alarm, a device's link state) already
 counts those samples, so a second pass would count a transition twice or lose it. Samples
@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING
 from gateway.events import DISK_FULL, DISK_FULL_CLEARED, STORE_WRITE_RECOVERED
 from gateway.model import Event, Sample, now_ms
 from gateway.store.errors import is_disk_full
+from gateway.store.tx import Write
 
 if TYPE_CHECKING:
-    from gateway.store.db import Store, Write
+    from gateway.store.db import Store
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,6 @@ class HeldBatch:
                       "%d) and retrying; free disk space or lower store.max_bytes",
                       store.path, err, len(self.samples), self.max_samples)
             if self.disk_full:
-                from gateway.store.db import Write
-
                 self._writes.insert(0, Write("", [Event(DISK_FULL_EVENT, {
                     "error": str(err), "since_ts": self.since_ms,
                     "max_held_samples": self.max_samples,
