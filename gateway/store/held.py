@@ -23,7 +23,8 @@ Events (see docs/wire-format.md):
   disk (an I/O error, say); such a failure has no start event (the log and
   ``buffer.stats`` say it).
 
-While it lasts, ``Store.write_error`` is ``"disk full: ..."``, shown by ``buffer.stats``.
+While it lasts, ``Store.write_error`` is ``"disk full: ..."`` (or ``"write failed: ..."``),
+shown by ``buffer.stats``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class CommitFailed(Exception):
 class HeldBatch:
     def __init__(self, max_samples: int) -> None:
         self.max_samples = max_samples
-        #: Samples the processors saw already (their writes are in ``writes``).
+        #: Samples the processors saw already (their writes are in ``_writes``).
         self.samples: list[Sample] = []
         #: Samples no processor saw yet (the attempt failed before the processors ran).
         self.fresh: list[Sample] = []
@@ -89,8 +90,10 @@ class HeldBatch:
             self.disk_full = is_disk_full(err)
             store.write_error = f"{'disk full' if self.disk_full else 'write failed'}: {err}"
             log.error("store %s cannot commit (%s): holding %d samples in memory (at most "
-                      "%d) and retrying; free disk space or lower store.max_bytes",
-                      store.path, err, len(self.samples), self.max_samples)
+                      "%d) and retrying; %s", store.path, err,
+                      len(self.samples) + len(self.fresh), self.max_samples,
+                      "free disk space or lower store.max_bytes" if self.disk_full else
+                      "check the file system and that no other process writes the store")
             if self.disk_full:
                 self._writes.insert(0, Write("", [Event(DISK_FULL_EVENT, {
                     "error": str(err), "since_ts": self.since_ms,
