@@ -2,6 +2,9 @@
 // The technician dashboard: one page, no framework, no CDN. Data comes from /api/v1 and the
 // live stream (/api/v1/stream, Server-Sent Events).
 let me = null, stream = null, cleanups = [];
+// Each route() starts a new view: what an older view's request brings back after that is
+// dropped, so a slow answer never writes into (or over) the page the user went to.
+let nav = 0;
 const $ = (s) => document.querySelector(s);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
 const ts = (ms) => (ms ? new Date(ms).toLocaleString() : "-");
@@ -41,6 +44,7 @@ function login() {
 $("#logout").onclick = () => api("/api/v1/logout", {}).finally(() => location.reload());
 
 function route() {
+  nav++;
   if (stream) { stream.close(); stream = null; }
   cleanups.forEach((f) => f()); cleanups = [];
   say("");
@@ -50,7 +54,8 @@ function route() {
 }
 
 async function overview() {
-  const o = await api("/api/v1/overview");
+  const g = nav, o = await api("/api/v1/overview");
+  if (g !== nav) return;
   const card = (t, v) => `<div class="card"><b>${t}</b><br>${v}</div>`;
   const st = Object.entries(o.devices.by_status).map(([k, n]) => `<span class="${k}">${n} ${k}</span>`).join(", ");
   const al = Array.isArray(o.alarms) ? o.alarms.length + " open" : "no rules";
@@ -74,8 +79,9 @@ async function overview() {
 
 // Built-in site.* KPIs and every plugin's calculate_custom_kpis (run when the page loads).
 async function kpiTable() {
-  const got = await Promise.all(["today", "month", "year"].map((p) =>
+  const g = nav, got = await Promise.all(["today", "month", "year"].map((p) =>
     api("/api/v1/kpis?period=" + p).then((r) => r.result, (e) => ({error: e.message}))));
+  if (g !== nav) return;
   if (got[0].error) { $("#kpis").innerHTML = `<tr><td>${esc(got[0].error)}</td></tr>`; return; }
   const names = Object.keys(got[0].kpis).sort((a, b) => (b.startsWith("site.") - a.startsWith("site.")) || a.localeCompare(b));
   $("#kpis").innerHTML = `<tr><th>KPI</th><th>from</th><th>today</th><th>month</th><th>year</th></tr>` +
@@ -90,10 +96,11 @@ const kpiCell = (v) => (v && typeof v === "object" ? `<details><summary>${Object
   Object.entries(v).map(([k, x]) => `${esc(k)} ${fmt(x ?? "-")}`).join("<br>") + "</details>" : fmt(v ?? "-"));
 
 async function energyChart() {
-  const days = Number($("#e-days").value), box = $("#energy");
+  const g = nav, days = Number($("#e-days").value), box = $("#energy");
   let r;
   try { r = (await api(`/api/v1/history/energy?days=${days}&resolution=1d`)).result; }
   catch (e) { box.textContent = `no energy history: ${e.message}`; return; }
+  if (g !== nav) return;
   const sel = $("#e-dev"), devs = Object.keys(r.devices).sort(), keep = sel.value;
   sel.innerHTML = devs.map((d) => `<option${d === keep ? " selected" : ""}>${esc(d)}</option>`).join("");
   sel.onchange = $("#e-days").onchange = energyChart;
@@ -188,7 +195,8 @@ function pollView(p) {
 }
 
 async function device(id) {
-  const d = await api("/api/v1/devices/" + encodeURIComponent(id));
+  const g = nav, d = await api("/api/v1/devices/" + encodeURIComponent(id));
+  if (g !== nav) return;
   const history = {}, write = me.role === "operator";
   $("#main").innerHTML = `<h2>${esc(d.id)} <small>${esc(d.name)}</small></h2>` +
     `<p>Driver ${esc(d.driver)}, status <span class="${esc(d.status)}">${esc(d.status)}</span> ${esc(d.reason)} since ${ts(d.since)}.</p>` +
@@ -197,7 +205,7 @@ async function device(id) {
     (write ? `<form id="write-any">Write a point: <input name="point" placeholder="point" size="16"> = <input name="value" size="8"> <button>Write</button></form>` : "") +
     `<h3>Last 24 h (local history, 1-minute average with min-max band)</h3><div id="charts" class="charts"></div>`;
   const timer = setInterval(() => api("/api/v1/devices/" + encodeURIComponent(id)).then((x) => {
-    $("#pollbox").innerHTML = pollView(x.poll); }, () => {}), 5000);
+    if (g === nav) $("#pollbox").innerHTML = pollView(x.poll); }, () => {}), 5000);
   cleanups.push(() => clearInterval(timer));
   const table = $("#points");
   const send = (p, raw) => act(`/api/v1/devices/${encodeURIComponent(id)}/points/${encodeURIComponent(p)}`,
@@ -256,7 +264,8 @@ const opForm = (id, inner) => `<form id="${id}"><fieldset${me.role === "operator
   (me.role === "operator" ? "" : ` <small class="ro">operator only: you are a ${esc(me.role)}</small>`) + "</fieldset></form>";
 
 async function chargers() {
-  const r = (await api("/api/v1/chargers")).result, op = me.role === "operator";
+  const g = nav, r = (await api("/api/v1/chargers")).result, op = me.role === "operator";
+  if (g !== nav) return;
   const startForm = (c) => `<form class="start" data-c="${esc(c.charger)}"><fieldset${op && c.connected ? "" : " disabled"}>` +
     `<input name="id_tag" placeholder="id tag" size="10" required> <select name="connector">` +
     Object.keys(c.connectors).filter((n) => n !== "0").map((n) => `<option>${esc(n)}</option>`).join("") +
@@ -281,8 +290,9 @@ async function chargers() {
 
 // Work orders and inspections: lists for everyone, forms for operators.
 async function work() {
-  const [orders, insp, devs] = await Promise.all([api("/api/v1/workorders?limit=50").then((r) => r.result),
+  const g = nav, [orders, insp, devs] = await Promise.all([api("/api/v1/workorders?limit=50").then((r) => r.result),
     api("/api/v1/inspections").then((r) => r.result), api("/api/v1/devices")]);
+  if (g !== nav) return;
   const op = me.role === "operator", devOpts = devs.map((d) => `<option>${esc(d.id)}</option>`).join("");
   const active = (o) => !["done", "cancelled"].includes(o.status);
   const targets = insp.due.map((t, i) => `<option value="${i}">${esc(t.plan)} — ${esc(t.device || "site")}` +
@@ -330,7 +340,8 @@ async function work() {
 }
 
 async function alarms() {
-  const r = (await api("/api/v1/alarms")).result;
+  const g = nav, r = (await api("/api/v1/alarms")).result;
+  if (g !== nav) return;
   $("#main").innerHTML = `<h2>Open alarms</h2><table id="open-alarms"><tr><th>Severity</th><th>Device</th><th>Message</th><th>Since</th><th>Acknowledged</th></tr>` +
     r.open.map((a) => `<tr data-alarm="${esc(a.alarm_id)}"><td>${esc(a.severity)}</td><td>${esc(a.device)}</td><td>${esc(a.message)}</td>` +
       `<td>${ts(a.started_ts)}</td><td class="ack">${a.acked_by ? "by " + esc(a.acked_by) : `<button class="ack" data-id="${esc(a.alarm_id)}">Acknowledge</button>`}</td></tr>`).join("") +
@@ -339,7 +350,8 @@ async function alarms() {
 }
 async function logs(level) {
   level = level || "INFO";
-  const r = (await api(`/api/v1/logs?lines=200&level=${level}`)).result;
+  const g = nav, r = (await api(`/api/v1/logs?lines=200&level=${level}`)).result;
+  if (g !== nav) return;
   $("#main").innerHTML = `<h2>Log</h2><select id="level">` + ["DEBUG", "INFO", "WARNING", "ERROR"].map((l) =>
     `<option${l === level ? " selected" : ""}>${l}</option>`).join("") + `</select> newest last, ${r.kept} kept` +
     `<table id="log">` + r.lines.map((e) => `<tr class="${e.level === "INFO" || e.level === "DEBUG" ? "" : "bad"}"><td>${ts(e.ts)}</td>` +
