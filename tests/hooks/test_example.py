@@ -82,3 +82,15 @@ async def test_example_customer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert kpis["example.open_work_orders"] == 0
         assert kpis["example.peak_power_w"] > 0  # from the simulated samples
         assert kpis["example.charged_kwh"] == 7.0
+
+        # A failed inspection -> a high-priority order, unless its plan already opened one.
+        insp = {"record_id": "ex-i1", "device": "m1", "inspector": "ana", "result": "fail",
+                "findings": "cracked cover", "completed_ts": 4}
+        await app.pipeline.add_event(Event("inspection_completed", {
+            **insp, "record_id": "ex-i0", "work_order_id": "wo-of-the-plan"}, device="m1",
+            id="ex-ev-5"))
+        await app.pipeline.add_event(Event("inspection_completed", insp, device="m1",
+                                           id="ex-ev-6"))
+        opened = await poll(lambda: orders("open"))  # ex-ev-5 was delivered before ex-ev-6
+        assert [(o["title"], o["priority"]) for o in opened] == [
+            ("inspection failed: cracked cover", "high")]

@@ -3,7 +3,8 @@
 Enable it with ``plugins: {customer: example}``. It
 
 - opens a work order for every critical alarm and closes it when the alarm clears;
-- opens a work order for a failed inspection;
+- opens a work order for a failed inspection, unless the site's inspection plan already
+  opened one (``record.work_order_id``);
 - caps the devices' power when an energy quota that has no action of its own in the rules
   engine (``quota.action`` is None) reaches 100 % (needs
   ``plugins.example.may_write: ["*.power_limit_w"]``);
@@ -54,7 +55,7 @@ class ExampleHooks(CustomerHooks):
                 await db.complete_work_order(order.order_id, "alarm cleared by itself")
 
     async def on_inspection_completed(self, record: Any, db: Any) -> None:
-        if record.result == "fail":
+        if record.result == "fail" and not record.work_order_id:
             await db.create_work_order(f"inspection failed: {record.findings}",
                                        device=record.device, priority="high",
                                        key=record.record_id)
