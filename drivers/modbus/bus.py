@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -25,6 +26,7 @@ from pymodbus.framer import FramerType
 from drivers.base import PollFailed
 from drivers.modbus.config import ModbusDeviceConfig
 from drivers.modbus.datatypes import Function
+from gateway.pollstats import PollStats
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +103,20 @@ def _guard_framer(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> Non
 
 
 class Bus:
-    """A serialized request channel to the unit ids behind one connection."""
+    """A serialized request channel to the unit ids behind one connection.
 
-    def __init__(self, key: str, cfg: ModbusDeviceConfig) -> None:
+    Every request on the wire (each attempt of a retried one, writes too) counts once in the
+    poll statistics of its device (:attr:`stats`, by device id; the driver fills it from
+    ``ctx.poll_stats``), with its latency from ``monotonic``. A device without stats (the
+    CLI) counts nothing.
+    """
+
+    def __init__(self, key: str, cfg: ModbusDeviceConfig,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.key = key
         self.cfg = cfg
+        self.stats: dict[str, PollStats] = {}
+        self._monotonic = monotonic
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self.lock = asyncio.Lock()
         self._connect_lock = asyncio.Lock()
@@ -165,16 +176,12 @@ class Bus:
             Function.DISCRETE: self.client.read_discrete_inputs,
         }[function]
         what = f"{function.value} {address}+{count} unit {dev.unit}"
-        reply = await self._call(dev, what, method, address, count=count, device_id=dev.unit)
+        check = _bits_check if function.is_bit else _registers_check
+        reply = await self._call(dev, what, method, address, count=count, device_id=dev.unit,
+                                 check=check)
         if function.is_bit:
-            bits = getattr(reply, "bits", None)
-            if not isinstance(bits, list) or len(bits) < count:
-                raise BadReply(dev.id, f"{what}: reply has {_len(bits)} bits, expected {count}")
-            return [bool(b) for b in bits[:count]]
-        regs = getattr(reply, "registers", None)
-        if not isinstance(regs, list) or len(regs) != count:
-            raise BadReply(dev.id, f"{what}: reply has {_len(regs)} registers, expected {count}")
-        return regs
+            return [bool(b) for b in reply.bits[:count]]
+        return reply.registers
 
     async def write_registers_unlocked(
         self, dev: ModbusDeviceConfig, address: int, values: Sequence[int]
@@ -192,40 +199,86 @@ class Bus:
         await self._call(dev, what, self.client.write_coil, address, value, device_id=dev.unit)
 
     async def _call(self, dev: ModbusDeviceConfig, what: str, method: Any, *args: Any,
+                    check: Callable[[str, str, Any, int], None] | None = None,
                     **kwargs: Any) -> Any:
-        """Send one request with the device's timeout and retries; translate every error."""
+        """Send one request with the device's timeout and retries; translate every error.
+
+        ``check(device, what, reply, count)`` raises :class:`BadReply` for a reply that does
+        not fit (counted as ``bad_reply``, not retried).
+        """
         self.client.ctx.comm_params.timeout_connect = dev.timeout
+        stats = self.stats.get(dev.id)
+        monotonic = self._monotonic
         last: PollFailed | None = None
         for _attempt in range(dev.retries + 1):
             if not self.client.connected:
+                if stats is not None:
+                    stats.error("connection", f"{what}: not connected")
                 raise BusDown(self.key, f"{what}: not connected")
             self.requests += 1
+            started = monotonic()
             try:
                 reply = await asyncio.wait_for(method(*args, **kwargs), dev.timeout + _GUARD)
+                latency = monotonic() - started
             except ConnectionException as err:
-                raise BusDown(self.key, f"{what}: connection lost: {err}") from err
+                down = BusDown(self.key, f"{what}: connection lost: {err}")
+                if stats is not None:
+                    stats.error("connection", down.message)
+                raise down from err
             except (TimeoutError, ModbusIOException) as err:
                 if not self.client.connected:
+                    if stats is not None:
+                        stats.error("connection", f"{what}: connection lost")
                     raise BusDown(self.key, f"{what}: connection lost") from err
                 last = RequestTimeout(dev.id, f"{what}: no reply within {dev.timeout:g} s")
                 last.__cause__ = err
+                if stats is not None:
+                    stats.error("timeout", last.message)
                 continue
             except (ModbusException, ValueError, IndexError, KeyError, TypeError) as err:
                 last = BadReply(dev.id, f"{what}: malformed reply: {err}")
                 last.__cause__ = err
+                if stats is not None:
+                    stats.error("bad_reply", last.message, monotonic() - started)
                 continue
             finally:
                 if self._frame_delay:
                     await asyncio.sleep(self._frame_delay)
             if reply is None:
                 last = BadReply(dev.id, f"{what}: empty reply")
+                if stats is not None:
+                    stats.error("bad_reply", last.message, latency)
                 continue
             if reply.isError():
                 code = int(getattr(reply, "exception_code", 0) or 0)
-                raise ExceptionReply(dev.id, f"{what}: exception code {code}", code)
+                refused = ExceptionReply(dev.id, f"{what}: exception code {code}", code)
+                if stats is not None:
+                    stats.error("exception", refused.message, latency)
+                raise refused
+            if check is not None:
+                try:
+                    check(dev.id, what, reply, kwargs["count"])
+                except BadReply as bad:
+                    if stats is not None:
+                        stats.error("bad_reply", bad.message, latency)
+                    raise
+            if stats is not None:
+                stats.ok(latency)
             return reply
         assert last is not None
         raise last
+
+
+def _bits_check(device: str, what: str, reply: Any, count: int) -> None:
+    bits = getattr(reply, "bits", None)
+    if not isinstance(bits, list) or len(bits) < count:
+        raise BadReply(device, f"{what}: reply has {_len(bits)} bits, expected {count}")
+
+
+def _registers_check(device: str, what: str, reply: Any, count: int) -> None:
+    regs = getattr(reply, "registers", None)
+    if not isinstance(regs, list) or len(regs) != count:
+        raise BadReply(device, f"{what}: reply has {_len(regs)} registers, expected {count}")
 
 
 def _len(value: object) -> str:

@@ -69,7 +69,7 @@ class ModbusDriver(Driver):
                         f"on {key}"
                     )
                 units[cfg.unit] = cfg.id
-            bus = Bus(key, first)
+            bus = Bus(key, first, ctx.clock.monotonic)
             states = []
             for cfg in cfgs:
                 if cfg.profile == SUNSPEC:
@@ -77,6 +77,7 @@ class ModbusDriver(Driver):
                 else:
                     groups = plan_device(cfg, list(cfg.all_points().values()), cache=plans)
                 state = DeviceState(cfg, groups)
+                bus.stats[cfg.id] = ctx.poll_stats(cfg.id)  # one per device, per request
                 self.states[cfg.id] = state
                 states.append(state)
             self.buses[key] = bus
