@@ -24,14 +24,8 @@ from drivers.modbus import datatypes as dt
 from drivers.modbus.bus import Bus
 from drivers.modbus.config import SUNSPEC, ModbusDeviceConfig, PointConfig
 from drivers.modbus.datatypes import Function
-from drivers.modbus.poller import (
-    BusPoller,
-    DeviceState,
-    PlanCache,
-    PointReader,
-    PollGroup,
-    plan_device,
-)
+from drivers.modbus.plans import PlanCache, PointReader, PollGroup, plan_device
+from drivers.modbus.poller import BusPoller, DeviceState
 from drivers.modbus.sunspec import SunSpecReader
 from gateway.model import Value
 
