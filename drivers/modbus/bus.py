@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import struct
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
 
 from drivers.base import PollFailed
 from drivers.modbus.config import ModbusDeviceConfig
@@ -77,6 +80,7 @@ def make_client(cfg: ModbusDeviceConfig) -> AsyncModbusTcpClient | AsyncModbusSe
     # Never let pymodbus close a shared connection because one unit id stopped answering.
     client.set_max_no_responses(1 << 30)
     _guard_framer(client)
+    _quiet_decoder(client)
     return client
 
 
@@ -100,6 +104,53 @@ def _guard_framer(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> Non
             return len(data), None
 
     tm.framer.handleFrame = guarded  # type: ignore[method-assign]
+
+
+def _quiet_decoder(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> None:
+    """Decode replies without the work pymodbus does for a debug line nobody reads.
+
+    pymodbus's ``DecodePDU.decode`` builds ``str(pdu)`` (the whole register list as text) as
+    an argument of ``Log.debug`` on every reply, before the log level is checked, and its
+    register replies unpack one register per ``struct`` call. This replaces the ``decode``
+    of this client's decoder instance only (nothing global): while the ``pymodbus`` logger is
+    not enabled for DEBUG, a plain reply (no sub-function) is built as the library builds it
+    but without the debug text, and a register reply (function 3 or 4) unpacks in one call.
+    Everything else - exception replies, sub-functions, unknown codes, a reply the fast path
+    cannot decode, and any reply while pymodbus debug logging is on - goes to the library's
+    own ``decode``, so its warnings and debug lines are unchanged.
+    ``tests/drivers/modbus/test_bus_decode.py`` checks both paths give equal replies.
+    """
+    decoder = client.ctx.framer.decoder
+    library = decoder.decode
+    table, inx = decoder.pdu_table, decoder.pdu_inx
+    registers = {3, 4}
+    debug_on = functools.partial(_PYMODBUS_LOG.isEnabledFor, logging.DEBUG)
+
+    def decode(frame: bytes) -> ModbusPDU | None:
+        if not frame or frame[0] & 0x80 or debug_on():
+            return library(frame)
+        pdu_class = table.get(frame[0], (None, None))[inx]
+        if pdu_class is None:
+            return library(frame)
+        pdu = pdu_class()
+        try:
+            if frame[0] in registers:
+                size = frame[1]
+                if size >= len(frame) - 1:
+                    return library(frame)  # short: the library says so (and returns None)
+                pdu.registers = list(struct.unpack_from(f">{size // 2}H", frame, 2))
+            else:
+                pdu.decode(frame[1:])
+        except (ModbusException, ValueError, IndexError, struct.error):
+            return library(frame)
+        if pdu.sub_function_code >= 0:
+            return library(frame)
+        return pdu
+
+    decoder.decode = decode  # type: ignore[method-assign]
+
+
+_PYMODBUS_LOG = logging.getLogger("pymodbus.logging")
 
 
 class Bus:
