@@ -40,6 +40,11 @@ def state_dir_of(text: str) -> Path | None:
         gateway = _gateway_section(text)
     except yaml.YAMLError:
         return None
+    return _state_dir(gateway)
+
+
+def _state_dir(gateway: Any) -> Path | None:
+    """``state_dir`` of a ``gateway`` section (``${VAR}`` substituted), None if unusable."""
     if not isinstance(gateway, dict):
         return None
     raw = gateway.get("state_dir", _DEFAULT_STATE_DIR)

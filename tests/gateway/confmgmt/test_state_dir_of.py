@@ -3,7 +3,6 @@ full ``yaml.safe_load`` of the file would say."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.confmgmt.boot import _DEFAULT_STATE_DIR, _ENV, state_dir_of
+from gateway.confmgmt.boot import _state_dir, state_dir_of
 
 
 def by_full_load(text: str) -> Path | None:
@@ -20,14 +19,7 @@ def by_full_load(text: str) -> Path | None:
         data = yaml.safe_load(text)
     except yaml.YAMLError:
         return None
-    gateway = data.get("gateway") if isinstance(data, dict) else None
-    if not isinstance(gateway, dict):
-        return None
-    raw = gateway.get("state_dir", _DEFAULT_STATE_DIR)
-    if not isinstance(raw, str):
-        return None
-    value = _ENV.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), raw)
-    return Path(value) if value else None
+    return _state_dir(data.get("gateway") if isinstance(data, dict) else None)
 
 
 CASES = [
