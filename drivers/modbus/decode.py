@@ -71,7 +71,12 @@ def decode_block(
 # struct call (gaps skipped as pad bytes) instead of one call per point: the poll path's
 # largest cost at 125 points per read. Keyed by the block's spans (kept alive here, so the id
 # is never reused); bounded, since a re-plan makes new blocks.
-_UNPACKERS: dict[int, tuple[object, struct.Struct | None]] = {}
+_Columns = tuple[tuple[str, ...], tuple[tuple[float, float] | None, ...] | None]
+"""The point names of a block in order, and each point's (scale, offset) or None when no
+point of the block is scaled."""
+
+
+_UNPACKERS: dict[int, tuple[object, struct.Struct | None, _Columns]] = {}
 _UNPACKERS_MAX = 4096
 
 
@@ -79,6 +84,12 @@ def block_unpacker(block: Block[PointReader]) -> struct.Struct | None:
     entry = _UNPACKERS.get(id(block.spans))
     if entry is not None and entry[0] is block.spans:
         return entry[1]
+    entry = _build(block)
+    _UNPACKERS[id(block.spans)] = entry
+    return entry[1]
+
+
+def _build(block: Block[PointReader]) -> tuple[object, struct.Struct | None, _Columns]:
     if len(_UNPACKERS) >= _UNPACKERS_MAX:
         _UNPACKERS.clear()
     fmt, pos = [">"], 0
@@ -96,19 +107,26 @@ def block_unpacker(block: Block[PointReader]) -> struct.Struct | None:
         pos = offset + span.count
     else:
         unpacker = struct.Struct("".join(fmt))
-    _UNPACKERS[id(block.spans)] = (block.spans, unpacker)
-    return unpacker
+    readers = [span.item for span in block.spans]
+    names = tuple(r.point.name for r in readers)
+    scales = (tuple((r.point.scale, r.point.offset) if r.scaled else None for r in readers)
+              if any(r.scaled for r in readers) else None)
+    return block.spans, unpacker, (names, scales)
 
 
 def decode_unpacked(device: str, block: Block[PointReader], unpacker: struct.Struct,
-                     buf: bytes, ts: int) -> list[Sample]:
-    out: list[Sample] = []
-    good, bad = Quality.GOOD, Quality.BAD
-    for span, raw in zip(block.spans, unpacker.unpack_from(buf), strict=True):
-        reader = span.item
-        value = float(raw) * reader.point.scale + reader.point.offset if reader.scaled else raw
-        if value != value:  # NaN: the device's "not available"
-            out.append(Sample(device, reader.point.name, ts, None, bad))
-        else:
-            out.append(Sample(device, reader.point.name, ts, value, good))
-    return out
+                    buf: bytes, ts: int) -> list[Sample]:
+    """One sample per point from one ``struct`` call; NaN (a device's "not available") is bad.
+
+    Samples are built with ``tuple.__new__`` (what ``Sample(...)`` does, without the Python
+    frame of the namedtuple's ``__new__``): this runs once per datapoint.
+    """
+    names, scales = _UNPACKERS[id(block.spans)][2]
+    values: Any = unpacker.unpack_from(buf)
+    if scales is not None:
+        values = [v if so is None else v * so[0] + so[1] for v, so in zip(values, scales,
+                                                                           strict=True)]
+    new, good, bad = tuple.__new__, Quality.GOOD, Quality.BAD
+    return [new(Sample, (device, name, ts, v, good)) if v == v  # NaN is not v
+            else new(Sample, (device, name, ts, None, bad))
+            for name, v in zip(names, values, strict=True)]
