@@ -105,7 +105,7 @@ async def test_a_poll_costs_the_same_on_a_bus_of_many_devices() -> None:
 
     few = min([await cpu_per_poll(50) for _ in range(3)])
     many = min([await cpu_per_poll(2000) for _ in range(3)])
-    # a min() over every pair made the 2,000-device poll ~15x dearer; a heap adds log n
+    # a min() over every pair made the 2,000-device poll ~50x dearer here; a heap adds log n
     assert many < 4 * few, (few, many)
 
 
