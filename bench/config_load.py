@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -113,43 +111,25 @@ def _start_to_loaded(path: Path) -> tuple[float, float]:
 
 
 def _first_datapoint(tmp: Path, devices: int, points: int) -> float | None:
-    """Wall seconds from starting the daemon to the first sample in its buffer."""
-    from gateway.store import read_stats
+    """Wall seconds from starting the daemon to the first sample in its buffer (the run of
+    bench/first_datapoint.py, with the in-process simulator)."""
+    from bench.first_datapoint import one_run
 
-    tmp.mkdir(parents=True, exist_ok=True)
-    state = tmp / "fdp-state"
-    text = site_yaml(devices, points, state)
-    text = re.sub(r"    host: 10\.0\.\d+\.\d+\n",
-                  "    host: 127.0.0.1\n    port: 15999\n    simulate: true\n", text)
-    path = tmp / "fdp.yaml"
-    path.write_text(text)
-    db = state / "buffer.sqlite3"
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(path)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while time.perf_counter() - started < 120 and proc.poll() is None:
-            try:
-                if db.exists() and read_stats(db).samples > 0:
-                    return time.perf_counter() - started
-            except Exception:  # the store is being created: try again
-                pass
-            time.sleep(0.05)
-        return None
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    seconds: float | None = one_run(tmp, devices, points, external=False,
+                                    timeout=120)["first_datapoint_s"]
+    return seconds
+
+
+def run_child(code: str, *args: str) -> dict[str, Any]:
+    """Run ``python -c code args`` in a fresh interpreter; its last line of output is JSON."""
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
+                          text=True, check=True, timeout=600)
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _child(path: Path, traced: bool) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(path), "1" if traced else "0"],
-                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=600)
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return run_child(_CHILD, str(path), "1" if traced else "0")
 
 
 def main(argv: list[str] | None = None) -> int:

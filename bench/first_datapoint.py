@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import signal
@@ -48,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import Conditions, median, write_result  # noqa: E402
-from bench.config_load import site_yaml  # noqa: E402
+from bench.config_load import run_child, site_yaml  # noqa: E402
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -127,10 +126,7 @@ def parts(tmp: Path, devices: int, points: int) -> dict[str, float]:
     """CPU seconds of the driver's start-up steps, in a fresh process."""
     tmp.mkdir(parents=True, exist_ok=True)
     path = site(tmp, devices, points, free_port(), simulate=False)
-    proc = subprocess.run([sys.executable, "-c", _PARTS, str(path)], cwd=ROOT, check=True,
-                          capture_output=True, text=True, timeout=600)
-    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return run_child(_PARTS, str(path))
 
 
 def one_run(tmp: Path, devices: int, points: int, external: bool,

@@ -7,6 +7,7 @@ added device and the allocation sites (file:line) that grow most between the sma
 largest count, divided by the added devices: what each device costs, and where.
 
     python bench/memory.py [--devices 10,50] [--registers 125] [--seconds 10] [--top 15]
+                           [--runs 1]
 
 Writes bench/results/memory.json. tracemalloc itself slows the gateway and adds to RSS;
 the RSS figures of bench/site.py (no tracemalloc) are the ones to quote.
@@ -18,7 +19,6 @@ import argparse
 import asyncio
 import gc
 import sys
-import tempfile
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import Conditions, write_result  # noqa: E402
-from bench.site import Simulators, site_config  # noqa: E402
+from bench.common import Conditions, median, write_result  # noqa: E402
+from bench.site import in_process  # noqa: E402
 
 MEGA = 1024 * 1024
 
@@ -36,27 +36,17 @@ async def snapshot_at(devices: int, registers: int, seconds: float
                       ) -> tuple[tracemalloc.Snapshot, float, int]:
     import psutil
 
-    from bench._uplink_common import start_app, stop_app
-    from tests.support.mosquitto import Mosquitto
-
-    with tempfile.TemporaryDirectory(prefix="fieldgate-mem-") as tmp:
-        workdir = Path(tmp)
-        sims = Simulators(devices, registers)
-        try:
-            with Mosquitto(workdir) as broker:
-                config = site_config(workdir, sims.ports, registers, 1.0, broker.port, None)
-                app, task = await start_app(config)
-                try:
-                    await asyncio.sleep(seconds)
-                    gc.collect()
-                    snap = tracemalloc.take_snapshot()
-                    rss = psutil.Process().memory_info().rss / MEGA
-                    samples = app.pipeline.stats.samples
-                finally:
-                    await stop_app(app, task)
-        finally:
-            sims.close()
+    async with in_process(devices, registers) as app:
+        await asyncio.sleep(seconds)
+        gc.collect()
+        snap = tracemalloc.take_snapshot()
+        rss = psutil.Process().memory_info().rss / MEGA
+        samples = app.pipeline.stats.samples
     return snap, rss, samples
+
+
+def _traced(snap: tracemalloc.Snapshot) -> float:
+    return sum(s.size for s in snap.statistics("filename")) / MEGA
 
 
 def main() -> None:
@@ -65,19 +55,25 @@ def main() -> None:
     ap.add_argument("--registers", type=int, default=125)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--runs", type=int, default=1,
+                    help="runs per device count; RSS and traced memory are their medians")
     ap.add_argument("--frames", type=int, default=1,
                     help="traceback depth kept by tracemalloc (group by the innermost frame)")
     args = ap.parse_args()
     counts = [int(n) for n in args.devices.split(",")]
     tracemalloc.start(args.frames)
     snaps: dict[int, tuple[tracemalloc.Snapshot, float, int]] = {}
+    traced_by_count: dict[int, float] = {}
     with Conditions() as conditions:
         for n in counts:
-            snaps[n] = asyncio.run(snapshot_at(n, args.registers, args.seconds))
-            snap, rss, samples = snaps[n]
-            traced = sum(s.size for s in snap.statistics("filename")) / MEGA
-            print(f"{n} devices: RSS {rss:.1f} MB, traced {traced:.1f} MB, {samples:,} samples",
-                  flush=True)
+            runs = [asyncio.run(snapshot_at(n, args.registers, args.seconds))
+                    for _ in range(args.runs)]
+            rss = median(r[1] for r in runs)
+            traced_mb = median(_traced(r[0]) for r in runs)
+            snaps[n] = (runs[-1][0], rss, runs[-1][2])
+            traced_by_count[n] = traced_mb
+            print(f"{n} devices: RSS {rss:.1f} MB, traced {traced_mb:.1f} MB (median of "
+                  f"{args.runs}), {runs[-1][2]:,} samples", flush=True)
     lo, hi = min(counts), max(counts)
     added = hi - lo
     diff = snaps[hi][0].compare_to(snaps[lo][0], "lineno")
@@ -90,13 +86,14 @@ def main() -> None:
         top.append({"where": f"{frame.filename}:{frame.lineno}", "kb_per_device": per_device_kb,
                     "blocks_per_device": stat.count_diff / added})
         print(f"  {per_device_kb:8.1f} KB  {stat.count_diff / added:8.0f} blocks  {where}")
-    traced = {n: sum(s.size for s in snaps[n][0].statistics("filename")) / MEGA for n in counts}
+    traced = traced_by_count
     write_result(
         "memory",
         what=("whole gateway in this process under tracemalloc (Modbus polling, store, rules, "
               "uplink to mosquitto), simulators in another process"),
         goal="<= 100 KB per added device",
-        params={"devices": counts, "registers": args.registers, "seconds": args.seconds},
+        params={"devices": counts, "registers": args.registers, "seconds": args.seconds,
+                "runs": args.runs},
         summary={"rss_mb": {str(n): snaps[n][1] for n in counts},
                  "traced_mb": {str(n): traced[n] for n in counts},
                  "rss_kb_per_added_device": (snaps[hi][1] - snaps[lo][1]) * 1024 / added,

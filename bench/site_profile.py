@@ -15,36 +15,21 @@ import asyncio
 import cProfile
 import pstats
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.site import Simulators, site_config  # noqa: E402
+from bench.site import in_process  # noqa: E402
 
 
 async def profile(devices: int, registers: int, warmup: float, seconds: float) -> cProfile.Profile:
-    from bench._uplink_common import start_app, stop_app
-    from tests.support.mosquitto import Mosquitto
-
     prof = cProfile.Profile()
-    with tempfile.TemporaryDirectory(prefix="fieldgate-prof-") as tmp:
-        workdir = Path(tmp)
-        sims = Simulators(devices, registers)
-        try:
-            with Mosquitto(workdir) as broker:
-                config = site_config(workdir, sims.ports, registers, 1.0, broker.port, None)
-                app, task = await start_app(config)
-                try:
-                    await asyncio.sleep(warmup)
-                    prof.enable()
-                    await asyncio.sleep(seconds)
-                    prof.disable()
-                finally:
-                    await stop_app(app, task)
-        finally:
-            sims.close()
+    async with in_process(devices, registers):
+        await asyncio.sleep(warmup)
+        prof.enable()
+        await asyncio.sleep(seconds)
+        prof.disable()
     return prof
 
 

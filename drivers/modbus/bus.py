@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Sequence
+import struct
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
 
 from drivers.base import PollFailed
 from drivers.modbus.config import ModbusDeviceConfig
 from drivers.modbus.datatypes import Function
+from gateway.pollstats import PollStats
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,7 @@ def make_client(cfg: ModbusDeviceConfig) -> AsyncModbusTcpClient | AsyncModbusSe
     # Never let pymodbus close a shared connection because one unit id stopped answering.
     client.set_max_no_responses(1 << 30)
     _guard_framer(client)
+    _quiet_decoder(client)
     return client
 
 
@@ -100,12 +106,68 @@ def _guard_framer(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> Non
     tm.framer.handleFrame = guarded  # type: ignore[method-assign]
 
 
-class Bus:
-    """A serialized request channel to the unit ids behind one connection."""
+def _quiet_decoder(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> None:
+    """Decode replies without the work pymodbus does for a debug line nobody reads.
 
-    def __init__(self, key: str, cfg: ModbusDeviceConfig) -> None:
+    pymodbus's ``DecodePDU.decode`` builds ``str(pdu)`` (the whole register list as text) as
+    an argument of ``Log.debug`` on every reply, before the log level is checked, and its
+    register replies unpack one register per ``struct`` call. This replaces the ``decode``
+    of this client's decoder instance only (nothing global): while the ``pymodbus`` logger is
+    not enabled for DEBUG, a plain reply (no sub-function) is built as the library builds it
+    but without the debug text, and a register reply (function 3 or 4) unpacks in one call.
+    Everything else - exception replies, sub-functions, unknown codes, a reply the fast path
+    cannot decode, and any reply while pymodbus debug logging is on - goes to the library's
+    own ``decode``, so its warnings and debug lines are unchanged.
+    ``tests/drivers/modbus/test_bus_decode.py`` checks both paths give equal replies.
+    """
+    decoder = client.ctx.framer.decoder
+    library = decoder.decode
+    table, inx = decoder.pdu_table, decoder.pdu_inx
+    registers = {3, 4}
+    debug_on = functools.partial(_PYMODBUS_LOG.isEnabledFor, logging.DEBUG)
+
+    def decode(frame: bytes) -> ModbusPDU | None:
+        if not frame or frame[0] & 0x80 or debug_on():
+            return library(frame)
+        pdu_class = table.get(frame[0], (None, None))[inx]
+        if pdu_class is None:
+            return library(frame)
+        pdu = pdu_class()
+        try:
+            if frame[0] in registers:
+                size = frame[1]
+                if size >= len(frame) - 1:
+                    return library(frame)  # short: the library says so (and returns None)
+                pdu.registers = list(struct.unpack_from(f">{size // 2}H", frame, 2))
+            else:
+                pdu.decode(frame[1:])
+        except (ModbusException, ValueError, IndexError, struct.error):
+            return library(frame)
+        if pdu.sub_function_code >= 0:
+            return library(frame)
+        return pdu
+
+    decoder.decode = decode  # type: ignore[method-assign]
+
+
+_PYMODBUS_LOG = logging.getLogger("pymodbus.logging")
+
+
+class Bus:
+    """A serialized request channel to the unit ids behind one connection.
+
+    Every request on the wire (each attempt of a retried one, writes too) counts once in the
+    poll statistics of its device (:attr:`stats`, by device id; the driver fills it from
+    ``ctx.poll_stats``), with its latency from ``monotonic``. A device without stats (the
+    CLI) counts nothing.
+    """
+
+    def __init__(self, key: str, cfg: ModbusDeviceConfig,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.key = key
         self.cfg = cfg
+        self.stats: dict[str, PollStats] = {}
+        self._monotonic = monotonic
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self.lock = asyncio.Lock()
         self._connect_lock = asyncio.Lock()
@@ -165,16 +227,12 @@ class Bus:
             Function.DISCRETE: self.client.read_discrete_inputs,
         }[function]
         what = f"{function.value} {address}+{count} unit {dev.unit}"
-        reply = await self._call(dev, what, method, address, count=count, device_id=dev.unit)
+        check = _bits_check if function.is_bit else _registers_check
+        reply = await self._call(dev, what, method, address, count=count, device_id=dev.unit,
+                                 check=check)
         if function.is_bit:
-            bits = getattr(reply, "bits", None)
-            if not isinstance(bits, list) or len(bits) < count:
-                raise BadReply(dev.id, f"{what}: reply has {_len(bits)} bits, expected {count}")
-            return [bool(b) for b in bits[:count]]
-        regs = getattr(reply, "registers", None)
-        if not isinstance(regs, list) or len(regs) != count:
-            raise BadReply(dev.id, f"{what}: reply has {_len(regs)} registers, expected {count}")
-        return regs
+            return [bool(b) for b in reply.bits[:count]]
+        return reply.registers
 
     async def write_registers_unlocked(
         self, dev: ModbusDeviceConfig, address: int, values: Sequence[int]
@@ -192,40 +250,86 @@ class Bus:
         await self._call(dev, what, self.client.write_coil, address, value, device_id=dev.unit)
 
     async def _call(self, dev: ModbusDeviceConfig, what: str, method: Any, *args: Any,
+                    check: Callable[[str, str, Any, int], None] | None = None,
                     **kwargs: Any) -> Any:
-        """Send one request with the device's timeout and retries; translate every error."""
+        """Send one request with the device's timeout and retries; translate every error.
+
+        ``check(device, what, reply, count)`` raises :class:`BadReply` for a reply that does
+        not fit (counted as ``bad_reply``, not retried).
+        """
         self.client.ctx.comm_params.timeout_connect = dev.timeout
+        stats = self.stats.get(dev.id)
+        monotonic = self._monotonic
         last: PollFailed | None = None
         for _attempt in range(dev.retries + 1):
             if not self.client.connected:
+                if stats is not None:
+                    stats.error("connection", f"{what}: not connected")
                 raise BusDown(self.key, f"{what}: not connected")
             self.requests += 1
+            started = monotonic()
             try:
                 reply = await asyncio.wait_for(method(*args, **kwargs), dev.timeout + _GUARD)
+                latency = monotonic() - started
             except ConnectionException as err:
-                raise BusDown(self.key, f"{what}: connection lost: {err}") from err
+                down = BusDown(self.key, f"{what}: connection lost: {err}")
+                if stats is not None:
+                    stats.error("connection", down.message)
+                raise down from err
             except (TimeoutError, ModbusIOException) as err:
                 if not self.client.connected:
+                    if stats is not None:
+                        stats.error("connection", f"{what}: connection lost")
                     raise BusDown(self.key, f"{what}: connection lost") from err
                 last = RequestTimeout(dev.id, f"{what}: no reply within {dev.timeout:g} s")
                 last.__cause__ = err
+                if stats is not None:
+                    stats.error("timeout", last.message)
                 continue
             except (ModbusException, ValueError, IndexError, KeyError, TypeError) as err:
                 last = BadReply(dev.id, f"{what}: malformed reply: {err}")
                 last.__cause__ = err
+                if stats is not None:
+                    stats.error("bad_reply", last.message, monotonic() - started)
                 continue
             finally:
                 if self._frame_delay:
                     await asyncio.sleep(self._frame_delay)
             if reply is None:
                 last = BadReply(dev.id, f"{what}: empty reply")
+                if stats is not None:
+                    stats.error("bad_reply", last.message, latency)
                 continue
             if reply.isError():
                 code = int(getattr(reply, "exception_code", 0) or 0)
-                raise ExceptionReply(dev.id, f"{what}: exception code {code}", code)
+                refused = ExceptionReply(dev.id, f"{what}: exception code {code}", code)
+                if stats is not None:
+                    stats.error("exception", refused.message, latency)
+                raise refused
+            if check is not None:
+                try:
+                    check(dev.id, what, reply, kwargs["count"])
+                except BadReply as bad:
+                    if stats is not None:
+                        stats.error("bad_reply", bad.message, latency)
+                    raise
+            if stats is not None:
+                stats.ok(latency)
             return reply
         assert last is not None
         raise last
+
+
+def _bits_check(device: str, what: str, reply: Any, count: int) -> None:
+    bits = getattr(reply, "bits", None)
+    if not isinstance(bits, list) or len(bits) < count:
+        raise BadReply(device, f"{what}: reply has {_len(bits)} bits, expected {count}")
+
+
+def _registers_check(device: str, what: str, reply: Any, count: int) -> None:
+    regs = getattr(reply, "registers", None)
+    if not isinstance(regs, list) or len(regs) != count:
+        raise BadReply(device, f"{what}: reply has {_len(regs)} registers, expected {count}")
 
 
 def _len(value: object) -> str:

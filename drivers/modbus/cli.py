@@ -227,8 +227,9 @@ async def _read_profile(cfg: ModbusDeviceConfig) -> int:
     """Read every point of the device's profile as the driver would, and print them."""
     from drivers.modbus.bus import BadReply, Bus, BusDown, ExceptionReply, RequestTimeout
     from drivers.modbus.config import SUNSPEC
+    from drivers.modbus.decode import decode_known
     from drivers.modbus.holes import HOLE_CODES, bisect
-    from drivers.modbus.poller import decode_known, plan_device
+    from drivers.modbus.plans import plan_device
     from drivers.modbus.sunspec import SunSpecReader
 
     bus = Bus(cfg.bus_key, cfg)

@@ -24,14 +24,8 @@ from drivers.modbus import datatypes as dt
 from drivers.modbus.bus import Bus
 from drivers.modbus.config import SUNSPEC, ModbusDeviceConfig, PointConfig
 from drivers.modbus.datatypes import Function
-from drivers.modbus.poller import (
-    BusPoller,
-    DeviceState,
-    PlanCache,
-    PointReader,
-    PollGroup,
-    plan_device,
-)
+from drivers.modbus.plans import PlanCache, PointReader, PollGroup, plan_device
+from drivers.modbus.poller import BusPoller, DeviceState
 from drivers.modbus.sunspec import SunSpecReader
 from gateway.model import Value
 
@@ -69,7 +63,7 @@ class ModbusDriver(Driver):
                         f"on {key}"
                     )
                 units[cfg.unit] = cfg.id
-            bus = Bus(key, first)
+            bus = Bus(key, first, ctx.clock.monotonic)
             states = []
             for cfg in cfgs:
                 if cfg.profile == SUNSPEC:
@@ -77,6 +71,7 @@ class ModbusDriver(Driver):
                 else:
                     groups = plan_device(cfg, list(cfg.all_points().values()), cache=plans)
                 state = DeviceState(cfg, groups)
+                bus.stats[cfg.id] = ctx.poll_stats(cfg.id)  # one per device, per request
                 self.states[cfg.id] = state
                 states.append(state)
             self.buses[key] = bus

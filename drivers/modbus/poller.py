@@ -1,8 +1,9 @@
 """The poll loop of one bus: every device behind one connection, one request at a time.
 
-Scheduling is a small earliest-deadline loop over (device, interval group) pairs, so a device
-with 1 s points and 60 s points costs one task, and devices on one RS-485 line never compete
-for it. Failure handling, per device:
+Scheduling is an earliest-deadline loop over (device, interval group) pairs, kept in a heap
+(O(log n) per poll, however many devices share the bus), so a device with 1 s points and 60 s
+points costs one task, and devices on one RS-485 line never compete for it. Ties go to the
+pair listed first (device order, then interval order). Failure handling, per device:
 
 - an exception reply marks that block's points BAD and the device stays online (it answered);
 - a timeout or garbage reply marks the rest of the cycle BAD and ends the device's cycle at
@@ -19,142 +20,25 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import heapq
 import logging
-import operator
 import random
-import struct
 from dataclasses import dataclass, field
-from typing import Any
 
 from drivers.base import DriverContext, PollFailed
-from drivers.modbus import datatypes as dt
 from drivers.modbus.bus import BadReply, Bus, BusDown, ExceptionReply, RequestTimeout
 from drivers.modbus.config import ModbusDeviceConfig, PointConfig
 from drivers.modbus.datatypes import Function
+from drivers.modbus.decode import bad_samples, dead_samples, decode_block, decode_known
 from drivers.modbus.holes import HOLE_CODES, Holes, bisect, describe, runs
-from drivers.modbus.planner import Block, Span, blocked, plan
+from drivers.modbus.planner import Block, blocked
+from drivers.modbus.plans import PointReader, PollGroup, replan
 from drivers.modbus.sunspec import SunSpecReader
-from gateway.model import DeviceStatus, Quality, Sample, Value
+from gateway.model import DeviceStatus, Sample
 
 log = logging.getLogger(__name__)
 
 SIMULATOR_START_WAIT = 30.0  # seconds a poller waits for its in-process simulator to listen
-
-
-@dataclass(slots=True)
-class PointReader:
-    """A point with its decoder built once."""
-
-    point: PointConfig
-    decode: dt.Decoder
-    scaled: bool
-
-    @classmethod
-    def of(cls, p: PointConfig) -> PointReader:
-        decoder = _decoder(p.type, p.order, p.bit, p.length)
-        return cls(p, decoder, p.scale != 1.0 or p.offset != 0.0)
-
-    def value(self, raw: dt.Decoded) -> Value:
-        if self.scaled:
-            return float(raw) * self.point.scale + self.point.offset
-        return raw
-
-
-@functools.lru_cache(maxsize=256)
-def _decoder(type_name: str, order: dt.Order, bit: int | None, length: int | None) -> dt.Decoder:
-    return dt.make_decoder(type_name, order, bit=bit, length=length)  # pure: shared
-
-
-@dataclass
-class PollGroup:
-    interval: float
-    blocks: list[tuple[Function, Block[PointReader]]]
-    next_due: float = 0.0
-    sunspec: SunSpecReader | None = None  # the map is discovered on the device
-    spans: dict[Function, list[Span[PointReader]]] = field(default_factory=dict)
-    dead: list[PointReader] = field(default_factory=list)  # on learned holes: bad, not read
-
-
-PlanCache = dict[Any, list[PollGroup]]
-"""Plans by device shape (see :func:`plan_device`); one per driver, so a reload starts afresh."""
-
-
-def plan_device(
-    cfg: ModbusDeviceConfig, points: list[PointConfig], holes: Holes | None = None,
-    cache: PlanCache | None = None,
-) -> list[PollGroup]:
-    """Group points by interval, then plan each group's reads table by table.
-
-    With a ``cache``, devices of one shape (equal points and equal planning settings: 200
-    meters of one profile or one listed map) share one plan: the blocks, spans and decoders
-    are immutable, so each device gets its own groups (which a learned hole re-plans) around
-    the same blocks. A cache hit costs a key of the points' fields, not a plan.
-    """
-    key = _shape(cfg, points) if cache is not None and not holes else None
-    if key is not None and cache is not None:
-        shared = cache.get(key)
-        if shared is not None:
-            return [PollGroup(g.interval, list(g.blocks), spans=g.spans, dead=list(g.dead))
-                    for g in shared]
-    by_interval: dict[float, dict[Function, list[Span[PointReader]]]] = {}
-    for p in points:
-        interval = p.interval or cfg.interval
-        table = by_interval.setdefault(interval, {})
-        table.setdefault(p.function, []).append(Span(p.address, p.count, PointReader.of(p)))
-    groups = []
-    for interval, tables in sorted(by_interval.items()):
-        group = PollGroup(interval, [], spans=tables)
-        replan(cfg, group, holes)
-        groups.append(group)
-    if key is not None and cache is not None:
-        cache[key] = [PollGroup(g.interval, list(g.blocks), spans=g.spans, dead=list(g.dead))
-                      for g in groups]
-    return groups
-
-
-_MAPS = ("enum", "bitmask")
-_FIELDS = operator.attrgetter(*(f for f in PointConfig.model_fields if f not in _MAPS))
-
-
-def _shape(cfg: ModbusDeviceConfig, points: list[PointConfig]) -> Any:
-    """What a device's plan depends on, hashable; None when a value cannot be hashed.
-
-    Every field of every point is in it (not only those the plan reads): the shared readers
-    carry the first device's point objects, so the points must be equal, not just alike.
-    """
-    try:
-        key = (
-            cfg.interval, cfg.max_gap, cfg.max_registers, cfg.max_bits,
-            tuple((r.function, r.start, r.end) for r in cfg.unreadable),
-            tuple(map(_FIELDS, points)),
-            tuple((i, tuple(p.enum.items()), tuple(p.bitmask.items()))
-                  for i, p in enumerate(points) if p.enum or p.bitmask),
-        )
-        hash(key)
-    except TypeError:
-        return None
-    return key
-
-
-def replan(cfg: ModbusDeviceConfig, group: PollGroup, holes: Holes | None) -> None:
-    """Plan (again) around the configured ``unreadable`` ranges and the learned holes; points
-    on a learned hole are not read at all (they are emitted bad)."""
-    blocks: list[tuple[Function, Block[PointReader]]] = []
-    dead: list[PointReader] = []
-    for function, spans in group.spans.items():
-        unreadable = [
-            (r.start, r.end) for r in cfg.unreadable if r.function in (None, function)
-        ]
-        learned = holes.ranges(function) if holes else []
-        live = spans
-        if learned:
-            live = [s for s in spans if not blocked(s.address, s.end, learned)]
-            dead.extend(s.item for s in spans if blocked(s.address, s.end, learned))
-        limit = cfg.max_bits if function.is_bit else cfg.max_registers
-        for block in plan(live, max_count=limit, max_gap=cfg.max_gap,
-                          unreadable=unreadable + learned):
-            blocks.append((function, block))
-    group.blocks, group.dead = blocks, dead
 
 
 @dataclass
@@ -186,6 +70,7 @@ class BusPoller:
         self._bus_backoff = 0.0
         self._bus_was_down = False
         self.simulators: list[asyncio.Event] = []  # set when this bus's simulators listen
+        self._queue: list[tuple[float, int, DeviceState, PollGroup]] = []
 
     async def run(self) -> None:
         clock = self.ctx.clock
@@ -194,6 +79,8 @@ class BusPoller:
         for state in self.devices:
             for group in state.groups:
                 group.next_due = now
+        self._schedule()
+        queue = self._queue
         task = asyncio.current_task()
         while True:
             if task is not None and task.cancelling():
@@ -202,10 +89,9 @@ class BusPoller:
                 raise asyncio.CancelledError
             if not self.bus.connected:
                 await self._reconnect()
+                queue = self._queue  # rebuilt
                 continue
-            state, group = min(
-                ((s, g) for s in self.devices for g in s.groups), key=lambda sg: sg[1].next_due
-            )
+            _due, order, state, group = queue[0]  # the earliest next_due, first listed on ties
             delay = group.next_due - clock.monotonic()
             if delay > 0:
                 await clock.sleep(delay)
@@ -226,6 +112,14 @@ class BusPoller:
                 group.next_due += group.interval
                 if group.next_due < now:  # overran: skip missed cycles instead of bursting
                     group.next_due = now + group.interval
+            heapq.heapreplace(queue, (group.next_due, order, state, group))
+
+    def _schedule(self) -> None:
+        """(Re)build the heap of (next_due, order, device, group) from every group's next_due;
+        ``order`` (the listing order) breaks ties, as the first listed pair went first."""
+        self._queue = [(g.next_due, i, s, g) for i, (s, g) in enumerate(
+            (s, g) for s in self.devices for g in s.groups)]
+        heapq.heapify(self._queue)
 
     async def _simulator_listening(self) -> None:
         """Wait (a bounded time) until the in-process simulators of this bus listen, so the
@@ -263,6 +157,7 @@ class BusPoller:
         for state in self.devices:
             for group in state.groups:
                 group.next_due = min(group.next_due, now)
+        self._schedule()
 
     async def _sleep_backoff(self) -> None:
         """Capped exponential backoff; reset only by an answered request, so a gateway that
@@ -283,7 +178,7 @@ class BusPoller:
             return
         samples: list[Sample] = []
         planned = blocks = group.blocks  # a learned hole re-plans the group mid-cycle
-        dead = _dead(cfg.id, group, ts)
+        dead = dead_samples(cfg.id, group, ts)
         was_offline = state.online is False
         if was_offline:
             blocks = blocks[:1]  # offline: one probe request, not a cycle of timeouts
@@ -293,7 +188,7 @@ class BusPoller:
             failed = await self._read_blocks(state, blocks, samples, ts)
         except BusDown as err:
             if not was_offline:  # this cycle's values are lost: say so
-                lost = [s for _f, b in planned for s in _bad(cfg.id, b, ts)]
+                lost = [s for _f, b in planned for s in bad_samples(cfg.id, b, ts)]
                 await self.ctx.emit(lost + dead)
             self._failure(state, err.message)
             raise
@@ -326,7 +221,7 @@ class BusPoller:
         refused: list[tuple[Function, Block[PointReader], ExceptionReply]] = []
         for function, block in blocks:
             if failed is not None:
-                samples.extend(_bad(cfg.id, block, ts))
+                samples.extend(bad_samples(cfg.id, block, ts))
                 continue
             try:
                 data = await self.bus.read(cfg, function, block.address, block.count)
@@ -335,10 +230,10 @@ class BusPoller:
                 continue
             except (RequestTimeout, BadReply) as err:
                 failed = err.message
-                samples.extend(_bad(cfg.id, block, ts))
+                samples.extend(bad_samples(cfg.id, block, ts))
                 continue
             answered = True
-            samples.extend(_decode(cfg.id, function, block, data, ts))
+            samples.extend(decode_block(cfg.id, function, block, data, ts))
         may_bisect = answered or state.answered
         found: dict[Function, list[int]] = {}
         holed: list[tuple[Block[PointReader], ExceptionReply]] = []
@@ -346,14 +241,14 @@ class BusPoller:
         for function, block, reply in refused:
             if failed is not None or not may_bisect or reply.code not in HOLE_CODES:
                 unexplained.append((block, reply))
-                samples.extend(_bad(cfg.id, block, ts))
+                samples.extend(bad_samples(cfg.id, block, ts))
                 continue
             read = functools.partial(self.bus.read, cfg, function)
             try:
                 values, holes = await bisect(read, block.address, block.end - 1)
             except (RequestTimeout, BadReply) as timeout:
                 failed = timeout.message
-                samples.extend(_bad(cfg.id, block, ts))
+                samples.extend(bad_samples(cfg.id, block, ts))
                 continue
             answered = answered or bool(values)
             if holes:
@@ -514,102 +409,3 @@ class BusPoller:
         state.online = True
         state.failures = 0
         state.backoff = 0.0
-
-
-def _bad(device: str, block: Block[PointReader], ts: int) -> list[Sample]:
-    return [Sample(device, s.item.point.name, ts, None, Quality.BAD) for s in block.spans]
-
-
-def _dead(device: str, group: PollGroup, ts: int) -> list[Sample]:
-    return [Sample(device, r.point.name, ts, None, Quality.BAD) for r in group.dead]
-
-
-def decode_known(
-    device: str, function: Function, block: Block[PointReader], values: dict[int, Any], ts: int
-) -> list[Sample]:
-    """Decode the spans whose every address was read (by a bisection); the others are bad."""
-    out: list[Sample] = []
-    for span in block.spans:
-        addrs = range(span.address, span.end)
-        if all(a in values for a in addrs):
-            one = Block(span.address, span.count, (span,))
-            out.extend(_decode(device, function, one, [values[a] for a in addrs], ts))
-        else:
-            out.append(Sample(device, span.item.point.name, ts, None, Quality.BAD))
-    return out
-
-
-def _decode(
-    device: str, function: Function, block: Block[PointReader], data: list[int] | list[bool],
-    ts: int,
-) -> list[Sample]:
-    out: list[Sample] = []
-    if function.is_bit:
-        for span in block.spans:
-            out.append(Sample(device, span.item.point.name, ts, bool(data[span.address -
-                                                                          block.address])))
-        return out
-    buf = dt.registers_to_bytes(data)
-    unpacked = _unpacker(block)
-    if unpacked is not None:
-        return _decode_unpacked(device, block, unpacked, buf, ts)
-    for span in block.spans:
-        reader = span.item
-        try:
-            value = reader.value(reader.decode(buf, 2 * (span.address - block.address)))
-        except (ValueError, OverflowError) as err:
-            log.debug("modbus %s: cannot decode %s: %s", device, reader.point.name, err)
-            out.append(Sample(device, reader.point.name, ts, None, Quality.BAD))
-            continue
-        if isinstance(value, float) and value != value:  # NaN: the device's "not available"
-            out.append(Sample(device, reader.point.name, ts, None, Quality.BAD))
-        else:
-            out.append(Sample(device, reader.point.name, ts, value, Quality.GOOD))
-    return out
-
-
-# A block whose points are all plain numbers in ABCD order, in address order, decodes with one
-# struct call (gaps skipped as pad bytes) instead of one call per point: the poll path's
-# largest cost at 125 points per read. Keyed by the block's spans (kept alive here, so the id
-# is never reused); bounded, since a re-plan makes new blocks.
-_UNPACKERS: dict[int, tuple[object, struct.Struct | None]] = {}
-_UNPACKERS_MAX = 4096
-
-
-def _unpacker(block: Block[PointReader]) -> struct.Struct | None:
-    entry = _UNPACKERS.get(id(block.spans))
-    if entry is not None and entry[0] is block.spans:
-        return entry[1]
-    if len(_UNPACKERS) >= _UNPACKERS_MAX:
-        _UNPACKERS.clear()
-    fmt, pos = [">"], 0
-    unpacker: struct.Struct | None = None
-    for span in block.spans:
-        point = span.item.point
-        spec = dt.DATA_TYPES[point.type]
-        offset = span.address - block.address
-        if (spec.struct_code is None or point.type == "bool" or point.order.byte_swap
-                or point.order.word_swap or offset < pos or spec.registers != span.count):
-            break
-        if offset > pos:
-            fmt.append(f"{2 * (offset - pos)}x")
-        fmt.append(spec.struct_code)
-        pos = offset + span.count
-    else:
-        unpacker = struct.Struct("".join(fmt))
-    _UNPACKERS[id(block.spans)] = (block.spans, unpacker)
-    return unpacker
-
-
-def _decode_unpacked(device: str, block: Block[PointReader], unpacker: struct.Struct,
-                     buf: bytes, ts: int) -> list[Sample]:
-    out: list[Sample] = []
-    good, bad = Quality.GOOD, Quality.BAD
-    for span, raw in zip(block.spans, unpacker.unpack_from(buf), strict=True):
-        reader = span.item
-        value = float(raw) * reader.point.scale + reader.point.offset if reader.scaled else raw
-        if value != value:  # NaN: the device's "not available"
-            out.append(Sample(device, reader.point.name, ts, None, bad))
-        else:
-            out.append(Sample(device, reader.point.name, ts, value, good))
-    return out

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -35,10 +36,14 @@ _DEFAULT_STATE_DIR = "/var/lib/fieldgate"
 def state_dir_of(text: str) -> Path | None:
     """``gateway.state_dir`` read from raw YAML (``${VAR}`` substituted), None if unreadable."""
     try:
-        data = yaml.safe_load(text)
+        gateway = _gateway_section(text)
     except yaml.YAMLError:
         return None
-    gateway = data.get("gateway") if isinstance(data, dict) else None
+    return _state_dir(gateway)
+
+
+def _state_dir(gateway: Any) -> Path | None:
+    """``state_dir`` of a ``gateway`` section (``${VAR}`` substituted), None if unusable."""
     if not isinstance(gateway, dict):
         return None
     raw = gateway.get("state_dir", _DEFAULT_STATE_DIR)
@@ -46,6 +51,60 @@ def state_dir_of(text: str) -> Path | None:
         return None
     value = _ENV.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), raw)
     return Path(value) if value else None
+
+
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_END = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+def _gateway_section(text: str) -> Any:
+    """The top-level ``gateway`` value of a YAML document, read without building the rest.
+
+    A big site's file is megabytes of devices; building all of it here (pure-Python
+    ``safe_load``) cost more CPU and memory than the real config load. libyaml's events are
+    read up to the top-level ``gateway`` key, and only its value is built (re-emitted as a
+    small document). Anything unusual (not a mapping at the top, a complex key, an alias to an
+    anchor outside the section) falls back to building the whole document with libyaml.
+    """
+    loader = _LOADER(text)
+    try:
+        head = [loader.get_event(), loader.get_event(), loader.get_event()]
+        if not isinstance(head[2], yaml.MappingStartEvent):
+            raise _Unusual
+        while not loader.check_event(yaml.MappingEndEvent):
+            key = loader.get_event()
+            if not isinstance(key, yaml.ScalarEvent):
+                raise _Unusual
+            value = _node_events(loader)
+            if key.value == "gateway":
+                small = yaml.emit([
+                    yaml.StreamStartEvent(), yaml.DocumentStartEvent(), *value,
+                    yaml.DocumentEndEvent(), yaml.StreamEndEvent()])
+                return yaml.load(small, Loader=_LOADER)  # libyaml safe loader
+        return None
+    except (_Unusual, yaml.YAMLError):
+        data = yaml.load(text, Loader=_LOADER)  # libyaml safe loader
+        return data.get("gateway") if isinstance(data, dict) else None
+    finally:
+        loader.dispose()
+
+
+class _Unusual(Exception):
+    pass
+
+
+def _node_events(loader: Any) -> list[Any]:
+    """The events of the next node (a scalar, an alias, or a whole collection)."""
+    events = [loader.get_event()]
+    depth = 1 if isinstance(events[0], yaml.CollectionStartEvent) else 0
+    while depth:
+        event = loader.get_event()
+        events.append(event)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+        elif isinstance(event, _END):
+            depth -= 1
+    return events
 
 
 def resolve(bootstrap: Path, *, starting: bool = True) -> Path:

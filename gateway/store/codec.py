@@ -14,7 +14,10 @@ from typing import Any
 
 from gateway.model import Batch
 
-_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+# A batch is a list of flat tuples of scalars: it cannot hold a cycle, so the encoder need
+# not track the containers it is inside (check_circular costs a dict insert and delete per
+# sample; ~15 % of the encoding time in a micro benchmark on a busy machine).
+_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False).encode
 
 
 def encode_chunk(batch: Batch) -> bytes:
