@@ -92,6 +92,7 @@ class DeviceSession:
             except asyncio.CancelledError:
                 raise
             except Exception as err:
+                _raise_if_cancelled(err)
                 reason = self._describe(err)
             now = self.ctx.clock.monotonic()
             if self.connections > before:  # we were online: this is a fresh loss
@@ -329,6 +330,20 @@ class DeviceSession:
         if isinstance(err, OSError):
             return err.strerror or type(err).__name__
         return str(err) or type(err).__name__
+
+
+def _raise_if_cancelled(err: Exception) -> None:
+    """Turn a failure that swallowed a cancel of this task back into the cancel.
+
+    Python 3.11's ``asyncio.wait_for`` (asyncua's socket connect uses it) returns or raises
+    the awaited result when a cancel arrives after that result is ready: against a refused
+    port, a cancel just after the refusal comes out as ``ConnectionRefusedError``. The retry
+    loop would then run on for ever after a reload or shutdown cancelled it. The task still
+    counts the cancel (``cancelling()``), so honour it here.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError() from err
 
 
 def _first_leaf(err: BaseException) -> BaseException:
