@@ -177,3 +177,10 @@ class CountingContext:
         from drivers.testing import MemoryKV
 
         return self._kv.setdefault(namespace, MemoryKV())
+
+    def poll_stats(self, name: str) -> Any:
+        if not hasattr(self, "_stats"):
+            from gateway.pollstats import PollStatsBook
+
+            self._stats = PollStatsBook(self.clock.now_ms)
+        return self._stats.of(name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable, Sequence
+from time import monotonic
 from typing import Literal
 
 from pydantic import Field
@@ -124,15 +125,18 @@ class SimulatedDriver(Driver):
         model = self.models[device_id]
         clock = self.ctx.clock
         interval = model.cfg.interval
+        stats = self.ctx.poll_stats(device_id)  # each tick is one poll, always answered
         self.ctx.set_status(device_id, DeviceStatus.ONLINE)
         next_tick = clock.monotonic()
         while True:
+            started = monotonic()
             ts = clock.now_ms()
             values = model.values(ts, interval)
             batch = [Sample(device_id, point, ts, value) for point, value in values.items()]
             if model.extra:
                 batch.extend(Sample(device_id, p, ts, v)
                              for p, v in zip(model.extra, model.extra_values(), strict=True))
+            stats.ok(monotonic() - started)
             await self.ctx.emit(batch)
             next_tick += interval
             delay = next_tick - clock.monotonic()

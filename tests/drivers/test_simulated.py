@@ -106,3 +106,23 @@ def test_the_reported_points_are_the_documented_ones() -> None:
     assert tuple(model.values(0, 1)) == POINTS
     readme = (HERE / "README.md").read_text()
     assert all(f"`{p}`" in readme for p in POINTS)
+
+
+async def test_each_tick_is_one_answered_poll_in_the_devices_statistics() -> None:
+    ctx = RecordingContext()
+    driver = SimulatedDriver([SimulatedDevice(id="m", type="simulated", interval=0.01,
+                                              extra_points=200)], ctx)
+    [(_, factory)] = list(driver.tasks())
+    task = asyncio.create_task(factory())
+    try:
+        await ctx.wait_for(lambda c: len(c.batches) >= 20)
+        stats = ctx.stats.of("m")
+        snap = stats.snapshot()
+        # counted just before the batch is handed on: one request per batch, never an error
+        assert snap["requests"] == len(ctx.batches)
+        assert snap["error_total"] == 0 and snap["last_error"] is None
+        assert 0 < snap["latency_ms"]["p50"] <= snap["latency_ms"]["p99"] < 1000
+        assert stats.histogram()[2] == snap["requests"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -400,6 +400,10 @@ async def test_every_connect_attempt_ends_in_bounded_real_time(
         async with running(cfg) as (_, ctx):
             await wait_until(lambda: "(attempt 5)" in caplog.text, 30, what="five attempts")
             assert ctx.status_of("inv-1") is DeviceStatus.OFFLINE
+            # each failed attempt is one failed request in the poll statistics, by its kind
+            errors = ctx.stats.of("inv-1").errors
+            assert set(errors) == {"connection" if peer == "refused" else "timeout"}
+            assert sum(errors.values()) >= 5
     finally:
         if holder is not None:
             holder.close()
