@@ -8,9 +8,15 @@ ingest path's. The load (one SSE stream of one device, as the dashboard's device
 ``--stream-all`` for every sample; 10 pollers) runs in this process. Throughput is samples
 committed per second (``buffer.stats``
 ``next_seq`` over the window); CPU per sample is the daemon's user+system CPU time over the
-window divided by those samples.
+window divided by those samples. Each run pair (without, then with) is interleaved, so drift
+of the machine hits both alike; the overhead is the median over the pairs of the per-pair
+change, and the medians of each mode are printed beside it.
 
-    python bench/http_overhead.py [--seconds 30] [--runs 3] [--points 2000] [--stream-all]
+    python bench/http_overhead.py --seconds 8 --runs 3   # under 2 minutes
+    python bench/http_overhead.py [--warmup 3] [--points 2000] [--stream-all]
+
+A run costs about ``warmup + seconds + 5`` s (the daemon's start and stop), so ``--runs N``
+takes about ``2 N`` times that. Results: bench/results/http_overhead.json (bench/common.py).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +38,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._util import save  # noqa: E402
-from gateway.control import send_command  # noqa: E402
+from bench.common import Conditions, median, write_result  # noqa: E402
+from gateway.control import ControlUnreachable, send_command  # noqa: E402
 from tests.support.daemon import spawn  # noqa: E402
 from tests.support.mosquitto import free_port  # noqa: E402
 
@@ -60,15 +66,34 @@ async def _next_seq(state_dir: Path) -> int:
     return int(reply["result"]["next_seq"])
 
 
-async def _wait_socket(state_dir: Path, timeout: float = 60) -> None:
+async def _wait_socket(state_dir: Path, proc: subprocess.Popen[bytes], log: Path,
+                       timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
             await _next_seq(state_dir)
             return
-        except (OSError, KeyError):
+        except (OSError, KeyError, ControlUnreachable):
+            if proc.poll() is not None:
+                raise SystemExit(f"the daemon exited with {proc.returncode}:\n"
+                                 + log.read_text()[-3000:]) from None  # noqa: ASYNC240
             if time.monotonic() > deadline:
                 raise
+            await asyncio.sleep(0.2)
+
+
+async def _wait_http(base: str, timeout: float = 60) -> None:
+    """Until the HTTP server answers /readyz with 200 (it listens a little after the
+    control socket does)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(base + "/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the HTTP server at {base} did not get ready in {timeout:g} s")
             await asyncio.sleep(0.2)
 
 
@@ -76,9 +101,11 @@ async def _stream(base: str, device: str | None, stop: asyncio.Event, seen: list
     query = f"?device={device}" if device else ""
     async with aiohttp.ClientSession() as http, \
             http.get(base + "/api/v1/stream" + query) as resp:
-        async for line in resp.content:
-            if line.startswith(b"data: "):
-                seen[0] += len(line)
+        resp.raise_for_status()
+        # By chunk, not by line: the snapshot of a device of 2,000 points is one line longer
+        # than aiohttp's line limit.
+        async for chunk in resp.content.iter_any():
+            seen[0] += len(chunk)
             if stop.is_set():
                 return
 
@@ -107,9 +134,10 @@ async def one_run(with_http: bool, seconds: float, warmup: float, points: int,
         load: list[asyncio.Task[None]] = []
         streamed, polled = [0], [0]
         try:
-            await _wait_socket(state_dir)
+            await _wait_socket(state_dir, proc, workdir / "daemon.log")
             if port is not None:
                 base = f"http://127.0.0.1:{port}"
+                await _wait_http(base)
                 # The dashboard's device page streams its device; --stream-all: every sample.
                 device = None if stream_all else "bench-0"
                 load.append(asyncio.create_task(_stream(base, device, stop, streamed)))
@@ -123,12 +151,22 @@ async def one_run(with_http: bool, seconds: float, warmup: float, points: int,
             stop.set()
             for task in load:
                 task.cancel()
+            failed = []
             for task in load:
-                with contextlib.suppress(BaseException):
-                    await task
+                with contextlib.suppress(asyncio.CancelledError):
+                    try:
+                        await task
+                    except Exception as err:
+                        failed.append(repr(err))
             proc.terminate()
             proc.wait(60)
     samples = s1 - s0
+    if failed:
+        raise SystemExit(f"the HTTP load failed, so this run measured less than it should: "
+                         f"{failed[:3]}")
+    if samples <= 0:
+        raise SystemExit(f"the daemon committed no samples in {seconds:g} s "
+                         f"({'with' if with_http else 'without'} http): is it running?")
     run = {"http": with_http, "samples_per_s": samples / (t1 - t0),
            "cpu_us_per_sample": (c1 - c0) / samples * 1e6 if samples else None,
            "api_polls": polled[0], "stream_bytes": streamed[0]}
@@ -138,40 +176,60 @@ async def one_run(with_http: bool, seconds: float, warmup: float, points: int,
     return run
 
 
+def pct(after: float, before: float) -> float:
+    return (after / before - 1) * 100
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="measured window of each run (after the warm-up)")
+    parser.add_argument("--runs", type=int, default=3, help="run pairs (without, with HTTP)")
+    parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--points", type=int, default=2000,
                         help="extra points per device (4 devices every 0.1 s)")
     parser.add_argument("--stream-all", action="store_true",
                         help="stream every device's samples, not one device's as the "
                         "dashboard's device page does")
     args = parser.parse_args()
-    runs = []
-    for _ in range(args.runs):  # interleaved, so drift of the machine hits both alike
-        for with_http in (False, True):
-            runs.append(asyncio.run(one_run(with_http, args.seconds, args.warmup,
-                                            args.points, args.stream_all)))
-    figures: dict[str, Any] = {}
+    started = time.monotonic()
+    runs: list[dict[str, Any]] = []
+    pairs: list[dict[str, float]] = []
+    with Conditions() as conditions:
+        for i in range(args.runs):
+            print(f"run pair {i + 1}/{args.runs}")
+            without, with_ = (asyncio.run(one_run(flag, args.seconds, args.warmup,
+                                                  args.points, args.stream_all))
+                              for flag in (False, True))
+            pair = {
+                "throughput_change_pct": pct(with_["samples_per_s"], without["samples_per_s"]),
+                "cpu_per_sample_change_pct": pct(with_["cpu_us_per_sample"],
+                                                 without["cpu_us_per_sample"])}
+            pairs.append(pair)
+            with_["vs_previous_run"] = pair  # the change against the run just before
+            runs += [without, with_]
+    summary: dict[str, Any] = {}
     for label, flag in (("without_http", False), ("with_http", True)):
         picked = [r for r in runs if r["http"] is flag]
-        figures[label] = {
-            "samples_per_s": statistics.median(r["samples_per_s"] for r in picked),
-            "cpu_us_per_sample": statistics.median(r["cpu_us_per_sample"] for r in picked)}
-    a, b = figures["without_http"], figures["with_http"]
-    figures["throughput_change_pct"] = (b["samples_per_s"] / a["samples_per_s"] - 1) * 100
-    figures["cpu_per_sample_change_pct"] = (
-        b["cpu_us_per_sample"] / a["cpu_us_per_sample"] - 1) * 100
-    figures["setup"] = {"devices": DEVICES, "points_per_device": args.points + 5,
-                        "interval_s": INTERVAL, "pollers": POLLERS, "streams": 1,
-                        "stream": "every device" if args.stream_all else "one device",
-                        "seconds": args.seconds, "runs": args.runs}
-    path = save("http_overhead", figures, runs)
-    print(f"throughput {figures['throughput_change_pct']:+.1f} %, CPU per sample "
-          f"{figures['cpu_per_sample_change_pct']:+.1f} % with HTTP (goal: within 5 %); "
-          f"written to {path}")
+        summary[label] = {
+            "samples_per_s": round(median(r["samples_per_s"] for r in picked)),
+            "cpu_us_per_sample": round(median(r["cpu_us_per_sample"] for r in picked), 3)}
+    for key in ("throughput_change_pct", "cpu_per_sample_change_pct"):
+        summary[key] = round(median(p[key] for p in pairs), 1)
+    params = {"devices": DEVICES, "points_per_device": args.points + 5,
+              "interval_s": INTERVAL, "pollers": POLLERS, "poll_every_s": 1.0, "streams": 1,
+              "stream": "every device" if args.stream_all else "one device",
+              "seconds": args.seconds, "warmup_s": args.warmup, "runs": args.runs}
+    write_result(
+        "http_overhead",
+        what=("fieldgate run as its own process (4 simulated devices, no uplink), without "
+              "the HTTP server and with it serving one live stream and 10 clients polling "
+              "/api/v1/devices once a second; run pairs interleaved"),
+        params=params, summary=summary, runs=runs,
+        conditions=conditions, goal="throughput and CPU per sample within 5 %")
+    print(f"median overhead with HTTP: throughput {summary['throughput_change_pct']:+.1f} %, "
+          f"CPU per sample {summary['cpu_per_sample_change_pct']:+.1f} % (goal: within 5 %); "
+          f"{time.monotonic() - started:.0f} s in all")
 
 
 if __name__ == "__main__":

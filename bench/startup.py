@@ -5,11 +5,20 @@
    processes. Goal: ``--help`` under 0.3 s.
 2. A Modbus-only site: one meter (the Eastron SDM630 profile) polled every second from a
    Modbus simulator running in ANOTHER process, the uplink to a local mosquitto (if installed;
-   otherwise the uplink is disabled and the result says so). After ``--idle`` seconds the
-   daemon's RSS is read with psutil; the run counts only if the meter's samples reached the
-   buffer. Median of ``--runs`` fresh daemons. Goal: <= 50 MB.
+   otherwise the uplink is disabled and the result says so). ``--idle`` seconds after the
+   meter's first sample reached the buffer, the daemon's RSS is read with psutil. Median of
+   ``--runs`` fresh daemons. Goal: <= 50 MB.
+3. Then, against that running daemon, the commands that talk to its control socket:
+   ``fieldgate cmd ping``, ``fieldgate status`` and ``fieldgate devices``, each ``--cli-runs``
+   times per daemon as fresh processes: wall and CPU time, median over all runs (their peak
+   RSS is not reported: this process is large by then, and a child's peak counts the pages
+   it shares with it between fork and exec). Goal: the same order as ``--help`` (~0.3 s).
 
-    python bench/startup.py [--runs 5] [--idle 10]
+    python bench/startup.py [--runs 5] [--idle 10] [--cli-runs 5]
+
+``--tree DIR`` runs the ``gateway`` package of another checkout (e.g. ``git worktree add``
+of an older commit, or ``git archive`` of it) with this script, to measure the code before a
+change alongside.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -44,21 +54,30 @@ def free_port() -> int:
         return port
 
 
+#: the checkout whose ``gateway`` package runs (``--tree``; default this one)
+TREE = ROOT
+#: the commands that only talk to the daemon's control socket (``-c SITE`` is added)
+SOCKET_COMMANDS = {"cmd": ["cmd", "ping"], "status": ["status"], "devices": ["devices"]}
+
+
 def fieldgate_cmd() -> list[str]:
-    """``python -m gateway`` run from this checkout (what the ``fieldgate`` script runs)."""
+    """``python -m gateway`` run from the checkout (what the ``fieldgate`` script runs)."""
     return [sys.executable, "-m", "gateway"]
 
 
-def time_cli(arg: str) -> dict[str, float]:
-    """Wall time and peak RSS of one ``fieldgate <arg>`` process."""
+def time_cli(*args: str) -> dict[str, float]:
+    """Wall time, CPU time and peak RSS of one ``fieldgate ARGS`` process."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([*fieldgate_cmd(), arg], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=ROOT)
+    proc = subprocess.Popen([*fieldgate_cmd(), *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, cwd=TREE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"fieldgate {arg} exited {proc.returncode}")
+        raise RuntimeError(f"fieldgate {' '.join(args)} exited {proc.returncode}: "
+                           f"{err.decode()[-1000:]}")
     # CPU time (user + system) is what the wall time is on an idle machine; on a shared,
     # busy one the wall time also counts waiting for a core.
     return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
@@ -105,7 +124,10 @@ def site_config(workdir: Path, modbus_port: int, mqtt_port: int | None) -> Path:
     return path
 
 
-def idle_rss(workdir: Path, idle: float, mosquitto: str | None) -> dict[str, Any]:
+def idle_rss(workdir: Path, idle: float, mosquitto: str | None,
+             cli_runs: int = 0) -> dict[str, Any]:
+    """The daemon's RSS after ``idle`` seconds; then ``cli_runs`` timings of each socket
+    command against it (after the RSS is read: they make the daemon work)."""
     import psutil
 
     from gateway.store import read_stats
@@ -125,20 +147,37 @@ def idle_rss(workdir: Path, idle: float, mosquitto: str | None) -> dict[str, Any
             wait_port(mqtt_port)
         wait_port(modbus_port)
         config = site_config(workdir, modbus_port, mqtt_port)
-        daemon = subprocess.Popen([*fieldgate_cmd(), "run", "-c", str(config)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+        log = workdir / "daemon.log"
+        with open(log, "wb") as out:  # a file, not a pipe nobody reads while it runs
+            daemon = subprocess.Popen([*fieldgate_cmd(), "run", "-c", str(config)],
+                                      stdout=subprocess.DEVNULL, stderr=out, cwd=TREE)
         procs.append(daemon)
+        buffer = workdir / "state" / "buffer.sqlite3"
+
+        def stored() -> int:
+            if daemon.poll() is not None:
+                raise RuntimeError(f"the daemon exited ({daemon.returncode}): "
+                                   f"{log.read_text()[-2000:]}")
+            try:
+                return read_stats(buffer).next_seq - 1
+            except (FileNotFoundError, sqlite3.OperationalError):  # not created yet
+                return 0
+
+        t0 = time.monotonic()
+        while not stored():  # a busy machine may take seconds to start it
+            if time.monotonic() - t0 > 120:
+                raise RuntimeError("the meter's samples never reached the buffer in 120 s: "
+                                   "not a valid run")
+            time.sleep(0.1)
+        first_sample_s = time.monotonic() - t0
         time.sleep(idle)  # the measurement itself: the daemon idles, polling once a second
-        if daemon.poll() is not None:
-            err = daemon.stderr.read().decode() if daemon.stderr else ""
-            raise RuntimeError(f"the daemon exited ({daemon.returncode}): {err[-2000:]}")
+        polled = stored()
         rss = psutil.Process(daemon.pid).memory_info().rss / MEGA
-        stats = read_stats(workdir / "state" / "buffer.sqlite3")
-        polled = stats.next_seq - 1
-        if polled <= 0:
-            raise RuntimeError("the meter's samples never reached the buffer: not a valid run")
-        return {"rss_mb": rss, "samples_stored": polled, "uplink": "mosquitto" if mqtt_port
-                else "disabled"}
+        cli = {name: [time_cli(*args, "-c", str(config)) for _ in range(cli_runs)]
+               for name, args in SOCKET_COMMANDS.items()}
+        return {"rss_mb": rss, "samples_stored": polled, "first_sample_s": first_sample_s,
+                "uplink": "mosquitto" if mqtt_port
+                else "disabled", "cli": cli}
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -153,8 +192,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--idle", type=float, default=10.0, help="seconds idle before reading RSS")
+    ap.add_argument("--cli-runs", type=int, default=5,
+                    help="timings of each socket command per daemon (default 5)")
+    ap.add_argument("--tree", type=Path, help="run the gateway package of this checkout")
+    ap.add_argument("--name", default="startup", help="results file name (bench/results/NAME"
+                    ".json)")
     ap.add_argument("--serve-modbus", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global TREE
+    if args.tree is not None:
+        TREE = args.tree.resolve()
     if args.serve_modbus:
         serve_modbus(args.serve_modbus)
         return
@@ -167,10 +214,14 @@ def main() -> None:
                 for _ in range(args.runs)]
         for run in runs:
             with tempfile.TemporaryDirectory(prefix="fieldgate-startup-") as tmp:
-                run["idle"] = idle_rss(Path(tmp), args.idle, shutil.which("mosquitto"))
+                run["idle"] = idle_rss(Path(tmp), args.idle, shutil.which("mosquitto"),
+                                       args.cli_runs)
+            cli = run["idle"]["cli"]
             print(f"run: --help {run['help']['seconds']:.3f} s, --version "
                   f"{run['version']['seconds']:.3f} s / {run['version']['peak_rss_mb']:.1f} MB, "
-                  f"idle {run['idle']['rss_mb']:.1f} MB", flush=True)
+                  f"idle {run['idle']['rss_mb']:.1f} MB, " + ", ".join(
+                      f"{name} {median([t['seconds'] for t in cli[name]]):.3f} s"
+                      for name in SOCKET_COMMANDS if cli[name]), flush=True)
     figures = {
         "help_seconds": median([r["help"]["seconds"] for r in runs]),
         "help_cpu_seconds": median([r["help"]["cpu_seconds"] for r in runs]),
@@ -181,12 +232,19 @@ def main() -> None:
         "idle_rss_mb": median([r["idle"]["rss_mb"] for r in runs]),
         "uplink": runs[0]["idle"]["uplink"],
     }
+    for name in SOCKET_COMMANDS:
+        timings = [t for r in runs for t in r["idle"]["cli"][name]]
+        if timings:
+            figures[f"{name}_seconds"] = median([t["seconds"] for t in timings])
+            figures[f"{name}_cpu_seconds"] = median([t["cpu_seconds"] for t in timings])
     path = write_result(
-        "startup",
+        args.name,
         what=("fresh `fieldgate` processes; a Modbus-only daemon as its own process, its "
-              "simulator in another, uplink to mosquitto"),
-        goal="--help < 0.3 s; idle <= 50 MB",
-        params={"runs": args.runs, "idle_seconds": args.idle},
+              "simulator in another, uplink to mosquitto; `fieldgate cmd ping`, `status` and "
+              "`devices` against that daemon"
+              + (f"; the gateway package of {TREE}" if TREE != ROOT else "")),
+        goal="--help < 0.3 s; idle <= 50 MB; cmd/status/devices ~0.3 s",
+        params={"runs": args.runs, "idle_seconds": args.idle, "cli_runs": args.cli_runs},
         summary=figures, runs=runs, conditions=conditions)
     print(f"fieldgate --help: {figures['help_seconds']:.3f} s wall, "
           f"{figures['help_cpu_seconds']:.3f} s CPU (goal < 0.3 s), peak "
@@ -196,6 +254,10 @@ def main() -> None:
           f"{figures['version_peak_rss_mb']:.1f} MB")
     print(f"Modbus-only site idle RSS after {args.idle:g} s: {figures['idle_rss_mb']:.1f} MB "
           f"(goal <= 50 MB; uplink {figures['uplink']})")
+    for name, argv in SOCKET_COMMANDS.items():
+        if f"{name}_seconds" in figures:
+            print(f"fieldgate {' '.join(argv)}: {figures[f'{name}_seconds']:.3f} s wall, "
+                  f"{figures[f'{name}_cpu_seconds']:.3f} s CPU")
     print(f"wrote {path}")
 
 

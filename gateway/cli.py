@@ -279,18 +279,28 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def _send(config_path: Path, name: str, payload: Any) -> int:
-    import asyncio
+    from gateway.control_client import ControlUnreachable
 
-    from gateway.control import ControlUnreachable, send_command
-
-    config = _load(config_path)
     try:
-        reply = asyncio.run(send_command(Path(config.gateway.state_dir), name, payload))
+        reply = ask(config_path, [(name, payload)])[0]
     except ControlUnreachable as err:
         print(f"fieldgate: {err}", file=sys.stderr)
         return 1
     print(json.dumps(reply, indent=2, default=str))
     return 0 if reply.get("ok") else 1
+
+
+def ask(config_path: Path, calls: list[tuple[str, Any]], timeout: float = 60) -> list[Any]:
+    """The running daemon's replies to ``calls``, over its control socket. Quick: the site
+    file is read only for its state directory (no config models, plugins or drivers are
+    loaded); a file that cannot be read that way is loaded in full, which raises
+    :class:`ConfigError` saying what is wrong with it. Raises ``ControlUnreachable``."""
+    from gateway.control_client import request, state_dir_of
+
+    state_dir = state_dir_of(config_path)
+    if state_dir is None:
+        state_dir = Path(_load(config_path).gateway.state_dir)
+    return request(state_dir, calls, timeout)
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -10,8 +10,9 @@ components that must start before this one (and stop after it); ``migrations`` a
 component's schema scripts, applied by ``Store.open``. The runtime calls
 ``factory(ctx)`` with a :class:`ComponentContext`, the component's whole view of the
 gateway: its own typed config section, the store, the clock, the command registry, the
-device status service, and the few verbs it may use (add a pipeline processor or observer,
-start a supervised task, emit an event, write to a device). It never sees the runtime.
+device status service, the drivers' poll statistics, and the few verbs it may use (add a
+pipeline processor or observer, start a supervised task, emit an event, write to a device).
+It never sees the runtime.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from gateway.config.site import SiteConfig
     from gateway.model import Event, Value
     from gateway.pipeline import BatchProcessor, Observer
+    from gateway.pollstats import PollStatsBook
     from gateway.runtime import App
     from gateway.status import DeviceStatusService
     from gateway.store import Store
@@ -102,6 +104,8 @@ class ComponentContext(Generic[SectionT]):
         self.clock: Clock = app.clock
         self.commands: CommandRegistry = app.commands
         self.status: DeviceStatusService = app.status
+        #: Every device's (or bus's) poll statistics, as the drivers count them (read only).
+        self.poll_stats: PollStatsBook = app.poll_stats
         self.state_dir: Path = app.state_dir
         self.version: str = app.version
         self.started_ms: int = app.started_ms
@@ -172,6 +176,7 @@ _REGISTRY: dict[str, ComponentSpec] = {}
 #: Built-in components, imported on first use. Each module calls register_component().
 BUILTIN_COMPONENTS: tuple[str, ...] = (
     "gateway.builtin_commands",
+    "gateway.health",
     "gateway.control",
     "hooks.component",
     "gateway.channels.component",

@@ -1,4 +1,5 @@
-"""The local control socket: the CLI sends commands to the running daemon through it.
+"""The local control socket: the CLI sends commands to the running daemon through it (the
+CLI's side is :mod:`gateway.control_client`).
 
 One JSON object per line each way: ``{"id": .., "name": .., "args": {..}}`` in, the command
 registry's reply (plus the id) out. A line that is not such an object (bad JSON, nested too
@@ -29,24 +30,26 @@ from pydantic import Field
 from gateway.commands import request_source
 from gateway.components import Component, ComponentContext, ComponentSpec, register_component
 from gateway.config.base import StrictModel
+from gateway.control_client import (
+    MAX_LINE,
+    SOCKET_DIR,
+    SOCKET_NAME,
+    ControlUnreachable,
+    socket_path,
+)
 from gateway.errors import StartupError
 from gateway.safejson import BadJson, RateLimitedLog, loads
 
 log = logging.getLogger(__name__)
 
-SOCKET_DIR = "control"
-SOCKET_NAME = "control.sock"
-MAX_LINE = 1 << 20
+__all__ = ["MAX_LINE", "SOCKET_DIR", "SOCKET_NAME", "ControlSection", "ControlSocket",
+           "ControlUnreachable", "send_command", "socket_path"]
 
 
 class ControlSection(StrictModel):
     group: str | None = Field(
         None, description="A group whose members may also use the control socket (and so "
         "`fieldgate cmd`); by default only root and the service user may.")
-
-
-def socket_path(state_dir: Path) -> Path:
-    return state_dir / SOCKET_DIR / SOCKET_NAME
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -231,12 +234,9 @@ async def _read_line(reader: asyncio.StreamReader) -> bytes | int | None:
                 consumed = again.consumed
 
 
-class ControlUnreachable(Exception):
-    """The CLI cannot talk to the daemon; the message says why and what to do."""
-
-
 async def send_command(state_dir: Path, name: str, args: Any, timeout: float = 60) -> Any:
-    """Used by the CLI: send one command to the daemon and return its reply."""
+    """Send one command to the daemon and return its reply, from a running event loop
+    (tests; the CLI uses the blocking :func:`gateway.control_client.request`)."""
     path = socket_path(state_dir)
     try:
         reader, writer = await asyncio.open_unix_connection(path, limit=MAX_LINE)

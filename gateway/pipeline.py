@@ -5,7 +5,9 @@ and ``put`` waits, which slows the pollers down instead of growing memory (backp
 The pipeline task takes whatever is queued (up to ``max_commit_samples``), lets each
 processor look at it inside the same transaction (so a rule's state and the event it raises
 commit together with the samples that caused them), appends it under the next sequence
-numbers, commits, and only then tells the observers (hooks, the uplink).
+numbers, commits, and only then tells the observers (hooks, the uplink). A commit that
+fails is retried with the processors' recorded writes, not by running them again
+(:mod:`gateway.store.held`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ class BatchProcessor(Protocol):
 
     Must be fast (it is on the ingest path), must not block the loop, must not mutate the
     batch. Events it raises go in with ``tx.add_events``.
+
+    Its writes (``tx.execute``/``executemany`` of INSERT, UPDATE, DELETE or REPLACE, and
+    ``tx.add_events``) are recorded and run after every processor has had the batch, in
+    the same transaction: a read in the same commit does not see them, and a write returns
+    no cursor. When the commit fails (a full disk) those writes are kept and run again on
+    retry; the processor is not called again for the same samples.
     """
 
     async def process(self, batch: list[Sample], tx: Tx) -> None: ...
@@ -138,41 +146,40 @@ class Pipeline:
     async def commit_once(self) -> int:
         """Commit whatever is queued now as one transaction; returns the samples written.
 
-        A commit that fails because the store cannot write (a full disk) keeps its batch,
-        reports and events and raises :class:`CommitFailed`; the next call retries them
-        (with what was queued meanwhile, up to ``max_held_samples``; beyond that the
-        oldest held samples are dropped and counted). No sequence number is used by a
-        commit that failed."""
-        batch: list[Sample] = self._held.take()
-        while not self.queue.empty() and len(batch) < self.max_commit_samples:
-            batch.extend(self.queue.get_nowait())
+        A commit that fails because the store cannot write (a full disk) keeps its batch and
+        the writes the status tracker and the processors made for it, and raises
+        :class:`CommitFailed`; the next call runs those writes again as they were (the
+        processors are not called twice for the same samples) with what was queued
+        meanwhile, up to ``max_held_samples``; beyond that the oldest held samples are
+        dropped and counted. No sequence number is used by a commit that failed."""
+        held, fresh, writes = self._held.take()
+        while not self.queue.empty() and len(held) + len(fresh) < self.max_commit_samples:
+            fresh.extend(self.queue.get_nowait())
         reports, self._status_reports = self._status_reports, []
         events, self._pending_events = self._pending_events, []
-        events = self._held.events() + events
-        if not batch and not reports and not events:
+        if not held and not fresh and not writes and not reports and not events:
             return 0
+        batch = held + fresh
         seq_first = 0
+        processed = False
         try:
             async with self.store.transaction() as tx:
-                for report in reports:
-                    old = self.status.current(report.device)
-                    if await self.status.apply(tx, report.device, report.status,
-                                               report.reason, report.ts_ms):
-                        for proc in self.processors:
-                            await proc.on_status(report.device, old, report.status, tx)
-                if events:
-                    await tx.add_events(events)
-                    for proc in self.processors:
-                        on_events = getattr(proc, "on_events", None)
-                        if on_events is not None:  # optional: see BatchProcessor.on_events
-                            await on_events(events, tx)
+                tx.defer(writes)  # recorded, run below: kept as they are if the commit fails
+                processed = True
+                try:
+                    await self._process(tx, reports, events, fresh)
+                finally:
+                    tx.defer(None)
+                await tx.run_writes(writes)
                 if batch:
-                    for proc in self.processors:
-                        await proc.process(batch, tx)
                     seq_first, _ = await self.store.append_samples(batch, tx)
         except sqlite3.OperationalError as err:
-            self._status_reports = reports + self._status_reports
-            self._held.keep(batch, events, err, self.store)
+            if processed:
+                self._held.keep(batch, [], writes, err, self.store)
+            else:  # the transaction did not begin: nothing saw these yet
+                self._status_reports = reports + self._status_reports
+                self._pending_events = events + self._pending_events
+                self._held.keep(held, fresh, writes, err, self.store)
             raise CommitFailed(str(err)) from err
         cleared = self._held.committed(self.store)
         if cleared is not None:
@@ -188,6 +195,26 @@ class Pipeline:
                 except Exception:
                     log.exception("pipeline observer %r failed; continuing", observer)
         return len(batch)
+
+    async def _process(self, tx: Tx, reports: list[StatusReport], events: list[Event],
+                       fresh: list[Sample]) -> None:
+        """The status reports, the events and the new samples through the status tracker and
+        the processors (``tx`` records their writes)."""
+        for report in reports:
+            old = self.status.current(report.device)
+            if await self.status.apply(tx, report.device, report.status, report.reason,
+                                       report.ts_ms):
+                for proc in self.processors:
+                    await proc.on_status(report.device, old, report.status, tx)
+        if events:
+            await tx.add_events(events)
+            for proc in self.processors:
+                on_events = getattr(proc, "on_events", None)
+                if on_events is not None:  # optional: see BatchProcessor.on_events
+                    await on_events(events, tx)
+        if fresh:
+            for proc in self.processors:
+                await proc.process(fresh, tx)
 
     async def _commit_retrying(self) -> None:
         """:meth:`commit_once`, retried with a capped backoff while the store cannot write.

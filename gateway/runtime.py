@@ -154,6 +154,7 @@ class App:
                     await self._start_or_go_back(previous)
                     self.notifier.ready(f"{len(self.device_driver)} devices")
                     self.ready.set()
+                    release_free_heap()
                     reason = await self._wait_stop_or_reload()
                     self.ready.clear()
                     if reason == "stop":
@@ -339,6 +340,18 @@ class App:
         else:
             log.warning("received %s again: exiting without draining", sig.name)
             os._exit(128 + sig.value)
+
+
+def release_free_heap() -> None:
+    """Give the heap that start-up freed (import and config-validation temporaries) back to
+    the OS: about 1 MB of a small site's idle RSS, with glibc. A no-op elsewhere."""
+    import ctypes  # here: only the daemon needs it
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)
 
 
 async def _quietly(awaitable: Any, what: str) -> None:

@@ -180,17 +180,9 @@ class InspectionRecord(events.InspectionCompleted):
 
 
 @record()
-class ReportTask:
-    report_id: str = ""
-    name: str = ""
-    period: str = ""
-    format: str = ""
-    generated_ts: int | None = None
-    period_start_ts: int | None = None
-    period_end_ts: int | None = None
-    files: tuple[str, ...] = ()
-    sha256: str = ""
-    bytes: int = 0
+class ReportTask(events.ReportGenerated):
+    """The ``report_generated`` body (``file_path`` is also the hook's own argument)."""
+
     event_id: str = ""
     extra: Mapping[str, Any] = EMPTY
 

@@ -10,7 +10,6 @@ driver will decode. pymodbus's own log lines go through our logging and are show
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import logging
 import sys
@@ -162,6 +161,8 @@ def install_cli(subparsers: Any) -> None:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
+    import asyncio  # here: `fieldgate --help` and `cmd` need no event loop
+
     _route_library_logs(args.verbose)
     try:
         if args.profile:
@@ -289,6 +290,8 @@ def _units(text: str) -> list[int]:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    import asyncio
+
     _route_library_logs(args.verbose)
     try:
         units = _units(args.units)

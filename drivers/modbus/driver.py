@@ -84,13 +84,15 @@ class ModbusDriver(Driver):
 
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
         if self._simulators is None:  # built once: the pollers wait for these to listen
-            from drivers.modbus.simulator import simulators
-
             self._simulators = []
-            for name, sim, bus_keys in simulators(list(self.devices.values())):
-                for key in bus_keys:
-                    self.pollers[key].simulators.append(sim.ready)
-                self._simulators.append((name, sim.run))
+            if any(c.simulate for c in self.devices.values()):
+                # only then: the simulator's pymodbus.server pulls in aiohttp (~11 MB RSS)
+                from drivers.modbus.simulator import simulators
+
+                for name, sim, bus_keys in simulators(list(self.devices.values())):
+                    for key in bus_keys:
+                        self.pollers[key].simulators.append(sim.ready)
+                    self._simulators.append((name, sim.run))
         yield from self._simulators
         for key, poller in self.pollers.items():
             yield f"modbus[{key}]", poller.run

@@ -4,7 +4,6 @@ node ids and data types an engineer copies into the device config."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -45,6 +44,8 @@ def install_cli(subparsers: Any) -> None:
 
 
 def browse_command(args: argparse.Namespace) -> int:
+    import asyncio  # here: `fieldgate --help` and `cmd` need no event loop
+
     from asyncua import ua
 
     from drivers.opcua.security import refused_certificate_reason
@@ -77,6 +78,8 @@ def _security_parts(args: argparse.Namespace) -> tuple[str, str, Path, Path]:
 
 
 async def browse(args: argparse.Namespace, out: TextIO) -> int:
+    import asyncio
+
     from asyncua import Client, ua
 
     from drivers.opcua.security import certificate_uri

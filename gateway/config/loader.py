@@ -24,10 +24,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from gateway.config import locate
 from gateway.config.base import Problems
 from gateway.config.errors import ConfigError, ConfigIssue
-from gateway.config.partial import device_problems
 from gateway.config.site import SiteConfig, cross_check, device_types, prepare, site_model
 from gateway.config.yamlread import build, compose, read_text
 
@@ -99,6 +97,8 @@ class _Locator:
         if self._root is None:
             self._root = compose(self.text, self.path)
         assert self._root is not None
+        from gateway.config import locate  # errors only: it loads difflib
+
         return locate.issue(self.path, self._root, self.data, self.model, loc, kind, message,
                             severity)
 
@@ -140,6 +140,7 @@ def _duplicate_ids(data: Any) -> list[tuple[tuple[Any, ...], str]]:
 def _hidden_device_problems(data: Any, errors: list[Any]) -> list[tuple[tuple[Any, ...], str]]:
     """Device-level problems of devices whose field errors kept their checks from running."""
     from drivers import registry
+    from gateway.config.partial import device_problems  # errors only
 
     devices = data.get("devices") if isinstance(data, dict) else None
     if not isinstance(devices, list):

@@ -19,7 +19,6 @@ import yaml
 
 from gateway.config.errors import ConfigError
 from gateway.config.loader import load_config
-from gateway.confmgmt.diff import config_diff, summary
 from gateway.confmgmt.versions import VersionStore, text_hash
 from gateway.errors import StartupError
 from gateway.store.errors import StoreError
@@ -78,7 +77,7 @@ def resolve(bootstrap: Path, *, starting: bool = True) -> Path:
                     "(no config.apply)", store.root, getattr(err, "strerror", err), bootstrap)
         return bootstrap
     if changed:
-        line = "imported" if current is None else summary(config_diff(store.text(current), text))
+        line = "imported" if current is None else _diff_line(store.text(current), text)
         version = store.add(text, f"bootstrap file {bootstrap}", line)
         store.set_current(version.number)  # first the pointer: a crash imports it again
         store.update_state(pending=None, good=version.number, bootstrap_hash=text_hash(text))
@@ -89,6 +88,12 @@ def resolve(bootstrap: Path, *, starting: bool = True) -> Path:
     if starting and current is not None:
         _count_start(store, current)
     return store.current_path
+
+
+def _diff_line(old: str, new: str) -> str:
+    from gateway.confmgmt.diff import config_diff, summary  # difflib: only for an edited file
+
+    return summary(config_diff(old, new))
 
 
 def _count_start(store: VersionStore, current: int) -> None:

@@ -45,22 +45,21 @@ def install_cli(sub: Any) -> None:
 
 
 def _call(config: Path, name: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-    import asyncio
-
-    from gateway.confmgmt.boot import state_dir_of
-    from gateway.control import ControlUnreachable, send_command
+    # blocking and quick: no config models, no event loop (gateway/control_client.py)
+    from gateway.control_client import ControlUnreachable, request, state_dir_of
 
     try:
-        state_dir = state_dir_of(config.read_text(encoding="utf-8"))
+        config.read_text(encoding="utf-8")
     except OSError as err:
         print(f"fieldgate: cannot read {config}: {err.strerror}", file=sys.stderr)
         return None
+    state_dir = state_dir_of(config)
     if state_dir is None:
         print(f"fieldgate: {config} names no gateway.state_dir I can read; check it with "
               f"`fieldgate check-config {config}`", file=sys.stderr)
         return None
     try:
-        reply: dict[str, Any] = asyncio.run(send_command(state_dir, name, payload))
+        reply: dict[str, Any] = request(state_dir, [(name, payload)])[0]
     except ControlUnreachable as err:
         print(f"fieldgate: {err}", file=sys.stderr)
         return None

@@ -23,7 +23,6 @@ from gateway.config.base import StrictModel
 from gateway.config.errors import ConfigError
 from gateway.config.loader import load_config
 from gateway.config.site import SiteConfig
-from gateway.confmgmt.diff import config_diff, summary
 from gateway.confmgmt.versions import REDACTED, VersionStore, redact, text_hash, write_atomic
 from gateway.errors import StartupError
 from gateway.model import DeviceStatus, Event
@@ -237,6 +236,8 @@ class ConfigManager(Component):
                                {"current_hash": text_hash(text), "version": number})
         self._refuse_if_pending()
         config = self._validate(args.yaml)
+        from gateway.confmgmt.diff import config_diff, summary  # difflib: on use only
+
         diff = config_diff(text, args.yaml)
         line = summary(diff)
         if args.dry_run:
@@ -259,6 +260,8 @@ class ConfigManager(Component):
             raise CommandError("already_current", f"version {number} is already in force")
         target = self.store.text(args.version)
         config = self._validate(target)
+        from gateway.confmgmt.diff import config_diff, summary
+
         diff = config_diff(text, target)
         await self._activate(args.version, number, args.confirm,
                              _source(f"config.rollback to {args.version}"),

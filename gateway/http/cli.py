@@ -10,7 +10,6 @@ commands as MQTT and the HTTP API), so they answer in well under a second.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
@@ -71,16 +70,11 @@ def _new_token(args: argparse.Namespace) -> int:
 
 
 def _ask(config: Path, calls: list[tuple[str, dict[str, Any]]]) -> list[Any] | None:
-    from gateway.config.loader import load_config
-    from gateway.control import ControlUnreachable, send_command
-
-    state_dir = Path(load_config(config).gateway.state_dir)
-
-    async def run() -> list[Any]:
-        return [await send_command(state_dir, name, a, timeout=15) for name, a in calls]
+    from gateway.cli import ask  # blocking, and quick: no config models, no asyncio
+    from gateway.control_client import ControlUnreachable
 
     try:
-        return asyncio.run(run())
+        return ask(config, list(calls), timeout=15)
     except ControlUnreachable as err:
         print(f"fieldgate: {err}", file=sys.stderr)
         return None

@@ -61,7 +61,6 @@ class HttpComponent(Component):
     def tasks(self) -> Iterable[tuple[str, TaskFactory]]:
         if self.server is not None:
             yield "http-events", lambda: follow_events(self.host.store, self.latest)
-            yield "http-loop-lag", self.server.lag.run
 
     async def drain(self) -> None:
         if self.server is not None:

@@ -39,7 +39,8 @@ class Host(Protocol):
         """None when no uplink is configured."""
 
     def poll_stats(self, device: str) -> dict[str, Any] | None:
-        """The driver's poll counters of a device, None when its driver keeps none."""
+        """The device's :meth:`gateway.pollstats.PollStats.snapshot` (requests, errors by
+        kind, latency p50/p99 in ms, last error); None when its driver keeps none."""
 
 
 class ContextHost:
@@ -74,7 +75,5 @@ class ContextHost:
         return bool(reply.get("ok") and reply["result"].get("connected"))
 
     def poll_stats(self, device: str) -> dict[str, Any] | None:
-        # No driver keeps per-device poll counters yet (requests, errors by kind, latency),
-        # and the context gives components no driver handle: the API says null until the
-        # drivers and the context offer them.
-        return None
+        stats = self._ctx.poll_stats.get(device)
+        return None if stats is None else stats.snapshot()

@@ -22,9 +22,10 @@ from gateway.commands import request_source
 from gateway.http.api import Api, error, json_response
 from gateway.http.auth import COOKIE, CSRF_HEADER, PRINCIPAL, Authenticator, Principal
 from gateway.http.config import HttpSection
+from gateway.http.history_api import HistoryApi
 from gateway.http.host import Host
 from gateway.http.live import LatestValues
-from gateway.http.metrics import LoopLag, Metrics
+from gateway.http.metrics import Metrics
 from gateway.net import is_loopback
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,7 @@ class HttpServer:
         self.latest = latest
         self.auth = Authenticator(section)
         self.api = Api(host, latest)
-        self.lag = LoopLag()
-        self.metrics = Metrics(host, latest, self.lag)
+        self.metrics = Metrics(host, latest)
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
         self.tls = section.tls is not None
@@ -61,7 +61,7 @@ class HttpServer:
             web.get("/metrics", self._metrics),
             web.post("/api/v1/login", self._login), web.post("/api/v1/logout", self._logout),
             web.get("/api/v1/session", self._session),
-            *self.api.routes(),
+            *self.api.routes(), *HistoryApi(self.host).routes(),
         ])
         return app
 

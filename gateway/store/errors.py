@@ -5,8 +5,9 @@ systemd/fieldgate.service) are those of sysexits.h:
 
 - 65 (EX_DATAERR): the store file is damaged and ``store.on_corrupt`` is ``refuse``, or the
   store was written by a newer fieldgate.
-- 73 (EX_CANTCREAT): the store path is a directory, or the state directory (or the store's
-  directory) cannot be created or written.
+- 73 (EX_CANTCREAT): the store path is a directory, the state directory (or the store's
+  directory) cannot be created or written, or the store file (or its -wal/-shm) is
+  read-only for this user or on a read-only file system.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 WAL_AUTOCHECKPOINT_PAGES = 256
 #: ... and truncated back to this size after a checkpoint (see the README's file bound).
 JOURNAL_SIZE_LIMIT = 1_048_576
+_SQLITE_READONLY = 8
 
 
 def ensure_dir(path: Path, what: str) -> None:
@@ -54,6 +55,37 @@ def prepare_path(path: Path) -> None:
     if path.is_dir():
         raise StoreError(f"store path {path} is a directory, not a file; set store.path to a "
                          "file name (default <state_dir>/buffer.sqlite3)", EX_CANTCREAT)
+    for suffix in ("", "-wal", "-shm"):
+        file = Path(f"{path}{suffix}")
+        if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+            raise read_only(file)
+
+
+def read_only(file: Path) -> StoreError:
+    """The one line for a store file this user cannot write (exit 73)."""
+    try:
+        st = file.stat()
+        try:
+            import pwd
+
+            owner = pwd.getpwuid(st.st_uid).pw_name
+        except (ImportError, KeyError):
+            owner = str(st.st_uid)
+        how = f"mode {st.st_mode & 0o777:04o}, owner {owner}"
+    except OSError as err:
+        how = err.strerror or str(err)
+    return StoreError(
+        f"store file {file} is read-only for this user ({how}; running as uid {os.getuid()}): "
+        "make it writable for the user fieldgate runs as (chown/chmod the file and its "
+        "directory), or point store.path elsewhere", EX_CANTCREAT)
+
+
+def is_read_only(err: BaseException) -> bool:
+    """SQLite refused a write because the file (or its file system) is read-only."""
+    code = getattr(err, "sqlite_errorcode", None)
+    if isinstance(code, int) and (code & 0xFF) == _SQLITE_READONLY:
+        return True
+    return isinstance(err, sqlite3.OperationalError) and "readonly database" in str(err)
 
 
 async def connect(path: Path, durability: Durability) -> aiosqlite.Connection:
@@ -69,8 +101,10 @@ async def connect(path: Path, durability: Durability) -> aiosqlite.Connection:
         await conn.execute(f"PRAGMA synchronous={sync}")
         await conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         await conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
-    except BaseException:
+    except BaseException as err:
         await conn.close()
+        if is_read_only(err):
+            raise read_only(path) from None
         raise
     return conn
 

@@ -26,8 +26,10 @@ def _factory(ctx: ComponentContext[UplinkSection]) -> Uplink | None:
 
 
 # After every component that registers commands: the uplink drains first at shutdown, so a
-# command it carries (``reload``, ``alarm.ack``) finishes before they go.
+# command it carries (``reload``, ``alarm.ack``) finishes before they go; and after
+# ``health``, whose ``health.stats`` the periodic stats message carries.
 register_component(ComponentSpec("uplink", _factory, section=UplinkSection,
-                                 after=("channels", "commands", "plugins", "rules", "siteops")))
+                                 after=("channels", "commands", "health", "plugins", "rules",
+                                        "siteops")))
 
 __all__ = ["Uplink", "UplinkSection"]

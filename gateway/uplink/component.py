@@ -33,6 +33,7 @@ from gateway.uplink.client import Endpoint, build_client
 from gateway.uplink.config import BrokerSection, UplinkSection
 from gateway.uplink.downlink import Downlink
 from gateway.uplink.forwarder import CONSUMER, Forwarder, LinkLost, ReplyOutbox, UplinkStats
+from gateway.uplink.stats import StatsPublisher
 from gateway.uplink.wire import Topics, status_message
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ class Uplink(Component):
                                  lookup=lambda name: self.ctx.commands.get(name),
                                  now_ms=ctx.clock.now_ms),
         )
+        self.stats_publisher = StatsPublisher(
+            commands=ctx.commands, clock=ctx.clock, topics=self.topics,
+            gateway_id=self.gateway_id, boot=lambda: ctx.store.boot_count,
+            interval_s=cfg.stats_interval, publish_timeout=cfg.publish_timeout)
         self.connected = asyncio.Event()
         self._forwarder: Forwarder | None = None
         self._drain_deadline: float | None = None
@@ -115,7 +120,8 @@ class Uplink(Component):
     async def _stats_command(self, _: NoArgs) -> dict[str, Any]:
         return {**self.stats.as_dict(), "connected": self.connected.is_set(),
                 "broker": str(self.endpoint), "commands_received": self.downlink.received,
-                "commands_rejected": self.downlink.rejected}
+                "commands_rejected": self.downlink.rejected,
+                "stats_messages": self.stats_publisher.sent}
 
     # -- the session loop ----------------------------------------------------------------
 
@@ -189,6 +195,10 @@ class Uplink(Component):
         async with contextlib.AsyncExitStack() as tasks:
             receiver = asyncio.create_task(self._receive(client), name="uplink-receive")
             tasks.push_async_callback(_cancel_and_wait, receiver)
+            if self.cfg.stats_interval > 0:
+                stats = asyncio.create_task(self.stats_publisher.run(client),
+                                            name="uplink-stats-message")
+                tasks.push_async_callback(_cancel_and_wait, stats)
             await forwarder.run()
         # Only a drain ends the forwarder without an error: say goodbye.
         await self._publish_status(client, "offline", "shutdown")

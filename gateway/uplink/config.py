@@ -155,6 +155,13 @@ class UplinkSection(StrictModel):
     reply_cache: Annotated[int, Field(ge=1, le=10_000)] = Field(
         256, description="Recent request ids remembered to answer a redelivery once."
     )
+    stats_interval: Annotated[float, Field(ge=0, le=86_400)] = Field(
+        60.0,
+        description=(
+            "Seconds between two stats messages (the health figures /metrics shows) on "
+            "<prefix>/<gw>/stats, the first right after each connect; 0 sends none."
+        ),
+    )
     commands: CommandsSection = Field(
         default_factory=CommandsSection,
         description="Which commands MQTT may run, and whether they must be signed.",

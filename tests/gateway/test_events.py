@@ -4,10 +4,12 @@ names the producers use."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import re
 import string
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,15 +154,43 @@ def test_default_notice_templates_use_body_keys() -> None:
         assert not unknown, f"template {name} uses {unknown}"
 
 
+def _event_type_literals(tree: ast.AST) -> Iterator[str]:
+    """Every string literal that can become an event type in ``tree``: anywhere in the type
+    argument of an ``Event(...)`` call (``Event(A if x else "b", ...)`` included), and the
+    value of a ``*_EVENT = "x"`` constant."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = node.func.id if isinstance(node.func, ast.Name) else (
+                node.func.attr if isinstance(node.func, ast.Attribute) else "")
+            if name != "Event":
+                continue
+            args = [*node.args[:1], *(k.value for k in node.keywords if k.arg == "type")]
+            for arg in args:
+                for sub in ast.walk(arg):
+                    if isinstance(sub, ast.JoinedStr):
+                        break
+                    if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+                        yield sub.value
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) \
+                and isinstance(node.value.value, str):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id.endswith("EVENT"):
+                    yield node.value.value
+
+
 def test_producers_name_only_catalogue_types() -> None:
-    """A literal event type in the code (``Event("x", ...)`` or a ``*_EVENT = "x"``
-    constant) must be in the catalogue."""
+    """A literal event type in the code (``Event("x", ...)``, ``Event(A if c else "x")`` or
+    a ``*_EVENT = "x"`` constant) must be in the catalogue."""
     found = {}
-    pattern = re.compile(r'Event\(\s*"([a-z0-9_]+)"|^[A-Z_]*EVENT\s*=\s*"([a-z0-9_]+)"', re.M)
     for package in ("gateway", "drivers", "hooks"):
         for path in (ROOT / package).rglob("*.py"):
-            for match in pattern.finditer(path.read_text()):
-                found[match.group(1) or match.group(2)] = path.relative_to(ROOT)
-    assert found, "the scan found no producer at all"
+            for name in _event_type_literals(ast.parse(path.read_text())):
+                found[name] = path.relative_to(ROOT)
+    assert len(found) > 5, "the scan found (almost) no producer at all"
     unknown = {name: str(path) for name, path in found.items() if name not in events.CATALOGUE}
     assert not unknown, f"event types missing from gateway/events.py: {unknown}"
+
+
+def test_the_producer_scan_sees_a_type_in_a_conditional() -> None:
+    source = 'e = Event(A if full else "store_write_recovered", {})\nX_EVENT = "x_y"\n'
+    assert sorted(_event_type_literals(ast.parse(source))) == ["store_write_recovered", "x_y"]

@@ -18,7 +18,7 @@ from gateway.confmgmt.versions import VersionStore, text_hash
 from gateway.control import ControlUnreachable, send_command
 from tests.gateway.uplink.helpers import BASE, site
 from tests.gateway.uplink.wirecheck import WireRecorder
-from tests.support.daemon import spawn
+from tests.support.daemon import go, prestart, spawn
 from tests.support.mosquitto import Mosquitto
 from tests.support.wait import wait_until
 
@@ -74,6 +74,7 @@ async def test_kill_9_during_apply_leaves_old_or_new(mosquitto: Mosquitto,
     rng = random.Random(18)
     outcomes: list[str] = []
     proc = spawn(bootstrap, log=tmp_path / "daemon.log")
+    ready = prestart(bootstrap, log=tmp_path / "daemon.log")
     try:
         for _ in range(20):
             running = await running_config(state, proc)
@@ -91,7 +92,8 @@ async def test_kill_9_during_apply_leaves_old_or_new(mosquitto: Mosquitto,
             proc.wait()
             with contextlib.suppress(Exception):
                 await apply
-            proc = spawn(bootstrap, log=tmp_path / "daemon.log")
+            proc = go(ready)
+            ready = prestart(bootstrap, log=tmp_path / "daemon.log")  # imports meanwhile
             after = await running_config(state, proc)
             assert after["hash"] in (old, text_hash(target)), "neither old nor new"
             assert sorted(after["devices"]) == devices[after["hash"]], "a mix"
@@ -99,6 +101,8 @@ async def test_kill_9_during_apply_leaves_old_or_new(mosquitto: Mosquitto,
             outcomes.append("new" if after["hash"] != old else "old")
     finally:
         stop(proc)
+        ready.kill()
+        ready.wait()
     assert len(outcomes) == 20
     print("kill -9 outcomes:", {o: outcomes.count(o) for o in ("old", "new")})
 

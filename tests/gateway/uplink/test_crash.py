@@ -19,6 +19,7 @@ from gateway.store.db import read_stats
 from tests.gateway.uplink.helpers import BASE, GW, site
 from tests.gateway.uplink.wirecheck import Received, WireRecorder
 from tests.support.app import write_config
+from tests.support.daemon import go, prestart
 from tests.support.mosquitto import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -43,8 +44,9 @@ def born(boot: int) -> Callable[[Received], bool]:
 def kill(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    if proc.stderr is not None:
-        proc.stderr.close()
+    for pipe in (proc.stdin, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 async def test_last_will_on_kill_and_birth_after_restart(mosquitto: Mosquitto,
@@ -92,9 +94,11 @@ async def test_two_hundred_kills_lose_nothing(mosquitto: Mosquitto, tmp_path: Pa
     repeats_by_boot: list[list[int]] = []
     t0 = time.monotonic()
     async with RefRecorder(mosquitto.host, mosquitto.port, BASE) as rec:
+        ready = prestart(config, "--log-level", "WARNING")
         for boot in range(1, KILLS + 1):
             rec.ref.repeat_seqs = []
-            proc = spawn(config)
+            proc = go(ready)
+            ready = prestart(config, "--log-level", "WARNING")  # imports while this one runs
             try:
                 await rec.wait_for(born(boot), 60, f"birth of boot {boot}")
                 # kill at a random point of the stream (about 0..0.8 s of data), measured in
@@ -107,6 +111,7 @@ async def test_two_hundred_kills_lose_nothing(mosquitto: Mosquitto, tmp_path: Pa
             ends.append((stats.acked_seq, stats.next_seq))
             repeats_by_boot.append(rec.ref.repeat_seqs)
         per_kill = (time.monotonic() - t0) / KILLS
+        kill(ready)
         # A final clean run without devices forwards what the kills left in the buffer.
         final = dict(cfg, devices=[{**d, "enabled": False} for d in cfg["devices"]])
         config = write_config(tmp_path, final)

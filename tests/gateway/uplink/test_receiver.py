@@ -166,10 +166,14 @@ async def test_reference_receiver_gets_every_sample_once(mosquitto: Mosquitto,
     assert len([g for g in gaps if g["body"]["reason"] == "unclean_stop"]) >= 4
     [quarantined] = ref.of_type("chunk_quarantined")
     assert (quarantined["body"]["seq_first"], quarantined["body"]["seq_last"]) == tuple(bad)
-    [full] = ref.of_type("disk_full")
-    assert "full" in full["body"]["error"]
-    [cleared] = ref.of_type("disk_full_cleared")
-    assert cleared["body"]["dropped_samples"] == 0 and cleared["body"]["failed_commits"] > 0
+    # Acks already in flight when the broker paused may free pages: the disk can come back
+    # briefly and fill again. Each episode is announced and closed, and none dropped a sample.
+    full = ref.of_type("disk_full")
+    cleared = ref.of_type("disk_full_cleared")
+    assert full and all("full" in f["body"]["error"] for f in full)
+    assert len(cleared) == len(full), (full, cleared)
+    assert all(c["body"]["dropped_samples"] == 0 and c["body"]["failed_commits"] > 0
+               for c in cleared)
     assert ref.of_type("buffer_overflow") == []
     # every committed sample of the last store was acknowledged by the broker (a batch may
     # still commit between the snapshot above and the stop: judge the store as it was left)

@@ -1,0 +1,86 @@
+"""The event outbox: events committed in order, read by each consumer from its own cursor,
+deleted once every consumer has acknowledged them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gateway.model import Event
+from gateway.store.base import StoreBase
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    rowid: int
+    event: Event
+
+
+class OutboxStore(StoreBase):
+    async def add_events(self, events: Iterable[Event]) -> int:
+        async with self.transaction() as tx:
+            return await tx.add_events(events)
+
+    def begin_consumers(self) -> None:
+        """Start counting the consumers of this run (the runtime calls it before the
+        components start, and :meth:`retire_consumers` with :attr:`active_consumers` after)."""
+        self.active_consumers = set()
+
+    async def register_consumer(self, consumer: str) -> None:
+        """A consumer of the outbox; a new one starts with the events still in the outbox."""
+        self.active_consumers.add(consumer)
+        self._event_flags.setdefault(consumer, asyncio.Event()).set()
+        async with self.transaction() as tx:
+            await tx.execute(
+                "INSERT OR IGNORE INTO event_cursors VALUES (?, 0)", (consumer,)
+            )
+
+    async def retire_consumers(self, keep: Iterable[str]) -> None:
+        """Forget the cursors of consumers no longer configured (a channel removed from the
+        config), so their cursor does not hold events in the outbox forever."""
+        keep = list(keep)
+        marks = ",".join("?" * len(keep)) or "''"
+        async with self.transaction() as tx:
+            await tx.execute(f"DELETE FROM event_cursors WHERE consumer NOT IN ({marks})", keep)
+            await tx.execute(
+                "DELETE FROM events WHERE rowid <= "
+                "(SELECT COALESCE(MIN(last_rowid), 0) FROM event_cursors)"
+            )
+
+    async def read_events(self, consumer: str, limit: int = 100) -> list[StoredEvent]:
+        rows = await self.query(
+            "SELECT e.rowid, e.id, e.type, e.device, e.ts_ms, e.body FROM events e "
+            "WHERE e.rowid > (SELECT last_rowid FROM event_cursors WHERE consumer = ?) "
+            "ORDER BY e.rowid LIMIT ?",
+            (consumer, limit),
+        )
+        return [
+            StoredEvent(rowid, Event(type_, json.loads(body), device, ts_ms, id_))
+            for rowid, id_, type_, device, ts_ms, body in rows
+        ]
+
+    async def ack_events(self, consumer: str, upto_rowid: int) -> None:
+        async with self.transaction() as tx:
+            await tx.execute(
+                "UPDATE event_cursors SET last_rowid = MAX(last_rowid, ?) WHERE consumer = ?",
+                (upto_rowid, consumer),
+            )
+            await tx.execute(
+                "DELETE FROM events WHERE rowid <= "
+                "(SELECT COALESCE(MIN(last_rowid), 0) FROM event_cursors)"
+            )
+
+    async def wait_events(self, consumer: str, timeout: float) -> None:
+        """Wait until events were added since this consumer's previous wait (or timeout).
+
+        Each consumer has its own flag, so one consumer's wait never swallows another's
+        wake-up, and an event added between a consumer's read and its wait is not missed.
+        """
+        flag = self._event_flags.setdefault(consumer, asyncio.Event())
+        if not flag.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(flag.wait(), timeout)
+        flag.clear()

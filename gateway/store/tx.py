@@ -1,0 +1,124 @@
+"""A write transaction on the store (:class:`Tx`), and the writes it can record instead of
+running them (:class:`Write`, for the pipeline's processors: see :meth:`Tx.defer`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import aiosqlite
+
+from gateway.model import Event
+from gateway.store.drops import DropRun
+
+if TYPE_CHECKING:
+    from gateway.store.base import StoreBase
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One write a :class:`Tx` recorded instead of running (see :meth:`Tx.defer`)."""
+
+    sql: str  # "" for add_events
+    rows: list[Any]  # parameter rows (execute: one), or the events
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+class _NoCursor:
+    """What a deferred write returns instead of a cursor (it has not run yet)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("this write is deferred to the end of the pipeline's processors: "
+                           "it has no cursor (read in a separate statement)")
+
+
+class Tx:
+    """A write transaction. Obtain with ``async with store.transaction() as tx``.
+
+    What a transaction does to the store's counters (next sequence number, bytes, drops)
+    is kept here and applied only when it commits."""
+
+    def __init__(self, conn: aiosqlite.Connection, store: StoreBase) -> None:
+        self.conn = conn
+        self._store = store
+        self.next_seq = store._next_seq
+        self.payload_delta = 0
+        self.dropped = DropRun()
+        self.drops_reported = False
+        self.events_added = False
+        self.telemetry_added = False
+        self._deferred: list[Write] | None = None
+
+    def defer(self, writes: list[Write] | None) -> None:
+        """From now on record writes (INSERT/UPDATE/DELETE/REPLACE statements and
+        :meth:`add_events`) in ``writes`` instead of running them; ``None`` runs them
+        again. Reads still run. :meth:`run_writes` runs what was recorded. The pipeline
+        defers around its processors, so a commit that fails keeps their writes and runs
+        them on retry instead of calling the processors again."""
+        self._deferred = writes
+
+    async def run_writes(self, writes: Iterable[Write]) -> None:
+        for write in writes:
+            if not write.sql:
+                await self.add_events(write.rows)
+            else:
+                await self.conn.executemany(write.sql, write.rows)
+
+    def _record(self, sql: str, rows: list[Any]) -> bool:
+        if self._deferred is None or not sql.lstrip()[:7].upper().startswith(_WRITES):
+            return False
+        self._deferred.append(Write(sql, rows))
+        return True
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Cursor:
+        if self._record(sql, [params]):
+            return cast(aiosqlite.Cursor, _NoCursor())
+        return await self.conn.execute(sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        if self._deferred is not None:
+            rows = list(rows)
+            if self._record(sql, rows):
+                return
+        await self.conn.executemany(sql, rows)
+
+    async def add_events(self, events: Iterable[Event]) -> int:
+        """Insert events into the outbox; an id already there is ignored (idempotent).
+        Returns how many were added (deferred: how many were given)."""
+        if self._deferred is not None:
+            events = list(events)
+            if events:
+                self._deferred.append(Write("", events))
+            return len(events)
+        rows = [
+            (e.id, e.type, e.device, e.ts_ms, json.dumps(dict(e.body), default=str))
+            for e in events
+        ]
+        if not rows:
+            return 0
+        before = self.conn.total_changes
+        await self.conn.executemany(
+            "INSERT OR IGNORE INTO events (id, type, device, ts_ms, body) VALUES (?,?,?,?,?)",
+            rows,
+        )
+        added = self.conn.total_changes - before
+        if added:
+            self.events_added = True
+        return added
+
+
+async def settled(statement: Awaitable[Any]) -> Any:
+    """Await ``statement`` to its end even when the awaiting task is cancelled meanwhile
+    (the statement runs on the connection's thread regardless); then honour the cancel."""
+    task = asyncio.ensure_future(statement)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task  # a statement that failed raises its own error instead
+        raise
+
