@@ -85,8 +85,9 @@ class ServerSettings(StrictModel):
     max_frame_bytes: Annotated[int, Field(ge=1024, le=4_194_304)] = Field(
         65_536,
         description=(
-            "Frames above this size get a FormationViolation CALLERROR; frames above 4x this "
-            "size make the websocket layer close the connection (1009)."
+            "Frames above this size get a CALLERROR, FormationViolation in OCPP 1.6 and "
+            "FormatViolation in OCPP 2.0.1; frames above 4x this size make the websocket "
+            "layer close the connection (1009)."
         ),
     )
     auth_workers: Annotated[int, Field(ge=1, le=8)] = Field(

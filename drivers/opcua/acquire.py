@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from time import monotonic
 
 from asyncua import Client, ua
 from asyncua.common.subscription import (
@@ -27,6 +28,7 @@ from drivers.base import DriverContext
 from drivers.opcua.config import Deadband, DeadbandType, GroupConfig, OpcuaDeviceConfig, PointConfig
 from drivers.opcua.convert import quality_of, timestamp_of, value_of
 from gateway.model import Quality, Sample
+from gateway.pollstats import PollStats
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,47 @@ _NUMERIC_TYPE_IDS = {*range(2, 12), 26, 27, 28, 50}
 
 class ConnectionLost(Exception):
     """The link to the server is gone (transport closed, watchdog probe failed)."""
+
+
+#: Service results that mean the link or session is gone rather than a refused request.
+_LINK_CODES = frozenset({
+    ua.StatusCodes.BadConnectionClosed,
+    ua.StatusCodes.BadSecureChannelClosed,
+    ua.StatusCodes.BadSecureChannelIdInvalid,
+    ua.StatusCodes.BadServerNotConnected,
+    ua.StatusCodes.BadSessionClosed,
+    ua.StatusCodes.BadSessionIdInvalid,
+    ua.StatusCodes.BadCommunicationError,
+})
+
+
+def error_kind(err: BaseException) -> str:
+    """The poll-statistics kind of a failed request (gateway/pollstats.py)."""
+    if isinstance(err, TimeoutError):
+        return "timeout"
+    if isinstance(err, ua.UaStatusCodeError):  # the server answered with a bad status
+        return "connection" if err.code in _LINK_CODES else "exception"
+    if isinstance(err, OSError | ConnectionLost | EOFError):  # refused, reset, closed
+        return "connection"
+    if isinstance(err, ua.UaError):  # an answer asyncua could not take apart
+        return "bad_reply"
+    return "other"
+
+
+def error_text(err: BaseException) -> str:
+    """A short description of a failed request for ``PollStats.last_error``."""
+    if isinstance(err, ua.UaStatusCodeError):
+        return f"server answered {ua.StatusCode(err.code).name}"
+    if isinstance(err, TimeoutError):
+        return "no answer in time"
+    return str(err) or type(err).__name__
+
+
+def count_failure(stats: PollStats, what: str, err: BaseException, started: float) -> None:
+    """Count one failed request; an answered one (a bad status) keeps its latency."""
+    kind = error_kind(err)
+    latency = monotonic() - started if kind == "exception" else None
+    stats.error(kind, f"{what}: {error_text(err)}", latency)
 
 
 @dataclass
@@ -117,6 +160,26 @@ def _warn_unreadable(
             )
 
 
+def _count_read(
+    stats: PollStats,
+    what: str,
+    chunk: Sequence[BoundPoint],
+    results: Sequence[ua.DataValue],
+    latency: float,
+) -> None:
+    """An answered Read is an ``exception`` when the server refused a node of it as
+    configured (unknown node, not readable: :data:`UNREADABLE_NODE`), else ``ok``. A Bad
+    value quality (a sensor failure behind the server) is the point's quality, not an error
+    of the request."""
+    for p, dv in zip(chunk, results, strict=True):
+        status = dv.StatusCode
+        if status is not None and status.value in UNREADABLE_NODE:
+            stats.error("exception", f"{what}: server answered {status.name} for "
+                                     f"point {p.config.name}", latency)
+            return
+    stats.ok(latency)
+
+
 async def poll_group(
     client: Client,
     device: OpcuaDeviceConfig,
@@ -126,6 +189,8 @@ async def poll_group(
 ) -> None:
     """Read every point of the group each ``interval`` seconds, ``batch_size`` per request."""
     clock = ctx.clock
+    stats = ctx.poll_stats(device.id)
+    what = f"read of polling group {group.name}"
     next_at = clock.monotonic()
     warned: set[str] = set()  # this task lives as long as the connection: once per connection
     while True:
@@ -137,11 +202,20 @@ async def poll_group(
             params.NodesToRead = [
                 ua.ReadValueId(NodeId=p.node_id, AttributeId=ua.AttributeIds.Value) for p in chunk
             ]
-            results = await client.uaclient.read(params)
+            started = monotonic()
+            try:
+                results = await client.uaclient.read(params)
+            except Exception as err:
+                count_failure(stats, what, err, started)
+                raise
+            latency = monotonic() - started
             now = clock.now_ms()
             if len(results) != len(chunk):  # a broken server reply: mark the chunk bad
+                stats.error("bad_reply", f"{what}: {len(results)} results for {len(chunk)} "
+                                         "nodes", latency)
                 batch.extend(to_sample(device, p.config.name, None, now) for p in chunk)
                 continue
+            _count_read(stats, what, chunk, results, latency)
             batch.extend(
                 to_sample(device, p.config.name, dv, now)
                 for p, dv in zip(chunk, results, strict=True)

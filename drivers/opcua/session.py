@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from time import monotonic
 from typing import Any
 
 from asyncua import Client, ua
@@ -24,7 +26,13 @@ from asyncua.client.ua_client import UaClientState
 
 from drivers.base import DriverContext, NotWritable, UnknownPoint, WriteFailed, WriteResult
 from drivers.opcua import liblog
-from drivers.opcua.acquire import BoundPoint, ConnectionLost, SubscriptionGroup, poll_group
+from drivers.opcua.acquire import (
+    BoundPoint,
+    ConnectionLost,
+    SubscriptionGroup,
+    count_failure,
+    poll_group,
+)
 from drivers.opcua.config import Mode, OpcuaDeviceConfig, PointConfig, SecurityPolicy
 from drivers.opcua.convert import CoercionError, coerce_for_write
 from drivers.opcua.security import (
@@ -71,6 +79,10 @@ class DeviceSession:
         )
         self._creds: ClientCredentials | None = None
         self.connections = 0
+        #: Poll statistics: each Read of a polling group (acquire.py), each connect attempt
+        #: (answered when the device went online) and each write count as one request.
+        self.stats = ctx.poll_stats(cfg.id)
+        self._attempt_started = 0.0
         self.closed = asyncio.Event()  # set while no client is open (for an orderly shutdown)
         self.closed.set()
 
@@ -92,6 +104,9 @@ class DeviceSession:
             except asyncio.CancelledError:
                 raise
             except Exception as err:
+                _raise_if_cancelled(err)
+                if self.connections == before:  # the attempt never got online
+                    self._count_failed_attempt(err)
                 reason = self._describe(err)
             now = self.ctx.clock.monotonic()
             if self.connections > before:  # we were online: this is a fresh loss
@@ -133,6 +148,7 @@ class DeviceSession:
             lost.set()
 
         self.closed.clear()
+        self._attempt_started = monotonic()
         try:
             client = await self._connect(on_lost)
         except BaseException:
@@ -153,6 +169,7 @@ class DeviceSession:
                     polls.append((group, points))
             self.client = client
             self.connections += 1
+            self.stats.ok(monotonic() - self._attempt_started)
             self.ctx.set_status(self.cfg.id, DeviceStatus.ONLINE, f"connected to {self.cfg.url}")
             log.info(
                 "opcua device %s: connected to %s (security %s), %d subscription and %d polling "
@@ -165,15 +182,20 @@ class DeviceSession:
             )
             if refused:
                 await self.ctx.emit(refused)
-            async with asyncio.TaskGroup() as tg:
-                for sub in subs:
-                    tg.create_task(sub.run(), name=f"opcua-sub[{self.cfg.id}/{sub.group.name}]")
-                for group, points in polls:
-                    tg.create_task(
-                        poll_group(client, self.cfg, group, points, self.ctx),
-                        name=f"opcua-poll[{self.cfg.id}/{group.name}]",
-                    )
-                tg.create_task(self._watch(lost, loss), name=f"opcua-watch[{self.cfg.id}]")
+            tg = asyncio.TaskGroup()
+            try:
+                async with tg:
+                    for sub in subs:
+                        tg.create_task(sub.run(),
+                                       name=f"opcua-sub[{self.cfg.id}/{sub.group.name}]")
+                    for group, points in polls:
+                        tg.create_task(
+                            poll_group(client, self.cfg, group, points, self.ctx),
+                            name=f"opcua-poll[{self.cfg.id}/{group.name}]",
+                        )
+                    tg.create_task(self._watch(lost, loss), name=f"opcua-watch[{self.cfg.id}]")
+            finally:
+                _take_back_group_cancel(tg)
         except ExceptionGroup as group_err:  # report the first failure of the task group
             raise _first_leaf(group_err) from None
         finally:
@@ -283,6 +305,7 @@ class DeviceSession:
         client, bound = self.client, self.bound.get(point)
         if client is None or bound is None:
             raise WriteFailed(self.cfg.id, f"not connected to {self.cfg.url}; write not sent")
+        started = monotonic()
         try:
             vtype = self._types.get(point)
             if vtype is None:
@@ -298,18 +321,29 @@ class DeviceSession:
                 )
             ]
             results = await client.uaclient.write(params)
-        except CoercionError as err:
+        except CoercionError as err:  # refused here: nothing was sent for the value
             raise WriteFailed(self.cfg.id, f"point {point!r}: {err}") from err
         except (ua.UaError, OSError, TimeoutError) as err:
+            count_failure(self.stats, f"write of point {point}", err, started)
             raise WriteFailed(self.cfg.id, f"point {point!r}: {self._describe(err)}") from err
         status = results[0]
         if not status.is_good():
+            self.stats.error("exception", f"write of point {point}: server answered "
+                                          f"{status.name}", monotonic() - started)
             raise WriteFailed(
                 self.cfg.id, f"point {point!r}: server refused the write: {status.name}"
             )
+        self.stats.ok(monotonic() - started)
         return WriteResult(variant.Value)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _count_failed_attempt(self, err: Exception) -> None:
+        what = f"connect to {self.cfg.url}"
+        if isinstance(err, CertificateRefused):  # the server answered: not with us
+            self.stats.error("exception", f"{what}: {err}", monotonic() - self._attempt_started)
+        else:
+            count_failure(self.stats, what, err, self._attempt_started)
 
     def _security_label(self) -> str:
         sec = self.cfg.security
@@ -329,6 +363,35 @@ class DeviceSession:
         if isinstance(err, OSError):
             return err.strerror or type(err).__name__
         return str(err) or type(err).__name__
+
+
+def _raise_if_cancelled(err: Exception) -> None:
+    """Turn a failure that swallowed a cancel of this task back into the cancel.
+
+    Python 3.11's ``asyncio.wait_for`` (asyncua's socket connect uses it) returns or raises
+    the awaited result when a cancel arrives after that result is ready: against a refused
+    port, a cancel just after the refusal comes out as ``ConnectionRefusedError``. The retry
+    loop would then run on for ever after a reload or shutdown cancelled it. The task still
+    counts the cancel (``cancelling()``), so honour it here.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError() from err
+
+
+def _take_back_group_cancel(tg: asyncio.TaskGroup) -> None:
+    """Undo the cancel a Python 3.11 TaskGroup leaves on its parent task.
+
+    When a child fails while the group waits in ``__aexit__`` (a lost connection ends our
+    group that way), 3.11 cancels the parent to wake it but takes the cancel back only if it
+    was sent before ``__aexit__`` began (fixed in 3.12). The task's ``cancelling()`` would stay
+    raised for ever and :func:`_raise_if_cancelled` would take the next failure for a cancel.
+    (Our group's body never awaits, so no child can fail before ``__aexit__`` begins.)
+    """
+    task = asyncio.current_task()
+    if (sys.version_info < (3, 12) and task is not None and task.cancelling()
+            and getattr(tg, "_parent_cancel_requested", False)):
+        task.uncancel()
 
 
 def _first_leaf(err: BaseException) -> BaseException:

@@ -9,11 +9,21 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable, Sequence
+from time import monotonic
 from typing import Literal
 
 from pydantic import Field
 
-from drivers.base import DeviceConfig, Driver, DriverContext, TaskFactory, UnknownPoint
+from drivers.base import (
+    DeviceConfig,
+    Driver,
+    DriverContext,
+    NotWritable,
+    TaskFactory,
+    UnknownPoint,
+    WriteFailed,
+    WriteResult,
+)
 from gateway.model import DeviceStatus, Sample, Value
 
 
@@ -39,6 +49,9 @@ class SimulatedDevice(DeviceConfig):
 
 
 _DAY_S = 86_400
+#: The points every simulated device reports (read-only), and the one it accepts writes on.
+POINTS = ("power_w", "voltage_v", "current_a", "frequency_hz", "energy_wh")
+WRITABLE = "power_limit_w"
 
 
 class _Model:
@@ -52,6 +65,14 @@ class _Model:
         self.extra = [f"sim_{i:05d}" for i in range(cfg.extra_points)]
         # Per extra point: its scale (10 .. 100,000) and decimals (1 .. 3).
         self.shape = [(10.0 ** (1 + i % 5), 1 + (i * 7 // 5) % 3) for i in range(cfg.extra_points)]
+
+    def reports(self, point: str) -> bool:
+        """Whether ``point`` is one this device reports (a fixed or an extra point)."""
+        if point in POINTS:
+            return True
+        digits = point[4:]
+        return (point.startswith("sim_") and len(digits) == 5 and digits.isdigit()
+                and int(digits) < self.cfg.extra_points)
 
     def extra_values(self) -> list[Value]:
         """One value per extra point, of the kind ``extra_values`` asks for."""
@@ -104,15 +125,18 @@ class SimulatedDriver(Driver):
         model = self.models[device_id]
         clock = self.ctx.clock
         interval = model.cfg.interval
+        stats = self.ctx.poll_stats(device_id)  # each tick is one poll, always answered
         self.ctx.set_status(device_id, DeviceStatus.ONLINE)
         next_tick = clock.monotonic()
         while True:
+            started = monotonic()
             ts = clock.now_ms()
             values = model.values(ts, interval)
             batch = [Sample(device_id, point, ts, value) for point, value in values.items()]
             if model.extra:
                 batch.extend(Sample(device_id, p, ts, v)
                              for p, v in zip(model.extra, model.extra_values(), strict=True))
+            stats.ok(monotonic() - started)
             await self.ctx.emit(batch)
             next_tick += interval
             delay = next_tick - clock.monotonic()
@@ -121,11 +145,17 @@ class SimulatedDriver(Driver):
                 delay = 0
             await clock.sleep(max(0.0, delay))
 
-    async def write(self, device: str, point: str, value: Value) -> Value:
+    async def write(self, device: str, point: str, value: Value) -> WriteResult:
         model = self.models.get(device)
         if model is None:
             raise UnknownPoint(device, "no such simulated device")
-        if point != "power_limit_w" or isinstance(value, (str, bool)) or value is None:
-            raise UnknownPoint(device, f"{point!r} is not writable (only power_limit_w)")
+        if point != WRITABLE:
+            if model.reports(point):
+                raise NotWritable(device, f"point {point!r} is read-only; the only writable "
+                                          f"point of a simulated device is {WRITABLE}")
+            raise UnknownPoint(device, f"no point {point!r}; a simulated device has "
+                                       f"{', '.join(POINTS)} and {WRITABLE} (writable)")
+        if isinstance(value, (str, bool)) or value is None:
+            raise WriteFailed(device, f"{WRITABLE} takes a number of watts, not {value!r}")
         model.setpoint = float(value)
-        return model.setpoint
+        return WriteResult(model.setpoint)

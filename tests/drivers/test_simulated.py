@@ -8,9 +8,13 @@ from pathlib import Path
 
 import yaml
 
+from drivers.base import WriteResult
 from drivers.simulated import SimulatedDevice, SimulatedDriver
+from drivers.simulated.driver import POINTS
 from drivers.testing import RecordingContext
+from gateway.control import send_command
 from gateway.model import DeviceStatus
+from tests.support.app import running_app
 
 HERE = Path(__file__).resolve().parents[2] / "drivers" / "simulated"
 
@@ -38,7 +42,7 @@ async def test_energy_only_increases_and_power_is_plausible() -> None:
 async def test_write_power_limit_caps_inverter() -> None:
     ctx = RecordingContext()
     driver = SimulatedDriver([SimulatedDevice(id="pv", type="simulated", kind="inverter")], ctx)
-    assert await driver.write("pv", "power_limit_w", 100) == 100.0
+    assert await driver.write("pv", "power_limit_w", 100) == WriteResult(100.0)
     assert driver.models["pv"].values(ctx.clock.now_ms(), 1)["power_w"] <= 100.0
 
 
@@ -69,3 +73,56 @@ def test_extra_values_of_each_kind() -> None:
     assert max(decimals) > 1_000 > 100 > min(decimals)  # type: ignore[operator]
     floats = tick("floats")
     assert sum(len(_fraction(v)) >= 10 for v in floats) > 50
+
+
+async def test_write_answers_not_writable_for_a_reported_point(tmp_path: Path) -> None:
+    """Through a real gateway and its control socket: the writable point is written, every
+    point the device reports (fixed or extra) is ``not_writable``, and a point it does not
+    have is ``unknown_point``."""
+    site = {"devices": [{"id": "pv", "type": "simulated", "kind": "inverter",
+                         "extra_points": 3, "interval": 0.05}]}
+    async with running_app(site, tmp_path) as app:
+        async def write(point: str, value: object) -> dict[str, object]:
+            return await send_command(app.state_dir, "write",
+                                      {"device": "pv", "point": point, "value": value})
+
+        assert (await write("power_limit_w", 500))["result"] == \
+            {"device": "pv", "point": "power_limit_w", "written": 500.0}
+        for point in (*POINTS, "sim_00000", "sim_00002"):
+            refused = await write(point, 1)
+            assert refused["error"]["code"] == "not_writable", (point, refused)
+            assert f"point '{point}' is read-only" in refused["error"]["message"]
+        for point in ("nope", "sim_00003", "sim_3"):
+            unknown = await write(point, 1)
+            assert unknown["error"]["code"] == "unknown_point", (point, unknown)
+        bad = await write("power_limit_w", "high")
+        assert bad["error"]["code"] == "write_failed"
+        assert "takes a number of watts" in bad["error"]["message"]
+
+
+def test_the_reported_points_are_the_documented_ones() -> None:
+    model = SimulatedDriver([SimulatedDevice(id="m", type="simulated")],
+                            RecordingContext()).models["m"]
+    assert tuple(model.values(0, 1)) == POINTS
+    readme = (HERE / "README.md").read_text()
+    assert all(f"`{p}`" in readme for p in POINTS)
+
+
+async def test_each_tick_is_one_answered_poll_in_the_devices_statistics() -> None:
+    ctx = RecordingContext()
+    driver = SimulatedDriver([SimulatedDevice(id="m", type="simulated", interval=0.01,
+                                              extra_points=200)], ctx)
+    [(_, factory)] = list(driver.tasks())
+    task = asyncio.create_task(factory())
+    try:
+        await ctx.wait_for(lambda c: len(c.batches) >= 20)
+        stats = ctx.stats.of("m")
+        snap = stats.snapshot()
+        # counted just before the batch is handed on: one request per batch, never an error
+        assert snap["requests"] == len(ctx.batches)
+        assert snap["error_total"] == 0 and snap["last_error"] is None
+        assert 0 < snap["latency_ms"]["p50"] <= snap["latency_ms"]["p99"] < 1000
+        assert stats.histogram()[2] == snap["requests"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -12,6 +12,7 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
+from drivers.ocpp.config import ServerSettings
 from drivers.ocpp.security import basic_auth_header
 from tests.drivers.ocpp.conftest import PASSWORD, charger, server
 from tests.support.wait import wait_until
@@ -86,6 +87,9 @@ async def test_each_malformed_frame_gets_its_callerror(make_gateway: Any, versio
     # the other charger never noticed
     assert await ok.heartbeat()
     await ws.close()
+    # the config reference (config/schema.json) names the code this version got for m8
+    described = ServerSettings.model_fields["max_frame_bytes"].description or ""
+    assert f"{fv(version)} in OCPP {version}" in described
 
 
 async def test_oversize_beyond_hard_cap_closes_only_that_connection(make_gateway: Any) -> None:

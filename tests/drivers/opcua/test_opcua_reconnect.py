@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import random
 import socket
 
 import pytest
@@ -17,7 +19,7 @@ from drivers.opcua.simulator import InverterSimulator, free_port
 from drivers.testing import RecordingContext
 from gateway.clock import FakeClock
 from gateway.model import DeviceStatus
-from tests.support.wait import wait_until
+from tests.support.wait import let_tasks_run, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -292,8 +294,6 @@ async def test_unknown_node_in_a_polling_group_warns_once_per_connection(
         await restarted.stop()
 
 
-@pytest.mark.skip(reason="hangs about 1 run in 3 (the driver stops advancing the fake clock "
-                  "against a refused port); issue 12 OPC-UA item 5 needs this test fixed")
 async def test_probes_often_in_the_first_minute_of_an_outage_then_backs_off(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -335,3 +335,86 @@ async def test_probes_often_in_the_first_minute_of_an_outage_then_backs_off(
     assert len(first) >= 27 and max(first) <= 2.0  # a restarting server is seen within 2 s
     assert later[:5] == pytest.approx([2, 4, 8, 16, 30], rel=0.21)  # then the usual backoff
     assert max(later) <= 30 * 1.2
+
+
+def _refused_port() -> socket.socket:
+    """A port held bound but not listening: every connect is refused at once, and no server
+    of another test can take it meanwhile."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    return holder
+
+
+async def test_cancel_during_an_outage_always_ends_the_task() -> None:
+    """A reload or shutdown cancels the device task. Against a refused port the connect
+    fails at once, so a cancel often arrives just after the failure: Python 3.11's
+    ``asyncio.wait_for`` (inside asyncua's connect) then raises the connection error instead
+    of the cancel. The task must still end, every time, or it keeps reconnecting as a zombie."""
+    holder = _refused_port()
+    cfg = device(f"opc.tcp://127.0.0.1:{holder.getsockname()[1]}",
+                 [{"points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]}])
+    rng = random.Random(12)
+    try:
+        for attempt in range(60):
+            ctx = RecordingContext(clock=FakeClock())  # no real waits: connect back to back
+            driver = OpcuaDriver([cfg], ctx)
+            [(_, factory)] = list(driver.tasks())
+            task = asyncio.create_task(factory())
+            await let_tasks_run(rng.randint(1, 60))  # cancel at a different moment each time
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=10)
+            if not done:
+                task.cancel()  # do not leave it running for the next tests
+            assert done and task.cancelled(), f"cancel {attempt} was lost: the task runs on"
+            await driver.close()
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("peer", ["refused", "silent"])
+async def test_every_connect_attempt_ends_in_bounded_real_time(
+    peer: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On the real clock, against a refused port and against a peer that accepts TCP but
+    never answers the OPC-UA Hello, each attempt ends within 3 request timeouts, the retries
+    go on, and a cancel ends the task."""
+    caplog.set_level(logging.INFO, logger="drivers.opcua")
+    holder: socket.socket | None = None
+    server: asyncio.Server | None = None
+    silent: list[asyncio.StreamWriter] = []
+    if peer == "refused":
+        holder = _refused_port()
+        port = holder.getsockname()[1]
+    else:
+        async def swallow(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            silent.append(w)  # keep the socket open, say nothing
+
+        server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+    timeout = 0.5
+    cfg = device(f"opc.tcp://127.0.0.1:{port}",
+                 [{"points": [{"name": "power", "node": "ns=2;s=Inverter.Power"}]}],
+                 request_timeout=timeout,
+                 reconnect={"initial_delay": 0.05, "max_delay": 0.1})
+    try:
+        async with running(cfg) as (_, ctx):
+            await wait_until(lambda: "(attempt 5)" in caplog.text, 30, what="five attempts")
+            assert ctx.status_of("inv-1") is DeviceStatus.OFFLINE
+            # each failed attempt is one failed request in the poll statistics, by its kind
+            errors = ctx.stats.of("inv-1").errors
+            assert set(errors) == {"connection" if peer == "refused" else "timeout"}
+            assert sum(errors.values()) >= 5
+    finally:
+        if holder is not None:
+            holder.close()
+        if server is not None:
+            server.close()
+            for w in silent:
+                w.close()
+    tries = [r for r in caplog.records if "reconnecting in" in r.getMessage()][:5]
+    reason = "connection refused" if peer == "refused" else "timed out"
+    assert all(reason in r.getMessage() for r in tries), tries[0].getMessage()
+    for before, after in itertools.pairwise(tries):
+        waited = float(before.getMessage().split("reconnecting in ")[1].split(" s")[0])
+        attempt = after.created - before.created - waited
+        assert attempt <= 3 * timeout + 1.0, f"one connect attempt took {attempt:.1f} s"

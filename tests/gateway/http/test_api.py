@@ -145,7 +145,9 @@ def test_operator_writes_a_point(site: Site) -> None:
     assert resp.status == 200, resp.body
     assert resp.json()["result"]["written"] == 1234.0
     refused = operator.post("/api/v1/devices/main-meter/points/voltage_v", {"value": 1})
-    assert refused.status == 404 and refused.json()["error"]["code"] == "unknown_point"
+    assert refused.status == 409 and refused.json()["error"]["code"] == "not_writable"
+    unknown = operator.post("/api/v1/devices/main-meter/points/nope", {"value": 1})
+    assert unknown.status == 404 and unknown.json()["error"]["code"] == "unknown_point"
 
 
 def test_alarm_acknowledge(site: Site) -> None:
