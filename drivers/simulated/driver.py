@@ -145,7 +145,7 @@ class SimulatedDriver(Driver):
                 delay = 0
             await clock.sleep(max(0.0, delay))
 
-    async def write(self, device: str, point: str, value: Value) -> WriteResult:
+    async def write(self, device: str, point: str, value: Value) -> WriteResult | Value:
         model = self.models.get(device)
         if model is None:
             raise UnknownPoint(device, "no such simulated device")
@@ -158,4 +158,4 @@ class SimulatedDriver(Driver):
         if isinstance(value, (str, bool)) or value is None:
             raise WriteFailed(device, f"{WRITABLE} takes a number of watts, not {value!r}")
         model.setpoint = float(value)
-        return WriteResult(model.setpoint)
+        return model.setpoint

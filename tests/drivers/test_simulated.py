@@ -8,7 +8,6 @@ from pathlib import Path
 
 import yaml
 
-from drivers.base import WriteResult
 from drivers.simulated import SimulatedDevice, SimulatedDriver
 from drivers.simulated.driver import POINTS
 from drivers.testing import RecordingContext
@@ -42,7 +41,7 @@ async def test_energy_only_increases_and_power_is_plausible() -> None:
 async def test_write_power_limit_caps_inverter() -> None:
     ctx = RecordingContext()
     driver = SimulatedDriver([SimulatedDevice(id="pv", type="simulated", kind="inverter")], ctx)
-    assert await driver.write("pv", "power_limit_w", 100) == WriteResult(100.0)
+    assert await driver.write("pv", "power_limit_w", 100) == 100.0
     assert driver.models["pv"].values(ctx.clock.now_ms(), 1)["power_w"] <= 100.0
 
 
