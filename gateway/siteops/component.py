@@ -9,6 +9,7 @@ due inspections, scheduled reports and history retention.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -22,6 +23,7 @@ from gateway.model import Event, event_id
 from gateway.siteops import history as history_mod
 from gateway.siteops import inspections as insp_mod
 from gateway.siteops import reports as reports_mod
+from gateway.siteops import tariff as tariff_mod
 from gateway.siteops import workorders as wo_mod
 from gateway.siteops.config import SiteOpsSection
 from gateway.siteops.history import History
@@ -64,6 +66,10 @@ class SiteOpsComponent(Component):
         if self.history is not None:
             await self.history.load()  # the history task catches up from the buffer
             self._removers.append(ctx.add_observer(self.history.observe))
+        tariff = self.section.tariff
+        if tariff is not None:
+            self._removers.append(ctx.add_event_enricher(
+                functools.partial(tariff_mod.price_order, tariff, self.tz)))
         await ctx.store.register_consumer(CONSUMER)
         from gateway.siteops.commands import register
 
@@ -198,7 +204,7 @@ def _factory(ctx: ComponentContext[SiteOpsSection]) -> SiteOpsComponent | None:
 
 
 MIGRATIONS = [history_mod.MIGRATIONS[0] + wo_mod.MIGRATIONS[0] + insp_mod.MIGRATIONS[0]
-              + reports_mod.MIGRATIONS[0]]
+              + reports_mod.MIGRATIONS[0], reports_mod.MIGRATIONS[1]]
 
 SPEC = ComponentSpec("siteops", _factory, section=SiteOpsSection, after=("rules",),
                      migrations=MIGRATIONS)
