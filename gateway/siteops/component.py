@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from gateway import events
 from gateway.components import Component, ComponentContext, ComponentSpec, TaskFactory
 from gateway.model import Event, event_id
+from gateway.siteops import delivery
 from gateway.siteops import history as history_mod
 from gateway.siteops import inspections as insp_mod
 from gateway.siteops import reports as reports_mod
@@ -52,6 +53,7 @@ class SiteOpsComponent(Component):
             History(hcfg, ctx.store, self.tz) if hcfg.enabled else None)
         self._removers: list[Callable[[], None]] = []
         self._last_prune_ms = 0
+        self._schedule_lock = asyncio.Lock()
         self.inspections = Inspections(self)
         self.reports = Reports(self)
         #: Extra KPI sources (the plugins' calculate_custom_kpis): period -> (values,
@@ -102,10 +104,15 @@ class SiteOpsComponent(Component):
 
     async def schedule_once(self) -> None:
         """Everything time-driven, once: due inspections, finished report periods,
-        retention. Tests call it after moving their clock."""
+        retention. Tests call it after moving their clock (one pass at a time)."""
+        async with self._schedule_lock:
+            await self._schedule_once()
+
+    async def _schedule_once(self) -> None:
         now = self.ctx.clock.now_ms()
         await self.inspections.check_due(now)
         await self.reports.run_due(now)
+        await delivery.send_daily_kpis(self, now)
         if self.history is not None and now - self._last_prune_ms >= PRUNE_INTERVAL_MS:
             await self.history.prune(now)
             self._last_prune_ms = now
@@ -204,7 +211,8 @@ def _factory(ctx: ComponentContext[SiteOpsSection]) -> SiteOpsComponent | None:
 
 
 MIGRATIONS = [history_mod.MIGRATIONS[0] + wo_mod.MIGRATIONS[0] + insp_mod.MIGRATIONS[0]
-              + reports_mod.MIGRATIONS[0], reports_mod.MIGRATIONS[1]]
+              + reports_mod.MIGRATIONS[0], reports_mod.MIGRATIONS[1],
+              delivery.MIGRATIONS[0]]
 
 SPEC = ComponentSpec("siteops", _factory, section=SiteOpsSection, after=("rules",),
                      migrations=MIGRATIONS)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import events
 from gateway.model import Event, event_id
 from gateway.rules.quotas import Period, period_of
+from gateway.siteops import delivery
 from gateway.siteops.config import ReportDef
 from gateway.siteops.tariff import price_at, price_order
 
@@ -85,6 +86,7 @@ class Reports:
         self.cfg = comp.section.reports
         self.defs = {d.name: d for d in self.cfg.definitions}
         self.dir = self.ctx.state_dir / "reports"
+        self._lock = asyncio.Lock()
 
     # -- the outbox log ------------------------------------------------------------------
 
@@ -156,6 +158,12 @@ class Reports:
 
     async def generate(self, report: ReportDef, p: Period, rid: str,
                        scheduled: bool) -> dict[str, Any]:
+        # One at a time: the scheduler and reports.run write the same file names.
+        async with self._lock:
+            return await self._generate(report, p, rid, scheduled)
+
+    async def _generate(self, report: ReportDef, p: Period, rid: str,
+                        scheduled: bool) -> dict[str, Any]:
         key = period_key(report, p)
         data = await self.figures(report, p)
         base = self.dir / f"{report.name}-{key}"
@@ -178,6 +186,7 @@ class Reports:
             if cur.rowcount == 1:
                 await tx.add_events([Event(events.REPORT_GENERATED, body,
                                            id=event_id(events.REPORT_GENERATED, rid))])
+                await delivery.queue_report(self.comp, tx, body, files)
         log.info("report %s for %s written: %s", report.name, key, body["file_path"])
         return body
 

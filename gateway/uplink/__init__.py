@@ -10,6 +10,7 @@ import logging
 from gateway.components import ComponentContext, ComponentSpec, register_component
 from gateway.uplink.component import Uplink
 from gateway.uplink.config import UplinkSection
+from gateway.uplink.messages import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ def _factory(ctx: ComponentContext[UplinkSection]) -> Uplink | None:
 # After every component that registers commands: the uplink drains first at shutdown, so a
 # command it carries (``reload``, ``alarm.ack``) finishes before they go.
 register_component(ComponentSpec("uplink", _factory, section=UplinkSection,
-                                 after=("channels", "commands", "plugins", "rules", "siteops")))
+                                 after=("channels", "commands", "plugins", "rules", "siteops"),
+                                 migrations=MIGRATIONS))
 
 __all__ = ["Uplink", "UplinkSection"]
