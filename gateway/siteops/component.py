@@ -65,6 +65,7 @@ class SiteOpsComponent(Component):
     async def start(self) -> None:
         ctx = self.ctx
         await self.orders.import_legacy()
+        await asyncio.to_thread(self.reports.remove_partial_files)
         if self.history is not None:
             await self.history.load()  # the history task catches up from the buffer
             self._removers.append(ctx.add_observer(self.history.observe))

@@ -88,6 +88,17 @@ class Reports:
         self.dir = self.ctx.state_dir / "reports"
         self._lock = asyncio.Lock()
 
+    def remove_partial_files(self) -> int:
+        """Delete ``*.tmp`` left by a process killed while writing a report (the report
+        was not recorded, so the scheduler writes it again)."""
+        stale = list(self.dir.glob("*.tmp")) if self.dir.is_dir() else []
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            log.info("reports: %d partial file(s) of an interrupted run removed from %s",
+                     len(stale), self.dir)
+        return len(stale)
+
     # -- the outbox log ------------------------------------------------------------------
 
     async def log_event(self, ev: Event) -> None:
