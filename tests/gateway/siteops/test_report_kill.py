@@ -1,9 +1,8 @@
 """A real kill -9 of a gateway process while it generates a scheduled report: half-way
 through the CSV, half-way through the HTML, and after both files are in place but before
 the report is recorded. After each kill the gateway starts again; at the end the report
-exists exactly once (one record, one ``report_generated`` in the outbox, the hook called
-once), its files are whole (the sha256 of the event matches the CSV on disk) and no
-temporary file is left."""
+exists exactly once (one record, ``on_report_generated`` called once), its files are whole
+(the sha256 the hook was given matches the CSV on disk) and no temporary file is left."""
 
 from __future__ import annotations
 
