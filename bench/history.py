@@ -49,12 +49,13 @@ TZ = "Europe/Berlin"
 # --- cost ----------------------------------------------------------------------------------
 
 async def cost_run(history: bool, devices: int, points: int, warmup: float,
-                   window: float) -> dict[str, float]:
+                   window: float, flush_interval: float = 10.0) -> dict[str, float]:
     """CPU seconds per wall second of the ingest path at the offered load."""
     with tempfile.TemporaryDirectory(prefix="fieldgate-hist-") as tmp:
         cfg = {"logging": {"level": "WARNING"}, "gateway": {"timezone": TZ},
                "store": {"max_bytes": 20_000_000_000},
-               "siteops": {"history": {"enabled": history, "energy": [
+               "siteops": {"history": {"enabled": history, "flush_interval": flush_interval,
+                                       "energy": [
                    {"devices": ["*"], "energy_point": "p000"}]}},
                "devices": []}
         path = write_config(Path(tmp), cfg)
@@ -99,7 +100,7 @@ def cost(args: argparse.Namespace) -> None:
             off = asyncio.run(cost_run(False, args.devices, args.points, args.warmup,
                                        args.window))
             on = asyncio.run(cost_run(True, args.devices, args.points, args.warmup,
-                                      args.window))
+                                      args.window, args.flush_interval))
             run = {"cpu_per_s_off": off["cpu_per_s"], "cpu_per_s_on": on["cpu_per_s"],
                    "offered_per_s": on["offered_per_s"],
                    "extra_pct": 100 * (on["cpu_per_s"] - off["cpu_per_s"]) / off["cpu_per_s"]}
@@ -114,7 +115,8 @@ def cost(args: argparse.Namespace) -> None:
               "off and on; extra_pct = (on - off) / off"),
         goal="< 10 % at 100 devices x 125 points at 1 s",
         params={"runs": args.runs, "devices": args.devices, "points": args.points,
-                "warmup": args.warmup, "window": args.window},
+                "warmup": args.warmup, "window": args.window,
+                "flush_interval": args.flush_interval},
         summary=medians(runs, runs[0]), runs=runs, conditions=conditions)
 
 
@@ -214,6 +216,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--window", type=float, default=15.0)
     parser.add_argument("--query-points", type=int, default=5)
+    parser.add_argument("--flush-interval", type=float, default=10.0,
+                        help="siteops.history.flush_interval of the run with history")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--only", choices=("cost", "query"))
     args = parser.parse_args()

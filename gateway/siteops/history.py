@@ -238,9 +238,13 @@ class History:
             device, point, ts, value, quality = s
             if quality != "good":
                 continue
-            v = _number(value)
-            if v is None:
-                continue
+            if type(value) is float and value - value == 0.0:  # finite (nan, inf: not)
+                v = value
+            else:  # ints, or not a number at all: the slow path
+                n = _number(value)
+                if n is None:
+                    continue
+                v = n
             if every or cfg.keeps(device, point):
                 # The 15-minute deltas are built from these at flush time.
                 key = (device, point, ts - ts % MINUTE_MS)

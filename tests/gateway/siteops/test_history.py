@@ -311,3 +311,15 @@ async def test_daily_energy_equals_the_sum_of_its_quarters(tmp_path: Path, tz: s
     for day, wh in want.items():
         assert got[day] == pytest.approx(wh)
     await store.close()
+
+
+async def test_values_that_are_not_finite_numbers_are_not_rolled_up(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    history = History(HistoryConfig(), store, ZoneInfo("UTC"))
+    t = 1_780_000_000_000 - 1_780_000_000_000 % MINUTE_MS
+    values: list[Any] = [1.5, float("nan"), float("inf"), -float("inf"), 3, True, "7", None, 2.5]
+    await feed(store, history, [Sample("d", "p", t + i, v) for i, v in enumerate(values)])
+    (row,) = await history.series("d", "p", t, t + MINUTE_MS, "1m")
+    assert (row["count"], row["min"], row["max"], row["last"]) == (3, 1.5, 3.0, 2.5)
+    await store.close()
