@@ -9,7 +9,8 @@ year (site timezone), merged with the plugins' ``calculate_custom_kpis``.
 - ``site.self_consumption``: (PV - export) / PV; ``site.self_sufficiency``:
   (PV - export) / (PV - export + import); None without PV.
 - ``site.peak_demand_w``: the highest 15-minute average of the grid meter's power.
-- ``site.availability_pct``: per device, % of the period not offline.
+- ``site.availability_pct``: per device, % of the period not offline, counted from when
+  the gateway first knew its status (None if never).
 - ``site.charging_sessions``: sessions completed in the period.
 """
 

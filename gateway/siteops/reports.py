@@ -269,8 +269,9 @@ class Reports:
         return rows
 
     async def availability(self, start: int, end: int) -> list[list[Any]]:
-        """Per configured device: % of the period not offline, from its status changes
-        (the status before the period counts from its start; unknown counts as offline)."""
+        """Per configured device: % of the observed part of the period not offline, from its
+        status changes. Time before the gateway first knew the device's status is left out
+        (a gateway installed at noon reports the afternoon, not 50 %); None if never known."""
         rows = []
         for dev in self.ctx.site.devices:
             before = await self.ctx.store.query_one(
@@ -279,14 +280,15 @@ class Reports:
             changes = await self.ctx.store.query(
                 "SELECT ts, status FROM siteops_log_status WHERE device = ? AND ts >= ? "
                 "AND ts < ? ORDER BY ts", (dev.id, start, end))
-            status, t, up = (before[0] if before else "offline"), start, 0
-            for ts, new in changes:
-                if status != "offline":
-                    up += ts - t
+            status: str | None = before[0] if before else None
+            t, up, seen = start, 0, 0
+            for ts, new in [*changes, (end, None)]:
+                if status is not None:
+                    seen += ts - t
+                    up += ts - t if status != "offline" else 0
                 status, t = new, ts
-            if status != "offline":
-                up += end - t
-            rows.append([dev.id, "availability", round(100 * up / (end - start), 3), "%"])
+            pct = round(100 * up / seen, 3) if seen else None
+            rows.append([dev.id, "availability", pct, "%"])
         return rows
 
     async def prune(self, now_ms: int) -> int:
