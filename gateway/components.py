@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from gateway.commands import CommandRegistry
     from gateway.config.site import SiteConfig
     from gateway.model import Event, Value
-    from gateway.pipeline import BatchProcessor, Observer
+    from gateway.pipeline import BatchProcessor, EventEnricher, Observer
     from gateway.pollstats import PollStatsBook
     from gateway.runtime import App
     from gateway.status import DeviceStatusService
@@ -126,6 +126,11 @@ class ComponentContext(Generic[SectionT]):
     def add_observer(self, observer: Observer) -> Callable[[], None]:
         """Tell ``observer`` about every committed batch. Returns its remover."""
         return self._app.pipeline.add_observer(observer)
+
+    def add_event_enricher(self, enricher: EventEnricher) -> Callable[[], None]:
+        """Pass every event a driver or component adds through ``enricher`` (quick, no
+        I/O) before it is committed. Returns its remover."""
+        return self._app.pipeline.add_event_enricher(enricher)
 
     def component(self, name: str) -> Component:
         """The running component ``name``, which must be named in this spec's ``after``

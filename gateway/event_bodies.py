@@ -101,6 +101,12 @@ class ChargingOrderCompleted(ChargingOrderCreated):
     meter_stop_wh: float | None = None
     energy_wh: float | None = None
     stop_reason: str | None = None
+    cost: float | None = field(default=None, metadata={
+        "doc": "by the siteops tariff; null without one"})
+    currency: str | None = None
+    energy_by_period: Mapping[str, float] = field(default_factory=_empty_mapping, metadata={
+        "doc": "Wh per tariff period"})
+    cost_by_period: Mapping[str, float] = field(default_factory=_empty_mapping)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,11 @@ class BatchProcessor(Protocol):
 #: hand the work to your own task.
 Observer = Callable[[list[Sample], int], None]
 
+#: Called with every event added with :meth:`Pipeline.add_event`, before it is queued;
+#: returns the event to commit (the same one, or a copy with more in its body: the siteops
+#: tariff prices ``charging_order_completed``). Must be quick and pure: no I/O.
+EventEnricher = Callable[[Event], Event]
+
 
 @dataclass(frozen=True, slots=True)
 class StatusReport:
@@ -94,6 +99,7 @@ class Pipeline:
         #: Read only: components add theirs with ``ctx.add_processor`` / ``add_observer``.
         self.processors: list[BatchProcessor] = []
         self.observers: list[Observer] = []
+        self.enrichers: list[EventEnricher] = []
         #: The runtime's status service (the pipeline applies the drivers' reports to it).
         self.status = status if status is not None else DeviceStatusService()
         self.stats = PipelineStats()
@@ -113,6 +119,11 @@ class Pipeline:
         self.observers.append(observer)
         return lambda: _discard(self.observers, observer)
 
+    def add_event_enricher(self, enricher: EventEnricher) -> Callable[[], None]:
+        """Pass every event added from now on through ``enricher``; returns its remover."""
+        self.enrichers.append(enricher)
+        return lambda: _discard(self.enrichers, enricher)
+
     async def put(self, batch: Batch) -> None:
         if batch:
             await self.queue.put(list(batch))
@@ -127,6 +138,12 @@ class Pipeline:
 
     async def add_event(self, event: Event) -> None:
         """Commit an event to the outbox in the order of the data around it."""
+        for enrich in self.enrichers:
+            try:
+                event = enrich(event)
+            except Exception:
+                log.exception("event enricher %r failed on %s %s; the event is committed "
+                              "as it was", enrich, event.type, event.id)
         self._pending_events.append(event)
         self._wake.set()
 

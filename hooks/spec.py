@@ -225,7 +225,8 @@ class BusinessHooks:
     def calculate_custom_kpis(self, period: str, db: HooksDB) -> Mapping[str, Any]:
         """Called on demand (command ``kpis``) to compute customer KPIs.
 
-        :param period: ``today``, ``month`` or ``year``.
+        :param period: ``today``, ``month`` or ``year``; ``yesterday`` (the finished local
+            day) for the daily ``kpis`` uplink message of the siteops component.
         :param db: the store facade.
 
         Results: every plugin's dict is merged into one. A key returned by more than one

@@ -60,6 +60,11 @@ class ChargingOrder:
             "meter_stop_wh": self.meter_stop_wh,
             "energy_wh": self.energy_wh,
             "stop_reason": self.stop_reason,
+            # Priced on the way to the outbox by the siteops tariff, when one is configured.
+            "cost": None,
+            "currency": None,
+            "energy_by_period": {},
+            "cost_by_period": {},
         }
 
 

@@ -120,7 +120,7 @@ class ReportListArgs(Args):
 
 
 class KpiArgs(Args):
-    period: Literal["today", "month", "year"] = "today"
+    period: Literal["today", "yesterday", "month", "year"] = "today"
 
 
 def _wo_error(err: WorkOrderError) -> CommandError:

@@ -9,6 +9,7 @@ due inspections, scheduled reports and history retention.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -19,9 +20,11 @@ from zoneinfo import ZoneInfo
 from gateway import events
 from gateway.components import Component, ComponentContext, ComponentSpec, TaskFactory
 from gateway.model import Event, event_id
+from gateway.siteops import delivery
 from gateway.siteops import history as history_mod
 from gateway.siteops import inspections as insp_mod
 from gateway.siteops import reports as reports_mod
+from gateway.siteops import tariff as tariff_mod
 from gateway.siteops import workorders as wo_mod
 from gateway.siteops.config import SiteOpsSection
 from gateway.siteops.history import History
@@ -50,6 +53,7 @@ class SiteOpsComponent(Component):
             History(hcfg, ctx.store, self.tz) if hcfg.enabled else None)
         self._removers: list[Callable[[], None]] = []
         self._last_prune_ms = 0
+        self._schedule_lock = asyncio.Lock()
         self.inspections = Inspections(self)
         self.reports = Reports(self)
         #: Extra KPI sources (the plugins' calculate_custom_kpis): period -> (values,
@@ -61,9 +65,14 @@ class SiteOpsComponent(Component):
     async def start(self) -> None:
         ctx = self.ctx
         await self.orders.import_legacy()
+        await asyncio.to_thread(self.reports.remove_partial_files)
         if self.history is not None:
             await self.history.load()  # the history task catches up from the buffer
             self._removers.append(ctx.add_observer(self.history.observe))
+        tariff = self.section.tariff
+        if tariff is not None:
+            self._removers.append(ctx.add_event_enricher(
+                functools.partial(tariff_mod.price_order, tariff, self.tz)))
         await ctx.store.register_consumer(CONSUMER)
         from gateway.siteops.commands import register
 
@@ -96,10 +105,15 @@ class SiteOpsComponent(Component):
 
     async def schedule_once(self) -> None:
         """Everything time-driven, once: due inspections, finished report periods,
-        retention. Tests call it after moving their clock."""
+        retention. Tests call it after moving their clock (one pass at a time)."""
+        async with self._schedule_lock:
+            await self._schedule_once()
+
+    async def _schedule_once(self) -> None:
         now = self.ctx.clock.now_ms()
         await self.inspections.check_due(now)
         await self.reports.run_due(now)
+        await delivery.send_daily_kpis(self, now)
         if self.history is not None and now - self._last_prune_ms >= PRUNE_INTERVAL_MS:
             await self.history.prune(now)
             self._last_prune_ms = now
@@ -198,7 +212,8 @@ def _factory(ctx: ComponentContext[SiteOpsSection]) -> SiteOpsComponent | None:
 
 
 MIGRATIONS = [history_mod.MIGRATIONS[0] + wo_mod.MIGRATIONS[0] + insp_mod.MIGRATIONS[0]
-              + reports_mod.MIGRATIONS[0]]
+              + reports_mod.MIGRATIONS[0], reports_mod.MIGRATIONS[1],
+              delivery.MIGRATIONS[0]]
 
 SPEC = ComponentSpec("siteops", _factory, section=SiteOpsSection, after=("rules",),
                      migrations=MIGRATIONS)

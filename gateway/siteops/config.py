@@ -86,9 +86,24 @@ class ReportDef(StrictModel):
     html: bool = Field(True, description="Also write an HTML report with an SVG chart.")
 
 
+class ReportDelivery(StrictModel):
+    """Publishing each generated report over the uplink (topic ``<base>/report``): a file
+    up to ``inline_max_bytes`` in one message, a larger one in chunks of ``chunk_bytes``;
+    every message carries the sha256 of the whole file. Queued in the store with the
+    report's record, so an outage delays it and loses nothing."""
+
+    uplink: bool = Field(True, description="Publish reports over the uplink (when one is "
+                                           "configured).")
+    files: Literal["csv", "all"] = Field("all", description="csv: only the CSV; all: the "
+                                                          "HTML page too.")
+    inline_max_bytes: int = Field(65_536, ge=256, le=8_000_000)
+    chunk_bytes: int = Field(65_536, ge=256, le=8_000_000)
+
+
 class ReportsConfig(StrictModel):
     definitions: list[ReportDef] = []
     retention_days: float = Field(90, gt=0, description="Report files older are deleted.")
+    delivery: ReportDelivery = ReportDelivery()
 
 
 class TariffPeriod(StrictModel):
@@ -113,6 +128,9 @@ class KpiConfig(StrictModel):
     power_point: str = Field("power_w", description="Its power (W), for peak demand.")
     pv: list[str] = Field([], description="PV inverters (ids or globs).")
     chargers: list[str] = Field([], description="Chargers (ids or globs).")
+    daily_message: bool = Field(
+        True, description="Publish the finished day's KPIs over the uplink (topic "
+                          "`<base>/kpis`) just after local midnight.")
 
 
 class SiteOpsSection(StrictModel):

@@ -1,5 +1,5 @@
-"""Built-in site KPIs from the local history, for today, this month or this year (site
-timezone), merged with the plugins' ``calculate_custom_kpis``.
+"""Built-in site KPIs from the local history, for today, yesterday, this month or this
+year (site timezone), merged with the plugins' ``calculate_custom_kpis``.
 
 - ``site.energy_imported_kwh`` / ``site.energy_exported_kwh``: the grid meter's import and
   export counters (``siteops.kpis``), last value minus first value in the period (a counter
@@ -9,7 +9,8 @@ timezone), merged with the plugins' ``calculate_custom_kpis``.
 - ``site.self_consumption``: (PV - export) / PV; ``site.self_sufficiency``:
   (PV - export) / (PV - export + import); None without PV.
 - ``site.peak_demand_w``: the highest 15-minute average of the grid meter's power.
-- ``site.availability_pct``: per device, % of the period not offline.
+- ``site.availability_pct``: per device, % of the period not offline, counted from when
+  the gateway first knew its status (None if never).
 - ``site.charging_sessions``: sessions completed in the period.
 """
 
@@ -24,7 +25,7 @@ from gateway.rules.quotas import period_of
 if TYPE_CHECKING:
     from gateway.siteops.component import SiteOpsComponent
 
-PERIODS = ("today", "month", "year")
+PERIODS = ("today", "yesterday", "month", "year")
 
 
 def period_start(now_ms: int, period: str, comp: SiteOpsComponent) -> int:
@@ -50,15 +51,23 @@ async def _counter_span(comp: SiteOpsComponent, device: str, point: str, start: 
 
 
 async def builtin(comp: SiteOpsComponent, period: str) -> dict[str, Any]:
-    cfg = comp.section.kpis
     now = comp.ctx.clock.now_ms()
-    start = period_start(now, period, comp)
+    if period == "yesterday":  # the finished local day
+        today = period_of(now, "day", comp.tz)
+        day = period_of(today.start_ms - 1, "day", comp.tz)
+        return await figures(comp, day.start_ms, day.end_ms)
+    return await figures(comp, period_start(now, period, comp), now + 1)
+
+
+async def figures(comp: SiteOpsComponent, start: int, end: int) -> dict[str, Any]:
+    """The built-in KPIs over [start, end)."""
+    cfg = comp.section.kpis
     out: dict[str, Any] = {}
     hist = comp.history
     if hist is None:
         return out
     await hist.flush()
-    energy = await hist.energy_total(start, now + 1)
+    energy = await hist.energy_total(start, end)
     ids = [d.id for d in comp.ctx.site.devices]
 
     def total(patterns: list[str]) -> float:
@@ -68,13 +77,13 @@ async def builtin(comp: SiteOpsComponent, period: str) -> dict[str, Any]:
     pv = total(cfg.pv) if cfg.pv else None
     imported = exported = None
     if cfg.grid_meter:
-        imp = await _counter_span(comp, cfg.grid_meter, cfg.import_point, start, now + 1)
-        exp = await _counter_span(comp, cfg.grid_meter, cfg.export_point, start, now + 1)
+        imp = await _counter_span(comp, cfg.grid_meter, cfg.import_point, start, end)
+        exp = await _counter_span(comp, cfg.grid_meter, cfg.export_point, start, end)
         imported = imp / 1000 if imp is not None else None
         exported = exp / 1000 if exp is not None else None
         row = await comp.ctx.store.query_one(
             "SELECT MAX(total / n) FROM history_15m WHERE device = ? AND point = ? AND ts >= ? "
-            "AND ts <= ?", (cfg.grid_meter, cfg.power_point, start, now))
+            "AND ts < ?", (cfg.grid_meter, cfg.power_point, start, end))
         out["site.peak_demand_w"] = row[0] if row else None
     out["site.energy_imported_kwh"] = imported
     out["site.energy_exported_kwh"] = exported
@@ -87,19 +96,22 @@ async def builtin(comp: SiteOpsComponent, period: str) -> dict[str, Any]:
     out["site.charger_energy_kwh"] = total(cfg.chargers) if cfg.chargers else None
     out["site.energy_by_device_kwh"] = {d: round(energy.get(d, 0.0) / 1000, 6) for d in ids
                                         if d in energy}
-    avail = await comp.reports.availability(start, max(now, start + 1))
+    avail = await comp.reports.availability(start, max(end - 1, start + 1))
     out["site.availability_pct"] = {row[0]: row[2] for row in avail}
     (sessions,) = await comp.ctx.store.query_one(
-        "SELECT COUNT(*) FROM siteops_log_charging WHERE stopped_ts >= ? AND stopped_ts <= ?",
-        (start, now)) or (0,)
+        "SELECT COUNT(*) FROM siteops_log_charging WHERE stopped_ts >= ? AND stopped_ts < ?",
+        (start, end)) or (0,)
     out["site.charging_sessions"] = sessions
     return out
 
 
-async def kpis(comp: SiteOpsComponent, period: str) -> dict[str, Any]:
-    """Built-ins merged with each provider's (the plugins'); a provider key that names a
-    built-in is a conflict and the built-in wins."""
-    values = await builtin(comp, period)
+async def kpis(comp: SiteOpsComponent, period: str,
+               values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Built-ins (``values``, default: those of ``period`` until now) merged with each
+    provider's (the plugins'); a provider key that names a built-in is a conflict and the
+    built-in wins."""
+    if values is None:
+        values = await builtin(comp, period)
     conflicts: dict[str, list[str]] = {}
     failed: list[str] = []
     for provider in comp.kpi_providers:

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 from gateway import events
 from gateway.model import Event, event_id
 from gateway.rules.quotas import Period, period_of
+from gateway.siteops import delivery
 from gateway.siteops.config import ReportDef
-from gateway.siteops.tariff import session_cost
+from gateway.siteops.tariff import price_at, price_order
 
 if TYPE_CHECKING:
     from gateway.siteops.component import SiteOpsComponent
@@ -63,6 +64,8 @@ MIGRATIONS = [
         stopped_ts INTEGER, energy_wh REAL, cost REAL
     ) WITHOUT ROWID;
     """,
+    # The session's energy and cost per tariff period: {"peak": [wh, cost], ...}.
+    "ALTER TABLE siteops_log_charging ADD COLUMN periods TEXT;",
 ]
 
 
@@ -82,6 +85,18 @@ class Reports:
         self.cfg = comp.section.reports
         self.defs = {d.name: d for d in self.cfg.definitions}
         self.dir = self.ctx.state_dir / "reports"
+        self._lock = asyncio.Lock()
+
+    def remove_partial_files(self) -> int:
+        """Delete ``*.tmp`` left by a process killed while writing a report (the report
+        was not recorded, so the scheduler writes it again)."""
+        stale = list(self.dir.glob("*.tmp")) if self.dir.is_dir() else []
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            log.info("reports: %d partial file(s) of an interrupted run removed from %s",
+                     len(stale), self.dir)
+        return len(stale)
 
     # -- the outbox log ------------------------------------------------------------------
 
@@ -105,17 +120,17 @@ class Reports:
                 await tx.execute("INSERT OR IGNORE INTO siteops_log_status VALUES (?, ?, ?)",
                                  (b.get("device"), ev.ts_ms, b.get("new_status")))
         elif ev.type == events.CHARGING_ORDER_COMPLETED:
-            cost = b.get("cost")
             tariff = self.comp.section.tariff
-            if cost is None and tariff is not None and b.get("energy_wh") is not None:
-                started = b.get("started_ts") or ev.ts_ms
-                cost = session_cost(tariff, float(b["energy_wh"]), started,
-                                    b.get("stopped_ts") or ev.ts_ms, self.comp.tz)
+            if tariff is not None:  # priced already, unless committed before the tariff
+                b = price_order(tariff, self.comp.tz, ev).body
+            by_wh, by_cost = b.get("energy_by_period") or {}, b.get("cost_by_period") or {}
+            periods = {k: [v, by_cost.get(k)] for k, v in by_wh.items()}
             async with store.transaction() as tx:
                 await tx.execute(
-                    "INSERT OR REPLACE INTO siteops_log_charging VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO siteops_log_charging VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (b.get("order_id"), b.get("charger", ""), b.get("started_ts"),
-                     b.get("stopped_ts"), b.get("energy_wh"), cost))
+                     b.get("stopped_ts"), b.get("energy_wh"), b.get("cost"),
+                     json.dumps(periods) if periods else None))
 
     # -- scheduling ----------------------------------------------------------------------
 
@@ -153,6 +168,12 @@ class Reports:
 
     async def generate(self, report: ReportDef, p: Period, rid: str,
                        scheduled: bool) -> dict[str, Any]:
+        # One at a time: the scheduler and reports.run write the same file names.
+        async with self._lock:
+            return await self._generate(report, p, rid, scheduled)
+
+    async def _generate(self, report: ReportDef, p: Period, rid: str,
+                        scheduled: bool) -> dict[str, Any]:
         key = period_key(report, p)
         data = await self.figures(report, p)
         base = self.dir / f"{report.name}-{key}"
@@ -175,6 +196,7 @@ class Reports:
             if cur.rowcount == 1:
                 await tx.add_events([Event(events.REPORT_GENERATED, body,
                                            id=event_id(events.REPORT_GENERATED, rid))])
+                await delivery.queue_report(self.comp, tx, body, files)
         log.info("report %s for %s written: %s", report.name, key, body["file_path"])
         return body
 
@@ -187,7 +209,7 @@ class Reports:
             totals = await self.comp.history.energy_total(start, end)
             rows = [[d, "energy", round(wh / 1000, 6), "kWh"] for d, wh in sorted(totals.items())]
             rows.append(["site", "energy", round(sum(totals.values()) / 1000, 6), "kWh"])
-            out["energy"] = rows
+            out["energy"] = rows + await self.energy_by_period(start, end)
         if "alarms" in report.include:
             rows = []
             for alarm_id, rule, device, sev, started, resolved in await store.query(
@@ -202,23 +224,54 @@ class Reports:
             out["availability"] = await self.availability(start, end)
         if "charging" in report.include:
             rows = []
-            for oid, charger, started, stopped, wh, cost in await store.query(
-                    "SELECT order_id, charger, started_ts, stopped_ts, energy_wh, cost FROM "
-                    "siteops_log_charging WHERE stopped_ts >= ? AND stopped_ts < ? "
-                    "ORDER BY stopped_ts", (start, end)):
+            currency = self.comp.section.tariff.currency if self.comp.section.tariff else ""
+            for oid, charger, started, stopped, wh, cost, periods in await store.query(
+                    "SELECT order_id, charger, started_ts, stopped_ts, energy_wh, cost, "
+                    "periods FROM siteops_log_charging WHERE stopped_ts >= ? AND "
+                    "stopped_ts < ? ORDER BY stopped_ts", (start, end)):
                 rows.append([charger, f"session {oid} energy", round((wh or 0) / 1000, 6),
                              "kWh"])
                 if started is not None:
                     rows.append([charger, f"session {oid} duration",
                                  round((stopped - started) / 1000, 3), "s"])
                 if cost is not None:
-                    rows.append([charger, f"session {oid} cost", cost, "currency"])
+                    rows.append([charger, f"session {oid} cost", cost, currency])
+                split = json.loads(periods) if periods else {}
+                if len(split) > 1:  # a session across tariff periods: its share of each
+                    for name, (p_wh, p_cost) in sorted(split.items()):
+                        rows.append([charger, f"session {oid} energy {name}",
+                                     round(p_wh / 1000, 6), "kWh"])
+                        rows.append([charger, f"session {oid} cost {name}", p_cost,
+                                     currency])
             out["charging"] = rows
         return out
 
+    async def energy_by_period(self, start: int, end: int) -> list[list[Any]]:
+        """With a tariff: energy and cost per device and for the site, per tariff period.
+        Each 15-minute slot of the history counts in the period of its start (so tariff
+        periods should begin on a quarter hour)."""
+        tariff, history = self.comp.section.tariff, self.comp.history
+        if tariff is None or history is None:
+            return []
+        wh: dict[tuple[str, str], float] = {}
+        cost: dict[tuple[str, str], float] = {}
+        for device, slots in (await history.energy(start, end, resolution="15m")).items():
+            for slot in slots:
+                name, price = price_at(tariff, slot["ts"], self.comp.tz)
+                for key in ((device, name), ("site", name)):
+                    wh[key] = wh.get(key, 0.0) + slot["wh"]
+                    cost[key] = cost.get(key, 0.0) + slot["wh"] / 1000 * price
+        rows: list[list[Any]] = []
+        for subject, name in sorted(wh, key=lambda k: (k[0] == "site", k)):
+            rows.append([subject, f"energy {name}", round(wh[subject, name] / 1000, 6), "kWh"])
+            rows.append([subject, f"cost {name}", round(cost[subject, name], 4),
+                         tariff.currency])
+        return rows
+
     async def availability(self, start: int, end: int) -> list[list[Any]]:
-        """Per configured device: % of the period not offline, from its status changes
-        (the status before the period counts from its start; unknown counts as offline)."""
+        """Per configured device: % of the observed part of the period not offline, from its
+        status changes. Time before the gateway first knew the device's status is left out
+        (a gateway installed at noon reports the afternoon, not 50 %); None if never known."""
         rows = []
         for dev in self.ctx.site.devices:
             before = await self.ctx.store.query_one(
@@ -227,14 +280,15 @@ class Reports:
             changes = await self.ctx.store.query(
                 "SELECT ts, status FROM siteops_log_status WHERE device = ? AND ts >= ? "
                 "AND ts < ? ORDER BY ts", (dev.id, start, end))
-            status, t, up = (before[0] if before else "offline"), start, 0
-            for ts, new in changes:
-                if status != "offline":
-                    up += ts - t
+            status: str | None = before[0] if before else None
+            t, up, seen = start, 0, 0
+            for ts, new in [*changes, (end, None)]:
+                if status is not None:
+                    seen += ts - t
+                    up += ts - t if status != "offline" else 0
                 status, t = new, ts
-            if status != "offline":
-                up += end - t
-            rows.append([dev.id, "availability", round(100 * up / (end - start), 3), "%"])
+            pct = round(100 * up / seen, 3) if seen else None
+            rows.append([dev.id, "availability", pct, "%"])
         return rows
 
     async def prune(self, now_ms: int) -> int:
@@ -308,7 +362,7 @@ def to_html(report: ReportDef, key: str, data: dict[str, list[list[Any]]]) -> by
 
     title = html.escape(f"{report.name} {key}")
     chart = svg_bars([(str(r[0]), float(r[2])) for r in data.get("energy", [])
-                      if r[0] != "site"], "kWh")
+                      if r[0] != "site" and r[1] == "energy"], "kWh")
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
            f"<body><h1>{title}</h1><h2>Energy</h2>{chart}"]
     for section, rows in data.items():

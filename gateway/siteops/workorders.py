@@ -213,7 +213,8 @@ class WorkOrders:
         return as_dict(row)
 
     async def import_legacy(self) -> int:
-        """Copy the orders the plugins component kept (table ``work_orders``) once."""
+        """Move the orders the plugins component kept (table ``work_orders``, in stores
+        made before siteops) here, and drop that table: one transaction, once."""
         if not await self.store.query_one(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'work_orders'"):
             return 0
@@ -226,7 +227,7 @@ class WorkOrders:
                 "created_by, created_ts, COALESCE(completed_ts, created_ts), completed_ts, "
                 "resolution, 'legacy' FROM work_orders")
             moved = max(cur.rowcount, 0)
-            await tx.execute("DELETE FROM work_orders")
+            await tx.execute("DROP TABLE work_orders")
         if moved:
             log.info("work orders: %d moved from the plugins' table", moved)
         return moved

@@ -10,6 +10,7 @@ import logging
 from gateway.components import ComponentContext, ComponentSpec, register_component
 from gateway.uplink.component import Uplink
 from gateway.uplink.config import UplinkSection
+from gateway.uplink.messages import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def _factory(ctx: ComponentContext[UplinkSection]) -> Uplink | None:
 # ``health``, whose ``health.stats`` the periodic stats message carries.
 register_component(ComponentSpec("uplink", _factory, section=UplinkSection,
                                  after=("channels", "commands", "health", "plugins", "rules",
-                                        "siteops")))
+                                        "siteops"),
+                                 migrations=MIGRATIONS))
 
 __all__ = ["Uplink", "UplinkSection"]

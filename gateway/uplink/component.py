@@ -33,6 +33,7 @@ from gateway.uplink.client import Endpoint, build_client
 from gateway.uplink.config import BrokerSection, UplinkSection
 from gateway.uplink.downlink import Downlink
 from gateway.uplink.forwarder import CONSUMER, Forwarder, LinkLost, ReplyOutbox, UplinkStats
+from gateway.uplink.messages import MessageSender
 from gateway.uplink.stats import StatsPublisher
 from gateway.uplink.wire import Topics, status_message
 
@@ -199,6 +200,8 @@ class Uplink(Component):
                 stats = asyncio.create_task(self.stats_publisher.run(client),
                                             name="uplink-stats-message")
                 tasks.push_async_callback(_cancel_and_wait, stats)
+            sender = asyncio.create_task(self._send_messages(client), name="uplink-messages")
+            tasks.push_async_callback(_cancel_and_wait, sender)
             await forwarder.run()
         # Only a drain ends the forwarder without an error: say goodbye.
         await self._publish_status(client, "offline", "shutdown")
@@ -214,6 +217,15 @@ class Uplink(Component):
         except aiomqtt.MqttError as err:
             if self._forwarder is not None:
                 self._forwarder.fail(LinkLost(f"connection lost: {err}"))
+
+    async def _send_messages(self, client: aiomqtt.Client) -> None:
+        """The queued messages (reports, daily KPIs: gateway/uplink/messages.py)."""
+        try:
+            await MessageSender(client, self.ctx.store, self.topics.base,
+                                self.cfg.publish_timeout).run()
+        except aiomqtt.MqttError as err:
+            if self._forwarder is not None:
+                self._forwarder.fail(LinkLost(f"publishing a queued message failed: {err}"))
 
     def _status(self, state: str, reason: str | None = None) -> bytes:
         return status_message(

@@ -137,7 +137,8 @@ def test_a_bare_store_has_every_builtin_table(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "b.db")],
                          capture_output=True, text=True, check=True).stdout.split()
     for table in ("telemetry", "events", "device_status", "device_flags", "rules_alarms",
-                  "rules_quotas", "work_orders", "hooks_recent_events", "channel_queue"):
+                  "rules_quotas", "siteops_work_orders", "hooks_recent_events", "channel_queue",
+                  "uplink_messages", "siteops_kpis_sent"):
         assert table in out
 
 

@@ -273,3 +273,53 @@ async def test_kill_9_while_writing_rollups_never_counts_twice(tmp_path: Path) -
     (total_wh,) = await store.query_one("SELECT SUM(wh) FROM history_energy") or (0,)
     assert total_wh == pytest.approx(float(readings[-1]) - float(readings[0]))
     await store.close()
+
+
+@pytest.mark.parametrize("tz", ["Europe/Berlin", "Asia/Kathmandu", "Australia/Lord_Howe"])
+async def test_the_day_bucketer_agrees_with_the_datetime_one(tmp_path: Path, tz: str) -> None:
+    """The per-hour cache of local days gives what a datetime per timestamp gives, also in
+    zones whose midnight falls inside a UTC hour (+05:45; +10:30/+11 with a 30-minute DST)."""
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    history = History(HistoryConfig(), store, ZoneInfo(tz))
+    day = history.bucketer("1d")
+    start = local_ms(tz, 2026, 4, 3)  # Lord Howe leaves DST on 5 April 2026
+    for ts in range(start, start + 4 * DAY_MS, 300_000):
+        assert day(ts) == history.bucket(ts, "1d"), ts
+    await store.close()
+
+
+@pytest.mark.parametrize("tz", ["Europe/Berlin", "Asia/Kathmandu"])
+async def test_daily_energy_equals_the_sum_of_its_quarters(tmp_path: Path, tz: str) -> None:
+    """Days summed by SQLite per hour (Berlin) or from the 15-minute rows (Kathmandu,
+    whose midnight is 18:15 UTC) equal the 15-minute energy summed per local day."""
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    history = History(HistoryConfig(energy=[EnergySource(devices=["*"], energy_point="e")]),
+                      store, ZoneInfo(tz))
+    start = local_ms(tz, 2026, 3, 27)  # Berlin's DST night inside
+    await feed(store, history, [Sample("m", "e", ts, 7.0 * (ts - start) / 60_000)
+                                for ts in range(start, start + 4 * DAY_MS, 60_000)])
+    quarters = (await history.energy(start, start + 4 * DAY_MS, None, "15m"))["m"]
+    want: dict[int, float] = {}
+    for r in quarters:
+        day = history.bucket(r["ts"], "1d")
+        want[day] = want.get(day, 0.0) + r["wh"]
+    got = {r["ts"]: r["wh"] for r in
+           (await history.energy(start, start + 4 * DAY_MS, None, "1d"))["m"]}
+    assert got.keys() == want.keys() and len(got) >= 4
+    for day, wh in want.items():
+        assert got[day] == pytest.approx(wh)
+    await store.close()
+
+
+async def test_values_that_are_not_finite_numbers_are_not_rolled_up(tmp_path: Path) -> None:
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    history = History(HistoryConfig(), store, ZoneInfo("UTC"))
+    t = 1_780_000_000_000 - 1_780_000_000_000 % MINUTE_MS
+    values: list[Any] = [1.5, float("nan"), float("inf"), -float("inf"), 3, True, "7", None, 2.5]
+    await feed(store, history, [Sample("d", "p", t + i, v) for i, v in enumerate(values)])
+    (row,) = await history.series("d", "p", t, t + MINUTE_MS, "1m")
+    assert (row["count"], row["min"], row["max"], row["last"]) == (3, 1.5, 3.0, 2.5)
+    await store.close()

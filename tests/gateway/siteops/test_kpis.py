@@ -45,3 +45,28 @@ async def test_site_kpis_for_today(tmp_path: Path) -> None:
         assert k["site.peak_demand_w"] == pytest.approx(3000.0)
         assert k["recorder_period"] == "today"  # the plugin's, merged
         assert set(k["site.availability_pct"]) == {"m1"}
+
+
+async def test_availability_counts_from_when_the_status_was_first_known(tmp_path: Path) -> None:
+    """A device first seen at noon, offline 13:00-14:00, online since: 5 of 6 observed
+    hours by 18:00 (not 5 of 18 since midnight); a device never seen has no figure."""
+    from tests.gateway.siteops.test_reports import siteops
+
+    cfg = config(tmp_path)
+    cfg["gateway"] = {"timezone": TZ}
+    cfg["devices"] = [*cfg["devices"], {**cfg["devices"][0], "id": "m2", "enabled": False}]
+    day = local_ms(TZ, 2026, 6, 1, 0)
+    hour = 3_600_000
+    async with running_app(cfg, tmp_path, clock=StepClock(day + 18 * hour)) as app:
+        async with app.store.transaction() as tx:
+            await tx.executemany("INSERT INTO siteops_log_status VALUES (?, ?, ?)", [
+                ("m1", day - 2 * hour, "offline"), ("m1", day - hour, "online"),  # yesterday
+                ("m1", day + 13 * hour, "offline"), ("m1", day + 14 * hour, "online")])
+        rows = await siteops(app).reports.availability(day, day + 18 * hour)
+        assert {r[0]: r[2] for r in rows} == {"m1": round(100 * 17 / 18, 3), "m2": None}
+        async with app.store.transaction() as tx:
+            await tx.execute("DELETE FROM siteops_log_status WHERE ts < ?", (day,))
+            await tx.execute("INSERT INTO siteops_log_status VALUES ('m1', ?, 'online')",
+                             (day + 12 * hour,))
+        rows = await siteops(app).reports.availability(day, day + 18 * hour)
+        assert {r[0]: r[2] for r in rows} == {"m1": round(100 * 5 / 6, 3), "m2": None}

@@ -4,6 +4,7 @@ plan comes due and an out-of-range answer opens a work order."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,32 @@ async def test_an_inspection_comes_due_and_an_out_of_range_answer_opens_a_work_o
         clock.advance(1)
         assert await comp.inspections.check_due(clock.now_ms()) == 1
         assert await comp.inspections.check_due(clock.now_ms()) == 0
+
+
+#: The plugins' table of a store made before siteops (plugins migration 1 created it then).
+LEGACY = ("CREATE TABLE work_orders (id TEXT PRIMARY KEY, title TEXT, description TEXT, "
+          "device TEXT, alarm_id TEXT, priority TEXT, status TEXT, created_by TEXT, "
+          "created_ts INTEGER, completed_ts INTEGER, resolution TEXT)")
+
+
+async def test_orders_of_the_plugins_old_table_are_moved_once(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    async with running_app(cfg, tmp_path):
+        pass  # a store with every table of today
+    db = tmp_path / "state" / "buffer.sqlite3"
+    with sqlite3.connect(db) as conn:
+        assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'work_orders'"
+                                ).fetchall()  # a new store has no legacy table
+        conn.execute(LEGACY)
+        conn.executemany("INSERT INTO work_orders VALUES (?,?,'',?,NULL,'high',?,'acme',?,?,?)",
+                         [("w1", "check fuse", "m1", "open", 1000, None, ""),
+                          ("w2", "clean panel", None, "completed", 2000, 3000, "cleaned")])
+    for _ in range(2):  # the second start finds nothing left to move
+        async with running_app(cfg, tmp_path) as app:
+            got = {o["order_id"]: (o["status"], o["title"], o["completed_ts"])
+                   for o in await orders(app)}
+            assert got == {"w1": ("open", "check fuse", None),
+                           "w2": ("done", "clean panel", 3000)}
+    with sqlite3.connect(db) as conn:
+        assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'work_orders'"
+                                ).fetchall()
