@@ -16,7 +16,7 @@ import pytest
 
 from gateway import __version__
 from tests.support.app import write_config
-from tests.support.daemon import fieldgate, spawn, wait_for
+from tests.support.daemon import fieldgate, go, prestart, spawn, wait_for
 
 
 def heavy_config(tmp_path: Path, **extra: object) -> Path:
@@ -69,15 +69,19 @@ def test_kill_9_during_heavy_ingest_keeps_store_intact(tmp_path: Path) -> None:
     db = tmp_path / "state" / "buffer.sqlite3"
     rng = random.Random(20)
     log = tmp_path / "log"
+    ready = prestart(cfg, log=log)
     for _ in range(20):
         before = store_rows(db)
-        proc = spawn(cfg, log=log)
+        proc = go(ready)
+        ready = prestart(cfg, log=log)  # the next boot imports while this one runs
         try:
             wait_for(lambda before=before: store_rows(db) > before + 2, 60)
             time.sleep(rng.uniform(0.0, 0.4))
         finally:
             proc.kill()  # SIGKILL: no drain, no checkpoint
             proc.wait()
+    ready.kill()
+    ready.wait()
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         chunks = conn.execute(

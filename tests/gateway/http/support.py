@@ -132,9 +132,14 @@ def site_config(tmp: Path, http_port: int) -> tuple[dict[str, Any], dict[str, st
 
 
 @contextmanager
-def running_site(tmp: Path) -> Iterator[Site]:
+def running_site(tmp: Path, prepare: Callable[[dict[str, Any]], None] | None = None
+                 ) -> Iterator[Site]:
+    """The HTTP test site as a ``fieldgate run`` subprocess; ``prepare`` may change its config
+    (and seed its state directory) before it starts."""
     port = free_port()
     cfg, tokens = site_config(tmp, port)
+    if prepare is not None:
+        prepare(cfg)
     path = tmp / "site.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     log = tmp / "daemon.log"

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,13 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from gateway.model import Sample
 from gateway.store import Store
-from tests.gateway.http.support import PASSWORDS, Client, Site, site_config, wait_until
-from tests.support.daemon import spawn
-from tests.support.mosquitto import free_port
+from tests.gateway.http.support import PASSWORDS, Client, Site, running_site, wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "tests" / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -67,26 +63,12 @@ def seed_power_history(state_dir: Path, now_ms: int) -> None:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    tmp = tmp_path_factory.mktemp("dash")
-    port = free_port()
-    cfg, tokens = site_config(tmp, port)
-    cfg.setdefault("siteops", {})["inspections"] = [PLAN]
-    seed_power_history(Path(cfg["gateway"]["state_dir"]), int(time.time() * 1000))
-    path = tmp / "site.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    proc = spawn(path, log=tmp / "daemon.log")
-    s = Site(f"http://127.0.0.1:{port}", path, tokens, proc, tmp / "daemon.log")
-    try:
-        wait_until(lambda: proc.poll() is None and Client(s.base).get("/readyz").status
-                   == 200, timeout=60, what="the daemon answering /readyz")
+    def prepare(cfg: dict[str, Any]) -> None:
+        cfg.setdefault("siteops", {})["inspections"] = [PLAN]
+        seed_power_history(Path(cfg["gateway"]["state_dir"]), int(time.time() * 1000))
+
+    with running_site(tmp_path_factory.mktemp("dash"), prepare) as s:
         yield s
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
