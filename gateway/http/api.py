@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway.http import views
 from gateway.http.auth import PRINCIPAL, Principal
 from gateway.http.host import Host
-from gateway.http.live import LatestValues, Subscriber, sample_rows
+from gateway.http.live import LatestValues, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +301,8 @@ class Api:
         try:
             snapshot = {dev: views.points_of(self.latest, dev) for dev in self.latest.values
                         if devices is None or dev in devices}
+            for dev in snapshot:  # what the snapshot showed is not sent again
+                sub.sent.update(((dev, p), smp) for p, smp in self.latest.values[dev].items())
             await resp.write(_sse("snapshot", snapshot))
             while await self._stream_once(resp, sub):
                 pass
@@ -324,11 +326,9 @@ class Api:
         items = [first]
         while not sub.queue.empty():
             items.append(sub.queue.get_nowait())
-        newest: dict[tuple[str, str], Any] = {}
         for kind, item in items:
             if kind == "samples":
-                for s in sample_rows(item, sub):
-                    newest[(s.device, s.point)] = s
+                pass  # a wake-up: the news is in sub.dirty
             elif kind == "event":
                 if sub.wants(item.device):
                     await resp.write(_sse("event", item.to_wire()))
@@ -337,10 +337,11 @@ class Api:
                 return False
             else:  # "close": the server stops
                 return False
+        newest = sub.changed(self.latest.values)
         if newest:
             await resp.write(_sse("samples", [
                 [s.device, s.point, s.ts_ms, views.json_value(s.value), str(s.quality)]
-                for s in newest.values()]))
+                for s in newest]))
         return True
 
     def close_streams(self) -> None:

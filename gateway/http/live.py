@@ -1,11 +1,12 @@
 """What the HTTP side knows without asking anyone: the last value of every point, and a
-fan-out of new samples and events to the live-stream clients.
+fan-out of news to the live-stream clients.
 
 :class:`LatestValues` is a pipeline observer. It runs after each commit, on the pipeline's
-task, so it does only O(batch) dictionary stores and one ``put_nowait`` per connected
-stream: no JSON, no filtering, no I/O. Each stream client's own task does the filtering and
-encoding. A client that cannot keep up (its queue is full) is cut off, not waited for; its
-browser reconnects and starts from the current values.
+task, so it does only O(batch) dictionary stores and, per connected stream, one set union
+and at most one ``put_nowait``: no JSON, no I/O. A stream client is only told which of its
+devices have news; its own task then reads their newest values and encodes them. A client
+that cannot keep up (its queue is full) is cut off, not waited for; its browser reconnects
+and starts from the current values.
 """
 
 from __future__ import annotations
@@ -30,9 +31,30 @@ class Subscriber:
     devices: frozenset[str] | None  # None: every device
     queue: asyncio.Queue[tuple[str, Any]]
     overflowed: bool = False
+    #: Devices with new samples since the client's last send, and whether a wake-up for
+    #: them is queued already: one per send however many batches arrive meanwhile.
+    dirty: set[str] = field(default_factory=set)
+    woken: bool = False
+    #: The sample last sent of each (device, point): a send carries only what changed.
+    sent: dict[tuple[str, str], Sample] = field(default_factory=dict)
 
     def wants(self, device: str | None) -> bool:
         return self.devices is None or device is None or device in self.devices
+
+    def changed(self, values: dict[str, dict[str, Sample]]) -> list[Sample]:
+        """The newest sample of each point of the dirty devices not sent yet; marks them
+        sent. Its cost follows the points shown, not the sampling rate."""
+        out: list[Sample] = []
+        sent = self.sent
+        for device in self.dirty:
+            for point, sample in values.get(device, {}).items():
+                key = (device, point)
+                if sent.get(key) is not sample:
+                    sent[key] = sample
+                    out.append(sample)
+        self.dirty.clear()
+        self.woken = False
+        return out
 
 
 @dataclass
@@ -63,15 +85,22 @@ class LatestValues:
         values = self.values
         device: str | None = None
         points: dict[str, Sample] = {}
+        seen: set[str] = set()
         for s in batch:
             if s.device != device:
                 device = s.device
                 points = values.get(device) or values.setdefault(device, {})
+                seen.add(device)
             points[s.point] = s
         self.stats.batches += 1
         self.stats.samples += len(batch)
-        if self.subscribers:
-            self._publish(("samples", batch))
+        for sub in self.subscribers:
+            wanted = seen if sub.devices is None else seen & sub.devices
+            if wanted:
+                sub.dirty |= wanted
+                if not sub.woken:
+                    sub.woken = True
+                    self._put(sub, ("samples", None))
 
     def last_seen(self, device: str) -> int | None:
         points = self.values.get(device)
@@ -96,15 +125,18 @@ class LatestValues:
 
     def _publish(self, item: tuple[str, Any]) -> None:
         for sub in self.subscribers:
-            if sub.overflowed:
-                continue
-            try:
-                sub.queue.put_nowait(item)
-            except asyncio.QueueFull:
-                sub.overflowed = True
-                self.stats.stream_overflows += 1
-                sub.queue.get_nowait()  # make room for the wake-up below
-                sub.queue.put_nowait(("overflow", None))
+            self._put(sub, item)
+
+    def _put(self, sub: Subscriber, item: tuple[str, Any]) -> None:
+        if sub.overflowed:
+            return
+        try:
+            sub.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            sub.overflowed = True
+            self.stats.stream_overflows += 1
+            sub.queue.get_nowait()  # make room for the wake-up below
+            sub.queue.put_nowait(("overflow", None))
 
 
 async def follow_events(store: Store, latest: LatestValues, wait: float = 5.0) -> None:
@@ -119,11 +151,3 @@ async def follow_events(store: Store, latest: LatestValues, wait: float = 5.0) -
             await asyncio.shield(store.ack_events(CONSUMER, events[-1].rowid))
         else:
             await store.wait_events(CONSUMER, wait)
-
-
-def sample_rows(batch: list[Sample], sub: Subscriber) -> list[Sample]:
-    """The samples of ``batch`` a stream client asked for."""
-    if sub.devices is None:
-        return batch
-    wanted = sub.devices
-    return [s for s in batch if s.device in wanted]
