@@ -76,3 +76,16 @@ def test_the_pages_quote_the_walkthrough(doc: str, sources: list[str]) -> None:
 def _strip(line: str) -> str:
     return line.split("  #")[0].strip()
 
+
+
+async def test_the_tank_refuses_unknown_points_and_non_numbers() -> None:
+    from drivers.base import UnknownPoint, WriteFailed
+    from drivers.testing import RecordingContext
+    from tests.walkthrough.tank import TankDevice, TankDriver
+
+    driver = TankDriver([TankDevice(id="t1", type="tank")], RecordingContext())
+    assert await driver.write("t1", "level_pct", 40) == 40.0
+    with pytest.raises(WriteFailed):
+        await driver.write("t1", "level_pct", "full")
+    with pytest.raises(UnknownPoint):
+        await driver.write("t1", "volume_l", 10)

@@ -8,7 +8,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from drivers.base import DeviceConfig, Driver, DriverContext, TaskFactory, UnknownPoint
+from drivers.base import (
+    DeviceConfig,
+    Driver,
+    DriverContext,
+    TaskFactory,
+    UnknownPoint,
+    WriteFailed,
+)
 from gateway.model import DeviceStatus, Sample, Value
 
 
@@ -35,8 +42,10 @@ class TankDriver(Driver):
             await self.ctx.clock.sleep(device.interval)
 
     async def write(self, device: str, point: str, value: Value) -> Any:
-        if point != "level_pct" or not isinstance(value, int | float):
-            raise UnknownPoint(device, f"{point} is not writable (only level_pct)")
+        if point != "level_pct":
+            raise UnknownPoint(device, f"no point {point!r}; a tank has level_pct")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise WriteFailed(device, f"level_pct takes a number, not {value!r}")
         self.level[device] = float(value)
         return self.level[device]
 
