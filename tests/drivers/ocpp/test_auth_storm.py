@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -76,7 +77,11 @@ async def test_busy_answers_503_with_retry_after_and_one_warning(
                              *(charger(f"cp-{i}") for i in range(3))])
     caplog.set_level(logging.WARNING, logger="drivers.ocpp.server")
     checker = gw.driver.hub.passwords
-    # six wrong-password checks (~30 ms each on one worker) fill the queue
+    # The one worker is held until both chargers were answered, so the six wrong-password
+    # checks behind it stay queued (unheld, they drained ~30 ms each and the second charger
+    # sometimes got in: the test raced the machine's speed).
+    hold = threading.Event()
+    checker._pool.submit(hold.wait, 30)
     hogs = [asyncio.create_task(checker.check("cp-0", f"wrong-password-number-{i}", _STORED))
             for i in range(6)]
     await wait_until(lambda: checker.pending == 6, 5, what="six checks queued")
@@ -88,6 +93,7 @@ async def test_busy_answers_503_with_retry_after_and_one_warning(
     busy = [r for r in caplog.records if "HTTP 503" in r.getMessage()]
     assert len(busy) == 1, "one warning per burst, not one per charger"
     assert "cp-1" in busy[0].getMessage() and "auth_workers" in busy[0].getMessage()
+    hold.set()
     assert await asyncio.gather(*hogs) == [False] * 6
     ws = await connect(gw.url, "cp-1")  # the charger's retry gets in
     await ws.close()
