@@ -155,30 +155,29 @@ def _diff_line(old: str, new: str) -> str:
     return summary(config_diff(old, new))
 
 
+def _roll_back(store: VersionStore, current: int, good: int, reason: str) -> None:
+    """Put the last good version back in force at boot, and record why."""
+    log.error("config: %s", reason)
+    store.set_current(good)
+    store.update_state(pending=None, boot_rollback={
+        "version": current, "to_version": good, "hash": store.record(good).hash,
+        "reason": reason, "source": "boot record"})
+
+
 def _count_start(store: VersionStore, current: int) -> None:
     record = store.boot_record()
     starts = int(record.get("starts", 0)) if record.get("version") == current else 0
     good = store.state().get("good")
     if starts >= CRASH_LIMIT and isinstance(good, int) and good != current \
             and good in store.numbers():
-        reason = (f"version {current} did not reach ready in {starts} starts in a row; "
-                  f"version {good}, the last good one, is back in force")
-        log.error("config: %s", reason)
-        store.set_current(good)
-        store.update_state(pending=None, boot_rollback={
-            "version": current, "to_version": good, "hash": store.record(good).hash,
-            "reason": reason, "source": "boot record"})
+        _roll_back(store, current, good, f"version {current} did not reach ready in {starts} "
+                   f"starts in a row; version {good}, the last good one, is back in force")
         current, starts = good, 0
     elif isinstance(good, int) and good != current and good in store.numbers():
         try:  # exit 78 is not restarted by systemd: a version that cannot load goes now
             load_config(store.current_path)
         except (ConfigError, StartupError) as err:
-            reason = (f"version {current} does not load ({err}); version {good}, the last "
-                      f"good one, is back in force")
-            log.error("config: %s", reason)
-            store.set_current(good)
-            store.update_state(pending=None, boot_rollback={
-                "version": current, "to_version": good, "hash": store.record(good).hash,
-                "reason": reason, "source": "boot record"})
+            _roll_back(store, current, good, f"version {current} does not load ({err}); "
+                       f"version {good}, the last good one, is back in force")
             current, starts = good, 0
     store.write_boot_record(current, starts + 1)
