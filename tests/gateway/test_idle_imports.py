@@ -34,6 +34,10 @@ LAZY = {
     "gateway.config.locate": "a config error to locate",
     "gateway.config.partial": "a device with field errors",
     "gateway.confmgmt.diff": "config.apply / config.rollback, an edited bootstrap file",
+    "pluggy": "a site with a plugin (hooks/component.py; tests/hooks/test_lazy.py)",
+    "hooks.manager": "a site with a plugin",
+    "hooks.dispatcher": "a site with a plugin",
+    "hooks.models": "a site with a plugin",
 }
 
 SERVE = """
