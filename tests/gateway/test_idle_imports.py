@@ -38,6 +38,7 @@ LAZY = {
     "hooks.manager": "a site with a plugin",
     "hooks.dispatcher": "a site with a plugin",
     "hooks.models": "a site with a plugin",
+    "gateway.event_bodies": "the event catalogue's body types: config events, OCPP, plugins",
 }
 
 SERVE = """
