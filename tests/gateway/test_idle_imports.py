@@ -39,6 +39,10 @@ LAZY = {
     "hooks.dispatcher": "a site with a plugin",
     "hooks.models": "a site with a plugin",
     "gateway.event_bodies": "the event catalogue's body types: config events, OCPP, plugins",
+    "gateway.http.cli": "fieldgate status/devices (`run` builds only its own parser)",
+    "gateway.confmgmt.cli": "fieldgate config ...",
+    "drivers.opcua.cli": "fieldgate opcua ...",
+    "drivers.ocpp.cli": "fieldgate ocpp ...",
 }
 
 SERVE = """
