@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway.http import views
 from gateway.http.auth import PRINCIPAL, Principal
+from gateway.http.encode import PointsJson, dumps
 from gateway.http.host import Host
 from gateway.http.live import LatestValues, Subscriber
 
@@ -31,10 +32,6 @@ STATUS_OF = {
 HEARTBEAT_S = 15.0
 CACHE_S = 0.5
 STREAM_S = 0.5
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, default=str, allow_nan=False)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -58,6 +55,7 @@ class Api:
         self.host = host
         self.latest = latest
         self.streams: set[Subscriber] = set()
+        self.points = PointsJson(latest)
         self._devices_cache: tuple[float, bytes] | None = None
 
     def routes(self) -> list[web.RouteDef]:
@@ -154,20 +152,26 @@ class Api:
         })
 
     async def devices(self, request: web.Request) -> web.Response:
-        # Many clients polling the whole site (dashboards, scrapers) share one encoding for
-        # up to CACHE_S: the answer's cost does not grow with the number of pollers.
+        # Many clients polling the whole site (dashboards, scrapers) share one answer for up
+        # to CACHE_S, so its cost does not grow with the number of pollers; past that, only
+        # the devices with news since the last answer are encoded again (PointsJson).
         now = asyncio.get_running_loop().time()
         if self._devices_cache is None or now - self._devices_cache[0] > CACHE_S:
-            body = dumps(await views.devices(self.host, self.latest)).encode()
+            body = ("[" + ", ".join(views.devices_json(self.host, self.latest, self.points))
+                    + "]").encode()
             self._devices_cache = (now, body)
         return web.Response(body=self._devices_cache[1], content_type="application/json")
 
     async def device(self, request: web.Request) -> web.Response:
-        found = await views.devices(self.host, self.latest, only=request.match_info["device"])
+        # ?points=false: the device without its points (their count instead), for a page
+        # that refreshes the status and poll statistics and has the values from the stream.
+        with_points = request.query.get("points", "true").lower() not in ("false", "0", "no")
+        found = views.devices_json(self.host, self.latest, self.points,
+                                   only=request.match_info["device"], with_points=with_points)
         if not found:
             return error(404, "unknown_device",
                          f"no device {request.match_info['device']!r} on this gateway")
-        return json_response(found[0])
+        return web.Response(text=found[0], content_type="application/json")
 
     async def alarms(self, request: web.Request) -> web.Response:
         if self.host.commands.get("alarm.list") is None:
@@ -299,11 +303,11 @@ class Api:
         sub = self.latest.subscribe(devices)
         self.streams.add(sub)
         try:
-            snapshot = {dev: views.points_of(self.latest, dev) for dev in self.latest.values
-                        if devices is None or dev in devices}
-            for dev in snapshot:  # what the snapshot showed is not sent again
+            shown = [dev for dev in self.latest.values if devices is None or dev in devices]
+            snapshot = ", ".join(f"{dumps(dev)}: {self.points.points(dev)[0]}" for dev in shown)
+            for dev in shown:  # what the snapshot showed is not sent again
                 sub.sent.update(((dev, p), smp) for p, smp in self.latest.values[dev].items())
-            await resp.write(_sse("snapshot", snapshot))
+            await resp.write(_sse_text("snapshot", "{" + snapshot + "}"))
             while await self._stream_once(resp, sub):
                 pass
         except (ConnectionResetError, asyncio.CancelledError):
@@ -351,7 +355,11 @@ class Api:
 
 
 def _sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {dumps(data)}\n\n".encode()
+    return _sse_text(event, dumps(data))
+
+
+def _sse_text(event: str, text: str) -> bytes:
+    return f"event: {event}\ndata: {text}\n\n".encode()
 
 
 def _buffer(stats: dict[str, Any], now: int) -> dict[str, Any]:
