@@ -24,7 +24,7 @@ from typing import Any
 from gateway.http.live import LatestValues
 from gateway.model import Quality
 
-_string: Any = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_string: Any = json.encoder.encode_basestring_ascii
 _QUALITY = {q: _string(str(q)) for q in Quality}
 
 
