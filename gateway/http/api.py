@@ -29,8 +29,13 @@ STATUS_OF = {
     "unknown_work_order": 404, "not_found": 404, "not_ready": 503, "timeout": 504,
     "internal": 500,
 }
+#: Argument names by which a command records who acted: set from the authenticated caller.
+ACTOR_FIELDS = ("by", "inspector")
 HEARTBEAT_S = 15.0
-CACHE_S = 0.5
+#: Clients polling the whole site share one answer for this long: polled once a second, a
+#: client gets values at most this old, and the site is encoded at most once a second
+#: however many clients poll.
+CACHE_S = 1.0
 STREAM_S = 0.5
 
 
@@ -246,9 +251,35 @@ class Api:
         if isinstance(body, web.Response):
             return body
         name = request.match_info["name"]
-        log.info("http: %s runs command %s", principal(request).name, name)
+        who = principal(request)
+        body = self._actor(name, body, who)
+        if isinstance(body, web.Response):
+            return body
+        log.info("http: %s runs command %s", who.name, name)
         ok, value = await self._call(name, body)
         return self._reply(name, ok, value)
+
+    def _actor(self, name: str, body: dict[str, Any],
+               who: Principal) -> dict[str, Any] | web.Response:
+        """The command's record of who acted (``by``, ``inspector``) is the caller the
+        server authenticated (a user's session or an API token's name), not what the body
+        says: the field is filled in when left out, and a different name is refused. The
+        automatic local session (loopback, no users) knows no one, so there the body's
+        name stands."""
+        cmd = self.host.commands.get(name)
+        if cmd is None or who.kind == "local":
+            return body
+        fields = cmd.args_model.model_fields
+        for field in ACTOR_FIELDS:
+            if field not in fields:
+                continue
+            sent = body.get(field)
+            if sent is not None and sent != who.name:
+                return error(403, "actor_mismatch",
+                             f"{name}: {field} must be the caller, {who.name!r}, not {sent!r}; "
+                             f"leave {field} out and the server fills it in")
+            body = {**body, field: who.name}
+        return body
 
     async def write_point(self, request: web.Request) -> web.Response:
         body = await self._body(request)

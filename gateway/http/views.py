@@ -24,6 +24,19 @@ def points_of(latest: LatestValues, device: str) -> dict[str, dict[str, Any]]:
     }
 
 
+def units_of(dev: Any) -> dict[str, str]:
+    """Each point's engineering unit where the device's config names one (a Modbus point or
+    its profile: ``unit: W``); drivers whose points carry no unit give none."""
+    listing = getattr(dev, "all_points", None)
+    points = listing().values() if callable(listing) else getattr(dev, "points", None) or ()
+    out: dict[str, str] = {}
+    for p in points:
+        unit = getattr(p, "unit", None)
+        if isinstance(unit, str) and unit:
+            out[p.name] = unit
+    return out
+
+
 def _header(host: Host, dev: Any, status: dict[str, tuple[str, str, int]],
             last_seen: int | None) -> dict[str, Any]:
     st, reason, since = status.get(dev.id, ("unknown", "", None))
@@ -32,7 +45,7 @@ def _header(host: Host, dev: Any, status: dict[str, tuple[str, str, int]],
     return {
         "id": dev.id, "name": dev.name, "driver": dev.type, "tags": list(dev.tags),
         "enabled": dev.enabled, "status": st, "reason": reason, "since": since,
-        "last_seen": last_seen, "poll": host.poll_stats(dev.id),
+        "last_seen": last_seen, "poll": host.poll_stats(dev.id), "units": units_of(dev),
     }
 
 
