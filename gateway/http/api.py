@@ -36,7 +36,9 @@ HEARTBEAT_S = 15.0
 #: client gets values at most this old, and the site is encoded at most once a second
 #: however many clients poll.
 CACHE_S = 1.0
-STREAM_S = 0.5
+#: A stream sends at most once this long: a point sampled at 10 Hz shows its newest value
+#: once a second, and a stream's cost follows the points it shows, not the sampling rate.
+STREAM_S = 1.0
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -160,6 +162,10 @@ class Api:
         # Many clients polling the whole site (dashboards, scrapers) share one answer for up
         # to CACHE_S, so its cost does not grow with the number of pollers; past that, only
         # the devices with news since the last answer are encoded again (PointsJson).
+        if not _wants_points(request):  # a list of the devices, not their values
+            texts = views.devices_json(self.host, self.latest, self.points, with_points=False)
+            return web.Response(text="[" + ", ".join(texts) + "]",
+                                content_type="application/json")
         now = asyncio.get_running_loop().time()
         if self._devices_cache is None or now - self._devices_cache[0] > CACHE_S:
             body = ("[" + ", ".join(views.devices_json(self.host, self.latest, self.points))
@@ -168,11 +174,11 @@ class Api:
         return web.Response(body=self._devices_cache[1], content_type="application/json")
 
     async def device(self, request: web.Request) -> web.Response:
-        # ?points=false: the device without its points (their count instead), for a page
-        # that refreshes the status and poll statistics and has the values from the stream.
-        with_points = request.query.get("points", "true").lower() not in ("false", "0", "no")
+        # ?points=false: for a page that refreshes the status and poll statistics and has
+        # the values from the stream.
         found = views.devices_json(self.host, self.latest, self.points,
-                                   only=request.match_info["device"], with_points=with_points)
+                                   only=request.match_info["device"],
+                                   with_points=_wants_points(request))
         if not found:
             return error(404, "unknown_device",
                          f"no device {request.match_info['device']!r} on this gateway")
@@ -383,6 +389,11 @@ class Api:
         for sub in list(self.streams):
             with contextlib.suppress(asyncio.QueueFull):
                 sub.queue.put_nowait(("close", None))
+
+
+def _wants_points(request: web.Request) -> bool:
+    """``?points=false`` (or 0, no): the devices without their points, with ``point_count``."""
+    return request.query.get("points", "true").lower() not in ("false", "0", "no")
 
 
 def _sse(event: str, data: Any) -> bytes:

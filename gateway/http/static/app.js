@@ -291,7 +291,7 @@ async function chargers() {
 // Work orders and inspections: lists for everyone, forms for operators.
 async function work() {
   const g = nav, [orders, insp, devs] = await Promise.all([api("/api/v1/workorders?limit=50").then((r) => r.result),
-    api("/api/v1/inspections").then((r) => r.result), api("/api/v1/devices")]);
+    api("/api/v1/inspections").then((r) => r.result), api("/api/v1/devices?points=false")]);
   if (g !== nav) return;
   const op = me.role === "operator", devOpts = devs.map((d) => `<option>${esc(d.id)}</option>`).join("");
   const active = (o) => !["done", "cancelled"].includes(o.status);

@@ -122,6 +122,10 @@ def test_devices_have_status_and_last_values(site: Site) -> None:
     assert set(short) == set(d) - {"points"} | {"point_count"}
     stable = ("id", "name", "driver", "tags", "enabled", "units")
     assert [short[k] for k in stable] == [d[k] for k in stable]
+    every = viewer.get("/api/v1/devices?points=false").json()
+    assert [x["id"] for x in every] == [x["id"] for x in viewer.get("/api/v1/devices").json()]
+    assert all("points" not in x and x["point_count"] >= 0 for x in every)
+    assert next(x for x in every if x["id"] == "demo-meter")["units"] == d["units"]
     listed = wait_until(lambda: "soc_pct" in {x["id"]: x for x in viewer.get(
         "/api/v1/devices").json()}["bess-01"]["points"], what="bess-01 soc_pct (OPC-UA)")
     assert listed
@@ -174,9 +178,9 @@ def test_who_acted_is_the_authenticated_caller(site: Site) -> None:
     done = operator.post("/api/v1/commands/inspections.complete",
                          {"result": "pass", "device": "main-meter", "findings": "by-olga"})
     assert done.status == 200, done.body
-    event = wait_until(lambda: next(e for e in operator.get("/api/v1/events").json()
-                                    if e["type"] == "inspection_completed"
-                                    and e["body"]["findings"] == "by-olga"),
+    event = wait_until(lambda: next((e for e in operator.get("/api/v1/events").json()
+                                     if e["type"] == "inspection_completed"
+                                     and e["body"]["findings"] == "by-olga"), None),
                        what="the inspection_completed event")
     assert event["body"]["inspector"] == "olga"
     orders = operator.get("/api/v1/workorders?limit=50").json()["result"]
