@@ -232,6 +232,19 @@ class ReportGenerated:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportDeliveryFailed:
+    report_id: str = ""
+    name: str = ""
+    period: str = ""
+    channel: str = field(default="", metadata={"doc": "the channels.targets entry"})
+    file_path: str = ""
+    attempts: int = 0
+    error: str = field(default="", metadata={"doc": "the last failure"})
+    permanent: bool = field(default=False, metadata={
+        "doc": "true: the receiver refused the file (4xx); false: retried until give_up_after"})
+
+
+@dataclass(frozen=True, slots=True)
 class Custom:
     topic: str = ""
     body: Any = None  # the plugin's JSON value

@@ -61,6 +61,7 @@ from gateway.event_bodies import (  # noqa: F401 - re-exported: import bodies fr
     OcppSecurityEvent,
     OcppStatusNotice,
     QuotaExceeded,
+    ReportDeliveryFailed,
     ReportGenerated,
     SeqGap,
     StoreRange,
@@ -97,6 +98,7 @@ WORK_ORDER_UPDATED = "work_order_updated"
 INSPECTION_DUE = "inspection_due"
 INSPECTION_COMPLETED = "inspection_completed"
 REPORT_GENERATED = "report_generated"
+REPORT_DELIVERY_FAILED = "report_delivery_failed"
 CUSTOM = "custom"
 BUFFER_OVERFLOW = "buffer_overflow"
 SEQ_GAP = "seq_gap"
@@ -146,6 +148,8 @@ CATALOGUE: Mapping[str, EventType] = {t.name: t for t in (
     EventType(INSPECTION_COMPLETED, InspectionCompleted, "siteops: `inspections.complete`, "
               "plugins"),
     EventType(REPORT_GENERATED, ReportGenerated, "siteops: scheduled, `reports.run`; plugins"),
+    EventType(REPORT_DELIVERY_FAILED, ReportDeliveryFailed,
+              "siteops (a report's webhook delivery refused or given up)"),
     EventType(CUSTOM, Custom, "plugins (`db.publish`)"),
     EventType(BUFFER_OVERFLOW, BufferOverflow, "store"),
     EventType(SEQ_GAP, SeqGap, "store (at open: numbers a restart skips)"),

@@ -7,7 +7,7 @@ connection pool, and nothing is left open when a channel is removed by a reload.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MAX_BODY = 1 << 20
 
@@ -16,6 +16,8 @@ MAX_BODY = 1 << 20
 class HttpResponse:
     status: int
     body: bytes
+    #: The response headers, names in lower case (``retry-after``).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def text(self) -> str:
         return self.body.decode("utf-8", "replace")
@@ -39,7 +41,8 @@ async def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float
                 if not chunk:
                     break
                 body_in += chunk
-            return HttpResponse(resp.status, bytes(body_in))
+            return HttpResponse(resp.status, bytes(body_in),
+                                {k.lower(): v for k, v in resp.headers.items()})
     except aiohttp.ClientError as err:
         if isinstance(err, OSError):  # connection refused, reset, certificate errors
             raise
