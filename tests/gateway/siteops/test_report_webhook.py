@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from gateway.channels.http import HttpResponse
 from gateway.config.errors import ConfigError
 from gateway.config.loader import load_config
 from gateway.siteops import webhook
@@ -283,3 +284,30 @@ def test_retry_after_reads_seconds_and_dates() -> None:
     assert webhook.retry_after_s("7", now) == 7.0
     assert webhook.retry_after_s("Tue, 14 Nov 2023 22:13:40 GMT", now) == 20.0
     assert webhook.retry_after_s("soon", now) is None and webhook.retry_after_s(None, now) is None
+
+
+@pytest.mark.parametrize("status, retryable", [
+    (408, True), (429, True), (500, True), (503, True),
+    (400, False), (401, False), (403, False), (404, False), (413, False)])
+def test_which_answers_are_retried(status: int, retryable: bool) -> None:
+    webhook.judge(HttpResponse(204, b""), 0)
+    with pytest.raises(webhook.Refused) as err:
+        webhook.judge(HttpResponse(status, b"no", {"retry-after": "3"}), 0)
+    assert err.value.retryable is retryable and err.value.retry_after == 3.0
+    assert str(err.value) == f"HTTP {status}: no"
+
+
+async def test_a_receiver_that_is_not_listening_is_retried(tmp_path: Path) -> None:
+    async with receiver() as rx:
+        cfg = site(rx, files="csv")
+    # The receiver is gone: connections to its port are refused.
+    async with running_app(cfg, tmp_path) as app:
+        report = await run_report(app)
+
+        async def retried() -> dict[str, Any] | None:
+            (row,) = await deliveries(app, report["report_id"])
+            return row if row["attempts"] >= 2 else None
+
+        row = await wait_until(retried, 20, what="two failed attempts")
+    assert row["status"] == "pending" and row["next_attempt_ts"] is not None
+    assert "Connect" in row["last_error"] and "127.0.0.1" in row["last_error"]
