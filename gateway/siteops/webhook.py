@@ -172,15 +172,16 @@ class ReportWebhooks:
 
     async def attempt(self, report: dict[str, Any], channel: str, path: Path, attempt: int,
                       created_ts: int) -> None:
+        # Counted before the POST: a process killed during it resumes at the next attempt,
+        # after the backoff, and a POST that crashes the process each time still gives up.
+        await self._update(report["report_id"], channel, path, PENDING, attempt,
+                           self._next_ts(attempt, None, created_ts), None)
         try:
             await self._post(report, channel, path, attempt)
         except Refused as err:
             now = self.ctx.clock.now_ms()
-            deadline = created_ts + int(self.cfg.give_up_after * 1000)
-            if err.retryable and now < deadline:
-                delay = (err.retry_after if err.retry_after is not None else
-                         backoff_delay(attempt, self.cfg.retry_initial, self.cfg.retry_max))
-                next_ts = min(now + int(delay * 1000), deadline)
+            if err.retryable and now < self._deadline(created_ts):
+                next_ts = self._next_ts(attempt, err.retry_after, created_ts)
                 self.retries += 1
                 log.warning("report %s: posting %s to channel %s failed (attempt %d: %s); "
                             "retrying in %.1f s", report["name"], path.name, channel,
@@ -194,6 +195,16 @@ class ReportWebhooks:
         log.info("report %s: %s posted to channel %s (attempt %d)", report["name"],
                  path.name, channel, attempt)
         await self._update(report["report_id"], channel, path, DELIVERED, attempt, None, None)
+
+    def _deadline(self, created_ts: int) -> int:
+        return created_ts + int(self.cfg.give_up_after * 1000)
+
+    def _next_ts(self, attempt: int, retry_after: float | None, created_ts: int) -> int:
+        """When to try again after ``attempt`` failed: the backoff or ``Retry-After``, no
+        later than the give-up deadline (the last attempt)."""
+        delay = (retry_after if retry_after is not None else
+                 backoff_delay(attempt, self.cfg.retry_initial, self.cfg.retry_max))
+        return min(self.ctx.clock.now_ms() + int(delay * 1000), self._deadline(created_ts))
 
     async def _post(self, report: dict[str, Any], channel: str, path: Path,
                     attempt: int) -> None:
