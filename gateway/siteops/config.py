@@ -105,7 +105,8 @@ class ReportDelivery(StrictModel):
     """Publishing each generated report over the uplink (topic ``<base>/report``): a file
     up to ``inline_max_bytes`` in one message, a larger one in chunks of ``chunk_bytes``;
     every message carries the sha256 of the whole file. Queued in the store with the
-    report's record, so an outage delays it and loses nothing."""
+    report's record, so an outage delays it and loses nothing. And/or posting its files to
+    a webhook channel (:mod:`gateway.siteops.webhook`), retried until ``give_up_after``."""
 
     uplink: bool = Field(True, description="Publish reports over the uplink (when one is "
                                            "configured).")
