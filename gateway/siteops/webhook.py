@@ -132,7 +132,6 @@ class ReportWebhooks:
         channels = getattr(comp.ctx.site, "channels", None)
         self.targets: dict[str, ChannelTarget] = dict(getattr(channels, "targets", None) or {})
         self.wake = asyncio.Event()
-        self.sent = self.failed = self.retries = 0
 
     async def queue(self, tx: Tx, report_id: str, channel: str, files: list[Path],
                     now_ms: int) -> None:
@@ -172,8 +171,8 @@ class ReportWebhooks:
 
     async def attempt(self, report: dict[str, Any], channel: str, path: Path, attempt: int,
                       created_ts: int) -> None:
-        # Counted before the POST: a process killed during it resumes at the next attempt,
-        # after the backoff, and a POST that crashes the process each time still gives up.
+        # Counted, and the next attempt scheduled, before the POST: a process killed (or a
+        # task that failed) during it resumes with the next attempt after the backoff.
         await self._update(report["report_id"], channel, path, PENDING, attempt,
                            self._next_ts(attempt, None, created_ts), None)
         try:
@@ -182,7 +181,6 @@ class ReportWebhooks:
             now = self.ctx.clock.now_ms()
             if err.retryable and now < self._deadline(created_ts):
                 next_ts = self._next_ts(attempt, err.retry_after, created_ts)
-                self.retries += 1
                 log.warning("report %s: posting %s to channel %s failed (attempt %d: %s); "
                             "retrying in %.1f s", report["name"], path.name, channel,
                             attempt, err, (next_ts - now) / 1000)
@@ -191,7 +189,6 @@ class ReportWebhooks:
                 return
             await self._give_up(report, channel, path, attempt, str(err), not err.retryable)
             return
-        self.sent += 1
         log.info("report %s: %s posted to channel %s (attempt %d)", report["name"],
                  path.name, channel, attempt)
         await self._update(report["report_id"], channel, path, DELIVERED, attempt, None, None)
@@ -240,7 +237,6 @@ class ReportWebhooks:
 
     async def _give_up(self, report: dict[str, Any], channel: str, path: Path, attempts: int,
                        error: str, permanent: bool) -> None:
-        self.failed += 1
         why = ("the receiver refused it" if permanent else
                f"still failing {self.cfg.give_up_after:g} s after the report was generated")
         log.error("report %s (%s): giving up posting %s to channel %s after %d attempt(s), "
@@ -271,6 +267,3 @@ class ReportWebhooks:
                 "next_attempt_ts": next_ts if status == PENDING else None,
                 "last_error": error, "done_ts": done})
         return out
-
-    def stats(self) -> dict[str, Any]:
-        return {"sent": self.sent, "failed": self.failed, "retries": self.retries}
