@@ -32,6 +32,7 @@ from gateway.channels.http import HttpResponse
 from gateway.config.errors import ConfigError
 from gateway.config.loader import load_config
 from gateway.siteops import webhook
+from gateway.siteops.config import ReportsConfig
 from tests.gateway.siteops.test_reports import siteops
 from tests.hooks.support import SIM
 from tests.support.app import running_app, write_config
@@ -167,6 +168,7 @@ async def test_the_files_arrive_byte_identical_with_their_checksum(tmp_path: Pat
         rows = await settled(app, report["report_id"], "delivered")
         files = {Path(f).name: content(f) for f in report["files"]}
     assert sorted(r["file"] for r in rows) == sorted(report["files"])
+    assert report["delivery"]["uplink_queued"] is None  # no uplink configured
     assert all(r["attempts"] == 1 and r["last_error"] is None for r in rows)
     got = {g.headers["Content-Disposition"]: g for g in rx.got}
     assert len(rx.got) == 2 == len(files)  # the CSV and the HTML page, once each
@@ -410,3 +412,28 @@ async def test_kill_9_while_pending_and_during_a_post_delivers_once(tmp_path: Pa
     # Each attempt is counted before its POST (also the one the kill cut short).
     assert status == "delivered" and attempts >= before + 2
     assert rx.got[-1].headers["X-Fieldgate-Attempt"] == str(attempts)
+
+
+async def test_reports_run_posts_the_report_again_under_a_new_id(tmp_path: Path) -> None:
+    async with receiver() as rx, running_app(site(rx, files="csv"), tmp_path) as app:
+        first = await run_report(app)
+        await settled(app, first["report_id"], "delivered")
+        reply = await app.commands.execute("reports.run", {"name": "daily"})
+        assert reply["ok"], reply
+        again = reply["result"]
+        assert again["report_id"] != first["report_id"]
+        await settled(app, again["report_id"], "delivered")
+    assert [g.headers["X-Fieldgate-Report-Id"] for g in rx.accepted()] == [
+        first["report_id"], again["report_id"]]
+
+
+def test_delivery_webhook_is_every_reports_default_and_deliver_replaces_it() -> None:
+    reports = ReportsConfig.model_validate({
+        "delivery": {"uplink": True, "webhook": "crm"},
+        "definitions": [{"name": "a", "period": "daily"},
+                        {"name": "b", "period": "daily", "deliver": {"uplink": True}},
+                        {"name": "c", "period": "daily",
+                         "deliver": {"uplink": False, "webhook": "bi"}}]})
+    assert [(t.uplink, t.webhook) for t in map(reports.delivery.targets,
+                                                reports.definitions)] == [
+        (True, "crm"), (True, None), (False, "bi")]
