@@ -29,6 +29,7 @@ import email.utils
 import hashlib
 import hmac
 import logging
+import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,6 +133,7 @@ class ReportWebhooks:
         channels = getattr(comp.ctx.site, "channels", None)
         self.targets: dict[str, ChannelTarget] = dict(getattr(channels, "targets", None) or {})
         self.wake = asyncio.Event()
+        self._tls: dict[str, ssl.SSLContext | None] = {}  # per channel, at its first POST
 
     async def queue(self, tx: Tx, report_id: str, channel: str, files: list[Path],
                     now_ms: int) -> None:
@@ -216,7 +218,10 @@ class ReportWebhooks:
         headers = request_headers(target, report, path, data, self.ctx.site.gateway.id,
                                   attempt)
         try:
-            response = await post(target.url, data, headers, target.timeout)
+            if channel not in self._tls:
+                self._tls[channel] = target.tls()
+            response = await post(target.url, data, headers, target.timeout,
+                                  self._tls[channel])
         except OSError as err:
             raise Refused(f"{type(err).__name__}: {err}", retryable=True) from err
         judge(response, self.ctx.clock.now_ms())
