@@ -35,6 +35,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from gateway.channels.base import ChannelTarget, DeliveryError, Message
+from gateway.channels.builtin import WebhookChannel
 from gateway.channels.http import HttpResponse
 from gateway.config.errors import ConfigError
 from gateway.config.loader import load_config
@@ -467,10 +469,9 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-async def test_the_channels_tls_options_apply(tmp_path: Path) -> None:
-    """An https receiver with a private CA that demands a client certificate: the channel
-    with ca_file, cert_file and key_file delivers; one without them is refused by TLS and
-    retried (a network error)."""
+@contextlib.asynccontextmanager
+async def tls_receiver(tmp_path: Path) -> AsyncIterator[tuple[Receiver, Path, Path]]:
+    """An https receiver with a private CA that demands a client certificate."""
     cert, key = _self_signed(tmp_path)
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
@@ -479,11 +480,21 @@ async def test_the_channels_tls_options_apply(tmp_path: Path) -> None:
     rx = Receiver()
     app = web.Application()
     app.router.add_post("/reports", rx.handle)
+    app.router.add_post("/alerts", rx.alert)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls).start()
     rx.base = f"https://127.0.0.1:{runner.addresses[0][1]}"
     try:
+        yield rx, cert, key
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_channels_tls_options_apply(tmp_path: Path) -> None:
+    """The channel with ca_file, cert_file and key_file delivers to the https receiver; one
+    without them is refused by TLS and retried (a network error)."""
+    async with tls_receiver(tmp_path) as (rx, cert, key):
         cfg = site(rx, files="csv")
         targets = cfg["channels"]["targets"]
         targets["crm"].update(ca_file=str(cert), cert_file=str(cert), key_file=str(key))
@@ -502,11 +513,21 @@ async def test_the_channels_tls_options_apply(tmp_path: Path) -> None:
                                            and d["weekly"]["last_error"]), 20,
                              what="daily delivered, weekly refused by TLS")
             state = await listed()
-    finally:
-        await runner.cleanup()
     assert [g.headers["X-Fieldgate-Report"] for g in rx.got] == ["daily"]
     assert state["weekly"]["status"] == "pending"
     assert "certificate" in state["weekly"]["last_error"].lower()
+
+
+async def test_a_notice_uses_the_channels_tls_options_too(tmp_path: Path) -> None:
+    async with tls_receiver(tmp_path) as (rx, cert, key):
+        target = ChannelTarget(type="webhook", url=rx.base + "/alerts", ca_file=cert,
+                               cert_file=cert, key_file=key)
+        await WebhookChannel("ops", target).send(Message("e1", "custom", "t", "x"), 0)
+        bare = ChannelTarget(type="webhook", url=rx.base + "/alerts")
+        with pytest.raises(DeliveryError, match=r"(?i)certificate") as err:
+            await WebhookChannel("ops", bare).send(Message("e2", "custom", "t", "x"), 0)
+    assert err.value.retryable
+    assert [a["event_id"] for a in rx.alerts] == ["e1"]
 
 
 async def _when(get: Any, cond: Any) -> bool:
