@@ -11,17 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime as dt
 import hashlib
 import hmac
-import ipaddress
 import logging
-import os
-import signal
-import sqlite3
-import ssl
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -30,13 +22,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from gateway.channels.base import ChannelTarget, DeliveryError, Message
-from gateway.channels.builtin import WebhookChannel
 from gateway.channels.http import HttpResponse
 from gateway.config.errors import ConfigError
 from gateway.config.loader import load_config
@@ -47,7 +33,6 @@ from tests.hooks.support import SIM
 from tests.support.app import running_app, write_config
 from tests.support.wait import wait_until
 
-ROOT = Path(__file__).resolve().parents[3]
 SECRET = "s3cret"
 DAY_MS = 86_400_000
 
@@ -341,88 +326,6 @@ async def test_a_receiver_that_is_not_listening_is_retried(tmp_path: Path) -> No
     assert "Connect" in row["last_error"] and "127.0.0.1" in row["last_error"]
 
 
-#: A gateway process on the real clock (the scheduler writes yesterday's report at start).
-CHILD = """
-import asyncio, sys
-from pathlib import Path
-from gateway.config.loader import load_config
-from gateway.runtime import App
-path = Path(sys.argv[1])
-sys.exit(asyncio.run(App(load_config(path), path).run()))
-"""
-
-
-def _rows(db: Path) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT status, attempts, file FROM siteops_report_deliveries"
-                            ).fetchall()
-
-
-async def test_kill_9_while_pending_and_during_a_post_delivers_once(tmp_path: Path) -> None:
-    """A gateway process killed with SIGKILL, first while its delivery waits for a retry,
-    then while the receiver holds its POST open; the third start delivers the file once
-    more (at least once: the same X-Fieldgate-Delivery) and records it delivered."""
-    async with receiver([(503, {})] * 1000) as rx:
-        cfg = site(rx, files="csv", retry_initial=0.2, retry_max=0.5)
-        cfg["devices"] = [{**SIM, "interval": 1}]
-        path = write_config(tmp_path, cfg)
-        db = tmp_path / "state" / "buffer.sqlite3"
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-        async def start() -> asyncio.subprocess.Process:
-            return await asyncio.create_subprocess_exec(
-                sys.executable, "-c", CHILD, str(path), cwd=ROOT, env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        async def kill(proc: asyncio.subprocess.Process) -> None:
-            proc.send_signal(signal.SIGKILL)
-            await proc.wait()
-
-        proc = await start()
-        try:  # 1: the receiver answers 503; killed between attempts
-            await wait_until(lambda: len(rx.got) >= 2, 60, what="two failed attempts")
-        finally:
-            await kill(proc)
-        ((status, attempts, file),) = await asyncio.to_thread(_rows, db)
-        assert status == "pending" and attempts >= 1
-
-        rx.answers.clear()
-        rx.hold = asyncio.Event()
-        before = len(rx.got)
-        proc = await start()
-        try:  # 2: killed while the POST is in flight
-            await wait_until(lambda: rx.held, 60, what="a POST held open")
-        finally:
-            await kill(proc)
-        rx.hold.set()
-        rx.hold = None
-        proc = await start()
-        try:  # 3: the receiver accepts
-            await wait_until(lambda: rx.accepted(), 60, what="the file accepted")
-            await wait_until(lambda: asyncio.to_thread(_rows, db), 10)
-
-            async def delivered() -> bool:
-                rows = await asyncio.to_thread(_rows, db)
-                return rows[0][0] == "delivered"
-
-            await wait_until(delivered, 30, what="the delivery recorded")
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(proc.wait(), 30)
-    data = await asyncio.to_thread(content, file)
-    assert [g.status for g in rx.got[:before]] == [503] * before
-    # The POST cut by the kill reached the receiver, but its answer never reached the
-    # gateway: the next start sends the file again, under the same X-Fieldgate-Delivery
-    # (at least once), and the gateway records one delivery.
-    assert [g.status for g in rx.got[before:]] == [-1, 200]
-    assert [g.body for g in rx.got[before:]] == [data, data]
-    assert len({g.headers["X-Fieldgate-Delivery"] for g in rx.got}) == 1
-    ((status, attempts, _),) = await asyncio.to_thread(_rows, db)
-    # Each attempt is counted before its POST (also the one the kill cut short).
-    assert status == "delivered" and attempts >= before + 2
-    assert rx.got[-1].headers["X-Fieldgate-Attempt"] == str(attempts)
-
-
 async def test_reports_run_posts_the_report_again_under_a_new_id(tmp_path: Path) -> None:
     async with receiver() as rx, running_app(site(rx, files="csv"), tmp_path) as app:
         first = await run_report(app)
@@ -446,89 +349,3 @@ def test_delivery_webhook_is_every_reports_default_and_deliver_replaces_it() -> 
     assert [(t.uplink, t.webhook) for t in map(reports.delivery.targets,
                                                 reports.definitions)] == [
         (True, "crm"), (True, None), (False, "bi")]
-
-
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 that is its own CA (the server's, and the client's)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
-@contextlib.asynccontextmanager
-async def tls_receiver(tmp_path: Path) -> AsyncIterator[tuple[Receiver, Path, Path]]:
-    """An https receiver with a private CA that demands a client certificate."""
-    cert, key = _self_signed(tmp_path)
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(cert, key)
-    server_tls.verify_mode = ssl.CERT_REQUIRED
-    server_tls.load_verify_locations(cert)
-    rx = Receiver()
-    app = web.Application()
-    app.router.add_post("/reports", rx.handle)
-    app.router.add_post("/alerts", rx.alert)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls).start()
-    rx.base = f"https://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        yield rx, cert, key
-    finally:
-        await runner.cleanup()
-
-
-async def test_the_channels_tls_options_apply(tmp_path: Path) -> None:
-    """The channel with ca_file, cert_file and key_file delivers to the https receiver; one
-    without them is refused by TLS and retried (a network error)."""
-    async with tls_receiver(tmp_path) as (rx, cert, key):
-        cfg = site(rx, files="csv")
-        targets = cfg["channels"]["targets"]
-        targets["crm"].update(ca_file=str(cert), cert_file=str(cert), key_file=str(key))
-        targets["bare"] = {"type": "webhook", "url": rx.url}
-        reports = cfg["siteops"]["reports"]["definitions"]
-        reports.append({"name": "weekly", "period": "weekly", "include": ["alarms"],
-                        "deliver": {"uplink": False, "webhook": "bare"}})
-        async with running_app(cfg, tmp_path) as gw:
-            async def listed() -> dict[str, dict[str, Any]]:
-                reply = await gw.commands.execute("reports.list", {})
-                return {r["name"]: r["delivery"]["webhook"][0] for r in reply["result"]}
-
-            await wait_until(lambda: _when(listed, lambda d: set(d) == {"daily", "weekly"}
-                                           and d["daily"]["status"] == "delivered"
-                                           and d["weekly"]["attempts"] >= 1
-                                           and d["weekly"]["last_error"]), 20,
-                             what="daily delivered, weekly refused by TLS")
-            state = await listed()
-    assert [g.headers["X-Fieldgate-Report"] for g in rx.got] == ["daily"]
-    assert state["weekly"]["status"] == "pending"
-    assert "certificate" in state["weekly"]["last_error"].lower()
-
-
-async def test_a_notice_uses_the_channels_tls_options_too(tmp_path: Path) -> None:
-    async with tls_receiver(tmp_path) as (rx, cert, key):
-        target = ChannelTarget(type="webhook", url=rx.base + "/alerts", ca_file=cert,
-                               cert_file=cert, key_file=key)
-        await WebhookChannel("ops", target).send(Message("e1", "custom", "t", "x"), 0)
-        bare = ChannelTarget(type="webhook", url=rx.base + "/alerts")
-        with pytest.raises(DeliveryError, match=r"(?i)certificate") as err:
-            await WebhookChannel("ops", bare).send(Message("e2", "custom", "t", "x"), 0)
-    assert err.value.retryable
-    assert [a["event_id"] for a in rx.alerts] == ["e1"]
-
-
-async def _when(get: Any, cond: Any) -> bool:
-    return bool(cond(await get()))
