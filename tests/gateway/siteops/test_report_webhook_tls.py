@@ -5,8 +5,6 @@ certificate."""
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import ipaddress
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,43 +12,19 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from gateway.channels.base import ChannelTarget, DeliveryError, Message
 from gateway.channels.builtin import WebhookChannel
+from tests.gateway.http.test_security import _self_signed as self_signed
 from tests.gateway.siteops.test_report_webhook import Receiver, site
 from tests.support.app import running_app
 from tests.support.wait import wait_until
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 that is its own CA (the server's, and the client's)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @contextlib.asynccontextmanager
 async def tls_receiver(tmp_path: Path) -> AsyncIterator[tuple[Receiver, Path, Path]]:
     """An https receiver with a private CA that demands a client certificate."""
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)  # its own CA, for server and client
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
     server_tls.verify_mode = ssl.CERT_REQUIRED
