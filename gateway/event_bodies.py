@@ -241,7 +241,8 @@ class ReportDeliveryFailed:
     attempts: int = 0
     error: str = field(default="", metadata={"doc": "the last failure"})
     permanent: bool = field(default=False, metadata={
-        "doc": "true: the receiver refused the file (4xx); false: retried until give_up_after"})
+        "doc": "true: refused (a 4xx), or the file or channel is gone; false: retried until "
+               "give_up_after"})
 
 
 @dataclass(frozen=True, slots=True)

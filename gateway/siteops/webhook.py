@@ -72,10 +72,13 @@ POLL_S = 1.0
 class Refused(Exception):
     """The receiver did not take the file; ``retry_after`` seconds if it said so."""
 
-    def __init__(self, message: str, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retryable: bool, retry_after: float | None = None,
+                 local: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        #: Not the receiver's answer: the file or the channel is gone on the gateway.
+        self.local = local
 
 
 def retry_after_s(value: str | None, now_ms: int) -> float | None:
@@ -189,7 +192,11 @@ class ReportWebhooks:
                 await self._update(report["report_id"], channel, path, PENDING, attempt,
                                    next_ts, str(err))
                 return
-            await self._give_up(report, channel, path, attempt, str(err), not err.retryable)
+            why = ("it cannot be sent" if err.local else "the receiver refused it"
+                   if not err.retryable else f"still failing {self.cfg.give_up_after:g} s "
+                   "after the report was generated")
+            await self._give_up(report, channel, path, attempt, str(err), not err.retryable,
+                                why)
             return
         log.info("report %s: %s posted to channel %s (attempt %d)", report["name"],
                  path.name, channel, attempt)
@@ -210,11 +217,12 @@ class ReportWebhooks:
         target = self.targets.get(channel)
         if target is None or not target.url:
             raise Refused(f"channel {channel!r} is no longer configured (or has no url) in "
-                          "channels.targets", retryable=False)
+                          "channels.targets", retryable=False, local=True)
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except OSError as err:
-            raise Refused(f"cannot read {path} ({err.strerror})", retryable=False) from err
+            raise Refused(f"cannot read {path} ({err.strerror})", retryable=False,
+                          local=True) from err
         headers = request_headers(target, report, path, data, self.ctx.site.gateway.id,
                                   attempt)
         try:
@@ -241,9 +249,7 @@ class ReportWebhooks:
                 await tx.add_events(tx_events)
 
     async def _give_up(self, report: dict[str, Any], channel: str, path: Path, attempts: int,
-                       error: str, permanent: bool) -> None:
-        why = ("the receiver refused it" if permanent else
-               f"still failing {self.cfg.give_up_after:g} s after the report was generated")
+                       error: str, permanent: bool, why: str) -> None:
         log.error("report %s (%s): giving up posting %s to channel %s after %d attempt(s), "
                   "%s: %s. Check channels.targets.%s (url, headers, secret) and the receiver; "
                   "`reports.run` generates and posts the report again", report["name"],

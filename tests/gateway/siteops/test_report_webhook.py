@@ -349,3 +349,31 @@ def test_delivery_webhook_is_every_reports_default_and_deliver_replaces_it() -> 
     assert [(t.uplink, t.webhook) for t in map(reports.delivery.targets,
                                                 reports.definitions)] == [
         (True, "crm"), (True, None), (False, "bi")]
+
+
+async def test_a_file_gone_or_a_channel_removed_is_given_up(tmp_path: Path) -> None:
+    async with receiver([(503, {})] * 1000) as rx:
+        cfg = site(rx, retry_initial=0.3, retry_max=0.3)
+        async with running_app(cfg, tmp_path) as app:
+            report = await run_report(app)
+            await wait_until(lambda: len(rx.got) >= 2, what="a first attempt per file")
+            csv_path, html_path = report["files"]
+            await asyncio.to_thread(Path(html_path).unlink)
+            rows = await wait_until(lambda: _when(
+                lambda: deliveries(app, report["report_id"]),
+                lambda rows: [r for r in rows if r["status"] == "failed"]), 20,
+                what="the gone file given up")
+        assert [(r["file"], r["last_error"]) for r in rows] == [
+            (html_path, f"cannot read {html_path} (No such file or directory)")]
+        # The next config drops the channel (and the report's webhook).
+        del cfg["channels"]["targets"]["crm"]
+        del cfg["siteops"]["reports"]["definitions"][0]["deliver"]
+        async with running_app(cfg, tmp_path) as app:
+            rows = await settled(app, report["report_id"], "failed")
+    assert [r["file"] for r in rows] == [csv_path, html_path]
+    assert rows[0]["last_error"] == ("channel 'crm' is no longer configured (or has no url) "
+                                     "in channels.targets")
+
+
+async def _when(get: Any, cond: Any) -> Any:
+    return cond(await get())
