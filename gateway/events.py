@@ -74,6 +74,7 @@ if TYPE_CHECKING:  # at run time, imported on first use (see __getattr__ at the 
         OcppSecurityEvent,
         OcppStatusNotice,
         QuotaExceeded,
+        ReportDeliveryFailed,
         ReportGenerated,
         SeqGap,
         StoreRange,
@@ -104,6 +105,7 @@ WORK_ORDER_UPDATED = "work_order_updated"
 INSPECTION_DUE = "inspection_due"
 INSPECTION_COMPLETED = "inspection_completed"
 REPORT_GENERATED = "report_generated"
+REPORT_DELIVERY_FAILED = "report_delivery_failed"
 CUSTOM = "custom"
 BUFFER_OVERFLOW = "buffer_overflow"
 SEQ_GAP = "seq_gap"
@@ -155,6 +157,7 @@ def _build_catalogue() -> Mapping[str, EventType]:
         OcppSecurityEvent,
         OcppStatusNotice,
         QuotaExceeded,
+        ReportDeliveryFailed,
         ReportGenerated,
         SeqGap,
         StoreRecovered,
@@ -185,6 +188,8 @@ def _build_catalogue() -> Mapping[str, EventType]:
         EventType(INSPECTION_COMPLETED, InspectionCompleted, "siteops: `inspections.complete`, "
                   "plugins"),
         EventType(REPORT_GENERATED, ReportGenerated, "siteops: scheduled, `reports.run`; plugins"),
+        EventType(REPORT_DELIVERY_FAILED, ReportDeliveryFailed,
+                  "siteops (a report's webhook delivery refused or given up)"),
         EventType(CUSTOM, Custom, "plugins (`db.publish`)"),
         EventType(BUFFER_OVERFLOW, BufferOverflow, "store"),
         EventType(SEQ_GAP, SeqGap, "store (at open: numbers a restart skips)"),
