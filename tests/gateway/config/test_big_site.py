@@ -64,11 +64,11 @@ def test_loading_keeps_under_1_kb_per_point(tmp_path: Path) -> None:
 
 
 def test_shared_field_name_sets_never_change_under_another_model() -> None:
-    from drivers.modbus.config import PointConfig
+    from drivers.modbus.config import AddressRange
 
-    a = PointConfig.model_validate({"name": "a", "address": 1})
-    b = PointConfig.model_validate({"name": "b", "address": 2})
+    a = AddressRange.model_validate({"start": 1, "end": 2})
+    b = AddressRange.model_validate({"start": 3, "end": 4})
     assert a.model_fields_set is b.model_fields_set  # shared: that is the saving
-    c = a.model_copy(update={"unit": "kW"})
-    assert c.model_fields_set == {"name", "address", "unit"}
-    assert a.model_fields_set == b.model_fields_set == {"name", "address"}
+    c = a.model_copy(update={"function": "coil"})
+    assert c.model_fields_set == {"start", "end", "function"}
+    assert a.model_fields_set == b.model_fields_set == {"start", "end"}
