@@ -15,22 +15,57 @@ import asyncio
 import functools
 import math
 import struct
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
-from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.base import TaskFactory
 from drivers.modbus import datatypes as dt
 from drivers.modbus.config import SUNSPEC, AddressRange, ModbusDeviceConfig, PointConfig
 from drivers.modbus.datatypes import Function
+
+
+def _import_servers() -> Any:
+    """``pymodbus.server``, without aiohttp when nothing else has loaded it.
+
+    The package imports its HTTP simulator (aiohttp: about 0.3 CPU-s at the start of a
+    simulated site, and 11 MB of RSS), which this simulator does not use; pymodbus imports it
+    under ``contextlib.suppress(ImportError)``. While ``pymodbus.server`` is imported,
+    ``aiohttp`` is marked absent (``None`` in ``sys.modules``, Python's own way to say so),
+    then unmarked, so anything that needs aiohttp later imports it as usual. Should a newer
+    pymodbus need aiohttp at import, it is imported in full instead."""
+    if "pymodbus.server" in sys.modules or "aiohttp" in sys.modules:
+        import pymodbus.server
+
+        return pymodbus.server
+    sys.modules["aiohttp"] = None  # type: ignore[assignment]
+    try:
+        import pymodbus.server
+    except ImportError:
+        pass
+    else:
+        return pymodbus.server
+    finally:
+        if sys.modules.get("aiohttp", 0) is None:
+            del sys.modules["aiohttp"]
+    import pymodbus.server
+
+    return pymodbus.server
+
+
+if TYPE_CHECKING:
+    from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+else:
+    _servers = _import_servers()
+    ModbusSerialServer, ModbusTcpServer = _servers.ModbusSerialServer, _servers.ModbusTcpServer
 
 _TABLE = {Function.COIL: 0, Function.DISCRETE: 1, Function.HOLDING: 2, Function.INPUT: 3}
 _KEY = {Function.COIL: "c", Function.DISCRETE: "d", Function.HOLDING: "h", Function.INPUT: "i"}
