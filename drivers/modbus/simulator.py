@@ -311,27 +311,45 @@ def _movers(
     """What :meth:`ModbusSimulator.tick` moves, worked out once: plain numbers in registers
     (the bulk of a map) as precomputed constants of :func:`_moving`, written straight into the
     table; the rest (bits, strings, status codes) by :func:`_moving` and ``set_point``.
-    Writable holding registers are left out: they keep what a client wrote."""
+    Writable holding registers are left out: they keep what a client wrote. The constants
+    depend on a few fields only, so they are worked out once per kind of point."""
     fast: dict[Function, list[_Mover]] = {}
     slow: list[tuple[int, PointConfig]] = []
+    kinds: dict[tuple[object, ...], Any] = {}
     for i, p in enumerate(points):
-        if p.function is Function.HOLDING and p.writable:
+        kind = (p.function, p.writable, p.type, p.order, p.length, p.unit, p.scale, p.offset,
+                bool(p.enum or p.bitmask))
+        found = kinds.get(kind, _MISSING)
+        if found is _MISSING:
+            found = kinds[kind] = _mover_of(p)
+        if found is None:
             continue
-        if (p.function.is_bit or p.type in ("bool", "string") or p.enum or p.bitmask
-                or not p.scale):
+        if found is _SLOW:
             slow.append((i, p))
             continue
-        energy = p.unit in ("kWh", "Wh", "kvarh", "varh")
-        base = None if energy else _BASE.get(p.unit or "", 100.0)
-        lo = hi = None
-        if p.type not in ("float32", "float64"):
-            bits = 16 * dt.register_count(p.type, None)
-            lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if p.type.startswith(
-                "int") else (0, (1 << bits) - 1)
-        encode = _encoder(p.type, p.order, p.length)
+        encode, base, lo, hi = found
         fast.setdefault(p.function, []).append(
             (p.address, encode, i, base, p.scale, p.offset, lo, hi))
     return fast, slow
+
+
+_MISSING, _SLOW = object(), object()
+
+
+def _mover_of(p: PointConfig) -> Any:
+    """None (left alone), _SLOW, or what a fast mover of points like ``p`` shares."""
+    if p.function is Function.HOLDING and p.writable:
+        return None
+    if p.function.is_bit or p.type in ("bool", "string") or p.enum or p.bitmask or not p.scale:
+        return _SLOW
+    energy = p.unit in ("kWh", "Wh", "kvarh", "varh")
+    base = None if energy else _BASE.get(p.unit or "", 100.0)
+    lo = hi = None
+    if p.type not in ("float32", "float64"):
+        bits = 16 * dt.register_count(p.type, None)
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if p.type.startswith(
+            "int") else (0, (1 << bits) - 1)
+    return _encoder(p.type, p.order, p.length), base, lo, hi
 
 
 def _moving(p: PointConfig, t: float, i: int) -> dt.Decoded:
