@@ -24,11 +24,12 @@ first datapoint is reported too (pollers that started before the simulator liste
 
 Bytecode: an installed gateway starts from compiled bytecode (pip compiles a wheel's modules,
 the Debian package's postinst runs ``compileall``), but a source checkout run with
-``PYTHONDONTWRITEBYTECODE=1`` compiles every fieldgate module at every start (about 0.9 CPU-s
-on a 2-core box). So the bench first compiles the tree's ``gateway``, ``drivers`` and ``hooks``
-(``python -m compileall``, which writes ``__pycache__`` whatever that variable says), as an
-install does; ``--source`` instead removes their ``__pycache__`` folders, to measure a daemon
-that compiles its sources at every start (the daemons get ``PYTHONDONTWRITEBYTECODE=1``).
+``PYTHONDONTWRITEBYTECODE=1`` compiles every fieldgate module at every start (0.3-0.4 CPU-s
+of the imports, measured on a busy 2-core box). So the bench first compiles the tree's
+``gateway``, ``drivers`` and ``hooks`` (``python -m compileall``, which writes ``__pycache__``
+whatever that variable says), as an install does; ``--source`` instead removes their
+``__pycache__`` folders, to measure a daemon that compiles its sources at every start (the
+daemons get ``PYTHONDONTWRITEBYTECODE=1``).
 
 ``--profile FILE``: one more daemon run under cProfile, stopped at its first committed
 datapoint; the profile is written to FILE (``python -m pstats FILE``) and its largest
