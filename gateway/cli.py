@@ -205,11 +205,11 @@ def _load(path: Path) -> Any:
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from gateway.confmgmt.boot import resolve
+    from gateway.confmgmt.boot import load_resolved
     from gateway.logs import setup_logging
     from gateway.runtime import App
 
-    config = _load(resolve(args.config))  # the managed version in force, or the file itself
+    _, config = load_resolved(args.config)  # the managed version in force, or the file itself
     setup_logging(args.log_level or config.logging.level,
                   "json" if args.log_json else config.logging.format.value)
     try:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAZY = {
     "drivers.modbus.simulator": "only devices with simulate: true",
     "pymodbus.server": "the Modbus simulator",
-    "aiohttp": "an http: section, a webhook notice, or the Modbus simulator",
+    "aiohttp": "an http: section or a webhook notice",
     "html": "a scheduled HTML report (gateway/siteops/reports.py)",
     "html.entities": "a scheduled HTML report",
     "difflib": "a config error to locate, a config.apply/rollback, an edited bootstrap file",
