@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway import heap
 from gateway.clock import Clock
 from gateway.model import Batch, DeviceStatus, Event, Sample
 from gateway.status import DeviceStatusService
@@ -181,6 +182,7 @@ class Pipeline:
                 await self._wake.wait()
             self._wake.clear()
             await self._commit_retrying()
+            heap.trim_every()  # what the commits freed goes back to the OS, not only to malloc
 
     def _idle(self) -> bool:
         return (self.queue.empty() and not self._status_reports and not self._pending_events
