@@ -61,6 +61,8 @@ sys.path.insert(0, str(ROOT))
 from bench.common import Conditions, median, write_result  # noqa: E402
 
 GATEWAY_ID = "site-bench"
+#: The checkout whose daemon runs (``--tree``: A/B against another branch, same bench code).
+DAEMON_TREE = ROOT
 RSS_EVERY_S = 5.0  # RSS is read this often during the window (max and trend)
 MEGA = 1024 * 1024
 DEFAULT_SIZES = "10x100,100x125,200x125"
@@ -286,7 +288,7 @@ async def measure(workdir: Path, config: Path, sims: Simulators, counter: Counte
         t_start = time.monotonic()
         daemon = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway", "run", "-c", str(config), stdout=log, stderr=log,
-            cwd=ROOT)
+            cwd=DAEMON_TREE)
     try:
         proc = psutil.Process(daemon.pid)
         while counter.datapoints == 0:
@@ -387,8 +389,13 @@ def main() -> None:
                     help="find the most this size takes while keeping up, instead")
     ap.add_argument("--min-interval", type=float, default=0.05,
                     help="--saturate: the shortest poll interval tried")
+    ap.add_argument("--tree", type=Path, default=ROOT,
+                    help="run the daemon of this checkout (`python -m gateway` from it), to "
+                         "compare branches with the same bench code")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global DAEMON_TREE
+    DAEMON_TREE = args.tree.resolve()
     if args.serve:
         serve(*parse_size(args.serve))
         return
@@ -422,6 +429,7 @@ def main() -> None:
               "datapoints counted at the broker; offered load (every register each interval)"),
         goal="<= 0.003 CPU-s per 1,000 datapoints; <= 90 MB RSS at 200x125",
         params={"sizes": args.sizes, "runs": args.runs, "warmup_s": args.warmup,
+                "tree": str(DAEMON_TREE),
                 "window_s": args.window, "interval_s": args.interval,
                 "encodings": encodings},
         summary=summary, runs=all_runs, conditions=conditions)
