@@ -33,8 +33,12 @@ MEGA = 1024 * 1024
 
 
 async def snapshot_at(devices: int, registers: int, seconds: float
-                      ) -> tuple[tracemalloc.Snapshot, float, int]:
+                      ) -> tuple[tracemalloc.Snapshot, float, int, float]:
+    """The snapshot, the RSS, the samples committed, and the RSS after ``malloc_trim``
+    (what glibc held free: how much a trim would give back; the RSS when not glibc)."""
     import psutil
+
+    from gateway.runtime import release_free_heap
 
     async with in_process(devices, registers) as app:
         await asyncio.sleep(seconds)
@@ -42,7 +46,9 @@ async def snapshot_at(devices: int, registers: int, seconds: float
         snap = tracemalloc.take_snapshot()
         rss = psutil.Process().memory_info().rss / MEGA
         samples = app.pipeline.stats.samples
-    return snap, rss, samples
+        release_free_heap()
+        trimmed = psutil.Process().memory_info().rss / MEGA
+    return snap, rss, samples, trimmed
 
 
 def _traced(snap: tracemalloc.Snapshot) -> float:
@@ -63,6 +69,7 @@ def main() -> None:
     counts = [int(n) for n in args.devices.split(",")]
     tracemalloc.start(args.frames)
     snaps: dict[int, tuple[tracemalloc.Snapshot, float, int]] = {}
+    trimmed: dict[int, float] = {}
     traced_by_count: dict[int, float] = {}
     with Conditions() as conditions:
         for n in counts:
@@ -72,8 +79,10 @@ def main() -> None:
             traced_mb = median(_traced(r[0]) for r in runs)
             snaps[n] = (runs[-1][0], rss, runs[-1][2])
             traced_by_count[n] = traced_mb
-            print(f"{n} devices: RSS {rss:.1f} MB, traced {traced_mb:.1f} MB (median of "
-                  f"{args.runs}), {runs[-1][2]:,} samples", flush=True)
+            trimmed[n] = median(r[3] for r in runs)
+            print(f"{n} devices: RSS {rss:.1f} MB ({trimmed[n]:.1f} after malloc_trim), "
+                  f"traced {traced_mb:.1f} MB (median of {args.runs}), {runs[-1][2]:,} "
+                  "samples", flush=True)
     lo, hi = min(counts), max(counts)
     added = hi - lo
     diff = snaps[hi][0].compare_to(snaps[lo][0], "lineno")
@@ -96,6 +105,7 @@ def main() -> None:
                 "runs": args.runs},
         summary={"rss_mb": {str(n): snaps[n][1] for n in counts},
                  "traced_mb": {str(n): traced[n] for n in counts},
+                 "rss_after_malloc_trim_mb": {str(n): trimmed[n] for n in counts},
                  "rss_kb_per_added_device": (snaps[hi][1] - snaps[lo][1]) * 1024 / added,
                  "traced_kb_per_added_device": (traced[hi] - traced[lo]) * 1024 / added,
                  "top_growth": top},

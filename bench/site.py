@@ -16,7 +16,11 @@ After ``--warmup`` seconds a ``--window`` is measured. Reported per size, as the
 ``--runs`` runs: CPU-seconds per 1,000 delivered datapoints, RSS at the start and the end of
 the window, payload bytes per datapoint (topic + payload), requests per device per cycle
 (counted at the simulators), the age of values at delivery (p50, p99), and the share of the
-offered datapoints that was delivered. ``--quick`` is one short run per size.
+offered datapoints that was delivered. ``--quick`` is one short run per size. RSS is also
+read every 5 s of the window: its maximum and its trend (least squares, MB per hour) say
+whether memory is flat; for the hour-long check, ``--sizes 200x125 --runs 1 --warmup 60
+--window 3600``. With several sizes of the same registers, the RSS per added device (end of
+the window) is printed and written as ``rss_kb_per_added_device``.
 
 ``--saturate DEVICESxREGISTERS`` halves the poll interval from ``--interval`` until the
 gateway stops keeping up (delivers < 98 % of the offered datapoints or the p99 age exceeds
@@ -57,6 +61,9 @@ sys.path.insert(0, str(ROOT))
 from bench.common import Conditions, median, write_result  # noqa: E402
 
 GATEWAY_ID = "site-bench"
+#: The checkout whose daemon runs (``--tree``: A/B against another branch, same bench code).
+DAEMON_TREE = ROOT
+RSS_EVERY_S = 5.0  # RSS is read this often during the window (max and trend)
 MEGA = 1024 * 1024
 DEFAULT_SIZES = "10x100,100x125,200x125"
 
@@ -281,7 +288,7 @@ async def measure(workdir: Path, config: Path, sims: Simulators, counter: Counte
         t_start = time.monotonic()
         daemon = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway", "run", "-c", str(config), stdout=log, stderr=log,
-            cwd=ROOT)
+            cwd=DAEMON_TREE)
     try:
         proc = psutil.Process(daemon.pid)
         while counter.datapoints == 0:
@@ -297,7 +304,10 @@ async def measure(workdir: Path, config: Path, sims: Simulators, counter: Counte
         cpu0, rss0, req0 = sum(proc.cpu_times()[:2]), proc.memory_info().rss, sims.requests()
         dp0, by0 = counter.reset_window()
         t0 = time.monotonic()
-        await asyncio.sleep(window)
+        rss_trace = [(0.0, rss0)]  # (seconds into the window, RSS): is it flat?
+        while (left := t0 + window - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, RSS_EVERY_S))
+            rss_trace.append((time.monotonic() - t0, proc.memory_info().rss))
         cpu1, rss1, req1 = sum(proc.cpu_times()[:2]), proc.memory_info().rss, sims.requests()
         t1 = time.monotonic()
         dp1, by1 = counter.datapoints, counter.bytes
@@ -311,7 +321,20 @@ async def measure(workdir: Path, config: Path, sims: Simulators, counter: Counte
                 await daemon.wait()
     return {"cpu": cpu1 - cpu0, "rss_first": rss_first, "rss0": rss0, "rss1": rss1,
             "requests": req1 - req0, "datapoints": dp1 - dp0, "bytes": by1 - by0,
-            "wall": t1 - t0, "first_datapoint_s": first_datapoint_s}
+            "wall": t1 - t0, "first_datapoint_s": first_datapoint_s,
+            "rss_max": max(r for _, r in rss_trace),
+            "rss_slope": _slope(rss_trace)}
+
+
+def _slope(trace: list[tuple[float, int]]) -> float:
+    """Least-squares growth of RSS over the window, bytes per second (0 for one point)."""
+    n = len(trace)
+    if n < 2:
+        return 0.0
+    mt = sum(t for t, _ in trace) / n
+    mr = sum(r for _, r in trace) / n
+    var = sum((t - mt) ** 2 for t, _ in trace)
+    return sum((t - mt) * (r - mr) for t, r in trace) / var if var else 0.0
 
 
 def report(f: dict[str, float], counter: Counter_, devices: int, registers: int,
@@ -323,6 +346,8 @@ def report(f: dict[str, float], counter: Counter_, devices: int, registers: int,
         "cpu_percent_of_core": 100 * f["cpu"] / wall,
         "rss_first_datapoint_mb": f["rss_first"] / MEGA,
         "rss_start_mb": f["rss0"] / MEGA, "rss_end_mb": f["rss1"] / MEGA,
+        "rss_max_mb": f["rss_max"] / MEGA,
+        "rss_growth_mb_per_hour": f["rss_slope"] * 3600 / MEGA,
         "bytes_per_datapoint": f["bytes"] / max(1, delivered),
         "requests_per_device_per_cycle": f["requests"] / devices / (wall / interval),
         "age_p50_ms": counter.age_ms(0.5), "age_p99_ms": counter.age_ms(0.99),
@@ -331,7 +356,8 @@ def report(f: dict[str, float], counter: Counter_, devices: int, registers: int,
     }
     print(f"  {devices}x{registers} @ {interval:g} s: "
           f"{run['cpu_s_per_1000_datapoints']:.4f} CPU-s/1000 dp, "
-          f"RSS {run['rss_start_mb']:.0f} -> {run['rss_end_mb']:.0f} MB, "
+          f"RSS {run['rss_start_mb']:.1f} -> {run['rss_end_mb']:.1f} MB "
+          f"(max {run['rss_max_mb']:.1f}, trend {run['rss_growth_mb_per_hour']:+.1f} MB/h), "
           f"{run['bytes_per_datapoint']:.1f} B/dp, "
           f"{run['requests_per_device_per_cycle']:.2f} req/device/cycle, age p50 "
           f"{run['age_p50_ms']:.0f} ms p99 {run['age_p99_ms']:.0f} ms, delivered "
@@ -363,8 +389,13 @@ def main() -> None:
                     help="find the most this size takes while keeping up, instead")
     ap.add_argument("--min-interval", type=float, default=0.05,
                     help="--saturate: the shortest poll interval tried")
+    ap.add_argument("--tree", type=Path, default=ROOT,
+                    help="run the daemon of this checkout (`python -m gateway` from it), to "
+                         "compare branches with the same bench code")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global DAEMON_TREE
+    DAEMON_TREE = args.tree.resolve()
     if args.serve:
         serve(*parse_size(args.serve))
         return
@@ -386,6 +417,11 @@ def main() -> None:
                 key = size if encoding == "json" else f"{size} {encoding}"
                 summary[key] = {k: median(r[k] for r in runs) for k in runs[0]}
                 all_runs += [{"size": size, "encoding": encoding, **r} for r in runs]
+    per_device = _per_added_device(summary)
+    if per_device is not None:
+        summary["rss_kb_per_added_device"] = per_device
+        print(f"RSS per added device (end of window, {per_device[0]}): "
+              f"{per_device[1]:.0f} KB", flush=True)
     write_result(
         "site",
         what=("whole gateway: `fieldgate run` as its own process (Modbus polling, store, one "
@@ -393,9 +429,25 @@ def main() -> None:
               "datapoints counted at the broker; offered load (every register each interval)"),
         goal="<= 0.003 CPU-s per 1,000 datapoints; <= 90 MB RSS at 200x125",
         params={"sizes": args.sizes, "runs": args.runs, "warmup_s": args.warmup,
+                "tree": str(DAEMON_TREE),
                 "window_s": args.window, "interval_s": args.interval,
                 "encodings": encodings},
         summary=summary, runs=all_runs, conditions=conditions)
+
+
+def _per_added_device(summary: dict[str, Any]) -> tuple[str, float] | None:
+    """RSS at the end of the window per device added between the smallest and the largest
+    json size with the same registers: ("AxR..BxR", KB), or None."""
+    sizes = [(parse_size(k), k) for k in summary if " " not in k]
+    by_regs: dict[int, list[tuple[int, str]]] = {}
+    for (devices, registers), key in sizes:
+        by_regs.setdefault(registers, []).append((devices, key))
+    for registers, found in sorted(by_regs.items(), key=lambda kv: -len(kv[1])):
+        (lo, lo_key), (hi, hi_key) = min(found), max(found)
+        if hi > lo:
+            kb = (summary[hi_key]["rss_end_mb"] - summary[lo_key]["rss_end_mb"]) * 1024
+            return f"{lo}x{registers}..{hi}x{registers}", kb / (hi - lo)
+    return None
 
 
 def saturate(args: argparse.Namespace, devices: int, registers: int) -> None:

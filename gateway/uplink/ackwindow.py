@@ -2,11 +2,13 @@
 and the store is acknowledged only up to the highest *contiguous* acknowledged mark.
 
 A mark is what a publish covers up to: the last telemetry seq of a message, or an event's
-outbox rowid. The forwarder keeps one window for telemetry and one for events.
+outbox rowid. The forwarder keeps one window for telemetry and one for events, and one
+:class:`InFlight` budget (messages and bytes awaiting a PUBACK) for everything it publishes.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from dataclasses import dataclass
 
@@ -61,3 +63,58 @@ class AckWindow:
 
     def stored(self, mark: int) -> None:
         self.acked = max(self.acked, mark)
+
+
+class InFlight:
+    """The publish window: at most ``max_messages`` publishes and ``max_bytes`` of payload
+    awaiting their PUBACK at once (a single message larger than ``max_bytes`` goes out
+    alone). :meth:`acquire` waits its turn, first come first served; :meth:`release` is
+    called when the PUBACK came (or the publish failed), so memory held for the broker is
+    bounded by bytes, whatever the size or the number of the messages."""
+
+    def __init__(self, max_messages: int, max_bytes: int) -> None:
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.messages = 0
+        self.bytes = 0
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    def _fits(self, nbytes: int) -> bool:
+        return self.messages < self.max_messages and (
+            self.messages == 0 or self.bytes + nbytes <= self.max_bytes)
+
+    async def acquire(self, nbytes: int) -> None:
+        if not self._waiters and self._fits(nbytes):
+            self._take(nbytes)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((nbytes, fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # granted, then cancelled: give it back
+                self.release(nbytes)
+            else:
+                self._grant()  # a cancelled head must not hold the others up
+            raise
+
+    def release(self, nbytes: int) -> None:
+        self.messages -= 1
+        self.bytes -= nbytes
+        self._grant()
+
+    def _take(self, nbytes: int) -> None:
+        self.messages += 1
+        self.bytes += nbytes
+
+    def _grant(self) -> None:
+        while self._waiters:
+            nbytes, fut = self._waiters[0]
+            if fut.done():  # cancelled while waiting
+                self._waiters.popleft()
+                continue
+            if not self._fits(nbytes):
+                return
+            self._waiters.popleft()
+            self._take(nbytes)
+            fut.set_result(None)

@@ -126,6 +126,15 @@ class UplinkSection(StrictModel):
     window: Annotated[int, Field(ge=1, le=1_000)] = Field(
         16, description="QoS 1 messages in flight at once (published, PUBACK pending)."
     )
+    window_bytes: Annotated[int, Field(ge=1_024, le=1_000_000_000)] = Field(
+        1_000_000,
+        description=(
+            "Most payload bytes in flight at once (published, PUBACK pending), whatever "
+            "the number of messages; a single message larger than this goes out alone. "
+            "This bounds the memory the uplink holds for the broker. 1 MB in flight keeps "
+            "about 10 MB/s moving at a 100 ms round trip."
+        ),
+    )
     publish_timeout: Annotated[float, Field(gt=0, le=300)] = Field(
         10.0,
         description=(

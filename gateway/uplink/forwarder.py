@@ -1,6 +1,7 @@
 """Forward the store to the broker over one connection: replies, events, then telemetry.
 
-Ordering with a window. Up to ``window`` QoS 1 publishes are in flight at once, but they are
+Ordering with a window. Up to ``window`` QoS 1 publishes, and at most ``window_bytes`` of
+their payloads, are in flight at once (a message larger than that goes out alone), but they are
 issued one after another, in sequence order, on a single connection; MQTT keeps the order of
 QoS 1 messages from one client on one topic, so the broker (and every subscriber) sees the
 telemetry in sequence order. PUBACKs may be processed out of order by us, so the store is
@@ -11,6 +12,13 @@ same sequence numbers, so a receiver that keeps the highest seq it has seen drop
 
 A publish waits at most ``publish_timeout`` for its PUBACK; a timeout raises
 :class:`LinkLost`, which tears the connection down. Nothing is acknowledged on that path.
+
+Memory. A payload is held from its building until its PUBACK (by us and, until the PUBACK,
+by paho), never while the store's acknowledgement is written: that write can wait for the
+pipeline's commits, and PUBACKs keep coming meanwhile. So the telemetry bytes the uplink holds
+are at most ``window_bytes`` in flight plus the message waiting for room, plus the
+decompressed text of the one stored chunk being cut into messages (the chunks read ahead
+stay compressed).
 
 Message size. A telemetry payload is at most ``max_bytes`` in either encoding, unless it holds
 a single sample larger than that. JSON messages are sized exactly from the rows' text; a
@@ -31,7 +39,7 @@ import aiomqtt
 
 from gateway.store import Store
 from gateway.store.db import RawTelemetryChunk
-from gateway.uplink.ackwindow import AckWindow, Ticket
+from gateway.uplink.ackwindow import AckWindow, InFlight, Ticket
 from gateway.uplink.config import UplinkSection
 from gateway.uplink.wire import (
     ChunkText,
@@ -124,14 +132,14 @@ class Forwarder:
         self.stats = stats
         self.session = session
         self._drain_deadline = drain_deadline
-        self._window = asyncio.Semaphore(cfg.window)
+        self._window = InFlight(cfg.window, cfg.window_bytes)
         self._tg: asyncio.TaskGroup | None = None
         self._wake = asyncio.Event()
         self._tel = AckWindow()  # marks: the last seq of each telemetry message
-        self._chunks: deque[ChunkText] = deque()
+        self._chunks: deque[ChunkText | RawTelemetryChunk] = deque()
         self._ev = AckWindow()  # marks: event outbox rowids
         self._drop_epoch = store.drop_epoch
-        self._ack_lock = asyncio.Lock()
+        self._ack_writing = False  # a _write_acks is at work
         self._columns = cfg.encoding == "columns+deflate"
         self._tel_topic = topics.telemetry_for(cfg.encoding)
         self._ratio = 4.0  # rows' JSON text per compressed byte, for the columns budget
@@ -204,7 +212,7 @@ class Forwarder:
             raise LinkLost(f"publish to {topic} failed or was not acknowledged within "
                            f"{self.cfg.publish_timeout:g} s: {err}") from err
         finally:
-            self._window.release()
+            self._window.release(len(payload))
 
     # -- replies -----------------------------------------------------------------------
 
@@ -218,7 +226,7 @@ class Forwarder:
         return bool(todo)
 
     async def _send_reply(self, reply: PendingReply) -> None:
-        await self._window.acquire()
+        await self._window.acquire(len(reply.payload))
         await self._publish(self.topics.reply, reply.payload)
         self.outbox.done(reply)
         self.stats.replies += 1
@@ -230,7 +238,7 @@ class Forwarder:
         fresh = [s for s in stored if s.rowid > self._ev.pos]
         for item in fresh:
             payload = event_message(self.gateway_id, item.event)
-            await self._window.acquire()
+            await self._window.acquire(len(payload))
             ticket = self._ev.issue(item.rowid)
             assert self._tg is not None
             self._tg.create_task(self._send_event(ticket, payload), name="uplink-event")
@@ -238,6 +246,7 @@ class Forwarder:
 
     async def _send_event(self, ticket: Ticket, payload: bytes) -> None:
         await self._publish(self.topics.events, payload)
+        del payload  # acknowledged by the broker: not held while the store is written
         self.stats.events += 1
         self._ev.done(ticket)
         await asyncio.shield(self._write_acks())
@@ -259,7 +268,8 @@ class Forwarder:
             payload = telemetry_message(self.gateway_id, self.boot, slices, self.store.store_id)
             seq_last = slices[-1].seq_last
         rows = seq_last - slices[0].seq_first + 1
-        await self._window.acquire()
+        del slices
+        await self._window.acquire(len(payload))
         ticket = self._tel.issue(seq_last)
         self.store.note_sent(seq_last)  # the store never drops rows in flight
         assert self._tg is not None
@@ -269,23 +279,35 @@ class Forwarder:
 
     async def _send_telemetry(self, ticket: Ticket, payload: bytes, rows: int) -> None:
         await self._publish(self._tel_topic, payload)
+        del payload  # acknowledged by the broker: not held while the store is written
         self.stats.telemetry_messages += 1
         self.stats.samples += rows
         self._tel.done(ticket)
         await asyncio.shield(self._write_acks())
 
     async def _write_acks(self) -> None:
-        """Acknowledge the store up to the contiguous marks; concurrent callers coalesce."""
-        async with self._ack_lock:
-            upto = self._tel.unstored()
-            if upto is not None:
-                await self.store.ack_telemetry(upto)
-                self._tel.stored(upto)
-                self.stats.acked_seq = upto
-            upto = self._ev.unstored()
-            if upto is not None:
+        """Acknowledge the store up to the contiguous marks. One writer at a time: a caller
+        that finds one at work returns at once (the writer looks again after each write, so
+        it takes this caller's marks too), so PUBACKs that come while the store is slow do
+        not pile up tasks waiting for it."""
+        if self._ack_writing:
+            return
+        self._ack_writing = True
+        try:
+            while True:
+                upto = self._tel.unstored()
+                if upto is not None:
+                    await self.store.ack_telemetry(upto)
+                    self._tel.stored(upto)
+                    self.stats.acked_seq = upto
+                    continue
+                upto = self._ev.unstored()
+                if upto is None:
+                    break
                 await self.store.ack_events(CONSUMER, upto)
                 self._ev.stored(upto)
+        finally:
+            self._ack_writing = False
         self._wake.set()
 
     def _budget(self) -> int:
@@ -359,24 +381,30 @@ class Forwarder:
         return slices
 
     async def _chunk_after(self, pos: int) -> ChunkText | None:
+        """The stored chunk holding the rows after ``pos``. Chunks are read ahead as they
+        lie in the store (compressed) and decompressed one at a time, when they come next."""
         if self._drop_epoch != self.store.drop_epoch:  # the store dropped unsent rows
             self._drop_epoch = self.store.drop_epoch
             self._chunks.clear()
-        while self._chunks and self._chunks[0].seq_last <= pos:
-            self._chunks.popleft()
-        while not self._chunks:
-            raw: list[RawTelemetryChunk] = await self.store.read_telemetry_raw(
-                pos, self.cfg.max_samples
-            )
-            if not raw:
-                return None
-            for c in raw:
-                try:
-                    self._chunks.append(ChunkText(c.seq_first, c.seq_last, c.payload,
-                                                  parse=self._columns))
-                except (zlib.error, ValueError) as err:
-                    # A damaged chunk must not stop everything behind it.
-                    await self.store.quarantine_chunk(c.seq_first, f"{type(err).__name__}: "
-                                                      f"{err}")
-                    break
-        return self._chunks[0]
+        while True:
+            while self._chunks and self._chunks[0].seq_last <= pos:
+                self._chunks.popleft()
+            if not self._chunks:
+                raw: list[RawTelemetryChunk] = await self.store.read_telemetry_raw(
+                    pos, self.cfg.max_samples
+                )
+                if not raw:
+                    return None
+                self._chunks.extend(raw)
+                continue
+            head = self._chunks[0]
+            if isinstance(head, ChunkText):
+                return head
+            try:
+                self._chunks[0] = ChunkText(head.seq_first, head.seq_last, head.payload,
+                                            parse=self._columns)
+            except (zlib.error, ValueError) as err:
+                # A damaged chunk must not stop everything behind it.
+                self._chunks.popleft()
+                await self.store.quarantine_chunk(head.seq_first, f"{type(err).__name__}: "
+                                                  f"{err}")

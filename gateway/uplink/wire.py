@@ -106,23 +106,33 @@ class RowSlice:
 class ChunkText:
     """The decompressed text of one stored chunk, cut into row slices on demand. With
     ``parse`` the rows are also parsed (for the columns encoding); a chunk that is not an
-    array of ``rows`` rows of five raises ValueError here, so it is quarantined, not sent."""
+    array of ``rows`` rows of five raises ValueError here, so it is quarantined, not sent.
+
+    Cutting works on offsets into the one text: when the chunk holds exactly ``rows - 1``
+    row separators (no string value holds ``],[``), a slice's end is found with ``rfind`` and
+    ``count`` and a cursor remembers where the next row starts, so cutting a chunk of any
+    size into messages holds no more than its text. Only a chunk with such a string value is
+    parsed and re-encoded row by row."""
 
     def __init__(self, seq_first: int, seq_last: int, payload: bytes, parse: bool = False) -> None:
         self.seq_first = seq_first
         self.seq_last = seq_last
         text = zlib.decompress(payload)  # zlib.error on a damaged chunk (Adler-32 checked)
+        separators = text.count(_ROW_SEP)
         if not (text.startswith(b"[[") and text.endswith(b"]]")) or (
-            text.count(_ROW_SEP) < self.rows - 1  # a string value can only add separators
+            separators < self.rows - 1  # a string value can only add separators
         ):
             raise ValueError(f"stored chunk {seq_first}..{seq_last} is not an array of "
                              f"{self.rows} rows")
         # b"[[row],[row]]" -> b"[row],[row]"
         self.inner = text[1:-1]
+        del text
+        self._plain = separators == self.rows - 1  # every separator is a row boundary
+        self._at = (seq_first, 0)  # a row's seq and the offset in ``inner`` where it starts
         self._parts: list[bytes] | None = None
         self.parsed: list[list[Any]] | None = None
         if parse:
-            rows = json.loads(text)
+            rows = json.loads(b"[" + self.inner + b"]")
             if len(rows) != self.rows or not _well_formed(rows):
                 raise ValueError(f"stored chunk {seq_first}..{seq_last} is not {self.rows} "
                                  f"rows of [device, point, ts, value, quality]")
@@ -138,6 +148,42 @@ class ChunkText:
         None when not even one row fits."""
         if first == self.seq_first and self.rows <= max_rows and len(self.inner) <= max_bytes:
             return RowSlice(first, self.seq_last, self.inner, self.parsed)
+        if not self._plain:
+            return self._take_parts(first, max_rows, max_bytes, need_one)
+        inner, sep = self.inner, _ROW_SEP
+        start = self._offset(first)
+        # By bytes: the rows whose text ends within start + max_bytes.
+        if len(inner) - start <= max_bytes:
+            count, stop = self.seq_last - first + 1, len(inner)
+        else:
+            p = inner.rfind(sep, start, start + max_bytes + 2)  # its "]" ends the last row
+            count, stop = (0, start) if p < 0 else (inner.count(sep, start, p + 3), p + 1)
+        if count > max_rows:  # by rows
+            p = start
+            for _ in range(max_rows):
+                p = inner.find(sep, p) + 2  # where the next row starts
+            count, stop = max_rows, p - 1
+        if count == 0:
+            if not need_one:
+                return None
+            p = inner.find(sep, start)
+            count, stop = 1, (len(inner) if p < 0 else p + 1)
+        self._at = (first + count, stop + 1)
+        rel = first - self.seq_first
+        items = None if self.parsed is None else self.parsed[rel:rel + count]
+        return RowSlice(first, first + count - 1, inner[start:stop], items)
+
+    def _offset(self, seq: int) -> int:
+        """Where row ``seq`` starts in ``inner`` (from the cursor when it is at or before)."""
+        row, pos = self._at if self._at[0] <= seq else (self.seq_first, 0)
+        while row < seq:
+            pos = self.inner.find(_ROW_SEP, pos) + 2
+            row += 1
+        return pos
+
+    def _take_parts(self, first: int, max_rows: int, max_bytes: int,
+                    need_one: bool) -> RowSlice | None:
+        """:meth:`take` for a chunk whose string values hold ``],[``: cut the parsed rows."""
         parts = self._split()
         start = first - self.seq_first
         end = min(len(parts), start + max_rows)
@@ -154,11 +200,7 @@ class ChunkText:
 
     def _split(self) -> list[bytes]:
         if self._parts is None:
-            body = self.inner[1:-1]  # b"row],[row"
-            if body.count(_ROW_SEP) == self.rows - 1:
-                self._parts = [b"[" + p + b"]" for p in body.split(_ROW_SEP)]
-            else:  # a string value contains "],[": cut the parsed rows instead
-                self._parts = [_dumps(row).encode() for row in json.loads(b"[" + self.inner + b"]")]
+            self._parts = [_dumps(row).encode() for row in json.loads(b"[" + self.inner + b"]")]
             if len(self._parts) != self.rows:
                 raise ValueError(
                     f"stored chunk {self.seq_first}..{self.seq_last} holds {len(self._parts)} "

@@ -63,3 +63,61 @@ def test_a_whole_chunk_is_spliced_without_being_cut(n: int) -> None:
     chunk = ChunkText(10, 9 + n, encode_chunk(samples))
     part = chunk.take(10, n, 10**6, need_one=True)
     assert part is not None and part.text == chunk.inner and chunk._parts is None
+
+
+def _reference_take(chunk: ChunkText, first: int, max_rows: int, max_bytes: int,
+                    need_one: bool) -> tuple[int, bytes] | None:
+    """The cut as the rows' re-encoded text gives it: (last seq, text) or None."""
+    parts = [json.dumps(r, separators=(",", ":")).encode()
+             for r in json.loads(b"[" + chunk.inner + b"]")]
+    start = first - chunk.seq_first
+    end = min(len(parts), start + max_rows)
+    size = 0
+    for i in range(start, end):
+        size += len(parts[i]) + 1
+        if size > max_bytes + 1 and (i > start or not need_one):
+            end = i
+            break
+    if end <= start:
+        return None
+    return chunk.seq_first + end - 1, b",".join(parts[start:end])
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows, st.lists(st.tuples(st.integers(0, 45), st.integers(1, 50), st.integers(1, 600),
+                                st.booleans()), min_size=1, max_size=12))
+def test_cutting_by_offsets_equals_cutting_the_parsed_rows(
+        batch: list[tuple], takes: list[tuple[int, int, int, bool]]) -> None:
+    """Any sequence of takes (in order, repeated or jumping back, as a resend does) cuts where
+    cutting the re-encoded rows would, with the same bytes."""
+    samples = [Sample(*r) for r in batch]
+    chunk = ChunkText(1, len(samples), encode_chunk(samples))
+    for skip, max_rows, max_bytes, need_one in takes:
+        first = 1 + skip % len(samples)
+        part = chunk.take(first, max_rows, max_bytes, need_one)
+        want = _reference_take(chunk, first, max_rows, max_bytes, need_one)
+        got = None if part is None else (part.seq_last, part.text)
+        assert got == want
+
+
+def test_a_big_chunk_is_cut_without_a_copy_per_row() -> None:
+    """Cutting a 20,000-row chunk into messages holds its text and the slice, not a bytes
+    object per row (what the uplink kept for every chunk it cut)."""
+    import tracemalloc
+
+    samples = [Sample(f"m{i % 200:03d}", f"r{i % 125:03d}", 1_700_000_000_000, 230.1 + i)
+               for i in range(20_000)]
+    chunk = ChunkText(1, 20_000, encode_chunk(samples))
+    tracemalloc.start()
+    try:
+        pos = 1
+        while pos <= chunk.seq_last:
+            part = chunk.take(pos, 10_000, 64_000, need_one=True)
+            assert part is not None
+            pos = part.seq_last + 1
+            del part
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert pos == 20_001
+    assert peak < 3 * 64_000, f"cutting held {peak:,} bytes (text {len(chunk.inner):,})"
