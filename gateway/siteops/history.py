@@ -381,7 +381,7 @@ class History(HistoryQueries):
         for minute, b in closed:
             quarter = minute - minute % QUARTER_MS
             late = quarter < old_q  # its quarter's 15-minute row is already built
-            for d, p, a in b.rows():
+            for d, p, a in folder.rows(b):
                 rows1.append((d, p, minute, *a[:6]))
                 if late:
                     _merge(late15, (d, p, quarter), a)

@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from operator import itemgetter
+from itertools import compress
+from operator import add, gt, itemgetter, lt
 from typing import Any
 
 from gateway.model import Quality, Sample
 
 MINUTE_MS = 60_000
 GOOD = Quality.GOOD
+_DEV = itemgetter(0)
+_POINT = itemgetter(1)
 _KEY = itemgetter(0, 1)
 _TS = itemgetter(2)
 _VALUE = itemgetter(3)
@@ -44,7 +47,7 @@ class Bucket:
     """One minute's accumulators, and the lowest sequence number folded into it (a lower
     bound: where a restart re-reads the buffer from while the minute is not written)."""
 
-    __slots__ = ("accs", "first_seq", "meter_accs", "n")
+    __slots__ = ("accs", "cols", "first_seq", "meter_accs", "n")
 
     def __init__(self, first_seq: int) -> None:
         self.first_seq = first_seq
@@ -52,14 +55,30 @@ class Bucket:
         self.accs: dict[Key, Acc] = {}
         #: Accumulators of energy/power points (kept out of ``accs``: see the module doc).
         self.meter_accs: dict[Key, Acc] = {}
+        #: Per device, a whole poll's points at once: [layout, n, totals, mins, maxs,
+        #: lasts, last_ts] (lists in the layout's order).
+        self.cols: dict[str, list[Any]] = {}
 
-    def rows(self) -> list[tuple[str, str, Acc]]:
-        return [(d, p, a) for (d, p), a in (*self.accs.items(), *self.meter_accs.items())
+    def merged(self, kept: Callable[[str, str], bool] | None = None) -> dict[Key, Acc]:
+        """Every point's accumulator; ``kept`` (else all) says which poll columns count."""
+        out: dict[Key, Acc] = {}
+        for accs in (self.accs, self.meter_accs):
+            for key, a in accs.items():
+                if len(a) == DROPPED + 1:
+                    out[key] = a  # stays dropped whatever else comes
+                else:
+                    merge(out, key, a)
+        for device, (layout, n, totals, mins, maxs, lasts, last_ts) in self.cols.items():
+            for k, point in enumerate(layout):
+                if kept is None or kept(device, point):
+                    merge(out, (device, point),
+                          [n, totals[k], mins[k], maxs[k], lasts[k], last_ts])
+        return out
+
+    def rows(self, kept: Callable[[str, str], bool] | None = None
+             ) -> list[tuple[str, str, Acc]]:
+        return [(d, p, a) for (d, p), a in self.merged(kept).items()
                 if len(a) != DROPPED + 1]
-
-    def get(self, key: Key) -> Acc | None:
-        a = self.accs.get(key) or self.meter_accs.get(key)
-        return a if a is not None and len(a) != DROPPED + 1 else None
 
 
 def number(value: Any) -> float | None:
@@ -88,6 +107,9 @@ def _valid(rows: Sequence[Sample]) -> bool:
 class Folder:
     """The open buckets, by minute start (ms)."""
 
+    #: Fold whole polls column-wise (see :meth:`fold`).
+    columns = True
+
     def __init__(self, keeps: Callable[[str, str], bool] | None,
                  meter_point: Callable[[str, str], bool]) -> None:
         #: None: every point is kept.
@@ -97,6 +119,11 @@ class Folder:
         #: Called for each good number of a meter point: (device, point, value, ts).
         self.on_meter: Callable[[str, str, float, int], None] = lambda d, p, v, t: None
         self.buckets: dict[int, Bucket] = {}
+        self._kept: dict[Key, bool] = {}
+        #: Per device, the points of its last clean poll, in order.
+        self._layouts: dict[str, list[str]] = {}
+        #: Per device, the indexes of its meter points in its layout.
+        self._meter_at: dict[str, list[int]] = {}
 
     def bucket(self, minute: int, first_seq: int) -> Bucket:
         b = self.buckets.get(minute)
@@ -106,9 +133,92 @@ class Folder:
 
     def fold(self, rows: Sequence[Sample], first_seq: int, meters: bool = True) -> None:
         """Fold ``rows`` (numbered from ``first_seq``); ``meters=False`` leaves the energy
-        meters alone (a restart re-reading samples the meters already had)."""
-        if not rows:
+        meters alone (a restart re-reading samples the meters already had).
+
+        A batch is a series of device polls. A poll with the same points in the same order
+        as that device's last clean poll (its *layout*), all GOOD finite numbers of one
+        timestamp, is folded column-wise: a few C-level passes over its values. Any other
+        run of samples goes through :meth:`_fold_run` and teaches the layout."""
+        n = len(rows)
+        if not n:
             return
+        if not self.columns:
+            self._fold_run(rows, first_seq, meters)
+            return
+        devs = list(map(_DEV, rows))
+        pts = list(map(_POINT, rows))
+        layouts = self._layouts
+        i = 0
+        while i < n:
+            d = devs[i]
+            lay = layouts.get(d)
+            if lay is not None:
+                j = i + len(lay)
+                if (j <= n and pts[i:j] == lay and devs[i:j].count(d) == j - i
+                        and self._fold_poll(rows, i, j, d, lay, first_seq + i, meters)):
+                    i = j
+                    continue
+            j = i + 1
+            while j < n and devs[j] == d:
+                j += 1
+            run = rows[i:j]
+            self._fold_run(run, first_seq + i, meters)
+            self._learn(d, pts[i:j], run)
+            i = j
+
+    def _learn(self, device: str, pts: list[str], run: Sequence[Sample]) -> None:
+        seen: set[str] = set()
+        for k, p in enumerate(pts):
+            if p in seen:
+                pts, run = pts[:k], run[:k]
+                break
+            seen.add(p)
+        if pts == self._layouts.get(device) or len(pts) < 2:
+            return
+        tss = list(map(_TS, run))
+        if tss.count(tss[0]) == len(tss) and _valid(run):
+            self._layouts[device] = pts
+            self._meter_at[device] = [k for k, p in enumerate(pts)
+                                      if self._meter_point(device, p)]
+
+    def _fold_poll(self, rows: Sequence[Sample], i: int, j: int, device: str,
+                   layout: list[str], first_seq: int, meters: bool) -> bool:
+        """One poll of ``device`` in its layout, column-wise; False: not such a poll."""
+        poll = rows[i:j]
+        ts = poll[0][2]
+        if list(map(_TS, poll)).count(ts) != j - i or not _valid(poll):
+            return False
+        vals = list(map(_VALUE, poll))
+        minute = ts - ts % MINUTE_MS
+        b = self.bucket(minute, first_seq)
+        c = b.cols.get(device)
+        if c is None:
+            b.cols[device] = [layout, 1, vals, list(vals), list(vals), vals, ts]
+        elif c[0] is not layout:
+            return False  # the layout changed within the minute: sample by sample
+        else:
+            c[1] += 1
+            c[2] = list(map(add, c[2], vals))
+            # A new minimum or maximum is rare after a minute's first samples: find the
+            # columns that have one (C-level), then update only those.
+            mins, maxs = c[3], c[4]
+            lower = list(map(lt, vals, mins))
+            if True in lower:
+                for k in compress(range(len(vals)), lower):
+                    mins[k] = vals[k]
+            higher = list(map(gt, vals, maxs))
+            if True in higher:
+                for k in compress(range(len(vals)), higher):
+                    maxs[k] = vals[k]
+            if ts >= c[6]:
+                c[5], c[6] = vals, ts
+        b.n += j - i
+        if meters:
+            for k in self._meter_at[device]:
+                self.on_meter(device, layout[k], vals[k], ts)
+        return True
+
+    def _fold_run(self, rows: Sequence[Sample], first_seq: int, meters: bool) -> None:
         tss = list(map(_TS, rows))
         lo, hi = min(tss), max(tss)
         minute = lo - lo % MINUTE_MS
@@ -181,20 +291,38 @@ class Folder:
     def samples(self) -> int:
         return sum(b.n for b in self.buckets.values())
 
+    def kept(self, device: str, point: str) -> bool:
+        if self._keeps is None:
+            return True
+        found = self._kept.get((device, point))
+        if found is None:
+            found = self._kept[(device, point)] = self._keeps(device, point)
+        return found
+
+    def rows(self, b: Bucket) -> list[tuple[str, str, Acc]]:
+        """The accumulators of bucket ``b`` to write."""
+        return b.rows(None if self._keeps is None else self.kept)
+
     def open_rows(self, device: str, point: str | None
                   ) -> list[tuple[str, int, int, float, float, float, float, int]]:
         """(point, minute, n, total, vmin, vmax, last, last_ts) of the open minutes."""
-        out = []
-        for minute, b in self.buckets.items():
-            if point is not None:
-                a = b.get((device, point))
-                if a is not None:
-                    out.append((point, minute, *a))
-                continue
-            for d, p, a in b.rows():
-                if d == device:
-                    out.append((p, minute, *a))
-        return out
+        return [(p, minute, *a[:6]) for minute, b in self.buckets.items()
+                for d, p, a in self.rows(b) if d == device and (point is None or p == point)]
+
+
+def merge(into: dict[Any, Acc], key: Any, a: Acc) -> None:
+    """Add accumulator ``a`` to ``into[key]``."""
+    b = into.get(key)
+    if b is None:
+        into[key] = list(a[:6])
+        return
+    if len(b) == DROPPED + 1:
+        return
+    b[0] += a[0]
+    b[1] += a[1]
+    b[2], b[3] = min(b[2], a[2]), max(b[3], a[3])
+    if a[5] >= b[5]:
+        b[4], b[5] = a[4], a[5]
 
 
 def _add(a: Acc, v: float, ts: int) -> None:

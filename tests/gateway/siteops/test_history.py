@@ -406,7 +406,7 @@ async def test_lost_samples_counts_only_what_the_restart_could_not_fold_again(
     await store.open()
     again = History(HistoryConfig(), store, ZoneInfo("UTC"))
     await again.load()
-    seq2, _ = await store.append_samples([Sample("d", "p", t0 + 200_000, 1.0)])
+    await store.append_samples([Sample("d", "p", t0 + 200_000, 1.0)])
     await again.catch_up()
     assert again.stats.lost_samples == 30
     rows = await again.series("d", "p", t0, t0 + 300_000, "1m")
