@@ -92,9 +92,13 @@ def number(value: Any) -> float | None:
 
 def _valid(rows: Sequence[Sample]) -> bool:
     """True when every sample is GOOD with a finite float or int value (C-level passes)."""
+    return _valid_values(rows, list(map(_VALUE, rows)))
+
+
+def _valid_values(rows: Sequence[Sample], values: list[Any]) -> bool:
+    """:func:`_valid` with the values taken out already."""
     if list(map(_QUALITY, rows)).count(GOOD) != len(rows):
         return False
-    values = list(map(_VALUE, rows))
     if not _NUMBERS.issuperset(map(type, values)):
         return False
     try:
@@ -147,6 +151,9 @@ class Folder:
             return
         devs = list(map(_DEV, rows))
         pts = list(map(_POINT, rows))
+        tss = list(map(_TS, rows))
+        vals = list(map(_VALUE, rows))
+        valid = _valid_values(rows, vals)  # the whole batch at once: usually true
         layouts = self._layouts
         i = 0
         while i < n:
@@ -155,7 +162,8 @@ class Folder:
             if lay is not None:
                 j = i + len(lay)
                 if (j <= n and pts[i:j] == lay and devs[i:j].count(d) == j - i
-                        and self._fold_poll(rows, i, j, d, lay, first_seq + i, meters)):
+                        and self._fold_poll(rows, tss, vals, valid, i, j, d, lay,
+                                            first_seq + i, meters)):
                     i = j
                     continue
             j = i + 1
@@ -181,14 +189,16 @@ class Folder:
             self._meter_at[device] = [k for k, p in enumerate(pts)
                                       if self._meter_point(device, p)]
 
-    def _fold_poll(self, rows: Sequence[Sample], i: int, j: int, device: str,
-                   layout: list[str], first_seq: int, meters: bool) -> bool:
+    def _fold_poll(self, rows: Sequence[Sample], tss: list[int], values: list[Any],
+                   valid: bool, i: int, j: int, device: str, layout: list[str],
+                   first_seq: int, meters: bool) -> bool:
         """One poll of ``device`` in its layout, column-wise; False: not such a poll."""
-        poll = rows[i:j]
-        ts = poll[0][2]
-        if list(map(_TS, poll)).count(ts) != j - i or not _valid(poll):
+        ts = tss[i]
+        if tss[i:j].count(ts) != j - i:
             return False
-        vals = list(map(_VALUE, poll))
+        vals = values[i:j]
+        if not valid and not _valid_values(rows[i:j], vals):
+            return False
         minute = ts - ts % MINUTE_MS
         b = self.bucket(minute, first_seq)
         c = b.cols.get(device)
