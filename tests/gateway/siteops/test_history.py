@@ -450,3 +450,57 @@ async def test_a_queue_overflow_reads_the_buffer_and_counts_nothing_lost(
         assert (row["count"], row["min"], row["max"], row["last"]) == (
             w["count"], w["min"], w["max"], w["last"])
     await store.close()
+
+
+async def test_whole_polls_and_single_samples_fold_to_the_same_rollups(
+        tmp_path: Path) -> None:
+    """Polls folded column-wise (the same points in the same order as the device's last
+    clean poll), polls that change their points mid-minute, polls with a bad sample, and
+    the ``points`` filter, all against the independent computation; the energy counter in
+    the poll is counted once."""
+    t0 = 1_780_000_000_000 - 1_780_000_000_000 % QUARTER_MS
+    clock = FakeClock(t0)
+    store = Store(tmp_path / "b.db", clock=clock)
+    await store.open()
+    cfg = HistoryConfig(points=["d1.*", "*.p0", "*.e"],
+                        energy=[EnergySource(devices=["*"], energy_point="e")])
+    history = History(cfg, store, ZoneInfo("UTC"))
+    await history.load()
+    rng = random.Random(5)
+    samples: list[Sample] = []
+    energy = 0.0
+    for sec in range(200):
+        ts = t0 + sec * 1000
+        energy += 2.0
+        batch = []
+        for dev in ("d0", "d1", "d2"):
+            points = ["p0", "p1", "p2", "e"] if not (dev == "d1" and 70 < sec < 80) else [
+                "p2", "p0", "e"]  # a changed layout for ten seconds, mid-minute
+            for p in points:
+                value: Any = energy if p == "e" else round(rng.gauss(50, 10), 3)
+                quality = Quality.BAD if (dev == "d2" and sec % 17 == 0 and p == "p1") \
+                    else Quality.GOOD
+                batch.append(Sample(dev, p, ts, value, quality))
+        samples += batch
+        seq, _ = await store.append_samples(batch)
+        history.observe(batch, seq)
+        clock.advance(1)
+        if sec % 7 == 0:
+            await history.flush()
+        if sec == 30:  # the polls of this minute so far went column-wise
+            assert history._folder._layouts["d0"] == ["p0", "p1", "p2", "e"]
+            assert set(history._folder.buckets[t0].cols) == {"d0", "d1", "d2"}
+    await history.flush(final=True)
+    kept = [s for s in samples if s.device == "d1" or s.point in ("p0", "e")]
+    want = expected_rollups(kept, lambda t: t - t % MINUTE_MS)
+    rows = await store.query("SELECT device, point, ts, n, total, vmin, vmax, lastv "
+                             "FROM history_1m")
+    got = {(d, p, t): (n, total, lo, hi, last) for d, p, t, n, total, lo, hi, last in rows}
+    assert set(got) == set(want)
+    for key, w in want.items():
+        n, total, lo, hi, last = got[key]
+        assert (n, lo, hi, last) == (w["count"], w["min"], w["max"], w["last"]), key
+        assert total == pytest.approx(w["avg"] * w["count"])
+    totals = await history.energy_total(t0, t0 + 3600_000)
+    assert totals == {d: pytest.approx(2.0 * 199) for d in ("d0", "d1", "d2")}
+    await store.close()
