@@ -30,6 +30,7 @@ import collections
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -107,7 +108,7 @@ Key = tuple[str, str, int]
 
 
 def _merge(into: dict[tuple[str, str, int], list[Any]], key: tuple[str, str, int],
-           a: list[Any]) -> None:
+           a: Sequence[Any]) -> None:
     b = into.get(key)
     if b is None:
         into[key] = list(a[:6])
@@ -381,10 +382,11 @@ class History(HistoryQueries):
         for minute, b in closed:
             quarter = minute - minute % QUARTER_MS
             late = quarter < old_q  # its quarter's 15-minute row is already built
-            for d, p, a in folder.rows(b):
-                rows1.append((d, p, minute, *a[:6]))
-                if late:
-                    _merge(late15, (d, p, quarter), a)
+            rows = folder.rows(minute, b)
+            rows1 += rows
+            if late:
+                for r in rows:
+                    _merge(late15, (r[0], r[1], quarter), r[3:])
         rest = [b.first_seq for m, b in folder.buckets.items() if m >= horizon]
         replay = min(rest) - 1 if rest else stats.folded_seq
         open_n = sum(b.n for m, b in folder.buckets.items() if m >= horizon)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from itertools import compress
+from itertools import compress, repeat
 from operator import add, gt, itemgetter, lt
 from typing import Any
 
@@ -59,8 +59,10 @@ class Bucket:
         #: lasts, last_ts] (lists in the layout's order).
         self.cols: dict[str, list[Any]] = {}
 
-    def merged(self, kept: Callable[[str, str], bool] | None = None) -> dict[Key, Acc]:
-        """Every point's accumulator; ``kept`` (else all) says which poll columns count."""
+    def merged(self, kept: Callable[[str, str], bool] | None = None,
+               devices: set[str] | None = None) -> dict[Key, Acc]:
+        """The point accumulators, merged with the poll columns of ``devices`` (else all
+        devices); ``kept`` (else all) says which poll columns count."""
         out: dict[Key, Acc] = {}
         for accs in (self.accs, self.meter_accs):
             for key, a in accs.items():
@@ -69,16 +71,32 @@ class Bucket:
                 else:
                     merge(out, key, a)
         for device, (layout, n, totals, mins, maxs, lasts, last_ts) in self.cols.items():
+            if devices is not None and device not in devices:
+                continue
             for k, point in enumerate(layout):
                 if kept is None or kept(device, point):
                     merge(out, (device, point),
                           [n, totals[k], mins[k], maxs[k], lasts[k], last_ts])
         return out
 
-    def rows(self, kept: Callable[[str, str], bool] | None = None
-             ) -> list[tuple[str, str, Acc]]:
-        return [(d, p, a) for (d, p), a in self.merged(kept).items()
-                if len(a) != DROPPED + 1]
+    def rows(self, minute: int, kept: Callable[[str, str], bool] | None = None
+             ) -> list[tuple[Any, ...]]:
+        """(device, point, minute, n, total, vmin, vmax, last, last_ts) of every point. A
+        device that has only poll columns gives its rows straight from them (C-level)."""
+        mixed = {d for d, _ in self.accs} | {d for d, _ in self.meter_accs}
+        out: list[tuple[Any, ...]] = [
+            (d, p, minute, *a[:6]) for (d, p), a in self.merged(kept, mixed).items()
+            if len(a) != DROPPED + 1]
+        for device, (layout, n, totals, mins, maxs, lasts, last_ts) in self.cols.items():
+            if device in mixed:
+                continue
+            cols = zip(repeat(device), layout, repeat(minute), repeat(n), totals, mins, maxs,
+                       lasts, repeat(last_ts))
+            if kept is None:
+                out.extend(cols)
+            else:
+                out.extend(r for r in cols if kept(device, r[1]))
+        return out
 
 
 def number(value: Any) -> float | None:
@@ -309,15 +327,15 @@ class Folder:
             found = self._kept[(device, point)] = self._keeps(device, point)
         return found
 
-    def rows(self, b: Bucket) -> list[tuple[str, str, Acc]]:
-        """The accumulators of bucket ``b`` to write."""
-        return b.rows(None if self._keeps is None else self.kept)
+    def rows(self, minute: int, b: Bucket) -> list[tuple[Any, ...]]:
+        """The rows of bucket ``b`` (minute ``minute``) to write."""
+        return b.rows(minute, None if self._keeps is None else self.kept)
 
     def open_rows(self, device: str, point: str | None
                   ) -> list[tuple[str, int, int, float, float, float, float, int]]:
         """(point, minute, n, total, vmin, vmax, last, last_ts) of the open minutes."""
-        return [(p, minute, *a[:6]) for minute, b in self.buckets.items()
-                for d, p, a in self.rows(b) if d == device and (point is None or p == point)]
+        return [r[1:] for minute, b in self.buckets.items() for r in self.rows(minute, b)
+                if r[0] == device and (point is None or r[1] == point)]
 
 
 def merge(into: dict[Any, Acc], key: Any, a: Acc) -> None:
