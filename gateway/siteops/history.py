@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: Estimated bytes per rollup row (key, six numbers, index entry), for ``max_bytes``.
 ROW_BYTES = 96
+#: After a commit, the history task waits this long so that the next commits fold with it.
+FOLD_DELAY_S = 0.2
 #: Samples queued for folding beyond which new batches are dropped (and counted).
 MAX_PENDING_SAMPLES = 2_000_000
 
@@ -304,9 +306,18 @@ class History(HistoryQueries):
     def fold_pending(self) -> None:
         if self._catching_up or self._behind:
             return  # queued batches hold later samples than the buffer's backlog
-        while self._pending:
-            batch, seq_first = self._pending.popleft()
+        pending = self._pending
+        while pending:
+            batch, seq_first = pending.popleft()
             self._pending_samples -= len(batch)
+            # Consecutive commits (one device poll each, often) are folded as one batch:
+            # the per-batch work is paid once.
+            if pending and pending[0][1] == seq_first + len(batch):
+                batch = list(batch)
+                while pending and pending[0][1] == seq_first + len(batch):
+                    more, _ = pending.popleft()
+                    self._pending_samples -= len(more)
+                    batch += more
             self.fold(batch, seq_first)
 
     def fold(self, batch: list[Sample], seq_first: int) -> None:
@@ -489,6 +500,7 @@ class History(HistoryQueries):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
+            await asyncio.sleep(FOLD_DELAY_S)  # let a few commits queue: folded together
             if self._behind:
                 self._behind = False  # batches observed from now on queue again
                 await self.catch_up()
