@@ -1,26 +1,21 @@
 """Local history: 1-minute and 15-minute rollups per point, energy per device per 15 minutes.
 
-Where it lives: in the buffer's SQLite file (tables ``history_*``), not a second file. One
-file means one writer, one backup, the component's migrations like every other table, and
--- what matters most -- the rollups and the watermark of the samples they hold commit in
-one transaction. The telemetry buffer's ``store.max_bytes`` counts only telemetry chunks, so
-history does not eat the buffer's room; history has its own cap (``history.max_bytes``).
+Where it lives: in the buffer's SQLite file (tables ``history_*``): one writer, one backup,
+the component's migrations, and the rollups commit in one transaction with their
+watermarks. ``store.max_bytes`` counts only telemetry; history has ``history.max_bytes``.
 
-How it is written (off the polling path): the pipeline tells the component's observer about
-every committed batch and its first sequence number; the observer only queues it. The
-history task folds queued samples into in-memory deltas and, every ``flush_interval``,
-upserts the deltas and ``folded_seq`` (the last sample sequence number folded in) in ONE
-transaction. A kill -9 loses the unflushed deltas and the watermark with them, never one
-without the other: at start the component re-reads the samples after ``folded_seq`` from the
-buffer and folds them again, so no rollup is ever counted twice. Samples the uplink had
-already acknowledged (and so deleted) in that last interval are gone from the buffer; they
-are counted in ``lost_samples`` (an upper bound, since the sequence numbers a restart skips
-fall in the same range; visible in ``history.stats``).
-
-Only GOOD finite numbers (not booleans) are rolled up. Energy follows
-:mod:`gateway.rules.quotas`: the same counter tracker (resets, rollover, implausible jumps)
-and power integrator (gaps), and a delta that covers several 15-minute slots is split in
-proportion to time.
+How it is written (off the polling path): the pipeline's observer only queues committed
+batches; the history task folds them in memory (:mod:`gateway.siteops.history_fold`) and,
+every ``flush_interval``, commits in ONE transaction the minutes that closed (each written
+once: before the *horizon*, the gateway's clock minus ``CLOSE_AFTER_MS``), the 15-minute
+rows of quarters that became complete (built in SQLite from their minutes), the energy and
+meters, and the watermarks ``folded_seq`` F, ``horizon`` H and ``replay_seq`` R. The rows
+hold exactly the samples numbered <= F whose minute is before H. A kill -9 loses memory
+only: the restart re-reads the buffer from R, puts a sample <= F back only if its minute is
+at or after H (and never into the meters), so nothing is counted twice. What the uplink had
+deleted meanwhile is counted in ``lost_samples`` (exactly for the open minutes, an upper
+bound after the last commit). Energy follows :mod:`gateway.rules.quotas` (resets, rollover,
+implausible jumps, gaps), split across 15-minute slots in proportion to time.
 """
 
 from __future__ import annotations
