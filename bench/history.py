@@ -6,9 +6,16 @@ script puts one sample of each of ``--devices`` x ``--points`` points into the p
 ``--warmup`` seconds the CPU time of the process (all threads: the loop and SQLite's) is
 measured over ``--window`` seconds, once with ``siteops.history.enabled: false`` and once
 with it on, per run. The figure is the extra CPU with the history, as a share of the CPU
-without it. The baseline is the ingest path only (pipeline commit and store, plus this
-script making the samples), so the share is an upper bound of the history's share of a
-whole gateway, where drivers and the uplink also cost CPU. The issue's goal: < 10 %.
+without it: the *bare ingest path* figure. The baseline is the ingest path only (pipeline
+commit and store, plus this script making the samples), so the share is an upper bound of
+the history's share of a whole gateway, where drivers and the uplink also cost CPU.
+
+``site``: the whole gateway (bench/site.py's harness in this process: Modbus polling of
+``--devices`` x ``--points`` registers served by simulators in another process, every
+register each second, the store, one alarm rule per device and the uplink to a real
+mosquitto), once with the history off and once on, per run; the CPU of this process (the
+gateway: the simulators and the broker are other processes) per sample committed. This is
+the issue's denominator: the history's share of what the whole gateway costs.
 
 ``query``: a store with 24 h of 1-minute rollups of ``--query-points`` points on each of
 ``--devices`` devices and a month of 15-minute energy of each device (built once, through
@@ -17,9 +24,10 @@ the history's own fold, from samples), then per run the median time of
 for the month across every device (per local day).
 
     python bench/history.py [--runs 2] [--devices 100] [--points 125] [--window 15]
-                            [--warmup 5] [--query-points 5] [--only cost|query]
+                            [--warmup 5] [--query-points 5] [--only cost|site|query]
 
-Writes bench/results/history_cost.json and bench/results/history_query.json.
+Writes bench/results/history_cost.json (bare ingest path), history_site.json (whole
+gateway) and history_query.json.
 """
 
 from __future__ import annotations
@@ -117,6 +125,75 @@ def cost(args: argparse.Namespace) -> None:
         params={"runs": args.runs, "devices": args.devices, "points": args.points,
                 "warmup": args.warmup, "window": args.window,
                 "flush_interval": args.flush_interval},
+        summary=medians(runs, runs[0]), runs=runs, conditions=conditions)
+
+
+# --- site: the whole gateway --------------------------------------------------------------
+
+async def site_run(history: bool, devices: int, points: int, warmup: float,
+                   window: float) -> dict[str, float]:
+    """CPU seconds per wall second and per 1,000 committed samples of the whole gateway."""
+    import yaml
+
+    from bench._uplink_common import start_app, stop_app
+    from bench.site import Simulators, site_config
+    from tests.support.mosquitto import Mosquitto
+
+    with tempfile.TemporaryDirectory(prefix="fieldgate-histsite-") as tmp:
+        workdir = Path(tmp)
+        sims = Simulators(devices, points)
+        try:
+            with Mosquitto(workdir) as broker:
+                config = site_config(workdir, sims.ports, points, 1.0, broker.port, None)
+                site = yaml.safe_load(config.read_text())
+                site["siteops"] = {"history": {"enabled": history}}
+                config.write_text(yaml.safe_dump(site, sort_keys=False))
+                app, task = await start_app(config)
+                try:
+                    await asyncio.sleep(warmup)
+                    cpu0, n0 = time.process_time(), app.pipeline.stats.samples
+                    t0 = time.monotonic()
+                    await asyncio.sleep(window)
+                    cpu = time.process_time() - cpu0
+                    n, wall = app.pipeline.stats.samples - n0, time.monotonic() - t0
+                finally:
+                    await stop_app(app, task)
+        finally:
+            sims.close()
+    return {"cpu_per_s": cpu / wall, "samples_per_s": n / wall,
+            "cpu_per_1000": 1000 * cpu / max(n, 1)}
+
+
+def site(args: argparse.Namespace) -> None:
+    runs = []
+    with Conditions() as conditions:
+        for i in range(args.runs):
+            pair = {}
+            for on in ((False, True) if i % 2 == 0 else (True, False)):  # alternate order
+                pair[on] = asyncio.run(site_run(on, args.devices, args.points, args.warmup,
+                                                args.window))
+            off, on_ = pair[False], pair[True]
+            run = {"cpu_per_1000_off": off["cpu_per_1000"],
+                   "cpu_per_1000_on": on_["cpu_per_1000"],
+                   "cpu_per_s_off": off["cpu_per_s"], "cpu_per_s_on": on_["cpu_per_s"],
+                   "samples_per_s_off": off["samples_per_s"],
+                   "samples_per_s_on": on_["samples_per_s"],
+                   "extra_pct": 100 * (on_["cpu_per_1000"] - off["cpu_per_1000"])
+                   / off["cpu_per_1000"]}
+            runs.append(run)
+            print(f"run {i + 1} (whole gateway): {run['cpu_per_1000_off']:.4f} CPU-s per "
+                  f"1,000 samples without history, {run['cpu_per_1000_on']:.4f} with it: "
+                  f"{run['extra_pct']:+.1f} % ({run['samples_per_s_on']:,.0f} samples/s)",
+                  flush=True)
+    write_result(
+        "history_site",
+        what=("whole gateway in this process (Modbus polling of simulators in another "
+              "process, store, one alarm rule per device, uplink to mosquitto), history off "
+              "and on; CPU of this process per 1,000 committed samples; extra_pct = "
+              "(on - off) / off"),
+        goal="< 10 % at 100 devices x 125 points at 1 s",
+        params={"runs": args.runs, "devices": args.devices, "points": args.points,
+                "warmup": args.warmup, "window": args.window},
         summary=medians(runs, runs[0]), runs=runs, conditions=conditions)
 
 
@@ -219,11 +296,13 @@ def main() -> None:
     parser.add_argument("--flush-interval", type=float, default=10.0,
                         help="siteops.history.flush_interval of the run with history")
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--only", choices=("cost", "query"))
+    parser.add_argument("--only", choices=("cost", "site", "query"))
     args = parser.parse_args()
-    if args.only != "query":
+    if args.only in (None, "cost"):
         cost(args)
-    if args.only != "cost":
+    if args.only in (None, "site"):
+        site(args)
+    if args.only in (None, "query"):
         query(args)
 
 

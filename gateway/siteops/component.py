@@ -91,7 +91,7 @@ class SiteOpsComponent(Component):
 
     async def drain(self) -> None:
         if self.history is not None:
-            await self.history.flush()
+            await self.history.flush(final=True)
 
     async def stop(self) -> None:
         for remove in self._removers:

@@ -1,26 +1,21 @@
 """Local history: 1-minute and 15-minute rollups per point, energy per device per 15 minutes.
 
-Where it lives: in the buffer's SQLite file (tables ``history_*``), not a second file. One
-file means one writer, one backup, the component's migrations like every other table, and
--- what matters most -- the rollups and the watermark of the samples they hold commit in
-one transaction. The telemetry buffer's ``store.max_bytes`` counts only telemetry chunks, so
-history does not eat the buffer's room; history has its own cap (``history.max_bytes``).
+Where it lives: in the buffer's SQLite file (tables ``history_*``): one writer, one backup,
+the component's migrations, and the rollups commit in one transaction with their
+watermarks. ``store.max_bytes`` counts only telemetry; history has ``history.max_bytes``.
 
-How it is written (off the polling path): the pipeline tells the component's observer about
-every committed batch and its first sequence number; the observer only queues it. The
-history task folds queued samples into in-memory deltas and, every ``flush_interval``,
-upserts the deltas and ``folded_seq`` (the last sample sequence number folded in) in ONE
-transaction. A kill -9 loses the unflushed deltas and the watermark with them, never one
-without the other: at start the component re-reads the samples after ``folded_seq`` from the
-buffer and folds them again, so no rollup is ever counted twice. Samples the uplink had
-already acknowledged (and so deleted) in that last interval are gone from the buffer; they
-are counted in ``lost_samples`` (an upper bound, since the sequence numbers a restart skips
-fall in the same range; visible in ``history.stats``).
-
-Only GOOD finite numbers (not booleans) are rolled up. Energy follows
-:mod:`gateway.rules.quotas`: the same counter tracker (resets, rollover, implausible jumps)
-and power integrator (gaps), and a delta that covers several 15-minute slots is split in
-proportion to time.
+How it is written (off the polling path): the pipeline's observer only queues committed
+batches; the history task folds them in memory (:mod:`gateway.siteops.history_fold`) and,
+every ``flush_interval``, commits in ONE transaction the minutes that closed (each written
+once: before the *horizon*, the gateway's clock minus ``CLOSE_AFTER_MS``), the 15-minute
+rows of quarters that became complete (built in SQLite from their minutes), the energy and
+meters, and the watermarks ``folded_seq`` F, ``horizon`` H and ``replay_seq`` R. The rows
+hold exactly the samples numbered <= F whose minute is before H. A kill -9 loses memory
+only: the restart re-reads the buffer from R, puts a sample <= F back only if its minute is
+at or after H (and never into the meters), so nothing is counted twice. What the uplink had
+deleted meanwhile is counted in ``lost_samples`` (exactly for the open minutes, an upper
+bound after the last commit). Energy follows :mod:`gateway.rules.quotas` (resets, rollover,
+implausible jumps, gaps), split across 15-minute slots in proportion to time.
 """
 
 from __future__ import annotations
@@ -30,7 +25,7 @@ import collections
 import contextlib
 import json
 import logging
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,6 +33,7 @@ from zoneinfo import ZoneInfo
 from gateway.model import Sample
 from gateway.rules.quotas import CounterOrPower, CounterTracker, MeterStats, PowerIntegrator
 from gateway.siteops.config import EnergySource, HistoryConfig
+from gateway.siteops.history_fold import Folder
 from gateway.siteops.history_query import DAY_MS, MINUTE_MS, QUARTER_MS, HistoryQueries
 from gateway.store import Store
 
@@ -45,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Estimated bytes per rollup row (key, six numbers, index entry), for ``max_bytes``.
 ROW_BYTES = 96
+#: After a commit, the history task waits this long so that the next commits fold with it.
+FOLD_DELAY_S = 0.2
 #: Samples queued for folding beyond which new batches are dropped (and counted).
 MAX_PENDING_SAMPLES = 2_000_000
 
@@ -86,9 +84,48 @@ _UPSERT_ENERGY = """
 INSERT INTO history_energy (device, ts, wh) VALUES (?, ?, ?)
 ON CONFLICT (device, ts) DO UPDATE SET wh = wh + excluded.wh
 """
-_STATE_KEYS = ("folded_seq", "est_rows", "dropped_rows", "lost_samples")
+_STATE_KEYS = ("folded_seq", "horizon", "replay_seq", "open_samples", "est_rows",
+               "dropped_rows", "lost_samples")
+#: A minute is closed (written) this long after it ends by the gateway's clock; samples
+#: of it that come later still count, as a second write of its row.
+CLOSE_AFTER_MS = 5_000
+#: Builds the 15-minute rows of complete quarters from their 1-minute rows; the last value
+#: is the one of the newest minute.
+_BUILD_15M = """
+WITH g AS (
+    SELECT device, point, ts - ts % 900000 AS q, SUM(n) AS n, SUM(total) AS total,
+           MIN(vmin) AS vmin, MAX(vmax) AS vmax, MAX(ts) AS newest, MAX(last_ts) AS last_ts
+    FROM history_1m WHERE ts >= ? AND ts < ? GROUP BY device, point, q)
+INSERT OR REPLACE INTO history_15m (device, point, ts, n, total, vmin, vmax, lastv, last_ts)
+SELECT g.device, g.point, g.q, g.n, g.total, g.vmin, g.vmax, h.lastv, g.last_ts
+FROM g JOIN history_1m h ON h.device = g.device AND h.point = g.point AND h.ts = g.newest
+"""
 
 Key = tuple[str, str, int]
+
+
+def _merge(into: dict[tuple[str, str, int], list[Any]], key: tuple[str, str, int],
+           a: Sequence[Any]) -> None:
+    b = into.get(key)
+    if b is None:
+        into[key] = list(a[:6])
+        return
+    b[0] += a[0]
+    b[1] += a[1]
+    b[2], b[3] = min(b[2], a[2]), max(b[3], a[3])
+    if a[5] >= b[5]:
+        b[4], b[5] = a[4], a[5]
+
+
+async def _existing(tx: Any, table: str, keys: list[tuple[str, str, int]]) -> int:
+    """How many of ``keys`` (device, point, ts) have a row in ``table``."""
+    if not keys:
+        return 0
+    cur = await tx.execute(f"SELECT device, point, ts FROM {table} WHERE ts >= ? AND ts <= ?",
+                           (min(k[2] for k in keys), max(k[2] for k in keys)))
+    have = {tuple(r) for r in await cur.fetchall()}
+    await cur.close()
+    return sum(1 for k in keys if k in have)
 
 
 class EnergyMeter(CounterOrPower):
@@ -115,21 +152,15 @@ class EnergyMeter(CounterOrPower):
 @dataclass
 class HistoryStats:
     folded_seq: int = 0
+    horizon: int = 0
+    replay_seq: int = 0
+    open_samples: int = 0
     est_rows: int = 0
     dropped_rows: int = 0
     lost_samples: int = 0
     flushes: int = 0
     flush_s: float = 0.0
     meters: MeterStats = field(default_factory=MeterStats)
-
-
-def _number(value: Any) -> float | None:
-    t = type(value)
-    if t is not float and t is not int:
-        return None
-    if value != value or value in (math.inf, -math.inf):
-        return None
-    return float(value)
 
 
 class History(HistoryQueries):
@@ -140,31 +171,52 @@ class History(HistoryQueries):
         self.store = store
         self.tz = tz
         self.stats = HistoryStats()
-        self._m1: dict[Key, list[Any]] = {}
+        self._folder = Folder(None if cfg.points == ["*"] else cfg.keeps, self._is_meter_point)
+        self._folder.on_meter = self._feed_meter
         self._energy: dict[tuple[str, int], float] = collections.defaultdict(float)
         self._meters: dict[str, EnergyMeter | None] = {}
         self._dirty_meters: set[str] = set()
-        self._seen: set[tuple[int, Any]] = set()  # keys flushed last time (row estimate)
+        self._energy_seen: set[tuple[str, int]] = set()  # energy keys of the last flush
         self._pending: collections.deque[tuple[list[Sample], int]] = collections.deque()
         self._pending_samples = 0
+        self._behind = False  # the queue overflowed: read the buffer instead
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._loaded_meters: dict[str, dict[str, Any]] = {}
         self._catching_up = False
+        self._replayed = False
+        self._durable_seq = 0  # folded_seq as committed (replayed samples at or below it...)
+        self._written_state: tuple[int, ...] | None = None
 
     # -- start ---------------------------------------------------------------------------
 
     async def load(self) -> None:
-        for key, value in await self.store.query("SELECT key, value FROM history_state"):
-            if key in _STATE_KEYS:
-                setattr(self.stats, key, int(value))
-        for device, state in await self.store.query("SELECT device, state FROM history_meters"):
-            self._loaded_meters[device] = json.loads(state)
+        state = dict(await self.store.query("SELECT key, value FROM history_state"))
+        for key in _STATE_KEYS:
+            if key in state:
+                setattr(self.stats, key, int(state[key]))
+        if "horizon" not in state:
+            # A store written before the horizon existed holds every folded sample in its
+            # rows: start the horizon above all of them (rounded up to a quarter, whose
+            # 15-minute rows are then complete), and replay from the watermark.
+            newest = await self.store.query_one(
+                "SELECT MAX(m) FROM (SELECT MAX(ts) AS m FROM history_1m "
+                "UNION ALL SELECT MAX(ts) FROM history_15m)")
+            top = newest[0] if newest and newest[0] is not None else None
+            self.stats.horizon = 0 if top is None else (
+                top + MINUTE_MS + QUARTER_MS - 1) // QUARTER_MS * QUARTER_MS
+            self.stats.replay_seq = self.stats.folded_seq
+        self._durable_seq = self.stats.folded_seq
+        self._written_state = self._state_tuple()
+        for device, mstate in await self.store.query("SELECT device, state FROM history_meters"):
+            self._loaded_meters[device] = json.loads(mstate)
 
     async def catch_up(self) -> int:
-        """Fold the samples committed after ``folded_seq`` that are still in the buffer (a
-        crash lost their deltas). Returns how many were folded. Batches the observer queues
-        meanwhile are folded after it (their samples are later)."""
+        """Fold again what a restart lost from memory: the samples after ``replay_seq``
+        still in the buffer, except those already in the written rows (at or below
+        ``folded_seq`` and before the horizon). Returns how many samples were read.
+        Batches the observer queues meanwhile are folded after it (their samples are
+        later)."""
         self._catching_up = True
         try:
             folded = await self._catch_up()
@@ -173,96 +225,121 @@ class History(HistoryQueries):
         return folded
 
     async def _catch_up(self) -> int:
-        folded = 0
+        stats, folder = self.stats, self._folder
+        first_run = not self._replayed
+        self._replayed = True
+        # The first time, memory is empty: re-read from ``replay_seq`` (open minutes).
+        # Later (the queue overflowed): from what is folded in memory.
+        pos = min(stats.folded_seq, stats.replay_seq) if first_run else stats.folded_seq
+        durable = self._durable_seq if first_run else 0
+        horizon, was_open = stats.horizon, stats.open_samples if first_run else 0
+        folded = recovered = 0
         first = True
         while True:
-            chunks = await self.store.read_telemetry(self.stats.folded_seq, 20_000)
+            chunks = await self.store.read_telemetry(pos, 20_000)
             if not chunks:
                 break
-            acked = await self.store.acked_seq() if first else 0
-            if first and acked > self.stats.folded_seq:
-                # Acknowledged (deleted) before they were rolled up. Sequence numbers a
-                # restart skipped are in this range too, so it is an upper bound.
-                gap = min(acked, chunks[0].seq_first - 1) - self.stats.folded_seq
-                if gap > 0:
-                    self.stats.lost_samples += gap
-                    log.warning("history: up to %d sample(s) committed before the restart "
-                                "had left the buffer before they were rolled up; history "
-                                "has a gap there", gap)
+            if first:
+                await self._count_lost(pos, chunks[0].seq_first, durable)
             first = False
             for chunk in chunks:
                 rows = [Sample(*r) for r in chunk.rows]
-                self.fold(rows, chunk.seq_first)
-                folded += len(rows)
+                seq0 = chunk.seq_first
+                if seq0 <= durable:  # in the rows unless in an open minute; meters have them
+                    n_old = min(durable - seq0 + 1, len(rows))
+                    before = folder.samples()
+                    folder.fold([s for s in rows[:n_old] if s[2] >= horizon], seq0,
+                                meters=False)
+                    recovered += folder.samples() - before
+                    rows, seq0 = rows[n_old:], seq0 + n_old
+                if rows:
+                    self.fold(rows, seq0)  # skips what is folded already
+                folded += len(chunk.rows)
+                pos = chunk.seq_last
             async with self._lock:
                 await self._flush_locked()  # not the queued batches: they come after
+        if was_open > recovered:
+            self._lost(was_open - recovered, "of minutes still open at the stop")
         if folded:
             log.info("history: caught up %d sample(s) from the buffer", folded)
         return folded
+
+    async def _count_lost(self, pos: int, first_seq: int, durable: int) -> None:
+        """Samples after ``folded_seq`` acknowledged (deleted) before they were rolled up.
+        Sequence numbers a restart skipped are in this range too: an upper bound."""
+        acked = await self.store.acked_seq()
+        start = max(pos, durable)
+        gap = min(acked, first_seq - 1) - start
+        if gap > 0:
+            self._lost(gap, "committed before the restart")
+
+    def _lost(self, n: int, what: str) -> None:
+        self.stats.lost_samples += n
+        log.warning("history: up to %d sample(s) %s had left the buffer before they were "
+                    "rolled up; history has a gap there", n, what)
 
     # -- write path ----------------------------------------------------------------------
 
     def observe(self, batch: list[Sample], seq_first: int) -> None:
         """The pipeline observer: queue only (runs on the commit path)."""
-        if self._pending_samples > MAX_PENDING_SAMPLES:
-            self.stats.lost_samples += len(batch)
+        if self._pending_samples > MAX_PENDING_SAMPLES or self._behind:
+            # Too far behind to queue more: drop the queue and read the buffer instead
+            # (committed samples are there until the uplink deletes them; only those are
+            # counted as lost, by the catch-up).
+            if not self._behind:
+                log.warning("history: more than %d samples wait to be rolled up; reading "
+                            "them from the buffer instead", MAX_PENDING_SAMPLES)
+            self._behind = True
+            self._pending.clear()
+            self._pending_samples = 0
+            self._wake.set()
             return
         self._pending.append((batch, seq_first))
         self._pending_samples += len(batch)
         self._wake.set()
 
     def fold_pending(self) -> None:
-        if self._catching_up:
+        if self._catching_up or self._behind:
             return  # queued batches hold later samples than the buffer's backlog
-        while self._pending:
-            batch, seq_first = self._pending.popleft()
+        pending = self._pending
+        while pending:
+            batch, seq_first = pending.popleft()
             self._pending_samples -= len(batch)
+            # Consecutive commits (one device poll each, often) are folded as one batch:
+            # the per-batch work is paid once.
+            if pending and pending[0][1] == seq_first + len(batch):
+                batch = list(batch)
+                while pending and pending[0][1] == seq_first + len(batch):
+                    more, _ = pending.popleft()
+                    self._pending_samples -= len(more)
+                    batch += more
             self.fold(batch, seq_first)
 
     def fold(self, batch: list[Sample], seq_first: int) -> None:
         """Fold samples numbered from ``seq_first``; those at or below the watermark are
-        already in the rollups and skipped."""
+        already folded and skipped."""
         skip = self.stats.folded_seq - seq_first + 1
         if skip >= len(batch):
             return
-        rows = batch[skip:] if skip > 0 else batch
-        cfg = self.cfg
-        m1, meters = self._m1, self._meters
-        every = cfg.points == ["*"]
-        for s in rows:
-            device, point, ts, value, quality = s
-            if quality != "good":
-                continue
-            if type(value) is float and value - value == 0.0:  # finite (nan, inf: not)
-                v = value
-            else:  # ints, or not a number at all: the slow path
-                n = _number(value)
-                if n is None:
-                    continue
-                v = n
-            if every or cfg.keeps(device, point):
-                # The 15-minute deltas are built from these at flush time.
-                key = (device, point, ts - ts % MINUTE_MS)
-                a = m1.get(key)
-                if a is None:
-                    m1[key] = [1, v, v, v, v, ts]
-                else:
-                    a[0] += 1
-                    a[1] += v
-                    if v < a[2]:
-                        a[2] = v
-                    elif v > a[3]:
-                        a[3] = v
-                    if ts >= a[5]:
-                        a[4], a[5] = v, ts
-            meter = meters[device] if device in meters else self._meter_for(device)
-            if meter is not None and (point == meter.src.energy_point
-                                      or point == meter.src.power_point):
-                got = meter.feed(point, v, ts)
-                self._dirty_meters.add(device)
-                if got is not None and got[0] > 0:
-                    self._split(device, got[0], got[1], ts)
+        if skip > 0:
+            self._folder.fold(batch[skip:], seq_first + skip)
+        else:
+            self._folder.fold(batch, seq_first)
         self.stats.folded_seq = seq_first + len(batch) - 1
+
+    def _is_meter_point(self, device: str, point: str) -> bool:
+        meter = self._meters[device] if device in self._meters else self._meter_for(device)
+        return meter is not None and (point == meter.src.energy_point
+                                      or point == meter.src.power_point)
+
+    def _feed_meter(self, device: str, point: str, v: float, ts: int) -> None:
+        meter = self._meters[device]
+        if meter is None:
+            return
+        got = meter.feed(point, v, ts)
+        self._dirty_meters.add(device)
+        if got is not None and got[0] > 0:
+            self._split(device, got[0], got[1], ts)
 
     def _meter_for(self, device: str) -> EnergyMeter | None:
         src = next((e for e in self.cfg.energy if e.matches(device)), None)
@@ -285,76 +362,107 @@ class History(HistoryQueries):
                 self._energy[(device, slot)] += wh * part / span
             slot = end
 
-    async def flush(self) -> None:
-        """Commit the deltas and the watermark together (one transaction)."""
+    async def flush(self, final: bool = False) -> None:
+        """Write the closed minutes, the energy and the watermarks (one transaction).
+        ``final`` (a clean stop) closes every minute folded so far."""
         async with self._lock:
             self.fold_pending()
-            await self._flush_locked()
+            await self._flush_locked(final)
 
-    async def _flush_locked(self) -> None:
-        m1, energy = self._m1, self._energy
-        m15: dict[Key, list[Any]] = {}
-        for (device, point, ts), a in m1.items():
-            key = (device, point, ts - ts % QUARTER_MS)
-            b = m15.get(key)
-            if b is None:
-                m15[key] = list(a)
-                continue
-            b[0] += a[0]
-            b[1] += a[1]
-            b[2], b[3] = min(b[2], a[2]), max(b[3], a[3])
-            if a[5] >= b[5]:
-                b[4], b[5] = a[4], a[5]
+    async def _flush_locked(self, final: bool = False) -> None:
+        folder, energy, stats = self._folder, self._energy, self.stats
+        old_h = stats.horizon
+        now = self.store.clock.now_ms() - CLOSE_AFTER_MS
+        horizon = max(old_h, now - now % MINUTE_MS)
+        if final and folder.buckets:
+            horizon = max(horizon, max(folder.buckets) + MINUTE_MS)
+        closed = folder.pop_closed(horizon)
         meters = {d: self._meters[d] for d in self._dirty_meters}
-        if not m1 and not m15 and not energy and not meters and not self._state_dirty():
+        if (not closed and not energy and not meters and horizon == old_h
+                and not self._state_dirty()):
             return
         t0 = asyncio.get_running_loop().time()
-        seen: set[tuple[int, Any]] = {(1, k) for k in m1} | {(15, k) for k in m15}
-        new_rows = len(seen - self._seen) + sum(1 for k in energy if (0, k) not in self._seen)
-        est = self.stats.est_rows + new_rows
+        old_q, new_q = old_h - old_h % QUARTER_MS, horizon - horizon % QUARTER_MS
+        rows1: list[tuple[Any, ...]] = []
+        late15: dict[tuple[str, str, int], list[Any]] = {}
+        for minute, b in closed:
+            quarter = minute - minute % QUARTER_MS
+            late = quarter < old_q  # its quarter's 15-minute row is already built
+            rows = folder.rows(minute, b)
+            rows1 += rows
+            if late:
+                for r in rows:
+                    _merge(late15, (r[0], r[1], quarter), r[3:])
+        rest = [b.first_seq for m, b in folder.buckets.items() if m >= horizon]
+        replay = min(rest) - 1 if rest else stats.folded_seq
+        open_n = sum(b.n for m, b in folder.buckets.items() if m >= horizon)
+        new_energy = sum(1 for k in energy if k not in self._energy_seen)
         async with self.store.transaction() as tx:
-            if m1:
-                await tx.executemany(_UPSERT.format(t="history_1m"),
-                                     [(*k, *a) for k, a in m1.items()])
-            if m15:
+            new_rows = len(rows1) + new_energy
+            if closed and closed[0][0] < old_h:  # late minutes may add to existing rows
+                new_rows -= await _existing(tx, "history_1m", [r[:3] for r in rows1
+                                                               if r[2] < old_h])
+            if late15:
+                new_rows += len(late15) - await _existing(tx, "history_15m", list(late15))
                 await tx.executemany(_UPSERT.format(t="history_15m"),
-                                     [(*k, *a) for k, a in m15.items()])
+                                     [(*k, *a) for k, a in late15.items()])
+            if rows1:
+                await tx.executemany(_UPSERT.format(t="history_1m"), rows1)
+            if new_q > old_q:  # quarters now complete: built from their minutes
+                await tx.execute(_BUILD_15M, (old_q, new_q))
+                cur = await tx.execute("SELECT changes()")  # (rowcount is -1 after WITH)
+                new_rows += (await cur.fetchone() or (0,))[0]
+                await cur.close()
             if energy:
                 await tx.executemany(_UPSERT_ENERGY, [(*k, wh) for k, wh in energy.items()])
             if meters:
                 await tx.executemany(
                     "INSERT OR REPLACE INTO history_meters (device, state) VALUES (?, ?)",
                     [(d, json.dumps(m.snapshot())) for d, m in meters.items() if m is not None])
-            await self._write_state(tx, est_rows=est)
-        self.stats.est_rows = est
-        self._seen = seen | {(0, k) for k in energy}
-        self._m1 = {}
+            await self._write_state(tx, est_rows=stats.est_rows + new_rows, horizon=horizon,
+                                    replay_seq=replay, open_samples=open_n)
+        stats.est_rows += new_rows
+        stats.open_samples = open_n
+        stats.horizon, stats.replay_seq = horizon, replay
+        self._durable_seq = stats.folded_seq
+        folder.forget([m for m, _ in closed])
+        self._energy_seen = set(energy)
         self._energy = collections.defaultdict(float)
         self._dirty_meters = set()
         self._written_state = self._state_tuple()
-        self.stats.flushes += 1
-        self.stats.flush_s += asyncio.get_running_loop().time() - t0
+        stats.flushes += 1
+        stats.flush_s += asyncio.get_running_loop().time() - t0
 
     def _state_tuple(self) -> tuple[int, ...]:
         return tuple(getattr(self.stats, k) for k in _STATE_KEYS)
 
     def _state_dirty(self) -> bool:
-        return getattr(self, "_written_state", None) != self._state_tuple()
+        return self._written_state != self._state_tuple()
 
     async def _write_state(self, tx: Any, **override: int) -> None:
         values = {k: override.get(k, getattr(self.stats, k)) for k in _STATE_KEYS}
         await tx.executemany("INSERT OR REPLACE INTO history_state (key, value) VALUES (?, ?)",
                              list(values.items()))
 
+    def open_rows(self, device: str, point: str | None) -> list[tuple[Any, ...]]:
+        return self._folder.open_rows(device, point)
+
+    def built_until(self) -> int:
+        return self.stats.horizon - self.stats.horizon % QUARTER_MS
+
     async def prune(self, now_ms: int) -> int:
-        """Drop rows older than the retention, then the oldest beyond ``max_bytes``."""
+        """Drop rows older than the retention, then the oldest beyond ``max_bytes``. The
+        minutes of a quarter not yet built into its 15-minute row stay."""
         cfg = self.cfg
         dropped = 0
         async with self._lock, self.store.transaction() as tx:
+            building = self.stats.horizon - self.stats.horizon % QUARTER_MS
             for table, days in (("history_1m", cfg.minute_days), ("history_15m", cfg.days),
                                 ("history_energy", cfg.days)):
-                cur = await tx.execute(f"DELETE FROM {table} WHERE ts < ?",
-                                       (now_ms - int(days * DAY_MS),))
+                cutoff = now_ms - int(days * DAY_MS)
+                if table == "history_1m":
+                    cutoff = min(cutoff, building)
+                cur = await tx.execute(f"DELETE FROM {table} WHERE ts < ?", (cutoff,))
                 dropped += max(cur.rowcount, 0)
             est = max(self.stats.est_rows - dropped, 0)
             over = 0
@@ -362,7 +470,7 @@ class History(HistoryQueries):
                 while est * ROW_BYTES > cfg.max_bytes:
                     cur = await tx.execute(f"SELECT MIN(ts) FROM {table}")
                     (oldest,) = await cur.fetchone() or (None,)
-                    if oldest is None:
+                    if oldest is None or (table == "history_1m" and oldest >= building):
                         break
                     cur = await tx.execute(f"DELETE FROM {table} WHERE ts <= ?",
                                            (oldest + MINUTE_MS - 1,))
@@ -371,6 +479,7 @@ class History(HistoryQueries):
             self.stats.est_rows = est
             self.stats.dropped_rows += over
             await self._write_state(tx)
+            self._written_state = self._state_tuple()
         if over:
             log.warning("history: dropped the %d oldest rollup row(s) to stay under "
                         "siteops.history.max_bytes (%d bytes)", over, cfg.max_bytes)
@@ -386,6 +495,10 @@ class History(HistoryQueries):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
+            await asyncio.sleep(FOLD_DELAY_S)  # let a few commits queue: folded together
+            if self._behind:
+                self._behind = False  # batches observed from now on queue again
+                await self.catch_up()
             async with self._lock:
                 self.fold_pending()
             if loop.time() >= next_flush:

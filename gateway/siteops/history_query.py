@@ -23,9 +23,47 @@ class HistoryQueries:
     store: Store
     tz: ZoneInfo
 
-    async def flush(self) -> None:
-        """Write what is folded in memory, so a query sees it (History implements it)."""
+    async def flush(self, final: bool = False) -> None:
+        """Write the closed minutes (History implements it)."""
         raise NotImplementedError
+
+    def open_rows(self, device: str, point: str | None) -> list[tuple[Any, ...]]:
+        """(point, minute, n, total, vmin, vmax, last, last_ts) of the minutes still in
+        memory (History implements it)."""
+        raise NotImplementedError
+
+    def built_until(self) -> int:
+        """Quarters before this have their 15-minute rows; later ones are read from their
+        1-minute rows (History implements it)."""
+        raise NotImplementedError
+
+    async def _rows(self, device: str, point: str | None, start_ms: int, end_ms: int,
+                    fine: bool) -> list[tuple[Any, ...]]:
+        """(point, ts, n, total, vmin, vmax, last, last_ts) of [start, end): the 1-minute
+        rows (``fine``), else the 15-minute rows, with the minutes of quarters not built
+        yet; the open minutes from memory in both cases."""
+        where, args = "device = ?", [device]
+        if point is not None:
+            where, args = where + " AND point = ?", [device, point]
+        cols = "point, ts, n, total, vmin, vmax, lastv, last_ts"
+        if fine:
+            rows = await self.store.query(
+                f"SELECT {cols} FROM history_1m WHERE {where} AND ts >= ? AND ts < ?",
+                (*args, start_ms, end_ms))
+            lo, hi = start_ms, end_ms
+        else:
+            built = self.built_until()
+            # A minute counts in [start, end) when its quarter starts in it, as a quarter.
+            lo, hi = -(-start_ms // QUARTER_MS) * QUARTER_MS, -(-end_ms // QUARTER_MS) * QUARTER_MS
+            rows = await self.store.query(
+                f"SELECT {cols} FROM history_15m WHERE {where} AND ts >= ? AND ts < ?",
+                (*args, start_ms, min(end_ms, built)))
+            if hi > built:
+                rows += await self.store.query(
+                    f"SELECT {cols} FROM history_1m WHERE {where} AND ts >= ? AND ts < ?",
+                    (*args, max(lo, built), hi))
+        rows += [r for r in self.open_rows(device, point) if lo <= r[1] < hi]
+        return rows
 
     async def series(self, device: str, point: str, start_ms: int, end_ms: int,
                      resolution: str = "auto") -> list[dict[str, Any]]:
@@ -38,14 +76,10 @@ class HistoryQueries:
             raise ValueError(f"unknown resolution {resolution!r}; use one of "
                              f"auto, {', '.join(RESOLUTIONS)}")
         await self.flush()
-        table = "history_1m" if resolution == "1m" else "history_15m"
-        rows = await self.store.query(
-            f"SELECT ts, n, total, vmin, vmax, lastv, last_ts FROM {table} "
-            "WHERE device = ? AND point = ? AND ts >= ? AND ts < ? ORDER BY ts",
-            (device, point, start_ms, end_ms))
+        rows = await self._rows(device, point, start_ms, end_ms, resolution == "1m")
         buckets: dict[int, list[Any]] = {}
         bucket = self.bucketer(resolution)
-        for ts, n, total, vmin, vmax, lastv, last_ts in rows:
+        for _, ts, n, total, vmin, vmax, lastv, last_ts in rows:
             b = bucket(ts)
             a = buckets.get(b)
             if a is None:
@@ -57,7 +91,7 @@ class HistoryQueries:
             if last_ts >= a[5]:
                 a[4], a[5] = lastv, last_ts
         return [{"ts": b, "min": a[2], "max": a[3], "avg": a[1] / a[0], "last": a[4],
-                 "count": a[0]} for b, a in buckets.items()]
+                 "count": a[0]} for b, a in sorted(buckets.items())]
 
     def bucketer(self, resolution: str) -> Callable[[int], int]:
         """:meth:`bucket` for many timestamps. Local days are cached per UTC hour (a
@@ -138,11 +172,9 @@ class HistoryQueries:
         """The newest good value of each point of ``device`` seen within ``lookback_ms``."""
         await self.flush()
         since = (now_ms if now_ms is not None else 0) - lookback_ms
-        rows = await self.store.query(
-            "SELECT point, lastv, last_ts FROM history_15m WHERE device = ? AND ts >= ?",
-            (device, since - QUARTER_MS))
+        rows = await self._rows(device, None, since - QUARTER_MS, 2**62, False)
         out: dict[str, dict[str, Any]] = {}
-        for point, value, ts in rows:
+        for point, _, _, _, _, _, value, ts in rows:
             if points is not None and point not in points:
                 continue
             if point not in out or ts > out[point]["ts"]:

@@ -40,14 +40,11 @@ def period_start(now_ms: int, period: str, comp: SiteOpsComponent) -> int:
 
 async def _counter_span(comp: SiteOpsComponent, device: str, point: str, start: int,
                         end: int) -> float | None:
-    row = await comp.ctx.store.query_one(
-        "SELECT (SELECT vmin FROM history_15m WHERE device = ? AND point = ? AND ts >= ? "
-        "AND ts < ? ORDER BY ts LIMIT 1), (SELECT lastv FROM history_15m WHERE device = ? "
-        "AND point = ? AND ts >= ? AND ts < ? ORDER BY ts DESC LIMIT 1)",
-        (device, point, start, end, device, point, start, end))
-    if row is None or row[0] is None or row[1] is None:
+    assert comp.history is not None
+    rows = await comp.history.series(device, point, start, end, "15m")
+    if not rows:
         return None
-    return max(float(row[1]) - float(row[0]), 0.0)
+    return max(float(rows[-1]["last"]) - float(rows[0]["min"]), 0.0)
 
 
 async def builtin(comp: SiteOpsComponent, period: str) -> dict[str, Any]:
@@ -81,10 +78,8 @@ async def figures(comp: SiteOpsComponent, start: int, end: int) -> dict[str, Any
         exp = await _counter_span(comp, cfg.grid_meter, cfg.export_point, start, end)
         imported = imp / 1000 if imp is not None else None
         exported = exp / 1000 if exp is not None else None
-        row = await comp.ctx.store.query_one(
-            "SELECT MAX(total / n) FROM history_15m WHERE device = ? AND point = ? AND ts >= ? "
-            "AND ts < ?", (cfg.grid_meter, cfg.power_point, start, end))
-        out["site.peak_demand_w"] = row[0] if row else None
+        power = await hist.series(cfg.grid_meter, cfg.power_point, start, end, "15m")
+        out["site.peak_demand_w"] = max((r["avg"] for r in power), default=None)
     out["site.energy_imported_kwh"] = imported
     out["site.energy_exported_kwh"] = exported
     out["site.pv_yield_kwh"] = pv

@@ -190,9 +190,12 @@ CHILD = textwrap.dedent("""
     from gateway.siteops.config import EnergySource, HistoryConfig
     from gateway.siteops.history import History
     from gateway.store import Store
+    from gateway.clock import FakeClock
 
     async def main():
-        store = Store(Path(sys.argv[1]))
+        live = sys.argv[5] == "live"
+        clock = FakeClock(int(sys.argv[3]))
+        store = Store(Path(sys.argv[1]), clock=clock if live else None)
         await store.open()
         cfg = HistoryConfig(energy=[EnergySource(devices=["*"], energy_point="e")])
         h = History(cfg, store, ZoneInfo("UTC"))
@@ -212,6 +215,8 @@ CHILD = textwrap.dedent("""
                 batch.append(Sample("d0", "e", ts, energy))
             seq, _ = await store.append_samples(batch)
             h.observe(batch, seq)
+            if live:  # the gateway's clock follows the samples: minutes close as they end
+                clock.advance((ts - clock.now_ms()) / 1000)
             await h.flush()
             n += 1
             print("flushed", n, ts, energy, flush=True)
@@ -221,9 +226,9 @@ CHILD = textwrap.dedent("""
 
 
 async def _run_child_and_kill(db: Path, seed: int, ts: int, energy: float,
-                              flushes: int) -> tuple[int, float]:
+                              flushes: int, clock: str) -> tuple[int, float]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, str(db), str(seed), str(ts), str(energy),
+        sys.executable, "-c", CHILD, str(db), str(seed), str(ts), str(energy), clock,
         cwd=ROOT, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout is not None
     last = (ts, energy)
@@ -240,17 +245,24 @@ async def _run_child_and_kill(db: Path, seed: int, ts: int, energy: float,
     return last[0] + 10_000_000, last[1] + 1_000_000
 
 
-async def test_kill_9_while_writing_rollups_never_counts_twice(tmp_path: Path) -> None:
+@pytest.mark.parametrize("clock", ["late", "live"])
+async def test_kill_9_while_writing_rollups_never_counts_twice(tmp_path: Path,
+                                                                clock: str) -> None:
+    """``late``: the gateway's clock is months after the samples, every minute is closed
+    at once. ``live``: the clock follows the samples, so each kill leaves minutes open in
+    memory only, which the restart folds again from the buffer."""
     db = tmp_path / "b.db"
     ts, energy = 1_780_000_000_000, 0.0
     for round_ in range(3):
-        ts, energy = await _run_child_and_kill(db, round_, ts, energy, flushes=3 + round_)
+        ts, energy = await _run_child_and_kill(db, round_, ts, energy, flushes=3 + round_,
+                                               clock=clock)
     store = Store(db)
     await store.open()
     history = History(HistoryConfig(energy=[EnergySource(devices=["*"], energy_point="e")]),
                       store, ZoneInfo("UTC"))
     await history.load()
     await history.catch_up()
+    await history.flush(final=True)
     samples: list[Sample] = []
     chunks = await store.read_telemetry(0, 10_000_000)
     for chunk in chunks:
@@ -322,4 +334,173 @@ async def test_values_that_are_not_finite_numbers_are_not_rolled_up(tmp_path: Pa
     await feed(store, history, [Sample("d", "p", t + i, v) for i, v in enumerate(values)])
     (row,) = await history.series("d", "p", t, t + MINUTE_MS, "1m")
     assert (row["count"], row["min"], row["max"], row["last"]) == (3, 1.5, 3.0, 2.5)
+    await store.close()
+
+
+async def test_open_minutes_are_queried_from_memory_and_survive_a_restart(
+        tmp_path: Path) -> None:
+    """With the gateway's clock at the samples' time, the current minute and quarter are
+    not written yet; queries still see them, and so does the next start (the buffer still
+    holds them: nothing is lost)."""
+    t0 = 1_780_000_000_000 - 1_780_000_000_000 % QUARTER_MS
+    clock = FakeClock(t0)
+    store = Store(tmp_path / "b.db", clock=clock)
+    await store.open()
+    history = History(HistoryConfig(), store, ZoneInfo("UTC"))
+    await history.load()
+    rng = random.Random(3)
+    samples = [Sample(f"d{i % 3}", f"p{i % 5}", t0 + i * 700, rng.uniform(-5, 5))
+               for i in range(1800)]  # 21 minutes: one quarter built, one open
+    for i in range(0, len(samples), 90):
+        batch = samples[i:i + 90]
+        seq, _ = await store.append_samples(batch)
+        history.observe(batch, seq)
+        clock.advance((batch[-1].ts_ms - clock.now_ms()) / 1000)
+        await history.flush()
+    assert history.stats.horizon > t0 + QUARTER_MS  # the first quarter is built ...
+    assert history._folder.buckets  # ... and the current minute is in memory only
+
+    async def check_all(h: History) -> None:
+        for dev, point in (("d0", "p0"), ("d1", "p3")):
+            mine = [s for s in samples if (s.device, s.point) == (dev, point)]
+            for res, size in (("1m", MINUTE_MS), ("15m", QUARTER_MS)):
+                want = {k[2]: v for k, v in
+                        expected_rollups(mine, lambda t, z=size: t - t % z).items()}
+                check(as_map(await h.series(dev, point, t0, t0 + 3600_000, res)), want)
+            newest = max(mine, key=lambda s: s.ts_ms)
+            last = await h.last_values(dev, now_ms=clock.now_ms())
+            assert last[point] == {"value": newest.value, "ts": newest.ts_ms}
+
+    await check_all(history)
+    await store.close()  # as a kill would: the open minute is not written
+    store = Store(tmp_path / "b.db", clock=clock)
+    await store.open()
+    again = History(HistoryConfig(), store, ZoneInfo("UTC"))
+    await again.load()
+    await again.catch_up()
+    assert again.stats.lost_samples == 0
+    await check_all(again)
+    await store.close()
+
+
+async def test_lost_samples_counts_only_what_the_restart_could_not_fold_again(
+        tmp_path: Path) -> None:
+    """The uplink deleted every sample before a crash: the restart counts as lost exactly
+    the samples of the minutes that were open (in memory only), not the written ones."""
+    t0 = 1_780_000_000_000 - 1_780_000_000_000 % QUARTER_MS
+    clock = FakeClock(t0)
+    store = Store(tmp_path / "b.db", clock=clock)
+    await store.open()
+    history = History(HistoryConfig(), store, ZoneInfo("UTC"))
+    await history.load()
+    samples = [Sample("d", "p", t0 + i * 1000, float(i)) for i in range(150)]
+    samples.append(Sample("d", "p", t0 + 149_500, "text"))  # not a number: not counted
+    seq, last = await store.append_samples(samples)
+    history.observe(samples, seq)
+    clock.advance(150)  # minutes 0 and 1 closed (written); minute 2 open: 30 samples
+    await history.flush()
+    assert history.stats.open_samples == 30
+    await store.ack_telemetry(last)  # the uplink had them all: deleted from the buffer
+    await store.close()
+    store = Store(tmp_path / "b.db", clock=clock)
+    await store.open()
+    again = History(HistoryConfig(), store, ZoneInfo("UTC"))
+    await again.load()
+    await store.append_samples([Sample("d", "p", t0 + 200_000, 1.0)])
+    await again.catch_up()
+    assert again.stats.lost_samples == 30
+    rows = await again.series("d", "p", t0, t0 + 300_000, "1m")
+    assert [(r["ts"], r["count"]) for r in rows] == [(t0, 60), (t0 + MINUTE_MS, 60),
+                                                     (t0 + 3 * MINUTE_MS, 1)]
+    await store.close()
+
+
+async def test_a_queue_overflow_reads_the_buffer_and_counts_nothing_lost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches beyond the queue's limit are read back from the buffer (they are there),
+    not counted as lost."""
+    from gateway.siteops import history as history_mod
+
+    monkeypatch.setattr(history_mod, "MAX_PENDING_SAMPLES", 100)
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    history = History(HistoryConfig(), store, ZoneInfo("UTC"))
+    await history.load()
+    t = 1_780_000_000_000 - 1_780_000_000_000 % MINUTE_MS
+    samples = [Sample("d", f"p{i % 4}", t + i, float(i)) for i in range(1000)]
+    for i in range(0, 1000, 50):
+        batch = samples[i:i + 50]
+        seq, _ = await store.append_samples(batch)
+        history.observe(batch, seq)  # nobody folds meanwhile: the queue overflows
+    assert history._behind
+    task = asyncio.create_task(history.run())
+    try:
+        for _ in range(200):
+            if history.stats.folded_seq == 1000 and not history._behind:
+                break
+            await asyncio.sleep(0.02)
+        await history.flush()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert history.stats.lost_samples == 0
+    want = expected_rollups(samples, lambda ts: ts - ts % MINUTE_MS)
+    for (dev, point, minute), w in want.items():
+        (row,) = await history.series(dev, point, minute, minute + MINUTE_MS, "1m")
+        assert (row["count"], row["min"], row["max"], row["last"]) == (
+            w["count"], w["min"], w["max"], w["last"])
+    await store.close()
+
+
+async def test_whole_polls_and_single_samples_fold_to_the_same_rollups(
+        tmp_path: Path) -> None:
+    """Polls folded column-wise (the same points in the same order as the device's last
+    clean poll), polls that change their points mid-minute, polls with a bad sample, and
+    the ``points`` filter, all against the independent computation; the energy counter in
+    the poll is counted once."""
+    t0 = 1_780_000_000_000 - 1_780_000_000_000 % QUARTER_MS
+    clock = FakeClock(t0)
+    store = Store(tmp_path / "b.db", clock=clock)
+    await store.open()
+    cfg = HistoryConfig(points=["d1.*", "*.p0", "*.e"],
+                        energy=[EnergySource(devices=["*"], energy_point="e")])
+    history = History(cfg, store, ZoneInfo("UTC"))
+    await history.load()
+    rng = random.Random(5)
+    samples: list[Sample] = []
+    energy = 0.0
+    for sec in range(200):
+        ts = t0 + sec * 1000
+        energy += 2.0
+        batch = []
+        for dev in ("d0", "d1", "d2"):
+            points = ["p0", "p1", "p2", "e"] if not (dev == "d1" and 70 < sec < 80) else [
+                "p2", "p0", "e"]  # a changed layout for ten seconds, mid-minute
+            for p in points:
+                value: Any = energy if p == "e" else round(rng.gauss(50, 10), 3)
+                quality = Quality.BAD if (dev == "d2" and sec % 17 == 0 and p == "p1") \
+                    else Quality.GOOD
+                batch.append(Sample(dev, p, ts, value, quality))
+        samples += batch
+        seq, _ = await store.append_samples(batch)
+        history.observe(batch, seq)
+        clock.advance(1)
+        if sec % 7 == 0:
+            await history.flush()
+        if sec == 30:  # the polls of this minute so far went column-wise
+            assert history._folder._layouts["d0"] == ["p0", "p1", "p2", "e"]
+            assert set(history._folder.buckets[t0].cols) == {"d0", "d1", "d2"}
+    await history.flush(final=True)
+    kept = [s for s in samples if s.device == "d1" or s.point in ("p0", "e")]
+    want = expected_rollups(kept, lambda t: t - t % MINUTE_MS)
+    rows = await store.query("SELECT device, point, ts, n, total, vmin, vmax, lastv "
+                             "FROM history_1m")
+    got = {(d, p, t): (n, total, lo, hi, last) for d, p, t, n, total, lo, hi, last in rows}
+    assert set(got) == set(want)
+    for key, w in want.items():
+        n, total, lo, hi, last = got[key]
+        assert (n, lo, hi, last) == (w["count"], w["min"], w["max"], w["last"]), key
+        assert total == pytest.approx(w["avg"] * w["count"])
+    totals = await history.energy_total(t0, t0 + 3600_000)
+    assert totals == {d: pytest.approx(2.0 * 199) for d in ("d0", "d1", "d2")}
     await store.close()

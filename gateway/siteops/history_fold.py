@@ -1,0 +1,365 @@
+"""The history's in-memory fold: samples into per-minute accumulators, with little Python per
+sample.
+
+Per minute there is one *bucket*: a dict from ``(device, point)`` to a list
+``[n, total, vmin, vmax, last, last_ts]``. A batch is checked once (all GOOD, all finite
+``float``/``int``, all in one minute: C-level passes over the batch), then each sample costs
+one dict lookup and a few list updates. Anything else (bad quality, text, booleans, NaN, a
+batch across a minute boundary) takes the per-sample path, with the same result.
+
+Energy and power points of a device with an energy source never enter the fast path: their
+first lookup in a bucket misses on purpose (they are kept in the bucket's second dict), so
+the miss handler feeds the meter too. Points not kept (``history.points``) get an
+accumulator marked as dropped, so they cost no more than the others and are never written.
+
+The :class:`~gateway.siteops.history.History` decides when a minute is closed and written;
+this module only folds and hands buckets out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from itertools import compress, repeat
+from operator import add, gt, itemgetter, lt
+from typing import Any
+
+from gateway.model import Quality, Sample
+
+MINUTE_MS = 60_000
+GOOD = Quality.GOOD
+_DEV = itemgetter(0)
+_POINT = itemgetter(1)
+_KEY = itemgetter(0, 1)
+_TS = itemgetter(2)
+_VALUE = itemgetter(3)
+_QUALITY = itemgetter(4)
+_NUMBERS = frozenset((float, int))
+
+#: An accumulator of a point that ``history.points`` does not keep: folded, never written.
+DROPPED = 6
+
+Acc = list[Any]
+Key = tuple[str, str]
+
+
+class Bucket:
+    """One minute's accumulators, and the lowest sequence number folded into it (a lower
+    bound: where a restart re-reads the buffer from while the minute is not written)."""
+
+    __slots__ = ("accs", "cols", "first_seq", "meter_accs", "n")
+
+    def __init__(self, first_seq: int) -> None:
+        self.first_seq = first_seq
+        self.n = 0  # samples folded in
+        self.accs: dict[Key, Acc] = {}
+        #: Accumulators of energy/power points (kept out of ``accs``: see the module doc).
+        self.meter_accs: dict[Key, Acc] = {}
+        #: Per device, a whole poll's points at once: [layout, n, totals, mins, maxs,
+        #: lasts, last_ts] (lists in the layout's order).
+        self.cols: dict[str, list[Any]] = {}
+
+    def merged(self, kept: Callable[[str, str], bool] | None = None,
+               devices: set[str] | None = None) -> dict[Key, Acc]:
+        """The point accumulators, merged with the poll columns of ``devices`` (else all
+        devices); ``kept`` (else all) says which poll columns count."""
+        out: dict[Key, Acc] = {}
+        for accs in (self.accs, self.meter_accs):
+            for key, a in accs.items():
+                if len(a) == DROPPED + 1:
+                    out[key] = a  # stays dropped whatever else comes
+                else:
+                    merge(out, key, a)
+        for device, (layout, n, totals, mins, maxs, lasts, last_ts) in self.cols.items():
+            if devices is not None and device not in devices:
+                continue
+            for k, point in enumerate(layout):
+                if kept is None or kept(device, point):
+                    merge(out, (device, point),
+                          [n, totals[k], mins[k], maxs[k], lasts[k], last_ts])
+        return out
+
+    def rows(self, minute: int, kept: Callable[[str, str], bool] | None = None
+             ) -> list[tuple[Any, ...]]:
+        """(device, point, minute, n, total, vmin, vmax, last, last_ts) of every point. A
+        device that has only poll columns gives its rows straight from them (C-level)."""
+        mixed = {d for d, _ in self.accs} | {d for d, _ in self.meter_accs}
+        out: list[tuple[Any, ...]] = [
+            (d, p, minute, *a[:6]) for (d, p), a in self.merged(kept, mixed).items()
+            if len(a) != DROPPED + 1]
+        for device, (layout, n, totals, mins, maxs, lasts, last_ts) in self.cols.items():
+            if device in mixed:
+                continue
+            cols = zip(repeat(device), layout, repeat(minute), repeat(n), totals, mins, maxs,
+                       lasts, repeat(last_ts))
+            if kept is None:
+                out.extend(cols)
+            else:
+                out.extend(r for r in cols if kept(device, r[1]))
+        return out
+
+
+def number(value: Any) -> float | None:
+    t = type(value)
+    if t is not float and t is not int:
+        return None
+    if value != value or value in (math.inf, -math.inf):
+        return None
+    return float(value)
+
+
+def _valid(rows: Sequence[Sample]) -> bool:
+    """True when every sample is GOOD with a finite float or int value (C-level passes)."""
+    return _valid_values(rows, list(map(_VALUE, rows)))
+
+
+def _valid_values(rows: Sequence[Sample], values: list[Any]) -> bool:
+    """:func:`_valid` with the values taken out already."""
+    if list(map(_QUALITY, rows)).count(GOOD) != len(rows):
+        return False
+    if not _NUMBERS.issuperset(map(type, values)):
+        return False
+    try:
+        total = sum(values)
+    except OverflowError:  # an int too large for a float
+        return False
+    return bool(total - total == 0)  # NaN or an infinity anywhere: not 0
+
+
+class Folder:
+    """The open buckets, by minute start (ms)."""
+
+    #: Fold whole polls column-wise (see :meth:`fold`).
+    columns = True
+
+    def __init__(self, keeps: Callable[[str, str], bool] | None,
+                 meter_point: Callable[[str, str], bool]) -> None:
+        #: None: every point is kept.
+        self._keeps = keeps
+        #: Is (device, point) the energy or power point of a device with an energy source?
+        self._meter_point = meter_point
+        #: Called for each good number of a meter point: (device, point, value, ts).
+        self.on_meter: Callable[[str, str, float, int], None] = lambda d, p, v, t: None
+        self.buckets: dict[int, Bucket] = {}
+        self._kept: dict[Key, bool] = {}
+        #: Per device, the points of its last clean poll, in order.
+        self._layouts: dict[str, list[str]] = {}
+        #: Per device, the indexes of its meter points in its layout.
+        self._meter_at: dict[str, list[int]] = {}
+
+    def bucket(self, minute: int, first_seq: int) -> Bucket:
+        b = self.buckets.get(minute)
+        if b is None:
+            b = self.buckets[minute] = Bucket(first_seq)
+        return b
+
+    def fold(self, rows: Sequence[Sample], first_seq: int, meters: bool = True) -> None:
+        """Fold ``rows`` (numbered from ``first_seq``); ``meters=False`` leaves the energy
+        meters alone (a restart re-reading samples the meters already had).
+
+        A batch is a series of device polls. A poll with the same points in the same order
+        as that device's last clean poll (its *layout*), all GOOD finite numbers of one
+        timestamp, is folded column-wise: a few C-level passes over its values. Any other
+        run of samples goes through :meth:`_fold_run` and teaches the layout."""
+        n = len(rows)
+        if not n:
+            return
+        if not self.columns:
+            self._fold_run(rows, first_seq, meters)
+            return
+        devs = list(map(_DEV, rows))
+        pts = list(map(_POINT, rows))
+        tss = list(map(_TS, rows))
+        vals = list(map(_VALUE, rows))
+        valid = _valid_values(rows, vals)  # the whole batch at once: usually true
+        layouts = self._layouts
+        i = 0
+        while i < n:
+            d = devs[i]
+            lay = layouts.get(d)
+            if lay is not None:
+                j = i + len(lay)
+                if (j <= n and pts[i:j] == lay and devs[i:j].count(d) == j - i
+                        and self._fold_poll(rows, tss, vals, valid, i, j, d, lay,
+                                            first_seq + i, meters)):
+                    i = j
+                    continue
+            j = i + 1
+            while j < n and devs[j] == d:
+                j += 1
+            run = rows[i:j]
+            self._fold_run(run, first_seq + i, meters)
+            self._learn(d, pts[i:j], run)
+            i = j
+
+    def _learn(self, device: str, pts: list[str], run: Sequence[Sample]) -> None:
+        seen: set[str] = set()
+        for k, p in enumerate(pts):
+            if p in seen:
+                pts, run = pts[:k], run[:k]
+                break
+            seen.add(p)
+        if pts == self._layouts.get(device) or len(pts) < 2:
+            return
+        tss = list(map(_TS, run))
+        if tss.count(tss[0]) == len(tss) and _valid(run):
+            self._layouts[device] = pts
+            self._meter_at[device] = [k for k, p in enumerate(pts)
+                                      if self._meter_point(device, p)]
+
+    def _fold_poll(self, rows: Sequence[Sample], tss: list[int], values: list[Any],
+                   valid: bool, i: int, j: int, device: str, layout: list[str],
+                   first_seq: int, meters: bool) -> bool:
+        """One poll of ``device`` in its layout, column-wise; False: not such a poll."""
+        ts = tss[i]
+        if tss[i:j].count(ts) != j - i:
+            return False
+        vals = values[i:j]
+        if not valid and not _valid_values(rows[i:j], vals):
+            return False
+        minute = ts - ts % MINUTE_MS
+        b = self.bucket(minute, first_seq)
+        c = b.cols.get(device)
+        if c is None:
+            b.cols[device] = [layout, 1, vals, list(vals), list(vals), vals, ts]
+        elif c[0] is not layout:
+            return False  # the layout changed within the minute: sample by sample
+        else:
+            c[1] += 1
+            c[2] = list(map(add, c[2], vals))
+            # A new minimum or maximum is rare after a minute's first samples: find the
+            # columns that have one (C-level), then update only those.
+            mins, maxs = c[3], c[4]
+            lower = list(map(lt, vals, mins))
+            if True in lower:
+                for k in compress(range(len(vals)), lower):
+                    mins[k] = vals[k]
+            higher = list(map(gt, vals, maxs))
+            if True in higher:
+                for k in compress(range(len(vals)), higher):
+                    maxs[k] = vals[k]
+            if ts >= c[6]:
+                c[5], c[6] = vals, ts
+        b.n += j - i
+        if meters:
+            for k in self._meter_at[device]:
+                self.on_meter(device, layout[k], vals[k], ts)
+        return True
+
+    def _fold_run(self, rows: Sequence[Sample], first_seq: int, meters: bool) -> None:
+        tss = list(map(_TS, rows))
+        lo, hi = min(tss), max(tss)
+        minute = lo - lo % MINUTE_MS
+        if hi >= minute + MINUTE_MS or not _valid(rows):
+            self._fold_slow(rows, first_seq, meters)
+            return
+        b = self.bucket(minute, first_seq)
+        b.n += len(rows)
+        get = b.accs.get
+        miss = self._miss
+        for key, ts, v in zip(map(_KEY, rows), tss, map(_VALUE, rows), strict=True):
+            a = get(key)
+            if a is None:
+                miss(b, key, ts, v, meters)
+                continue
+            a[0] += 1
+            a[1] += v
+            if v < a[2]:
+                a[2] = v
+            elif v > a[3]:
+                a[3] = v
+            if ts >= a[5]:
+                a[4] = v
+                a[5] = ts
+
+    def _fold_slow(self, rows: Sequence[Sample], first_seq: int, meters: bool) -> None:
+        buckets = self.buckets
+        for device, point, ts, value, quality in rows:
+            if quality != GOOD:
+                continue
+            v = number(value)
+            if v is None:
+                continue
+            minute = ts - ts % MINUTE_MS
+            b = buckets.get(minute)
+            if b is None:
+                b = self.bucket(minute, first_seq)
+            b.n += 1
+            key = (device, point)
+            a = b.accs.get(key)
+            if a is None:
+                self._miss(b, key, ts, v, meters)
+            else:
+                _add(a, v, ts)
+
+    def _miss(self, b: Bucket, key: Key, ts: int, v: float, meters: bool) -> None:
+        device, point = key
+        if self._meter_point(device, point):
+            if meters:
+                self.on_meter(device, point, v, ts)
+            a = b.meter_accs.get(key)
+            if a is not None:
+                _add(a, v, ts)
+                return
+            a = b.meter_accs[key] = [1, v, v, v, v, ts]
+        else:
+            a = b.accs[key] = [1, v, v, v, v, ts]
+        if self._keeps is not None and not self._keeps(device, point):
+            a.append(None)  # DROPPED: length 7
+
+    def pop_closed(self, horizon: int) -> list[tuple[int, Bucket]]:
+        """The buckets of minutes before ``horizon``, oldest first (still held: call
+        :meth:`forget` once they are written)."""
+        return sorted((m, b) for m, b in self.buckets.items() if m < horizon)
+
+    def forget(self, minutes: list[int]) -> None:
+        for m in minutes:
+            self.buckets.pop(m, None)
+
+    def samples(self) -> int:
+        return sum(b.n for b in self.buckets.values())
+
+    def kept(self, device: str, point: str) -> bool:
+        if self._keeps is None:
+            return True
+        found = self._kept.get((device, point))
+        if found is None:
+            found = self._kept[(device, point)] = self._keeps(device, point)
+        return found
+
+    def rows(self, minute: int, b: Bucket) -> list[tuple[Any, ...]]:
+        """The rows of bucket ``b`` (minute ``minute``) to write."""
+        return b.rows(minute, None if self._keeps is None else self.kept)
+
+    def open_rows(self, device: str, point: str | None
+                  ) -> list[tuple[str, int, int, float, float, float, float, int]]:
+        """(point, minute, n, total, vmin, vmax, last, last_ts) of the open minutes."""
+        return [r[1:] for minute, b in self.buckets.items() for r in self.rows(minute, b)
+                if r[0] == device and (point is None or r[1] == point)]
+
+
+def merge(into: dict[Any, Acc], key: Any, a: Acc) -> None:
+    """Add accumulator ``a`` to ``into[key]``."""
+    b = into.get(key)
+    if b is None:
+        into[key] = list(a[:6])
+        return
+    if len(b) == DROPPED + 1:
+        return
+    b[0] += a[0]
+    b[1] += a[1]
+    b[2], b[3] = min(b[2], a[2]), max(b[3], a[3])
+    if a[5] >= b[5]:
+        b[4], b[5] = a[4], a[5]
+
+
+def _add(a: Acc, v: float, ts: int) -> None:
+    a[0] += 1
+    a[1] += v
+    if v < a[2]:
+        a[2] = v
+    elif v > a[3]:
+        a[3] = v
+    if ts >= a[5]:
+        a[4] = v
+        a[5] = ts
