@@ -32,6 +32,12 @@ class PointConfig(StrictModel):
     length: int | None = Field(None, ge=1, description="Registers of a string point.")
     scale: float = Field(1.0, description="value = raw * scale + offset.")
     offset: float = Field(0.0, description="Added after scaling.")
+    decimals: int | None = Field(
+        None, ge=0, le=15,
+        description="Round the value to this many decimals (0: an integer). Default: an "
+        "integer register keeps the decimals of its scale and offset (scale 0.1: one), a "
+        "float register is not rounded.",
+    )
     unit: str | None = Field(None, description="Engineering unit, for documentation and UIs.")
     interval: float | None = Field(None, gt=0, description="Slower poll interval, seconds.")
     writable: bool = Field(False, description="Allow Driver.write to this point.")
@@ -46,6 +52,9 @@ class PointConfig(StrictModel):
             self.type, self.function, order=self.order, bit=self.bit, length=self.length,
             scaled=scaled,
         )
+        if self.decimals is not None and (not dt.DATA_TYPES[self.type].numeric
+                                          or self.function.is_bit):
+            raise ValueError(f"'decimals' rounds numbers; type {self.type!r} is not one")
         if self.writable and not self.function.writable:
             raise ValueError(f"{self.function.value} points are read-only; drop 'writable'")
         if self.readback and not self.writable:
