@@ -22,10 +22,24 @@ tick (moving every value, once a second while it runs).
 The daemon's log is kept per run; the number of "cannot connect" warnings in it before the
 first datapoint is reported too (pollers that started before the simulator listened).
 
+Bytecode: an installed gateway starts from compiled bytecode (pip compiles a wheel's modules,
+the Debian package's postinst runs ``compileall``), but a source checkout run with
+``PYTHONDONTWRITEBYTECODE=1`` compiles every fieldgate module at every start (0.3-0.4 CPU-s
+of the imports, measured on a busy 2-core box). So the bench first compiles the tree's
+``gateway``, ``drivers`` and ``hooks`` (``python -m compileall``, which writes ``__pycache__``
+whatever that variable says), as an install does; ``--source`` instead removes their
+``__pycache__`` folders, to measure a daemon that compiles its sources at every start (the
+daemons get ``PYTHONDONTWRITEBYTECODE=1``).
+
+``--profile FILE``: one more daemon run under cProfile, stopped at its first committed
+datapoint; the profile is written to FILE (``python -m pstats FILE``) and its largest
+cumulative entries are printed. Not part of the figures (cProfile slows Python code).
+
 Usage: ``python -m bench.first_datapoint [--devices 200] [--points 125] [--runs 3]
-[--sim inprocess|external] [--name first_datapoint]``. Prints the median of the runs and writes
-``bench/results/NAME.json``. Wall figures on a busy, shared machine are inflated (they count
-waiting for a core); the CPU figure is the steadier one. Re-measure on a quiet machine.
+[--sim inprocess|external] [--source] [--profile FILE] [--name first_datapoint]``. Prints the
+median of the runs and writes ``bench/results/NAME.json``. Wall figures on a busy, shared
+machine are inflated (they count waiting for a core); the CPU figure is the steadier one.
+Re-measure on a quiet machine.
 """
 
 from __future__ import annotations
@@ -129,6 +143,75 @@ def parts(tmp: Path, devices: int, points: int) -> dict[str, float]:
     return run_child(_PARTS, str(path))
 
 
+_OWN = ("gateway", "drivers", "hooks")
+
+
+def compile_tree() -> None:
+    """Compile the modules the daemon imports, as installing it does (see the docstring)."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *_OWN], cwd=ROOT, check=True,
+                   capture_output=True, timeout=600)
+
+
+def uncompile_tree() -> None:
+    """``--source``: no compiled fieldgate module left, so the daemon compiles each one (it
+    writes none back with ``PYTHONDONTWRITEBYTECODE=1``). Only caches are removed."""
+    import shutil
+
+    for package in _OWN:
+        for cache in (ROOT / package).rglob("__pycache__"):
+            shutil.rmtree(cache, ignore_errors=True)
+
+
+# ``fieldgate run`` under cProfile, stopped (os._exit) right after its first commit with samples.
+_PROFILED = r"""
+import cProfile, os, sys
+profile = cProfile.Profile()
+profile.enable()
+import gateway.pipeline as pipeline
+commit_once = pipeline.Pipeline.commit_once
+
+async def first_commit(self):
+    done = await commit_once(self)
+    if done:
+        profile.disable()
+        profile.dump_stats(sys.argv[2])
+        os._exit(0)
+    return done
+
+pipeline.Pipeline.commit_once = first_commit
+from gateway.cli import main
+main(["run", "-c", sys.argv[1], "--log-level", "WARNING"])
+"""
+
+
+def profile_run(tmp: Path, devices: int, points: int, external: bool, out: Path) -> None:
+    """One daemon under cProfile until its first datapoint; prints the largest entries."""
+    import pstats
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    path = site(tmp, devices, points, port, simulate=not external)
+    server = _serve(path) if external else None
+    try:
+        subprocess.run([sys.executable, "-c", _PROFILED, str(path), str(out)], cwd=ROOT,
+                       check=True, timeout=600, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+    pstats.Stats(str(out)).sort_stats("cumulative").print_stats(40)
+
+
+def _serve(path: Path) -> subprocess.Popen[str]:
+    server = subprocess.Popen([sys.executable, "-m", "bench.first_datapoint", "--serve",
+                               str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    if server.stdout.readline().strip() != "ready":
+        raise RuntimeError("the simulator process did not start")
+    return server
+
+
 def one_run(tmp: Path, devices: int, points: int, external: bool,
             timeout: float) -> dict[str, Any]:
     from gateway.store import read_stats
@@ -136,13 +219,7 @@ def one_run(tmp: Path, devices: int, points: int, external: bool,
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     path = site(tmp, devices, points, port, simulate=not external)
-    server = None
-    if external:
-        server = subprocess.Popen([sys.executable, "-m", "bench.first_datapoint", "--serve",
-                                   str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        assert server.stdout is not None
-        if server.stdout.readline().strip() != "ready":
-            raise RuntimeError("the simulator process did not start")
+    server = _serve(path) if external else None
     db = tmp / "state" / "buffer.sqlite3"
     log_path = tmp / "daemon.log"
     out: dict[str, Any] = {"first_datapoint_s": None, "cpu_s": None,
@@ -187,12 +264,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sim", choices=("inprocess", "external"), default="inprocess")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--source", action="store_true",
+                        help="do not compile the tree first: the daemon compiles its sources "
+                        "at start (with PYTHONDONTWRITEBYTECODE=1)")
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="also profile one run (cProfile) until its first datapoint")
     parser.add_argument("--name", default="first_datapoint", help="results file name")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve)
         return 0
+    if args.source:
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # the daemons inherit it
+        uncompile_tree()
+    else:
+        compile_tree()
+    if args.profile:
+        with tempfile.TemporaryDirectory() as tmp:
+            profile_run(Path(tmp), args.devices, args.points, args.sim == "external",
+                        args.profile)
     with tempfile.TemporaryDirectory() as tmp, Conditions() as conditions:
         runs = [one_run(Path(tmp) / f"run{i}", args.devices, args.points,
                         args.sim == "external", args.timeout) for i in range(args.runs)]
@@ -203,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "devices": args.devices,
         "points": args.devices * args.points,
         "sim": args.sim,
+        "bytecode": "source" if args.source else "compiled",
         "runs": args.runs,
         "missed_runs": len(runs) - len(done),
         "first_datapoint_s": median([r["first_datapoint_s"] for r in done]) if done else None,
@@ -218,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
               f"devices x {args.points} points against simulators: process start to the first "
               "datapoint committed, and the CPU the daemon spent until then"),
         goal="first datapoint within 2 s of start at 25,000 points",
-        params={k: figures[k] for k in ("devices", "points", "sim", "runs")},
+        params={k: figures[k] for k in ("devices", "points", "sim", "bytecode", "runs")},
         summary=figures, runs=runs, conditions=conditions)
     return 0 if done else 1
 

@@ -15,8 +15,7 @@ from gateway import logring
 from gateway.commands import Command, CommandError, NoArgs
 from gateway.components import Component, ComponentContext, ComponentSpec, register_component
 from gateway.config.errors import ConfigError
-from gateway.config.loader import load_config
-from gateway.confmgmt.boot import resolve
+from gateway.confmgmt.boot import load_resolved
 from gateway.errors import StartupError
 from gateway.model import Value
 
@@ -84,7 +83,7 @@ def register(ctx: ComponentContext[None]) -> None:
             raise CommandError("no_config_file", "this gateway was not started from a file")
         try:
             # What a restart would run: the managed version, or an edited bootstrap file.
-            new = load_config(resolve(ctx.config_path, starting=False))
+            new = load_resolved(ctx.config_path, starting=False)[1]
         except ConfigError as err:
             raise CommandError(
                 "bad_config", "the new config is invalid; nothing changed",

@@ -232,6 +232,20 @@ class ReportGenerated:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportDeliveryFailed:
+    report_id: str = ""
+    name: str = ""
+    period: str = ""
+    channel: str = field(default="", metadata={"doc": "the channels.targets entry"})
+    file_path: str = ""
+    attempts: int = 0
+    error: str = field(default="", metadata={"doc": "the last failure"})
+    permanent: bool = field(default=False, metadata={
+        "doc": "true: refused (a 4xx), or the file or channel is gone; false: retried until "
+               "give_up_after"})
+
+
+@dataclass(frozen=True, slots=True)
 class Custom:
     topic: str = ""
     body: Any = None  # the plugin's JSON value

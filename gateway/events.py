@@ -10,16 +10,19 @@ Body types are frozen dataclasses, in :mod:`gateway.event_bodies` and imported f
 (``field(metadata={"doc": ...})`` adds a note to the schema and the table). Every field has a
 default: it is what a reader assumes for an event committed (by an older version) before the
 key existed. The gateway itself always writes every key, so the wire schema requires them
-all. The schema and the table are built by :mod:`gateway.event_schema`.
+all. The schema and the table are built by :mod:`gateway.event_schema`. The bodies and
+:data:`CATALOGUE` load on first use (``events.AlarmCreated``, ``events.CATALOGUE``): most
+of the daemon needs only the names, and a site that never builds a body skips ~0.5 MB.
 
 Types that are not here (a plugin driver's own events, say ``acme_fault``) are allowed on the
 wire with a free-form body; the built-in types always carry exactly the keys listed here.
 
 To add an event type (one file, then one command):
 
-1. Here: a constant for its name and an :class:`EventType` line in :data:`CATALOGUE` saying
-   who emits it; in :mod:`gateway.event_bodies` a frozen dataclass for its body (or reuse
-   one, as the work order types do), imported here.
+1. Here: a constant for its name and an :class:`EventType` line in :data:`CATALOGUE`
+   (built by ``_build_catalogue``) saying who emits it; in :mod:`gateway.event_bodies` a
+   frozen dataclass for its body (or reuse one, as the work order types do), imported in
+   ``_build_catalogue`` and, for type checkers, in the ``TYPE_CHECKING`` block.
 2. Run ``python -m gateway.events --write``: it regenerates the wire schema and the table in
    ``docs/wire-format.md`` (``tests/gateway/test_events.py`` fails until you do).
 3. Emit it with the constant: ``Event(events.MY_TYPE, asdict(MyBody(...)), ...)`` or a dict
@@ -32,41 +35,9 @@ import argparse
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import event_schema
-from gateway.event_bodies import (  # noqa: F401 - re-exported: import bodies from here
-    AlarmAcknowledged,
-    AlarmBody,
-    AlarmCreated,
-    AlarmResolved,
-    BufferOverflow,
-    ChargingOrderCompleted,
-    ChargingOrderCreated,
-    ChunkQuarantined,
-    ConfigApplied,
-    ConfigConfirmed,
-    ConfigRolledBack,
-    Custom,
-    DeviceStatusChanged,
-    DeviceStatusValue,
-    DiskFull,
-    DiskFullCleared,
-    InspectionCompleted,
-    InspectionDue,
-    OcppChargerDiscovered,
-    OcppFault,
-    OcppFaultCleared,
-    OcppNotifyEvent,
-    OcppSecurityEvent,
-    OcppStatusNotice,
-    QuotaExceeded,
-    ReportGenerated,
-    SeqGap,
-    StoreRange,
-    StoreRecovered,
-    WorkOrderBody,
-)
 from gateway.event_schema import (  # noqa: F401 - re-exported
     DOC_BEGIN,
     DOC_END,
@@ -75,6 +46,43 @@ from gateway.event_schema import (  # noqa: F401 - re-exported
     SCHEMA_PATH,
     body_schema,
 )
+
+if TYPE_CHECKING:  # at run time, imported on first use (see __getattr__ at the end)
+    from gateway.event_bodies import (  # noqa: F401 - re-exported: import bodies from here
+        AlarmAcknowledged,
+        AlarmBody,
+        AlarmCreated,
+        AlarmResolved,
+        BufferOverflow,
+        ChargingOrderCompleted,
+        ChargingOrderCreated,
+        ChunkQuarantined,
+        ConfigApplied,
+        ConfigConfirmed,
+        ConfigRolledBack,
+        Custom,
+        DeviceStatusChanged,
+        DeviceStatusValue,
+        DiskFull,
+        DiskFullCleared,
+        InspectionCompleted,
+        InspectionDue,
+        OcppChargerDiscovered,
+        OcppFault,
+        OcppFaultCleared,
+        OcppNotifyEvent,
+        OcppSecurityEvent,
+        OcppStatusNotice,
+        QuotaExceeded,
+        ReportDeliveryFailed,
+        ReportGenerated,
+        SeqGap,
+        StoreRange,
+        StoreRecovered,
+        WorkOrderBody,
+    )
+
+    CATALOGUE: Mapping[str, EventType]
 
 # -- names ---------------------------------------------------------------------------------
 DEVICE_STATUS_CHANGED = "device_status_changed"
@@ -97,6 +105,7 @@ WORK_ORDER_UPDATED = "work_order_updated"
 INSPECTION_DUE = "inspection_due"
 INSPECTION_COMPLETED = "inspection_completed"
 REPORT_GENERATED = "report_generated"
+REPORT_DELIVERY_FAILED = "report_delivery_failed"
 CUSTOM = "custom"
 BUFFER_OVERFLOW = "buffer_overflow"
 SEQ_GAP = "seq_gap"
@@ -122,51 +131,94 @@ class EventType:
         return tuple(f.name for f in dataclasses.fields(self.body))
 
 
-CATALOGUE: Mapping[str, EventType] = {t.name: t for t in (
-    EventType(DEVICE_STATUS_CHANGED, DeviceStatusChanged, "status tracker"),
-    EventType(ALARM_CREATED, AlarmCreated, "rules"),
-    EventType(ALARM_ACKNOWLEDGED, AlarmAcknowledged, "rules (`alarm.ack`)"),
-    EventType(ALARM_RESOLVED, AlarmResolved, "rules"),
-    EventType(QUOTA_EXCEEDED, QuotaExceeded, "rules"),
-    EventType(CHARGING_ORDER_CREATED, ChargingOrderCreated, "OCPP"),
-    EventType(CHARGING_ORDER_COMPLETED, ChargingOrderCompleted, "OCPP"),
-    EventType(OCPP_FAULT, OcppFault, "OCPP"),
-    EventType(OCPP_FAULT_CLEARED, OcppFaultCleared, "OCPP"),
-    EventType(OCPP_CHARGER_DISCOVERED, OcppChargerDiscovered, "OCPP (admission `record`)"),
-    EventType(OCPP_FIRMWARE_STATUS, OcppStatusNotice, "OCPP"),
-    EventType(OCPP_DIAGNOSTICS_STATUS, OcppStatusNotice, "OCPP"),
-    EventType(OCPP_SECURITY_EVENT, OcppSecurityEvent, "OCPP"),
-    EventType(OCPP_NOTIFY_EVENT, OcppNotifyEvent, "OCPP 2.0.1 NotifyEvent, one per EventData"),
-    EventType(WORK_ORDER_CREATED, WorkOrderBody, "siteops (plugins `db`, commands, rules)"),
-    EventType(WORK_ORDER_COMPLETED, WorkOrderBody,
-              "siteops: done or cancelled (plugins `db`, commands, rules)"),
-    EventType(WORK_ORDER_UPDATED, WorkOrderBody,
-              "siteops: acknowledged, in_progress, assigned, note"),
-    EventType(INSPECTION_DUE, InspectionDue, "siteops (a plan comes due)"),
-    EventType(INSPECTION_COMPLETED, InspectionCompleted, "siteops: `inspections.complete`, "
-              "plugins"),
-    EventType(REPORT_GENERATED, ReportGenerated, "siteops: scheduled, `reports.run`; plugins"),
-    EventType(CUSTOM, Custom, "plugins (`db.publish`)"),
-    EventType(BUFFER_OVERFLOW, BufferOverflow, "store"),
-    EventType(SEQ_GAP, SeqGap, "store (at open: numbers a restart skips)"),
-    EventType(CHUNK_QUARANTINED, ChunkQuarantined, "store / uplink (undecodable chunk)"),
-    EventType(STORE_RECOVERED, StoreRecovered, "store (`on_corrupt: quarantine`)"),
-    EventType(DISK_FULL, DiskFull, "pipeline (a commit failed)"),
-    EventType(DISK_FULL_CLEARED, DiskFullCleared, "pipeline (commits work again)"),
-    EventType(STORE_WRITE_RECOVERED, DiskFullCleared,
-              "pipeline (commits work again after a write failure that was not a full disk)"),
-    EventType(CONFIG_APPLIED, ConfigApplied, "config (`config.apply`, `config.rollback`)"),
-    EventType(CONFIG_CONFIRMED, ConfigConfirmed, "config (health gate or `config.confirm`)"),
-    EventType(CONFIG_ROLLED_BACK, ConfigRolledBack, "config (health gate, crash loop at start)"),
-)}
+def _build_catalogue() -> Mapping[str, EventType]:
+    """:data:`CATALOGUE`, built on first use (it imports every body type)."""
+    from gateway.event_bodies import (
+        AlarmAcknowledged,
+        AlarmCreated,
+        AlarmResolved,
+        BufferOverflow,
+        ChargingOrderCompleted,
+        ChargingOrderCreated,
+        ChunkQuarantined,
+        ConfigApplied,
+        ConfigConfirmed,
+        ConfigRolledBack,
+        Custom,
+        DeviceStatusChanged,
+        DiskFull,
+        DiskFullCleared,
+        InspectionCompleted,
+        InspectionDue,
+        OcppChargerDiscovered,
+        OcppFault,
+        OcppFaultCleared,
+        OcppNotifyEvent,
+        OcppSecurityEvent,
+        OcppStatusNotice,
+        QuotaExceeded,
+        ReportDeliveryFailed,
+        ReportGenerated,
+        SeqGap,
+        StoreRecovered,
+        WorkOrderBody,
+    )
 
+    return {t.name: t for t in (
+        EventType(DEVICE_STATUS_CHANGED, DeviceStatusChanged, "status tracker"),
+        EventType(ALARM_CREATED, AlarmCreated, "rules"),
+        EventType(ALARM_ACKNOWLEDGED, AlarmAcknowledged, "rules (`alarm.ack`)"),
+        EventType(ALARM_RESOLVED, AlarmResolved, "rules"),
+        EventType(QUOTA_EXCEEDED, QuotaExceeded, "rules"),
+        EventType(CHARGING_ORDER_CREATED, ChargingOrderCreated, "OCPP"),
+        EventType(CHARGING_ORDER_COMPLETED, ChargingOrderCompleted, "OCPP"),
+        EventType(OCPP_FAULT, OcppFault, "OCPP"),
+        EventType(OCPP_FAULT_CLEARED, OcppFaultCleared, "OCPP"),
+        EventType(OCPP_CHARGER_DISCOVERED, OcppChargerDiscovered, "OCPP (admission `record`)"),
+        EventType(OCPP_FIRMWARE_STATUS, OcppStatusNotice, "OCPP"),
+        EventType(OCPP_DIAGNOSTICS_STATUS, OcppStatusNotice, "OCPP"),
+        EventType(OCPP_SECURITY_EVENT, OcppSecurityEvent, "OCPP"),
+        EventType(OCPP_NOTIFY_EVENT, OcppNotifyEvent, "OCPP 2.0.1 NotifyEvent, one per EventData"),
+        EventType(WORK_ORDER_CREATED, WorkOrderBody, "siteops (plugins `db`, commands, rules)"),
+        EventType(WORK_ORDER_COMPLETED, WorkOrderBody,
+                  "siteops: done or cancelled (plugins `db`, commands, rules)"),
+        EventType(WORK_ORDER_UPDATED, WorkOrderBody,
+                  "siteops: acknowledged, in_progress, assigned, note"),
+        EventType(INSPECTION_DUE, InspectionDue, "siteops (a plan comes due)"),
+        EventType(INSPECTION_COMPLETED, InspectionCompleted, "siteops: `inspections.complete`, "
+                  "plugins"),
+        EventType(REPORT_GENERATED, ReportGenerated, "siteops: scheduled, `reports.run`; plugins"),
+        EventType(REPORT_DELIVERY_FAILED, ReportDeliveryFailed,
+                  "siteops (a report's webhook delivery refused or given up)"),
+        EventType(CUSTOM, Custom, "plugins (`db.publish`)"),
+        EventType(BUFFER_OVERFLOW, BufferOverflow, "store"),
+        EventType(SEQ_GAP, SeqGap, "store (at open: numbers a restart skips)"),
+        EventType(CHUNK_QUARANTINED, ChunkQuarantined, "store / uplink (undecodable chunk)"),
+        EventType(STORE_RECOVERED, StoreRecovered, "store (`on_corrupt: quarantine`)"),
+        EventType(DISK_FULL, DiskFull, "pipeline (a commit failed)"),
+        EventType(DISK_FULL_CLEARED, DiskFullCleared, "pipeline (commits work again)"),
+        EventType(STORE_WRITE_RECOVERED, DiskFullCleared,
+                  "pipeline (commits work again after a write failure that was not a full disk)"),
+        EventType(CONFIG_APPLIED, ConfigApplied, "config (`config.apply`, `config.rollback`)"),
+        EventType(CONFIG_CONFIRMED, ConfigConfirmed, "config (health gate or `config.confirm`)"),
+        EventType(CONFIG_ROLLED_BACK, ConfigRolledBack,
+                  "config (health gate, crash loop at start)"),
+    )}
+
+
+
+def _catalogue() -> Mapping[str, EventType]:
+    found: Mapping[str, EventType] | None = globals().get("CATALOGUE")
+    if found is None:
+        found = globals()["CATALOGUE"] = _build_catalogue()
+    return found
 
 
 def problems(event_type: str, body: Mapping[str, Any]) -> list[str]:
     """What is wrong with ``body`` for ``event_type`` (empty: nothing, or not a catalogue
     type). The same checks as the wire schema, without a JSON Schema library, so a producer's
     tests (and :class:`drivers.testing.RecordingContext`) can call it on every event."""
-    entry = CATALOGUE.get(event_type)
+    entry = _catalogue().get(event_type)
     if entry is None:
         return []
     schema = body_schema(entry.body)
@@ -182,21 +234,21 @@ def problems(event_type: str, body: Mapping[str, Any]) -> list[str]:
 # -- generated artefacts (gateway/event_schema.py) -------------------------------------------
 def json_schema() -> dict[str, Any]:
     """The wire schema of an event message; every catalogue type's body is checked."""
-    return event_schema.json_schema(CATALOGUE)
+    return event_schema.json_schema(_catalogue())
 
 
 def markdown_table() -> str:
     """The catalogue table of docs/wire-format.md, between its two markers."""
-    return event_schema.markdown_table(CATALOGUE)
+    return event_schema.markdown_table(_catalogue())
 
 
 def doc_with_table(doc: str) -> str:
     """``doc`` with the text between the markers replaced by :func:`markdown_table`."""
-    return event_schema.doc_with_table(doc, CATALOGUE)
+    return event_schema.doc_with_table(doc, _catalogue())
 
 
 def schema_text() -> str:
-    return event_schema.schema_text(CATALOGUE)
+    return event_schema.schema_text(_catalogue())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,6 +266,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def __getattr__(name: str) -> Any:
+    """The body types (re-exported from :mod:`gateway.event_bodies`) and
+    :data:`CATALOGUE`, imported on first use: most of the daemon needs only the names, and
+    the body types are ~0.5 MB of classes."""
+    if name == "CATALOGUE":
+        return _catalogue()
+    if not name.startswith("_"):
+        from gateway import event_bodies
+
+        found = getattr(event_bodies, name, None)
+        if isinstance(found, type) and found.__module__ == event_bodies.__name__:
+            return found
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

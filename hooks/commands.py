@@ -3,6 +3,10 @@
 ``plugins.list``, ``plugins.stats`` and ``kpis`` (plugins' custom KPIs; with the siteops
 component running, its ``kpis`` command merges them with the built-in ones instead). The
 operator side of work orders, inspections and reports moved to :mod:`gateway.siteops`.
+
+They answer on every site. Until a plugin is loaded (:attr:`PluginsComponent.hook_runner` is
+None) they answer from the component alone, without the plugin manager: no plugins, no
+hooks, no KPIs.
 """
 
 from __future__ import annotations
@@ -12,9 +16,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from gateway.commands import Command, NoArgs
-from hooks.db import HooksDB
-from hooks.manager import PerPlugin, merge_kpis
-from hooks.spec import ALL_HOOKS
 
 if TYPE_CHECKING:
     from gateway.components import ComponentContext
@@ -32,14 +33,16 @@ class KpiArgs(_Args):
 
 
 def register(app: ComponentContext[PluginsSection], comp: PluginsComponent) -> None:
-    runner = comp.runner
-
     async def plugins_list(_: NoArgs) -> dict[str, Any]:
         """Loaded plugins, the hooks each implements, and the ones that failed to load."""
         hooks: dict[str, list[str]] = {}
-        for hook in ALL_HOOKS:
-            for impl in runner.implementations(hook):
-                hooks.setdefault(impl.plugin_name, []).append(hook)
+        runner = comp.hook_runner
+        if runner is not None:
+            from hooks.spec import ALL_HOOKS
+
+            for hook in ALL_HOOKS:
+                for impl in runner.implementations(hook):
+                    hooks.setdefault(impl.plugin_name, []).append(hook)
         return {"loaded": [{"name": n, "source": src, "hooks": hooks.get(n, [])}
                            for n, src in comp.report.loaded.items()],
                 "failed": comp.report.failed,
@@ -51,26 +54,35 @@ def register(app: ComponentContext[PluginsSection], comp: PluginsComponent) -> N
         (`hung` lists those with a problem), its threads; calls, errors, timeouts and time
         per hook; energy queue figures per plugin; event-loop stalls."""
         plugins: dict[str, Any] = {}
-        names = sorted(set(comp.report.loaded) | set(comp.feeds) | set(runner.threads))
+        runner = comp.hook_runner
+        threads = runner.threads if runner is not None else {}
+        names = sorted(set(comp.report.loaded) | set(comp.feeds) | set(threads))
         for name in names:
             feed = comp.feeds.get(name)
-            row: dict[str, Any] = {"problems": runner.health(name),
+            row: dict[str, Any] = {"problems": runner.health(name) if runner is not None else [],
                                    "loop_stalls": comp.watch.by_plugin.get(name, 0)}
             if feed is not None:
                 row["events_delivered"] = feed.delivered
                 row["events_behind"] = await comp.backlog(feed)
-            pool = runner.threads.get(name)
+            pool = threads.get(name)
             if pool is not None:
                 row["threads"] = pool.snapshot()
             plugins[name] = row
+        energy = comp.energy_fan
         return {"plugins": plugins,
                 "hung": [n for n, row in plugins.items() if row["problems"]],
-                "hooks": runner.snapshot(),
-                "energy": comp.energy.stats() if comp.energy.feeds else None,
+                "hooks": runner.snapshot() if runner is not None else {},
+                "energy": energy.stats() if energy is not None and energy.feeds else None,
                 "events_delivered": sum(f.delivered for f in comp.feeds.values()),
                 "loop": comp.loop_stats()}
 
     async def custom_kpis(period: str) -> dict[str, Any]:
+        runner = comp.hook_runner
+        if runner is None:  # no plugin, no custom KPI
+            return {"period": period, "kpis": {}, "conflicts": {}, "failed": []}
+        from hooks.db import HooksDB
+        from hooks.manager import PerPlugin, merge_kpis
+
         results = await runner.call_each(
             "calculate_custom_kpis",
             {"period": period, "db": PerPlugin(lambda p: HooksDB(app, p))},

@@ -9,6 +9,13 @@ Config (top-level key ``plugins``)::
       acme:                     # settings of one plugin, by its name
         may_write: ["pv*.power_limit_w"]
         energy_increments: true
+
+A site without plugins (nothing in :func:`hooks.loader.plugin_sources`: no customer folder,
+no ``modules``, no installed entry point) runs the component without the plugin manager:
+pluggy, the dispatchers and the plugin records are not imported, the commands answer with
+no plugins, and the loop watch and the ``hooks`` outbox cursor run as on any site. The
+manager is created when the first plugin comes: at start, on :meth:`PluginsComponent.add_plugin`,
+or with the config of a reload (a new component).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError
 
@@ -29,12 +36,16 @@ from gateway.components import (
 )
 from gateway.config.base import PositiveSeconds, StrictModel
 from gateway.config.site import register_preparer
-from hooks.db import MIGRATIONS, HooksDB
-from hooks.dispatcher import ROUTES, PluginFeed, RecentEvents
-from hooks.energy import ENERGY_HOOK, EnergyFan, EnergyFeed, Increments
-from hooks.loader import LoadReport, load_plugins
+from hooks.errors import PluginLoadError
+from hooks.loader import LoadReport, Source, load_sources, plugin_sources
 from hooks.loopwatch import LoopWatch
-from hooks.manager import FieldgatePluginManager, HookRunner, PluginLoadError
+from hooks.recent import MIGRATIONS, RecentEvents
+
+if TYPE_CHECKING:  # the plugin manager and the dispatchers: imported with the first plugin
+    from hooks.db import HooksDB
+    from hooks.dispatcher import PluginFeed
+    from hooks.energy import EnergyFan
+    from hooks.manager import FieldgatePluginManager, HookRunner
 
 log = logging.getLogger(__name__)
 
@@ -103,32 +114,74 @@ class PluginsComponent(Component):
     def __init__(self, ctx: ComponentContext[PluginsSection]) -> None:
         self.ctx = ctx
         self.section = ctx.config
-        self.pm = FieldgatePluginManager()
-        self.runner = HookRunner(self.pm, self.section.timeout, self.section.threads)
         self.report = LoadReport()
         self.recent = RecentEvents(ctx)
         self.feeds: dict[str, PluginFeed] = {}
-        self.energy = EnergyFan()
-        self.watch = LoopWatch(self.runner, self.section.loop_stall_warn)
+        self.watch = LoopWatch(None, self.section.loop_stall_warn)
+        self._pm: FieldgatePluginManager | None = None
+        self._runner: HookRunner | None = None
+        self._energy: EnergyFan | None = None
         self._remove_energy: Callable[[], None] | None = None
         self.converters: dict[str, Callable[..., Any]] = {}
         self.converters_wired = False
 
+    # -- the plugin manager, created with the first plugin -------------------------------
+
+    def _manager(self) -> tuple[FieldgatePluginManager, HookRunner, EnergyFan]:
+        if self._pm is None or self._runner is None or self._energy is None:
+            from hooks.energy import EnergyFan
+            from hooks.manager import FieldgatePluginManager, HookRunner
+
+            self._pm = FieldgatePluginManager()
+            self._runner = HookRunner(self._pm, self.section.timeout, self.section.threads)
+            self._energy = EnergyFan()
+            self.watch.runner = self._runner
+        return self._pm, self._runner, self._energy
+
+    @property
+    def pm(self) -> FieldgatePluginManager:
+        """The plugin manager (created on first use)."""
+        return self._manager()[0]
+
+    @property
+    def runner(self) -> HookRunner:
+        """What calls the hooks (created on first use)."""
+        return self._manager()[1]
+
+    @property
+    def energy(self) -> EnergyFan:
+        """The per-sample hook's feeds (created on first use)."""
+        return self._manager()[2]
+
+    @property
+    def hook_runner(self) -> HookRunner | None:
+        """The runner, or None while no plugin was ever loaded (nothing to call)."""
+        return self._runner
+
+    @property
+    def energy_fan(self) -> EnergyFan | None:
+        """The energy feeds, or None while no plugin was ever loaded."""
+        return self._energy
+
+    # -- lifecycle -----------------------------------------------------------------------
+
     async def start(self) -> None:
         s = self.section
-        self.report = load_plugins(
-            self.pm, customer=s.customer, customer_dir=s.customer_dir,
-            state_dir=self.ctx.state_dir, modules=tuple(s.modules),
-            entry_points=s.entry_points, disable=tuple(s.disable), on_error=s.on_error)
-        for name in list(self.report.loaded):
-            self._apply_registrations(name)
+        sources = plugin_sources(
+            customer=s.customer, customer_dir=s.customer_dir, state_dir=self.ctx.state_dir,
+            modules=tuple(s.modules), entry_points=s.entry_points, disable=tuple(s.disable))
+        if sources:
+            self.report = load_sources(self.pm, sources, s.on_error)
+            for name in list(self.report.loaded):
+                self._apply_registrations(name)
         self.report.check()
         from hooks import commands
 
         commands.register(self.ctx, self)
         await self.recent.open()
         self.watch.start()
-        self._update_feeds()
+        if self._runner is not None:
+            self._update_feeds()
         for feed in self.feeds.values():
             await feed.open()
 
@@ -136,15 +189,17 @@ class PluginsComponent(Component):
         yield "hooks-recent", self.recent.run
         for name, feed in self.feeds.items():
             yield f"hooks[{name}]", feed.run
-        for name, efeed in self.energy.feeds.items():
-            yield f"hooks-energy[{name}]", efeed.run
+        if self._energy is not None:
+            for name, efeed in self._energy.feeds.items():
+                yield f"hooks-energy[{name}]", efeed.run
 
     async def stop(self) -> None:
         if self._remove_energy is not None:
             self._remove_energy()
             self._remove_energy = None
         self.watch.stop()
-        self.runner.close()
+        if self._runner is not None:
+            self._runner.close()
 
     # -- plugins at runtime --------------------------------------------------------------
 
@@ -158,6 +213,8 @@ class PluginsComponent(Component):
 
     def db_for(self, plugin: str, event_id: str = "") -> HooksDB:
         """The ``db`` handed to ``plugin`` (bound to the event being delivered)."""
+        from hooks.db import HooksDB
+
         return HooksDB(self.ctx, plugin, event_id, self.section.settings(plugin).may_write)
 
     async def deliver(self, event: Any) -> None:
@@ -179,26 +236,30 @@ class PluginsComponent(Component):
         """Give each plugin with event hooks its own outbox feed and each plugin with the
         per-sample hook its own energy feed; observe the pipeline only if one does.
         Returns the tasks of the feeds created just now."""
+        from hooks.dispatcher import ROUTES, PluginFeed
+        from hooks.energy import ENERGY_HOOK, EnergyFeed, Increments
+
+        _, runner, energy = self._manager()
         new: list[tuple[str, TaskFactory]] = []
         event_hooks = {hook for hook, _ in ROUTES.values()}
         names = {impl.plugin_name for hook in event_hooks
-                 for impl in self.runner.implementations(hook)}
+                 for impl in runner.implementations(hook)}
         for name in sorted(names - set(self.feeds)):
-            feed = self.feeds[name] = PluginFeed(self.ctx, self.runner, name, self.db_for)
+            feed = self.feeds[name] = PluginFeed(self.ctx, runner, name, self.db_for)
             new.append((f"hooks[{name}]", feed.run))
         s = self.section
-        for impl in self.runner.implementations(ENERGY_HOOK):
+        for impl in runner.implementations(ENERGY_HOOK):
             name = impl.plugin_name
-            if name in self.energy.feeds:
+            if name in energy.feeds:
                 continue
             settings = s.settings(name)
             inc = Increments(settings.energy_points) if settings.energy_increments else None
-            efeed = self.energy.feeds[name] = EnergyFeed(
-                self.ctx, self.runner, impl, self.db_for(name), s.energy_queue_samples,
+            efeed = energy.feeds[name] = EnergyFeed(
+                self.ctx, runner, impl, self.db_for(name), s.energy_queue_samples,
                 s.energy_batch_timeout, inc)
             new.append((f"hooks-energy[{name}]", efeed.run))
-        if self.energy.feeds and self._remove_energy is None:
-            self._remove_energy = self.ctx.add_observer(self.energy.observe)
+        if energy.feeds and self._remove_energy is None:
+            self._remove_energy = self.ctx.add_observer(energy.observe)
         return new
 
     def _apply_registrations(self, name: str) -> None:
@@ -259,18 +320,34 @@ def preregister(raw: Mapping[str, Any], config_path: Path) -> None:
     ``plugins.on_error``: ``refuse`` raises :class:`PluginLoadError` (the CLI exits 78
     naming the plugin), ``skip`` logs it and the device types it would have provided fail
     validation. Paths in the section are taken as given (``config_path`` is not used to
-    resolve them)."""
+    resolve them). A site with no plugin to load creates no manager (and imports no
+    pluggy)."""
     section_raw = raw.get("plugins", {})
     try:
         s = PluginsSection.model_validate(section_raw if section_raw is not None else {})
     except ValidationError:
         return  # the site model reports it, with line numbers
-    pm = FieldgatePluginManager()
-    report = load_plugins(pm, customer=s.customer, customer_dir=s.customer_dir,
-                          state_dir=_state_dir(raw), modules=tuple(s.modules),
-                          entry_points=s.entry_points, disable=tuple(s.disable),
-                          on_error=s.on_error)
+    sources = plugin_sources(customer=s.customer, customer_dir=s.customer_dir,
+                             state_dir=_state_dir(raw), modules=tuple(s.modules),
+                             entry_points=s.entry_points, disable=tuple(s.disable))
+    report = _preregister(sources, s.on_error) if sources else LoadReport()
+    report.check()  # every refused plugin in one error, imports and registrations alike
+    unknown = sorted(set(s.model_extra or {}) - set(report.loaded) - set(report.failed)
+                     - set(s.disable))
+    if unknown:
+        log.warning("plugins: settings for %s, but no plugin of that name was loaded from "
+                    "the config (loaded: %s); check the name (a plugin added at runtime "
+                    "uses them too)", ", ".join(unknown), ", ".join(report.loaded) or "none")
+
+
+def _preregister(sources: list[Source], on_error: str) -> LoadReport:
+    """Load ``sources`` into a throwaway manager and call each of :data:`CONFIG_TIME_HOOKS`
+    (see :func:`preregister`)."""
     from gateway.rules.converters import register_converter
+    from hooks.manager import FieldgatePluginManager
+
+    pm = FieldgatePluginManager()
+    report = load_sources(pm, sources, on_error)
 
     def drivers(result: Any) -> None:
         for spec in result or ():
@@ -296,14 +373,8 @@ def preregister(raw: Mapping[str, Any], config_path: Path) -> None:
             except Exception as err:
                 report.loaded.pop(name, None)
                 report.fail(PluginLoadError(name, f"{hook} failed: "
-                                            f"{type(err).__name__}: {err}"), s.on_error)
-    report.check()  # every refused plugin in one error, imports and registrations alike
-    unknown = sorted(set(s.model_extra or {}) - set(report.loaded) - set(report.failed)
-                     - set(s.disable))
-    if unknown:
-        log.warning("plugins: settings for %s, but no plugin of that name was loaded from "
-                    "the config (loaded: %s); check the name (a plugin added at runtime "
-                    "uses them too)", ", ".join(unknown), ", ".join(report.loaded) or "none")
+                                            f"{type(err).__name__}: {err}"), on_error)
+    return report
 
 
 def _register_driver(spec: Any) -> None:

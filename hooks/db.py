@@ -45,28 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RECENT_EVENTS_KEPT = 1000
-
-#: The schema of the plugins component (ComponentSpec.migrations; append-only).
-#: Version 1 also created a ``work_orders`` table while the plugins kept work orders; they
-#: live in the siteops component now, which moves the rows of a store that has that table
-#: and drops it (:meth:`gateway.siteops.workorders.WorkOrders.import_legacy`). No later
-#: step refers to the table, so a new store is not given it.
-MIGRATIONS = [
-    """
-    -- The last events the hooks dispatcher saw (the outbox forgets delivered events).
-    CREATE TABLE hooks_recent_events (
-        seq    INTEGER PRIMARY KEY AUTOINCREMENT,
-        id     TEXT NOT NULL UNIQUE,
-        type   TEXT NOT NULL,
-        device TEXT,
-        ts_ms  INTEGER NOT NULL,
-        body   TEXT NOT NULL
-    );
-    """,
-]
-
-
 def device_of(app: PluginsContext, device_id: str | None, source_event: str = "") -> Device:
     """The :class:`Device` record for an id (``type`` None when it is not configured)."""
     did = device_id or ""

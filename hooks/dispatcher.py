@@ -12,7 +12,6 @@ plugin too (:mod:`hooks.energy`).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ import pluggy
 
 from gateway import events
 from gateway.model import Event
-from hooks.db import RECENT_EVENTS_KEPT, HooksDB, device_of, order_of
+from hooks.db import HooksDB, device_of, order_of
 from hooks.manager import HookRunner
 from hooks.models import (
     ChargingOrder,
@@ -32,13 +31,14 @@ from hooks.models import (
     quota_of,
     rule_of,
 )
+from hooks.recent import CONSUMER
+from hooks.recent import RecentEvents as RecentEvents  # re-exported
 
 if TYPE_CHECKING:
     from hooks.db import PluginsContext
 
 log = logging.getLogger(__name__)
 
-CONSUMER = "hooks"
 _READ_LIMIT = 100
 
 Args = dict[str, Any]
@@ -176,34 +176,3 @@ class PluginFeed:
         self.delivered += 1
         return True
 
-
-class RecentEvents:
-    """Consumer ``hooks``: remembers the last events for ``db.recent_events`` (the outbox
-    forgets delivered events), and marks where a newly added plugin starts."""
-
-    def __init__(self, app: PluginsContext) -> None:
-        self.app = app
-
-    async def open(self) -> None:
-        await self.app.store.register_consumer(CONSUMER)
-
-    async def run(self) -> None:
-        store = self.app.store
-        while True:
-            batch = await store.read_events(CONSUMER, _READ_LIMIT)
-            if not batch:
-                await store.wait_events(CONSUMER, 0.5)
-                continue
-            await self._remember([s.event for s in batch])
-            await store.ack_events(CONSUMER, batch[-1].rowid)
-
-    async def _remember(self, events: list[Event]) -> None:
-        rows = [(e.id, e.type, e.device, e.ts_ms, json.dumps(dict(e.body), default=str))
-                for e in events]
-        async with self.app.store.transaction() as tx:
-            await tx.executemany(
-                "INSERT OR IGNORE INTO hooks_recent_events (id, type, device, ts_ms, body) "
-                "VALUES (?,?,?,?,?)", rows)
-            await tx.execute(
-                "DELETE FROM hooks_recent_events WHERE seq <= "
-                "(SELECT MAX(seq) FROM hooks_recent_events) - ?", (RECENT_EVENTS_KEPT,))

@@ -19,6 +19,9 @@ unregistered with the old component. Unchanged code is not imported twice.
 
 A plugin that fails to import or validate is reported by name; ``plugins.on_error`` decides
 whether the gateway refuses to start (``refuse``) or goes on without it (``skip``).
+
+:func:`plugin_sources` only lists what is configured or installed (it imports nothing), so a
+site with no plugins never needs the plugin manager, nor pluggy.
 """
 
 from __future__ import annotations
@@ -33,9 +36,12 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hooks.manager import FieldgatePluginManager, PluginLoadError, PluginLoadErrors
+from hooks.errors import PluginLoadError, PluginLoadErrors
+
+if TYPE_CHECKING:
+    from hooks.manager import FieldgatePluginManager
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +181,59 @@ def _entry_points(disabled: set[str]) -> Iterator[tuple[str, Callable[[], Any]]]
         yield ep.name, load
 
 
+#: One plugin to load: (name, source, loader). The loader imports it.
+Source = tuple[str, str, Callable[[], Any]]
+
+
+def plugin_sources(
+    *,
+    customer: str | None = None,
+    customer_dir: Path | None = None,
+    state_dir: Path | None = None,
+    modules: tuple[str, ...] = (),
+    entry_points: bool = True,
+    disable: tuple[str, ...] = (),
+    extra: tuple[tuple[str, Any], ...] = (),
+) -> list[Source]:
+    """The plugins to load, in load order (see the module docstring), without importing any
+    of them: the installed entry points are read from the packages' metadata. Empty: the
+    site has no plugins."""
+    disabled = set(disable)
+    sources: list[Source] = []
+    for dotted in DEFAULT_PLUGINS:
+        sources.append((dotted, "builtin", functools.partial(_import_module, dotted, dotted)))
+    if entry_points:
+        for name, load in _entry_points(disabled):
+            sources.append((name, "entry point", load))
+    for dotted in modules:
+        if dotted not in disabled:
+            sources.append((dotted, "module", functools.partial(_import_module, dotted, dotted)))
+    if customer and customer not in disabled:
+        sources.append((customer, "customer folder",
+                        functools.partial(load_customer, customer, customer_dir, state_dir)))
+    for name, obj in extra:
+        sources.append((name, "object", functools.partial(lambda o: o, obj)))
+    return sources
+
+
+def load_sources(pm: FieldgatePluginManager, sources: list[Source],
+                 on_error: str = "refuse") -> LoadReport:
+    """Import and register each of ``sources`` (from :func:`plugin_sources`); failures are
+    in the report (see :func:`load_plugins`)."""
+    report = LoadReport()
+    for name, source, load in sources:
+        try:
+            pm.register_checked(load(), name)
+        except PluginLoadError as err:
+            if source == "builtin":
+                raise  # a bug in fieldgate itself, not a plugin to skip
+            report.fail(err, on_error)  # with refuse: raised by report.check(), with the rest
+            continue
+        report.loaded[name] = source
+        log.info("plugin %s loaded (%s)", name, source)
+    return report
+
+
 def load_plugins(
     pm: FieldgatePluginManager,
     *,
@@ -190,30 +249,7 @@ def load_plugins(
     """Load and register every configured plugin; see the module docstring. Failures are in
     the report; call ``report.check()`` once the plugins' registrations ran too, so that
     ``on_error: refuse`` reports every broken plugin at once."""
-    report = LoadReport()
-    disabled = set(disable)
-    sources: list[tuple[str, str, Callable[[], Any]]] = []
-    for dotted in DEFAULT_PLUGINS:
-        sources.append((dotted, "builtin", functools.partial(_import_module, dotted, dotted)))
-    if entry_points:
-        for name, load in _entry_points(disabled):
-            sources.append((name, "entry point", load))
-    for dotted in modules:
-        if dotted not in disabled:
-            sources.append((dotted, "module", functools.partial(_import_module, dotted, dotted)))
-    if customer and customer not in disabled:
-        sources.append((customer, "customer folder",
-                        functools.partial(load_customer, customer, customer_dir, state_dir)))
-    for name, obj in extra:
-        sources.append((name, "object", functools.partial(lambda o: o, obj)))
-    for name, source, load in sources:
-        try:
-            pm.register_checked(load(), name)
-        except PluginLoadError as err:
-            if source == "builtin":
-                raise  # a bug in fieldgate itself, not a plugin to skip
-            report.fail(err, on_error)  # with refuse: raised by report.check(), with the rest
-            continue
-        report.loaded[name] = source
-        log.info("plugin %s loaded (%s)", name, source)
-    return report
+    sources = plugin_sources(customer=customer, customer_dir=customer_dir, state_dir=state_dir,
+                             modules=modules, entry_points=entry_points, disable=disable,
+                             extra=extra)
+    return load_sources(pm, sources, on_error)

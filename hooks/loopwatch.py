@@ -20,15 +20,19 @@ import threading
 import time
 import traceback
 from types import CodeType, FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hooks.manager import HookRunner
+if TYPE_CHECKING:
+    from hooks.manager import HookRunner
 
 log = logging.getLogger(__name__)
 
 
 class LoopWatch:
-    def __init__(self, runner: HookRunner, warn_s: float) -> None:
+    """Watches the running loop. ``runner`` names the plugin and hook of a stall; None (a
+    site without plugins, until one is loaded) leaves a stall's plugin unnamed."""
+
+    def __init__(self, runner: HookRunner | None, warn_s: float) -> None:
         self.runner = runner
         self.warn_s = warn_s
         self.period = min(0.05, warn_s / 5)
@@ -116,6 +120,8 @@ class LoopWatch:
                  ) -> tuple[str | None, str | None]:
         """The plugin and hook running: from the hook call the task is in, else from a
         frame of a hook implementation on the stack."""
+        if self.runner is None:
+            return None, None
         call = self.runner.call_of(task)
         if call is not None:
             return call.plugin, call.hook

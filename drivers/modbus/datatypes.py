@@ -33,11 +33,11 @@ class Function(enum.StrEnum):
 
     @property
     def is_bit(self) -> bool:
-        return self in (Function.COIL, Function.DISCRETE)
+        return self is Function.COIL or self is Function.DISCRETE  # members are singletons
 
     @property
     def writable(self) -> bool:
-        return self in (Function.HOLDING, Function.COIL)
+        return self is Function.HOLDING or self is Function.COIL
 
 
 class Order(enum.StrEnum):

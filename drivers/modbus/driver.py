@@ -81,7 +81,7 @@ class ModbusDriver(Driver):
         if self._simulators is None:  # built once: the pollers wait for these to listen
             self._simulators = []
             if any(c.simulate for c in self.devices.values()):
-                # only then: the simulator's pymodbus.server pulls in aiohttp (~11 MB RSS)
+                # only then: the simulator loads pymodbus.server (and its tables)
                 from drivers.modbus.simulator import simulators
 
                 for name, sim, bus_keys in simulators(list(self.devices.values())):

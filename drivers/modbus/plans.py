@@ -7,6 +7,7 @@ its own list of blocks (a learned hole re-plans that device alone, see :func:`re
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import operator
 from dataclasses import dataclass, field
@@ -95,7 +96,8 @@ def plan_device(
 
 
 _MAPS = ("enum", "bitmask")
-_FIELDS = operator.attrgetter(*(f for f in PointConfig.model_fields if f not in _MAPS))
+_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(PointConfig)
+                                 if f.name not in _MAPS))
 
 
 def _shape(cfg: ModbusDeviceConfig, points: list[PointConfig]) -> Any:

@@ -66,7 +66,7 @@ def profile_path(name: str) -> Path:
 
 @functools.lru_cache(maxsize=64)
 def _load(path: Path, mtime: float) -> LoadedProfile:
-    from drivers.modbus.config import PointConfig
+    from drivers.modbus.config import POINT
 
     with path.open(encoding="utf-8") as fh:
         raw = yaml.safe_load(fh)
@@ -79,7 +79,7 @@ def _load(path: Path, mtime: float) -> LoadedProfile:
         if not isinstance(entry, dict):
             raise ValueError(f"profile {path}: points[{i}] is not a mapping")
         try:
-            points.append(PointConfig.model_validate({**profile.defaults, **entry}))
+            points.append(POINT.validate_python({**profile.defaults, **entry}))
         except ValidationError as err:
             raise ValueError(f"profile {path}: points[{i}] ({entry.get('name')}): {err}") from None
     return LoadedProfile(name=profile.name, source=profile.source, points=points)

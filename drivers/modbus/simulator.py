@@ -15,22 +15,58 @@ import asyncio
 import functools
 import math
 import struct
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
-from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.base import TaskFactory
 from drivers.modbus import datatypes as dt
 from drivers.modbus.config import SUNSPEC, AddressRange, ModbusDeviceConfig, PointConfig
 from drivers.modbus.datatypes import Function
+
+
+def _import_servers() -> Any:
+    """``pymodbus.server``, without aiohttp when nothing else has loaded it.
+
+    The package imports its HTTP simulator's aiohttp (0.24 CPU-s of a simulated site's start,
+    against 0.015 without it, measured on a busy 2-core box), which this simulator does not
+    use; pymodbus imports it under ``contextlib.suppress(ImportError)``. While
+    ``pymodbus.server`` is imported, ``aiohttp`` is marked absent (``None`` in
+    ``sys.modules``, Python's own way to say so), then unmarked, so anything that needs
+    aiohttp later imports it as usual. Should a newer pymodbus need aiohttp at import, it is
+    imported in full instead."""
+    if "pymodbus.server" in sys.modules or "aiohttp" in sys.modules:
+        import pymodbus.server
+
+        return pymodbus.server
+    sys.modules["aiohttp"] = None  # type: ignore[assignment]
+    try:
+        import pymodbus.server
+    except ImportError:
+        pass
+    else:
+        return pymodbus.server
+    finally:
+        if sys.modules.get("aiohttp", 0) is None:
+            del sys.modules["aiohttp"]
+    import pymodbus.server
+
+    return pymodbus.server
+
+
+if TYPE_CHECKING:
+    from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+else:
+    _servers = _import_servers()
+    ModbusSerialServer, ModbusTcpServer = _servers.ModbusSerialServer, _servers.ModbusTcpServer
 
 _TABLE = {Function.COIL: 0, Function.DISCRETE: 1, Function.HOLDING: 2, Function.INPUT: 3}
 _KEY = {Function.COIL: "c", Function.DISCRETE: "d", Function.HOLDING: "h", Function.INPUT: "i"}
@@ -275,27 +311,45 @@ def _movers(
     """What :meth:`ModbusSimulator.tick` moves, worked out once: plain numbers in registers
     (the bulk of a map) as precomputed constants of :func:`_moving`, written straight into the
     table; the rest (bits, strings, status codes) by :func:`_moving` and ``set_point``.
-    Writable holding registers are left out: they keep what a client wrote."""
+    Writable holding registers are left out: they keep what a client wrote. The constants
+    depend on a few fields only, so they are worked out once per kind of point."""
     fast: dict[Function, list[_Mover]] = {}
     slow: list[tuple[int, PointConfig]] = []
+    kinds: dict[tuple[object, ...], Any] = {}
     for i, p in enumerate(points):
-        if p.function is Function.HOLDING and p.writable:
+        kind = (p.function, p.writable, p.type, p.order, p.length, p.unit, p.scale, p.offset,
+                bool(p.enum or p.bitmask))
+        found = kinds.get(kind, _MISSING)
+        if found is _MISSING:
+            found = kinds[kind] = _mover_of(p)
+        if found is None:
             continue
-        if (p.function.is_bit or p.type in ("bool", "string") or p.enum or p.bitmask
-                or not p.scale):
+        if found is _SLOW:
             slow.append((i, p))
             continue
-        energy = p.unit in ("kWh", "Wh", "kvarh", "varh")
-        base = None if energy else _BASE.get(p.unit or "", 100.0)
-        lo = hi = None
-        if p.type not in ("float32", "float64"):
-            bits = 16 * dt.register_count(p.type, None)
-            lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if p.type.startswith(
-                "int") else (0, (1 << bits) - 1)
-        encode = _encoder(p.type, p.order, p.length)
+        encode, base, lo, hi = found
         fast.setdefault(p.function, []).append(
             (p.address, encode, i, base, p.scale, p.offset, lo, hi))
     return fast, slow
+
+
+_MISSING, _SLOW = object(), object()
+
+
+def _mover_of(p: PointConfig) -> Any:
+    """None (left alone), _SLOW, or what a fast mover of points like ``p`` shares."""
+    if p.function is Function.HOLDING and p.writable:
+        return None
+    if p.function.is_bit or p.type in ("bool", "string") or p.enum or p.bitmask or not p.scale:
+        return _SLOW
+    energy = p.unit in ("kWh", "Wh", "kvarh", "varh")
+    base = None if energy else _BASE.get(p.unit or "", 100.0)
+    lo = hi = None
+    if p.type not in ("float32", "float64"):
+        bits = 16 * dt.register_count(p.type, None)
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if p.type.startswith(
+            "int") else (0, (1 << bits) - 1)
+    return _encoder(p.type, p.order, p.length), base, lo, hi
 
 
 def _moving(p: PointConfig, t: float, i: int) -> dt.Decoded:

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from gateway.channels.http import HttpResponse, post
-from gateway.config.base import PositiveSeconds, StrictModel
+from gateway.channels.http import HttpResponse, post, tls_context
+from gateway.config.base import InputFile, PositiveSeconds, StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,23 @@ class ChannelTarget(StrictModel):
     msgtype: str | None = Field(None, description="Message format; default per type.")
     timeout: PositiveSeconds = Field(10.0, description="Seconds per HTTP request.")
     headers: dict[str, str] = Field({}, description="Extra HTTP headers.")
+    ca_file: InputFile | None = Field(
+        None, description="CA bundle (PEM) to verify an https url; default: the system store.")
+    cert_file: InputFile | None = Field(
+        None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: InputFile | None = Field(None, description="Private key (PEM) of cert_file.")
     options: dict[str, Any] = Field({}, description="Options of plugin channel types.")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> ChannelTarget:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together; set both or neither")
+        return self
+
+    def tls(self) -> ssl.SSLContext | None:
+        """A new client TLS context of this target (None: the default verification); the
+        callers keep it for the life of the component (a reload reads the files again)."""
+        return tls_context(self.ca_file, self.cert_file, self.key_file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +108,7 @@ class Channel(ABC):
         self.name = name
         self.target = target
         self.msgtype = target.msgtype or self.msgtypes[0]
+        self._tls: tuple[ssl.SSLContext | None] | None = None  # built at the first send
         if self.msgtype not in self.msgtypes:
             raise ValueError(f"channels.targets.{name}: msgtype {self.msgtype!r} is not "
                              f"supported by {self.channel_type} (use one of "
@@ -115,7 +133,10 @@ class Channel(ABC):
         headers = {"Content-Type": "application/json; charset=utf-8", **req.headers,
                    **self.target.headers}
         try:
-            response = await post(req.url, req.body, headers, self.target.timeout)
+            if self._tls is None:
+                self._tls = (self.target.tls(),)
+            response = await post(req.url, req.body, headers, self.target.timeout,
+                                  self._tls[0])
         except OSError as err:
             raise DeliveryError(f"{type(err).__name__}: {err}") from err
         self.check_response(response)

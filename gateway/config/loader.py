@@ -67,7 +67,8 @@ def check_config(path: Path | str) -> tuple[SiteConfig, list[ConfigIssue]]:
     try:
         config = model.model_validate(data, context={"check_files": True})
     except ValidationError as err:
-        errors = err.errors(include_url=False, include_input=False, include_context=False)
+        errors = [_as_model_error(e) for e in err.errors(
+            include_url=False, include_input=False, include_context=False)]
         for e in errors:
             issues.append(locator.issue(tuple(e["loc"]), e["type"], e["msg"]))
         for loc, message in _hidden_device_problems(data, errors):
@@ -101,6 +102,25 @@ class _Locator:
 
         return locate.issue(self.path, self._root, self.data, self.model, loc, kind, message,
                             severity)
+
+
+#: The error types of a pydantic dataclass (a Modbus point) that a model reports otherwise:
+#: (the model's type, the model's message, or None to keep the message).
+_DATACLASS_ERRORS = {
+    "unexpected_keyword_argument": ("extra_forbidden", "Extra inputs are not permitted"),
+    "dataclass_type": ("model_type", None),
+}
+
+
+def _as_model_error(error: Any) -> Any:
+    """``error`` in the words a model would use, so every section reads alike."""
+    found = _DATACLASS_ERRORS.get(error["type"])
+    if found is None:
+        return error
+    kind, message = found
+    if message is None:  # "Input should be a dictionary or an instance of PointConfig"
+        message = error["msg"].replace("a dictionary or an", "a valid dictionary or")
+    return {**error, "type": kind, "msg": message}
 
 
 def _substitute(value: str, loc: tuple[Any, ...],

@@ -18,6 +18,8 @@ from typing import Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel
+from pydantic.dataclasses import is_pydantic_dataclass
+from pydantic.fields import FieldInfo
 
 from gateway.config.errors import ConfigIssue
 
@@ -135,8 +137,8 @@ def close_match(word: str, choices: list[str]) -> str | None:
     return best
 
 
-def _field_paths(model: type[BaseModel], depth: int) -> Iterator[tuple[str, ...]]:
-    for name, info in model.model_fields.items():
+def _field_paths(model: Any, depth: int) -> Iterator[tuple[str, ...]]:
+    for name, info in _fields(model).items():
         key = info.alias or name
         yield (key,)
         if depth > 1:
@@ -149,7 +151,7 @@ def _field_paths(model: type[BaseModel], depth: int) -> Iterator[tuple[str, ...]
 def _step(tp: Any, part: Any) -> Any:
     for option in _options(tp):
         if _is_model(option) and isinstance(part, str):
-            for name, info in option.model_fields.items():
+            for name, info in _fields(option).items():
                 if part in (name, info.alias):
                     return info.annotation
         origin = typing.get_origin(option)
@@ -167,7 +169,7 @@ def _union_member(tp: Any, tag: str) -> Any:
     if len(models) < 2:
         return None
     for m in models:
-        for info in m.model_fields.values():
+        for info in _fields(m).values():
             if typing.get_origin(info.annotation) is Literal and \
                     tag in typing.get_args(info.annotation):
                 return m
@@ -188,7 +190,15 @@ def _options(tp: Any) -> list[Any]:
 
 
 def _is_model(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, BaseModel)
+    """A model, or a pydantic dataclass (a Modbus point)."""
+    return isinstance(tp, type) and (issubclass(tp, BaseModel)
+                                     or is_pydantic_dataclass(tp))
+
+
+def _fields(tp: Any) -> dict[str, FieldInfo]:
+    fields: dict[str, FieldInfo] = (tp.model_fields if issubclass(tp, BaseModel)
+                                    else tp.__pydantic_fields__)
+    return fields
 
 
 def _device_type_message(data: Any, index: Any, kind: str) -> str:

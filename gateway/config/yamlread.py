@@ -132,34 +132,50 @@ class _Builder:
 
     def run(self, loader: Any) -> Any:
         events = yaml.events
-        loader.get_event()  # StreamStart
-        if isinstance(loader.get_event(), events.StreamEndEvent):
+        scalar_event, alias_event = events.ScalarEvent, events.AliasEvent
+        starts = (events.MappingStartEvent, events.SequenceStartEvent)
+        mapping_start = events.MappingStartEvent
+        get_event, plain, missing = loader.get_event, self.plain, _MISSING
+        get_event()  # StreamStart
+        if isinstance(get_event(), events.StreamEndEvent):
             return None
         stack: list[_Frame] = []
+        top: _Frame | None = None
         while True:
-            ev = loader.get_event()
+            ev = get_event()
             kind = type(ev)
-            loc = self._loc(stack)
-            if kind is events.ScalarEvent:
-                value, size = self._scalar(ev, loc), 1
-                if ev.anchor is not None:
-                    self.anchors[ev.anchor] = (value, 1, loc, ev.start_mark)
-            elif kind is events.AliasEvent:
-                value, size = self._alias(ev, loc)
-            elif kind is events.MappingStartEvent or kind is events.SequenceStartEvent:
+            if kind is scalar_event:
+                size = 1
+                # The fast path of most of a big file: a plain scalar seen before (a point's
+                # keys, its type and unit); see _scalar.
+                if ev.anchor is None and ev.tag is None and ev.implicit[0]:
+                    value = plain.get(ev.value, missing)
+                    if value is missing:
+                        value = self._scalar(ev, self._loc(stack))
+                else:
+                    loc = self._loc(stack)
+                    value = self._scalar(ev, loc)
+                    if ev.anchor is not None:
+                        self.anchors[ev.anchor] = (value, 1, loc, ev.start_mark)
+            elif kind is alias_event:
+                value, size = self._alias(ev, self._loc(stack))
+            elif kind in starts:
+                loc = self._loc(stack)
                 if len(stack) >= MAX_DEPTH:
                     raise _Abort(self._at(ev.start_mark, loc,
                                           f"nested more than {MAX_DEPTH} levels deep"))
                 if ev.tag not in (None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
                     raise _Abort(self._at(ev.start_mark, loc, f"unsupported tag {ev.tag!r}"))
-                data: Any = {} if kind is events.MappingStartEvent else []
-                stack.append(_Frame(data, loc, ev.anchor))
+                data: Any = {} if kind is mapping_start else []
+                top = _Frame(data, loc, ev.anchor)
+                stack.append(top)
                 if ev.anchor is not None:
                     self.open.add(ev.anchor)
                     self.anchors[ev.anchor] = (data, 0, loc, ev.start_mark)
                 continue
             elif kind is events.MappingEndEvent or kind is events.SequenceEndEvent:
                 frame = stack.pop()
+                top = stack[-1] if stack else None
                 value, size = frame.data, frame.size
                 if frame.merged:  # `<<: *defaults`: keys given here win, then the first merged
                     base: dict[Any, Any] = {}
@@ -174,13 +190,28 @@ class _Builder:
                     mark = self.anchors[frame.anchor][3]
                     self.anchors[frame.anchor] = (value, size, frame.loc, mark)
             else:  # pragma: no cover - libyaml sends no other event inside a document
-                raise _Abort(self._at(ev.start_mark, loc, "invalid YAML"))
-            if not stack:
-                loader.get_event()  # DocumentEnd
-                if not isinstance(loader.get_event(), events.StreamEndEvent):
+                raise _Abort(self._at(ev.start_mark, self._loc(stack), "invalid YAML"))
+            if top is None:
+                get_event()  # DocumentEnd
+                if not isinstance(get_event(), events.StreamEndEvent):
                     raise yaml.YAMLError("more than one document")
                 return value
-            self._add(stack[-1], value, size, ev)
+            # _add, inlined for the common cases: a list item, a key, a key's value
+            top.size += size
+            data = top.data
+            if type(data) is list:
+                data.append(value)
+            elif top.key is missing:
+                if isinstance(value, (dict, list)):
+                    raise _Abort(self._at(ev.start_mark, top.loc,
+                                          "a key must be a plain value, not a list or a mapping"))
+                top.key, top.key_mark = value, ev
+            else:
+                key, top.key = top.key, missing
+                if key in data or key is _MERGE_KEY:
+                    self._add_special(top, key, value)
+                else:
+                    data[key] = value
 
     def _loc(self, stack: list[_Frame]) -> tuple[Any, ...]:
         if not stack:
@@ -190,26 +221,14 @@ class _Builder:
             return (*top.loc, len(top.data))
         return (*top.loc, "?" if top.key is _MISSING else top.key)
 
-    def _add(self, frame: _Frame, value: Any, size: int, ev: Any) -> None:
-        data = frame.data
-        frame.size += size
-        if isinstance(data, list):
-            data.append(value)
-            return
-        if frame.key is _MISSING:
-            if isinstance(value, (dict, list)):
-                raise _Abort(self._at(ev.start_mark, frame.loc,
-                                      "a key must be a plain value, not a list or a mapping"))
-            frame.key, frame.key_mark = value, ev.start_mark
-            return
-        key, frame.key = frame.key, _MISSING
+    def _add_special(self, frame: _Frame, key: Any, value: Any) -> None:
+        """A merge key's value, or a key given twice (``frame.key_mark`` is its event)."""
         if key is _MERGE_KEY:
             frame.merged.extend(value if isinstance(value, list) else [value])
             return
-        if key in data:
-            self.issues.append(self._at(frame.key_mark, (*frame.loc, key),
-                                        "duplicate key (the later one would win silently)"))
-        data[key] = value
+        self.issues.append(self._at(frame.key_mark.start_mark, (*frame.loc, key),
+                                    "duplicate key (the later one would win silently)"))
+        frame.data[key] = value
 
     def _alias(self, ev: Any, loc: tuple[Any, ...]) -> tuple[Any, int]:
         found = self.anchors.get(ev.anchor)

@@ -20,6 +20,7 @@ import yaml
 
 from gateway.config.errors import ConfigError
 from gateway.config.loader import load_config
+from gateway.config.site import SiteConfig
 from gateway.confmgmt.versions import VersionStore, text_hash
 from gateway.errors import StartupError
 from gateway.store.errors import StoreError
@@ -110,31 +111,49 @@ def _node_events(loader: Any) -> list[Any]:
 def resolve(bootstrap: Path, *, starting: bool = True) -> Path:
     """The file to load: ``<state_dir>/config/current.yaml`` when managed versions can be
     kept, else ``bootstrap`` itself. ``starting``: count this start in the boot record."""
+    return _resolve(bootstrap, starting)[0]
+
+
+def load_resolved(bootstrap: Path, *, starting: bool = True) -> tuple[Path, SiteConfig]:
+    """:func:`resolve`, and the validated config of the file it names, loaded once.
+
+    A new or edited bootstrap file is validated before it becomes a version; the version's
+    text is the same, so that config is the one returned (a big site's load costs a second
+    or more). Nothing in a config depends on the file's own path (relative paths are taken
+    as given, against the working directory), only the locations its errors and warnings
+    name. Raises :class:`ConfigError` as :func:`load_config` does."""
+    path, config = _resolve(bootstrap, starting)
+    return path, config if config is not None else load_config(path)
+
+
+def _resolve(bootstrap: Path, starting: bool) -> tuple[Path, SiteConfig | None]:
+    """The file to load, and its config when it was loaded on the way (else None)."""
     try:
         text = bootstrap.read_text(encoding="utf-8")
     except OSError:
-        return bootstrap  # load_config says what is wrong with it
+        return bootstrap, None  # load_config says what is wrong with it
     state_dir = state_dir_of(text)
     if state_dir is None:
-        return bootstrap
+        return bootstrap, None
     store = VersionStore(state_dir)
     current = store.current()
     changed = current is None or store.state().get("bootstrap_hash") != text_hash(text)
+    config: SiteConfig | None = None
     if changed:
         try:
-            load_config(bootstrap)  # an invalid file is reported against itself, and no
-        except (ConfigError, StartupError):  # state directory is created for it
-            return bootstrap
+            config = load_config(bootstrap)  # an invalid file is reported against itself,
+        except (ConfigError, StartupError):  # and no state directory is created for it
+            return bootstrap, None
     try:
         ensure_dir(state_dir, "state directory")  # the mode the runtime gives it
     except StoreError:
-        return bootstrap  # the runtime says so in one line, with its exit code
+        return bootstrap, config  # the runtime says so in one line, with its exit code
     try:
         store.ensure()
     except (OSError, StoreError) as err:
         log.warning("config: cannot keep config versions in %s (%s); running %s as it is "
                     "(no config.apply)", store.root, getattr(err, "strerror", err), bootstrap)
-        return bootstrap
+        return bootstrap, config
     if changed:
         line = "imported" if current is None else _diff_line(store.text(current), text)
         version = store.add(text, f"bootstrap file {bootstrap}", line)
@@ -145,8 +164,12 @@ def resolve(bootstrap: Path, *, starting: bool = True) -> Path:
                         "(%s)", bootstrap, version.number, line)
         current = version.number
     if starting and current is not None:
-        _count_start(store, current)
-    return store.current_path
+        in_force, loaded = _count_start(store, current)
+        if in_force != current:
+            config = None  # the last good version went back in force
+        elif loaded is not None:
+            config = loaded
+    return store.current_path, config
 
 
 def _diff_line(old: str, new: str) -> str:
@@ -164,10 +187,13 @@ def _roll_back(store: VersionStore, current: int, good: int, reason: str) -> Non
         "reason": reason, "source": "boot record"})
 
 
-def _count_start(store: VersionStore, current: int) -> None:
+def _count_start(store: VersionStore, current: int) -> tuple[int, SiteConfig | None]:
+    """Count this start; returns the version in force after it, and its config when it
+    had to be loaded to decide."""
     record = store.boot_record()
     starts = int(record.get("starts", 0)) if record.get("version") == current else 0
     good = store.state().get("good")
+    loaded: SiteConfig | None = None
     if starts >= CRASH_LIMIT and isinstance(good, int) and good != current \
             and good in store.numbers():
         _roll_back(store, current, good, f"version {current} did not reach ready in {starts} "
@@ -175,9 +201,10 @@ def _count_start(store: VersionStore, current: int) -> None:
         current, starts = good, 0
     elif isinstance(good, int) and good != current and good in store.numbers():
         try:  # exit 78 is not restarted by systemd: a version that cannot load goes now
-            load_config(store.current_path)
+            loaded = load_config(store.current_path)
         except (ConfigError, StartupError) as err:
             _roll_back(store, current, good, f"version {current} does not load ({err}); "
                        f"version {good}, the last good one, is back in force")
             current, starts = good, 0
     store.write_boot_record(current, starts + 1)
+    return current, loaded

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway.http import views
 from gateway.http.auth import PRINCIPAL, Principal
+from gateway.http.encode import PointsJson, dumps
 from gateway.http.host import Host
 from gateway.http.live import LatestValues, Subscriber
 
@@ -28,13 +29,16 @@ STATUS_OF = {
     "unknown_work_order": 404, "not_found": 404, "not_ready": 503, "timeout": 504,
     "internal": 500,
 }
+#: Argument names by which a command records who acted: set from the authenticated caller.
+ACTOR_FIELDS = ("by", "inspector")
 HEARTBEAT_S = 15.0
-CACHE_S = 0.5
-STREAM_S = 0.5
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, default=str, allow_nan=False)
+#: Clients polling the whole site share one answer for this long: polled once a second, a
+#: client gets values at most this old, and the site is encoded at most once a second
+#: however many clients poll.
+CACHE_S = 1.0
+#: A stream sends at most once this long: a point sampled at 10 Hz shows its newest value
+#: once a second, and a stream's cost follows the points it shows, not the sampling rate.
+STREAM_S = 1.0
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -58,6 +62,7 @@ class Api:
         self.host = host
         self.latest = latest
         self.streams: set[Subscriber] = set()
+        self.points = PointsJson(latest)
         self._devices_cache: tuple[float, bytes] | None = None
 
     def routes(self) -> list[web.RouteDef]:
@@ -154,20 +159,30 @@ class Api:
         })
 
     async def devices(self, request: web.Request) -> web.Response:
-        # Many clients polling the whole site (dashboards, scrapers) share one encoding for
-        # up to CACHE_S: the answer's cost does not grow with the number of pollers.
+        # Many clients polling the whole site (dashboards, scrapers) share one answer for up
+        # to CACHE_S, so its cost does not grow with the number of pollers; past that, only
+        # the devices with news since the last answer are encoded again (PointsJson).
+        if not _wants_points(request):  # a list of the devices, not their values
+            texts = views.devices_json(self.host, self.latest, self.points, with_points=False)
+            return web.Response(text="[" + ", ".join(texts) + "]",
+                                content_type="application/json")
         now = asyncio.get_running_loop().time()
         if self._devices_cache is None or now - self._devices_cache[0] > CACHE_S:
-            body = dumps(await views.devices(self.host, self.latest)).encode()
+            body = ("[" + ", ".join(views.devices_json(self.host, self.latest, self.points))
+                    + "]").encode()
             self._devices_cache = (now, body)
         return web.Response(body=self._devices_cache[1], content_type="application/json")
 
     async def device(self, request: web.Request) -> web.Response:
-        found = await views.devices(self.host, self.latest, only=request.match_info["device"])
+        # ?points=false: for a page that refreshes the status and poll statistics and has
+        # the values from the stream.
+        found = views.devices_json(self.host, self.latest, self.points,
+                                   only=request.match_info["device"],
+                                   with_points=_wants_points(request))
         if not found:
             return error(404, "unknown_device",
                          f"no device {request.match_info['device']!r} on this gateway")
-        return json_response(found[0])
+        return web.Response(text=found[0], content_type="application/json")
 
     async def alarms(self, request: web.Request) -> web.Response:
         if self.host.commands.get("alarm.list") is None:
@@ -242,9 +257,35 @@ class Api:
         if isinstance(body, web.Response):
             return body
         name = request.match_info["name"]
-        log.info("http: %s runs command %s", principal(request).name, name)
+        who = principal(request)
+        body = self._actor(name, body, who)
+        if isinstance(body, web.Response):
+            return body
+        log.info("http: %s runs command %s", who.name, name)
         ok, value = await self._call(name, body)
         return self._reply(name, ok, value)
+
+    def _actor(self, name: str, body: dict[str, Any],
+               who: Principal) -> dict[str, Any] | web.Response:
+        """The command's record of who acted (``by``, ``inspector``) is the caller the
+        server authenticated (a user's session or an API token's name), not what the body
+        says: the field is filled in when left out, and a different name is refused. The
+        automatic local session (loopback, no users) knows no one, so there the body's
+        name stands."""
+        cmd = self.host.commands.get(name)
+        if cmd is None or who.kind == "local":
+            return body
+        fields = cmd.args_model.model_fields
+        for field in ACTOR_FIELDS:
+            if field not in fields:
+                continue
+            sent = body.get(field)
+            if sent is not None and sent != who.name:
+                return error(403, "actor_mismatch",
+                             f"{name}: {field} must be the caller, {who.name!r}, not {sent!r}; "
+                             f"leave {field} out and the server fills it in")
+            body = {**body, field: who.name}
+        return body
 
     async def write_point(self, request: web.Request) -> web.Response:
         body = await self._body(request)
@@ -299,11 +340,11 @@ class Api:
         sub = self.latest.subscribe(devices)
         self.streams.add(sub)
         try:
-            snapshot = {dev: views.points_of(self.latest, dev) for dev in self.latest.values
-                        if devices is None or dev in devices}
-            for dev in snapshot:  # what the snapshot showed is not sent again
+            shown = [dev for dev in self.latest.values if devices is None or dev in devices]
+            snapshot = ", ".join(f"{dumps(dev)}: {self.points.points(dev)[0]}" for dev in shown)
+            for dev in shown:  # what the snapshot showed is not sent again
                 sub.sent.update(((dev, p), smp) for p, smp in self.latest.values[dev].items())
-            await resp.write(_sse("snapshot", snapshot))
+            await resp.write(_sse_text("snapshot", "{" + snapshot + "}"))
             while await self._stream_once(resp, sub):
                 pass
         except (ConnectionResetError, asyncio.CancelledError):
@@ -350,8 +391,17 @@ class Api:
                 sub.queue.put_nowait(("close", None))
 
 
+def _wants_points(request: web.Request) -> bool:
+    """``?points=false`` (or 0, no): the devices without their points, with ``point_count``."""
+    return request.query.get("points", "true").lower() not in ("false", "0", "no")
+
+
 def _sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {dumps(data)}\n\n".encode()
+    return _sse_text(event, dumps(data))
+
+
+def _sse_text(event: str, text: str) -> bytes:
+    return f"event: {event}\ndata: {text}\n\n".encode()
 
 
 def _buffer(stats: dict[str, Any], now: int) -> dict[str, Any]:

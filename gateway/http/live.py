@@ -71,6 +71,9 @@ class LatestValues:
 
     queue_size: int = 1000
     values: dict[str, dict[str, Sample]] = field(default_factory=dict)
+    #: Per device, a count of the batches that brought it samples: a view encoded at one
+    #: generation is still true while the count stands (gateway.http.encode).
+    generation: dict[str, int] = field(default_factory=dict)
     subscribers: list[Subscriber] = field(default_factory=list)
     recent_events: collections.deque[Event] = field(
         default_factory=lambda: collections.deque(maxlen=RECENT_EVENTS))
@@ -92,6 +95,9 @@ class LatestValues:
                 points = values.get(device) or values.setdefault(device, {})
                 seen.add(device)
             points[s.point] = s
+        generation = self.generation
+        for device in seen:
+            generation[device] = generation.get(device, 0) + 1
         self.stats.batches += 1
         self.stats.samples += len(batch)
         for sub in self.subscribers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gateway.http.encode import PointsJson, dumps
 from gateway.http.host import Host
 from gateway.http.live import LatestValues
 
@@ -23,6 +24,31 @@ def points_of(latest: LatestValues, device: str) -> dict[str, dict[str, Any]]:
     }
 
 
+def units_of(dev: Any) -> dict[str, str]:
+    """Each point's engineering unit where the device's config names one (a Modbus point or
+    its profile: ``unit: W``); drivers whose points carry no unit give none."""
+    listing = getattr(dev, "all_points", None)
+    points = listing().values() if callable(listing) else getattr(dev, "points", None) or ()
+    out: dict[str, str] = {}
+    for p in points:
+        unit = getattr(p, "unit", None)
+        if isinstance(unit, str) and unit:
+            out[p.name] = unit
+    return out
+
+
+def _header(host: Host, dev: Any, status: dict[str, tuple[str, str, int]],
+            last_seen: int | None) -> dict[str, Any]:
+    st, reason, since = status.get(dev.id, ("unknown", "", None))
+    if not dev.enabled:
+        st, reason = "disabled", "enabled: false in the config"
+    return {
+        "id": dev.id, "name": dev.name, "driver": dev.type, "tags": list(dev.tags),
+        "enabled": dev.enabled, "status": st, "reason": reason, "since": since,
+        "last_seen": last_seen, "poll": host.poll_stats(dev.id), "units": units_of(dev),
+    }
+
+
 async def devices(host: Host, latest: LatestValues, only: str | None = None,
                   with_points: bool = True) -> list[dict[str, Any]]:
     """Each configured device: driver, status, reason, since, last seen, and the last value,
@@ -32,20 +58,32 @@ async def devices(host: Host, latest: LatestValues, only: str | None = None,
     for dev in host.site.devices:
         if only is not None and dev.id != only:
             continue
-        st, reason, since = status.get(dev.id, ("unknown", "", None))
-        if not dev.enabled:
-            st, reason = "disabled", "enabled: false in the config"
-        entry: dict[str, Any] = {
-            "id": dev.id, "name": dev.name, "driver": dev.type, "tags": list(dev.tags),
-            "enabled": dev.enabled, "status": st, "reason": reason, "since": since,
-            "last_seen": latest.last_seen(dev.id),
-            "poll": host.poll_stats(dev.id),
-        }
+        entry = _header(host, dev, status, latest.last_seen(dev.id))
         if with_points:
             entry["points"] = points_of(latest, dev.id)
         else:
             entry["point_count"] = len(latest.values.get(dev.id, {}))
         out.append(entry)
+    return out
+
+
+def devices_json(host: Host, latest: LatestValues, points: PointsJson,
+                 only: str | None = None, with_points: bool = True) -> list[str]:
+    """:func:`devices` as JSON text, one string per device, byte for byte
+    ``dumps(entry)``; each device's points come from the encoded cache."""
+    status = host.status()
+    out = []
+    for dev in host.site.devices:
+        if only is not None and dev.id != only:
+            continue
+        if not with_points:
+            entry = _header(host, dev, status, latest.last_seen(dev.id))
+            entry["point_count"] = len(latest.values.get(dev.id, {}))
+            out.append(dumps(entry))
+            continue
+        text, last_seen = points.points(dev.id)
+        head = dumps(_header(host, dev, status, last_seen))
+        out.append(f'{head[:-1]}, "points": {text}}}')
     return out
 
 

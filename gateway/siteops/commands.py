@@ -266,7 +266,8 @@ def register(comp: SiteOpsComponent) -> None:
             raise CommandError("unknown_report", str(err)) from err
 
     async def report_list(args: ReportListArgs) -> list[dict[str, Any]]:
-        """Generated reports, newest first, with their files."""
+        """Generated reports, newest first, with their files and delivery state (uplink
+        messages queued, webhook deliveries)."""
         return await comp.reports.list(args.name, args.limit)
 
     async def kpis_cmd(args: KpiArgs) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from gateway.siteops import history as history_mod
 from gateway.siteops import inspections as insp_mod
 from gateway.siteops import reports as reports_mod
 from gateway.siteops import tariff as tariff_mod
+from gateway.siteops import webhook as webhook_mod
 from gateway.siteops import workorders as wo_mod
 from gateway.siteops.config import SiteOpsSection
 from gateway.siteops.history import History
@@ -86,6 +87,7 @@ class SiteOpsComponent(Component):
             yield "history", self.history.run
         yield "siteops-events", self._follow_events
         yield "siteops-schedule", self._schedule
+        yield "report-webhooks", self.reports.webhooks.run
 
     async def drain(self) -> None:
         if self.history is not None:
@@ -213,7 +215,7 @@ def _factory(ctx: ComponentContext[SiteOpsSection]) -> SiteOpsComponent | None:
 
 MIGRATIONS = [history_mod.MIGRATIONS[0] + wo_mod.MIGRATIONS[0] + insp_mod.MIGRATIONS[0]
               + reports_mod.MIGRATIONS[0], reports_mod.MIGRATIONS[1],
-              delivery.MIGRATIONS[0]]
+              delivery.MIGRATIONS[0], webhook_mod.MIGRATIONS[0]]
 
 SPEC = ComponentSpec("siteops", _factory, section=SiteOpsSection, after=("rules",),
                      migrations=MIGRATIONS)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterator
 from datetime import time
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.config.base import StrictModel
+from gateway.config.base import PositiveSeconds, StrictModel
+from gateway.config.site import Finding, register_checker
 
 
 class EnergySource(StrictModel):
@@ -78,19 +80,33 @@ class InspectionPlan(StrictModel):
         return self
 
 
+class ReportTargets(StrictModel):
+    """The delivery targets of one report."""
+
+    uplink: bool = Field(True, description="Publish it over the uplink (when one is "
+                                           "configured).")
+    webhook: str | None = Field(
+        None, description="Post each file to this `channels.targets` entry (type webhook), "
+                          "retried until `delivery.give_up_after`.")
+
+
 class ReportDef(StrictModel):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
     period: Literal["daily", "weekly", "monthly"]
     include: list[Literal["energy", "alarms", "availability", "charging"]] = Field(
         ["energy", "alarms", "availability", "charging"])
     html: bool = Field(True, description="Also write an HTML report with an SVG chart.")
+    deliver: ReportTargets | None = Field(
+        None, description="Where this report goes. When given it replaces "
+                          "`delivery.uplink` and `delivery.webhook` for this report.")
 
 
 class ReportDelivery(StrictModel):
     """Publishing each generated report over the uplink (topic ``<base>/report``): a file
     up to ``inline_max_bytes`` in one message, a larger one in chunks of ``chunk_bytes``;
     every message carries the sha256 of the whole file. Queued in the store with the
-    report's record, so an outage delays it and loses nothing."""
+    report's record, so an outage delays it and loses nothing. And/or posting its files to
+    a webhook channel (:mod:`gateway.siteops.webhook`), retried until ``give_up_after``."""
 
     uplink: bool = Field(True, description="Publish reports over the uplink (when one is "
                                            "configured).")
@@ -98,6 +114,23 @@ class ReportDelivery(StrictModel):
                                                           "HTML page too.")
     inline_max_bytes: int = Field(65_536, ge=256, le=8_000_000)
     chunk_bytes: int = Field(65_536, ge=256, le=8_000_000)
+    webhook: str | None = Field(
+        None, description="Post every report's files to this `channels.targets` entry "
+                          "(type webhook); a report's own `deliver` overrides it.")
+    retry_initial: PositiveSeconds = Field(
+        10.0, description="Webhook: first retry delay after a network error, a 5xx, "
+                          "408 or 429, seconds (doubling, jittered).")
+    retry_max: PositiveSeconds = Field(900.0, description="Webhook: longest retry delay, "
+                                                          "seconds.")
+    give_up_after: PositiveSeconds = Field(
+        172_800.0, description="Webhook: seconds after the report was generated when a "
+                               "delivery still failing is given up (report_delivery_failed).")
+
+    def targets(self, report: ReportDef) -> ReportTargets:
+        """Where ``report`` goes: its own ``deliver``, else these defaults."""
+        if report.deliver is not None:
+            return report.deliver
+        return ReportTargets(uplink=self.uplink, webhook=self.webhook)
 
 
 class ReportsConfig(StrictModel):
@@ -149,3 +182,33 @@ class SiteOpsSection(StrictModel):
         if dup:
             raise ValueError(f"inspection plan names must be unique: {sorted(dup)}")
         return plans
+
+
+def check_report_channels(config: Any) -> Iterator[Finding]:
+    """A report's webhook must name a configured channel of type webhook (the one that
+    takes a file; a chat robot does not)."""
+    section = getattr(config, "siteops", None)
+    if not isinstance(section, SiteOpsSection) or not section.enabled:
+        return
+    channels = getattr(config, "channels", None)
+    targets = dict(getattr(channels, "targets", None) or {})
+    webhooks = sorted(n for n, t in targets.items() if t.type == "webhook")
+    reports = section.reports
+    named: list[tuple[tuple[Any, ...], str]] = []
+    if reports.delivery.webhook is not None:
+        named.append((("siteops", "reports", "delivery", "webhook"), reports.delivery.webhook))
+    for i, d in enumerate(reports.definitions):
+        if d.deliver is not None and d.deliver.webhook is not None:
+            named.append((("siteops", "reports", "definitions", i, "deliver", "webhook"),
+                          d.deliver.webhook))
+    for loc, name in named:
+        target = targets.get(name)
+        if target is None:
+            yield (loc, f"no channel {name!r} in channels.targets (webhook channels: "
+                        f"{', '.join(webhooks) or 'none'}); add it there", "error")
+        elif target.type != "webhook":
+            yield (loc, f"channel {name!r} is of type {target.type}; reports are posted "
+                        "only to a channel of type webhook", "error")
+
+
+register_checker(check_report_channels)

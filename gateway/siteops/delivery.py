@@ -64,10 +64,11 @@ def report_messages(gateway: str, body: dict[str, Any], files: list[tuple[Path, 
 
 
 async def queue_report(comp: SiteOpsComponent, tx: Tx, body: dict[str, Any],
-                       files: list[tuple[Path, bytes]]) -> int:
-    """Queue the report's messages in ``tx`` (the one that records it); how many."""
+                       files: list[tuple[Path, bytes]], uplink: bool = True) -> int:
+    """Queue the report's messages in ``tx`` (the one that records it); how many.
+    ``uplink``: the report's own target (``deliver.uplink``, else ``delivery.uplink``)."""
     cfg = comp.section.reports.delivery
-    if not cfg.uplink or not uplink_configured(comp):
+    if not uplink or not uplink_configured(comp):
         return 0
     if cfg.files == "csv":
         files = [f for f in files if f[0].suffix == ".csv"]
@@ -112,3 +113,16 @@ async def send_daily_kpis(comp: SiteOpsComponent, now_ms: int) -> bool:
         await messages.enqueue(store, tx, "kpis", f"kpis/{key}", payload, now_ms)
     return True
 
+
+
+async def uplink_pending(comp: SiteOpsComponent, report_ids: list[str]) -> dict[str, int]:
+    """report id -> its messages still queued for the uplink (not yet acknowledged)."""
+    if not report_ids or not uplink_configured(comp):
+        return {}
+    out = {}
+    for rid in report_ids:
+        row = await comp.ctx.store.query_one(
+            "SELECT COUNT(*) FROM uplink_messages WHERE kind = 'report' AND key >= ? AND "
+            "key < ?", (rid + "/", rid + "0"))
+        out[rid] = int(row[0]) if row else 0
+    return out

@@ -29,6 +29,7 @@ from gateway.rules.quotas import Period, period_of
 from gateway.siteops import delivery
 from gateway.siteops.config import ReportDef
 from gateway.siteops.tariff import price_at, price_order
+from gateway.siteops.webhook import PENDING, ReportWebhooks
 
 if TYPE_CHECKING:
     from gateway.siteops.component import SiteOpsComponent
@@ -86,6 +87,7 @@ class Reports:
         self.defs = {d.name: d for d in self.cfg.definitions}
         self.dir = self.ctx.state_dir / "reports"
         self._lock = asyncio.Lock()
+        self.webhooks = ReportWebhooks(comp)
 
     def remove_partial_files(self) -> int:
         """Delete ``*.tmp`` left by a process killed while writing a report (the report
@@ -188,6 +190,7 @@ class Reports:
                 "period_start_ts": p.start_ms, "period_end_ts": p.end_ms,
                 "files": [str(f) for f, _ in files],
                 "sha256": hashlib.sha256(csv_bytes).hexdigest(), "bytes": len(csv_bytes)}
+        targets = self.cfg.delivery.targets(report)
         async with self.ctx.store.transaction() as tx:
             cur = await tx.execute(
                 "INSERT OR IGNORE INTO siteops_reports VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -196,7 +199,13 @@ class Reports:
             if cur.rowcount == 1:
                 await tx.add_events([Event(events.REPORT_GENERATED, body,
                                            id=event_id(events.REPORT_GENERATED, rid))])
-                await delivery.queue_report(self.comp, tx, body, files)
+                await delivery.queue_report(self.comp, tx, body, files, targets.uplink)
+                if targets.webhook is not None:
+                    posted = [f for f, _ in files
+                              if self.cfg.delivery.files == "all" or f.suffix == ".csv"]
+                    await self.webhooks.queue(tx, rid, targets.webhook, posted, now)
+        if targets.webhook is not None:
+            self.webhooks.notify()
         log.info("report %s for %s written: %s", report.name, key, body["file_path"])
         return body
 
@@ -292,16 +301,27 @@ class Reports:
         return rows
 
     async def prune(self, now_ms: int) -> int:
+        """Delete the reports older than ``retention_days`` with their files, except those
+        with a webhook delivery still pending (deleted once it is delivered or given up)."""
         cutoff = now_ms - int(self.cfg.retention_days * DAY_MS)
         old = await self.ctx.store.query(
-            "SELECT id, files FROM siteops_reports WHERE generated_ts < ?", (cutoff,))
-        for _, files in old:
+            "SELECT id, name, period, files, EXISTS (SELECT 1 FROM siteops_report_deliveries d "
+            "WHERE d.report_id = siteops_reports.id AND d.status = ?) FROM siteops_reports "
+            "WHERE generated_ts < ?", (PENDING, cutoff))
+        kept = [(name, period) for _, name, period, _, pending in old if pending]
+        if kept:
+            log.info("reports: %d past retention kept while their webhook delivery is "
+                     "pending: %s", len(kept), ", ".join(f"{n} {p}" for n, p in kept[:5]))
+        old = [r for r in old if not r[4]]
+        for _, _, _, files, _ in old:
             for f in json.loads(files):
                 await asyncio.to_thread(Path(f).unlink, missing_ok=True)
         if old:
             async with self.ctx.store.transaction() as tx:
                 await tx.executemany("DELETE FROM siteops_reports WHERE id = ?",
-                                     [(i,) for i, _ in old])
+                                     [(r[0],) for r in old])
+                await tx.executemany("DELETE FROM siteops_report_deliveries WHERE "
+                                     "report_id = ?", [(r[0],) for r in old])
             log.info("reports: %d past retention deleted", len(old))
         return len(old)
 
@@ -310,9 +330,14 @@ class Reports:
             "SELECT id, name, period, scheduled, start_ts, end_ts, files, generated_ts FROM "
             "siteops_reports WHERE (? IS NULL OR name = ?) ORDER BY generated_ts DESC LIMIT ?",
             (name, name, limit))
+        ids = [r[0] for r in rows]
+        hooks = await self.webhooks.state(ids)
+        queued = await delivery.uplink_pending(self.comp, ids)
         return [{"report_id": r[0], "name": r[1], "period": r[2], "scheduled": bool(r[3]),
                  "period_start_ts": r[4], "period_end_ts": r[5], "files": json.loads(r[6]),
-                 "generated_ts": r[7]} for r in rows]
+                 "generated_ts": r[7],
+                 "delivery": {"uplink_queued": queued.get(r[0]),
+                              "webhook": hooks.get(r[0], [])}} for r in rows]
 
 
 def _write_all(files: list[tuple[Path, bytes]]) -> None:

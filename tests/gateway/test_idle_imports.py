@@ -27,13 +27,22 @@ ROOT = Path(__file__).resolve().parents[2]
 LAZY = {
     "drivers.modbus.simulator": "only devices with simulate: true",
     "pymodbus.server": "the Modbus simulator",
-    "aiohttp": "an http: section, a webhook notice, or the Modbus simulator",
+    "aiohttp": "an http: section or a webhook notice",
     "html": "a scheduled HTML report (gateway/siteops/reports.py)",
     "html.entities": "a scheduled HTML report",
     "difflib": "a config error to locate, a config.apply/rollback, an edited bootstrap file",
     "gateway.config.locate": "a config error to locate",
     "gateway.config.partial": "a device with field errors",
     "gateway.confmgmt.diff": "config.apply / config.rollback, an edited bootstrap file",
+    "pluggy": "a site with a plugin (hooks/component.py; tests/hooks/test_lazy.py)",
+    "hooks.manager": "a site with a plugin",
+    "hooks.dispatcher": "a site with a plugin",
+    "hooks.models": "a site with a plugin",
+    "gateway.event_bodies": "the event catalogue's body types: config events, OCPP, plugins",
+    "gateway.http.cli": "fieldgate status/devices (`run` builds only its own parser)",
+    "gateway.confmgmt.cli": "fieldgate config ...",
+    "drivers.opcua.cli": "fieldgate opcua ...",
+    "drivers.ocpp.cli": "fieldgate ocpp ...",
 }
 
 SERVE = """

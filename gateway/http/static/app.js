@@ -204,7 +204,7 @@ async function device(id) {
     `<table id="points"><tr><th>Point</th><th>Value</th><th>Quality</th><th>Time</th><th>Trend (live)</th><th>Write</th></tr></table>` +
     (write ? `<form id="write-any">Write a point: <input name="point" placeholder="point" size="16"> = <input name="value" size="8"> <button>Write</button></form>` : "") +
     `<h3>Last 24 h (local history, 1-minute average with min-max band)</h3><div id="charts" class="charts"></div>`;
-  const timer = setInterval(() => api("/api/v1/devices/" + encodeURIComponent(id)).then((x) => {
+  const timer = setInterval(() => api(`/api/v1/devices/${encodeURIComponent(id)}?points=false`).then((x) => {
     if (g === nav) $("#pollbox").innerHTML = pollView(x.poll); }, () => {}), 5000);
   cleanups.push(() => clearInterval(timer));
   const table = $("#points");
@@ -246,7 +246,7 @@ async function device(id) {
   const load = (p) => {
     const box = $(`figure[data-chart="${CSS.escape(p)}"] .chartbox`);
     api(`/api/v1/history?device=${encodeURIComponent(id)}&point=${encodeURIComponent(p)}&hours=24&resolution=1m`).then((r) =>
-      chart(box, {label: `${p} over 24 h`, unit: unitOf(p), step: 60000, x0, x1,
+      chart(box, {label: `${p} over 24 h`, unit: (d.units || {})[p] || unitOf(p), step: 60000, x0, x1,
         rows: r.result.rows.map((b) => ({ts: b.ts, v: b.avg, lo: b.min, hi: b.max})),
         xticks: range(first, x1, 6 * HOUR), xfmt: (t) => new Date(t).toLocaleTimeString(undefined, {hour: "2-digit", minute: "2-digit"}),
         tfmt: (t) => new Date(t).toLocaleString()}),
@@ -291,7 +291,7 @@ async function chargers() {
 // Work orders and inspections: lists for everyone, forms for operators.
 async function work() {
   const g = nav, [orders, insp, devs] = await Promise.all([api("/api/v1/workorders?limit=50").then((r) => r.result),
-    api("/api/v1/inspections").then((r) => r.result), api("/api/v1/devices")]);
+    api("/api/v1/inspections").then((r) => r.result), api("/api/v1/devices?points=false")]);
   if (g !== nav) return;
   const op = me.role === "operator", devOpts = devs.map((d) => `<option>${esc(d.id)}</option>`).join("");
   const active = (o) => !["done", "cancelled"].includes(o.status);

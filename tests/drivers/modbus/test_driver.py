@@ -13,6 +13,7 @@ import pytest
 from pymodbus.constants import ExcCodes
 
 from drivers.base import NotWritable, UnknownPoint, WriteFailed, WriteResult
+from drivers.modbus.config import POINT
 from drivers.modbus.datatypes import Function
 from drivers.modbus.simulator import ModbusSimulator, unit_of
 from gateway.model import DeviceStatus, Quality
@@ -131,7 +132,7 @@ async def test_shared_bus_never_interleaves_requests() -> None:
     a = device(id="a", unit=1, points=METER, interval=0.01)
     b = device(id="b", unit=2, points=METER, interval=0.01)
     writable = {"name": "setpoint", "address": 20, "type": "int32", "writable": True}
-    a = a.model_copy(update={"points": [*a.points, a.points[0].model_validate(writable)]})
+    a = a.model_copy(update={"points": [*a.points, POINT.validate_python(writable)]})
     async with serving(a, b) as (sim, [a, b]), running([a, b]) as (drv, ctx):
         assert len(drv.pollers) == 1  # one connection, one loop
         writes = [drv.write("a", "setpoint", i) for i in range(20)]

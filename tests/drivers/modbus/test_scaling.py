@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from drivers.modbus import decode
-from drivers.modbus.config import ModbusDeviceConfig, PointConfig
+from drivers.modbus.config import POINT, ModbusDeviceConfig
 from drivers.modbus.datatypes import Function
 from drivers.modbus.plans import PointReader, plan_device
 from drivers.modbus.scaling import implied_decimals
@@ -32,7 +32,7 @@ RANGES = {"uint16": (0, 0xFFFF), "int16": (-0x8000, 0x7FFF), "uint32": (0, 2**32
 
 
 def reader(**point: object) -> PointReader:
-    return PointReader.of(PointConfig.model_validate({"name": "p", "address": 0, **point}))
+    return PointReader.of(POINT.validate_python({"name": "p", "address": 0, **point}))
 
 
 def decimals_of(value: float) -> int:
@@ -105,7 +105,7 @@ def test_decimals_rounds_a_float_register_and_float_registers_are_not_rounded_ot
 ])
 def test_decimals_on_a_non_number_is_refused(point: dict[str, object], why: str) -> None:
     with pytest.raises(ValidationError, match=why):
-        PointConfig.model_validate({"name": "p", "address": 0, **point})
+        POINT.validate_python({"name": "p", "address": 0, **point})
 
 
 def test_a_block_with_a_rounding_point_decodes_point_by_point_with_the_same_values() -> None:

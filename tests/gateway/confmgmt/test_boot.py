@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from gateway.config.loader import load_config
-from gateway.confmgmt.boot import resolve
+from gateway.confmgmt import boot
+from gateway.confmgmt.boot import load_resolved, resolve
 from gateway.confmgmt.diff import config_diff, summary
 from gateway.confmgmt.versions import VersionStore, redact, text_hash
 
@@ -88,6 +89,71 @@ def test_boot_record_counts_starts_until_ready(tmp_path: Path) -> None:
     resolve(bootstrap)
     assert store.current() == 1 and store.boot_record() == {"version": 1, "starts": 1}
     assert "3 starts in a row" in store.state()["boot_rollback"]["reason"]
+
+
+def _count_loads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The files ``confmgmt.boot`` loads, in order (a big site's load costs seconds)."""
+    loaded: list[Path] = []
+
+    def counting(path: Path) -> object:
+        loaded.append(Path(path))
+        return load_config(path)
+
+    monkeypatch.setattr(boot, "load_config", counting)
+    return loaded
+
+
+def test_each_start_loads_the_config_once(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    bootstrap = tmp_path / "site.yaml"
+    bootstrap.write_text(site(tmp_path, "m-1"))
+    store = VersionStore(tmp_path / "state")
+    loaded = _count_loads(monkeypatch)
+    # first start: the bootstrap is validated before it becomes version 1, and that is it
+    path, config = load_resolved(bootstrap)
+    assert (path, loaded) == (store.current_path, [bootstrap])
+    assert config == load_config(store.current_path)  # the same text, the same config
+    # a restart: the version in force, once
+    loaded.clear()
+    path, config = load_resolved(bootstrap)
+    assert (path, loaded) == (store.current_path, [store.current_path])
+    assert [d.id for d in config.devices] == ["m-1"]
+    # an edited bootstrap: validated once, and it is the new version
+    loaded.clear()
+    bootstrap.write_text(site(tmp_path, "m-2"))
+    path, config = load_resolved(bootstrap)
+    assert loaded == [bootstrap] and store.current() == 2
+    assert [d.id for d in config.devices] == ["m-2"]
+    # a version applied remotely and not yet good: loaded once to check it, and reused
+    store.set_current(store.add(site(tmp_path, "m-2", "m-3"), "test", "").number)
+    loaded.clear()
+    path, config = load_resolved(bootstrap)
+    assert loaded == [store.current_path] and store.current() == 3
+    assert [d.id for d in config.devices] == ["m-2", "m-3"]
+    # reload (starting=False) counts no start, and loads once too
+    loaded.clear()
+    _, config = load_resolved(bootstrap, starting=False)
+    assert loaded == [store.current_path] and len(config.devices) == 2
+
+
+def test_the_config_of_a_version_put_back_at_start_is_the_good_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bootstrap = tmp_path / "site.yaml"
+    bootstrap.write_text(site(tmp_path, "m-1"))
+    store = VersionStore(tmp_path / "state")
+    load_resolved(bootstrap)
+    store.set_current(store.add(site(tmp_path, "m-1", "m-2"), "test", "").number)
+    for _ in range(3):
+        load_resolved(bootstrap)
+    path, config = load_resolved(bootstrap)  # the 4th start: version 1 is back
+    assert path == store.current_path and store.current() == 1
+    assert [d.id for d in config.devices] == ["m-1"]
+    monkeypatch.setenv("FG_TEST_GW_ID", "gw-9")
+    needs_env = site(tmp_path, "m-1").replace("id: gw-1", "id: ${FG_TEST_GW_ID}")
+    store.set_current(store.add(needs_env, "test", "").number)
+    monkeypatch.delenv("FG_TEST_GW_ID")
+    path, config = load_resolved(bootstrap)  # version 3 does not load: 1 is back
+    assert path == store.current_path and store.current() == 1 and config.gateway.id == "gw-1"
 
 
 def test_redaction_keeps_references_and_hides_literals(tmp_path: Path) -> None:

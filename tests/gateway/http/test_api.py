@@ -113,6 +113,19 @@ def test_devices_have_status_and_last_values(site: Site) -> None:
     point = next(iter(d["points"].values()))
     assert set(point) == {"value", "quality", "ts"}
     assert viewer.get("/api/v1/devices/nope").status == 404
+    # The units the config gives (the SDM630 profile); a simulated device's points have none.
+    assert d["units"]["voltage_l1"] == "V" and d["units"]["power_l1"] == "W"
+    assert viewer.get("/api/v1/devices/main-meter").json()["units"] == {}
+    # ?points=false: the same device without its points, and their number.
+    short = viewer.get("/api/v1/devices/demo-meter?points=false").json()
+    assert "points" not in short and short["point_count"] == len(d["points"])
+    assert set(short) == set(d) - {"points"} | {"point_count"}
+    stable = ("id", "name", "driver", "tags", "enabled", "units")
+    assert [short[k] for k in stable] == [d[k] for k in stable]
+    every = viewer.get("/api/v1/devices?points=false").json()
+    assert [x["id"] for x in every] == [x["id"] for x in viewer.get("/api/v1/devices").json()]
+    assert all("points" not in x and x["point_count"] >= 0 for x in every)
+    assert next(x for x in every if x["id"] == "demo-meter")["units"] == d["units"]
     listed = wait_until(lambda: "soc_pct" in {x["id"]: x for x in viewer.get(
         "/api/v1/devices").json()}["bess-01"]["points"], what="bess-01 soc_pct (OPC-UA)")
     assert listed
@@ -137,6 +150,41 @@ def test_command_errors_map_to_http_status(site: Site) -> None:
     assert raw.status == 200
     listed = ops.post("/api/v1/commands/devices.list", {"device": "pv-roof"}).json()["result"]
     assert [d["id"] for d in listed] == ["pv-roof"]
+
+
+def test_who_acted_is_the_authenticated_caller(site: Site) -> None:
+    """``by``/``inspector`` of a command posted with a session or a token is the caller: the
+    server fills it in, and refuses another name (403), so no one can act in another's name."""
+    operator, robot = site.client("olga"), site.client(token="ops-robot")
+    posted = operator.post("/api/v1/commands/workorders.create", {"title": "check fuse F3"})
+    assert posted.status == 200, posted.body
+    order = posted.json()["result"]
+    assert order["created_by"] == "olga"
+    same = operator.post("/api/v1/commands/workorders.create", {"title": "t", "by": "olga"})
+    assert same.status == 200 and same.json()["result"]["created_by"] == "olga"
+    for client, body in ((operator, {"title": "t", "by": "mallory"}),
+                         (robot, {"title": "t", "by": "olga"})):
+        refused = client.post("/api/v1/commands/workorders.create", body)
+        assert refused.status == 403, refused.body
+        assert refused.json()["error"]["code"] == "actor_mismatch"
+        assert "leave by out" in refused.json()["error"]["message"]
+    noted = robot.post("/api/v1/commands/workorders.update",
+                       {"order_id": order["order_id"], "note": "fuse ordered"})
+    assert noted.status == 200, noted.body
+    assert noted.json()["result"]["notes"][-1]["by"] == "ops-robot"
+    impostor = operator.post("/api/v1/commands/inspections.complete",
+                             {"inspector": "vic", "result": "pass", "device": "main-meter"})
+    assert impostor.status == 403 and impostor.json()["error"]["code"] == "actor_mismatch"
+    done = operator.post("/api/v1/commands/inspections.complete",
+                         {"result": "pass", "device": "main-meter", "findings": "by-olga"})
+    assert done.status == 200, done.body
+    event = wait_until(lambda: next((e for e in operator.get("/api/v1/events").json()
+                                     if e["type"] == "inspection_completed"
+                                     and e["body"]["findings"] == "by-olga"), None),
+                       what="the inspection_completed event")
+    assert event["body"]["inspector"] == "olga"
+    orders = operator.get("/api/v1/workorders?limit=50").json()["result"]
+    assert "mallory" not in {o["created_by"] for o in orders}
 
 
 def test_operator_writes_a_point(site: Site) -> None:

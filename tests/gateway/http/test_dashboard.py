@@ -392,7 +392,8 @@ def test_device_page_renders_a_poll_statistics_snapshot(browser: object, site: S
                     "error_total": 4, "latency_ms": {"p50": 4.2, "p99": None},
                     "last_error": {"kind": "timeout", "message": "no answer from unit 1 "
                                    "within 1.0 s", "ts_ms": 1764583200000}}
-    page.route("**/api/v1/devices/main-meter", lambda route: route.fulfill(
+    # The page reads the device, then refreshes it every 5 s with ?points=false: both.
+    page.route("**/api/v1/devices/main-meter*", lambda route: route.fulfill(
         status=200, content_type="application/json", body=json.dumps(real)))
     page.goto(site.base + "/#/device/main-meter")
     poll = page.locator("#poll")
@@ -443,6 +444,13 @@ def test_charts_load_as_they_come_near_the_screen(browser: object, site: Site) -
     figures = page.locator("#charts figure")
     total = figures.count()
     assert total >= 20 and 0 < len(asked) < total
+    # The axis names the unit the point's config gives (the SDM630 profile), not a guess
+    # from its name: "apparent_power_l1" (first: power first) says nothing of VA.
+    units = site.client("vic").get("/api/v1/devices/demo-meter?points=false").json()["units"]
+    first = figures.first
+    assert first.get_attribute("data-chart") == "apparent_power_l1"
+    assert units["apparent_power_l1"] == "VA"
+    expect(first.locator("text.unit")).to_have_text("VA")
     last = figures.last
     last.scroll_into_view_if_needed()
     last.locator("svg.chart").wait_for()

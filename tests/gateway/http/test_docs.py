@@ -35,3 +35,10 @@ def test_dashboard_size_and_no_cdn_as_documented() -> None:
         assert not re.search(r"(src|href)=\"(https?:)?//", f.read_text()), f.name
         assert "https://" not in f.read_text() and "http://" not in f.read_text(), f.name
 
+
+
+def test_the_shared_answer_lasts_as_documented() -> None:
+    from gateway.http.api import CACHE_S, STREAM_S
+
+    assert f"share one answer for up to {CACHE_S:g} s" in " ".join(DOC.split())
+    assert f"at most every {STREAM_S:g} s" in " ".join(DOC.split())

@@ -154,9 +154,13 @@ async def test_reports_queued_while_the_broker_is_down_arrive_later(
                 await comp.schedule_once()  # the 29th's report and KPIs, queued
                 queued = await messages.pending(app.store)
                 assert queued >= 3  # csv, html chunks, kpis
+                (listed,) = await comp.reports.list()  # reports.list shows the backlog
+                assert listed["delivery"] == {"uplink_queued": queued - 1, "webhook": []}
                 assert not got
                 mosquitto.resume()
                 await wait_for(lambda: _empty(app), 30, what="the queue to empty")
+                (listed,) = await comp.reports.list()
+                assert listed["delivery"]["uplink_queued"] == 0
                 await wait_for(lambda: len({m["key"] for _, m in got}) >= queued, 10,
                                what="the queued messages after the broker came back")
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -17,19 +18,25 @@ def samples() -> list[dict[str, object]]:
     return [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S)]
 
 
-def test_every_config_sample_validates(tmp_path: Path) -> None:
+def test_every_config_sample_validates(tmp_path: Path, monkeypatch: Any) -> None:
+    for name in ("CRM_SECRET", "CRM_TOKEN"):  # the webhook sample's ${...} secrets
+        monkeypatch.setenv(name, "x")
     blocks = samples()
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     for i, block in enumerate(blocks):
         cfg = load_config(write_config(tmp_path, block, name=f"sample{i}.yaml"))
         for key in block:
             assert getattr(cfg, key) is not None
-    merged = load_config(write_config(tmp_path, {"siteops": {
-        k: v for b in blocks for k, v in b.get("siteops", {}).items()}}))
+    merged = load_config(write_config(tmp_path, {
+        "channels": {k: v for b in blocks for k, v in b.get("channels", {}).items()},
+        "siteops": {k: v for b in blocks for k, v in b.get("siteops", {}).items()}}))
     siteops = merged.siteops  # type: ignore[attr-defined]
     assert siteops.history.minute_days == 7 and siteops.history.days == 400
     assert [p.name for p in siteops.inspections] == ["monthly-meter", "yearly-site"]
     assert siteops.tariff.periods[0].price_per_kwh == 0.45
+    reports = siteops.reports
+    assert [reports.delivery.targets(d).webhook for d in reports.definitions] == ["crm", "crm"]
+    assert reports.delivery.give_up_after == 172800
 
 
 async def test_every_command_named_exists(tmp_path: Path) -> None:
