@@ -213,7 +213,9 @@ def _run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or config.logging.level,
                   "json" if args.log_json else config.logging.format.value)
     try:
-        return asyncio.run(App(config, args.config).run())
+        app = App(config, args.config)
+        app.settle_heap = True  # the daemon's own process: see gateway.runtime.settle_heap
+        return asyncio.run(app.run())
     except BaseExceptionGroup as group:  # a component's start() failed inside the TaskGroup
         errors = startup_errors(group)
         if errors is None:

@@ -213,12 +213,15 @@ async def _read(cfg: ModbusDeviceConfig, points: list[PointConfig]) -> int:
         for p, bit in zip(points, data, strict=True):
             print(f"{p.address}\t{int(bit)}\t{bool(bit)}")
         return 0
+    from drivers.modbus.scaling import scaling
+
     buf = dt.registers_to_bytes(data)
     size = p0.count
     for i, p in enumerate(points):
         words = data[i * size:(i + 1) * size]
         raw = dt.make_decoder(p.type, p.order, bit=p.bit, length=p.length)(buf, 2 * i * size)
-        value = raw * p.scale if p.scale != 1.0 and not isinstance(raw, str) else raw
+        scaled = scaling(p.type, p.scale, p.offset, p.decimals)  # as the driver scales
+        value = raw if scaled is None or isinstance(raw, str) else scaled.apply(raw)
         print(f"{p.address}\t{' '.join(f'{w:04x}' for w in words)}\t{value!r}")
     return 0
 

@@ -51,6 +51,12 @@ class PointConfig:
     length: int | None = Field(None, ge=1, description="Registers of a string point.")
     scale: float = Field(1.0, description="value = raw * scale + offset.")
     offset: float = Field(0.0, description="Added after scaling.")
+    decimals: int | None = Field(
+        None, ge=0, le=15,
+        description="Round the value to this many decimals (0: an integer). Default: an "
+        "integer register keeps the decimals of its scale and offset (scale 0.1: one), a "
+        "float register is not rounded.",
+    )
     unit: str | None = Field(None, description="Engineering unit, for documentation and UIs.")
     interval: float | None = Field(None, gt=0, description="Slower poll interval, seconds.")
     writable: bool = Field(False, description="Allow Driver.write to this point.")
@@ -65,7 +71,8 @@ class PointConfig:
     def _check_type(self) -> PointConfig:
         scaled = self.scale != 1.0 or self.offset != 0.0
         shape = (self.type, self.function, self.order, self.bit, self.length, scaled,
-                 self.writable, self.readback, bool(self.enum), bool(self.bitmask))
+                 self.writable, self.readback, bool(self.enum), bool(self.bitmask),
+                 self.decimals is not None)
         if shape not in _GOOD_SHAPES:  # most points of a site share a few shapes
             _check_shape(*shape)
             if len(_GOOD_SHAPES) < 4096:
@@ -90,8 +97,10 @@ _GOOD_SHAPES: set[tuple[object, ...]] = set()
 
 def _check_shape(type_name: str, function: Function, order: Order, bit: int | None,
                  length: int | None, scaled: bool, writable: bool, readback: bool,
-                 enum: bool, bitmask: bool) -> None:
+                 enum: bool, bitmask: bool, rounded: bool) -> None:
     dt.validate(type_name, function, order=order, bit=bit, length=length, scaled=scaled)
+    if rounded and (not dt.DATA_TYPES[type_name].numeric or function.is_bit):
+        raise ValueError(f"'decimals' rounds numbers; type {type_name!r} is not one")
     if writable and not function.writable:
         raise ValueError(f"{function.value} points are read-only; drop 'writable'")
     if readback and not writable:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import struct
+from itertools import repeat
 from typing import Any
 
 from drivers.modbus import datatypes as dt
 from drivers.modbus.datatypes import Function
 from drivers.modbus.planner import Block
 from drivers.modbus.plans import PointReader, PollGroup
+from drivers.modbus.scaling import Linear
 from gateway.model import Quality, Sample
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,11 @@ def decode_block(
     unpacked = block_unpacker(block)
     if unpacked is not None:
         return decode_unpacked(device, block, unpacked, buf, ts)
+    return _by_point(device, block, buf, ts)
+
+
+def _by_point(device: str, block: Block[PointReader], buf: bytes, ts: int) -> list[Sample]:
+    out: list[Sample] = []
     for span in block.spans:
         reader = span.item
         try:
@@ -71,9 +78,10 @@ def decode_block(
 # struct call (gaps skipped as pad bytes) instead of one call per point: the poll path's
 # largest cost at 125 points per read. Keyed by the block's spans (kept alive here, so the id
 # is never reused); bounded, since a re-plan makes new blocks.
-_Columns = tuple[tuple[str, ...], tuple[tuple[float, float] | None, ...] | None]
-"""The point names of a block in order, and each point's (scale, offset) or None when no
-point of the block is scaled."""
+_Columns = tuple[tuple[str, ...], tuple[Linear | None, ...] | None, tuple[int, ...]]
+"""The point names of a block in order; each point's linear scaling (see
+:class:`~drivers.modbus.scaling.Scaling`) or None, or None for all when no point of the block
+is scaled; the positions of the float points (the only ones that can be NaN)."""
 
 
 _UNPACKERS: dict[int, tuple[object, struct.Struct | None, _Columns]] = {}
@@ -98,8 +106,10 @@ def _build(block: Block[PointReader]) -> tuple[object, struct.Struct | None, _Co
         point = span.item.point
         spec = dt.DATA_TYPES[point.type]
         offset = span.address - block.address
+        scaling = span.item.scaling
         if (spec.struct_code is None or point.type == "bool" or point.order.byte_swap
-                or point.order.word_swap or offset < pos or spec.registers != span.count):
+                or point.order.word_swap or offset < pos or spec.registers != span.count
+                or (scaling is not None and scaling.linear is None)):
             break
         if offset > pos:
             fmt.append(f"{2 * (offset - pos)}x")
@@ -109,24 +119,31 @@ def _build(block: Block[PointReader]) -> tuple[object, struct.Struct | None, _Co
         unpacker = struct.Struct("".join(fmt))
     readers = [span.item for span in block.spans]
     names = tuple(r.point.name for r in readers)
-    scales = (tuple((r.point.scale, r.point.offset) if r.scaled else None for r in readers)
-              if any(r.scaled for r in readers) else None)
-    return block.spans, unpacker, (names, scales)
+    linear = tuple(None if r.scaling is None else r.scaling.linear for r in readers)
+    floats = tuple(i for i, r in enumerate(readers)
+                   if dt.DATA_TYPES[r.point.type].struct_code in ("f", "d"))
+    return block.spans, unpacker, (names, linear if any(linear) else None, floats)
 
 
 def decode_unpacked(device: str, block: Block[PointReader], unpacker: struct.Struct,
                     buf: bytes, ts: int) -> list[Sample]:
     """One sample per point from one ``struct`` call; NaN (a device's "not available") is bad.
 
-    Samples are built with ``tuple.__new__`` (what ``Sample(...)`` does, without the Python
-    frame of the namedtuple's ``__new__``): this runs once per datapoint.
+    This runs once per datapoint, so the samples are built in C: ``tuple.__new__`` (what
+    ``Sample(...)`` does, without the Python frame of the namedtuple's ``__new__``) mapped
+    over zipped columns.
     """
-    names, scales = _UNPACKERS[id(block.spans)][2]
+    names, linear, floats = _UNPACKERS[id(block.spans)][2]
     values: Any = unpacker.unpack_from(buf)
-    if scales is not None:
-        values = [v if so is None else v * so[0] + so[1] for v, so in zip(values, scales,
-                                                                           strict=True)]
-    new, good, bad = tuple.__new__, Quality.GOOD, Quality.BAD
-    return [new(Sample, (device, name, ts, v, good)) if v == v  # NaN is not v
-            else new(Sample, (device, name, ts, None, bad))
-            for name, v in zip(names, values, strict=True)]
+    if linear is not None:
+        try:
+            values = [v if s is None else v * s[0] + s[1] if s[2] is None
+                      else (v * s[0] + s[1]) / s[2] for v, s in zip(values, linear, strict=True)]
+        except OverflowError:  # an absurd scale: let the point-by-point path mark it bad
+            return _by_point(device, block, buf, ts)
+    if floats and any(values[i] != values[i] for i in floats):  # NaN is not itself
+        bad = Quality.BAD
+        return [Sample(device, name, ts, None, bad) if v != v else Sample(device, name, ts, v)
+                for name, v in zip(names, values, strict=True)]
+    return list(map(tuple.__new__, repeat(Sample), zip(
+        repeat(device), names, repeat(ts), values, repeat(Quality.GOOD))))

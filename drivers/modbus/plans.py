@@ -18,6 +18,7 @@ from drivers.modbus.config import ModbusDeviceConfig, PointConfig
 from drivers.modbus.datatypes import Function
 from drivers.modbus.holes import Holes
 from drivers.modbus.planner import Block, Span, blocked, plan
+from drivers.modbus.scaling import Scaling, scaling
 from drivers.modbus.sunspec import SunSpecReader
 from gateway.model import Value
 
@@ -28,16 +29,17 @@ class PointReader:
 
     point: PointConfig
     decode: dt.Decoder
-    scaled: bool
+    scaling: Scaling | None  # None: the raw value is the value
 
     @classmethod
     def of(cls, p: PointConfig) -> PointReader:
         decoder = _decoder(p.type, p.order, p.bit, p.length)
-        return cls(p, decoder, p.scale != 1.0 or p.offset != 0.0)
+        return cls(p, decoder, scaling(p.type, p.scale, p.offset, p.decimals))
 
     def value(self, raw: dt.Decoded) -> Value:
-        if self.scaled:
-            return float(raw) * self.point.scale + self.point.offset
+        """``raw * scale + offset`` at the scale's precision (see :mod:`.scaling`)."""
+        if self.scaling is not None:
+            return self.scaling.apply(raw)
         return raw
 
 

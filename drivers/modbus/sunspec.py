@@ -6,8 +6,9 @@ ending with ID 0xFFFF. The point layout of each model comes from the JSON model 
 that pysunspec2 ships, so we do not retype the SunSpec spreadsheets. Only the fixed group of a
 model is decoded (no repeating groups); that covers models 1, 101-103, 201-204 and 701.
 
-Values are scaled by their ``*_SF`` point (value * 10**sf). SunSpec's "not implemented" values
-(0x8000, 0xFFFF, NaN, ...) are not emitted: the device does not have that measurement.
+Values are scaled by their ``*_SF`` point (value * 10**sf, exact for integer registers: 230.1,
+not 230.10000000000002). SunSpec's "not implemented" values (0x8000, 0xFFFF, NaN, ...) are not
+emitted: the device does not have that measurement.
 """
 
 from __future__ import annotations
@@ -166,9 +167,18 @@ def decode_model(device: str, model: SunSpecModel, regs: list[int], ts: int) -> 
             if sf is None:
                 out.append(Sample(device, f"{model.id}.{p.name}", ts, None, Quality.BAD))
                 continue
-            value = value * 10.0 ** int(sf)
+            value = _scaled(value, int(sf))
         out.append(Sample(device, f"{model.id}.{p.name}", ts, value))
     return out
+
+
+def _scaled(value: Any, sf: int) -> Any:
+    """``value * 10**sf``, exact for an integer register (as :mod:`drivers.modbus.scaling`
+    does for configured scales): 2301 with sf -1 is 230.1 (not 230.10000000000002), and an
+    integer when sf >= 0."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value * 10 ** sf if sf >= 0 else value / 10 ** -sf
+    return value * 10.0 ** sf
 
 
 def _is_number(text: str) -> bool:

@@ -2,15 +2,28 @@
 
 A chunk is the JSON array of ``[device, point, ts_ms, value, quality]`` arrays (exactly what
 the wire format carries), compressed with zlib at level 1. Device and point names repeat a
-lot, so this takes about 7 bytes a sample on disk at a cost below a microsecond a sample.
+lot, so this takes about 7 bytes a sample on disk.
+
+The JSON text is written by orjson: it was the largest single cost of the whole gateway
+(about 1 µs a sample with the standard library's encoder, 0.2 µs with orjson). The text is
+the same JSON: compact, the same numbers (a float as its shortest repr, possibly in another
+exponent spelling: ``1e-05`` or ``0.00001``), text as UTF-8 rather than ``\\u`` escapes.
+What orjson does not take (an int beyond 64 bits, a lone surrogate, a float subclass, a type
+it does not know) is encoded by the standard library exactly as before, which raises on
+what JSON cannot hold; NaN and infinities, which orjson would write as ``null`` with the
+sample's quality unchanged, are ``null`` with quality ``bad`` in either case.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import operator
 import zlib
 from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 from gateway.model import Batch
 
@@ -18,16 +31,33 @@ from gateway.model import Batch
 # not track the containers it is inside (check_circular costs a dict insert and delete per
 # sample; ~15 % of the encoding time in a micro benchmark on a busy machine).
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False).encode
+# Dataclasses and datetimes are not sample values: let them fail as the standard library does.
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+_VALUE = operator.itemgetter(3)
 
 
 def encode_chunk(batch: Batch) -> bytes:
+    try:
+        # Samples are named tuples, which orjson does not take: plain tuples (in C).
+        text = orjson.dumps(list(map(tuple, batch)), option=_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError: see the module's docstring
+        text = _encode_std(batch)
+    else:
+        nulls = text.count(b"null")  # None, NaN, inf; or inside a string: then look closer
+        if nulls and nulls != list(map(_VALUE, batch)).count(None) and any(
+                map(_non_finite, batch)):
+            text = _encode_std(batch)
+    return zlib.compress(text, 1)
+
+
+def _encode_std(batch: Batch) -> bytes:
     try:
         text = _dumps(batch)
     except ValueError:
         # NaN/Inf are not JSON. Drivers should mark such values bad; encode them as null here
         # so a single bad float never blocks the buffer.
         text = _dumps([_finite(s) for s in batch])
-    return zlib.compress(text.encode(), 1)
+    return text.encode()
 
 
 def decode_chunk(payload: bytes) -> list[list[Any]]:
@@ -35,8 +65,12 @@ def decode_chunk(payload: bytes) -> list[list[Any]]:
     return rows
 
 
-def _finite(sample: Sequence[Any]) -> Sequence[Any]:
+def _non_finite(sample: Sequence[Any]) -> bool:
     value = sample[3]
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _finite(sample: Sequence[Any]) -> Sequence[Any]:
+    if _non_finite(sample):
         return (*sample[:3], None, "bad")
     return sample

@@ -5,6 +5,7 @@ the uplink, acknowledged, dropped oldest-first at ``max_bytes`` (counted exactly
 from __future__ import annotations
 
 import logging
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 QUARANTINE_EVENT = "chunk_quarantined"
 #: Bytes kept free under ``max_bytes`` for the row being added (page rounding, index pages).
 _HEADROOM = 16_384
+_TS = operator.itemgetter(2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +49,11 @@ class TelemetryStore(StoreBase):
         if not batch:
             raise ValueError("empty batch")
         payload = encode_chunk(batch)
-        ts = [s[2] for s in batch]
+        ts_first, ts_last = min(map(_TS, batch)), max(map(_TS, batch))  # in C
         if tx is None:
             async with self.transaction() as own:
-                return await self._append(own, len(batch), payload, min(ts), max(ts))
-        return await self._append(tx, len(batch), payload, min(ts), max(ts))
+                return await self._append(own, len(batch), payload, ts_first, ts_last)
+        return await self._append(tx, len(batch), payload, ts_first, ts_last)
 
     async def _append(
         self, tx: Tx, count: int, payload: bytes, ts_first: int, ts_last: int

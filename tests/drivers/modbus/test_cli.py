@@ -51,6 +51,16 @@ async def test_read_decodes_floats_in_word_swapped_order(
     assert out == ["2\t0000 3fc0\t1.5", "4\t4000 c366\t-230.25"]
 
 
+async def test_read_scales_as_the_driver_does(
+    sim: ModbusSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim.set_registers(3, Function.HOLDING, 2, [2301, 7])
+    code = await run(["modbus", "read", "--host", "127.0.0.1", "--port", str(sim.port),
+                      "--unit", "3", "--address", "2", "--count", "2", "--scale", "0.1"])
+    assert code == 0
+    assert capsys.readouterr().out.splitlines() == ["2\t08fd\t230.1", "3\t0007\t0.7"]
+
+
 async def test_read_reports_exception_and_missing_connection(
     sim: ModbusSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:

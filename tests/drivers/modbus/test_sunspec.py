@@ -40,8 +40,10 @@ async def test_discovers_chain_and_decodes_with_scale_factors(base: int) -> None
     assert got["103.PhVphA"].value == pytest.approx(230.1)
     assert got["103.Hz"].value == pytest.approx(50.0)
     assert got["103.St"].value == 4  # raw enum code
-    assert got["203.W"].value == pytest.approx(12340)
-    assert got["203.Hz"].value == pytest.approx(49.99)
+    # integer registers scaled exactly: the decimal the scale factor means, ints for sf >= 0
+    assert got["203.W"].value == 12340 and type(got["203.W"].value) is int
+    assert repr(got["203.Hz"].value) == "49.99"
+    assert repr(got["203.PhVphA"].value) == "231.1"
     assert "103.W_SF" not in got  # scale factors are applied, not emitted
     assert "103.DCA" not in got  # "not implemented" (0xFFFF) is not a measurement
 
