@@ -200,13 +200,26 @@ class ChunkText:
 
     def _split(self) -> list[bytes]:
         if self._parts is None:
-            self._parts = [_dumps(row).encode() for row in json.loads(b"[" + self.inner + b"]")]
+            self._parts = _row_texts(self.inner)
             if len(self._parts) != self.rows:
                 raise ValueError(
                     f"stored chunk {self.seq_first}..{self.seq_last} holds {len(self._parts)} "
                     f"rows instead of {self.rows}"
                 )
         return self._parts
+
+
+def _row_texts(inner: bytes) -> list[bytes]:
+    """Each row's own text, as the store wrote it (its UTF-8 and its float spelling): where
+    the JSON decoder finds the rows, so a ``],[`` inside a string does not cut a row."""
+    text, decoder, parts, at = inner.decode(), json.JSONDecoder(), [], 0
+    while at < len(text):
+        _, end = decoder.raw_decode(text, at)
+        parts.append(text[at:end].encode())
+        at = end
+        while at < len(text) and text[at] in ", \t\r\n":
+            at += 1
+    return parts
 
 
 def _head(gateway: str, boot: int, store_id: str, seq_first: int, seq_last: int) -> str:

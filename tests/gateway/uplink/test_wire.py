@@ -67,9 +67,14 @@ def test_a_whole_chunk_is_spliced_without_being_cut(n: int) -> None:
 
 def _reference_take(chunk: ChunkText, first: int, max_rows: int, max_bytes: int,
                     need_one: bool) -> tuple[int, bytes] | None:
-    """The cut as the rows' re-encoded text gives it: (last seq, text) or None."""
-    parts = [json.dumps(r, separators=(",", ":")).encode()
-             for r in json.loads(b"[" + chunk.inner + b"]")]
+    """The cut as the parsed rows' own text gives it: (last seq, text) or None. Each row's text
+    is where the JSON decoder found it (the store's encoder writes UTF-8 and its own float
+    spelling, so re-encoding with the standard library would change the sizes)."""
+    text, decoder, parts, at = chunk.inner.decode(), json.JSONDecoder(), [], 0
+    while at < len(text):
+        _, end = decoder.raw_decode(text, at)
+        parts.append(text[at:end].encode())
+        at = end + 1  # the "," between rows
     start = first - chunk.seq_first
     end = min(len(parts), start + max_rows)
     size = 0
