@@ -493,7 +493,8 @@ class History(HistoryQueries):
         while True:
             timeout = max(next_flush - loop.time(), 0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: see store/outbox.py
+                    await self._wake.wait()
             self._wake.clear()
             await asyncio.sleep(FOLD_DELAY_S)  # let a few commits queue: folded together
             if self._behind:

@@ -168,7 +168,8 @@ class ReportWebhooks:
         wait = (row[5] - self.ctx.clock.now_ms()) / 1000
         if wait > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), min(wait, POLL_S))
+                async with asyncio.timeout(min(wait, POLL_S)):  # not wait_for: see store/outbox.py
+                    await self.wake.wait()
             return
         report_id, channel, file, attempts, created, _, name, period = row
         report = {"report_id": report_id, "name": name or "", "period": period or ""}

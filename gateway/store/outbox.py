@@ -81,6 +81,10 @@ class OutboxStore(StoreBase):
         """
         flag = self._event_flags.setdefault(consumer, asyncio.Event())
         if not flag.is_set():
+            # Not asyncio.wait_for: on Python 3.11 it can swallow a cancel that arrives as the
+            # event is set (at a stop, devices going offline set it), and this wait sits in a
+            # loop: the task then never stops, and asyncio.run waits for it forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(flag.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await flag.wait()
         flag.clear()

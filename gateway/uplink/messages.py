@@ -92,7 +92,8 @@ class MessageSender:
             waker.clear()
             if not await self.send_once():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waker.wait(), _IDLE_POLL_S)
+                    async with asyncio.timeout(_IDLE_POLL_S):  # not wait_for: see store/outbox.py
+                        await waker.wait()
 
     async def send_once(self) -> int:
         # Read under the store's lock, so a row of a transaction still open is not seen.
