@@ -43,6 +43,7 @@ LAZY = {
     "gateway.confmgmt.cli": "fieldgate config ...",
     "drivers.opcua.cli": "fieldgate opcua ...",
     "drivers.ocpp.cli": "fieldgate ocpp ...",
+    "orjson": "a chunk of 1,000 samples or more (gateway/store/codec.py)",
 }
 
 SERVE = """

@@ -1,12 +1,16 @@
 """The store's chunk codec: orjson's text is the same JSON the standard library wrote (the
 encoder before it, kept below as the reference), and what orjson does not take is encoded as
-before: big ints, lone surrogates, NaN and infinities (null and bad), unknown types (refused)."""
+before: big ints, lone surrogates, NaN and infinities (null and bad), unknown types (refused).
+Every test here but the last has orjson write chunks of any size; the last checks the size
+from which it does, and that a small site never loads it."""
 
 from __future__ import annotations
 
 import decimal
 import json
 import math
+import subprocess
+import sys
 import zlib
 from typing import Any
 
@@ -15,10 +19,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.model import Quality, Sample
+from gateway.store import codec
 from gateway.store.codec import decode_chunk, encode_chunk
 from gateway.uplink.wire import ChunkText
 
 _reference_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+@pytest.fixture(autouse=True)
+def _orjson_for_every_chunk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+                            ) -> None:
+    if request.node.name != "test_small_chunks_leave_orjson_unloaded":
+        monkeypatch.setattr(codec, "ORJSON_FROM", 1)
 
 
 def reference(batch: list[Sample]) -> Any:
@@ -93,3 +105,22 @@ def test_what_orjson_refuses_is_encoded_as_before() -> None:
     for bad in (decimal.Decimal("1.5"), {1, 2}, b"raw"):
         with pytest.raises(TypeError, match="not JSON serializable"):
             encode_chunk([Sample("m", "x", 1, bad)])  # type: ignore[arg-type]
+
+
+def test_small_chunks_leave_orjson_unloaded() -> None:
+    """A small site's chunks are the standard library's text, and orjson (about 1.9 MB
+    resident) is loaded with the first chunk of ORJSON_FROM samples."""
+    code = (
+        "import sys, json, zlib\n"
+        "from gateway.model import Sample\n"
+        "from gateway.store.codec import ORJSON_FROM, encode_chunk\n"
+        "small = [Sample('Wärme', f'p{i}', 1, i / 3) for i in range(ORJSON_FROM - 1)]\n"
+        "text = zlib.decompress(encode_chunk(small))\n"
+        "std = json.dumps(small, separators=(',', ':')).encode()\n"
+        "print(text == std, 'orjson' in sys.modules)\n"
+        "encode_chunk(small + small[:1])\n"
+        "print('orjson' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True", "False", "True"]
