@@ -20,8 +20,7 @@ from zoneinfo import ZoneInfo
 from gateway import events
 from gateway.components import Component, ComponentContext, ComponentSpec, TaskFactory
 from gateway.model import Event, event_id
-from gateway.siteops import delivery
-from gateway.siteops import history as history_mod
+from gateway.siteops import delivery, history_sql
 from gateway.siteops import inspections as insp_mod
 from gateway.siteops import reports as reports_mod
 from gateway.siteops import tariff as tariff_mod
@@ -213,7 +212,7 @@ def _factory(ctx: ComponentContext[SiteOpsSection]) -> SiteOpsComponent | None:
     return SiteOpsComponent(ctx)
 
 
-MIGRATIONS = [history_mod.MIGRATIONS[0] + wo_mod.MIGRATIONS[0] + insp_mod.MIGRATIONS[0]
+MIGRATIONS = [history_sql.MIGRATIONS[0] + wo_mod.MIGRATIONS[0] + insp_mod.MIGRATIONS[0]
               + reports_mod.MIGRATIONS[0], reports_mod.MIGRATIONS[1],
               delivery.MIGRATIONS[0], webhook_mod.MIGRATIONS[0]]
 

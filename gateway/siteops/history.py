@@ -25,7 +25,6 @@ import collections
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,8 +32,9 @@ from zoneinfo import ZoneInfo
 from gateway.model import Sample
 from gateway.rules.quotas import CounterOrPower, CounterTracker, MeterStats, PowerIntegrator
 from gateway.siteops.config import EnergySource, HistoryConfig
-from gateway.siteops.history_fold import Folder
+from gateway.siteops.history_fold import Folder, merge
 from gateway.siteops.history_query import DAY_MS, MINUTE_MS, QUARTER_MS, HistoryQueries
+from gateway.siteops.history_sql import BUILD_15M, UPSERT, UPSERT_ENERGY, existing
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -46,86 +46,12 @@ FOLD_DELAY_S = 0.2
 #: Samples queued for folding beyond which new batches are dropped (and counted).
 MAX_PENDING_SAMPLES = 2_000_000
 
-MIGRATIONS = [
-    """
-    CREATE TABLE history_1m (
-        device TEXT NOT NULL, point TEXT NOT NULL, ts INTEGER NOT NULL,
-        n INTEGER NOT NULL, total REAL NOT NULL, vmin REAL NOT NULL, vmax REAL NOT NULL,
-        lastv REAL NOT NULL, last_ts INTEGER NOT NULL,
-        PRIMARY KEY (device, point, ts)
-    ) WITHOUT ROWID;
-    CREATE INDEX history_1m_ts ON history_1m (ts);
-    CREATE TABLE history_15m (
-        device TEXT NOT NULL, point TEXT NOT NULL, ts INTEGER NOT NULL,
-        n INTEGER NOT NULL, total REAL NOT NULL, vmin REAL NOT NULL, vmax REAL NOT NULL,
-        lastv REAL NOT NULL, last_ts INTEGER NOT NULL,
-        PRIMARY KEY (device, point, ts)
-    ) WITHOUT ROWID;
-    CREATE INDEX history_15m_ts ON history_15m (ts);
-    CREATE TABLE history_energy (
-        device TEXT NOT NULL, ts INTEGER NOT NULL, wh REAL NOT NULL,
-        PRIMARY KEY (device, ts)
-    ) WITHOUT ROWID;
-    CREATE TABLE history_meters (device TEXT PRIMARY KEY, state TEXT NOT NULL);
-    CREATE TABLE history_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-    """,
-]
-
-_UPSERT = """
-INSERT INTO {t} (device, point, ts, n, total, vmin, vmax, lastv, last_ts)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (device, point, ts) DO UPDATE SET
-    n = n + excluded.n, total = total + excluded.total,
-    vmin = MIN(vmin, excluded.vmin), vmax = MAX(vmax, excluded.vmax),
-    lastv = CASE WHEN excluded.last_ts >= last_ts THEN excluded.lastv ELSE lastv END,
-    last_ts = MAX(last_ts, excluded.last_ts)
-"""
-_UPSERT_ENERGY = """
-INSERT INTO history_energy (device, ts, wh) VALUES (?, ?, ?)
-ON CONFLICT (device, ts) DO UPDATE SET wh = wh + excluded.wh
-"""
 _STATE_KEYS = ("folded_seq", "horizon", "replay_seq", "open_samples", "est_rows",
                "dropped_rows", "lost_samples")
 #: A minute is closed (written) this long after it ends by the gateway's clock; samples
 #: of it that come later still count, as a second write of its row.
 CLOSE_AFTER_MS = 5_000
-#: Builds the 15-minute rows of complete quarters from their 1-minute rows; the last value
-#: is the one of the newest minute.
-_BUILD_15M = """
-WITH g AS (
-    SELECT device, point, ts - ts % 900000 AS q, SUM(n) AS n, SUM(total) AS total,
-           MIN(vmin) AS vmin, MAX(vmax) AS vmax, MAX(ts) AS newest, MAX(last_ts) AS last_ts
-    FROM history_1m WHERE ts >= ? AND ts < ? GROUP BY device, point, q)
-INSERT OR REPLACE INTO history_15m (device, point, ts, n, total, vmin, vmax, lastv, last_ts)
-SELECT g.device, g.point, g.q, g.n, g.total, g.vmin, g.vmax, h.lastv, g.last_ts
-FROM g JOIN history_1m h ON h.device = g.device AND h.point = g.point AND h.ts = g.newest
-"""
-
 Key = tuple[str, str, int]
-
-
-def _merge(into: dict[tuple[str, str, int], list[Any]], key: tuple[str, str, int],
-           a: Sequence[Any]) -> None:
-    b = into.get(key)
-    if b is None:
-        into[key] = list(a[:6])
-        return
-    b[0] += a[0]
-    b[1] += a[1]
-    b[2], b[3] = min(b[2], a[2]), max(b[3], a[3])
-    if a[5] >= b[5]:
-        b[4], b[5] = a[4], a[5]
-
-
-async def _existing(tx: Any, table: str, keys: list[tuple[str, str, int]]) -> int:
-    """How many of ``keys`` (device, point, ts) have a row in ``table``."""
-    if not keys:
-        return 0
-    cur = await tx.execute(f"SELECT device, point, ts FROM {table} WHERE ts >= ? AND ts <= ?",
-                           (min(k[2] for k in keys), max(k[2] for k in keys)))
-    have = {tuple(r) for r in await cur.fetchall()}
-    await cur.close()
-    return sum(1 for k in keys if k in have)
 
 
 class EnergyMeter(CounterOrPower):
@@ -392,7 +318,7 @@ class History(HistoryQueries):
             rows1 += rows
             if late:
                 for r in rows:
-                    _merge(late15, (r[0], r[1], quarter), r[3:])
+                    merge(late15, (r[0], r[1], quarter), r[3:])
         rest = [b.first_seq for m, b in folder.buckets.items() if m >= horizon]
         replay = min(rest) - 1 if rest else stats.folded_seq
         open_n = sum(b.n for m, b in folder.buckets.items() if m >= horizon)
@@ -400,21 +326,21 @@ class History(HistoryQueries):
         async with self.store.transaction() as tx:
             new_rows = len(rows1) + new_energy
             if closed and closed[0][0] < old_h:  # late minutes may add to existing rows
-                new_rows -= await _existing(tx, "history_1m", [r[:3] for r in rows1
+                new_rows -= await existing(tx, "history_1m", [r[:3] for r in rows1
                                                                if r[2] < old_h])
             if late15:
-                new_rows += len(late15) - await _existing(tx, "history_15m", list(late15))
-                await tx.executemany(_UPSERT.format(t="history_15m"),
+                new_rows += len(late15) - await existing(tx, "history_15m", list(late15))
+                await tx.executemany(UPSERT.format(t="history_15m"),
                                      [(*k, *a) for k, a in late15.items()])
             if rows1:
-                await tx.executemany(_UPSERT.format(t="history_1m"), rows1)
+                await tx.executemany(UPSERT.format(t="history_1m"), rows1)
             if new_q > old_q:  # quarters now complete: built from their minutes
-                await tx.execute(_BUILD_15M, (old_q, new_q))
+                await tx.execute(BUILD_15M, (old_q, new_q))
                 cur = await tx.execute("SELECT changes()")  # (rowcount is -1 after WITH)
                 new_rows += (await cur.fetchone() or (0,))[0]
                 await cur.close()
             if energy:
-                await tx.executemany(_UPSERT_ENERGY, [(*k, wh) for k, wh in energy.items()])
+                await tx.executemany(UPSERT_ENERGY, [(*k, wh) for k, wh in energy.items()])
             if meters:
                 await tx.executemany(
                     "INSERT OR REPLACE INTO history_meters (device, state) VALUES (?, ?)",

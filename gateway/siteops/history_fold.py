@@ -338,7 +338,7 @@ class Folder:
                 if r[0] == device and (point is None or r[1] == point)]
 
 
-def merge(into: dict[Any, Acc], key: Any, a: Acc) -> None:
+def merge(into: dict[Any, Acc], key: Any, a: Sequence[Any]) -> None:
     """Add accumulator ``a`` to ``into[key]``."""
     b = into.get(key)
     if b is None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gateway.model import Quality, Sample
 from gateway.store.codec import encode_chunk
-from gateway.uplink.wire import ChunkText, telemetry_message
+from gateway.uplink.wire import ChunkText, _row_texts, telemetry_message
 from tests.gateway.uplink.wirecheck import load_validators
 
 VALIDATORS = load_validators()
@@ -70,11 +70,7 @@ def _reference_take(chunk: ChunkText, first: int, max_rows: int, max_bytes: int,
     """The cut as the parsed rows' own text gives it: (last seq, text) or None. Each row's text
     is where the JSON decoder found it (the store's encoder writes UTF-8 and its own float
     spelling, so re-encoding with the standard library would change the sizes)."""
-    text, decoder, parts, at = chunk.inner.decode(), json.JSONDecoder(), [], 0
-    while at < len(text):
-        _, end = decoder.raw_decode(text, at)
-        parts.append(text[at:end].encode())
-        at = end + 1  # the "," between rows
+    parts = _row_texts(chunk.inner)
     start = first - chunk.seq_first
     end = min(len(parts), start + max_rows)
     size = 0
