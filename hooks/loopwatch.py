@@ -101,12 +101,15 @@ class LoopWatch:
                      "duration_s": None}
         who = f"plugin {plugin}, hook {hook}" if plugin else "no plugin hook"
         stack = "".join(traceback.format_stack(frame, limit=6)) if frame else ""
+        # The advice is for plugin authors; a stall outside any hook (an import, a big
+        # reload) is the gateway's own and the stack says where.
+        advice = (" A blocking call in an async def hook does this: use await (asyncio.sleep,"
+                  " an async client) or make the hook a plain def, which runs in a worker"
+                  " thread." if plugin else "")
         log.warning(
             "event loop blocked for %.2f s so far (plugins.loop_stall_warn %.2f s): %s, "
-            "task %s, at %s. Nothing else runs meanwhile (pollers, pipeline, commands). A "
-            "blocking call in an async def hook does this: use await (asyncio.sleep, an "
-            "async client) or make the hook a plain def, which runs in a worker thread."
-            "\n%s", blocked_s, self.warn_s, who, self.last["task"], where, stack)
+            "task %s, at %s. Nothing else runs meanwhile (pollers, pipeline, commands).%s"
+            "\n%s", blocked_s, self.warn_s, who, self.last["task"], where, advice, stack)
 
     def _ended(self, duration_s: float) -> None:
         self.longest_s = max(self.longest_s, duration_s)
