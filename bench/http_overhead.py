@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import Conditions, median, write_result  # noqa: E402
 from gateway.control import ControlUnreachable, send_command  # noqa: E402
+from gateway.http.cpu import ENV  # noqa: E402
 from tests.support.daemon import spawn  # noqa: E402
 from tests.support.mosquitto import free_port  # noqa: E402
 
@@ -72,6 +73,14 @@ def site(workdir: Path, points: int, http_port: int | None) -> dict[str, Any]:
     if http_port is not None:
         cfg["http"] = {"host": "127.0.0.1", "port": http_port}
     return cfg
+
+
+async def _http_cpu(state_dir: Path) -> dict[str, Any] | None:
+    """The daemon's own HTTP CPU so far (gateway/http/cpu.py: ``seconds`` and ``by``
+    kind of callback), None when the meter is off."""
+    reply = await send_command(state_dir, "http.stats", {}, timeout=30)
+    cpu: dict[str, Any] = reply["result"]["cpu"]
+    return cpu if cpu["on"] else None
 
 
 async def _next_seq(state_dir: Path) -> int:
@@ -155,13 +164,13 @@ async def _device_page(base: str, device: str | None, stop: asyncio.Event,
 
 
 async def one_run(with_http: bool, seconds: float, warmup: float, points: int,
-                  stream_all: bool) -> dict[str, Any]:
+                  stream_all: bool, meter: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         port = free_port() if with_http else None
         config = workdir / "site.yaml"
         config.write_text(yaml.safe_dump(site(workdir, points, port)))
-        proc = spawn(config, log=workdir / "daemon.log")
+        proc = spawn(config, env={ENV: "1" if meter else "0"}, log=workdir / "daemon.log")
         state_dir = workdir / "state"
         stop = asyncio.Event()
         load: list[asyncio.Task[None]] = []
@@ -179,9 +188,11 @@ async def one_run(with_http: bool, seconds: float, warmup: float, points: int,
                          for _ in range(POLLERS)]
             await asyncio.sleep(warmup)
             ps = psutil.Process(proc.pid)
+            h0 = await _http_cpu(state_dir)
             c0, s0, t0 = sum(ps.cpu_times()[:2]), await _next_seq(state_dir), time.monotonic()
             await asyncio.sleep(seconds)
             c1, s1, t1 = sum(ps.cpu_times()[:2]), await _next_seq(state_dir), time.monotonic()
+            h1 = await _http_cpu(state_dir)
         finally:
             stop.set()
             for task in load:
@@ -204,11 +215,25 @@ async def one_run(with_http: bool, seconds: float, warmup: float, points: int,
                          f"({'with' if with_http else 'without'} http): is it running?")
     run = {"http": with_http, "samples_per_s": samples / (t1 - t0),
            "cpu_us_per_sample": (c1 - c0) / samples * 1e6 if samples else None,
+           "cpu_ms_per_s": (c1 - c0) / (t1 - t0) * 1e3,
            "api_polls": polled[0], "page_refreshes": refreshed[0],
            "stream_bytes": streamed[0]}
+    if with_http and h0 is not None and h1 is not None:
+        # The HTTP side's own CPU (the meter), and what it adds to the rest of the daemon's
+        # CPU in the same run: a share within one process, which the machine's other load
+        # moves far less than it moves a comparison of two runs.
+        http_s = h1["seconds"] - h0["seconds"]
+        run["http_cpu_ms_per_s"] = http_s / (t1 - t0) * 1e3
+        run["http_cpu_pct_of_rest"] = http_s / ((c1 - c0) - http_s) * 100
+        run["http_cpu_by_ms_per_s"] = {
+            k: round((v - h0["by"].get(k, 0.0)) / (t1 - t0) * 1e3, 2)
+            for k, v in sorted(h1["by"].items(), key=lambda kv: -kv[1])}
     print(f"  {'with' if with_http else 'without'} http: {run['samples_per_s']:,.0f} samples/s, "
           f"{run['cpu_us_per_sample']:.2f} us CPU/sample, {polled[0]} polls, "
-          f"{refreshed[0]} page refreshes, {streamed[0]:,} B streamed")
+          f"{refreshed[0]} page refreshes, {streamed[0]:,} B streamed"
+          + (f"; HTTP's own CPU {run['http_cpu_ms_per_s']:.1f} ms/s, "
+             f"+{run['http_cpu_pct_of_rest']:.1f} % of the rest"
+             if "http_cpu_ms_per_s" in run else ""))
     return run
 
 
@@ -227,6 +252,8 @@ def main() -> None:
     parser.add_argument("--stream-all", action="store_true",
                         help="stream every device's samples, not one device's as the "
                         "dashboard's device page does")
+    parser.add_argument("--no-meter", action="store_true",
+                        help=f"run the daemons without the HTTP CPU meter ({ENV})")
     args = parser.parse_args()
     started = time.monotonic()
     runs: list[dict[str, Any]] = []
@@ -235,7 +262,8 @@ def main() -> None:
         for i in range(args.runs):
             print(f"run pair {i + 1}/{args.runs}")
             without, with_ = (asyncio.run(one_run(flag, args.seconds, args.warmup,
-                                                  args.points, args.stream_all))
+                                                  args.points, args.stream_all,
+                                                  not args.no_meter))
                               for flag in (False, True))
             pair = {
                 "throughput_change_pct": pct(with_["samples_per_s"], without["samples_per_s"]),
@@ -252,11 +280,17 @@ def main() -> None:
             "cpu_us_per_sample": round(median(r["cpu_us_per_sample"] for r in picked), 3)}
     for key in ("throughput_change_pct", "cpu_per_sample_change_pct"):
         summary[key] = round(median(p[key] for p in pairs), 1)
+    metered = [r for r in runs if "http_cpu_ms_per_s" in r]
+    if metered:
+        summary["http_cpu_ms_per_s"] = round(median(r["http_cpu_ms_per_s"] for r in metered), 1)
+        summary["http_cpu_pct_of_rest"] = round(
+            median(r["http_cpu_pct_of_rest"] for r in metered), 1)
     params = {"devices": DEVICES, "points_per_device": args.points + 5,
               "interval_s": INTERVAL, "pollers": POLLERS, "poll_every_s": 1.0, "streams": 1,
               "stream": "every device" if args.stream_all else "one device",
               "dashboard": "device page of bench-0 (read, stream, refresh every 5 s)",
-              "seconds": args.seconds, "warmup_s": args.warmup, "runs": args.runs}
+              "seconds": args.seconds, "warmup_s": args.warmup, "runs": args.runs,
+              "http_cpu_meter": not args.no_meter}
     write_result(
         "http_overhead",
         what=("fieldgate run as its own process (4 simulated devices, no uplink), without "
@@ -268,6 +302,9 @@ def main() -> None:
     print(f"median overhead with HTTP: throughput {summary['throughput_change_pct']:+.1f} %, "
           f"CPU per sample {summary['cpu_per_sample_change_pct']:+.1f} % (goal: within 5 %); "
           f"{time.monotonic() - started:.0f} s in all")
+    if metered:
+        print(f"HTTP's own CPU (meter, median): {summary['http_cpu_ms_per_s']:.1f} ms per second, "
+              f"+{summary['http_cpu_pct_of_rest']:.1f} % of the rest of the daemon's CPU")
 
 
 if __name__ == "__main__":

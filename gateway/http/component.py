@@ -3,6 +3,7 @@ config has an ``http:`` section, the API, dashboard, metrics and health server."
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from gateway.components import (
 )
 from gateway.http import views
 from gateway.http.config import HttpSection
+from gateway.http.cpu import HttpCpuMeter, wanted
 from gateway.http.host import ContextHost, Host
 from gateway.http.live import CONSUMER, LatestValues, follow_events
 
@@ -34,6 +36,10 @@ class DevicesListArgs(BaseModel):
     points: bool = Field(True, description="Include each point's last value.")
 
 
+class NoArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
 class HttpComponent(Component):
     name = "http"
 
@@ -47,12 +53,20 @@ class HttpComponent(Component):
 
             self.server = HttpServer(host, section, self.latest)
         self._remove_observer: Callable[[], None] | None = None
+        self.cpu = HttpCpuMeter()
 
     async def start(self) -> None:
+        if wanted():  # with or without the server, so a comparison carries its cost alike
+            self.cpu.install(asyncio.get_running_loop())
         self._remove_observer = self.host.add_observer(self.latest)
         self.host.commands.register(Command(
             "devices.list", DevicesListArgs, self._devices_list,
             "Devices with driver, status, reason, since, last seen and last point values.",
+            read_only=True))
+        self.host.commands.register(Command(
+            "http.stats", NoArgs, self._stats,
+            "The HTTP server's own figures: whether it runs, its open live streams, and the "
+            "CPU it spent (measured only when the daemon runs with FIELDGATE_HTTP_CPU=1).",
             read_only=True))
         if self.server is not None:
             await self.host.store.register_consumer(CONSUMER)
@@ -69,11 +83,19 @@ class HttpComponent(Component):
     async def stop(self) -> None:
         if self._remove_observer is not None:
             self._remove_observer()
+        self.cpu.uninstall()
         if self.server is not None:
             await self.server.stop()
 
     async def _devices_list(self, args: DevicesListArgs) -> list[dict[str, Any]]:
         return await views.devices(self.host, self.latest, args.device, args.points)
+
+
+    async def _stats(self, _: NoArgs) -> dict[str, Any]:
+        server = self.server
+        return {"server": server is not None,
+                "streams": len(server.api.streams) if server is not None else 0,
+                "cpu": self.cpu.snapshot()}
 
 
 def _factory(ctx: ComponentContext[Any]) -> Component:
