@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gateway.http import views
 from gateway.http.auth import PRINCIPAL, Principal
-from gateway.http.encode import PointsJson, dumps
+from gateway.http.encode import PointsJson, dumpb, dumps, samples_json
 from gateway.http.host import Host
 from gateway.http.live import LatestValues, Subscriber
 
@@ -164,14 +164,12 @@ class Api:
         # the devices with news since the last answer are encoded again (PointsJson).
         if not _wants_points(request):  # a list of the devices, not their values
             texts = views.devices_json(self.host, self.latest, self.points, with_points=False)
-            return web.Response(text="[" + ", ".join(texts) + "]",
-                                content_type="application/json")
+            return _json_bytes(b"[" + b",".join(texts) + b"]")
         now = asyncio.get_running_loop().time()
         if self._devices_cache is None or now - self._devices_cache[0] > CACHE_S:
-            body = ("[" + ", ".join(views.devices_json(self.host, self.latest, self.points))
-                    + "]").encode()
+            body = b"[" + b",".join(views.devices_json(self.host, self.latest, self.points)) + b"]"
             self._devices_cache = (now, body)
-        return web.Response(body=self._devices_cache[1], content_type="application/json")
+        return _json_bytes(self._devices_cache[1])
 
     async def device(self, request: web.Request) -> web.Response:
         # ?points=false: for a page that refreshes the status and poll statistics and has
@@ -182,7 +180,7 @@ class Api:
         if not found:
             return error(404, "unknown_device",
                          f"no device {request.match_info['device']!r} on this gateway")
-        return web.Response(text=found[0], content_type="application/json")
+        return _json_bytes(found[0])
 
     async def alarms(self, request: web.Request) -> web.Response:
         if self.host.commands.get("alarm.list") is None:
@@ -341,10 +339,10 @@ class Api:
         self.streams.add(sub)
         try:
             shown = [dev for dev in self.latest.values if devices is None or dev in devices]
-            snapshot = ", ".join(f"{dumps(dev)}: {self.points.points(dev)[0]}" for dev in shown)
+            snapshot = b",".join(dumpb(dev) + b":" + self.points.points(dev)[0] for dev in shown)
             for dev in shown:  # what the snapshot showed is not sent again
                 sub.sent.update(((dev, p), smp) for p, smp in self.latest.values[dev].items())
-            await resp.write(_sse_text("snapshot", "{" + snapshot + "}"))
+            await resp.write(_sse_bytes("snapshot", b"{" + snapshot + b"}"))
             while await self._stream_once(resp, sub):
                 pass
         except (ConnectionResetError, asyncio.CancelledError):
@@ -380,9 +378,7 @@ class Api:
                 return False
         newest = sub.changed(self.latest.values)
         if newest:
-            await resp.write(_sse("samples", [
-                [s.device, s.point, s.ts_ms, views.json_value(s.value), str(s.quality)]
-                for s in newest]))
+            await resp.write(_sse_bytes("samples", samples_json(newest)))
         return True
 
     def close_streams(self) -> None:
@@ -397,11 +393,15 @@ def _wants_points(request: web.Request) -> bool:
 
 
 def _sse(event: str, data: Any) -> bytes:
-    return _sse_text(event, dumps(data))
+    return _sse_bytes(event, dumps(data).encode())
 
 
-def _sse_text(event: str, text: str) -> bytes:
-    return f"event: {event}\ndata: {text}\n\n".encode()
+def _sse_bytes(event: str, data: bytes) -> bytes:
+    return b"".join((b"event: ", event.encode(), b"\ndata: ", data, b"\n\n"))
+
+
+def _json_bytes(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 def _buffer(stats: dict[str, Any], now: int) -> dict[str, Any]:

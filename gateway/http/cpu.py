@@ -28,6 +28,7 @@ lookup and a type check per callback of the loop, and two clock reads per HTTP c
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import time
@@ -37,14 +38,20 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 ENV = "FIELDGATE_HTTP_CPU"
-#: The server side of aiohttp (web_protocol, web_app...), not its client, which the
-#: notification channels use.
-_PACKAGES = ("/aiohttp/web", "/gateway/http/")
+#: Where the HTTP side's code lives: this package, and the server side of aiohttp
+#: (web_protocol, web_app...), not its client, which the notification channels use.
 _SERVER = "aiohttp.web"
+_HERE = os.path.dirname(__file__) + os.sep  # as the code objects name their files
+_AIOHTTP: str | None = None  # aiohttp's directory + "web", once a server runs
 
 
 def _mine(filename: str) -> bool:
-    return any(p in filename for p in _PACKAGES)
+    global _AIOHTTP
+    if _AIOHTTP is None:
+        spec = importlib.util.find_spec("aiohttp")
+        origin = spec.origin if spec is not None else None
+        _AIOHTTP = os.path.join(os.path.dirname(origin), "web") if origin else _HERE
+    return filename.startswith(_HERE) or filename.startswith(_AIOHTTP)
 
 
 class HttpCpuMeter:

@@ -1,35 +1,93 @@
-"""The JSON of the big views (every point of every device), written straight from the samples.
+"""The JSON of the big views (every point of every device), written by orjson.
 
-A site of 8,000 points makes ``/api/v1/devices`` half a megabyte. Building it as dicts and
-running ``json.dumps`` costs about twice what writing the text directly from the samples
-does, and creates two objects per point for the garbage collector to walk.
-:class:`PointsJson` writes each device's ``points`` object from its samples and keeps the
-text until the device has news (the observer's per-device generation,
+A site of 8,000 points makes ``/api/v1/devices`` half a megabyte, rebuilt once a second
+when its devices sample faster than that. :class:`PointsJson` writes each device's
+``points`` object with orjson (about 0.9 µs a point, against 2.5 µs for text written
+point by point in Python and 5 µs for dicts through ``json.dumps``) and keeps the bytes
+until the device has news (the observer's per-device generation,
 :attr:`LatestValues.generation`), so a device polled every 10 s is encoded once per poll
-however many clients ask, and a quiet device not at all.
+however many clients ask, and a quiet device not at all. The live stream's samples go
+through orjson too (:func:`samples_json`).
 
-The text is byte for byte what ``json.dumps`` (default separators, ``ensure_ascii``) gives
-for the same dicts, so the dict views in :mod:`gateway.http.views` stay the reference
-(``devices.list`` on the control socket and MQTT answers with those) and the tests compare
-the two.
+orjson writes compact JSON (no spaces after ``,`` and ``:``) and UTF-8 rather than
+``\\u`` escapes; the values are what ``json.dumps`` of the dict views in
+:mod:`gateway.http.views` says (NaN and infinities as ``null``), which stay the reference
+(``devices.list`` answers with those) and which the tests compare after parsing. What orjson
+cannot take (an integer beyond 64 bits, a lone surrogate, a float subclass) falls back to
+the standard library's encoder for that device or that send. orjson is loaded on the first
+use: a gateway without the HTTP server does not pay its 1.9 MB.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.http.live import LatestValues
-from gateway.model import Quality
+from gateway.model import Quality, Sample
 
 _string: Any = json.encoder.encode_basestring_ascii
 _QUALITY = {q: _string(str(q)) for q in Quality}
 
 
+_orjson: Any = None
+
+
+def _fast() -> Any:
+    global _orjson
+    if _orjson is None:
+        import orjson
+
+        _orjson = orjson
+    return _orjson
+
+
 def dumps(data: Any) -> str:
     return json.dumps(data, default=str, allow_nan=False)
+
+
+def dumpb(data: Any) -> bytes:
+    """``data`` as compact JSON bytes by orjson; by ``json.dumps`` where orjson refuses."""
+    fast = _fast()
+    try:
+        out: bytes = fast.dumps(data, default=_default)
+    except (fast.JSONEncodeError, TypeError):
+        return dumps(_finite(data)).encode()
+    return out
+
+
+def _default(obj: Any) -> Any:
+    """What ``json.dumps(default=str)`` makes of what orjson does not take natively."""
+    if isinstance(obj, float):  # a float subclass
+        return float(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    return str(obj)
+
+
+def _finite(data: Any) -> Any:
+    """NaN and infinities as None, at any depth (what orjson writes as null)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
+def samples_json(samples: Sequence[Sample]) -> bytes:
+    """The live stream's ``[[device, point, ts, value, quality], ...]``."""
+    fast = _fast()
+    try:
+        out: bytes = fast.dumps(samples, default=tuple)  # a Sample is a named tuple
+    except (fast.JSONEncodeError, TypeError):
+        return dumps([[s.device, s.point, s.ts_ms, _finite(s.value), str(s.quality)]
+                      for s in samples]).encode()
+    return out
 
 
 def value_json(value: Any) -> str:
@@ -60,23 +118,23 @@ def quality_json(quality: Any) -> str:
 @dataclass(slots=True)
 class _Encoded:
     generation: int
-    text: str
+    text: bytes
     last_seen: int | None
 
 
 @dataclass
 class PointsJson:
-    """Each device's ``{point: {value, quality, ts}}`` as JSON text, sorted by point name,
+    """Each device's ``{point: {value, quality, ts}}`` as JSON bytes, sorted by point name,
     re-encoded only after the device had news."""
 
     latest: LatestValues
     _cache: dict[str, _Encoded] = field(default_factory=dict)
-    #: Per device: its point names, sorted, each with its JSON key; rebuilt when a device
-    #: gains a point (points are never removed from the last-value view).
-    _names: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    #: Per device: its point names, sorted; rebuilt when a device gains a point (points are
+    #: never removed from the last-value view).
+    _names: dict[str, list[str]] = field(default_factory=dict)
     encoded: int = 0  # devices encoded so far (tests and the bench read it)
 
-    def points(self, device: str) -> tuple[str, int | None]:
+    def points(self, device: str) -> tuple[bytes, int | None]:
         """The device's points object and its newest timestamp (its ``last_seen``)."""
         generation = self.latest.generation.get(device, 0)
         hit = self._cache.get(device)
@@ -85,22 +143,25 @@ class PointsJson:
         values = self.latest.values.get(device, {})
         names = self._names.get(device)
         if names is None or len(names) != len(values):
-            names = self._names[device] = [(p, _string(p)) for p in sorted(values)]
-        parts = []
-        newest: int | None = None
-        finite, float_repr, quality = math.isfinite, float.__repr__, _QUALITY
-        for point, key in names:
-            s = values[point]
-            ts, value = s.ts_ms, s.value
-            if newest is None or ts > newest:
-                newest = ts
-            # The common case inline (a finite float, a known quality): no call per point.
-            text = (float_repr(value) if type(value) is float and finite(value)
-                    else value_json(value))
-            parts.append(f'{key}: {{"value": {text}, '
-                         f'"quality": {quality.get(s.quality) or quality_json(s.quality)}, '
-                         f'"ts": {ts}}}')
-        text = "{" + ", ".join(parts) + "}"
+            names = self._names[device] = sorted(values)
+        newest = max((s.ts_ms for s in values.values()), default=None)
+        view = {p: {"value": (s := values[p]).value, "quality": s.quality, "ts": s.ts_ms}
+                for p in names}
+        fast = _fast()
+        try:
+            text: bytes = fast.dumps(view)
+        except (fast.JSONEncodeError, TypeError):
+            text = self._slow(values, names)
         self._cache[device] = _Encoded(generation, text, newest)
         self.encoded += 1
         return text, newest
+
+    @staticmethod
+    def _slow(values: dict[str, Any], names: list[str]) -> bytes:
+        """What orjson refuses (an integer beyond 64 bits...): point by point."""
+        parts = []
+        for point in names:
+            s = values[point]
+            parts.append(f'{_string(point)}: {{"value": {value_json(s.value)}, '
+                         f'"quality": {quality_json(s.quality)}, "ts": {s.ts_ms}}}')
+        return ("{" + ", ".join(parts) + "}").encode()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gateway.http.encode import PointsJson, dumps
+from gateway.http.encode import PointsJson, dumpb
 from gateway.http.host import Host
 from gateway.http.live import LatestValues
 
@@ -68,9 +68,9 @@ async def devices(host: Host, latest: LatestValues, only: str | None = None,
 
 
 def devices_json(host: Host, latest: LatestValues, points: PointsJson,
-                 only: str | None = None, with_points: bool = True) -> list[str]:
-    """:func:`devices` as JSON text, one string per device, byte for byte
-    ``dumps(entry)``; each device's points come from the encoded cache."""
+                 only: str | None = None, with_points: bool = True) -> list[bytes]:
+    """:func:`devices` as JSON, one ``bytes`` per device (compact, by orjson: see
+    :mod:`gateway.http.encode`); each device's points come from the encoded cache."""
     status = host.status()
     out = []
     for dev in host.site.devices:
@@ -79,11 +79,11 @@ def devices_json(host: Host, latest: LatestValues, points: PointsJson,
         if not with_points:
             entry = _header(host, dev, status, latest.last_seen(dev.id))
             entry["point_count"] = len(latest.values.get(dev.id, {}))
-            out.append(dumps(entry))
+            out.append(dumpb(entry))
             continue
         text, last_seen = points.points(dev.id)
-        head = dumps(_header(host, dev, status, last_seen))
-        out.append(f'{head[:-1]}, "points": {text}}}')
+        head = dumpb(_header(host, dev, status, last_seen))
+        out.append(b"".join((head[:-1], b',"points":', text, b"}")))
     return out
 
 

@@ -1,5 +1,6 @@
-"""The big views written straight from the samples (gateway/http/encode.py) say byte for byte
-what ``json.dumps`` of the dict views says, and are encoded again only after news."""
+"""The big views written by orjson (gateway/http/encode.py) say what ``json.dumps`` of the
+dict views says (compared after parsing, re-dumped, so ``1`` is not ``1.0`` nor ``true``),
+fall back where orjson refuses, and are encoded again only after news."""
 
 from __future__ import annotations
 
@@ -13,20 +14,39 @@ import yaml
 from gateway.config.loader import load_config
 from gateway.config.site import SiteConfig
 from gateway.http import views
-from gateway.http.encode import PointsJson, dumps, value_json
+from gateway.http.encode import PointsJson, dumpb, dumps, samples_json, value_json
 from gateway.http.live import LatestValues
 from gateway.model import Quality, Sample
 
 ODD_VALUES: list[Any] = [
     0.1, -0.0, 1e300, 5e-324, 12345678901234567890.5, float("nan"), float("inf"),
     float("-inf"), 0, -7, 2**70, True, False, None, "", "plain", 'quote " and \\ slash',
-    "ünïcødé ✓ \u2028", "\x00\x1f",
+    "ünïcødé ✓ \u2028", "\x00\x1f", "lone \ud800 surrogate",
 ]
 
 
+class _Float(float):
+    pass
+
+
+def same(text: bytes | str, reference: Any) -> bool:
+    """``text`` is JSON of exactly ``reference``: parsed and written again by ``json.dumps``,
+    the two agree byte for byte (``1`` is not ``1.0`` nor ``true``, order counts)."""
+    return dumps(json.loads(text)) == dumps(reference)
+
+
 def test_each_value_kind_is_written_as_json_dumps_writes_it() -> None:
-    for value in ODD_VALUES:
+    for value in [*ODD_VALUES, _Float(2.5)]:
         assert value_json(value) == dumps(views.json_value(value)), repr(value)
+        assert same(dumpb({"v": value}), {"v": views.json_value(value)}), repr(value)
+
+
+def test_stream_samples_are_the_rows_of_the_reference() -> None:
+    for value in [*ODD_VALUES, _Float(2.5)]:  # some take orjson's path, some the fallback
+        batch = [Sample("m", "a", 1000, 1.5), Sample("m", "b", 1001, value, Quality.BAD)]
+        rows = [[s.device, s.point, s.ts_ms, views.json_value(s.value), str(s.quality)]
+                for s in batch]
+        assert same(samples_json(batch), rows), repr(value)
 
 
 def _batch(device: str, ts: int, values: dict[str, Any]) -> list[Sample]:
@@ -36,12 +56,12 @@ def _batch(device: str, ts: int, values: dict[str, Any]) -> list[Sample]:
 def test_points_text_equals_the_dict_view_and_is_kept_until_news() -> None:
     latest = LatestValues()
     points = PointsJson(latest)
-    assert points.points("m") == ("{}", None)
+    assert points.points("m") == (b"{}", None)
     latest(_batch("m", 1000, {f"p{i}": ODD_VALUES[i] for i in range(len(ODD_VALUES))}), 1)
     latest(_batch("other", 5000, {"x": 1.5}), 2)
     before = points.encoded
     text, last_seen = points.points("m")
-    assert text == dumps(views.points_of(latest, "m"))
+    assert same(text, views.points_of(latest, "m"))
     assert last_seen == latest.last_seen("m") == 1000
     assert json.loads(text)["p3"] == {"value": 5e-324, "quality": "good", "ts": 1000}
     # No news for "m": the same text, not encoded again (another device's batch is no news).
@@ -54,10 +74,17 @@ def test_points_text_equals_the_dict_view_and_is_kept_until_news() -> None:
             Sample("m", "p4", 2000, 4.5, Quality.UNCERTAIN)], 4)
     text2, last_seen2 = points.points("m")
     assert points.encoded == before + 2
-    assert text2 == dumps(views.points_of(latest, "m"))
+    assert same(text2, views.points_of(latest, "m"))
     assert next(iter(json.loads(text2))) == "a-new"  # sorted by name, as the dict view
     assert json.loads(text2)["p2"] == {"value": None, "quality": "bad", "ts": 2000}
     assert last_seen2 == latest.last_seen("m") == 2000
+    # Without what orjson refuses, the device takes orjson's path: the same values.
+    plain = {f"p{i}": v for i, v in enumerate(ODD_VALUES)
+             if not (isinstance(v, int) and v > 2**63) and "\ud800" not in str(v)}
+    latest(_batch("fast", 3000, plain), 5)
+    fast, _ = points.points("fast")
+    assert b", " not in fast  # orjson's compact text, not the fallback's
+    assert same(fast, views.points_of(latest, "fast"))
 
 
 class _Host:
@@ -87,4 +114,6 @@ def test_device_text_equals_the_dict_view(tmp_path: Path) -> None:
         for with_points in (True, False):
             texts = views.devices_json(host, latest, points, only, with_points)
             reference = asyncio.run(views.devices(host, latest, only, with_points))
-            assert texts == [dumps(d) for d in reference], (only, with_points)
+            assert len(texts) == len(reference), (only, with_points)
+            for text, entry in zip(texts, reference, strict=True):
+                assert same(text, entry), (only, with_points)
