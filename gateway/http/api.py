@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -41,6 +43,21 @@ CACHE_S = 1.0
 STREAM_S = 1.0
 
 
+#: The shared answer is gzipped (level 1) once, for the clients that accept it: ten pollers
+#: of an 8,000-point site then get 120 KB each instead of 580 KB, and the socket writes
+#: cost the gateway less than the one compression does.
+GZIP_LEVEL = 1
+
+
+@dataclass(slots=True)
+class _Shared:
+    """The shared ``/api/v1/devices`` answer, and its gzipped form once a client wants it."""
+
+    built: float
+    body: bytes
+    gzipped: bytes | None = None
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=dumps)
 
@@ -63,7 +80,7 @@ class Api:
         self.latest = latest
         self.streams: set[Subscriber] = set()
         self.points = PointsJson(latest)
-        self._devices_cache: tuple[float, bytes] | None = None
+        self._shared: _Shared | None = None
 
     def routes(self) -> list[web.RouteDef]:
         g, p = web.get, web.post
@@ -166,10 +183,19 @@ class Api:
             texts = views.devices_json(self.host, self.latest, self.points, with_points=False)
             return _json_bytes(b"[" + b",".join(texts) + b"]")
         now = asyncio.get_running_loop().time()
-        if self._devices_cache is None or now - self._devices_cache[0] > CACHE_S:
+        shared = self._shared
+        if shared is None or now - shared.built > CACHE_S:
             body = b"[" + b",".join(views.devices_json(self.host, self.latest, self.points)) + b"]"
-            self._devices_cache = (now, body)
-        return _json_bytes(self._devices_cache[1])
+            shared = self._shared = _Shared(now, body)
+        if not accepts_gzip(request.headers.get("Accept-Encoding", "")):
+            resp = _json_bytes(shared.body)
+        else:
+            if shared.gzipped is None:
+                shared.gzipped = gzip.compress(shared.body, GZIP_LEVEL, mtime=0)
+            resp = _json_bytes(shared.gzipped)
+            resp.headers["Content-Encoding"] = "gzip"
+        resp.headers["Vary"] = "Accept-Encoding"
+        return resp
 
     async def device(self, request: web.Request) -> web.Response:
         # ?points=false: for a page that refreshes the status and poll statistics and has
@@ -341,7 +367,7 @@ class Api:
             shown = [dev for dev in self.latest.values if devices is None or dev in devices]
             snapshot = b",".join(dumpb(dev) + b":" + self.points.points(dev)[0] for dev in shown)
             for dev in shown:  # what the snapshot showed is not sent again
-                sub.sent.update(((dev, p), smp) for p, smp in self.latest.values[dev].items())
+                sub.show(dev, self.latest.values[dev])
             await resp.write(_sse_bytes("snapshot", b"{" + snapshot + b"}"))
             while await self._stream_once(resp, sub):
                 pass
@@ -390,6 +416,21 @@ class Api:
 def _wants_points(request: web.Request) -> bool:
     """``?points=false`` (or 0, no): the devices without their points, with ``point_count``."""
     return request.query.get("points", "true").lower() not in ("false", "0", "no")
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an ``Accept-Encoding`` header takes gzip: ``gzip``, or else ``*``, with a
+    weight above 0."""
+    weights: dict[str, float] = {}
+    for item in header.split(","):
+        name, _, params = item.partition(";")
+        q = params.strip().lower()
+        try:
+            weight = float(q[2:]) if q.startswith("q=") else 1.0
+        except ValueError:
+            weight = 0.0
+        weights[name.strip().lower()] = weight
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
 def _sse(event: str, data: Any) -> bytes:

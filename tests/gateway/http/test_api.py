@@ -3,6 +3,7 @@ commands, the live stream, metrics."""
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import re
@@ -126,6 +127,14 @@ def test_devices_have_status_and_last_values(site: Site) -> None:
     assert [x["id"] for x in every] == [x["id"] for x in viewer.get("/api/v1/devices").json()]
     assert all("points" not in x and x["point_count"] >= 0 for x in every)
     assert next(x for x in every if x["id"] == "demo-meter")["units"] == d["units"]
+    # The shared answer, gzipped for a client that accepts it, plain for one that does not.
+    plain = viewer.get("/api/v1/devices")
+    assert "Content-Encoding" not in plain.headers and plain.headers["Vary"] == "Accept-Encoding"
+    packed = viewer.request("GET", "/api/v1/devices", headers={"Accept-Encoding": "gzip, br"})
+    assert packed.headers["Content-Encoding"] == "gzip" and len(packed.body) < len(plain.body)
+    unpacked = json.loads(gzip.decompress(packed.body))
+    assert [x["id"] for x in unpacked] == [x["id"] for x in plain.json()]
+    assert all(set(x["points"]) for x in unpacked if x["id"] == "demo-meter")
     listed = wait_until(lambda: "soc_pct" in {x["id"]: x for x in viewer.get(
         "/api/v1/devices").json()}["bess-01"]["points"], what="bess-01 soc_pct (OPC-UA)")
     assert listed
