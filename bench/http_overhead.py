@@ -11,8 +11,9 @@ this process and offers what the issue names:
   with its points, the live stream of that device (``/api/v1/stream?device=bench-0``), and
   the page's refresh of status and poll statistics every 5 s
   (``/api/v1/devices/bench-0?points=false``); ``--stream-all`` streams every device instead;
-- 10 clients polling ``/api/v1/devices`` (every point of every device, about 0.5 MB) once a
-  second each, at independent phases.
+- 10 clients polling ``/api/v1/devices`` (every point of every device, about 0.5 MB, or
+  120 KB gzipped: aiohttp's client asks for gzip as browsers do) once a second each, at
+  independent phases.
 
 Throughput is samples committed per second (``buffer.stats`` ``next_seq`` over the window);
 CPU per sample is the daemon's user+system CPU time over the window divided by those
@@ -20,6 +21,14 @@ samples (the clients' own CPU is not counted: they are this process). Each run p
 (without, then with) is interleaved, so drift of the machine hits both alike; the overhead is
 the median over the pairs of the per-pair change, and the medians of each mode are printed
 beside it. The machine's load average before and after goes into the result file.
+
+Both daemons run with the HTTP CPU meter (``FIELDGATE_HTTP_CPU=1``, gateway/http/cpu.py;
+``--no-meter`` turns it off): the with-HTTP run also reports the CPU the server's own
+callbacks took (``http_cpu_ms_per_s``, by kind of callback in ``http_cpu_by_ms_per_s``) and
+what that adds to the rest of the same daemon's CPU (``http_cpu_pct_of_rest``). That figure
+compares two parts of one process over one window, so the machine's other load moves it far
+less than it moves the comparison of two runs; it leaves out what the server causes
+elsewhere (the garbage it leaves for a collection another task triggers, cache misses).
 
     python bench/http_overhead.py --seconds 30 --runs 3   # about 4 minutes
     python bench/http_overhead.py --seconds 8 --runs 3    # a quick look, under 2 minutes

@@ -100,6 +100,10 @@ def test_api_tokens(site: Site) -> None:
     assert site.client(token="robot").get("/api/v1/devices").status == 200
     ops = site.client(token="ops-robot")  # a bearer token needs no CSRF token
     assert ops.post("/api/v1/commands/ping").json()["ok"] is True
+    # The server's own figures; its CPU meter is off unless the daemon was started with it.
+    stats = ops.post("/api/v1/commands/http.stats").json()["result"]
+    assert stats["server"] is True and stats["streams"] >= 0
+    assert stats["cpu"]["on"] is False and "FIELDGATE_HTTP_CPU=1" in stats["cpu"]["reason"]
 
 
 def test_devices_have_status_and_last_values(site: Site) -> None:
