@@ -142,8 +142,9 @@ async def _stream(base: str, device: str | None, stop: asyncio.Event, seen: list
 
 
 async def _poll(base: str, path: str, every: float, stop: asyncio.Event,
-                done: list[int]) -> None:
-    async with aiohttp.ClientSession() as http:
+                done: list[int], gzip: bool = True) -> None:
+    headers = None if gzip else {"Accept-Encoding": "identity"}
+    async with aiohttp.ClientSession(headers=headers) as http:
         while not stop.is_set():
             t0 = time.monotonic()
             async with http.get(base + path) as resp:
@@ -173,7 +174,7 @@ async def _device_page(base: str, device: str | None, stop: asyncio.Event,
 
 
 async def one_run(with_http: bool, seconds: float, warmup: float, points: int,
-                  stream_all: bool, meter: bool) -> dict[str, Any]:
+                  stream_all: bool, meter: bool, gzip: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         port = free_port() if with_http else None
@@ -193,8 +194,8 @@ async def one_run(with_http: bool, seconds: float, warmup: float, points: int,
                 device = None if stream_all else "bench-0"
                 load.append(asyncio.create_task(
                     _device_page(base, device, stop, streamed, refreshed)))
-                load += [asyncio.create_task(_poll(base, "/api/v1/devices", 1.0, stop, polled))
-                         for _ in range(POLLERS)]
+                load += [asyncio.create_task(_poll(base, "/api/v1/devices", 1.0, stop, polled,
+                                                   gzip)) for _ in range(POLLERS)]
             await asyncio.sleep(warmup)
             ps = psutil.Process(proc.pid)
             h0 = await _http_cpu(state_dir)
@@ -222,7 +223,7 @@ async def one_run(with_http: bool, seconds: float, warmup: float, points: int,
     if samples <= 0:
         raise SystemExit(f"the daemon committed no samples in {seconds:g} s "
                          f"({'with' if with_http else 'without'} http): is it running?")
-    run = {"http": with_http, "samples_per_s": samples / (t1 - t0),
+    run: dict[str, Any] = {"http": with_http, "samples_per_s": samples / (t1 - t0),
            "cpu_us_per_sample": (c1 - c0) / samples * 1e6 if samples else None,
            "cpu_ms_per_s": (c1 - c0) / (t1 - t0) * 1e3,
            "api_polls": polled[0], "page_refreshes": refreshed[0],
@@ -263,6 +264,9 @@ def main() -> None:
                         "dashboard's device page does")
     parser.add_argument("--no-meter", action="store_true",
                         help=f"run the daemons without the HTTP CPU meter ({ENV})")
+    parser.add_argument("--no-gzip", action="store_true",
+                        help="the pollers ask for no compression (Accept-Encoding: identity), "
+                        "as curl does without --compressed")
     args = parser.parse_args()
     started = time.monotonic()
     runs: list[dict[str, Any]] = []
@@ -272,7 +276,7 @@ def main() -> None:
             print(f"run pair {i + 1}/{args.runs}")
             without, with_ = (asyncio.run(one_run(flag, args.seconds, args.warmup,
                                                   args.points, args.stream_all,
-                                                  not args.no_meter))
+                                                  not args.no_meter, not args.no_gzip))
                               for flag in (False, True))
             pair = {
                 "throughput_change_pct": pct(with_["samples_per_s"], without["samples_per_s"]),
@@ -299,7 +303,8 @@ def main() -> None:
               "stream": "every device" if args.stream_all else "one device",
               "dashboard": "device page of bench-0 (read, stream, refresh every 5 s)",
               "seconds": args.seconds, "warmup_s": args.warmup, "runs": args.runs,
-              "http_cpu_meter": not args.no_meter}
+              "http_cpu_meter": not args.no_meter,
+              "pollers_accept_gzip": not args.no_gzip}
     write_result(
         "http_overhead",
         what=("fieldgate run as its own process (4 simulated devices, no uplink), without "
