@@ -223,11 +223,11 @@ async def one_run(with_http: bool, seconds: float, warmup: float, points: int,
     if samples <= 0:
         raise SystemExit(f"the daemon committed no samples in {seconds:g} s "
                          f"({'with' if with_http else 'without'} http): is it running?")
-    run: dict[str, Any] = {"http": with_http, "samples_per_s": samples / (t1 - t0),
-           "cpu_us_per_sample": (c1 - c0) / samples * 1e6 if samples else None,
-           "cpu_ms_per_s": (c1 - c0) / (t1 - t0) * 1e3,
-           "api_polls": polled[0], "page_refreshes": refreshed[0],
-           "stream_bytes": streamed[0]}
+    run: dict[str, Any] = {
+        "http": with_http, "samples_per_s": samples / (t1 - t0),
+        "cpu_us_per_sample": (c1 - c0) / samples * 1e6 if samples else None,
+        "cpu_ms_per_s": (c1 - c0) / (t1 - t0) * 1e3,
+        "api_polls": polled[0], "page_refreshes": refreshed[0], "stream_bytes": streamed[0]}
     if with_http and h0 is not None and h1 is not None:
         # The HTTP side's own CPU (the meter), and what it adds to the rest of the daemon's
         # CPU in the same run: a share within one process, which the machine's other load
