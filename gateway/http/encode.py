@@ -124,6 +124,24 @@ class _Encoded:
     last_seen: int | None
 
 
+@dataclass(slots=True)
+class _View:
+    """A device's points as the dicts orjson writes, in name order, refilled at each encode."""
+
+    names: list[str]
+    get: Any  # values -> their samples in name order (one C call)
+    tree: dict[str, dict[str, Any]]
+    points: list[dict[str, Any]]  # tree's values, in order
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> _View:
+        names = sorted(values)
+        get = itemgetter(*names) if len(names) > 1 else (lambda v, p=names[0]: (v[p],))
+        tree: dict[str, dict[str, Any]] = {p: {"value": None, "quality": None, "ts": None}
+                                           for p in names}
+        return cls(names, get, tree, list(tree.values()))
+
+
 @dataclass
 class PointsJson:
     """Each device's ``{point: {value, quality, ts}}`` as JSON bytes, sorted by point name,
@@ -131,10 +149,9 @@ class PointsJson:
 
     latest: LatestValues
     _cache: dict[str, _Encoded] = field(default_factory=dict)
-    #: Per device: its point names, sorted, and a getter of their samples in that order
-    #: (one C call); rebuilt when a device gains a point (points are never removed from the
-    #: last-value view).
-    _names: dict[str, tuple[list[str], Any]] = field(default_factory=dict)
+    #: Per device, what encoding it reuses: rebuilt when the device gains a point (points
+    #: are never removed from the last-value view).
+    _views: dict[str, _View] = field(default_factory=dict)
     encoded: int = 0  # devices encoded so far (tests and the bench read it)
 
     def points(self, device: str) -> tuple[bytes, int | None]:
@@ -153,21 +170,22 @@ class PointsJson:
         return text, newest
 
     def _encode(self, device: str, values: dict[str, Any]) -> tuple[bytes, int]:
-        known = self._names.get(device)
-        if known is None or len(known[0]) != len(values):
-            names = sorted(values)
-            get = itemgetter(*names) if len(names) > 1 else (lambda v, p=names[0]: (v[p],))
-            known = self._names[device] = (names, get)
-        names, get = known
-        samples = get(values)
+        view = self._views.get(device)
+        if view is None or len(view.names) != len(values):
+            view = self._views[device] = _View.of(values)
+        samples = view.get(values)
         newest: int = max(map(_TS, samples))
-        view = dict(zip(names, [{"value": s[3], "quality": s[4], "ts": s[2]} for s in samples],
-                        strict=True))
+        # Each point's dict is kept and refilled: three stores instead of a new dict (and
+        # its deallocation) per point, half the cost of building the view afresh.
+        for point, s in zip(view.points, samples, strict=True):
+            point["value"] = s[3]
+            point["quality"] = s[4]
+            point["ts"] = s[2]
         fast = _fast()
         try:
-            text: bytes = fast.dumps(view)
+            text: bytes = fast.dumps(view.tree)
         except (fast.JSONEncodeError, TypeError):
-            text = self._slow(values, names)
+            text = self._slow(values, view.names)
         return text, newest
 
     @staticmethod
