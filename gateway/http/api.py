@@ -44,8 +44,9 @@ STREAM_S = 1.0
 
 
 #: The shared answer is gzipped (level 1) once, for the clients that accept it: ten pollers
-#: of an 8,000-point site then get 120 KB each instead of 580 KB, and the socket writes
-#: cost the gateway less than the one compression does.
+#: of an 8,000-point site then get 120 KB each instead of 580 KB. The one compression (about
+#: 4 ms) costs the gateway less than the bigger socket writes it saves (bench/http_overhead.py
+#: with and without --no-gzip: about 2 ms of CPU a second less at 10 pollers).
 GZIP_LEVEL = 1
 
 

@@ -1,13 +1,13 @@
 """The JSON of the big views (every point of every device), written by orjson.
 
 A site of 8,000 points makes ``/api/v1/devices`` half a megabyte, rebuilt once a second
-when its devices sample faster than that. :class:`PointsJson` writes each device's
-``points`` object with orjson (about 0.9 µs a point, against 2.5 µs for text written
-point by point in Python and 5 µs for dicts through ``json.dumps``) and keeps the bytes
-until the device has news (the observer's per-device generation,
-:attr:`LatestValues.generation`), so a device polled every 10 s is encoded once per poll
-however many clients ask, and a quiet device not at all. The live stream's samples go
-through orjson too (:func:`samples_json`).
+when its devices sample faster than that. :class:`PointsJson` keeps each device's points as
+dicts, refills them in place from the samples and has orjson write them (2,005 points, on a
+busy 2-core machine: about 1 ms, against 2 ms for fresh dicts through orjson and 5 ms for
+text written point by point in Python), and keeps the bytes until the device has news (the
+observer's per-device generation, :attr:`LatestValues.generation`), so a device polled
+every 10 s is encoded once per poll however many clients ask, and a quiet device not at
+all. The live stream's samples go through orjson too (:func:`samples_json`).
 
 orjson writes compact JSON (no spaces after ``,`` and ``:``) and UTF-8 rather than
 ``\\u`` escapes; the values are what ``json.dumps`` of the dict views in
