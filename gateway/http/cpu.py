@@ -86,42 +86,64 @@ class HttpCpuMeter:
                                f"{type(loop).__name__}, and the meter needs asyncio's own")
             log.warning("http: the CPU meter (%s) is %s", ENV, self.off_reason)
             return False
-        handle_cls: Any = asyncio.events.Handle
-        original = handle_cls._run
-        thread_time = time.thread_time
-        meter = self
-        by = self.by
-
-        def _run(handle: asyncio.Handle) -> None:
-            callback = handle._callback  # type: ignore[attr-defined]
-            owner = getattr(callback, "__self__", None)
-            if owner is None or not _is_http(owner):
-                original(handle)
-                return
-            t0 = thread_time()
-            try:
-                original(handle)
-            finally:
-                spent = thread_time() - t0
-                meter.seconds += spent
-                meter.callbacks += 1
-                label = _label(owner, callback)
-                by[label] = by.get(label, 0.0) + spent
-
-        handle_cls._run = _run
-
-        def undo() -> None:
-            handle_cls._run = original
-
-        self._undo = undo
+        if not _ACTIVE:
+            _patch()
+        _ACTIVE.append(self)
+        self._undo = self._remove
         self.off_reason = None
         return True
+
+    def _remove(self) -> None:
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+        if not _ACTIVE:
+            _unpatch()
 
     def uninstall(self) -> None:
         if self._undo is not None:
             self._undo()
             self._undo = None
             self.off_reason = "off: the HTTP component stopped"
+
+
+#: The meters installed, oldest first; the newest counts. A reload starts the new HTTP
+#: component before the old one stops: the loop is wrapped once, and unwrapped when the
+#: last meter goes.
+_ACTIVE: list[HttpCpuMeter] = []
+_ORIGINAL: list[Callable[[asyncio.Handle], None]] = []
+
+
+def _patch() -> None:
+    handle_cls: Any = asyncio.events.Handle
+    original = handle_cls._run
+    thread_time = time.thread_time
+
+    def _run(handle: asyncio.Handle) -> None:
+        callback = handle._callback  # type: ignore[attr-defined]
+        owner = getattr(callback, "__self__", None)
+        if owner is None or not _is_http(owner):
+            original(handle)
+            return
+        t0 = thread_time()
+        try:
+            original(handle)
+        finally:
+            spent = thread_time() - t0
+            if _ACTIVE:
+                meter = _ACTIVE[-1]
+                meter.seconds += spent
+                meter.callbacks += 1
+                label = _label(owner, callback)
+                meter.by[label] = meter.by.get(label, 0.0) + spent
+
+    _ORIGINAL.append(original)
+    handle_cls._run = _run
+
+
+def _unpatch() -> None:
+    handle_cls: Any = asyncio.events.Handle
+    if _ORIGINAL:
+        handle_cls._run = _ORIGINAL.pop()
 
 
 def _is_http(owner: Any) -> bool:

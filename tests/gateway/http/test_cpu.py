@@ -62,6 +62,20 @@ async def test_the_meter_counts_the_servers_requests_and_not_other_tasks() -> No
     assert meter.snapshot()["on"] is False
 
 
+@pytest.mark.asyncio
+async def test_a_reload_hands_the_count_to_the_new_meter_and_unwraps_at_the_end() -> None:
+    """A reload starts the new component's meter before the old one stops."""
+    original = asyncio.events.Handle._run
+    old, new = HttpCpuMeter(), HttpCpuMeter()
+    loop = asyncio.get_running_loop()
+    assert old.install(loop) and new.install(loop)
+    old.uninstall()
+    assert asyncio.events.Handle._run is not original  # the new meter still counts
+    assert new.snapshot()["on"] is True
+    new.uninstall()
+    assert asyncio.events.Handle._run is original
+
+
 def test_the_meter_says_why_it_is_off_under_another_loop() -> None:
     class OtherLoop:  # what uvloop's loop is to the meter: not asyncio's BaseEventLoop
         pass
