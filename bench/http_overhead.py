@@ -25,14 +25,18 @@ beside it. The machine's load average before and after goes into the result file
 Both daemons run with the HTTP CPU meter (``FIELDGATE_HTTP_CPU=1``, gateway/http/cpu.py;
 ``--no-meter`` turns it off): the with-HTTP run also reports the CPU the server's own
 callbacks took (``http_cpu_ms_per_s``, by kind of callback in ``http_cpu_by_ms_per_s``) and
-what that adds to the rest of the same daemon's CPU (``http_cpu_pct_of_rest``). That figure
-compares two parts of one process over one window, so the machine's other load moves it far
-less than it moves the comparison of two runs; it leaves out what the server causes
-elsewhere (the garbage it leaves for a collection another task triggers, cache misses).
+what that adds to the rest of the same daemon's CPU (``http_cpu_pct_of_rest``) and to the
+daemon's CPU per second without the server (``http_cpu_pct_of_without``, the medians: the
+HTTP work follows the polls, not the samples, so a run whose ingest the machine starved does
+not inflate it). These figures count the server's own work, so the machine's other load
+moves them far less than it moves the comparison of two runs; they leave out what the
+server causes elsewhere (the garbage it leaves for a collection another task triggers,
+cache misses).
 
     python bench/http_overhead.py --seconds 30 --runs 3   # about 4 minutes
     python bench/http_overhead.py --seconds 8 --runs 3    # a quick look, under 2 minutes
-    python bench/http_overhead.py [--warmup 3] [--points 2000] [--stream-all]
+    python bench/http_overhead.py [--warmup 3] [--points 2000] [--stream-all] [--no-gzip]
+                                  [--no-meter]
 
 A run costs about ``warmup + seconds + 5`` s (the daemon's start and stop), so ``--runs N``
 takes about ``2 N`` times that. On a shared machine the CPU per sample of the same daemon
@@ -298,6 +302,12 @@ def main() -> None:
         summary["http_cpu_ms_per_s"] = round(median(r["http_cpu_ms_per_s"] for r in metered), 1)
         summary["http_cpu_pct_of_rest"] = round(
             median(r["http_cpu_pct_of_rest"] for r in metered), 1)
+        # The same cost against the daemon without the server (its whole CPU per second):
+        # the HTTP work goes with the polls, not with the samples, so a run whose ingest the
+        # machine starved does not inflate this share as it does the one above.
+        without_ms = median(r["cpu_ms_per_s"] for r in runs if not r["http"])
+        summary["http_cpu_pct_of_without"] = round(
+            summary["http_cpu_ms_per_s"] / without_ms * 100, 1)
     params = {"devices": DEVICES, "points_per_device": args.points + 5,
               "interval_s": INTERVAL, "pollers": POLLERS, "poll_every_s": 1.0, "streams": 1,
               "stream": "every device" if args.stream_all else "one device",
@@ -318,7 +328,8 @@ def main() -> None:
           f"{time.monotonic() - started:.0f} s in all")
     if metered:
         print(f"HTTP's own CPU (meter, median): {summary['http_cpu_ms_per_s']:.1f} ms per second, "
-              f"+{summary['http_cpu_pct_of_rest']:.1f} % of the rest of the daemon's CPU")
+              f"+{summary['http_cpu_pct_of_rest']:.1f} % of the rest of the daemon's CPU, "
+              f"+{summary['http_cpu_pct_of_without']:.1f} % of the daemon's CPU without HTTP")
 
 
 if __name__ == "__main__":
