@@ -154,7 +154,7 @@ class _StreamEnd(_Event):  # (start_mark, end_mark)
 _LIGHT = {"ScalarEvent": _Scalar, "AliasEvent": _Alias, "MappingStartEvent": _MappingStart,
           "SequenceStartEvent": _SequenceStart, "MappingEndEvent": _MappingEnd,
           "SequenceEndEvent": _SequenceEnd, "StreamEndEvent": _StreamEnd}
-_LIGHT_LOCK = threading.Lock()
+_LIGHT_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
