@@ -31,12 +31,18 @@ whatever that variable says), as an install does; ``--source`` instead removes t
 ``__pycache__`` folders, to measure a daemon that compiles its sources at every start (the
 daemons get ``PYTHONDONTWRITEBYTECODE=1``).
 
+``--against DIR``: A/B in the same minutes. Each run of this tree's daemon is preceded by one
+of the ``gateway`` package of DIR (another checkout: ``git worktree add`` or ``git archive`` of
+main), compiled the same way; the medians of both and each pair are reported (``against``).
+On a busy machine the CPU figure of a pair is the one to compare.
+
 ``--profile FILE``: one more daemon run under cProfile, stopped at its first committed
 datapoint; the profile is written to FILE (``python -m pstats FILE``) and its largest
 cumulative entries are printed. Not part of the figures (cProfile slows Python code).
 
 Usage: ``python -m bench.first_datapoint [--devices 200] [--points 125] [--runs 3]
-[--sim inprocess|external] [--source] [--profile FILE] [--name first_datapoint]``. Prints the
+[--sim inprocess|external] [--source] [--against DIR] [--profile FILE]
+[--name first_datapoint]``. Prints the
 median of the runs and writes ``bench/results/NAME.json``. Wall figures on a busy, shared
 machine are inflated (they count waiting for a core); the CPU figure is the steadier one.
 Re-measure on a quiet machine.
@@ -146,19 +152,19 @@ def parts(tmp: Path, devices: int, points: int) -> dict[str, float]:
 _OWN = ("gateway", "drivers", "hooks")
 
 
-def compile_tree() -> None:
+def compile_tree(tree: Path = ROOT) -> None:
     """Compile the modules the daemon imports, as installing it does (see the docstring)."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", *_OWN], cwd=ROOT, check=True,
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *_OWN], cwd=tree, check=True,
                    capture_output=True, timeout=600)
 
 
-def uncompile_tree() -> None:
+def uncompile_tree(tree: Path = ROOT) -> None:
     """``--source``: no compiled fieldgate module left, so the daemon compiles each one (it
     writes none back with ``PYTHONDONTWRITEBYTECODE=1``). Only caches are removed."""
     import shutil
 
     for package in _OWN:
-        for cache in (ROOT / package).rglob("__pycache__"):
+        for cache in (tree / package).rglob("__pycache__"):
             shutil.rmtree(cache, ignore_errors=True)
 
 
@@ -213,7 +219,7 @@ def _serve(path: Path) -> subprocess.Popen[str]:
 
 
 def one_run(tmp: Path, devices: int, points: int, external: bool,
-            timeout: float) -> dict[str, Any]:
+            timeout: float, tree: Path = ROOT) -> dict[str, Any]:
     from gateway.store import read_stats
 
     tmp.mkdir(parents=True, exist_ok=True)
@@ -227,7 +233,7 @@ def one_run(tmp: Path, devices: int, points: int, external: bool,
     with log_path.open("w") as log:
         started = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(path)],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                                cwd=tree, stdout=log, stderr=subprocess.STDOUT)
         try:
             while time.perf_counter() - started < timeout and proc.poll() is None:
                 try:
@@ -269,24 +275,34 @@ def main(argv: list[str] | None = None) -> int:
                         "at start (with PYTHONDONTWRITEBYTECODE=1)")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="also profile one run (cProfile) until its first datapoint")
+    parser.add_argument("--against", type=Path, metavar="DIR",
+                        help="also run the gateway package of this checkout, each run "
+                        "before one of this tree's (A/B in the same minutes)")
     parser.add_argument("--name", default="first_datapoint", help="results file name")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve)
         return 0
-    if args.source:
-        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # the daemons inherit it
-        uncompile_tree()
-    else:
-        compile_tree()
+    trees = [ROOT] if args.against is None else [args.against.resolve(), ROOT]
+    for tree in trees:
+        if args.source:
+            os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # the daemons inherit it
+            uncompile_tree(tree)
+        else:
+            compile_tree(tree)
     if args.profile:
         with tempfile.TemporaryDirectory() as tmp:
             profile_run(Path(tmp), args.devices, args.points, args.sim == "external",
                         args.profile)
     with tempfile.TemporaryDirectory() as tmp, Conditions() as conditions:
-        runs = [one_run(Path(tmp) / f"run{i}", args.devices, args.points,
-                        args.sim == "external", args.timeout) for i in range(args.runs)]
+        runs, other = [], []
+        for i in range(args.runs):
+            if args.against is not None:
+                other.append(one_run(Path(tmp) / f"against{i}", args.devices, args.points,
+                                     args.sim == "external", args.timeout, trees[0]))
+            runs.append(one_run(Path(tmp) / f"run{i}", args.devices, args.points,
+                                args.sim == "external", args.timeout))
         for i, run in enumerate(runs):
             run.update(parts(Path(tmp) / f"parts{i}", args.devices, args.points))
     done = [r for r in runs if r["first_datapoint_s"] is not None]
@@ -304,6 +320,14 @@ def main(argv: list[str] | None = None) -> int:
         "cannot_connect_warnings": median([r["cannot_connect_warnings"] for r in runs]),
         "loadavg_1m_at_start": median([r["loadavg_1m"] for r in runs]),
     }
+    if args.against is not None:
+        both = [r for r in other if r["first_datapoint_s"] is not None]
+        figures["against"] = {
+            "tree": str(trees[0]),
+            "first_datapoint_s": median([r["first_datapoint_s"] for r in both]) if both else None,
+            "cpu_to_first_datapoint_s": median([r["cpu_s"] for r in both]) if both else None,
+            "pairs_cpu_s": [[a["cpu_s"], b["cpu_s"]] for a, b in zip(other, runs, strict=True)],
+        }
     write_result(
         args.name,
         what=(f"`fieldgate run` as its own process on a generated site of {args.devices} Modbus "

@@ -82,7 +82,9 @@ class PointConfig:
     @property
     def count(self) -> int:
         """Registers (or bits) the point occupies."""
-        return 1 if self.function.is_bit else dt.register_count(self.type, self.length)
+        if self.function.is_bit:
+            return 1
+        return _REGISTERS.get(self.type) or dt.register_count(self.type, self.length)
 
     def describe_code(self, code: int) -> list[str]:
         """Texts for a raw status/fault code: the enum entry, or every set bitmask bit."""
@@ -90,6 +92,9 @@ class PointConfig:
             return [self.enum.get(code, f"unknown code {code}")]
         return [text for bit, text in sorted(self.bitmask.items()) if code >> bit & 1]
 
+
+#: Registers of each fixed-size type (a string's come from its length).
+_REGISTERS = {name: spec.registers for name, spec in dt.DATA_TYPES.items() if spec.registers}
 
 #: The point shapes (the fields the checks read) already found valid.
 _GOOD_SHAPES: set[tuple[object, ...]] = set()

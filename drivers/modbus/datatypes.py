@@ -31,13 +31,16 @@ class Function(enum.StrEnum):
     COIL = "coil"
     DISCRETE = "discrete"
 
+    # Sets, not ``self is Function.COIL or ...``: reading a member off its class is slow in
+    # Python 3.11 (a descriptor call, ~1 us), and a 25,000-point site asks these 100,000s of
+    # times at start.
     @property
     def is_bit(self) -> bool:
-        return self is Function.COIL or self is Function.DISCRETE  # members are singletons
+        return self in _BIT_TABLES
 
     @property
     def writable(self) -> bool:
-        return self is Function.HOLDING or self is Function.COIL
+        return self in _WRITABLE_TABLES
 
 
 class Order(enum.StrEnum):
@@ -52,11 +55,17 @@ class Order(enum.StrEnum):
 
     @property
     def word_swap(self) -> bool:
-        return self in (Order.CDAB, Order.DCBA, Order.GHEFCDAB, Order.HGFEDCBA)
+        return self in _WORD_SWAPS
 
     @property
     def byte_swap(self) -> bool:
-        return self in (Order.BADC, Order.DCBA, Order.BADCFEHG, Order.HGFEDCBA)
+        return self in _BYTE_SWAPS
+
+
+_BIT_TABLES = frozenset((Function.COIL, Function.DISCRETE))
+_WRITABLE_TABLES = frozenset((Function.HOLDING, Function.COIL))
+_WORD_SWAPS = frozenset((Order.CDAB, Order.DCBA, Order.GHEFCDAB, Order.HGFEDCBA))
+_BYTE_SWAPS = frozenset((Order.BADC, Order.DCBA, Order.BADCFEHG, Order.HGFEDCBA))
 
 
 @dataclass(frozen=True)
