@@ -14,6 +14,10 @@ simulators in another process, as in bench/site.py). After ``--warmup`` seconds,
   standard library and in built-ins goes to the areas of its callers, in proportion;
 - the functions with the most own time and the most cumulative time.
 
+The App runs on uvloop, as ``fieldgate run`` does from 10 devices on (``--loop asyncio``: the
+standard loop, as ``FIELDGATE_LOOP=asyncio`` gives the daemon). Under uvloop the loop's own
+work is C that cProfile does not see: compare ``--no-profile`` figures between the loops.
+
 As ``fieldgate run`` does, the heap is settled once the App is up (``gateway.runtime.
 settle_heap``: start-up's objects frozen, a larger first GC threshold); ``--no-settle`` leaves
 Python's defaults, to see what that changes.
@@ -25,7 +29,7 @@ own process).
 
     python bench/site_profile.py [--devices 100] [--registers 125] [--warmup 10]
                                  [--seconds 20] [--top 25] [--no-profile] [--no-settle]
-                                 [--out FILE]
+                                 [--loop uvloop|asyncio] [--out FILE]
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import os
 import pstats
 import sys
 import time
@@ -45,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.site import in_process  # noqa: E402
-from gateway.runtime import settle_heap  # noqa: E402
+from gateway.runtime import LOOP_ENV, event_loop_factory, settle_heap  # noqa: E402
 
 #: area -> substrings of a function's file name; the first match wins
 AREAS: list[tuple[str, tuple[str, ...]]] = [
@@ -151,10 +156,16 @@ def main() -> None:
                     help="no cProfile: CPU per datapoint and the GC figures only")
     ap.add_argument("--no-settle", action="store_true",
                     help="leave the garbage collector as Python sets it (no settle_heap)")
+    ap.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
+                    help="the event loop (the daemon's from 10 devices on: uvloop)")
     ap.add_argument("--out", type=Path, help="also save the raw profile here (pstats format)")
     args = ap.parse_args()
-    prof, f = asyncio.run(measure(args.devices, args.registers, args.warmup, args.seconds,
-                                  not args.no_profile, not args.no_settle))
+    os.environ[LOOP_ENV] = args.loop
+    factory = event_loop_factory(args.devices)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        prof, f = runner.run(measure(args.devices, args.registers, args.warmup, args.seconds,
+                                     not args.no_profile, not args.no_settle))
+    print(f"event loop: {'uvloop' if factory is not None else 'asyncio'}")
     per_k = 1000 / max(1, f["samples"])
     print(f"{args.devices}x{args.registers}: {f['samples_per_s']:.0f} samples/s committed "
           f"({100 * f['delivered_share_of_offered']:.1f} % of offered); CPU-s per 1,000: "

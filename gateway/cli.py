@@ -207,7 +207,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from gateway.confmgmt.boot import load_resolved
     from gateway.logs import setup_logging
-    from gateway.runtime import App
+    from gateway.runtime import App, event_loop_factory
 
     _, config = load_resolved(args.config)  # the managed version in force, or the file itself
     setup_logging(args.log_level or config.logging.level,
@@ -215,7 +215,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         app = App(config, args.config)
         app.settle_heap = True  # the daemon's own process: see gateway.runtime.settle_heap
-        return asyncio.run(app.run())
+        loop_factory = event_loop_factory(len(config.devices))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:  # as asyncio.run does
+            return runner.run(app.run())
     except BaseExceptionGroup as group:  # a component's start() failed inside the TaskGroup
         errors = startup_errors(group)
         if errors is None:

@@ -16,6 +16,7 @@ import gc
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -244,9 +245,9 @@ class App:
                 sup.start(name, factory)
                 self._driver_tasks.append(name)
         self.started_runs += 1
-        log.info("fieldgate %s started: gateway %s, %d devices, drivers: %s",
+        log.info("fieldgate %s started: gateway %s, %d devices, drivers: %s, event loop %s",
                  self.version, self.config.gateway.id, len(self.device_driver),
-                 ", ".join(sorted(self.drivers)) or "none")
+                 ", ".join(sorted(self.drivers)) or "none", loop_name())
 
     async def _stop_parts(self) -> None:
         self.status.stopping = True  # devices going offline now: a planned stop
@@ -345,6 +346,48 @@ class App:
         else:
             log.warning("received %s again: exiting without draining", sig.name)
             os._exit(128 + sig.value)
+
+
+#: The daemon's event loop: ``auto`` (the default), ``uvloop`` or ``asyncio`` (the standard
+#: library's).
+LOOP_ENV = "FIELDGATE_LOOP"
+#: From this many devices on, ``auto`` runs the daemon on uvloop (see event_loop_factory).
+UVLOOP_FROM_DEVICES = 10
+
+
+def event_loop_factory(devices: int) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop ``fieldgate run`` runs a site of ``devices`` devices on; None is the
+    standard asyncio loop.
+
+    uvloop runs callbacks, timers and socket I/O in C: per Modbus request (a future, a timer,
+    a socket read, a task step) that is most of what the loop costs, which on the standard
+    loop was about a third of the daemon's CPU at 100 x 125 points. Loaded, it keeps about
+    2 MB resident, more than a small site's whole saving is worth (its idle RSS goal is
+    50 MB): ``FIELDGATE_LOOP`` unset (``auto``) takes uvloop from
+    :data:`UVLOOP_FROM_DEVICES` devices on, ``uvloop`` always, ``asyncio`` never. Without
+    uvloop (a platform with no wheel for it) it is the standard loop, said at INFO. Imported
+    here, never at module level: the CLI's other commands and the tests do not load it.
+    """
+    choice = os.environ.get(LOOP_ENV, "").strip().lower() or "auto"
+    if choice not in ("auto", "uvloop", "asyncio"):
+        log.warning("%s=%r is not a loop fieldgate knows (auto, uvloop or asyncio): using "
+                    "auto", LOOP_ENV, choice)
+        choice = "auto"
+    if choice == "asyncio" or (choice == "auto" and devices < UVLOOP_FROM_DEVICES):
+        return None
+    try:
+        import uvloop
+    except ImportError as err:
+        log.info("uvloop is not available (%s): running on the standard asyncio loop", err)
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def loop_name() -> str:
+    """``uvloop`` or ``asyncio``: the loop this runs on (said in the start-up line)."""
+    module = type(asyncio.get_running_loop()).__module__
+    return "uvloop" if module.split(".")[0] == "uvloop" else "asyncio"
 
 
 #: Allocations (less frees) between two young-generation collections; Python's default is 700.

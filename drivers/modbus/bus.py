@@ -33,7 +33,7 @@ from gateway.pollstats import PollStats
 
 log = logging.getLogger(__name__)
 
-#: Slack over the device timeout before we give up on pymodbus itself (a guard, not a timeout).
+#: Slack over the device timeout before we give up on a connect (a guard, not a timeout).
 _GUARD = 0.5
 
 
@@ -269,7 +269,10 @@ class Bus:
             self.requests += 1
             started = monotonic()
             try:
-                reply = await asyncio.wait_for(method(*args, **kwargs), dev.timeout + _GUARD)
+                # pymodbus bounds the wait itself (``timeout_connect``, set above, is its reply
+                # timeout): no second wait_for here, which cost a task, a future and a timer
+                # per request. A reply that never comes raises ModbusIOException after it.
+                reply = await method(*args, **kwargs)
                 latency = monotonic() - started
             except ConnectionException as err:
                 down = BusDown(self.key, f"{what}: connection lost: {err}")

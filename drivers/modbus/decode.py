@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 import struct
 from itertools import repeat
 from typing import Any
@@ -78,10 +79,12 @@ def _by_point(device: str, block: Block[PointReader], buf: bytes, ts: int) -> li
 # struct call (gaps skipped as pad bytes) instead of one call per point: the poll path's
 # largest cost at 125 points per read. Keyed by the block's spans (kept alive here, so the id
 # is never reused); bounded, since a re-plan makes new blocks.
-_Columns = tuple[tuple[str, ...], tuple[Linear | None, ...] | None, tuple[int, ...]]
+_Columns = tuple[tuple[str, ...], tuple[Linear | None, ...] | None, tuple[int, ...],
+                 Linear | None]
 """The point names of a block in order; each point's linear scaling (see
 :class:`~drivers.modbus.scaling.Scaling`) or None, or None for all when no point of the block
-is scaled; the positions of the float points (the only ones that can be NaN)."""
+is scaled; the positions of the float points (the only ones that can be NaN); the one
+scaling of every point when all are scaled alike (equal, and of the same number types)."""
 
 
 _UNPACKERS: dict[int, tuple[object, struct.Struct | None, _Columns]] = {}
@@ -122,7 +125,24 @@ def _build(block: Block[PointReader]) -> tuple[object, struct.Struct | None, _Co
     linear = tuple(None if r.scaling is None else r.scaling.linear for r in readers)
     floats = tuple(i for i, r in enumerate(readers)
                    if dt.DATA_TYPES[r.point.type].struct_code in ("f", "d"))
-    return block.spans, unpacker, (names, linear if any(linear) else None, floats)
+    first = linear[0] if linear else None
+    alike = first if first is not None and all(
+        s is not None and s == first and list(map(type, s)) == list(map(type, first))
+        for s in linear) else None
+    return block.spans, unpacker, (names, linear if any(linear) else None, floats, alike)
+
+
+def _scaled_alike(values: Any, linear: Linear) -> Any:
+    """``(v * mult + add) / div`` of each value (``/ div`` only when there is one), the same
+    operations in the same order as the per-point expression, mapped in C."""
+    mult, add, div = linear
+    if mult != 1 or type(mult) is not int:
+        values = map(operator.mul, values, repeat(mult))
+    if add != 0 or type(add) is not int:
+        values = map(operator.add, values, repeat(add))
+    if div is not None:
+        values = map(operator.truediv, values, repeat(div))
+    return list(values)
 
 
 def decode_unpacked(device: str, block: Block[PointReader], unpacker: struct.Struct,
@@ -133,12 +153,16 @@ def decode_unpacked(device: str, block: Block[PointReader], unpacker: struct.Str
     ``Sample(...)`` does, without the Python frame of the namedtuple's ``__new__``) mapped
     over zipped columns.
     """
-    names, linear, floats = _UNPACKERS[id(block.spans)][2]
+    names, linear, floats, alike = _UNPACKERS[id(block.spans)][2]
     values: Any = unpacker.unpack_from(buf)
     if linear is not None:
         try:
-            values = [v if s is None else v * s[0] + s[1] if s[2] is None
-                      else (v * s[0] + s[1]) / s[2] for v, s in zip(values, linear, strict=True)]
+            if alike is None:
+                values = [v if s is None else v * s[0] + s[1] if s[2] is None
+                          else (v * s[0] + s[1]) / s[2]
+                          for v, s in zip(values, linear, strict=True)]
+            else:  # every point scaled alike (a register map's usual case): in C, same sums
+                values = _scaled_alike(values, alike)
         except OverflowError:  # an absurd scale: let the point-by-point path mark it bad
             return _by_point(device, block, buf, ts)
     if floats and any(values[i] != values[i] for i in floats):  # NaN is not itself

@@ -44,6 +44,7 @@ LAZY = {
     "drivers.opcua.cli": "fieldgate opcua ...",
     "drivers.ocpp.cli": "fieldgate ocpp ...",
     "orjson": "a chunk of 1,000 samples or more (gateway/store/codec.py)",
+    "uvloop": "a site of 10 devices or more (gateway/runtime.py event_loop_factory)",
 }
 
 SERVE = """

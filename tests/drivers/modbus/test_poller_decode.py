@@ -65,3 +65,46 @@ def test_swapped_orders_take_the_point_by_point_path() -> None:
     [group] = plan_device(cfg, list(cfg.points))
     [(_function, block)] = group.blocks
     assert decode.block_unpacker(block) is None
+
+
+ALIKE = [("uint16", 0.1, 0), ("int16", 2, 0), ("int16", 1, 5), ("uint32", 0.01, -40.5),
+         ("int32", 3, 0.25), ("float32", 0.1, 0), ("float64", 2.5, 1.0)]
+
+
+def alike_device(kind: str, scale: float, offset: float) -> ModbusDeviceConfig:
+    size = dict([*TYPES, ("int32", 2)])[kind]
+    points = [{"name": f"p{i:02d}", "address": i * size, "type": kind, "scale": scale,
+               "offset": offset} for i in range(20)]
+    return ModbusDeviceConfig.model_validate({"id": "m", "host": "h", "points": points})
+
+
+@settings(deadline=None, max_examples=30)
+@given(st.sampled_from(ALIKE), st.data())
+def test_points_scaled_alike_decode_as_point_by_point(
+        case: tuple[str, float, float], data: st.DataObject) -> None:
+    cfg = alike_device(*case)
+    [group] = plan_device(cfg, list(cfg.points))
+    [(function, block)] = group.blocks
+    assert decode.block_unpacker(block) is not None
+    alike = decode._UNPACKERS[id(block.spans)][2][3]
+    assert alike is not None  # the one-scaling path is taken
+    regs = data.draw(st.lists(st.integers(0, 0xFFFF), min_size=block.count,
+                              max_size=block.count))
+    got = [(s.point, s.value, s.quality) for s in decode.decode_block("m", function, block,
+                                                                regs, 1)]
+    want = point_by_point(block, regs)
+    assert [(n, q) for n, _v, q in got] == [(n, q) for n, _v, q in want]
+    for (_n, a, _q), (_m, b, _r) in zip(got, want, strict=True):
+        assert a == b or (a is None and b is None)
+        assert type(a) is type(b)
+
+
+def test_scalings_equal_in_value_but_not_in_type_are_not_alike() -> None:
+    points = [{"name": "a", "address": 0, "type": "uint16", "scale": 2},
+              {"name": "b", "address": 1, "type": "float32", "scale": 2}]
+    cfg = ModbusDeviceConfig.model_validate({"id": "m", "host": "h", "points": points})
+    [group] = plan_device(cfg, list(cfg.points))
+    [(_function, block)] = group.blocks
+    assert decode.block_unpacker(block) is not None
+    _names, linear, _floats, alike = decode._UNPACKERS[id(block.spans)][2]
+    assert linear is not None and linear[0] == linear[1] and alike is None, linear
