@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.base import DeviceConfig, Driver, get_driver
-from gateway import __version__, components
+from gateway import __version__, components, heap
 from gateway.clock import Clock, SystemClock
 from gateway.commands import CommandRegistry
 from gateway.config.errors import ConfigError
@@ -159,7 +159,7 @@ class App:
                     self.ready.set()
                     if self.settle_heap:
                         settle_heap()
-                    release_free_heap()
+                    heap.trim()  # start-up's temporaries go back to the OS
                     reason = await self._wait_stop_or_reload()
                     self.ready.clear()
                     if reason == "stop":
@@ -366,18 +366,6 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, 10, 10)
-
-
-def release_free_heap() -> None:
-    """Give the heap that start-up freed (import and config-validation temporaries) back to
-    the OS: about 1 MB of a small site's idle RSS, with glibc. A no-op elsewhere."""
-    import ctypes  # here: only the daemon needs it
-
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return
-    trim(0)
 
 
 async def _quietly(awaitable: Any, what: str) -> None:
