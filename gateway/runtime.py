@@ -111,6 +111,7 @@ class App:
     def _new_pipeline(self) -> Pipeline:
         return Pipeline(self.store, self.clock, self.status,
                         queue_batches=self.config.pipeline.queue_batches,
+                        queue_samples=self.config.pipeline.queue_samples,
                         max_commit_samples=self.config.pipeline.max_commit_samples)
 
     # -- what the component contexts and the driver contexts call ----------------------
