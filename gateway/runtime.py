@@ -160,6 +160,7 @@ class App:
                     self.ready.set()
                     if self.settle_heap:
                         settle_heap()
+                    heap.tune()
                     heap.trim()  # start-up's temporaries go back to the OS
                     reason = await self._wait_stop_or_reload()
                     self.ready.clear()
