@@ -60,8 +60,9 @@ def tune() -> None:
     chunk's JSON and compressed text, the messages cut from it. After the first few, all of
     them would come from the heap, in between the small blocks that outlive them, where a
     free keeps them (``tests/gateway/test_heap.py``): the RSS crept up for minutes while
-    Python's own objects stayed flat. A fixed threshold keeps them mapped alone; the
-    arenas are capped so the worker threads do not each keep a heap of their own.
+    Python's own objects stayed flat. A fixed threshold keeps them mapped alone. The arenas
+    are capped too: the store's thread has one already; the threads started later (the
+    executor's) share them instead of each keeping a heap of its own.
     A no-op where the C library is not glibc."""
     if _mallopt is not None:
         _mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
