@@ -38,7 +38,7 @@ async def snapshot_at(devices: int, registers: int, seconds: float
     (what glibc held free: how much a trim would give back; the RSS when not glibc)."""
     import psutil
 
-    from gateway.runtime import release_free_heap
+    from gateway import heap
 
     async with in_process(devices, registers) as app:
         await asyncio.sleep(seconds)
@@ -46,7 +46,7 @@ async def snapshot_at(devices: int, registers: int, seconds: float
         snap = tracemalloc.take_snapshot()
         rss = psutil.Process().memory_info().rss / MEGA
         samples = app.pipeline.stats.samples
-        release_free_heap()
+        heap.trim()
         trimmed = psutil.Process().memory_info().rss / MEGA
     return snap, rss, samples, trimmed
 

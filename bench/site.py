@@ -17,10 +17,12 @@ After ``--warmup`` seconds a ``--window`` is measured. Reported per size, as the
 the window, payload bytes per datapoint (topic + payload), requests per device per cycle
 (counted at the simulators), the age of values at delivery (p50, p99), and the share of the
 offered datapoints that was delivered. ``--quick`` is one short run per size. RSS is also
-read every 5 s of the window: its maximum and its trend (least squares, MB per hour) say
-whether memory is flat; for the hour-long check, ``--sizes 200x125 --runs 1 --warmup 60
---window 3600``. With several sizes of the same registers, the RSS per added device (end of
-the window) is printed and written as ``rss_kb_per_added_device``.
+read every 5 s of the window (``rss_trace_mb`` in each run): its maximum and its trend
+(least squares, MB per hour) over the window and over its second half say whether memory
+is flat (a heap filling up after start shows in the first, a leak in both); for the
+hour-long check, ``--sizes 200x125 --runs 1 --warmup 60 --window 3600``. With several
+sizes of the same registers, the RSS per added device (end of the window) is printed and
+written as ``rss_kb_per_added_device``.
 
 ``--saturate DEVICESxREGISTERS`` halves the poll interval from ``--interval`` until the
 gateway stops keeping up (delivers < 98 % of the offered datapoints or the p99 age exceeds
@@ -323,7 +325,9 @@ async def measure(workdir: Path, config: Path, sims: Simulators, counter: Counte
             "requests": req1 - req0, "datapoints": dp1 - dp0, "bytes": by1 - by0,
             "wall": t1 - t0, "first_datapoint_s": first_datapoint_s,
             "rss_max": max(r for _, r in rss_trace),
-            "rss_slope": _slope(rss_trace)}
+            "rss_slope": _slope(rss_trace),
+            "rss_slope_2nd_half": _slope([(t, r) for t, r in rss_trace if t >= window / 2]),
+            "rss_trace": rss_trace}
 
 
 def _slope(trace: list[tuple[float, int]]) -> float:
@@ -348,16 +352,21 @@ def report(f: dict[str, float], counter: Counter_, devices: int, registers: int,
         "rss_start_mb": f["rss0"] / MEGA, "rss_end_mb": f["rss1"] / MEGA,
         "rss_max_mb": f["rss_max"] / MEGA,
         "rss_growth_mb_per_hour": f["rss_slope"] * 3600 / MEGA,
+        # The second half alone: a heap that fills up to a plateau after the warm-up shows
+        # a trend over the whole window but none here; a leak shows in both.
+        "rss_growth_2nd_half_mb_per_hour": f["rss_slope_2nd_half"] * 3600 / MEGA,
         "bytes_per_datapoint": f["bytes"] / max(1, delivered),
         "requests_per_device_per_cycle": f["requests"] / devices / (wall / interval),
         "age_p50_ms": counter.age_ms(0.5), "age_p99_ms": counter.age_ms(0.99),
         "datapoints_per_s": delivered / wall, "delivered_share": delivered / offered,
         "first_datapoint_s": f["first_datapoint_s"], "window_s": wall,
+        "rss_trace_mb": [[round(t, 1), round(r / MEGA, 1)] for t, r in f["rss_trace"]],
     }
     print(f"  {devices}x{registers} @ {interval:g} s: "
           f"{run['cpu_s_per_1000_datapoints']:.4f} CPU-s/1000 dp, "
           f"RSS {run['rss_start_mb']:.1f} -> {run['rss_end_mb']:.1f} MB "
-          f"(max {run['rss_max_mb']:.1f}, trend {run['rss_growth_mb_per_hour']:+.1f} MB/h), "
+          f"(max {run['rss_max_mb']:.1f}, trend {run['rss_growth_mb_per_hour']:+.1f} MB/h, "
+          f"2nd half {run['rss_growth_2nd_half_mb_per_hour']:+.1f}), "
           f"{run['bytes_per_datapoint']:.1f} B/dp, "
           f"{run['requests_per_device_per_cycle']:.2f} req/device/cycle, age p50 "
           f"{run['age_p50_ms']:.0f} ms p99 {run['age_p99_ms']:.0f} ms, delivered "
@@ -415,7 +424,8 @@ def main() -> None:
                                             args.window, None if encoding == "json"
                                             else encoding)) for _ in range(args.runs)]
                 key = size if encoding == "json" else f"{size} {encoding}"
-                summary[key] = {k: median(r[k] for r in runs) for k in runs[0]}
+                summary[key] = {k: median(r[k] for r in runs) for k in runs[0]
+                                if not isinstance(runs[0][k], list)}
                 all_runs += [{"size": size, "encoding": encoding, **r} for r in runs]
     per_device = _per_added_device(summary)
     if per_device is not None:

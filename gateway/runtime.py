@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.base import DeviceConfig, Driver, get_driver
-from gateway import __version__, components
+from gateway import __version__, components, heap
 from gateway.clock import Clock, SystemClock
 from gateway.commands import CommandRegistry
 from gateway.config.errors import ConfigError
@@ -112,6 +112,7 @@ class App:
     def _new_pipeline(self) -> Pipeline:
         return Pipeline(self.store, self.clock, self.status,
                         queue_batches=self.config.pipeline.queue_batches,
+                        queue_samples=self.config.pipeline.queue_samples,
                         max_commit_samples=self.config.pipeline.max_commit_samples)
 
     # -- what the component contexts and the driver contexts call ----------------------
@@ -160,7 +161,8 @@ class App:
                     self.ready.set()
                     if self.settle_heap:
                         settle_heap()
-                    release_free_heap()
+                    heap.tune()
+                    heap.trim()  # start-up's temporaries go back to the OS
                     reason = await self._wait_stop_or_reload()
                     self.ready.clear()
                     if reason == "stop":
@@ -409,18 +411,6 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, 10, 10)
-
-
-def release_free_heap() -> None:
-    """Give the heap that start-up freed (import and config-validation temporaries) back to
-    the OS: about 1 MB of a small site's idle RSS, with glibc. A no-op elsewhere."""
-    import ctypes  # here: only the daemon needs it
-
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return
-    trim(0)
 
 
 async def _quietly(awaitable: Any, what: str) -> None:

@@ -61,6 +61,15 @@ class StoreSection(StrictModel):
 
 class PipelineSection(StrictModel):
     queue_batches: Annotated[int, Field(ge=1, le=100_000)] = 256
+    queue_samples: Annotated[int, Field(ge=1)] = Field(
+        50_000,
+        description=(
+            "Most samples waiting for the next commit (and the queue's memory, about 120 "
+            "bytes a sample): a driver whose batch would pass it waits for a commit. A batch "
+            "larger than this goes alone. Lower it on a small box with many devices; too low "
+            "delays polls during each cycle's burst."
+        ),
+    )
     max_commit_samples: Annotated[int, Field(ge=1)] = 50_000
 
 

@@ -32,4 +32,7 @@ def test_site_bench_counts_what_reaches_the_broker(tmp_path: Path) -> None:
     assert 10 < figures["bytes_per_datapoint"] < 200
     assert figures["cpu_s_per_1000_datapoints"] > 0
     assert figures["rss_end_mb"] > 10
+    # RSS read every 5 s of the 6 s window: the start, 5 s and the end; the trends come from it
+    assert len(result["runs"][0]["rss_trace_mb"]) >= 2
+    assert "rss_growth_2nd_half_mb_per_hour" in figures
     assert result["conditions"]["note"]

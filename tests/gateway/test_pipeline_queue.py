@@ -73,3 +73,17 @@ async def test_many_devices_queue_no_more_than_the_bound(tmp_path: Path) -> None
         assert (await store.stats()).samples == 25_000
     finally:
         await store.close()
+
+
+def test_the_site_config_sets_the_bound(tmp_path: Path) -> None:
+    """``pipeline.queue_samples`` in the site file is the bound the App's pipeline uses."""
+    from gateway.config.loader import load_config
+    from gateway.pipeline import QUEUE_SAMPLES
+    from gateway.runtime import App
+
+    path = tmp_path / "site.yaml"
+    path.write_text(f"gateway: {{id: q, state_dir: {tmp_path / 'state'}}}\n"
+                    "pipeline: {queue_samples: 1234}\n")
+    assert App(load_config(path), path).pipeline.queue_samples == 1234
+    path.write_text(f"gateway: {{id: q, state_dir: {tmp_path / 'state'}}}\n")
+    assert App(load_config(path), path).pipeline.queue_samples == QUEUE_SAMPLES
