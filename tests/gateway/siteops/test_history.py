@@ -488,7 +488,7 @@ async def test_whole_polls_and_single_samples_fold_to_the_same_rollups(
         if sec % 7 == 0:
             await history.flush()
         if sec == 30:  # the polls of this minute so far went column-wise
-            assert history._folder._layouts["d0"] == ["p0", "p1", "p2", "e"]
+            assert history._folder._layouts["d0"] == ("p0", "p1", "p2", "e")
             assert set(history._folder.buckets[t0].cols) == {"d0", "d1", "d2"}
     await history.flush(final=True)
     kept = [s for s in samples if s.device == "d1" or s.point in ("p0", "e")]
