@@ -7,6 +7,11 @@ Per minute there is one *bucket*: a dict from ``(device, point)`` to a list
 one dict lookup and a few list updates. Anything else (bad quality, text, booleans, NaN, a
 batch across a minute boundary) takes the per-sample path, with the same result.
 
+A device poll with the same points as that device's last clean poll goes column-wise
+instead (see :meth:`Folder.fold`): the batch's columns come out in one ``zip``, the poll's
+value tuple waits in its minute's columns, and every ``SETTLE_POLLS`` polls (and before the
+columns are read) one ``sum``/``min``/``max`` per point folds the waiting polls in.
+
 Energy and power points of a device with an energy source never enter the fast path: their
 first lookup in a bucket misses on purpose (they are kept in the bucket's second dict), so
 the miss handler feeds the meter too. Points not kept (``history.points``) get an
@@ -216,11 +221,17 @@ class Folder:
             while j < n and devs[j] == d:
                 j += 1
             run = rows[i:j]
-            self._fold_run(run, first_seq + i, meters)
-            self._learn(d, pts[i:j], run)
+            # A clean poll teaches the device's layout and is itself folded column-wise
+            # (so a minute's rows usually all come from columns: see Bucket.rows).
+            if not (self._learn(d, pts[i:j], run) and len(layouts[d]) == j - i
+                    and self._fold_poll(tss, vals, quals, valid, i, j, d, layouts[d],
+                                        first_seq + i, meters)):
+                self._fold_run(run, first_seq + i, meters)
             i = j
 
-    def _learn(self, device: str, pts: Sequence[str], run: Sequence[Sample]) -> None:
+    def _learn(self, device: str, pts: Sequence[str], run: Sequence[Sample]) -> bool:
+        """Learn ``device``'s layout from ``run`` if it is a clean poll (its points up to
+        the first repeated one); True when the layout is new."""
         seen: set[str] = set()
         for k, p in enumerate(pts):
             if p in seen:
@@ -229,12 +240,14 @@ class Folder:
             seen.add(p)
         layout = tuple(pts)
         if layout == self._layouts.get(device) or len(layout) < 2:
-            return
+            return False
         tss = list(map(_TS, run))
         if tss.count(tss[0]) == len(tss) and _valid(run):
             self._layouts[device] = layout
             self._meter_at[device] = [k for k, p in enumerate(pts)
                                       if self._meter_point(device, p)]
+            return True
+        return False
 
     def _fold_poll(self, tss: tuple[int, ...], values: tuple[Any, ...],
                    quals: tuple[Any, ...], valid: bool, i: int, j: int, device: str,
