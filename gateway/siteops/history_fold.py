@@ -24,6 +24,7 @@ this module only folds and hands buckets out.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable, Sequence
 from itertools import repeat
 from operator import itemgetter
@@ -123,7 +124,10 @@ def number(value: Any) -> float | None:
         return None
     if value != value or value in (math.inf, -math.inf):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return None
 
 
 def _valid(rows: Sequence[Sample]) -> bool:
@@ -138,26 +142,27 @@ def _valid_columns(quals: Sequence[Any], values: Sequence[Any]) -> bool:
     if not _NUMBERS.issuperset(map(type, values)):
         return False
     try:
-        total = sum(values)
+        total = float(sum(values))
     except OverflowError:  # an int too large for a float
         return False
-    return bool(total - total == 0)  # NaN or an infinity anywhere: not 0
+    return total - total == 0  # NaN or an infinity anywhere: not 0
 
 
 def _settle(c: list[Any]) -> None:
     """Fold a device's pending polls (value tuples) into its totals, minima and maxima:
-    one ``zip`` and one ``sum``/``min``/``max`` per point for several polls at once."""
+    one ``zip`` and one ``sum``/``min``/``max`` per point for several polls at once. They
+    are arrays of doubles (8 bytes a point, not a float object each)."""
     pending = c[7]
     if not pending:
         return
     if c[2] is None:
-        c[2] = list(map(sum, zip(*pending, strict=True)))
-        c[3] = list(map(min, zip(*pending, strict=True)))
-        c[4] = list(map(max, zip(*pending, strict=True)))
+        c[2] = array("d", map(sum, zip(*pending, strict=True)))
+        c[3] = array("d", map(min, zip(*pending, strict=True)))
+        c[4] = array("d", map(max, zip(*pending, strict=True)))
     else:
-        c[2] = list(map(sum, zip(c[2], *pending, strict=True)))
-        c[3] = list(map(min, zip(c[3], *pending, strict=True)))
-        c[4] = list(map(max, zip(c[4], *pending, strict=True)))
+        c[2] = array("d", map(sum, zip(c[2], *pending, strict=True)))
+        c[3] = array("d", map(min, zip(c[3], *pending, strict=True)))
+        c[4] = array("d", map(max, zip(c[4], *pending, strict=True)))
     c[7] = []
 
 
