@@ -66,8 +66,8 @@ class Bucket:
         self.meter_accs: dict[Key, Acc] = {}
         #: Per device, a whole poll's points at once: [layout, n, totals, mins, maxs,
         #: lasts, last_ts, pending] (in the layout's order). ``pending`` holds the value
-        #: tuples of up to ``SETTLE_POLLS`` polls not yet in totals/mins/maxs (None before
-        #: the first settle); read the columns only after :meth:`settle`.
+        #: tuples of up to ``SETTLE_POLLS`` polls not yet in totals/mins/maxs (which are
+        #: None before the first settle); read the columns only after :meth:`settle`.
         self.cols: dict[str, list[Any]] = {}
 
     def merged(self, kept: Callable[[str, str], bool] | None = None,
