@@ -7,6 +7,11 @@ Per minute there is one *bucket*: a dict from ``(device, point)`` to a list
 one dict lookup and a few list updates. Anything else (bad quality, text, booleans, NaN, a
 batch across a minute boundary) takes the per-sample path, with the same result.
 
+A device poll with the same points as that device's last clean poll goes column-wise
+instead (see :meth:`Folder.fold`): the batch's columns come out in one ``zip``, the poll's
+value tuple waits in its minute's columns, and every ``SETTLE_POLLS`` polls (and before the
+columns are read) one ``sum``/``min``/``max`` per point folds the waiting polls in.
+
 Energy and power points of a device with an energy source never enter the fast path: their
 first lookup in a bucket misses on purpose (they are kept in the bucket's second dict), so
 the miss handler feeds the meter too. Points not kept (``history.points``) get an
@@ -19,22 +24,26 @@ this module only folds and hands buckets out.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable, Sequence
-from itertools import compress, repeat
-from operator import add, gt, itemgetter, lt
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from gateway.model import Quality, Sample
 
 MINUTE_MS = 60_000
 GOOD = Quality.GOOD
-_DEV = itemgetter(0)
-_POINT = itemgetter(1)
 _KEY = itemgetter(0, 1)
 _TS = itemgetter(2)
 _VALUE = itemgetter(3)
 _QUALITY = itemgetter(4)
 _NUMBERS = frozenset((float, int))
+
+#: A device's polls wait as value tuples until this many, then are folded in one pass per
+#: statistic (``sum``/``min``/``max`` over each point's few values): fewer C-level passes
+#: per sample than one ``add``/``lt``/``gt`` pass per poll, at the memory of a few polls.
+SETTLE_POLLS = 4
 
 #: An accumulator of a point that ``history.points`` does not keep: folded, never written.
 DROPPED = 6
@@ -56,13 +65,16 @@ class Bucket:
         #: Accumulators of energy/power points (kept out of ``accs``: see the module doc).
         self.meter_accs: dict[Key, Acc] = {}
         #: Per device, a whole poll's points at once: [layout, n, totals, mins, maxs,
-        #: lasts, last_ts] (lists in the layout's order).
+        #: lasts, last_ts, pending] (in the layout's order). ``pending`` holds the value
+        #: tuples of up to ``SETTLE_POLLS`` polls not yet in totals/mins/maxs (which are
+        #: None before the first settle); read the columns only after :meth:`settle`.
         self.cols: dict[str, list[Any]] = {}
 
     def merged(self, kept: Callable[[str, str], bool] | None = None,
                devices: set[str] | None = None) -> dict[Key, Acc]:
         """The point accumulators, merged with the poll columns of ``devices`` (else all
         devices); ``kept`` (else all) says which poll columns count."""
+        self.settle()
         out: dict[Key, Acc] = {}
         for accs in (self.accs, self.meter_accs):
             for key, a in accs.items():
@@ -70,7 +82,7 @@ class Bucket:
                     out[key] = a  # stays dropped whatever else comes
                 else:
                     merge(out, key, a)
-        for device, (layout, n, totals, mins, maxs, lasts, last_ts) in self.cols.items():
+        for device, (layout, n, totals, mins, maxs, lasts, last_ts, _) in self.cols.items():
             if devices is not None and device not in devices:
                 continue
             for k, point in enumerate(layout):
@@ -79,15 +91,22 @@ class Bucket:
                           [n, totals[k], mins[k], maxs[k], lasts[k], last_ts])
         return out
 
+    def settle(self) -> None:
+        """Fold the polls still pending in the columns (see :func:`_settle`)."""
+        for c in self.cols.values():
+            if c[7]:
+                _settle(c)
+
     def rows(self, minute: int, kept: Callable[[str, str], bool] | None = None
              ) -> list[tuple[Any, ...]]:
         """(device, point, minute, n, total, vmin, vmax, last, last_ts) of every point. A
         device that has only poll columns gives its rows straight from them (C-level)."""
+        self.settle()
         mixed = {d for d, _ in self.accs} | {d for d, _ in self.meter_accs}
         out: list[tuple[Any, ...]] = [
             (d, p, minute, *a[:6]) for (d, p), a in self.merged(kept, mixed).items()
             if len(a) != DROPPED + 1]
-        for device, (layout, n, totals, mins, maxs, lasts, last_ts) in self.cols.items():
+        for device, (layout, n, totals, mins, maxs, lasts, last_ts, _) in self.cols.items():
             if device in mixed:
                 continue
             cols = zip(repeat(device), layout, repeat(minute), repeat(n), totals, mins, maxs,
@@ -105,25 +124,46 @@ def number(value: Any) -> float | None:
         return None
     if value != value or value in (math.inf, -math.inf):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return None
 
 
 def _valid(rows: Sequence[Sample]) -> bool:
     """True when every sample is GOOD with a finite float or int value (C-level passes)."""
-    return _valid_values(rows, list(map(_VALUE, rows)))
+    return _valid_columns(list(map(_QUALITY, rows)), list(map(_VALUE, rows)))
 
 
-def _valid_values(rows: Sequence[Sample], values: list[Any]) -> bool:
-    """:func:`_valid` with the values taken out already."""
-    if list(map(_QUALITY, rows)).count(GOOD) != len(rows):
+def _valid_columns(quals: Sequence[Any], values: Sequence[Any]) -> bool:
+    """:func:`_valid` of the samples' qualities and values, taken out already."""
+    if quals.count(GOOD) != len(quals):
         return False
     if not _NUMBERS.issuperset(map(type, values)):
         return False
     try:
-        total = sum(values)
+        total = float(sum(values))
     except OverflowError:  # an int too large for a float
         return False
-    return bool(total - total == 0)  # NaN or an infinity anywhere: not 0
+    return total - total == 0  # NaN or an infinity anywhere: not 0
+
+
+def _settle(c: list[Any]) -> None:
+    """Fold a device's pending polls (value tuples) into its totals, minima and maxima:
+    one ``zip`` and one ``sum``/``min``/``max`` per point for several polls at once. They
+    are arrays of doubles (8 bytes a point, not a float object each)."""
+    pending = c[7]
+    if not pending:
+        return
+    if c[2] is None:
+        c[2] = array("d", map(sum, zip(*pending, strict=True)))
+        c[3] = array("d", map(min, zip(*pending, strict=True)))
+        c[4] = array("d", map(max, zip(*pending, strict=True)))
+    else:
+        c[2] = array("d", map(sum, zip(c[2], *pending, strict=True)))
+        c[3] = array("d", map(min, zip(c[3], *pending, strict=True)))
+        c[4] = array("d", map(max, zip(c[4], *pending, strict=True)))
+    c[7] = []
 
 
 class Folder:
@@ -143,7 +183,7 @@ class Folder:
         self.buckets: dict[int, Bucket] = {}
         self._kept: dict[Key, bool] = {}
         #: Per device, the points of its last clean poll, in order.
-        self._layouts: dict[str, list[str]] = {}
+        self._layouts: dict[str, tuple[str, ...]] = {}
         #: Per device, the indexes of its meter points in its layout.
         self._meter_at: dict[str, list[int]] = {}
 
@@ -167,11 +207,9 @@ class Folder:
         if not self.columns:
             self._fold_run(rows, first_seq, meters)
             return
-        devs = list(map(_DEV, rows))
-        pts = list(map(_POINT, rows))
-        tss = list(map(_TS, rows))
-        vals = list(map(_VALUE, rows))
-        valid = _valid_values(rows, vals)  # the whole batch at once: usually true
+        # One pass takes the five columns out of the batch (tuples).
+        devs, pts, tss, vals, quals = zip(*rows, strict=True)
+        valid = _valid_columns(quals, vals)  # the whole batch at once: usually true
         layouts = self._layouts
         i = 0
         while i < n:
@@ -180,7 +218,7 @@ class Folder:
             if lay is not None:
                 j = i + len(lay)
                 if (j <= n and pts[i:j] == lay and devs[i:j].count(d) == j - i
-                        and self._fold_poll(rows, tss, vals, valid, i, j, d, lay,
+                        and self._fold_poll(tss, vals, quals, valid, i, j, d, lay,
                                             first_seq + i, meters)):
                     i = j
                     continue
@@ -188,56 +226,57 @@ class Folder:
             while j < n and devs[j] == d:
                 j += 1
             run = rows[i:j]
-            self._fold_run(run, first_seq + i, meters)
-            self._learn(d, pts[i:j], run)
+            # A clean poll teaches the device's layout and is itself folded column-wise
+            # (so a minute's rows usually all come from columns: see Bucket.rows).
+            if not (self._learn(d, pts[i:j], run) and len(layouts[d]) == j - i
+                    and self._fold_poll(tss, vals, quals, valid, i, j, d, layouts[d],
+                                        first_seq + i, meters)):
+                self._fold_run(run, first_seq + i, meters)
             i = j
 
-    def _learn(self, device: str, pts: list[str], run: Sequence[Sample]) -> None:
+    def _learn(self, device: str, pts: Sequence[str], run: Sequence[Sample]) -> bool:
+        """Learn ``device``'s layout from ``run`` if it is a clean poll (its points up to
+        the first repeated one); True when the layout is new."""
         seen: set[str] = set()
         for k, p in enumerate(pts):
             if p in seen:
                 pts, run = pts[:k], run[:k]
                 break
             seen.add(p)
-        if pts == self._layouts.get(device) or len(pts) < 2:
-            return
+        layout = tuple(pts)
+        if layout == self._layouts.get(device) or len(layout) < 2:
+            return False
         tss = list(map(_TS, run))
         if tss.count(tss[0]) == len(tss) and _valid(run):
-            self._layouts[device] = pts
+            self._layouts[device] = layout
             self._meter_at[device] = [k for k, p in enumerate(pts)
                                       if self._meter_point(device, p)]
+            return True
+        return False
 
-    def _fold_poll(self, rows: Sequence[Sample], tss: list[int], values: list[Any],
-                   valid: bool, i: int, j: int, device: str, layout: list[str],
-                   first_seq: int, meters: bool) -> bool:
+    def _fold_poll(self, tss: tuple[int, ...], values: tuple[Any, ...],
+                   quals: tuple[Any, ...], valid: bool, i: int, j: int, device: str,
+                   layout: tuple[str, ...], first_seq: int, meters: bool) -> bool:
         """One poll of ``device`` in its layout, column-wise; False: not such a poll."""
         ts = tss[i]
         if tss[i:j].count(ts) != j - i:
             return False
         vals = values[i:j]
-        if not valid and not _valid_values(rows[i:j], vals):
+        if not valid and not _valid_columns(quals[i:j], vals):
             return False
         minute = ts - ts % MINUTE_MS
         b = self.bucket(minute, first_seq)
         c = b.cols.get(device)
         if c is None:
-            b.cols[device] = [layout, 1, vals, list(vals), list(vals), vals, ts]
+            b.cols[device] = [layout, 1, None, None, None, vals, ts, [vals]]
         elif c[0] is not layout:
             return False  # the layout changed within the minute: sample by sample
         else:
             c[1] += 1
-            c[2] = list(map(add, c[2], vals))
-            # A new minimum or maximum is rare after a minute's first samples: find the
-            # columns that have one (C-level), then update only those.
-            mins, maxs = c[3], c[4]
-            lower = list(map(lt, vals, mins))
-            if True in lower:
-                for k in compress(range(len(vals)), lower):
-                    mins[k] = vals[k]
-            higher = list(map(gt, vals, maxs))
-            if True in higher:
-                for k in compress(range(len(vals)), higher):
-                    maxs[k] = vals[k]
+            pending = c[7]
+            pending.append(vals)
+            if len(pending) >= SETTLE_POLLS:
+                _settle(c)
             if ts >= c[6]:
                 c[5], c[6] = vals, ts
         b.n += j - i

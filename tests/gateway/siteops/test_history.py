@@ -23,6 +23,7 @@ from gateway.clock import FakeClock
 from gateway.model import Quality, Sample
 from gateway.siteops.config import EnergySource, HistoryConfig
 from gateway.siteops.history import DAY_MS, MINUTE_MS, QUARTER_MS, History
+from gateway.siteops.history_fold import Folder
 from gateway.store import Store
 from tests.gateway.siteops.support import expected_rollups, local_ms
 
@@ -488,7 +489,7 @@ async def test_whole_polls_and_single_samples_fold_to_the_same_rollups(
         if sec % 7 == 0:
             await history.flush()
         if sec == 30:  # the polls of this minute so far went column-wise
-            assert history._folder._layouts["d0"] == ["p0", "p1", "p2", "e"]
+            assert history._folder._layouts["d0"] == ("p0", "p1", "p2", "e")
             assert set(history._folder.buckets[t0].cols) == {"d0", "d1", "d2"}
     await history.flush(final=True)
     kept = [s for s in samples if s.device == "d1" or s.point in ("p0", "e")]
@@ -504,3 +505,40 @@ async def test_whole_polls_and_single_samples_fold_to_the_same_rollups(
     totals = await history.energy_total(t0, t0 + 3600_000)
     assert totals == {d: pytest.approx(2.0 * 199) for d in ("d0", "d1", "d2")}
     await store.close()
+
+
+def test_polls_waiting_to_be_summed_read_at_any_moment_equal_the_raw_samples() -> None:
+    """Column-wise polls wait a few at a time before they are summed (``SETTLE_POLLS``); the
+    open rows, read after 1, 2, 3, ... more polls (whatever is waiting then), equal the
+    independent computation: ints and floats, across a minute boundary, and a poll holding
+    an int too large for a float (not a finite number: skipped, nothing raised)."""
+    folder = Folder(None, lambda d, p: False)
+    rng = random.Random(9)
+    t0 = 1_780_000_000_000 - 1_780_000_000_000 % MINUTE_MS
+    samples: list[Sample] = []
+    reads = {k * (k + 1) // 2 for k in range(13)}  # gaps of 1, 2, 3, ... polls
+    seq = 1
+    for sec in range(80):
+        ts = t0 + sec * 1000
+        batch = [Sample(dev, p, ts, rng.randint(-5, 5) if p == "p1" else
+                        round(rng.gauss(0, 10), 3))
+                 for dev in ("a", "b") for p in ("p0", "p1", "p2")]
+        if sec == 33:
+            batch[4] = batch[4]._replace(value=10 ** 400)  # b.p1
+        folder.fold(batch, seq)
+        seq += len(batch)
+        samples += [s for s in batch if s.value != 10 ** 400]
+        if sec not in reads:
+            continue
+        want = expected_rollups(samples, lambda t: t - t % MINUTE_MS)
+        got = {(dev, p, minute): (n, lo, hi, last, total)
+               for dev in ("a", "b")
+               for p, minute, n, total, lo, hi, last, _ in folder.open_rows(dev, None)}
+        assert got.keys() == want.keys(), sec
+        for key, w in want.items():
+            n, lo, hi, last, total = got[key]
+            assert (n, lo, hi, last) == (w["count"], w["min"], w["max"], w["last"]), (sec, key)
+            assert total == pytest.approx(w["avg"] * w["count"]), (sec, key)
+    assert set(folder.buckets[t0 + MINUTE_MS].cols) == {"a", "b"}  # the column path ran
+    # ... from each device's first poll on: only b's poll with the huge int went sample-wise
+    assert {d for d, _ in folder.buckets[t0].accs} == {"b"}
