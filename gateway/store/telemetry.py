@@ -164,8 +164,8 @@ class TelemetryStore(StoreBase):
         until about ``max_samples`` samples. Both lookups use the primary key.
 
         Only committed rows: reads share the connection with the write transaction, which
-        would show its rows before COMMIT; a row sent then and never committed (a kill, a
-        failed commit) would carry a number that a restart announces as skipped."""
+        would show its rows before COMMIT. A row sent then and lost with its transaction (a
+        kill) went out under a number the restart announces as skipped (``seq_gap``)."""
         committed = self._next_seq  # advances only when a transaction commits
         if after_seq + 1 >= committed:
             return []

@@ -212,7 +212,8 @@ async def test_two_hundred_kills_lose_nothing(mosquitto: Mosquitto, tmp_path: Pa
         acked_at_kill = ends[boot - 1][0]
         assert all(s > acked_at_kill for s in seqs), "only unacknowledged data is sent again"
     print(f"{KILLS} kills, {per_kill:.2f} s per kill; {committed} numbers, {len(rows)} "
-          f"samples, {ref.repeats} sent again after kills")
+          f"samples, {ref.repeats} sent again after kills; {len(skipped)} restarts skipped "
+          f"numbers, {len(joined)} runs of skipped numbers")
     for boot in range(1, KILLS + 1):  # every kill left a last will, every start a birth
         assert status_of(rec.got, boot, "online") and status_of(rec.got, boot, "offline")
     rec.assert_valid()
