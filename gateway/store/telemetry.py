@@ -161,12 +161,19 @@ class TelemetryStore(StoreBase):
     ) -> list[RawTelemetryChunk]:
         """The stored chunks, not decoded (the uplink splices them): the chunks holding samples with
         seq > after_seq, oldest first, whole (the first may start at or before after_seq),
-        until about ``max_samples`` samples. Both lookups use the primary key."""
+        until about ``max_samples`` samples. Both lookups use the primary key.
+
+        Only committed rows: reads share the connection with the write transaction, which
+        would show its rows before COMMIT. A row sent then and lost with its transaction (a
+        kill) went out under a number the restart announces as skipped (``seq_gap``)."""
+        committed = self._next_seq  # advances only when a transaction commits
+        if after_seq + 1 >= committed:
+            return []
         rows = await self.query(
             "SELECT seq_first, seq_last, payload FROM telemetry WHERE seq_first >= "
             "COALESCE((SELECT MAX(seq_first) FROM telemetry WHERE seq_first <= ?), 0) "
-            "ORDER BY seq_first LIMIT ?",
-            (after_seq + 1, max_chunks),
+            "AND seq_first < ? ORDER BY seq_first LIMIT ?",
+            (after_seq + 1, committed, max_chunks),
         )
         out: list[RawTelemetryChunk] = []
         total = 0
