@@ -2,7 +2,7 @@
 
 A site of 8,000 points makes ``/api/v1/devices`` half a megabyte, rebuilt once a second
 when its devices sample faster than that. :class:`PointsJson` keeps each device's points as
-dicts, refills them in place from the samples and has orjson write them (2,005 points, on a
+dicts, fills them again in place from the samples and has orjson write them (2,005 points, on a
 busy 2-core machine: about 1 ms, against 2 ms for fresh dicts through orjson and 5 ms for
 text written point by point in Python), and keeps the bytes until the device has news (the
 observer's per-device generation, :attr:`LatestValues.generation`), so a device polled
@@ -126,7 +126,7 @@ class _Encoded:
 
 @dataclass(slots=True)
 class _View:
-    """A device's points as the dicts orjson writes, in name order, refilled at each encode."""
+    """A device's points as the dicts orjson writes, in name order, filled again at each encode."""
 
     names: list[str]
     get: Any  # values -> their samples in name order (one C call)
@@ -175,7 +175,7 @@ class PointsJson:
             view = self._views[device] = _View.of(values)
         samples = view.get(values)
         newest: int = max(map(_TS, samples))
-        # Each point's dict is kept and refilled: three stores instead of a new dict (and
+        # Each point's dict is kept and filled again: three stores instead of a new dict (and
         # its deallocation) per point, half the cost of building the view afresh.
         for point, s in zip(view.points, samples, strict=True):
             point["value"] = s[3]
