@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -99,3 +100,15 @@ class RateLimitedLog:
     @property
     def suppressed(self) -> int:
         return sum(self._suppressed.values())
+
+
+def finite(data: Any) -> Any:
+    """NaN and infinities as None, at any depth (JSON has no such numbers; orjson writes
+    them as null)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite(v) for v in data]
+    return data

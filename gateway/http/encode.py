@@ -29,6 +29,7 @@ from typing import Any
 
 from gateway.http.live import LatestValues
 from gateway.model import Quality, Sample
+from gateway.safejson import finite
 
 _string: Any = json.encoder.encode_basestring_ascii
 _TS = itemgetter(2)  # Sample.ts_ms, read in C
@@ -57,7 +58,7 @@ def dumpb(data: Any) -> bytes:
     try:
         out: bytes = fast.dumps(data, default=_default)
     except (fast.JSONEncodeError, TypeError):
-        return dumps(_finite(data)).encode()
+        return dumps(finite(data)).encode()
     return out
 
 
@@ -70,16 +71,6 @@ def _default(obj: Any) -> Any:
     return str(obj)
 
 
-def _finite(data: Any) -> Any:
-    """NaN and infinities as None, at any depth (what orjson writes as null)."""
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_finite(v) for v in data]
-    return data
-
 
 def samples_json(samples: Sequence[Sample]) -> bytes:
     """The live stream's ``[[device, point, ts, value, quality], ...]``."""
@@ -87,7 +78,7 @@ def samples_json(samples: Sequence[Sample]) -> bytes:
     try:
         out: bytes = fast.dumps(samples, default=tuple)  # a Sample is a named tuple
     except (fast.JSONEncodeError, TypeError):
-        return dumps([[s.device, s.point, s.ts_ms, _finite(s.value), str(s.quality)]
+        return dumps([[s.device, s.point, s.ts_ms, finite(s.value), str(s.quality)]
                       for s in samples]).encode()
     return out
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.model import Event
+from gateway.safejson import finite
 
 WIRE_VERSION = 1
 ENCODINGS = ("json", "columns+deflate")
@@ -307,14 +308,5 @@ def encode_json(body: Any) -> bytes:
     try:
         return _dumps(body).encode()
     except ValueError:  # NaN or infinity somewhere in a result
-        return _dumps(_finite(body)).encode()
+        return _dumps(finite(body)).encode()
 
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -40,6 +41,17 @@ def point_by_point(block: Block[PointReader], data: list[int]) -> list[tuple]:
     return out
 
 
+def assert_decodes_as_point_by_point(function: Any, block: Any, regs: list[int]) -> None:
+    """The block decode gives the point-by-point names, qualities, values and types."""
+    got = [(s.point, s.value, s.quality) for s in decode.decode_block("m", function, block,
+                                                                regs, 1)]
+    want = point_by_point(block, regs)
+    assert [(n, q) for n, _v, q in got] == [(n, q) for n, _v, q in want]
+    for (_n, a, _q), (_m, b, _r) in zip(got, want, strict=True):
+        assert a == b or (a is None and b is None)
+        assert type(a) is type(b)
+
+
 @settings(deadline=None)  # a busy machine is not a failure
 @given(st.data())
 def test_fast_decode_equals_point_by_point(data: st.DataObject) -> None:
@@ -49,13 +61,7 @@ def test_fast_decode_equals_point_by_point(data: st.DataObject) -> None:
         assert decode.block_unpacker(block) is not None  # the fast path is taken
         regs = data.draw(st.lists(st.integers(0, 0xFFFF), min_size=block.count,
                                   max_size=block.count))
-        got = [(s.point, s.value, s.quality) for s in decode.decode_block("m", function, block,
-                                                                    regs, 1)]
-        want = point_by_point(block, regs)
-        assert [(n, q) for n, _v, q in got] == [(n, q) for n, _v, q in want]
-        for (_n, a, _q), (_m, b, _r) in zip(got, want, strict=True):
-            assert a == b or (a is None and b is None)
-            assert type(a) is type(b)
+        assert_decodes_as_point_by_point(function, block, regs)
 
 
 def test_swapped_orders_take_the_point_by_point_path() -> None:
@@ -90,13 +96,7 @@ def test_points_scaled_alike_decode_as_point_by_point(
     assert alike is not None  # the one-scaling path is taken
     regs = data.draw(st.lists(st.integers(0, 0xFFFF), min_size=block.count,
                               max_size=block.count))
-    got = [(s.point, s.value, s.quality) for s in decode.decode_block("m", function, block,
-                                                                regs, 1)]
-    want = point_by_point(block, regs)
-    assert [(n, q) for n, _v, q in got] == [(n, q) for n, _v, q in want]
-    for (_n, a, _q), (_m, b, _r) in zip(got, want, strict=True):
-        assert a == b or (a is None and b is None)
-        assert type(a) is type(b)
+    assert_decodes_as_point_by_point(function, block, regs)
 
 
 def test_scalings_equal_in_value_but_not_in_type_are_not_alike() -> None:
