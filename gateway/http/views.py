@@ -94,18 +94,23 @@ def _device_parts(host: Host, dev: Any, status: dict[str, tuple[str, str, int]],
     return head[:-1], b',"points":', text, b"}"
 
 
-def devices_body(host: Host, latest: LatestValues, points: PointsJson) -> bytes:
+def devices_parts(host: Host, latest: LatestValues, points: PointsJson) -> list[bytes]:
     """Every device with its points as one JSON array (the shared ``/api/v1/devices``
-    answer): the same bytes as ``[`` + ``,``-joined :func:`devices_json` + ``]``, copied
-    once. Each intermediate copy of a site of 8,000 points is another fresh half-megabyte
-    mapping to fault in (glibc maps blocks of 128 KB and more on their own)."""
+    answer), in pieces: joined, the same bytes as ``[`` + ``,``-joined :func:`devices_json`
+    + ``]``. A gzip client's answer is compressed from the pieces, so the plain answer is
+    joined only for a client that wants it: each copy of a site of 8,000 points is another
+    fresh half-megabyte mapping to fault in (glibc maps blocks of 128 KB and more on their
+    own)."""
     status = host.status()
     parts: list[bytes] = [b"["]
     for dev in host.site.devices:
         parts += _device_parts(host, dev, status, points)
         parts.append(b",")
-    parts[-1] = b"]"
-    return b"".join(parts)
+    if len(parts) == 1:
+        parts.append(b"]")
+    else:
+        parts[-1] = b"]"
+    return parts
 
 
 def add_power(chargers: dict[str, Any], latest: LatestValues) -> dict[str, Any]:
