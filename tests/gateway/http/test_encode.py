@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,12 @@ def test_the_shared_answer_gzips_to_about_a_fifth_as_documented() -> None:
     packed = gzip_parts(parts)
     assert gzip.decompress(packed) == b"".join(parts)
     assert gzip_parts(parts) == packed  # time 0: the same answer gives the same bytes
+    if platform.machine() in ("x86_64", "aarch64"):  # the docs: ISA-L where it has wheels
+        from isal import isal_zlib
+
+        from gateway.http import api
+
+        assert api._deflate is isal_zlib
     body = b"".join(parts)  # about the size of the real answer (these have no headers)
     assert 540_000 < len(body) < 620_000, len(body)
     assert 100_000 < len(packed) < 140_000, len(packed)
@@ -192,3 +199,15 @@ def test_accepts_gzip_reads_weights_and_remembers_few_headers() -> None:
     for i in range(200):
         api.accepts_gzip(f"x{i}")
     assert len(api._GZIP_KNOWN) <= api._GZIP_KNOWN_MAX
+
+
+def test_units_are_read_once_per_config_object() -> None:
+    from types import SimpleNamespace as NS
+
+    first = NS(id="u", points=[NS(name="p", unit="W"), NS(name="q", unit=None)])
+    assert views.units_of(first) == {"p": "W"}
+    views.units_of(first)["p"] = "kW"  # a caller's copy: the remembered answer stays
+    first.points[0].unit = "V"  # configs are frozen: the same object is not read again
+    assert views.units_of(first) == {"p": "W"}
+    reloaded = NS(id="u", points=[NS(name="p", unit="kWh")])  # a reload's new object
+    assert views.units_of(reloaded) == {"p": "kWh"}
