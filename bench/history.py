@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -48,10 +49,32 @@ from bench.common import Conditions, medians, write_result
 from gateway.config.loader import load_config
 from gateway.model import Sample
 from gateway.runtime import App
+from gateway.siteops import history_cpu
 from tests.support.app import write_config
 
 DAY_MS = 86_400_000
 TZ = "Europe/Berlin"
+# Both modes run the history's own CPU meter (gateway/siteops/history_cpu.py): a steadier
+# figure than the whole-process A/B, which other processes on the machine move.
+os.environ[history_cpu.ENV] = "1"
+
+
+def history_seconds(app: App) -> float:
+    """The history's own CPU so far (its meter), 0 without a history."""
+    comp = app.running.get("siteops")
+    hist = getattr(comp, "history", None)
+    return sum(hist.cpu.seconds.values()) if hist is not None else 0.0
+
+
+def own_cpu(run: dict[str, float], cpu_per_s: float, hist_per_s: float) -> None:
+    """Add the meter's figures to ``run``: ms/s, and % of the rest of the daemon."""
+    run["history_own_ms_per_s"] = 1000 * hist_per_s
+    run["history_own_pct_of_rest"] = 100 * hist_per_s / max(cpu_per_s - hist_per_s, 1e-9)
+
+
+def own_line(run: dict[str, float]) -> str:
+    return (f"history's own CPU: {run['history_own_ms_per_s']:.1f} ms/s, "
+            f"{run['history_own_pct_of_rest']:.1f} % of the rest of the daemon")
 
 
 # --- cost ----------------------------------------------------------------------------------
@@ -82,9 +105,10 @@ async def cost_run(history: bool, devices: int, points: int, warmup: float,
             elapsed = now - start
             if elapsed >= warmup and not cpu0:
                 cpu0, wall0, offered = time.process_time(), now, 0
+                h0 = history_seconds(app)
             if elapsed >= warmup + window:
                 measured = {"cpu_s": time.process_time() - cpu0, "wall_s": now - wall0,
-                            "offered": offered}
+                            "offered": offered, "hist_s": history_seconds(app) - h0}
                 break
             ts = int(time.time() * 1000)
             batch = [Sample(d, p, ts, float(tick + i % 97)) for i, (d, p) in enumerate(names)]
@@ -98,6 +122,7 @@ async def cost_run(history: bool, devices: int, points: int, warmup: float,
         await task
     return {"cpu_per_s": measured["cpu_s"] / measured["wall_s"],
             "offered_per_s": measured["offered"] / measured["wall_s"],
+            "hist_per_s": measured["hist_s"] / measured["wall_s"],
             "committed": float(committed)}
 
 
@@ -112,10 +137,12 @@ def cost(args: argparse.Namespace) -> None:
             run = {"cpu_per_s_off": off["cpu_per_s"], "cpu_per_s_on": on["cpu_per_s"],
                    "offered_per_s": on["offered_per_s"],
                    "extra_pct": 100 * (on["cpu_per_s"] - off["cpu_per_s"]) / off["cpu_per_s"]}
+            own_cpu(run, on["cpu_per_s"], on["hist_per_s"])
             runs.append(run)
             print(f"run {i + 1}: CPU {run['cpu_per_s_off']:.3f} s/s without history, "
                   f"{run['cpu_per_s_on']:.3f} with it: {run['extra_pct']:+.1f} % "
-                  f"({run['offered_per_s']:,.0f} samples/s offered)", flush=True)
+                  f"({run['offered_per_s']:,.0f} samples/s offered); {own_line(run)}",
+                  flush=True)
     write_result(
         "history_cost",
         what=("App in this process, no drivers or uplink; this script offers one sample per "
@@ -152,16 +179,17 @@ async def site_run(history: bool, devices: int, points: int, warmup: float,
                 try:
                     await asyncio.sleep(warmup)
                     cpu0, n0 = time.process_time(), app.pipeline.stats.samples
-                    t0 = time.monotonic()
+                    t0, h0 = time.monotonic(), history_seconds(app)
                     await asyncio.sleep(window)
                     cpu = time.process_time() - cpu0
                     n, wall = app.pipeline.stats.samples - n0, time.monotonic() - t0
+                    hist = history_seconds(app) - h0
                 finally:
                     await stop_app(app, task)
         finally:
             sims.close()
     return {"cpu_per_s": cpu / wall, "samples_per_s": n / wall,
-            "cpu_per_1000": 1000 * cpu / max(n, 1)}
+            "cpu_per_1000": 1000 * cpu / max(n, 1), "hist_per_s": hist / wall}
 
 
 def site(args: argparse.Namespace) -> None:
@@ -180,11 +208,12 @@ def site(args: argparse.Namespace) -> None:
                    "samples_per_s_on": on_["samples_per_s"],
                    "extra_pct": 100 * (on_["cpu_per_1000"] - off["cpu_per_1000"])
                    / off["cpu_per_1000"]}
+            own_cpu(run, on_["cpu_per_s"], on_["hist_per_s"])
             runs.append(run)
             print(f"run {i + 1} (whole gateway): {run['cpu_per_1000_off']:.4f} CPU-s per "
                   f"1,000 samples without history, {run['cpu_per_1000_on']:.4f} with it: "
-                  f"{run['extra_pct']:+.1f} % ({run['samples_per_s_on']:,.0f} samples/s)",
-                  flush=True)
+                  f"{run['extra_pct']:+.1f} % ({run['samples_per_s_on']:,.0f} samples/s); "
+                  f"{own_line(run)}", flush=True)
     write_result(
         "history_site",
         what=("whole gateway in this process (Modbus polling of simulators in another "
