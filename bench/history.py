@@ -59,28 +59,38 @@ TZ = "Europe/Berlin"
 os.environ[history_cpu.ENV] = "1"
 
 
-def history_seconds(app: App) -> float:
-    """The history's own CPU so far (its meter), 0 without a history."""
+def history_seconds(app: App) -> dict[str, float]:
+    """The history's own CPU so far by part (its meter), zeros without a history."""
     comp = app.running.get("siteops")
     hist = getattr(comp, "history", None)
-    return sum(hist.cpu.seconds.values()) if hist is not None else 0.0
+    return dict(hist.cpu.seconds) if hist is not None else dict.fromkeys(history_cpu.PARTS, 0.0)
 
 
-def own_cpu(run: dict[str, float], cpu_per_s: float, hist_per_s: float) -> None:
-    """Add the meter's figures to ``run``: ms/s, and % of the rest of the daemon."""
+def spent(now: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: now[k] - before[k] for k in now}
+
+
+def own_cpu(run: dict[str, float], cpu_per_s: float, parts: dict[str, float],
+            wall: float) -> None:
+    """Add the meter's figures to ``run``: ms/s (in all, and by part), and % of the rest of
+    the daemon (the process's CPU without the history's own)."""
+    hist_per_s = sum(parts.values()) / wall
     run["history_own_ms_per_s"] = 1000 * hist_per_s
     run["history_own_pct_of_rest"] = 100 * hist_per_s / max(cpu_per_s - hist_per_s, 1e-9)
+    for part, seconds in parts.items():
+        run[f"history_{part}_ms_per_s"] = 1000 * seconds / wall
 
 
 def own_line(run: dict[str, float]) -> str:
+    parts = ", ".join(f"{p} {run[f'history_{p}_ms_per_s']:.1f}" for p in history_cpu.PARTS)
     return (f"history's own CPU: {run['history_own_ms_per_s']:.1f} ms/s, "
-            f"{run['history_own_pct_of_rest']:.1f} % of the rest of the daemon")
+            f"{run['history_own_pct_of_rest']:.1f} % of the rest of the daemon ({parts})")
 
 
 # --- cost ----------------------------------------------------------------------------------
 
 async def cost_run(history: bool, devices: int, points: int, warmup: float,
-                   window: float, flush_interval: float = 10.0) -> dict[str, float]:
+                   window: float, flush_interval: float = 10.0) -> dict[str, Any]:
     """CPU seconds per wall second of the ingest path at the offered load."""
     with tempfile.TemporaryDirectory(prefix="fieldgate-hist-") as tmp:
         cfg = {"logging": {"level": "WARNING"}, "gateway": {"timezone": TZ},
@@ -108,7 +118,8 @@ async def cost_run(history: bool, devices: int, points: int, warmup: float,
                 h0 = history_seconds(app)
             if elapsed >= warmup + window:
                 measured = {"cpu_s": time.process_time() - cpu0, "wall_s": now - wall0,
-                            "offered": offered, "hist_s": history_seconds(app) - h0}
+                            "offered": offered}
+                hist = spent(history_seconds(app), h0)
                 break
             ts = int(time.time() * 1000)
             batch = [Sample(d, p, ts, float(tick + i % 97)) for i, (d, p) in enumerate(names)]
@@ -122,8 +133,7 @@ async def cost_run(history: bool, devices: int, points: int, warmup: float,
         await task
     return {"cpu_per_s": measured["cpu_s"] / measured["wall_s"],
             "offered_per_s": measured["offered"] / measured["wall_s"],
-            "hist_per_s": measured["hist_s"] / measured["wall_s"],
-            "committed": float(committed)}
+            "wall_s": measured["wall_s"], "committed": float(committed), "hist": hist}
 
 
 def cost(args: argparse.Namespace) -> None:
@@ -137,7 +147,7 @@ def cost(args: argparse.Namespace) -> None:
             run = {"cpu_per_s_off": off["cpu_per_s"], "cpu_per_s_on": on["cpu_per_s"],
                    "offered_per_s": on["offered_per_s"],
                    "extra_pct": 100 * (on["cpu_per_s"] - off["cpu_per_s"]) / off["cpu_per_s"]}
-            own_cpu(run, on["cpu_per_s"], on["hist_per_s"])
+            own_cpu(run, on["cpu_per_s"], on["hist"], on["wall_s"])
             runs.append(run)
             print(f"run {i + 1}: CPU {run['cpu_per_s_off']:.3f} s/s without history, "
                   f"{run['cpu_per_s_on']:.3f} with it: {run['extra_pct']:+.1f} % "
@@ -158,7 +168,7 @@ def cost(args: argparse.Namespace) -> None:
 # --- site: the whole gateway --------------------------------------------------------------
 
 async def site_run(history: bool, devices: int, points: int, warmup: float,
-                   window: float) -> dict[str, float]:
+                   window: float) -> dict[str, Any]:
     """CPU seconds per wall second and per 1,000 committed samples of the whole gateway."""
     import yaml
 
@@ -183,13 +193,13 @@ async def site_run(history: bool, devices: int, points: int, warmup: float,
                     await asyncio.sleep(window)
                     cpu = time.process_time() - cpu0
                     n, wall = app.pipeline.stats.samples - n0, time.monotonic() - t0
-                    hist = history_seconds(app) - h0
+                    hist = spent(history_seconds(app), h0)
                 finally:
                     await stop_app(app, task)
         finally:
             sims.close()
     return {"cpu_per_s": cpu / wall, "samples_per_s": n / wall,
-            "cpu_per_1000": 1000 * cpu / max(n, 1), "hist_per_s": hist / wall}
+            "cpu_per_1000": 1000 * cpu / max(n, 1), "wall_s": wall, "hist": hist}
 
 
 def site(args: argparse.Namespace) -> None:
@@ -208,7 +218,7 @@ def site(args: argparse.Namespace) -> None:
                    "samples_per_s_on": on_["samples_per_s"],
                    "extra_pct": 100 * (on_["cpu_per_1000"] - off["cpu_per_1000"])
                    / off["cpu_per_1000"]}
-            own_cpu(run, on_["cpu_per_s"], on_["hist_per_s"])
+            own_cpu(run, on_["cpu_per_s"], on_["hist"], on_["wall_s"])
             runs.append(run)
             print(f"run {i + 1} (whole gateway): {run['cpu_per_1000_off']:.4f} CPU-s per "
                   f"1,000 samples without history, {run['cpu_per_1000_on']:.4f} with it: "
