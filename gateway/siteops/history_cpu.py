@@ -71,7 +71,11 @@ class HistoryCpuMeter:
             self._clock_of = thread.ident
         if self._clock is None:
             return -1.0
-        return time.clock_gettime(self._clock)
+        try:
+            return time.clock_gettime(self._clock)
+        except OSError:  # the thread ended (the store closed)
+            self._clock = None
+            return -1.0
 
     def sql_stop(self, s0: float) -> None:
         if s0 >= 0 and self._clock is not None:
