@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -48,16 +49,48 @@ from bench.common import Conditions, medians, write_result
 from gateway.config.loader import load_config
 from gateway.model import Sample
 from gateway.runtime import App
+from gateway.siteops import history_cpu
 from tests.support.app import write_config
 
 DAY_MS = 86_400_000
 TZ = "Europe/Berlin"
+# Both modes run the history's own CPU meter (gateway/siteops/history_cpu.py): a steadier
+# figure than the whole-process A/B, which other processes on the machine move.
+os.environ[history_cpu.ENV] = "1"
+
+
+def history_seconds(app: App) -> dict[str, float]:
+    """The history's own CPU so far by part (its meter), zeros without a history."""
+    comp = app.running.get("siteops")
+    hist = getattr(comp, "history", None)
+    return dict(hist.cpu.seconds) if hist is not None else dict.fromkeys(history_cpu.PARTS, 0.0)
+
+
+def spent(now: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: now[k] - before[k] for k in now}
+
+
+def own_cpu(run: dict[str, float], cpu_per_s: float, parts: dict[str, float],
+            wall: float) -> None:
+    """Add the meter's figures to ``run``: ms/s (in all, and by part), and % of the rest of
+    the daemon (the process's CPU without the history's own)."""
+    hist_per_s = sum(parts.values()) / wall
+    run["history_own_ms_per_s"] = 1000 * hist_per_s
+    run["history_own_pct_of_rest"] = 100 * hist_per_s / max(cpu_per_s - hist_per_s, 1e-9)
+    for part, seconds in parts.items():
+        run[f"history_{part}_ms_per_s"] = 1000 * seconds / wall
+
+
+def own_line(run: dict[str, float]) -> str:
+    parts = ", ".join(f"{p} {run[f'history_{p}_ms_per_s']:.1f}" for p in history_cpu.PARTS)
+    return (f"history's own CPU: {run['history_own_ms_per_s']:.1f} ms/s, "
+            f"{run['history_own_pct_of_rest']:.1f} % of the rest of the daemon ({parts})")
 
 
 # --- cost ----------------------------------------------------------------------------------
 
 async def cost_run(history: bool, devices: int, points: int, warmup: float,
-                   window: float, flush_interval: float = 10.0) -> dict[str, float]:
+                   window: float, flush_interval: float = 10.0) -> dict[str, Any]:
     """CPU seconds per wall second of the ingest path at the offered load."""
     with tempfile.TemporaryDirectory(prefix="fieldgate-hist-") as tmp:
         cfg = {"logging": {"level": "WARNING"}, "gateway": {"timezone": TZ},
@@ -82,9 +115,11 @@ async def cost_run(history: bool, devices: int, points: int, warmup: float,
             elapsed = now - start
             if elapsed >= warmup and not cpu0:
                 cpu0, wall0, offered = time.process_time(), now, 0
+                h0 = history_seconds(app)
             if elapsed >= warmup + window:
                 measured = {"cpu_s": time.process_time() - cpu0, "wall_s": now - wall0,
                             "offered": offered}
+                hist = spent(history_seconds(app), h0)
                 break
             ts = int(time.time() * 1000)
             batch = [Sample(d, p, ts, float(tick + i % 97)) for i, (d, p) in enumerate(names)]
@@ -98,7 +133,7 @@ async def cost_run(history: bool, devices: int, points: int, warmup: float,
         await task
     return {"cpu_per_s": measured["cpu_s"] / measured["wall_s"],
             "offered_per_s": measured["offered"] / measured["wall_s"],
-            "committed": float(committed)}
+            "wall_s": measured["wall_s"], "committed": float(committed), "hist": hist}
 
 
 def cost(args: argparse.Namespace) -> None:
@@ -112,10 +147,12 @@ def cost(args: argparse.Namespace) -> None:
             run = {"cpu_per_s_off": off["cpu_per_s"], "cpu_per_s_on": on["cpu_per_s"],
                    "offered_per_s": on["offered_per_s"],
                    "extra_pct": 100 * (on["cpu_per_s"] - off["cpu_per_s"]) / off["cpu_per_s"]}
+            own_cpu(run, on["cpu_per_s"], on["hist"], on["wall_s"])
             runs.append(run)
             print(f"run {i + 1}: CPU {run['cpu_per_s_off']:.3f} s/s without history, "
                   f"{run['cpu_per_s_on']:.3f} with it: {run['extra_pct']:+.1f} % "
-                  f"({run['offered_per_s']:,.0f} samples/s offered)", flush=True)
+                  f"({run['offered_per_s']:,.0f} samples/s offered); {own_line(run)}",
+                  flush=True)
     write_result(
         "history_cost",
         what=("App in this process, no drivers or uplink; this script offers one sample per "
@@ -131,7 +168,7 @@ def cost(args: argparse.Namespace) -> None:
 # --- site: the whole gateway --------------------------------------------------------------
 
 async def site_run(history: bool, devices: int, points: int, warmup: float,
-                   window: float) -> dict[str, float]:
+                   window: float) -> dict[str, Any]:
     """CPU seconds per wall second and per 1,000 committed samples of the whole gateway."""
     import yaml
 
@@ -152,16 +189,17 @@ async def site_run(history: bool, devices: int, points: int, warmup: float,
                 try:
                     await asyncio.sleep(warmup)
                     cpu0, n0 = time.process_time(), app.pipeline.stats.samples
-                    t0 = time.monotonic()
+                    t0, h0 = time.monotonic(), history_seconds(app)
                     await asyncio.sleep(window)
                     cpu = time.process_time() - cpu0
                     n, wall = app.pipeline.stats.samples - n0, time.monotonic() - t0
+                    hist = spent(history_seconds(app), h0)
                 finally:
                     await stop_app(app, task)
         finally:
             sims.close()
     return {"cpu_per_s": cpu / wall, "samples_per_s": n / wall,
-            "cpu_per_1000": 1000 * cpu / max(n, 1)}
+            "cpu_per_1000": 1000 * cpu / max(n, 1), "wall_s": wall, "hist": hist}
 
 
 def site(args: argparse.Namespace) -> None:
@@ -180,11 +218,12 @@ def site(args: argparse.Namespace) -> None:
                    "samples_per_s_on": on_["samples_per_s"],
                    "extra_pct": 100 * (on_["cpu_per_1000"] - off["cpu_per_1000"])
                    / off["cpu_per_1000"]}
+            own_cpu(run, on_["cpu_per_s"], on_["hist"], on_["wall_s"])
             runs.append(run)
             print(f"run {i + 1} (whole gateway): {run['cpu_per_1000_off']:.4f} CPU-s per "
                   f"1,000 samples without history, {run['cpu_per_1000_on']:.4f} with it: "
-                  f"{run['extra_pct']:+.1f} % ({run['samples_per_s_on']:,.0f} samples/s)",
-                  flush=True)
+                  f"{run['extra_pct']:+.1f} % ({run['samples_per_s_on']:,.0f} samples/s); "
+                  f"{own_line(run)}", flush=True)
     write_result(
         "history_site",
         what=("whole gateway in this process (Modbus polling of simulators in another "

@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 from gateway.model import Sample
 from gateway.rules.quotas import CounterOrPower, CounterTracker, MeterStats, PowerIntegrator
 from gateway.siteops.config import EnergySource, HistoryConfig
+from gateway.siteops.history_cpu import HistoryCpuMeter, store_thread
 from gateway.siteops.history_fold import Folder, merge
 from gateway.siteops.history_query import DAY_MS, MINUTE_MS, QUARTER_MS, HistoryQueries
 from gateway.siteops.history_sql import BUILD_15M, UPSERT, UPSERT_ENERGY, existing
@@ -97,6 +98,7 @@ class History(HistoryQueries):
         self.store = store
         self.tz = tz
         self.stats = HistoryStats()
+        self.cpu = HistoryCpuMeter()  # off unless FIELDGATE_HISTORY_CPU=1
         self._folder = Folder(None if cfg.points == ["*"] else cfg.keeps, self._is_meter_point)
         self._folder.on_meter = self._feed_meter
         self._energy: dict[tuple[str, int], float] = collections.defaultdict(float)
@@ -168,6 +170,7 @@ class History(HistoryQueries):
             if first:
                 await self._count_lost(pos, chunks[0].seq_first, durable)
             first = False
+            t0 = self.cpu.start()
             for chunk in chunks:
                 rows = [Sample(*r) for r in chunk.rows]
                 seq0 = chunk.seq_first
@@ -182,6 +185,7 @@ class History(HistoryQueries):
                     self.fold(rows, seq0)  # skips what is folded already
                 folded += len(chunk.rows)
                 pos = chunk.seq_last
+            self.cpu.add("fold", t0)
             async with self._lock:
                 await self._flush_locked()  # not the queued batches: they come after
         if was_open > recovered:
@@ -208,6 +212,8 @@ class History(HistoryQueries):
 
     def observe(self, batch: list[Sample], seq_first: int) -> None:
         """The pipeline observer: queue only (runs on the commit path)."""
+        cpu = self.cpu
+        t0 = cpu.start() if cpu.on else 0.0
         if self._pending_samples > MAX_PENDING_SAMPLES or self._behind:
             # Too far behind to queue more: drop the queue and read the buffer instead
             # (committed samples are there until the uplink deletes them; only those are
@@ -223,11 +229,16 @@ class History(HistoryQueries):
         self._pending.append((batch, seq_first))
         self._pending_samples += len(batch)
         self._wake.set()
+        if cpu.on:
+            cpu.add("observe", t0)
 
     def fold_pending(self) -> None:
         if self._catching_up or self._behind:
             return  # queued batches hold later samples than the buffer's backlog
         pending = self._pending
+        if not pending:
+            return
+        t0 = self.cpu.start()
         while pending:
             batch, seq_first = pending.popleft()
             self._pending_samples -= len(batch)
@@ -240,6 +251,7 @@ class History(HistoryQueries):
                     self._pending_samples -= len(more)
                     batch += more
             self.fold(batch, seq_first)
+        self.cpu.add("fold", t0)
 
     def fold(self, batch: list[Sample], seq_first: int) -> None:
         """Fold samples numbered from ``seq_first``; those at or below the watermark are
@@ -296,6 +308,8 @@ class History(HistoryQueries):
             await self._flush_locked(final)
 
     async def _flush_locked(self, final: bool = False) -> None:
+        cpu = self.cpu
+        c0 = cpu.start()
         folder, energy, stats = self._folder, self._energy, self.stats
         old_h = stats.horizon
         now = self.store.clock.now_ms() - CLOSE_AFTER_MS
@@ -306,6 +320,7 @@ class History(HistoryQueries):
         meters = {d: self._meters[d] for d in self._dirty_meters}
         if (not closed and not energy and not meters and horizon == old_h
                 and not self._state_dirty()):
+            cpu.add("flush", c0)
             return
         t0 = asyncio.get_running_loop().time()
         old_q, new_q = old_h - old_h % QUARTER_MS, horizon - horizon % QUARTER_MS
@@ -323,6 +338,10 @@ class History(HistoryQueries):
         replay = min(rest) - 1 if rest else stats.folded_seq
         open_n = sum(b.n for m, b in folder.buckets.items() if m >= horizon)
         new_energy = sum(1 for k in energy if k not in self._energy_seen)
+        energy_rows = [(*k, wh) for k, wh in energy.items()]
+        meter_rows = [(d, json.dumps(m.snapshot())) for d, m in meters.items() if m is not None]
+        cpu.add("flush", c0)
+        s0 = cpu.sql_start(store_thread(self.store))
         async with self.store.transaction() as tx:
             new_rows = len(rows1) + new_energy
             if closed and closed[0][0] < old_h:  # late minutes may add to existing rows
@@ -339,14 +358,16 @@ class History(HistoryQueries):
                 cur = await tx.execute("SELECT changes()")  # (rowcount is -1 after WITH)
                 new_rows += (await cur.fetchone() or (0,))[0]
                 await cur.close()
-            if energy:
-                await tx.executemany(UPSERT_ENERGY, [(*k, wh) for k, wh in energy.items()])
-            if meters:
+            if energy_rows:
+                await tx.executemany(UPSERT_ENERGY, energy_rows)
+            if meter_rows:
                 await tx.executemany(
                     "INSERT OR REPLACE INTO history_meters (device, state) VALUES (?, ?)",
-                    [(d, json.dumps(m.snapshot())) for d, m in meters.items() if m is not None])
+                    meter_rows)
             await self._write_state(tx, est_rows=stats.est_rows + new_rows, horizon=horizon,
                                     replay_seq=replay, open_samples=open_n)
+        cpu.sql_stop(s0)
+        c0 = cpu.start()
         stats.est_rows += new_rows
         stats.open_samples = open_n
         stats.horizon, stats.replay_seq = horizon, replay
@@ -358,6 +379,7 @@ class History(HistoryQueries):
         self._written_state = self._state_tuple()
         stats.flushes += 1
         stats.flush_s += asyncio.get_running_loop().time() - t0
+        cpu.add("flush", c0)
 
     def _state_tuple(self) -> tuple[int, ...]:
         return tuple(getattr(self.stats, k) for k in _STATE_KEYS)
@@ -380,8 +402,19 @@ class History(HistoryQueries):
         """Drop rows older than the retention, then the oldest beyond ``max_bytes``. The
         minutes of a quarter not yet built into its 15-minute row stay."""
         cfg = self.cfg
+        async with self._lock:
+            s0 = self.cpu.sql_start(store_thread(self.store))
+            dropped, over = await self._prune_locked(now_ms)
+            self.cpu.sql_stop(s0)
+        if over:
+            log.warning("history: dropped the %d oldest rollup row(s) to stay under "
+                        "siteops.history.max_bytes (%d bytes)", over, cfg.max_bytes)
+        return dropped + over
+
+    async def _prune_locked(self, now_ms: int) -> tuple[int, int]:
+        cfg = self.cfg
         dropped = 0
-        async with self._lock, self.store.transaction() as tx:
+        async with self.store.transaction() as tx:
             building = self.stats.horizon - self.stats.horizon % QUARTER_MS
             for table, days in (("history_1m", cfg.minute_days), ("history_15m", cfg.days),
                                 ("history_energy", cfg.days)):
@@ -406,10 +439,7 @@ class History(HistoryQueries):
             self.stats.dropped_rows += over
             await self._write_state(tx)
             self._written_state = self._state_tuple()
-        if over:
-            log.warning("history: dropped the %d oldest rollup row(s) to stay under "
-                        "siteops.history.max_bytes (%d bytes)", over, cfg.max_bytes)
-        return dropped + over
+        return dropped, over
 
     async def run(self) -> None:
         """The history task: fold as batches come, commit every ``flush_interval``."""
@@ -439,4 +469,5 @@ class History(HistoryQueries):
                 "lost_samples": s.lost_samples, "pending_samples": self._pending_samples,
                 "flushes": s.flushes, "flush_s": round(s.flush_s, 3),
                 "energy_resets": s.meters.resets, "energy_rollovers": s.meters.rollovers,
-                "energy_implausible": s.meters.implausible, "energy_gaps": s.meters.gaps}
+                "energy_implausible": s.meters.implausible, "energy_gaps": s.meters.gaps,
+                "cpu": self.cpu.snapshot()}
