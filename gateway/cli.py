@@ -207,11 +207,12 @@ def _run(args: argparse.Namespace) -> int:
 
     from gateway.confmgmt.boot import load_resolved
     from gateway.logs import setup_logging
-    from gateway.runtime import App, event_loop_factory
+    from gateway.runtime import App, event_loop_factory, preload_drivers
 
     _, config = load_resolved(args.config)  # the managed version in force, or the file itself
     setup_logging(args.log_level or config.logging.level,
                   "json" if args.log_json else config.logging.format.value)
+    preload_drivers(config)
     try:
         app = App(config, args.config)
         app.settle_heap = True  # the daemon's own process: see gateway.runtime.settle_heap

@@ -86,9 +86,7 @@ class PollStats:
         """The ``q``-quantile (0..1) in seconds over the last :data:`WINDOW` latencies."""
         if not self._ring:
             return None
-        ordered = sorted(self._ring)
-        nearest_rank = min(len(ordered) - 1, max(0, ceil(q * len(ordered)) - 1))
-        return ordered[nearest_rank] / _US
+        return _rank(sorted(self._ring), q)
 
     def histogram(self) -> tuple[list[tuple[float, int]], float, int]:
         """Cumulative ``(upper_bound, count)`` pairs (the last is ``inf``), sum and count."""
@@ -101,7 +99,8 @@ class PollStats:
 
     def snapshot(self) -> dict[str, Any]:
         """The JSON view: requests, errors by kind, latency p50/p99 in ms, last error."""
-        p50, p99 = self.percentile(0.5), self.percentile(0.99)
+        ordered = sorted(self._ring)  # once for both
+        p50, p99 = (_rank(ordered, 0.5), _rank(ordered, 0.99)) if ordered else (None, None)
         return {
             "requests": self.requests,
             "errors": dict(self.errors),
@@ -110,6 +109,11 @@ class PollStats:
                            "p99": None if p99 is None else round(p99 * 1000, 2)},
             "last_error": None if self.last_error is None else dict(self.last_error),
         }
+
+
+def _rank(ordered: list[int], q: float) -> float:
+    """The ``q``-quantile in seconds of sorted latencies in microseconds, by nearest rank."""
+    return ordered[min(len(ordered) - 1, max(0, ceil(q * len(ordered)) - 1))] / _US
 
 
 class PollStatsBook:

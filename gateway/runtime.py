@@ -386,6 +386,19 @@ def event_loop_factory(devices: int) -> Callable[[], asyncio.AbstractEventLoop] 
     return factory
 
 
+def preload_drivers(config: SiteConfig) -> None:
+    """Import the configured drivers (and their protocol libraries) now, before the event
+    loop runs: ``fieldgate run`` calls it. Imported at start-up instead, in the middle of
+    :meth:`App._start_parts` after the HTTP server, the embedded broker and the plugins'
+    loop watch started, they held the loop for the longest stretch of the start: the OCPP
+    library alone builds several hundred dataclasses, pymodbus follows (a "stall" of 0.75 s
+    on a loaded demo, most of it these imports). The same work, done earlier; what fails
+    to import fails again in :meth:`App._start_parts`, which reports it."""
+    for type_name in sorted({d.type for d in config.devices if d.enabled}):
+        with contextlib.suppress(Exception):
+            get_driver(type_name)
+
+
 def loop_name() -> str:
     """``uvloop`` or ``asyncio``: the loop this runs on (said in the start-up line)."""
     module = type(asyncio.get_running_loop()).__module__

@@ -40,8 +40,7 @@ class OcppDriver(Driver):
         for device in chargers.values():
             if device.simulate:
                 password = random_password()
-                self._sim_passwords[device.id] = password
-                self.hub.extra_hashes[device.id] = hash_password(password)
+                self._sim_passwords[device.id] = password  # hashed by _run_simulator
             elif settings.security_profile in (1, 2) and not device.password_hash:
                 log.warning("charger %s has no password_hash: it will be refused (HTTP 401); "
                             "run `fieldgate ocpp hash-password` and add the hash", device.id)
@@ -53,6 +52,10 @@ class OcppDriver(Driver):
             yield f"ocpp-sim[{charger}]", functools.partial(self._run_simulator, charger)
 
     async def _run_simulator(self, charger: str) -> None:
+        if charger not in self.hub.extra_hashes:  # until then, no password lets it in
+            # scrypt costs ~35 ms of CPU: in a thread, not on the loop during start-up
+            self.hub.extra_hashes[charger] = await asyncio.to_thread(
+                hash_password, self._sim_passwords[charger])
         await self.server.ready.wait()
         device = self.hub.chargers[charger]
         s = self.hub.settings

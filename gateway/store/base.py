@@ -50,6 +50,8 @@ class StoreBase:
         self._last_overflow_event_ms = 0
         self._last_drop_ms = 0
         self._event_flags: dict[str, asyncio.Event] = {}
+        #: The highest rowid of a committed event: readers read no further (see read_events).
+        self._events_high = 0
         #: The highest seq ever handed to the broker (published, maybe not acknowledged):
         #: rows at or below it are never dropped, so a drop never counts delivered samples.
         self.sent_high = 0
@@ -95,6 +97,7 @@ class StoreBase:
 
     def _committed(self, tx: Tx) -> None:
         self._next_seq = tx.next_seq
+        self._events_high = tx.events_high
         self._payload_bytes += tx.payload_delta
         if tx.dropped.count:
             self.drop_epoch += 1

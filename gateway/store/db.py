@@ -74,6 +74,8 @@ class Store(TelemetryStore, OutboxStore):
         try:
             await opening.check(conn, self.path)
             await opening.migrate(conn, self.path)
+            row = await self.query_one("SELECT COALESCE(MAX(rowid), 0) FROM events")
+            self._events_high = int(row[0]) if row else 0  # before the first transaction
             async with self.transaction() as tx:
                 await tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'boot_count'")
                 self.store_id = await opening.ensure_store_id(tx)

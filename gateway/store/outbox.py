@@ -51,11 +51,19 @@ class OutboxStore(StoreBase):
             )
 
     async def read_events(self, consumer: str, limit: int = 100) -> list[StoredEvent]:
+        """The next committed events after ``consumer``'s cursor, oldest first.
+
+        Only committed events: reads share the connection with the write transaction, which
+        would show its rows before COMMIT. An event read then and lost with its transaction
+        (an error, a kill) would be a phantom, and its rowid would go to the next event,
+        which a reader already past it would skip. Rowids only grow (AUTOINCREMENT) and
+        transactions run one at a time, so every rowid up to the last commit's highest is
+        committed."""
         rows = await self.query(
             "SELECT e.rowid, e.id, e.type, e.device, e.ts_ms, e.body FROM events e "
             "WHERE e.rowid > (SELECT last_rowid FROM event_cursors WHERE consumer = ?) "
-            "ORDER BY e.rowid LIMIT ?",
-            (consumer, limit),
+            "AND e.rowid <= ? ORDER BY e.rowid LIMIT ?",
+            (consumer, self._events_high, limit),
         )
         return [
             StoredEvent(rowid, Event(type_, json.loads(body), device, ts_ms, id_))

@@ -160,13 +160,7 @@ async def salvage_into(store: Store, damaged: Path, why: str, mark: SeqMark | No
     async with store.transaction() as tx:
         if found.kv:
             await tx.executemany("INSERT OR REPLACE INTO kv VALUES (?,?,?)", found.kv)
-        if found.events:
-            before = tx.conn.total_changes
-            await tx.executemany(
-                "INSERT OR IGNORE INTO events (id, type, device, ts_ms, body) "
-                "VALUES (?,?,?,?,?)", found.events,
-            )
-            tx.events_added = tx.conn.total_changes > before
+        await tx.add_event_rows(found.events)
         lost = _lost_ranges(acked + 1, end, found.chunks)
         body = {
             "store_id": store.store_id, "old_store_id": old_id, "moved_to": str(damaged),

@@ -51,6 +51,9 @@ class Tx:
         self.dropped = DropRun()
         self.drops_reported = False
         self.events_added = False
+        #: The highest rowid in ``events`` as this transaction leaves it (readers read only
+        #: up to the store's, which takes it at COMMIT).
+        self.events_high = store._events_high
         self.telemetry_added = False
         self._deferred: list[Write] | None = None
 
@@ -95,10 +98,17 @@ class Tx:
             if events:
                 self._deferred.append(Write("", events))
             return len(events)
-        rows = [
+        return await self.add_event_rows(
             (e.id, e.type, e.device, e.ts_ms, json.dumps(dict(e.body), default=str))
             for e in events
-        ]
+        )
+
+    async def add_event_rows(self, rows: Iterable[Sequence[Any]]) -> int:
+        """Insert events as rows ``(id, type, device, ts_ms, body as JSON text)``; an id
+        already there is ignored. Returns how many were added; runs at once, even while writes
+        are deferred. Every insert into ``events`` goes through here, so the transaction
+        knows the highest rowid it leaves."""
+        rows = list(rows)
         if not rows:
             return 0
         before = self.conn.total_changes
@@ -109,6 +119,9 @@ class Tx:
         added = self.conn.total_changes - before
         if added:
             self.events_added = True
+            # AUTOINCREMENT: the rows just added have the highest rowids (primary key: cheap)
+            high = await self.conn.execute_fetchall("SELECT MAX(rowid) FROM events")
+            self.events_high = int(next(iter(high))[0])
         return added
 
 

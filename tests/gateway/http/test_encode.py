@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,7 @@ def test_the_shared_answer_gzips_to_about_a_fifth_as_documented() -> None:
     import gzip
     import random
 
-    from gateway.http.api import GZIP_LEVEL
+    from gateway.http.api import gzip_parts
 
     rng = random.Random(1)
     latest = LatestValues()
@@ -133,7 +134,80 @@ def test_the_shared_answer_gzips_to_about_a_fifth_as_documented() -> None:
     for d in range(4):
         latest(_batch(f"bench-{d}", 1764583260000,
                       {f"p{i:04d}": rng.random() * 1000 for i in range(2005)}), d)
-    body = b"[" + b",".join(points.points(f"bench-{d}")[0] for d in range(4)) + b"]"
-    packed = gzip.compress(body, GZIP_LEVEL, mtime=0)
+    texts = (points.points(f"bench-{d}")[0] for d in range(4))
+    parts = [b"[", *(t for text in texts for t in (text, b",")), b"]"]
+    parts.pop(-2)  # the last comma
+    packed = gzip_parts(parts)
+    assert gzip.decompress(packed) == b"".join(parts)
+    assert gzip_parts(parts) == packed  # time 0: the same answer gives the same bytes
+    if platform.machine() in ("x86_64", "aarch64"):  # the docs: ISA-L where it has wheels
+        from isal import isal_zlib
+
+        from gateway.http import api
+
+        assert api._deflate is isal_zlib
+    body = b"".join(parts)  # about the size of the real answer (these have no headers)
     assert 540_000 < len(body) < 620_000, len(body)
     assert 100_000 < len(packed) < 140_000, len(packed)
+
+
+def test_the_shared_body_is_the_device_texts_in_one_array(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump({
+        "gateway": {"id": "gw", "state_dir": str(tmp_path / "state")},
+        "devices": [{"id": "m", "type": "simulated"},
+                    {"id": "quiet", "type": "simulated", "enabled": False}]}))
+    host: Any = _Host(load_config(path))
+    latest = LatestValues()
+    latest(_batch("m", 1000, {"power_w": 12.5, "s": "ok"}), 1)
+    points = PointsJson(latest)
+    body = b"".join(views.devices_parts(host, latest, points))
+    assert body == b"[" + b",".join(views.devices_json(host, latest, points)) + b"]"
+    assert same(body, asyncio.run(views.devices(host, latest)))
+    host.site = host.site.model_copy(update={"devices": []})
+    assert b"".join(views.devices_parts(host, latest, points)) == b"[]"
+
+
+def test_a_stream_is_sent_only_what_changed_also_after_a_device_gains_points() -> None:
+    latest = LatestValues()
+    latest(_batch("m", 1000, {"a": 1.0, "b": 2.0, "c": 3.0}), 1)
+    sub = latest.subscribe(None)
+    sub.show("m", latest.values["m"])
+    latest(_batch("m", 2000, {"b": 2.5}), 2)  # same points: compared by position
+    assert sub.changed(latest.values) == [Sample("m", "b", 2000, 2.5)]
+    latest(_batch("m", 3000, {"z": 9.0, "a": 1.5}), 3)  # a new point: compared by name
+    assert sub.changed(latest.values) == [Sample("m", "a", 3000, 1.5),
+                                          Sample("m", "z", 3000, 9.0)]
+    latest(_batch("m", 4000, {"c": 3.5, "z": 9.5}), 4)  # the same four again: by position
+    assert sub.changed(latest.values) == [Sample("m", "c", 4000, 3.5),
+                                          Sample("m", "z", 4000, 9.5)]
+    latest(_batch("m", 5000, {"x": 0.0}), 5)
+    latest(_batch("n", 5000, {"x": 0.0}), 6)  # a device never shown: all of it
+    assert sorted(sub.changed(latest.values)) == [Sample("m", "x", 5000, 0.0),
+                                                  Sample("n", "x", 5000, 0.0)]
+    assert sub.changed(latest.values) == []  # nothing dirty
+
+
+def test_accepts_gzip_reads_weights_and_remembers_few_headers() -> None:
+    from gateway.http import api
+
+    for header, expected in (("gzip, deflate", True), ("br;q=1.0, gzip;q=0", False),
+                             ("*", True), ("identity", False), ("", False),
+                             ("GZIP;q=0.5", True), ("gzip;q=x", False)):
+        assert api.accepts_gzip(header) is expected, header
+        assert api.accepts_gzip(header) is expected, header  # the remembered answer
+    for i in range(200):
+        api.accepts_gzip(f"x{i}")
+    assert len(api._GZIP_KNOWN) <= api._GZIP_KNOWN_MAX
+
+
+def test_units_are_read_once_per_config_object() -> None:
+    from types import SimpleNamespace as NS
+
+    first = NS(id="u", points=[NS(name="p", unit="W"), NS(name="q", unit=None)])
+    assert views.units_of(first) == {"p": "W"}
+    views.units_of(first)["p"] = "kW"  # a caller's copy: the remembered answer stays
+    first.points[0].unit = "V"  # configs are frozen: the same object is not read again
+    assert views.units_of(first) == {"p": "W"}
+    reloaded = NS(id="u", points=[NS(name="p", unit="kWh")])  # a reload's new object
+    assert views.units_of(reloaded) == {"p": "kWh"}
