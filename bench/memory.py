@@ -7,17 +7,27 @@ added device and the allocation sites (file:line) that grow most between the sma
 largest count, divided by the added devices: what each device costs, and where.
 
     python bench/memory.py [--devices 10,50] [--registers 125] [--seconds 10] [--top 15]
-                           [--runs 1]
+                           [--runs 1] [--frames 1] [--split]
 
 Writes bench/results/memory.json. tracemalloc itself slows the gateway and adds to RSS;
 the RSS figures of bench/site.py (no tracemalloc) are the ones to quote.
+
+``--split`` runs without tracemalloc and splits the RSS per added device instead: Python's
+small-object allocator (pymalloc: the bytes its live blocks take, and its arenas, which hold
+freed blocks too until a whole arena is empty), glibc's heap (blocks in use: Python objects
+over 512 bytes, buffers, C libraries; and free), glibc's own mappings, and the rest
+(file-backed pages, stacks). Writes bench/results/memory_split.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
 import gc
+import os
+import re
 import sys
 import tracemalloc
 from pathlib import Path
@@ -30,6 +40,96 @@ from bench.common import Conditions, median, write_result  # noqa: E402
 from bench.site import in_process  # noqa: E402
 
 MEGA = 1024 * 1024
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def heap_split() -> dict[str, float]:
+    """MB of: pymalloc's live blocks and its arenas, glibc's heap in use and free, glibc's
+    mappings, and the RSS and its anonymous part (``/proc/self/smaps_rollup``)."""
+    out: dict[str, float] = {}
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("Rss", "Anonymous"):
+                out[key.lower() + "_mb"] = int(value.split()[0]) / 1024
+    read, write = os.pipe()  # sys._debugmallocstats writes to the C stderr
+    saved = os.dup(2)
+    os.dup2(write, 2)
+    os.close(write)
+    try:
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    os.set_blocking(read, False)
+    text = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(read, 1 << 16):
+            text += chunk
+    os.close(read)
+    for label, key in (("# bytes in allocated blocks", "pymalloc_live_mb"),
+                       ("Total", "pymalloc_arenas_mb")):
+        found = re.search(re.escape(label) + r"\s*=\s*([\d,]+)", text.decode())
+        if found:
+            out[key] = int(found.group(1).replace(",", "")) / MEGA
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        info = libc.mallinfo2()
+    except (OSError, AttributeError):  # not glibc (2.33+)
+        return out
+    out.update(glibc_in_use_mb=info.uordblks / MEGA, glibc_free_mb=info.fordblks / MEGA,
+               glibc_mapped_mb=info.hblkhd / MEGA)
+    return out
+
+
+async def split_at(devices: int, registers: int, seconds: float, samples: int = 4
+                   ) -> dict[str, float]:
+    """The medians of :func:`heap_split` over ``samples`` readings 2.3 s apart (the commits
+    come each second, so the readings fall at different points of the cycle)."""
+    async with in_process(devices, registers) as _app:
+        await asyncio.sleep(seconds)
+        readings = []
+        for _ in range(samples):
+            await asyncio.sleep(2.3)
+            readings.append(heap_split())
+    return {key: median(r[key] for r in readings) for key in readings[0]}
+
+
+def split_main(counts: list[int], args: argparse.Namespace) -> None:
+    with Conditions() as conditions:
+        figures = {}
+        for n in counts:
+            runs = [asyncio.run(split_at(n, args.registers, args.seconds))
+                    for _ in range(args.runs)]
+            figures[n] = {key: median(r[key] for r in runs) for key in runs[0]}
+            print(f"{n} devices: " + ", ".join(f"{k} {v:.1f}" for k, v in figures[n].items()),
+                  flush=True)
+    lo, hi = min(counts), max(counts)
+    per_device = {key: (figures[hi][key] - figures[lo][key]) * 1024 / (hi - lo)
+                  for key in figures[lo] if key in figures[hi]}
+    known = sum(per_device.get(k, 0.0) for k in ("pymalloc_arenas_mb", "glibc_in_use_mb",
+                                                  "glibc_free_mb", "glibc_mapped_mb"))
+    per_device["other_anonymous_mb"] = per_device.get("anonymous_mb", 0.0) - known
+    print(f"\nper added device ({lo} -> {hi}), KB:")
+    for key, kb in per_device.items():
+        print(f"  {key.removesuffix('_mb'):22s} {kb:8.1f}")
+    write_result(
+        "memory_split",
+        what=("whole gateway in this process without tracemalloc (as bench/memory.py): RSS "
+              "per added device split into pymalloc, glibc heap in use / free, glibc mappings"),
+        goal="<= 100 KB per added device",
+        params={"devices": counts, "registers": args.registers, "seconds": args.seconds,
+                "runs": args.runs},
+        summary={"mb": {str(n): figures[n] for n in counts},
+                 "kb_per_added_device": {k.removesuffix("_mb"): v
+                                         for k, v in per_device.items()}},
+        runs=[], conditions=conditions)
 
 
 async def snapshot_at(devices: int, registers: int, seconds: float
@@ -65,8 +165,13 @@ def main() -> None:
                     help="runs per device count; RSS and traced memory are their medians")
     ap.add_argument("--frames", type=int, default=1,
                     help="traceback depth kept by tracemalloc (group by the innermost frame)")
+    ap.add_argument("--split", action="store_true",
+                    help="no tracemalloc: split the RSS per added device by allocator")
     args = ap.parse_args()
     counts = [int(n) for n in args.devices.split(",")]
+    if args.split:
+        split_main(counts, args)
+        return
     tracemalloc.start(args.frames)
     snaps: dict[int, tuple[tracemalloc.Snapshot, float, int]] = {}
     trimmed: dict[int, float] = {}

@@ -9,11 +9,21 @@ alarm rules read them from the same model the driver uses.
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, PrivateAttr, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.dataclasses import dataclass
 
 from drivers.base import DeviceConfig
@@ -116,6 +126,31 @@ def _check_shape(type_name: str, function: Function, order: Order, bit: int | No
         raise ValueError("'bitmask' needs an unsigned integer type")
 
 
+#: The key of the validation context's table where equal point maps are shared (one load).
+SHARED = "shared"
+_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(PointConfig)
+                                 if f.name not in ("enum", "bitmask")))
+
+
+def share_points(points: list[PointConfig], shared: dict[object, object]) -> list[PointConfig]:
+    """``points``, or the equal points of a device already in ``shared`` (then put there).
+
+    Points are frozen, so devices of one model listing the same map (200 meters of 125
+    points) keep one set of point objects between them, not one each: about 150 bytes per
+    point per device. The table holds one entry per distinct map (not per point), so a site
+    whose devices all differ pays nothing but a hash per device; the loader gives one table
+    per load, so a reload does not keep the old file's points alive.
+    """
+    try:
+        key = ("modbus.points", len(points), hash(tuple(map(_FIELDS, points))))
+    except TypeError:
+        return points
+    found = shared.setdefault(key, points)
+    if found is points or not isinstance(found, list) or found != points:
+        return points  # the first of its map, or a hash collision (not equal: kept as is)
+    return found
+
+
 #: Validates points outside a device (profiles, tools).
 POINT = TypeAdapter(PointConfig)
 
@@ -183,7 +218,7 @@ class ModbusDeviceConfig(DeviceConfig):
         return value
 
     @model_validator(mode="after")
-    def _check_device(self) -> ModbusDeviceConfig:
+    def _check_device(self, info: ValidationInfo) -> ModbusDeviceConfig:
         if self.transport == "rtu":
             if self.serial is None:
                 raise ValueError("transport rtu needs 'serial' (port, baudrate, ...)")
@@ -216,6 +251,9 @@ class ModbusDeviceConfig(DeviceConfig):
                 ):
                     problems.add(at, f"point {point.name!r} lies in an unreadable range")
         problems.raise_any(self)
+        shared = info.context.get(SHARED) if isinstance(info.context, dict) else None
+        if isinstance(shared, dict):
+            self.points[:] = share_points(self.points, shared)  # its own list, shared points
         return self
 
     def all_points(self) -> dict[str, PointConfig]:

@@ -65,7 +65,9 @@ def check_config(path: Path | str) -> tuple[SiteConfig, list[ConfigIssue]]:
     model = site_model(device_types(data))  # imports only the drivers this site uses
     locator.model = model
     try:
-        config = model.model_validate(data, context={"check_files": True})
+        # "shared": a table where models keep one copy of equal frozen values (the points
+        # of devices of one model), for this load only.
+        config = model.model_validate(data, context={"check_files": True, "shared": {}})
     except ValidationError as err:
         errors = [_as_model_error(e) for e in err.errors(
             include_url=False, include_input=False, include_context=False)]

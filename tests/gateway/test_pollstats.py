@@ -37,3 +37,12 @@ def test_percentiles_follow_the_latest_window() -> None:
         stats.ok(0.010)
     assert stats.percentile(0.99) == 0.010  # the slow start has left the window
     assert stats.histogram()[2] == 2 * WINDOW  # the histogram keeps everything
+
+
+def test_the_window_keeps_microseconds_in_4_bytes_each() -> None:
+    stats = PollStatsBook(lambda: 0).of("bus")
+    for latency in (0.0123456, 0.0000004, 1e9):  # rounded to the microsecond; a huge one capped
+        stats.ok(latency)
+    assert stats.percentile(0.0) == 0.0 and stats.percentile(0.5) == 0.012346
+    assert stats.percentile(1.0) == (2**32 - 1) / 1_000_000  # about 71 minutes
+    assert stats._ring.itemsize == 4  # 1 KB per device for the window, not 2

@@ -74,3 +74,29 @@ def test_shared_field_name_sets_never_change_under_another_model() -> None:
     c = a.model_copy(update={"function": "coil"})
     assert c.model_fields_set == {"start", "end", "function"}
     assert a.model_fields_set == b.model_fields_set == {"start", "end"}
+
+
+def test_devices_listing_the_same_map_share_its_point_objects(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    state = tmp_path / "state"
+    meter = ("    points:\n"
+             "      - {name: volts, address: 0, scale: 0.1, unit: V}\n"
+             "      - {name: state, address: 1, enum: {0: stopped, 1: on-grid}}\n")
+    other = ("    points:\n"
+             "      - {name: volts, address: 0, scale: 0.01, unit: V}\n"
+             "      - {name: state, address: 1, enum: {0: stopped, 1: running}}\n")
+    path.write_text(
+        f"gateway: {{id: g, state_dir: {state}}}\ndevices:\n"
+        + "".join(f"  - id: m{i}\n    type: modbus\n    host: 10.0.0.{i}\n{meter}"
+                  for i in range(3))
+        + f"  - id: other\n    type: modbus\n    host: 10.0.0.9\n{other}")
+    config = load_config(path)
+    m0, m1, m2, odd = config.devices
+    for a, b in zip(m0.points, m1.points, strict=True):  # type: ignore[attr-defined]
+        assert a is b  # one object for the three meters
+    assert m2.points[1] is m0.points[1]  # type: ignore[attr-defined]
+    volts, state_ = odd.points  # type: ignore[attr-defined]
+    assert volts.scale == 0.01 and volts is not m0.points[0]  # type: ignore[attr-defined]
+    assert state_.enum == {0: "stopped", 1: "running"}  # a different enum is not shared
+    assert state_ is not m0.points[1]  # type: ignore[attr-defined]
+    assert m0.points[1].enum == {0: "stopped", 1: "on-grid"}  # type: ignore[attr-defined]
