@@ -95,6 +95,7 @@ async def measure(devices: int, registers: int, warmup: float, seconds: float,
             settle_heap()
         await asyncio.sleep(warmup)
         s0, cpu0, main0 = app.pipeline.stats.samples, time.process_time(), time.thread_time()
+        c0 = app.pipeline.stats.commits
         gc.callbacks.append(clock)
         if prof is not None:
             prof.enable()
@@ -105,9 +106,11 @@ async def measure(devices: int, registers: int, warmup: float, seconds: float,
         gc.callbacks.remove(clock)
         wall = time.monotonic() - t0
         samples = app.pipeline.stats.samples - s0
+        commits = app.pipeline.stats.commits - c0
         cpu, main = time.process_time() - cpu0, time.thread_time() - main0
     offered = devices * registers * wall
     return prof, {"samples": samples, "samples_per_s": samples / wall,
+                  "commits_per_s": commits / wall,
                   "delivered_share_of_offered": samples / offered, "cpu_s": cpu,
                   "main_thread_cpu_s": main, "other_threads_cpu_s": cpu - main,
                   "gc_collections": clock.collections, "gc_cpu_s": clock.seconds}
@@ -172,6 +175,8 @@ def main() -> None:
           f"{f['cpu_s'] * per_k:.4f} (main thread {f['main_thread_cpu_s'] * per_k:.4f}, other "
           f"threads {f['other_threads_cpu_s'] * per_k:.4f})"
           f"{' under cProfile' if prof is not None else ''}")
+    print(f"pipeline: {f['commits_per_s']:.1f} commits/s, "
+          f"{f['samples_per_s'] / max(1e-9, f['commits_per_s']):.0f} samples per commit")
     print(f"gc: collections per generation {f['gc_collections']}, "
           f"{100 * f['gc_cpu_s'] / max(1e-9, f['cpu_s']):.1f} % of the process's CPU")
     if prof is None:

@@ -113,7 +113,8 @@ class App:
         return Pipeline(self.store, self.clock, self.status,
                         queue_batches=self.config.pipeline.queue_batches,
                         queue_samples=self.config.pipeline.queue_samples,
-                        max_commit_samples=self.config.pipeline.max_commit_samples)
+                        max_commit_samples=self.config.pipeline.max_commit_samples,
+                        commit_gather=self.config.pipeline.commit_gather)
 
     # -- what the component contexts and the driver contexts call ----------------------
 
