@@ -15,7 +15,8 @@ cycle's burst of batches to end: until no batch came for :data:`GATHER_QUIET_S`,
 ``commit_gather`` seconds, or until a commit's worth is queued. Each commit has a fixed cost
 (its transaction, SQLite's pages and write, the uplink's chunk), so one commit per cycle
 instead of several for its first arrivals saves CPU on a site of many devices polled in step;
-values wait up to that long more before they are stored. A commit that
+values wait up to that long more before they are stored (not the first batch after a start,
+which is committed at once). A commit that
 fails is retried with the processors' recorded writes, not by running them again
 (:mod:`gateway.store.held`).
 """
@@ -194,7 +195,7 @@ class Pipeline:
                 if self._closing:
                     return
                 await self._wake.wait()
-                if self.commit_gather > 0:
+                if self.commit_gather > 0 and self.stats.batches:  # not the first: at once
                     await self._gather()
             self._wake.clear()
             await self._commit_retrying()

@@ -77,7 +77,7 @@ class PipelineSection(StrictModel):
             "Seconds the pipeline may wait, once a batch arrives, for the rest of a polling "
             "cycle's burst (it commits when no batch came for 20 ms): one commit per cycle "
             "instead of several saves CPU on sites of many devices. Values are stored up to "
-            "this much later. 0 commits at once."
+            "this much later (not the first after a start). 0 commits at once."
         ),
     )
 
