@@ -127,7 +127,7 @@ def test_the_site_config_sets_the_gather(tmp_path: Path) -> None:
 
     path = tmp_path / "site.yaml"
     path.write_text(f"gateway: {{id: q, state_dir: {tmp_path / 'state'}}}\n"
-                    "pipeline: {commit_gather: 0}\n")
-    assert App(load_config(path), path).pipeline.commit_gather == 0
-    path.write_text(f"gateway: {{id: q, state_dir: {tmp_path / 'state'}}}\n")
+                    "pipeline: {commit_gather: 0.25}\n")
     assert App(load_config(path), path).pipeline.commit_gather == 0.25
+    path.write_text(f"gateway: {{id: q, state_dir: {tmp_path / 'state'}}}\n")
+    assert App(load_config(path), path).pipeline.commit_gather == 0  # off by default
