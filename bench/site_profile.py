@@ -29,7 +29,7 @@ own process).
 
     python bench/site_profile.py [--devices 100] [--registers 125] [--warmup 10]
                                  [--seconds 20] [--top 25] [--no-profile] [--no-settle]
-                                 [--loop uvloop|asyncio] [--out FILE]
+                                 [--loop uvloop|asyncio] [--commit-gather S] [--out FILE]
 """
 
 from __future__ import annotations
@@ -86,13 +86,15 @@ class GcClock:
 
 
 async def measure(devices: int, registers: int, warmup: float, seconds: float,
-                  profiled: bool, settle: bool = True
+                  profiled: bool, settle: bool = True, commit_gather: float | None = None
                   ) -> tuple[cProfile.Profile | None, dict[str, Any]]:
     prof = cProfile.Profile(time.thread_time) if profiled else None
     clock = GcClock()
     async with in_process(devices, registers) as app:
         if settle:  # as `fieldgate run` does once started
             settle_heap()
+        if commit_gather is not None:  # as `pipeline.commit_gather` in the site file
+            app.pipeline.commit_gather = commit_gather
         await asyncio.sleep(warmup)
         s0, cpu0, main0 = app.pipeline.stats.samples, time.process_time(), time.thread_time()
         c0 = app.pipeline.stats.commits
@@ -161,13 +163,17 @@ def main() -> None:
                     help="leave the garbage collector as Python sets it (no settle_heap)")
     ap.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
                     help="the event loop (the daemon's from 10 devices on: uvloop)")
+    ap.add_argument("--commit-gather", type=float, default=None, metavar="SECONDS",
+                    help="set the pipeline's commit_gather (the site setting; default: the "
+                         "config's, 0)")
     ap.add_argument("--out", type=Path, help="also save the raw profile here (pstats format)")
     args = ap.parse_args()
     os.environ[LOOP_ENV] = args.loop
     factory = event_loop_factory(args.devices)
     with asyncio.Runner(loop_factory=factory) as runner:
         prof, f = runner.run(measure(args.devices, args.registers, args.warmup, args.seconds,
-                                     not args.no_profile, not args.no_settle))
+                                     not args.no_profile, not args.no_settle,
+                                     args.commit_gather))
     print(f"event loop: {'uvloop' if factory is not None else 'asyncio'}")
     per_k = 1000 / max(1, f["samples"])
     print(f"{args.devices}x{args.registers}: {f['samples_per_s']:.0f} samples/s committed "
