@@ -29,7 +29,7 @@ own process).
 
     python bench/site_profile.py [--devices 100] [--registers 125] [--warmup 10]
                                  [--seconds 20] [--top 25] [--no-profile] [--no-settle]
-                                 [--loop uvloop|asyncio] [--out FILE]
+                                 [--loop uvloop|asyncio] [--commit-gather S] [--out FILE]
 """
 
 from __future__ import annotations
@@ -86,15 +86,18 @@ class GcClock:
 
 
 async def measure(devices: int, registers: int, warmup: float, seconds: float,
-                  profiled: bool, settle: bool = True
+                  profiled: bool, settle: bool = True, commit_gather: float | None = None
                   ) -> tuple[cProfile.Profile | None, dict[str, Any]]:
     prof = cProfile.Profile(time.thread_time) if profiled else None
     clock = GcClock()
     async with in_process(devices, registers) as app:
         if settle:  # as `fieldgate run` does once started
             settle_heap()
+        if commit_gather is not None:  # as `pipeline.commit_gather` in the site file
+            app.pipeline.commit_gather = commit_gather
         await asyncio.sleep(warmup)
         s0, cpu0, main0 = app.pipeline.stats.samples, time.process_time(), time.thread_time()
+        c0 = app.pipeline.stats.commits
         gc.callbacks.append(clock)
         if prof is not None:
             prof.enable()
@@ -105,9 +108,11 @@ async def measure(devices: int, registers: int, warmup: float, seconds: float,
         gc.callbacks.remove(clock)
         wall = time.monotonic() - t0
         samples = app.pipeline.stats.samples - s0
+        commits = app.pipeline.stats.commits - c0
         cpu, main = time.process_time() - cpu0, time.thread_time() - main0
     offered = devices * registers * wall
     return prof, {"samples": samples, "samples_per_s": samples / wall,
+                  "commits_per_s": commits / wall,
                   "delivered_share_of_offered": samples / offered, "cpu_s": cpu,
                   "main_thread_cpu_s": main, "other_threads_cpu_s": cpu - main,
                   "gc_collections": clock.collections, "gc_cpu_s": clock.seconds}
@@ -158,13 +163,17 @@ def main() -> None:
                     help="leave the garbage collector as Python sets it (no settle_heap)")
     ap.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
                     help="the event loop (the daemon's from 10 devices on: uvloop)")
+    ap.add_argument("--commit-gather", type=float, default=None, metavar="SECONDS",
+                    help="set the pipeline's commit_gather (the site setting; default: the "
+                         "config's, 0)")
     ap.add_argument("--out", type=Path, help="also save the raw profile here (pstats format)")
     args = ap.parse_args()
     os.environ[LOOP_ENV] = args.loop
     factory = event_loop_factory(args.devices)
     with asyncio.Runner(loop_factory=factory) as runner:
         prof, f = runner.run(measure(args.devices, args.registers, args.warmup, args.seconds,
-                                     not args.no_profile, not args.no_settle))
+                                     not args.no_profile, not args.no_settle,
+                                     args.commit_gather))
     print(f"event loop: {'uvloop' if factory is not None else 'asyncio'}")
     per_k = 1000 / max(1, f["samples"])
     print(f"{args.devices}x{args.registers}: {f['samples_per_s']:.0f} samples/s committed "
@@ -172,6 +181,8 @@ def main() -> None:
           f"{f['cpu_s'] * per_k:.4f} (main thread {f['main_thread_cpu_s'] * per_k:.4f}, other "
           f"threads {f['other_threads_cpu_s'] * per_k:.4f})"
           f"{' under cProfile' if prof is not None else ''}")
+    print(f"pipeline: {f['commits_per_s']:.1f} commits/s, "
+          f"{f['samples_per_s'] / max(1e-9, f['commits_per_s']):.0f} samples per commit")
     print(f"gc: collections per generation {f['gc_collections']}, "
           f"{100 * f['gc_cpu_s'] / max(1e-9, f['cpu_s']):.1f} % of the process's CPU")
     if prof is None:

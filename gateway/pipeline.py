@@ -9,7 +9,14 @@ device count. A batch larger than the bound is taken alone.
 The pipeline task takes whatever is queued (up to ``max_commit_samples``), lets each
 processor look at it inside the same transaction (so a rule's state and the event it raises
 commit together with the samples that caused them), appends it under the next sequence
-numbers, commits, and only then tells the observers (hooks, the uplink). A commit that
+numbers, commits, and only then tells the observers (hooks, the uplink). With a
+``commit_gather`` (a site setting, ``pipeline.commit_gather``), the task first waits for a
+cycle's burst of batches to end: until no batch came for :data:`GATHER_QUIET_S`, at most
+``commit_gather`` seconds, or until a commit's worth is queued. Each commit has a fixed cost
+(its transaction, SQLite's pages and write, the uplink's chunk), so one commit per cycle
+instead of several for its first arrivals saves CPU on a site of many devices polled in step;
+values wait up to that long more before they are stored (not the first batch after a start,
+which is committed at once). A commit that
 fails is retried with the processors' recorded writes, not by running them again
 (:mod:`gateway.store.held`).
 """
@@ -40,6 +47,8 @@ _RETRIES_AT_CLOSE = 3
 #: Smaller delays polls: at 200 devices x 125 points a 10,000 bound made drivers wait for
 #: room during each cycle's burst (0.95 requests per device per cycle instead of 1.00).
 QUEUE_SAMPLES = 50_000
+#: A burst of batches has ended when none came for this long (see ``commit_gather``).
+GATHER_QUIET_S = 0.02
 
 
 class BatchProcessor(Protocol):
@@ -102,6 +111,7 @@ class Pipeline:
         queue_samples: int = QUEUE_SAMPLES,
         max_commit_samples: int = 50_000,
         max_held_samples: int = 500_000,
+        commit_gather: float = 0.0,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -110,6 +120,8 @@ class Pipeline:
         self.queued_samples = 0  # in ``queue``
         self._room = asyncio.Event()  # set when a commit took samples out of the queue
         self.max_commit_samples = max_commit_samples
+        self.commit_gather = commit_gather
+        self._puts = 0  # batches put so far: has one come during the last quiet wait?
         #: Read only: components add theirs with ``ctx.add_processor`` / ``add_observer``.
         self.processors: list[BatchProcessor] = []
         self.observers: list[Observer] = []
@@ -145,6 +157,7 @@ class Pipeline:
                 self._room.clear()
                 await self._room.wait()
             self.queued_samples += len(items)
+            self._puts += 1
             try:
                 await self.queue.put(items)
             except BaseException:
@@ -182,9 +195,27 @@ class Pipeline:
                 if self._closing:
                     return
                 await self._wake.wait()
+                if self.commit_gather > 0 and self.stats.batches:  # not the first: at once
+                    await self._gather()
             self._wake.clear()
             await self._commit_retrying()
             heap.trim_every()  # what the commits freed goes back to the OS, not only to malloc
+
+    async def _gather(self) -> None:
+        """Wait for the burst of batches that woke an idle pipeline to end (see the module's
+        docstring): no new batch for ``GATHER_QUIET_S``, ``commit_gather`` seconds at most,
+        or a commit's worth (or the queue's bound) queued, or closing."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.commit_gather
+        full = min(self.max_commit_samples, self.queue_samples)
+        while not self._closing and self.queued_samples < full and not self.queue.full():
+            left = until - loop.time()
+            if left <= 0:
+                return
+            puts = self._puts
+            await asyncio.sleep(min(GATHER_QUIET_S, left))
+            if self._puts == puts:
+                return
 
     def _idle(self) -> bool:
         return (self.queue.empty() and not self._status_reports and not self._pending_events

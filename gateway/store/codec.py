@@ -21,6 +21,7 @@ chunks loads it with the first one. The uplink cuts either text as it stands.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import operator
@@ -47,8 +48,12 @@ def encode_chunk(batch: Batch) -> bytes:
         return zlib.compress(_encode_std(batch), 1)
     if _orjson is None:
         _load_orjson()
+    # Samples are named tuples, which orjson does not take: plain tuples (in C). Those are one
+    # tracked container per sample, alive only here: without the pause they would start a
+    # collection of the whole young generation (every sample in flight) in most commits.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        # Samples are named tuples, which orjson does not take: plain tuples (in C).
         text = _orjson.dumps(list(map(tuple, batch)), option=_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError: see the module's docstring
         text = _encode_std(batch)
@@ -57,6 +62,9 @@ def encode_chunk(batch: Batch) -> bytes:
         if nulls and nulls != list(map(_VALUE, batch)).count(None) and any(
                 map(_non_finite, batch)):
             text = _encode_std(batch)
+    finally:
+        if collecting:
+            gc.enable()
     return zlib.compress(text, 1)
 
 

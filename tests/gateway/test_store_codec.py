@@ -124,3 +124,34 @@ def test_small_chunks_leave_orjson_unloaded() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["True", "False", "True"]
+
+
+def test_encoding_a_big_chunk_starts_no_collection_and_keeps_the_collector_as_it_was() -> None:
+    """The plain tuples made for orjson (one tracked container per sample) do not start a
+    collection of every sample in flight; the collector is left as it was."""
+    import gc
+
+    batch = [Sample("m", f"p{i}", 1_000 + i, i * 0.1) for i in range(3_000)]
+    seen: list[int] = []
+
+    def count(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            seen.append(info["generation"])
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(count)
+    try:
+        gc.set_threshold(100, 10, 10)  # 3,000 new tuples would start about 30 collections
+        gc.collect()
+        seen.clear()
+        text = encode_chunk(batch)
+        # Without the pause: about 30. One may come from an allocation just after it (or in
+        # another thread of an earlier test), as it would anyway.
+        assert len(seen) <= 1 and gc.isenabled()
+        gc.disable()
+        assert encode_chunk(batch) == text and not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.callbacks.remove(count)
+        gc.set_threshold(*threshold)
+    assert decode_chunk(text) == json.loads(json.dumps(batch))
