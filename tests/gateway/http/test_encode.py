@@ -126,7 +126,7 @@ def test_the_shared_answer_gzips_to_about_a_fifth_as_documented() -> None:
     import gzip
     import random
 
-    from gateway.http.api import gzip_parts
+    from gateway.http.gzipped import gzip_parts
 
     rng = random.Random(1)
     latest = LatestValues()
@@ -143,9 +143,9 @@ def test_the_shared_answer_gzips_to_about_a_fifth_as_documented() -> None:
     if platform.machine() in ("x86_64", "aarch64"):  # the docs: ISA-L where it has wheels
         from isal import isal_zlib
 
-        from gateway.http import api
+        from gateway.http import gzipped
 
-        assert api._deflate is isal_zlib
+        assert gzipped._deflate is isal_zlib
     body = b"".join(parts)  # about the size of the real answer (these have no headers)
     assert 540_000 < len(body) < 620_000, len(body)
     assert 100_000 < len(packed) < 140_000, len(packed)
@@ -189,16 +189,16 @@ def test_a_stream_is_sent_only_what_changed_also_after_a_device_gains_points() -
 
 
 def test_accepts_gzip_reads_weights_and_remembers_few_headers() -> None:
-    from gateway.http import api
+    from gateway.http import gzipped
 
     for header, expected in (("gzip, deflate", True), ("br;q=1.0, gzip;q=0", False),
                              ("*", True), ("identity", False), ("", False),
                              ("GZIP;q=0.5", True), ("gzip;q=x", False)):
-        assert api.accepts_gzip(header) is expected, header
-        assert api.accepts_gzip(header) is expected, header  # the remembered answer
+        assert gzipped.accepts_gzip(header) is expected, header
+        assert gzipped.accepts_gzip(header) is expected, header  # the remembered answer
     for i in range(200):
-        api.accepts_gzip(f"x{i}")
-    assert len(api._GZIP_KNOWN) <= api._GZIP_KNOWN_MAX
+        gzipped.accepts_gzip(f"x{i}")
+    assert len(gzipped._GZIP_KNOWN) <= gzipped._GZIP_KNOWN_MAX
 
 
 def test_units_are_read_once_per_config_object() -> None:

@@ -33,15 +33,21 @@ async def polls(store: Store, history: History, clock: FakeClock, t0: int,
             await history.flush()
 
 
-async def test_the_meter_is_off_by_default_and_counts_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ENV, raising=False)
+async def opened(tmp_path: Path) -> tuple[Store, History, FakeClock, int]:
+    """A store and its history, loaded, with the clock at the start of a quarter hour."""
     t0 = 1_780_000_000_000 - 1_780_000_000_000 % QUARTER_MS
     clock = FakeClock(t0)
     store = Store(tmp_path / "b.db", clock=clock)
     await store.open()
     history = History(HistoryConfig(), store, ZoneInfo("UTC"))
     await history.load()
+    return store, history, clock, t0
+
+
+async def test_the_meter_is_off_by_default_and_counts_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    store, history, clock, t0 = await opened(tmp_path)
     await polls(store, history, clock, t0, 20)
     cpu = history.snapshot()["cpu"]
     assert cpu == {"on": False, "reason": f"off: start the daemon with {ENV}=1 to measure"}
@@ -52,12 +58,7 @@ async def test_the_meter_is_off_by_default_and_counts_nothing(
 async def test_the_meter_counts_each_part_in_its_own_thread(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV, "1")
-    t0 = 1_780_000_000_000 - 1_780_000_000_000 % QUARTER_MS
-    clock = FakeClock(t0)
-    store = Store(tmp_path / "b.db", clock=clock)
-    await store.open()
-    history = History(HistoryConfig(), store, ZoneInfo("UTC"))
-    await history.load()
+    store, history, clock, t0 = await opened(tmp_path)
     thread = store_thread(store)
     assert thread is not None and thread.ident is not None
     store_clock = time.pthread_getcpuclockid(thread.ident)
