@@ -59,7 +59,7 @@ class RecordingContext:
         return None
 
     async def emit(self, batch: Batch) -> None:
-        self.batches.append(list(batch))
+        self.batches.append(batch if isinstance(batch, list) else list(batch))  # PollBatch kept
         async with self._changed:
             self._changed.notify_all()
 

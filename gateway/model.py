@@ -36,6 +36,47 @@ class Sample(NamedTuple):
 Batch = Sequence[Sample]
 
 
+class PollBatch(list[Sample]):
+    """A batch that also carries its samples as columns: one read of one device.
+
+    It is a list of :class:`Sample` like any batch, and every consumer may read it so. Its
+    samples share one device and one timestamp, every value is GOOD, and they come in the
+    order of ``names``: ``self[i] == Sample(device, names[i], ts_ms, values[i])``. A driver
+    builds one only when all of that holds (a poll with a bad value sends a plain list).
+
+    ``names`` is the driver's own tuple, the same object from one poll of the device to the
+    next while its point map stands, so a consumer may key a cache on ``id(names)`` (keep a
+    reference to the tuple beside the key). Consumers on the ingest path (the history, the
+    live-value cache) use the columns instead of reading each sample. Nobody may mutate it.
+    """
+
+    __slots__ = ("device", "names", "ts_ms", "values")
+    device: str
+    ts_ms: int
+    names: tuple[str, ...]
+    values: list[Value]
+
+
+class Committed(list[Sample]):
+    """The samples of one commit, flat, and ``parts``: the batches they came in, in order.
+
+    Pipeline processors and observers receive one (a list of :class:`Sample`, as always);
+    ``parts`` lets the ones that know :class:`PollBatch` find the columns. The parts'
+    samples, concatenated, are the list itself.
+    """
+
+    __slots__ = ("parts",)
+    parts: list[list[Sample]]
+
+    @classmethod
+    def of(cls, parts: list[list[Sample]]) -> Committed:
+        out = cls()
+        for part in parts:
+            out.extend(part)
+        out.parts = parts
+        return out
+
+
 class DeviceStatus(enum.StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"

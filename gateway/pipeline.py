@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from gateway import heap
 from gateway.clock import Clock
-from gateway.model import Batch, DeviceStatus, Event, Sample
+from gateway.model import Batch, Committed, DeviceStatus, Event, Sample
 from gateway.status import DeviceStatusService
 from gateway.store import Store, Tx
 from gateway.store.held import CommitFailed, HeldBatch
@@ -76,7 +76,8 @@ class BatchProcessor(Protocol):
 
 
 #: Called after a commit with the batch and its first sequence number. Must not block:
-#: hand the work to your own task.
+#: hand the work to your own task. The batch is a :class:`~gateway.model.Committed`: a list
+#: of samples whose ``parts`` are the batches as the drivers sent them (PollBatch columns).
 Observer = Callable[[list[Sample], int], None]
 
 #: Called with every event added with :meth:`Pipeline.add_event`, before it is queued;
@@ -152,7 +153,7 @@ class Pipeline:
 
     async def put(self, batch: Batch) -> None:
         if batch:
-            items = batch if type(batch) is list else list(batch)
+            items = batch if isinstance(batch, list) else list(batch)  # PollBatch as it is
             while self.queued_samples and self.queued_samples + len(items) > self.queue_samples:
                 self._room.clear()
                 await self._room.wait()
@@ -230,14 +231,19 @@ class Pipeline:
         processors are not called twice for the same samples) with what was queued
         meanwhile, up to ``max_held_samples``; beyond that the oldest held samples are
         dropped and counted. No sequence number is used by a commit that failed."""
-        held, fresh, writes = self._held.take()
-        while not self.queue.empty() and len(held) + len(fresh) < self.max_commit_samples:
-            fresh.extend(self._take_queued())
+        held, left, writes = self._held.take()
+        parts: list[list[Sample]] = [left] if left else []
+        taken = len(held) + len(left)
+        while not self.queue.empty() and taken < self.max_commit_samples:
+            items = self._take_queued()
+            parts.append(items)
+            taken += len(items)
+        fresh = Committed.of(parts)  # the batches as they came: PollBatch columns kept
         reports, self._status_reports = self._status_reports, []
         events, self._pending_events = self._pending_events, []
         if not held and not fresh and not writes and not reports and not events:
             return 0
-        batch = held + fresh
+        batch = Committed.of([held, *parts]) if held else fresh
         seq_first = 0
         processed = False
         try:

@@ -13,7 +13,7 @@ from drivers.modbus.datatypes import Function
 from drivers.modbus.planner import Block
 from drivers.modbus.plans import PointReader, PollGroup
 from drivers.modbus.scaling import Linear
-from gateway.model import Quality, Sample
+from gateway.model import PollBatch, Quality, Sample
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ def decode_unpacked(device: str, block: Block[PointReader], unpacker: struct.Str
 
     This runs once per datapoint, so the samples are built in C: ``tuple.__new__`` (what
     ``Sample(...)`` does, without the Python frame of the namedtuple's ``__new__``) mapped
-    over zipped columns.
+    over zipped columns. When every value is good the result is a :class:`PollBatch` that
+    also carries those columns.
     """
     names, linear, floats, alike = _UNPACKERS[id(block.spans)][2]
     values: Any = unpacker.unpack_from(buf)
@@ -169,5 +170,27 @@ def decode_unpacked(device: str, block: Block[PointReader], unpacker: struct.Str
         bad = Quality.BAD
         return [Sample(device, name, ts, None, bad) if v != v else Sample(device, name, ts, v)
                 for name, v in zip(names, values, strict=True)]
-    return list(map(tuple.__new__, repeat(Sample), zip(
+    out = PollBatch(map(tuple.__new__, repeat(Sample), zip(
         repeat(device), names, repeat(ts), values, repeat(Quality.GOOD))))
+    out.device, out.ts_ms, out.names = device, ts, names
+    out.values = values if type(values) is list else list(values)
+    return out
+
+
+def merge_columns(parts: list[PollBatch], names_cache: dict[tuple[int, ...], tuple[str, ...]]
+                  ) -> PollBatch:
+    """One PollBatch of a poll's good blocks, in order. The names tuple of a layout is made
+    once (``names_cache``, keyed by the parts' name tuples) so it stays the same object."""
+    if len(parts) == 1:
+        return parts[0]
+    key = tuple(id(p.names) for p in parts)
+    names = names_cache.get(key)
+    if names is None:
+        if len(names_cache) >= 64:  # a re-planned map: the old layouts go
+            names_cache.clear()
+        names = names_cache[key] = tuple(n for p in parts for n in p.names)
+    first = parts[0]
+    out = PollBatch(s for p in parts for s in p)
+    out.device, out.ts_ms, out.names = first.device, first.ts_ms, names
+    out.values = [v for p in parts for v in p.values]
+    return out

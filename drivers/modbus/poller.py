@@ -29,12 +29,18 @@ from drivers.base import DriverContext, PollFailed
 from drivers.modbus.bus import BadReply, Bus, BusDown, ExceptionReply, RequestTimeout
 from drivers.modbus.config import ModbusDeviceConfig, PointConfig
 from drivers.modbus.datatypes import Function
-from drivers.modbus.decode import bad_samples, dead_samples, decode_block, decode_known
+from drivers.modbus.decode import (
+    bad_samples,
+    dead_samples,
+    decode_block,
+    decode_known,
+    merge_columns,
+)
 from drivers.modbus.holes import HOLE_CODES, Holes, bisect, describe, runs
 from drivers.modbus.planner import Block, blocked
 from drivers.modbus.plans import PointReader, PollGroup, replan
 from drivers.modbus.sunspec import SunSpecReader
-from gateway.model import DeviceStatus, Sample
+from gateway.model import DeviceStatus, PollBatch, Sample
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +77,7 @@ class BusPoller:
         self._bus_was_down = False
         self.simulators: list[asyncio.Event] = []  # set when this bus's simulators listen
         self._queue: list[tuple[float, int, DeviceState, PollGroup]] = []
+        self._names: dict[tuple[int, ...], tuple[str, ...]] = {}  # see merge_columns
 
     async def run(self) -> None:
         clock = self.ctx.clock
@@ -177,6 +184,7 @@ class BusPoller:
             await self._poll_sunspec(state, group.sunspec, ts)
             return
         samples: list[Sample] = []
+        columns: list[PollBatch] = []  # the blocks that came back whole and good
         planned = blocks = group.blocks  # a learned hole re-plans the group mid-cycle
         dead = dead_samples(cfg.id, group, ts)
         was_offline = state.online is False
@@ -185,7 +193,7 @@ class BusPoller:
         try:
             if not was_offline and state.holes:
                 await self._reprobe(state)
-            failed = await self._read_blocks(state, blocks, samples, ts)
+            failed = await self._read_blocks(state, blocks, samples, ts, columns)
         except BusDown as err:
             if not was_offline:  # this cycle's values are lost: say so
                 lost = [s for _f, b in planned for s in bad_samples(cfg.id, b, ts)]
@@ -202,11 +210,14 @@ class BusPoller:
                 await self.poll_group(state, group)
                 return
         if samples and not (was_offline and failed is not None):  # no bad rows per probe
-            await self.ctx.emit(samples)
+            if failed is None and sum(map(len, columns)) == len(samples):  # all good: columns
+                await self.ctx.emit(merge_columns(columns, self._names))
+            else:
+                await self.ctx.emit(samples)
 
     async def _read_blocks(
         self, state: DeviceState, blocks: list[tuple[Function, Block[PointReader]]],
-        samples: list[Sample], ts: int,
+        samples: list[Sample], ts: int, columns: list[PollBatch] | None = None,
     ) -> str | None:
         """Read the blocks into ``samples``; returns why the cycle failed, if it did.
 
@@ -233,7 +244,10 @@ class BusPoller:
                 samples.extend(bad_samples(cfg.id, block, ts))
                 continue
             answered = True
-            samples.extend(decode_block(cfg.id, function, block, data, ts))
+            decoded = decode_block(cfg.id, function, block, data, ts)
+            samples.extend(decoded)
+            if columns is not None and type(decoded) is PollBatch:
+                columns.append(decoded)
         may_bisect = answered or state.answered
         found: dict[Function, list[int]] = {}
         holed: list[tuple[Block[PointReader], ExceptionReply]] = []

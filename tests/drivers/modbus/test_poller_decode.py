@@ -13,7 +13,7 @@ from drivers.modbus import decode
 from drivers.modbus.config import ModbusDeviceConfig
 from drivers.modbus.planner import Block
 from drivers.modbus.plans import PointReader, plan_device
-from gateway.model import Quality
+from gateway.model import PollBatch, Quality
 
 TYPES = [("uint16", 1), ("int16", 1), ("float32", 2), ("uint32", 2), ("int64", 4),
          ("float64", 4)]
@@ -43,8 +43,12 @@ def point_by_point(block: Block[PointReader], data: list[int]) -> list[tuple]:
 
 def assert_decodes_as_point_by_point(function: Any, block: Any, regs: list[int]) -> None:
     """The block decode gives the point-by-point names, qualities, values and types."""
-    got = [(s.point, s.value, s.quality) for s in decode.decode_block("m", function, block,
-                                                                regs, 1)]
+    decoded = decode.decode_block("m", function, block, regs, 1)
+    got = [(s.point, s.value, s.quality) for s in decoded]
+    if isinstance(decoded, PollBatch):  # every value good: the columns say the same
+        assert all(q is Quality.GOOD for _n, _v, q in got)
+        assert list(zip(decoded.names, decoded.values, strict=True)) == [
+            (n, v) for n, v, _q in got]
     want = point_by_point(block, regs)
     assert [(n, q) for n, _v, q in got] == [(n, q) for n, _v, q in want]
     for (_n, a, _q), (_m, b, _r) in zip(got, want, strict=True):
