@@ -57,3 +57,7 @@ async def test_demo_site_runs_every_part(tmp_path: Path) -> None:
         assert ping["ok"] and ping["result"]["gateway"] == "test-gw"
         plugins = await app.commands.execute("plugins.list", {})
         assert "example" in str(plugins["result"])
+        # The overview's KPIs come from the demo's own meters, not "-" (issue 17).
+        kpis = (await app.commands.execute("kpis", {"period": "today"}))["result"]["kpis"]
+        assert kpis["site.energy_imported_kwh"] is not None, kpis
+        assert kpis["site.energy_by_device_kwh"], kpis

@@ -92,7 +92,7 @@ async function kpiTable() {
 }
 
 // A KPI per device folds away: "8 devices", opened to one line each.
-const kpiCell = (v) => (v && typeof v === "object" ? `<details><summary>${Object.keys(v).length} devices</summary>` +
+const kpiCell = (v) => (v && typeof v === "object" ? `<details><summary>${Object.keys(v).length} device${Object.keys(v).length === 1 ? "" : "s"}</summary>` +
   Object.entries(v).map(([k, x]) => `${esc(k)} ${fmt(x ?? "-")}`).join("<br>") + "</details>" : fmt(v ?? "-"));
 
 async function energyChart() {
