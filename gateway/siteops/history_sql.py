@@ -47,8 +47,8 @@ ON CONFLICT (device, ts) DO UPDATE SET wh = wh + excluded.wh
 #: its entries hold the key); then each point's minutes are read through the primary key
 #: (CROSS JOIN: ``k`` is the outer loop), where they lie side by side: one seek per point.
 #: Not the rows through the ts index: one primary-key lookup per 1-minute row, in time
-#: order, so all over the table, which got slower as the table grew (measured: 1.65 -> 2.19
-#: CPU-s a quarter over three quarters at 200 x 125, against 1.14 -> 1.33 this way).
+#: order, so all over the table, which got slower as the table grew (measured at 200 x 125,
+#: quarters 0 to 4: 1.66, 1.71, 1.97, 2.51, 2.35 CPU-s; this way 1.10, 1.15, 1.26, 1.21, 1.12).
 BUILD_15M = """
 WITH k AS (
     SELECT DISTINCT device, point FROM history_1m INDEXED BY history_1m_ts
