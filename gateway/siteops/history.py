@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.model import Sample
+from gateway.model import PollBatch, Sample
 from gateway.rules.quotas import CounterOrPower, CounterTracker, MeterStats, PowerIntegrator
 from gateway.siteops.config import EnergySource, HistoryConfig
 from gateway.siteops.history_cpu import HistoryCpuMeter, store_thread
@@ -239,18 +239,29 @@ class History(HistoryQueries):
         if not pending:
             return
         t0 = self.cpu.start()
+        plain: list[Sample] = []  # consecutive plain parts, folded as one batch
+        plain_seq = 0
         while pending:
-            batch, seq_first = pending.popleft()
+            batch, seq = pending.popleft()
             self._pending_samples -= len(batch)
-            # Consecutive commits (one device poll each, often) are folded as one batch:
-            # the per-batch work is paid once.
-            if pending and pending[0][1] == seq_first + len(batch):
-                batch = list(batch)
-                while pending and pending[0][1] == seq_first + len(batch):
-                    more, _ = pending.popleft()
-                    self._pending_samples -= len(more)
-                    batch += more
-            self.fold(batch, seq_first)
+            # A committed batch's parts are the drivers' batches: a PollBatch is folded from
+            # its columns; the other parts of consecutive commits (often one device poll
+            # each) are folded as one batch, so the per-batch work is paid once.
+            for part in getattr(batch, "parts", None) or (batch,):
+                if type(part) is PollBatch:
+                    if plain:
+                        self.fold(plain, plain_seq)
+                        plain = []
+                    self.fold(part, seq)
+                elif plain and plain_seq + len(plain) == seq:
+                    plain += part
+                else:
+                    if plain:
+                        self.fold(plain, plain_seq)
+                    plain, plain_seq = list(part), seq
+                seq += len(part)
+        if plain:
+            self.fold(plain, plain_seq)
         self.cpu.add("fold", t0)
 
     def fold(self, batch: list[Sample], seq_first: int) -> None:
@@ -261,6 +272,8 @@ class History(HistoryQueries):
             return
         if skip > 0:
             self._folder.fold(batch[skip:], seq_first + skip)
+        elif type(batch) is PollBatch:
+            self._folder.fold_poll(batch, seq_first)
         else:
             self._folder.fold(batch, seq_first)
         self.stats.folded_seq = seq_first + len(batch) - 1

@@ -10,7 +10,9 @@ batch across a minute boundary) takes the per-sample path, with the same result.
 A device poll with the same points as that device's last clean poll goes column-wise
 instead (see :meth:`Folder.fold`): the batch's columns come out in C-level passes, the poll's
 value tuple waits in its minute's columns, and every ``SETTLE_POLLS`` polls (and before the
-columns are read) one ``sum``/``min``/``max`` per point folds the waiting polls in.
+columns are read) one ``sum``/``min``/``max`` per point folds the waiting polls in. A
+:class:`~gateway.model.PollBatch` (a driver's whole good poll, with its columns) goes there
+straight from its columns (:meth:`Folder.fold_poll`): no pass over its samples at all.
 
 Energy and power points of a device with an energy source never enter the fast path: their
 first lookup in a bucket misses on purpose (they are kept in the bucket's second dict), so
@@ -30,7 +32,7 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
-from gateway.model import Quality, Sample
+from gateway.model import PollBatch, Quality, Sample
 
 MINUTE_MS = 60_000
 GOOD = Quality.GOOD
@@ -279,7 +281,7 @@ class Folder:
         c = b.cols.get(device)
         if c is None:
             b.cols[device] = [layout, 1, None, None, None, vals, ts, [vals]]
-        elif c[0] is not layout:
+        elif c[0] is not layout and c[0] != layout:
             return False  # the layout changed within the minute: sample by sample
         else:
             c[1] += 1
@@ -294,6 +296,59 @@ class Folder:
             for k in self._meter_at[device]:
                 self.on_meter(device, layout[k], vals[k], ts)
         return True
+
+    def fold_poll(self, p: PollBatch, first_seq: int, meters: bool = True) -> None:
+        """Fold one :class:`~gateway.model.PollBatch` from its columns: the same result as
+        :meth:`fold` of its samples, without taking them apart. Its ``names`` tuple is the
+        device's layout (compared by identity first: the driver keeps the same tuple from
+        poll to poll); its values are GOOD, of one timestamp, by the class's contract.
+        Anything else (a value that is not a finite int or float, a new layout) goes through
+        :meth:`fold`, and a layout changed within the minute sample by sample, as a plain
+        list of the same samples would."""
+        device, names = p.device, p.names
+        values: list[Any] = p.values  # checked just below: finite ints and floats
+        if not _NUMBERS.issuperset(map(type, values)):
+            self.fold(p, first_seq, meters)  # not numbers (or a bool): sample by sample
+            return
+        try:
+            total = float(sum(values))
+        except OverflowError:  # an int too large for a float
+            total = math.inf
+        if total - total != 0:  # NaN or an infinity somewhere
+            self.fold(p, first_seq, meters)
+            return
+        lay = self._layouts.get(device)
+        if lay is not names:
+            if lay != names:  # a new layout: learnt from the samples, as a plain list's
+                self.fold(p, first_seq, meters)
+                if self._layouts.get(device) == names:
+                    self._layouts[device] = names  # the same points: the driver's tuple
+                return
+            self._layouts[device] = lay = names
+        ts = p.ts_ms
+        minute = ts - ts % MINUTE_MS
+        b = self.buckets.get(minute)
+        if b is None:
+            b = self.bucket(minute, first_seq)
+        c = b.cols.get(device)
+        if c is None:
+            b.cols[device] = [lay, 1, None, None, None, values, ts, [values]]
+        elif c[0] is not lay and c[0] != lay:
+            self._fold_run(p, first_seq, meters)  # the layout changed within the minute
+            return
+        else:
+            c[0] = lay
+            c[1] += 1
+            pending = c[7]
+            pending.append(values)
+            if len(pending) >= SETTLE_POLLS:
+                _settle(c)
+            if ts >= c[6]:
+                c[5], c[6] = values, ts
+        b.n += len(values)
+        if meters:
+            for k in self._meter_at[device]:
+                self.on_meter(device, lay[k], values[k], ts)
 
     def _fold_run(self, rows: Sequence[Sample], first_seq: int, meters: bool) -> None:
         tss = list(map(_TS, rows))

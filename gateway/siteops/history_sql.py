@@ -43,12 +43,23 @@ INSERT INTO history_energy (device, ts, wh) VALUES (?, ?, ?)
 ON CONFLICT (device, ts) DO UPDATE SET wh = wh + excluded.wh
 """
 #: Builds the 15-minute rows of complete quarters from their 1-minute rows; the last value
-#: is the one of the newest minute.
+#: is the one of the newest minute. The quarter's points come from the ts index alone (``k``:
+#: its entries hold the key); then each point's minutes are read through the primary key
+#: (CROSS JOIN: ``k`` is the outer loop), where they lie side by side: one seek per point.
+#: Not the rows through the ts index: one primary-key lookup per 1-minute row, in time
+#: order, so all over the table, which got slower as the table grew (measured at 200 x 125,
+#: quarters 0 to 4: 1.66, 1.71, 1.97, 2.51, 2.35 CPU-s; this way 1.10, 1.15, 1.26, 1.21, 1.12).
 BUILD_15M = """
-WITH g AS (
-    SELECT device, point, ts - ts % 900000 AS q, SUM(n) AS n, SUM(total) AS total,
-           MIN(vmin) AS vmin, MAX(vmax) AS vmax, MAX(ts) AS newest, MAX(last_ts) AS last_ts
-    FROM history_1m WHERE ts >= ? AND ts < ? GROUP BY device, point, q)
+WITH k AS (
+    SELECT DISTINCT device, point FROM history_1m INDEXED BY history_1m_ts
+    WHERE ts >= ?1 AND ts < ?2),
+g AS (
+    SELECT h.device, h.point, h.ts - h.ts % 900000 AS q, SUM(h.n) AS n,
+           SUM(h.total) AS total, MIN(h.vmin) AS vmin, MAX(h.vmax) AS vmax,
+           MAX(h.ts) AS newest, MAX(h.last_ts) AS last_ts
+    FROM k CROSS JOIN history_1m h ON h.device = k.device AND h.point = k.point
+        AND h.ts >= ?1 AND h.ts < ?2
+    GROUP BY h.device, h.point, q)
 INSERT OR REPLACE INTO history_15m (device, point, ts, n, total, vmin, vmax, lastv, last_ts)
 SELECT g.device, g.point, g.q, g.n, g.total, g.vmin, g.vmax, h.lastv, g.last_ts
 FROM g JOIN history_1m h ON h.device = g.device AND h.point = g.point AND h.ts = g.newest
