@@ -160,7 +160,10 @@ class Pipeline:
             self.queued_samples += len(items)
             self._puts += 1
             try:
-                await self.queue.put(items)
+                if self.queue.full():
+                    await self.queue.put(items)
+                else:  # the usual case, without Queue.put's coroutine (one per poll)
+                    self.queue.put_nowait(items)
             except BaseException:
                 self.queued_samples -= len(items)
                 raise

@@ -73,14 +73,19 @@ class PollStats:
             self._observe(latency)
 
     def _observe(self, latency: float) -> None:
+        # Runs on every request: locals and plain comparisons instead of min/max and %.
         self._buckets[bisect_left(BUCKETS, latency)] += 1
         self._sum += latency
-        us = min(max(round(latency * _US), 0), _MAX_US)
-        if len(self._ring) < WINDOW:
-            self._ring.append(us)
+        us = round(latency * _US)
+        if not 0 <= us <= _MAX_US:
+            us = 0 if us < 0 else _MAX_US
+        ring = self._ring
+        if len(ring) < WINDOW:
+            ring.append(us)
         else:
-            self._ring[self._pos] = us
-            self._pos = (self._pos + 1) % WINDOW
+            pos = self._pos
+            ring[pos] = us
+            self._pos = pos + 1 if pos < WINDOW - 1 else 0
 
     def percentile(self, q: float) -> float | None:
         """The ``q``-quantile (0..1) in seconds over the last :data:`WINDOW` latencies."""

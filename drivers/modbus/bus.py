@@ -25,6 +25,8 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
+from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 
 from drivers.base import PollFailed
 from drivers.modbus.config import ModbusDeviceConfig
@@ -35,6 +37,9 @@ log = logging.getLogger(__name__)
 
 #: Slack over the device timeout before we give up on a connect (a guard, not a timeout).
 _GUARD = 0.5
+_NO_KWARGS: dict[str, Any] = {}
+#: ``check(device, what, reply, count)``: raises BadReply for a reply that does not fit.
+Check = Callable[[ModbusDeviceConfig, "str | tuple[Function, int, int]", Any, int], None]
 
 
 class BusDown(PollFailed):
@@ -169,6 +174,12 @@ class Bus:
         self.stats: dict[str, PollStats] = {}
         self._monotonic = monotonic
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._tm: Any = None  # the client's TransactionManager, see _build and _execute
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._answered: asyncio.Future[None] | None = None
+        self._params: Any = None  # the client's CommParams (its reply timeout), see _build
+        #: function -> (pymodbus's request class, the reply check, reads bits)
+        self._reads: dict[Function, tuple[Any, Check, bool]] = {}
         self.lock = asyncio.Lock()
         self._connect_lock = asyncio.Lock()
         self.requests = 0
@@ -178,12 +189,31 @@ class Bus:
     def client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         """Built on first use: pymodbus clients need a running event loop."""
         if self._client is None:
-            self._client = make_client(self.cfg)
+            self._client = self._build()
         return self._client
+
+    def _build(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        """Make the client and what every request needs of it, looked up once (the client
+        object lives as long as the bus: a reconnect reuses it)."""
+        client = make_client(self.cfg)
+        self._tm = client.ctx
+        self._params = client.ctx.comm_params
+        self._loop = asyncio.get_running_loop()  # the client's too (its futures live there)
+        self._answered = self._loop.create_future()  # see _execute
+        self._answered.set_result(None)
+        self._reads = {
+            Function.HOLDING: (ReadHoldingRegistersRequest, _registers_check, False),
+            Function.INPUT: (ReadInputRegistersRequest, _registers_check, False),
+            Function.COIL: (ReadCoilsRequest, _bits_check, True),
+            Function.DISCRETE: (ReadDiscreteInputsRequest, _bits_check, True),
+        }
+        return client
 
     @property
     def connected(self) -> bool:
-        return self._client is not None and bool(self._client.connected)
+        """The client's ``connected`` (its transaction manager has a transport), read
+        directly: the poller asks before every request."""
+        return self._tm is not None and bool(self._tm.transport)
 
     async def connect(self) -> None:
         """Connect unless already connected (the poller and a write may both ask)."""
@@ -220,17 +250,13 @@ class Bus:
         self, dev: ModbusDeviceConfig, function: Function, address: int, count: int
     ) -> list[int] | list[bool]:
         """Read one block; the caller holds :attr:`lock`."""
-        method = {
-            Function.HOLDING: self.client.read_holding_registers,
-            Function.INPUT: self.client.read_input_registers,
-            Function.COIL: self.client.read_coils,
-            Function.DISCRETE: self.client.read_discrete_inputs,
-        }[function]
-        what = f"{function.value} {address}+{count} unit {dev.unit}"
-        check = _bits_check if function.is_bit else _registers_check
-        reply = await self._call(dev, what, method, address, count=count, device_id=dev.unit,
-                                 check=check)
-        if function.is_bit:
+        if self._client is None:
+            self._client = self._build()
+        request, check, is_bit = self._reads[function]
+        pdu = request(address=address, count=count, dev_id=dev.unit)
+        reply = await self._call(dev, (function, address, count), self._execute, (pdu,),
+                                 _NO_KWARGS, check, count)
+        if is_bit:
             return [bool(b) for b in reply.bits[:count]]
         return reply.registers
 
@@ -238,34 +264,91 @@ class Bus:
         self, dev: ModbusDeviceConfig, address: int, values: Sequence[int]
     ) -> None:
         what = f"write holding {address}+{len(values)} unit {dev.unit}"
+        unit = {"device_id": dev.unit}
         if len(values) == 1:
-            await self._call(dev, what, self.client.write_register, address, values[0],
-                             device_id=dev.unit)
+            await self._call(dev, what, self.client.write_register, (address, values[0]), unit)
         else:
-            await self._call(dev, what, self.client.write_registers, address, list(values),
-                             device_id=dev.unit)
+            await self._call(dev, what, self.client.write_registers, (address, list(values)),
+                             unit)
 
     async def write_coil_unlocked(self, dev: ModbusDeviceConfig, address: int, value: bool) -> None:
         what = f"write coil {address} unit {dev.unit}"
-        await self._call(dev, what, self.client.write_coil, address, value, device_id=dev.unit)
+        await self._call(dev, what, self.client.write_coil, (address, value),
+                         {"device_id": dev.unit})
 
-    async def _call(self, dev: ModbusDeviceConfig, what: str, method: Any, *args: Any,
-                    check: Callable[[str, str, Any, int], None] | None = None,
-                    **kwargs: Any) -> Any:
+    async def _execute(self, request: ModbusPDU) -> ModbusPDU:
+        """Send one read and wait for its reply: pymodbus's ``TransactionManager.execute``
+        (3.16) for a request of ours, with what it does that we do not need left out.
+
+        It uses the library's own request objects, framer, transport and reply routing
+        (``pdu_send``, ``callback_data`` filling ``response_future``, the frame checks); left
+        out are its lock (:attr:`lock` already serializes the bus), its retry loop (retries
+        are 0: ours run in :meth:`_call`), the mixin and client frames, and its
+        ``asyncio.wait_for``, which costs a second future and a callback round through the
+        loop per reply: a timer here fails the reply's future itself instead. Outcomes are
+        the library's: not connected raises ConnectionException, no reply in
+        ``timeout_connect`` seconds raises TimeoutError (the library wraps it into the
+        ModbusIOException it raises after its retries; :meth:`_call` treats both as a
+        timeout), a reply of another unit or transaction raises ModbusIOException.
+        ``tests/drivers/modbus/test_bus_execute.py`` holds the two paths to the same
+        outcomes, so a pymodbus upgrade that changes the library's path fails there.
+        """
+        tm = self._tm
+        if not tm.transport:
+            raise ConnectionException(f"Not connected[{self._client!s}]")
+        request.transaction_id = tm.getNextTID()
+        tm.recv_buffer = b""
+        loop = self._loop  # not get_running_loop(): on 3.11 that is a getpid() system call
+        assert loop is not None
+        reply = tm.response_future = loop.create_future()
+        tm.pdu_send(request)
+        expire = loop.call_later(self._params.timeout_connect, _expire, reply)
+        try:
+            response: ModbusPDU = await reply
+        finally:
+            expire.cancel()
+            # The library keeps the reply (about 4.5 KB at 125 registers) in ``last_pdu`` and
+            # in the future until the next request: let it go with the caller's decode. An
+            # already-done future makes a late reply "without a corresponding request", as
+            # the expired future would.
+            tm.response_future = self._answered
+            tm.last_pdu = None
+        tm.count_until_disconnect = tm.max_until_disconnect
+        if request.dev_id and response.dev_id != request.dev_id:
+            raise ModbusIOException(
+                f"ERROR: request uses device id={request.dev_id} but received "
+                f"{response.dev_id}.", function_code=request.function_code,
+                transaction_id=request.transaction_id, dev_id=request.dev_id)
+        if response.transaction_id and response.transaction_id != request.transaction_id:
+            raise ModbusIOException(
+                f"ERROR: request uses transaction id={request.transaction_id} but received "
+                f"{response.transaction_id}.", function_code=request.function_code,
+                transaction_id=request.transaction_id, dev_id=request.dev_id)
+        response.retries = 0
+        return response
+
+    async def _call(self, dev: ModbusDeviceConfig, what: str | tuple[Function, int, int],
+                    method: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                    check: Check | None = None,
+                    count: int = 0) -> Any:
         """Send one request with the device's timeout and retries; translate every error.
 
-        ``check(device, what, reply, count)`` raises :class:`BadReply` for a reply that does
-        not fit (counted as ``bad_reply``, not retried).
+        ``what`` names the request in error messages: a text, or ``(function, address,
+        count)`` of a read, made into text only when an error needs it (a poll's requests
+        mostly succeed, and this runs on each). ``check`` raises :class:`BadReply` for a
+        reply that does not fit (counted as ``bad_reply``, not retried).
         """
-        self.client.ctx.comm_params.timeout_connect = dev.timeout
+        tm = self.client.ctx
+        self._params.timeout_connect = dev.timeout  # pymodbus's reply timeout, per device
         stats = self.stats.get(dev.id)
         monotonic = self._monotonic
         last: PollFailed | None = None
         for _attempt in range(dev.retries + 1):
-            if not self.client.connected:
+            if not tm.transport:  # the client's ``connected``
+                text = _describe(what, dev.unit)
                 if stats is not None:
-                    stats.error("connection", f"{what}: not connected")
-                raise BusDown(self.key, f"{what}: not connected")
+                    stats.error("connection", f"{text}: not connected")
+                raise BusDown(self.key, f"{text}: not connected")
             self.requests += 1
             started = monotonic()
             try:
@@ -275,22 +358,23 @@ class Bus:
                 reply = await method(*args, **kwargs)
                 latency = monotonic() - started
             except ConnectionException as err:
-                down = BusDown(self.key, f"{what}: connection lost: {err}")
+                down = BusDown(self.key, f"{_describe(what, dev.unit)}: connection lost: {err}")
                 if stats is not None:
                     stats.error("connection", down.message)
                 raise down from err
             except (TimeoutError, ModbusIOException) as err:
-                if not self.client.connected:
+                text = _describe(what, dev.unit)
+                if not tm.transport:
                     if stats is not None:
-                        stats.error("connection", f"{what}: connection lost")
-                    raise BusDown(self.key, f"{what}: connection lost") from err
-                last = RequestTimeout(dev.id, f"{what}: no reply within {dev.timeout:g} s")
+                        stats.error("connection", f"{text}: connection lost")
+                    raise BusDown(self.key, f"{text}: connection lost") from err
+                last = RequestTimeout(dev.id, f"{text}: no reply within {dev.timeout:g} s")
                 last.__cause__ = err
                 if stats is not None:
                     stats.error("timeout", last.message)
                 continue
             except (ModbusException, ValueError, IndexError, KeyError, TypeError) as err:
-                last = BadReply(dev.id, f"{what}: malformed reply: {err}")
+                last = BadReply(dev.id, f"{_describe(what, dev.unit)}: malformed reply: {err}")
                 last.__cause__ = err
                 if stats is not None:
                     stats.error("bad_reply", last.message, monotonic() - started)
@@ -299,19 +383,20 @@ class Bus:
                 if self._frame_delay:
                     await asyncio.sleep(self._frame_delay)
             if reply is None:
-                last = BadReply(dev.id, f"{what}: empty reply")
+                last = BadReply(dev.id, f"{_describe(what, dev.unit)}: empty reply")
                 if stats is not None:
                     stats.error("bad_reply", last.message, latency)
                 continue
             if reply.isError():
                 code = int(getattr(reply, "exception_code", 0) or 0)
-                refused = ExceptionReply(dev.id, f"{what}: exception code {code}", code)
+                refused = ExceptionReply(
+                    dev.id, f"{_describe(what, dev.unit)}: exception code {code}", code)
                 if stats is not None:
                     stats.error("exception", refused.message, latency)
                 raise refused
             if check is not None:
                 try:
-                    check(dev.id, what, reply, kwargs["count"])
+                    check(dev, what, reply, count)
                 except BadReply as bad:
                     if stats is not None:
                         stats.error("bad_reply", bad.message, latency)
@@ -323,16 +408,34 @@ class Bus:
         raise last
 
 
-def _bits_check(device: str, what: str, reply: Any, count: int) -> None:
+def _expire(reply: asyncio.Future[Any]) -> None:
+    """The reply did not come in time (a request's timer, see ``Bus._execute``)."""
+    if not reply.done():
+        reply.set_exception(TimeoutError())
+
+
+def _describe(what: str | tuple[Function, int, int], unit: int) -> str:
+    """The request's name in messages: ``holding 0+125 unit 1`` for a read."""
+    if isinstance(what, str):
+        return what
+    function, address, count = what
+    return f"{function.value} {address}+{count} unit {unit}"
+
+
+def _bits_check(dev: ModbusDeviceConfig, what: str | tuple[Function, int, int], reply: Any,
+                count: int) -> None:
     bits = getattr(reply, "bits", None)
     if not isinstance(bits, list) or len(bits) < count:
-        raise BadReply(device, f"{what}: reply has {_len(bits)} bits, expected {count}")
+        raise BadReply(dev.id, f"{_describe(what, dev.unit)}: reply has {_len(bits)} bits, "
+                       f"expected {count}")
 
 
-def _registers_check(device: str, what: str, reply: Any, count: int) -> None:
+def _registers_check(dev: ModbusDeviceConfig, what: str | tuple[Function, int, int],
+                     reply: Any, count: int) -> None:
     regs = getattr(reply, "registers", None)
     if not isinstance(regs, list) or len(regs) != count:
-        raise BadReply(device, f"{what}: reply has {_len(regs)} registers, expected {count}")
+        raise BadReply(dev.id, f"{_describe(what, dev.unit)}: reply has {_len(regs)} "
+                       f"registers, expected {count}")
 
 
 def _len(value: object) -> str:

@@ -186,7 +186,7 @@ class BusPoller:
         samples: list[Sample] = []
         columns: list[PollBatch] = []  # the blocks that came back whole and good
         planned = blocks = group.blocks  # a learned hole re-plans the group mid-cycle
-        dead = dead_samples(cfg.id, group, ts)
+        dead = dead_samples(cfg.id, group, ts) if group.dead else []
         was_offline = state.online is False
         if was_offline:
             blocks = blocks[:1]  # offline: one probe request, not a cycle of timeouts
@@ -248,6 +248,9 @@ class BusPoller:
             samples.extend(decoded)
             if columns is not None and type(decoded) is PollBatch:
                 columns.append(decoded)
+        if not refused:  # the usual cycle: nothing to bisect, learn or log
+            state.answered = answered
+            return failed
         may_bisect = answered or state.answered
         found: dict[Function, list[int]] = {}
         holed: list[tuple[Block[PointReader], ExceptionReply]] = []
