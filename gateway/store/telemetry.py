@@ -5,14 +5,13 @@ the uplink, acknowledged, dropped oldest-first at ``max_bytes`` (counted exactly
 from __future__ import annotations
 
 import logging
-import operator
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.model import Batch, Event
 from gateway.store import drops
 from gateway.store.base import StoreBase
-from gateway.store.codec import decode_chunk, encode_chunk
+from gateway.store.codec import decode_chunk, encode_chunk, ts_range
 from gateway.store.drops import overflow_event
 from gateway.store.seqmark import BLOCK
 from gateway.store.tx import Tx
@@ -22,7 +21,6 @@ log = logging.getLogger(__name__)
 QUARANTINE_EVENT = "chunk_quarantined"
 #: Bytes kept free under ``max_bytes`` for the row being added (page rounding, index pages).
 _HEADROOM = 16_384
-_TS = operator.itemgetter(2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +47,7 @@ class TelemetryStore(StoreBase):
         if not batch:
             raise ValueError("empty batch")
         payload = encode_chunk(batch)
-        ts_first, ts_last = min(map(_TS, batch)), max(map(_TS, batch))  # in C
+        ts_first, ts_last = ts_range(batch)
         if tx is None:
             async with self.transaction() as own:
                 return await self._append(own, len(batch), payload, ts_first, ts_last)

@@ -25,6 +25,7 @@ from typing import Any
 
 from gateway.model import Event
 from gateway.safejson import finite
+from gateway.store.codec import inflate
 
 WIRE_VERSION = 1
 ENCODINGS = ("json", "columns+deflate")
@@ -118,7 +119,7 @@ class ChunkText:
     def __init__(self, seq_first: int, seq_last: int, payload: bytes, parse: bool = False) -> None:
         self.seq_first = seq_first
         self.seq_last = seq_last
-        text = zlib.decompress(payload)  # zlib.error on a damaged chunk (Adler-32 checked)
+        text = inflate(payload)  # zlib.error on a damaged chunk (Adler-32 checked)
         separators = text.count(_ROW_SEP)
         if not (text.startswith(b"[[") and text.endswith(b"]]")) or (
             separators < self.rows - 1  # a string value can only add separators
