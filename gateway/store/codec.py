@@ -59,13 +59,22 @@ _OPTIONS = 0  # orjson's options, set when it is loaded
 _VALUE = operator.itemgetter(3)
 _TS = operator.itemgetter(2)
 # (id(names), device) -> (names, the flat list around a poll's values): see _template
-_TEMPLATES: dict[tuple[int, str], tuple[tuple[str, ...], list[Any]]] = {}
+_TEMPLATES: dict[tuple[int, str], tuple[tuple[str, ...], list[Any], bool]] = {}
+_ROW_SEP = b"],["  # between two rows; inside a string only in a name or a text value
 _TEMPLATES_MAX = 4_096
 
 
 def encode_chunk(batch: Batch) -> bytes:
+    return encode_chunk_checked(batch)[0]
+
+
+def encode_chunk_checked(batch: Batch) -> tuple[bytes, bool]:
+    """The chunk, and whether its text is known to be *plain*: every ``],[`` in it is a row
+    boundary (no string holds one), so the uplink may cut it without counting them first.
+    Known only for a chunk written from columns whose device and point names hold no
+    ``],[`` (values there are numbers); False means "count them", not "not plain"."""
     if len(batch) < ORJSON_FROM:
-        return zlib.compress(_encode_std(batch), 1)
+        return zlib.compress(_encode_std(batch), 1), False
     if _orjson is None:
         _load_orjson()
     # Samples are named tuples, which orjson does not take: plain tuples (in C). Those are one
@@ -74,14 +83,13 @@ def encode_chunk(batch: Batch) -> bytes:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        text = _columns_text(batch)
-        if text is None:
-            text = _rows_text(batch)
+        built = _columns_text(batch)
+        text, plain = built if built is not None else (_rows_text(batch), False)
     finally:
         if collecting:
             gc.enable()
     packed: bytes = _isal.compress(text, 1)
-    return packed
+    return packed, plain
 
 
 def _rows_text(batch: Batch) -> bytes:
@@ -96,10 +104,11 @@ def _rows_text(batch: Batch) -> bytes:
     return text
 
 
-def _columns_text(batch: Batch) -> bytes | None:
-    """The text :func:`_rows_text` gives, built from the PollBatch parts' columns; None when
-    the batch has none, or something in it is not plain (then the rows' path takes the whole
-    chunk, whose null and fallback checks are per chunk).
+def _columns_text(batch: Batch) -> tuple[bytes, bool] | None:
+    """The text :func:`_rows_text` gives, built from the PollBatch parts' columns, and
+    whether it is plain (see :func:`encode_chunk_checked`); None when the batch has none,
+    or something in it is unusual (then the rows' path takes the whole chunk, whose null
+    and fallback checks are per chunk).
 
     One orjson call writes the whole chunk from one flat list: per poll, the text around its
     values (``["dev","name"`` and ``"good"]``, kept per names tuple as orjson Fragments,
@@ -112,11 +121,13 @@ def _columns_text(batch: Batch) -> bytes | None:
     if sum(map(len, parts)) != len(batch):
         return None
     flat: list[Any] = []
+    plain = True
     for part in parts:
         if type(part) is not PollBatch:
             if any(map(_non_finite, part)):  # the rows' path marks it bad
                 return None
             flat.extend(map(tuple, part))
+            plain = False  # its strings were not looked at
             continue
         names, values, ts = part.names, part.values, part.ts_ms
         n = len(part)
@@ -129,9 +140,11 @@ def _columns_text(batch: Batch) -> bytes | None:
                 return None
         except (TypeError, OverflowError):  # None, text, an int too big for a float
             return None
-        template = _template(part.device, names)
-        if template is None:
+        found = _template(part.device, names)
+        if found is None:
             return None
+        template, names_plain = found
+        plain = plain and names_plain
         at = len(flat)
         flat.extend(template)
         flat[at + 1:at + 3 * n:3] = [ts] * n
@@ -140,18 +153,19 @@ def _columns_text(batch: Batch) -> bytes | None:
         text: bytes = _orjson.dumps(flat, option=_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError: the rows' path falls back as it does
         return None
-    return text
+    return text, plain
 
 
-def _template(device: str, names: tuple[str, ...]) -> list[Any] | None:
+def _template(device: str, names: tuple[str, ...]) -> tuple[list[Any], bool] | None:
     """``[F('["dev","n0"'), ts, v0, F('"good"],["dev","n1"'), ts, v1, ..., F('"good"]')]``
     with the timestamps' and values' places empty (orjson's text of each string, as the
     rows' path has it), kept per names tuple and device; None when a name or the device is
-    not a plain string orjson writes (the rows' path then takes the chunk)."""
+    not a plain string orjson writes (the rows' path then takes the chunk). The flag says
+    that no name's text (nor the device's) holds ``],[``."""
     key = (id(names), device)
     entry = _TEMPLATES.get(key)
     if entry is not None and entry[0] is names:
-        return entry[1]
+        return entry[1], entry[2]
     if type(device) is not str or set(map(type, names)) - {str}:
         return None
     try:
@@ -168,8 +182,9 @@ def _template(device: str, names: tuple[str, ...]) -> list[Any] | None:
     out.append(_Fragment(good))
     if len(_TEMPLATES) >= _TEMPLATES_MAX:
         _TEMPLATES.clear()
-    _TEMPLATES[key] = (names, out)
-    return out
+    plain = all(_ROW_SEP not in text for text in (dev, *quoted))
+    _TEMPLATES[key] = (names, out, plain)
+    return out, plain
 
 
 def ts_range(batch: Batch) -> tuple[int, int]:

@@ -402,7 +402,7 @@ class Forwarder:
                 return head
             try:
                 self._chunks[0] = ChunkText(head.seq_first, head.seq_last, head.payload,
-                                            parse=self._columns)
+                                            parse=self._columns, plain=head.plain)
             except (zlib.error, ValueError) as err:
                 # A damaged chunk must not stop everything behind it.
                 self._chunks.popleft()

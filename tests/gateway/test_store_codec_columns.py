@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.model import Committed, PollBatch, Quality, Sample
-from gateway.store import codec
-from gateway.store.codec import decode_chunk, encode_chunk, inflate, ts_range
+from gateway.store import Store, codec
+from gateway.store.codec import (
+    decode_chunk,
+    encode_chunk,
+    encode_chunk_checked,
+    inflate,
+    ts_range,
+)
 from gateway.uplink.wire import ChunkText
 
 
@@ -151,3 +158,55 @@ def test_a_damaged_big_chunk_is_a_zlib_error() -> None:
 
 def json_rows(payload: bytes) -> list[list[Any]]:
     return decode_chunk(payload)
+
+
+def cuts(chunk: ChunkText, max_bytes: int) -> list[tuple[int, int, bytes]]:
+    out, first = [], chunk.seq_first
+    while first <= chunk.seq_last:
+        part = chunk.take(first, 10**6, max_bytes, need_one=True)
+        assert part is not None
+        out.append((part.seq_first, part.seq_last, part.text))
+        first = part.seq_last + 1
+    return out
+
+
+def test_a_chunk_from_plain_columns_is_known_plain_and_cuts_the_same() -> None:
+    batch = site_chunk(devices=30)
+    payload, plain = encode_chunk_checked(batch)
+    assert plain and payload == rows_payload(batch)
+    for max_bytes in (50, 4_096, 128 * 1024):
+        assert cuts(ChunkText(1, len(batch), payload, plain=True), max_bytes) == cuts(
+            ChunkText(1, len(batch), payload), max_bytes)
+    # not known plain: a plain part (its strings were not looked at), a name holding "],["
+    mixed = Committed.of([*batch.parts[:2], [Sample("m", "a", 1, 2.5)]])
+    assert encode_chunk_checked(mixed)[1] is False
+    odd = Committed.of([poll("m", ("a", "x],[y"), 1, [1.5, 2.5])])
+    payload, plain = encode_chunk_checked(odd)
+    assert not plain and payload == rows_payload(odd)
+    assert [t for _, _, t in cuts(ChunkText(1, 2, payload), 10)] == [
+        b'["m","a",1,1.5,"good"]', b'["m","x],[y",1,2.5,"good"]']
+
+
+async def test_the_store_says_which_chunks_are_plain_until_acknowledged(tmp_path: Path
+                                                                        ) -> None:
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    try:
+        polls = site_chunk(devices=2, registers=10)
+        assert await store.append_samples(polls) == (1, 20)
+        assert await store.append_samples(list(polls)) == (21, 40)  # rows: not known
+        # a transaction that fails after appending a plain chunk: the next chunk takes its
+        # numbers, and its own flag
+        with pytest.raises(RuntimeError):
+            async with store.transaction() as tx:
+                await store.append_samples(polls, tx)
+                raise RuntimeError("rolled back")
+        assert await store.append_samples(list(polls)) == (41, 60)
+        assert await store.append_samples(polls) == (61, 80)
+        raw = await store.read_telemetry_raw(0, 1_000)
+        assert [(c.seq_first, c.plain) for c in raw] == [(1, True), (21, False), (41, False),
+                                                         (61, True)]
+        await store.ack_telemetry(40)
+        assert list(store._plain_chunks) == [61]
+    finally:
+        await store.close()
