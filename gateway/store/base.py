@@ -98,6 +98,11 @@ class StoreBase:
                 raise
             self._committed(tx)
 
+    @property
+    def events_high(self) -> int:
+        """The highest rowid of a committed event: no reader finds an event above it."""
+        return self._events_high
+
     def _committed(self, tx: Tx) -> None:
         self._next_seq = tx.next_seq
         self._events_high = tx.events_high
