@@ -38,6 +38,7 @@ import math
 import operator
 import zlib
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 from gateway.model import Batch, PollBatch, Quality
@@ -58,10 +59,12 @@ _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular
 _OPTIONS = 0  # orjson's options, set when it is loaded
 _VALUE = operator.itemgetter(3)
 _TS = operator.itemgetter(2)
-# (id(names), device) -> (names, the flat list around a poll's values): see _template
-_TEMPLATES: dict[tuple[int, str], tuple[tuple[str, ...], list[Any], bool]] = {}
+# device -> its fragments (see _fragments); id(names) -> (names, no "],[" in a name)
+_DEVICES: dict[str, tuple[Any, Any, Any, bool]] = {}
+_NAMES: dict[int, tuple[tuple[str, ...], bool]] = {}
+_CACHED_MAX = 4_096
 _ROW_SEP = b"],["  # between two rows; inside a string only in a name or a text value
-_TEMPLATES_MAX = 4_096
+_ROW_SEP_TEXT = "],["
 
 
 def encode_chunk(batch: Batch) -> bytes:
@@ -110,10 +113,12 @@ def _columns_text(batch: Batch) -> tuple[bytes, bool] | None:
     or something in it is unusual (then the rows' path takes the whole chunk, whose null
     and fallback checks are per chunk).
 
-    One orjson call writes the whole chunk from one flat list: per poll, the text around its
-    values (``["dev","name"`` and ``"good"]``, kept per names tuple as orjson Fragments,
-    which it copies as they are), the timestamp and the values; orjson puts a comma between
-    any two items, which is exactly the JSON between them. Other parts add their samples as
+    One orjson call writes the whole chunk from one flat list. Per poll it holds, for each
+    point, an orjson Fragment (text orjson copies as it is: ``["dev"`` for the first point,
+    ``"good"],["dev"`` for the next ones), the point's name, the timestamp and the value,
+    and ``"good"]`` at the end; orjson puts a comma between any two items, which is exactly
+    the JSON between them. The list is filled by slice assignments (in C): nothing is kept
+    per point, only the three fragments of each device. Other parts add their samples as
     plain tuples (rows)."""
     parts: list[Any] | None = getattr(batch, "parts", None)
     if not parts or _Fragment is None or PollBatch not in set(map(type, parts)):
@@ -140,51 +145,58 @@ def _columns_text(batch: Batch) -> tuple[bytes, bool] | None:
                 return None
         except (TypeError, OverflowError):  # None, text, an int too big for a float
             return None
-        found = _template(part.device, names)
-        if found is None:
+        frags = _fragments(part.device)
+        if frags is None:
             return None
-        template, names_plain = found
-        plain = plain and names_plain
-        at = len(flat)
-        flat.extend(template)
-        flat[at + 1:at + 3 * n:3] = [ts] * n
-        flat[at + 2:at + 3 * n:3] = values
+        plain = plain and frags[3] and _plain_names(names)
+        at, end = len(flat), len(flat) + 4 * n
+        flat.extend(repeat(frags[1], 4 * n + 1))  # "good"],["dev" between two rows
+        flat[at] = frags[0]  # ["dev"
+        flat[at + 1:end:4] = names
+        flat[at + 2:end:4] = [ts] * n
+        flat[at + 3:end:4] = values
+        flat[end] = frags[2]  # "good"]
     try:
         text: bytes = _orjson.dumps(flat, option=_OPTIONS)
-    except TypeError:  # orjson.JSONEncodeError: the rows' path falls back as it does
+    except TypeError:  # orjson.JSONEncodeError (a lone surrogate...): the rows' path decides
         return None
     return text, plain
 
 
-def _template(device: str, names: tuple[str, ...]) -> tuple[list[Any], bool] | None:
-    """``[F('["dev","n0"'), ts, v0, F('"good"],["dev","n1"'), ts, v1, ..., F('"good"]')]``
-    with the timestamps' and values' places empty (orjson's text of each string, as the
-    rows' path has it), kept per names tuple and device; None when a name or the device is
-    not a plain string orjson writes (the rows' path then takes the chunk). The flag says
-    that no name's text (nor the device's) holds ``],[``."""
-    key = (id(names), device)
-    entry = _TEMPLATES.get(key)
-    if entry is not None and entry[0] is names:
-        return entry[1], entry[2]
-    if type(device) is not str or set(map(type, names)) - {str}:
+def _fragments(device: str) -> tuple[Any, Any, Any, bool] | None:
+    """A device's ``["dev"``, ``"good"],["dev"`` and ``"good"]`` as orjson Fragments, and
+    whether the device's text holds no ``],[``; None when orjson cannot write the device
+    (the rows' path then takes the chunk)."""
+    found = _DEVICES.get(device)
+    if found is not None:
+        return found
+    if type(device) is not str:
         return None
     try:
         dev = _orjson.dumps(device)
-        quoted = [_orjson.dumps(name) for name in names]
     except TypeError:  # a lone surrogate: the rows' path writes it with the standard library
         return None
     good = _orjson.dumps(Quality.GOOD) + b"]"
-    out: list[Any] = []
-    for i, name in enumerate(quoted):
-        out.append(_Fragment((good + b",[" if i else b"[") + dev + b"," + name))
-        out.append(None)
-        out.append(None)
-    out.append(_Fragment(good))
-    if len(_TEMPLATES) >= _TEMPLATES_MAX:
-        _TEMPLATES.clear()
-    plain = all(_ROW_SEP not in text for text in (dev, *quoted))
-    _TEMPLATES[key] = (names, out, plain)
-    return out, plain
+    found = (_Fragment(b"[" + dev), _Fragment(good + b",[" + dev), _Fragment(good),
+             _ROW_SEP not in dev)
+    if len(_DEVICES) >= _CACHED_MAX:
+        _DEVICES.clear()
+    _DEVICES[device] = found
+    return found
+
+
+def _plain_names(names: tuple[str, ...]) -> bool:
+    """No name of a poll's names tuple holds ``],[`` (kept per tuple: a tuple the driver
+    keeps is looked at once)."""
+    found = _NAMES.get(id(names))
+    if found is not None and found[0] is names:
+        return found[1]
+    plain = set(map(type, names)) == {str} and not any(_ROW_SEP_TEXT in name
+                                                        for name in names)
+    if len(_NAMES) >= _CACHED_MAX:
+        _NAMES.clear()
+    _NAMES[id(names)] = (names, plain)
+    return plain
 
 
 def ts_range(batch: Batch) -> tuple[int, int]:
