@@ -114,7 +114,8 @@ class App:
                         queue_batches=self.config.pipeline.queue_batches,
                         queue_samples=self.config.pipeline.queue_samples,
                         max_commit_samples=self.config.pipeline.max_commit_samples,
-                        commit_gather=self.config.pipeline.commit_gather)
+                        commit_gather=commit_gather(self.config.pipeline.commit_gather,
+                                                    len(self.config.devices)))
 
     # -- what the component contexts and the driver contexts call ----------------------
 
@@ -356,6 +357,19 @@ class App:
 LOOP_ENV = "FIELDGATE_LOOP"
 #: From this many devices on, ``auto`` runs the daemon on uvloop (see event_loop_factory).
 UVLOOP_FROM_DEVICES = 10
+#: ``pipeline.commit_gather`` when the site file leaves it unset, from this many devices on
+#: (below: 0, commit at once): one commit per polling cycle instead of several (about 5 % of
+#: the CPU at 100 devices x 125 points, bench/site_profile.py --commit-gather).
+GATHER_FROM_DEVICES = 10
+DEFAULT_GATHER_S = 0.25
+
+
+def commit_gather(setting: float | None, devices: int) -> float:
+    """The pipeline's gather: the site's setting, else :data:`DEFAULT_GATHER_S` from
+    :data:`GATHER_FROM_DEVICES` devices on and 0 below."""
+    if setting is not None:
+        return setting
+    return DEFAULT_GATHER_S if devices >= GATHER_FROM_DEVICES else 0.0
 
 
 def event_loop_factory(devices: int) -> Callable[[], asyncio.AbstractEventLoop] | None:

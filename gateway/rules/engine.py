@@ -5,8 +5,10 @@ At build time every rule and quota is expanded over the devices it selects, and 
 ``index[device][point]``. A batch is first filtered in C down to the samples of a point that
 some rule or quota reads (``points``), so a sample nobody cares about costs a set lookup
 without a Python step; one that matches costs two dict lookups and its handlers' few
-comparisons. Nothing is written per sample: the alarm book and
-the quota engine queue transitions, which are written once per batch inside its transaction.
+comparisons. A poll that came as a :class:`~gateway.model.PollBatch` is not filtered sample
+by sample: which of its positions some rule reads is kept per names tuple and device. Nothing
+is written per sample: the alarm book and the quota engine queue transitions, which are
+written once per batch inside its transaction.
 
 Time: sample-driven rules use sample timestamps (``for``, rate windows), so replayed or
 buffered data evaluates as it happened. Stale and offline rules, ``for``/``clear_for`` windows
@@ -25,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.clock import Clock
 from gateway.errors import StartupError
-from gateway.model import DeviceStatus, Event, Sample
+from gateway.model import DeviceStatus, Event, PollBatch, Sample
 from gateway.rules.alarms import AlarmBook
 from gateway.rules.config import (
     SEVERITY_RANK,
@@ -54,6 +56,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Sample], None]
 _POINT = operator.itemgetter(1)
 _NONE: dict[str, tuple[Handler, ...]] = {}
+#: (names tuple, device) entries kept of which points of a poll some rule reads
+_WATCHED_MAX = 4_096
 
 #: A period is not closed by the clock until this long after its end, so late samples of
 #: the old period still count there.
@@ -104,6 +108,9 @@ class RuleEngine:
         self.index: dict[str, dict[str, tuple[Handler, ...]]] = {}
         #: every point name in ``index``: the batch filter
         self.points: frozenset[str] = frozenset()
+        #: (id(names), device) -> (names, the index read, [(position, handlers)]) of polls
+        self._watched: dict[tuple[int, str], tuple[tuple[str, ...], Any,
+                                                   list[tuple[int, tuple[Handler, ...]]]]] = {}
         self.stale: list[StaleState] = []
         #: threshold/rate states with an open for/clear_for window, closed by the tick
         self.waiting: set[ThresholdState] = set()
@@ -169,6 +176,16 @@ class RuleEngine:
     # -- BatchProcessor ----------------------------------------------------------------
 
     async def process(self, batch: list[Sample], tx: Tx) -> None:
+        matched = 0
+        for part in getattr(batch, "parts", None) or [batch]:
+            if type(part) is PollBatch:
+                matched += self._process_poll(part)
+            else:
+                matched += self._process_samples(part)
+        self.stats.evaluated += matched
+        await self.flush(tx)
+
+    def _process_samples(self, batch: list[Sample]) -> int:
         index = self.index
         matched = 0
         # Only the samples of a point some rule reads, picked in C (most points have none).
@@ -179,8 +196,26 @@ class RuleEngine:
             matched += 1
             for fn in handlers:
                 fn(s)
-        self.stats.evaluated += matched
-        await self.flush(tx)
+        return matched
+
+    def _process_poll(self, part: PollBatch) -> int:
+        """A poll's columns: which of its points some rule reads is known per names tuple
+        and device (kept beside the index it was read from), so only those samples are
+        looked at."""
+        names, index = part.names, self.index
+        key = (id(names), part.device)
+        entry = self._watched.get(key)
+        if entry is None or entry[0] is not names or entry[1] is not index:
+            handlers = index.get(part.device, _NONE)
+            watched = [(i, handlers[name]) for i, name in enumerate(names) if name in handlers]
+            if len(self._watched) >= _WATCHED_MAX:
+                self._watched.clear()
+            entry = self._watched[key] = (names, index, watched)
+        for i, fns in entry[2]:
+            s = part[i]
+            for fn in fns:
+                fn(s)
+        return len(entry[2])
 
     async def on_status(self, device: str, old: DeviceStatus | None, new: DeviceStatus,
                         tx: Tx) -> None:

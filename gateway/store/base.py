@@ -55,6 +55,9 @@ class StoreBase:
         #: The highest seq ever handed to the broker (published, maybe not acknowledged):
         #: rows at or below it are never dropped, so a drop never counts delivered samples.
         self.sent_high = 0
+        #: seq_first of the chunks this process wrote whose text is known plain (see
+        #: codec.encode_chunk_checked), oldest first, until acknowledged; bounded.
+        self._plain_chunks: dict[int, None] = {}
         #: Bumped by every commit that dropped rows; readers caching chunks re-read.
         self.drop_epoch = 0
         #: Set while commits fail because the disk is full (the pipeline reports it).
@@ -94,6 +97,11 @@ class StoreBase:
                     await conn.execute("ROLLBACK")
                 raise
             self._committed(tx)
+
+    @property
+    def events_high(self) -> int:
+        """The highest rowid of a committed event: no reader finds an event above it."""
+        return self._events_high
 
     def _committed(self, tx: Tx) -> None:
         self._next_seq = tx.next_seq

@@ -5,14 +5,13 @@ the uplink, acknowledged, dropped oldest-first at ``max_bytes`` (counted exactly
 from __future__ import annotations
 
 import logging
-import operator
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.model import Batch, Event
 from gateway.store import drops
 from gateway.store.base import StoreBase
-from gateway.store.codec import decode_chunk, encode_chunk
+from gateway.store.codec import decode_chunk, encode_chunk_checked, ts_range
 from gateway.store.drops import overflow_event
 from gateway.store.seqmark import BLOCK
 from gateway.store.tx import Tx
@@ -22,7 +21,9 @@ log = logging.getLogger(__name__)
 QUARANTINE_EVENT = "chunk_quarantined"
 #: Bytes kept free under ``max_bytes`` for the row being added (page rounding, index pages).
 _HEADROOM = 16_384
-_TS = operator.itemgetter(2)
+#: At most this many chunks are remembered as plain (an uplink down for long: the older ones
+#: are cut as any chunk is, counting first).
+_PLAIN_KEPT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,9 @@ class RawTelemetryChunk:
     seq_first: int
     seq_last: int
     payload: bytes
+    #: Known to hold ``],[`` only between rows (written from columns by this process): the
+    #: uplink need not count them before cutting. False: not known.
+    plain: bool = False
 
 
 class TelemetryStore(StoreBase):
@@ -48,18 +52,24 @@ class TelemetryStore(StoreBase):
         The numbers are the store's only once the transaction commits."""
         if not batch:
             raise ValueError("empty batch")
-        payload = encode_chunk(batch)
-        ts_first, ts_last = min(map(_TS, batch)), max(map(_TS, batch))  # in C
+        payload, plain = encode_chunk_checked(batch)
+        ts_first, ts_last = ts_range(batch)
         if tx is None:
             async with self.transaction() as own:
-                return await self._append(own, len(batch), payload, ts_first, ts_last)
-        return await self._append(tx, len(batch), payload, ts_first, ts_last)
+                return await self._append(own, len(batch), payload, ts_first, ts_last, plain)
+        return await self._append(tx, len(batch), payload, ts_first, ts_last, plain)
 
     async def _append(
-        self, tx: Tx, count: int, payload: bytes, ts_first: int, ts_last: int
+        self, tx: Tx, count: int, payload: bytes, ts_first: int, ts_last: int,
+        plain: bool = False,
     ) -> tuple[int, int]:
         first = tx.next_seq
         last = first + count - 1
+        # Set or cleared for this chunk: a transaction that failed left the flag of a chunk
+        # that never committed under ``first``, which this one now replaces.
+        self._plain_chunks.pop(first, None)
+        if plain and len(self._plain_chunks) < _PLAIN_KEPT:
+            self._plain_chunks[first] = None
         if last >= self._reserved:  # durable before any row under these numbers commits
             await self._write_mark(last + 1 + BLOCK, clean=False)
         await self._make_room(tx, len(payload))
@@ -180,7 +190,8 @@ class TelemetryStore(StoreBase):
         for seq_first, seq_last, payload in rows:
             if seq_last <= after_seq:
                 continue
-            out.append(RawTelemetryChunk(seq_first, seq_last, payload))
+            out.append(RawTelemetryChunk(seq_first, seq_last, payload,
+                                         seq_first in self._plain_chunks))
             total += seq_last - max(seq_first, after_seq + 1) + 1
             if total >= max_samples:
                 break
@@ -204,6 +215,9 @@ class TelemetryStore(StoreBase):
             )
             tx.payload_delta -= int(row[0]) if row else 0
         self._acked = max(self._acked, upto_seq)
+        plain = self._plain_chunks
+        while plain and next(iter(plain)) <= upto_seq:
+            del plain[next(iter(plain))]
 
     async def quarantine_chunk(self, seq_first: int, reason: str) -> None:
         """Move a stored chunk that cannot be decoded out of the way, with an event carrying

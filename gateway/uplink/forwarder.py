@@ -234,6 +234,10 @@ class Forwarder:
     # -- events ------------------------------------------------------------------------
 
     async def _issue_events(self) -> bool:
+        if self.store.events_high <= self._ev.pos:
+            # Every committed event was issued already: no query (a round trip to the
+            # store's thread on every wake: each commit, each PUBACK) to find none.
+            return False
         stored = await self.store.read_events(CONSUMER, _EVENT_BATCH)
         fresh = [s for s in stored if s.rowid > self._ev.pos]
         for item in fresh:
@@ -402,7 +406,7 @@ class Forwarder:
                 return head
             try:
                 self._chunks[0] = ChunkText(head.seq_first, head.seq_last, head.payload,
-                                            parse=self._columns)
+                                            parse=self._columns, plain=head.plain)
             except (zlib.error, ValueError) as err:
                 # A damaged chunk must not stop everything behind it.
                 self._chunks.popleft()

@@ -25,6 +25,7 @@ from typing import Any
 
 from gateway.model import Event
 from gateway.safejson import finite
+from gateway.store.codec import inflate
 
 WIRE_VERSION = 1
 ENCODINGS = ("json", "columns+deflate")
@@ -115,11 +116,14 @@ class ChunkText:
     size into messages holds no more than its text. Only a chunk with such a string value is
     parsed and re-encoded row by row."""
 
-    def __init__(self, seq_first: int, seq_last: int, payload: bytes, parse: bool = False) -> None:
+    def __init__(self, seq_first: int, seq_last: int, payload: bytes, parse: bool = False,
+                 plain: bool = False) -> None:
         self.seq_first = seq_first
         self.seq_last = seq_last
-        text = zlib.decompress(payload)  # zlib.error on a damaged chunk (Adler-32 checked)
-        separators = text.count(_ROW_SEP)
+        text = inflate(payload)  # zlib.error on a damaged chunk (Adler-32 checked)
+        # ``plain``: the store wrote it from columns and knows no string holds a separator
+        # (RawTelemetryChunk.plain), so it has exactly rows - 1 of them: not counted again.
+        separators = self.rows - 1 if plain else text.count(_ROW_SEP)
         if not (text.startswith(b"[[") and text.endswith(b"]]")) or (
             separators < self.rows - 1  # a string value can only add separators
         ):

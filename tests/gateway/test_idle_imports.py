@@ -45,7 +45,8 @@ LAZY = {
     "drivers.ocpp.cli": "fieldgate ocpp ...",
     "orjson": "a chunk of 1,000 samples or more (gateway/store/codec.py)",
     "uvloop": "a site of 10 devices or more (gateway/runtime.py event_loop_factory)",
-    "isal": "a client asking for the devices answer gzipped (gateway/http/api.py)",
+    "isal": "a client asking for the devices answer gzipped (gateway/http/api.py), or a chunk "
+            "of 1,000 samples or more (gateway/store/codec.py)",
 }
 
 SERVE = """
