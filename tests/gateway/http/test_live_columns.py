@@ -61,6 +61,11 @@ def test_a_single_sample_overrides_the_column_until_the_next_poll() -> None:
     latest(Committed.of([poll("m", names, 3000, [1.0, 2.25, 3.0])]), 6)  # good again
     assert latest.values["m"].loose == {}
     assert latest.samples("m")["b"] == Sample("m", "b", 3000, 2.25)
+    # What orjson refuses (an integer beyond 64 bits) in a column: the fallback writes it.
+    latest(Committed.of([poll("m", names, 3500, [2**70, 2.5, 3.0])]), 8)
+    text, seen = PointsJson(latest).points("m")
+    assert b", " in text and same(text, views.points_of(latest, "m")) and seen == 3500
+    assert json.loads(text)["a"]["value"] == 2**70
     # A plain list (not a Committed, as tests and other callers send) is read as one part.
     latest([Sample("m", "c", 4000, 7)], 9)
     assert latest.samples("m")["c"] == Sample("m", "c", 4000, 7)
