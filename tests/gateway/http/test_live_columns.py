@@ -105,7 +105,8 @@ def test_every_reader_sees_the_newest_value_of_each_point_in_any_mix() -> None:
     rng = random.Random(15)
     a1 = tuple(f"a{i}" for i in range(8))
     layouts = [("m", a1), ("m", tuple(f"b{i}" for i in range(4))),
-               ("m", (*a1[4:], "c0")), ("m", tuple(list(a1))), ("n", ("a0", "a1"))]
+               ("m", (*a1[4:], "c0")), ("m", tuple(list(a1))), ("n", ("a0", "a1")),
+               ("n", a1)]  # a names tuple two devices share
     latest = LatestValues()
     points = PointsJson(latest)
     sub = latest.subscribe(None)
