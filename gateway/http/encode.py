@@ -124,13 +124,16 @@ class _View:
     shape: tuple[int, int]  # the device's (version, len(loose)) it was built for
     tree: dict[str, dict[str, Any]]
     slots: dict[int, list[dict[str, Any]]]
+    loose: list[dict[str, Any]]  # the loose points' dicts in the order of ``loose``
 
     @classmethod
     def of(cls, values: DeviceValues) -> _View:
         tree: dict[str, dict[str, Any]] = {p: {"value": None, "quality": None, "ts": None}
                                            for p in sorted(values.names())}
         slots = {key: [tree[p] for p in names] for key, (names, _v, _t) in values.columns.items()}
-        return cls((values.version, len(values.loose)), tree, slots)
+        # ``loose`` keeps its order while the shape stands (it only gains points, at its end)
+        return cls((values.version, len(values.loose)), tree, slots,
+                   [tree[p] for p in values.loose])
 
 
 @dataclass
@@ -175,9 +178,7 @@ class PointsJson:
                 point["quality"] = good
                 point["ts"] = ts
         if values.loose:
-            tree = view.tree
-            for name, s in values.loose.items():
-                point = tree[name]
+            for point, s in zip(view.loose, values.loose.values(), strict=True):
                 point["value"] = s[3]
                 point["quality"] = s[4]
                 point["ts"] = s[2]
