@@ -17,6 +17,11 @@ small-object allocator (pymalloc: the bytes its live blocks take, and its arenas
 freed blocks too until a whole arena is empty), glibc's heap (blocks in use: Python objects
 over 512 bytes, buffers, C libraries; and free), glibc's own mappings, and the rest
 (file-backed pages, stacks). Writes bench/results/memory_split.json.
+
+Both modes also print the live-value cache's own size per device (``live_cache``: what
+:class:`gateway.http.live.LatestValues` holds for the API and the dashboard, counted object
+by object, without the point-name strings and name tuples it shares with the config and
+the drivers).
 """
 
 from __future__ import annotations
@@ -88,16 +93,63 @@ def heap_split() -> dict[str, float]:
     return out
 
 
+def live_cache_bytes(app: Any) -> int:
+    """The bytes the live-value cache holds: its dicts, each device's columns (tuple,
+    values list, values, timestamp) and loose samples; not the strings and name tuples it
+    shares with the config and the drivers."""
+    from gateway.http.component import HttpComponent
+
+    latest = next(c for c in app.components if isinstance(c, HttpComponent)).latest
+    seen: set[int] = set()
+    total = 0
+
+    def add(obj: Any) -> None:
+        nonlocal total
+        if id(obj) not in seen and not isinstance(obj, str):
+            seen.add(id(obj))
+            total += sys.getsizeof(obj)
+
+    for top in (latest.values, latest.generation):
+        add(top)
+    for count in latest.generation.values():
+        add(count)
+    for dev in latest.values.values():
+        if isinstance(dev, dict):  # the cache before columns: a Sample per point
+            add(dev)
+            for sample in dev.values():
+                add(sample)
+                add(sample.ts_ms)
+                add(sample.value)
+            continue
+        for obj in (dev, dev.columns, dev.loose):
+            add(obj)
+        for key, column in dev.columns.items():
+            add(key)
+            add(column)
+            names, values, ts = column
+            seen.add(id(names))  # the driver's
+            add(values)
+            add(ts)
+            for v in values:
+                add(v)
+        for sample in dev.loose.values():
+            add(sample)
+            add(sample.ts_ms)
+            add(sample.value)
+    return total
+
+
 async def split_at(devices: int, registers: int, seconds: float, samples: int = 4
                    ) -> dict[str, float]:
     """The medians of :func:`heap_split` over ``samples`` readings 2.3 s apart (the commits
     come each second, so the readings fall at different points of the cycle)."""
-    async with in_process(devices, registers) as _app:
+    async with in_process(devices, registers) as app:
         await asyncio.sleep(seconds)
         readings = []
         for _ in range(samples):
             await asyncio.sleep(2.3)
             readings.append(heap_split())
+            readings[-1]["live_cache_kb_per_device"] = live_cache_bytes(app) / 1024 / devices
     return {key: median(r[key] for r in readings) for key in readings[0]}
 
 
@@ -112,13 +164,14 @@ def split_main(counts: list[int], args: argparse.Namespace) -> None:
                   flush=True)
     lo, hi = min(counts), max(counts)
     per_device = {key: (figures[hi][key] - figures[lo][key]) * 1024 / (hi - lo)
-                  for key in figures[lo] if key in figures[hi]}
+                  for key in figures[lo] if key in figures[hi] and key.endswith("_mb")}
     known = sum(per_device.get(k, 0.0) for k in ("pymalloc_arenas_mb", "glibc_in_use_mb",
                                                   "glibc_free_mb", "glibc_mapped_mb"))
     per_device["other_anonymous_mb"] = per_device.get("anonymous_mb", 0.0) - known
     print(f"\nper added device ({lo} -> {hi}), KB:")
     for key, kb in per_device.items():
         print(f"  {key.removesuffix('_mb'):22s} {kb:8.1f}")
+    print(f"  {'(live cache, own)':22s} {figures[hi]['live_cache_kb_per_device']:8.1f}")
     write_result(
         "memory_split",
         what=("whole gateway in this process without tracemalloc (as bench/memory.py): RSS "
@@ -128,14 +181,16 @@ def split_main(counts: list[int], args: argparse.Namespace) -> None:
                 "runs": args.runs},
         summary={"mb": {str(n): figures[n] for n in counts},
                  "kb_per_added_device": {k.removesuffix("_mb"): v
-                                         for k, v in per_device.items()}},
+                                         for k, v in per_device.items()},
+                 "live_cache_kb_per_device": figures[hi]["live_cache_kb_per_device"]},
         runs=[], conditions=conditions)
 
 
 async def snapshot_at(devices: int, registers: int, seconds: float
-                      ) -> tuple[tracemalloc.Snapshot, float, int, float]:
+                      ) -> tuple[tracemalloc.Snapshot, float, int, float, float]:
     """The snapshot, the RSS, the samples committed, and the RSS after ``malloc_trim``
-    (what glibc held free: how much a trim would give back; the RSS when not glibc)."""
+    (what glibc held free: how much a trim would give back; the RSS when not glibc), and
+    the live-value cache's KB per device."""
     import psutil
 
     from gateway import heap
@@ -148,7 +203,8 @@ async def snapshot_at(devices: int, registers: int, seconds: float
         samples = app.pipeline.stats.samples
         heap.trim()
         trimmed = psutil.Process().memory_info().rss / MEGA
-    return snap, rss, samples, trimmed
+        live = live_cache_bytes(app) / 1024 / devices
+    return snap, rss, samples, trimmed, live
 
 
 def _traced(snap: tracemalloc.Snapshot) -> float:
@@ -176,6 +232,7 @@ def main() -> None:
     snaps: dict[int, tuple[tracemalloc.Snapshot, float, int]] = {}
     trimmed: dict[int, float] = {}
     traced_by_count: dict[int, float] = {}
+    live: dict[int, float] = {}
     with Conditions() as conditions:
         for n in counts:
             runs = [asyncio.run(snapshot_at(n, args.registers, args.seconds))
@@ -185,9 +242,10 @@ def main() -> None:
             snaps[n] = (runs[-1][0], rss, runs[-1][2])
             traced_by_count[n] = traced_mb
             trimmed[n] = median(r[3] for r in runs)
+            live[n] = median(r[4] for r in runs)
             print(f"{n} devices: RSS {rss:.1f} MB ({trimmed[n]:.1f} after malloc_trim), "
                   f"traced {traced_mb:.1f} MB (median of {args.runs}), {runs[-1][2]:,} "
-                  "samples", flush=True)
+                  f"samples, live cache {live[n]:.1f} KB per device", flush=True)
     lo, hi = min(counts), max(counts)
     added = hi - lo
     diff = snaps[hi][0].compare_to(snaps[lo][0], "lineno")
@@ -213,6 +271,7 @@ def main() -> None:
                  "rss_after_malloc_trim_mb": {str(n): trimmed[n] for n in counts},
                  "rss_kb_per_added_device": (snaps[hi][1] - snaps[lo][1]) * 1024 / added,
                  "traced_kb_per_added_device": (traced[hi] - traced[lo]) * 1024 / added,
+                 "live_cache_kb_per_device": {str(n): live[n] for n in counts},
                  "top_growth": top},
         runs=[], conditions=conditions)
 

@@ -16,7 +16,7 @@ that belongs to the HTTP side:
 What it leaves out: work of other tasks that the HTTP side causes indirectly (a command run
 through the registry on the caller's behalf is the HTTP task's work, so it counts; a garbage
 collection that HTTP garbage triggers while another task runs does not), and the pipeline
-observer's few dictionary stores per sample (:class:`gateway.http.live.LatestValues`), which
+observer's few stores per poll or per sample (:class:`gateway.http.live.LatestValues`), which
 run with or without the server because ``devices.list`` reads them.
 
 The figure is the daemon's own CPU for HTTP, so the load of other processes on the machine

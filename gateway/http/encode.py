@@ -24,15 +24,13 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
-from gateway.http.live import LatestValues
-from gateway.model import Quality, Sample
+from gateway.http.live import DeviceValues, LatestValues
+from gateway.model import Quality
 from gateway.safejson import finite
 
 _string: Any = json.encoder.encode_basestring_ascii
-_TS = itemgetter(2)  # Sample.ts_ms, read in C
 _QUALITY = {q: _string(str(q)) for q in Quality}
 
 
@@ -72,16 +70,17 @@ def _default(obj: Any) -> Any:
 
 
 
-def samples_json(samples: Sequence[Sample]) -> bytes:
-    """The live stream's ``[[device, point, ts, value, quality], ...]``."""
+def samples_json(samples: Sequence[tuple[Any, ...]]) -> bytes:
+    """The live stream's ``[[device, point, ts, value, quality], ...]`` from Samples or plain
+    tuples of those five fields."""
     fast = _fast()
     try:
         # A Sample is a named tuple, which orjson does not take: each becomes a plain tuple
-        # in C (a ``default=tuple`` hook would be a Python call per sample).
+        # in C (a ``default=tuple`` hook would be a Python call per sample); a plain tuple
+        # is itself.
         out: bytes = fast.dumps(list(map(tuple, samples)))
     except (fast.JSONEncodeError, TypeError):
-        return dumps([[s.device, s.point, s.ts_ms, finite(s.value), str(s.quality)]
-                      for s in samples]).encode()
+        return dumps([[s[0], s[1], s[2], finite(s[3]), str(s[4])] for s in samples]).encode()
     return out
 
 
@@ -119,20 +118,22 @@ class _Encoded:
 
 @dataclass(slots=True)
 class _View:
-    """A device's points as the dicts orjson writes, in name order, filled again at each encode."""
+    """A device's points as the dicts orjson writes, in name order, filled again at each
+    encode; ``slots``: per column of the device, its points' dicts in the column's order."""
 
-    names: list[str]
-    get: Any  # values -> their samples in name order (one C call)
+    shape: tuple[int, int]  # the device's (version, len(loose)) it was built for
     tree: dict[str, dict[str, Any]]
-    points: list[dict[str, Any]]  # tree's values, in order
+    slots: dict[int, list[dict[str, Any]]]
+    loose: list[dict[str, Any]]  # the loose points' dicts in the order of ``loose``
 
     @classmethod
-    def of(cls, values: dict[str, Any]) -> _View:
-        names = sorted(values)
-        get = itemgetter(*names) if len(names) > 1 else (lambda v, p=names[0]: (v[p],))
+    def of(cls, values: DeviceValues) -> _View:
         tree: dict[str, dict[str, Any]] = {p: {"value": None, "quality": None, "ts": None}
-                                           for p in names}
-        return cls(names, get, tree, list(tree.values()))
+                                           for p in sorted(values.names())}
+        slots = {key: [tree[p] for p in names] for key, (names, _v, _t) in values.columns.items()}
+        # ``loose`` keeps its order while the shape stands (it only gains points, at its end)
+        return cls((values.version, len(values.loose)), tree, slots,
+                   [tree[p] for p in values.loose])
 
 
 @dataclass
@@ -142,7 +143,7 @@ class PointsJson:
 
     latest: LatestValues
     _cache: dict[str, _Encoded] = field(default_factory=dict)
-    #: Per device, what encoding it reuses: rebuilt when the device gains a point (points
+    #: Per device, what encoding it reuses: rebuilt when the device's shape changes (points
     #: are never removed from the last-value view).
     _views: dict[str, _View] = field(default_factory=dict)
     encoded: int = 0  # devices encoded so far (tests and the bench read it)
@@ -153,7 +154,7 @@ class PointsJson:
         hit = self._cache.get(device)
         if hit is not None and hit.generation == generation:
             return hit.text, hit.last_seen
-        values = self.latest.values.get(device, {})
+        values = self.latest.values.get(device)
         if not values:
             text, newest = b"{}", None
         else:
@@ -162,23 +163,31 @@ class PointsJson:
         self.encoded += 1
         return text, newest
 
-    def _encode(self, device: str, values: dict[str, Any]) -> tuple[bytes, int]:
+    def _encode(self, device: str, values: DeviceValues) -> tuple[bytes, int | None]:
         view = self._views.get(device)
-        if view is None or len(view.names) != len(values):
+        if view is None or view.shape != (values.version, len(values.loose)):
             view = self._views[device] = _View.of(values)
-        samples = view.get(values)
-        newest: int = max(map(_TS, samples))
         # Each point's dict is kept and filled again: three stores instead of a new dict (and
-        # its deallocation) per point, half the cost of building the view afresh.
-        for point, s in zip(view.points, samples, strict=True):
-            point["value"] = s[3]
-            point["quality"] = s[4]
-            point["ts"] = s[2]
+        # its deallocation) per point, half the cost of building the view afresh. Columns
+        # first, then the loose samples, which are newer (gateway.http.live.DeviceValues).
+        good = Quality.GOOD
+        slots = view.slots
+        for key, (_names, column, ts) in values.columns.items():
+            for point, value in zip(slots[key], column, strict=True):
+                point["value"] = value
+                point["quality"] = good
+                point["ts"] = ts
+        if values.loose:
+            for point, s in zip(view.loose, values.loose.values(), strict=True):
+                point["value"] = s[3]
+                point["quality"] = s[4]
+                point["ts"] = s[2]
+        newest = values.last_seen()
         fast = _fast()
         try:
             text: bytes = fast.dumps(view.tree)
         except (fast.JSONEncodeError, TypeError):
-            text = self._slow(values, view.names)
+            text = self._slow(values.samples(), list(view.tree))
         return text, newest
 
     @staticmethod

@@ -20,7 +20,7 @@ def json_value(value: Any) -> Any:
 def points_of(latest: LatestValues, device: str) -> dict[str, dict[str, Any]]:
     return {
         point: {"value": json_value(s.value), "quality": str(s.quality), "ts": s.ts_ms}
-        for point, s in sorted(latest.values.get(device, {}).items())
+        for point, s in sorted(latest.samples(device).items())
     }
 
 
@@ -77,7 +77,7 @@ async def devices(host: Host, latest: LatestValues, only: str | None = None,
         if with_points:
             entry["points"] = points_of(latest, dev.id)
         else:
-            entry["point_count"] = len(latest.values.get(dev.id, {}))
+            entry["point_count"] = latest.count(dev.id)
         out.append(entry)
     return out
 
@@ -93,7 +93,7 @@ def devices_json(host: Host, latest: LatestValues, points: PointsJson,
             continue
         if not with_points:
             entry = _header(host, dev, status, latest.last_seen(dev.id))
-            entry["point_count"] = len(latest.values.get(dev.id, {}))
+            entry["point_count"] = latest.count(dev.id)
             out.append(dumpb(entry))
             continue
         out.append(b"".join(_device_parts(host, dev, status, points)))
@@ -131,12 +131,13 @@ def devices_parts(host: Host, latest: LatestValues, points: PointsJson) -> list[
 def add_power(chargers: dict[str, Any], latest: LatestValues) -> dict[str, Any]:
     """Put the charger's latest active power into each open session of ``ocpp.sessions``."""
     for charger in chargers.get("chargers", []):
-        values = latest.values.get(charger["charger"], {})
+        values = latest.values.get(charger["charger"])
         for session in charger.get("sessions", []):
             power = None
             for name in (f"c{session['connector']}.Power.Active.Import", "Power.Active.Import"):
-                if name in values:
-                    power = json_value(values[name].value)
+                found = values.get(name) if values else None
+                if found is not None:
+                    power = json_value(found.value)
                     break
             session["power_w"] = power
     return chargers
