@@ -276,14 +276,22 @@ class Folder:
         vals = values[i:j]
         if not valid and not _valid_columns(quals[i:j], vals):
             return False
+        return self._add_poll(device, layout, vals, ts, first_seq, meters)
+
+    def _add_poll(self, device: str, layout: tuple[str, ...], vals: Sequence[Any], ts: int,
+                  first_seq: int, meters: bool) -> bool:
+        """Add one poll of ``device`` (good numbers in ``layout`` order, one timestamp) to
+        its minute's columns; False, with nothing changed, when the device's layout changed
+        within the minute (its samples then go sample by sample)."""
         minute = ts - ts % MINUTE_MS
         b = self.bucket(minute, first_seq)
         c = b.cols.get(device)
         if c is None:
             b.cols[device] = [layout, 1, None, None, None, vals, ts, [vals]]
         elif c[0] is not layout and c[0] != layout:
-            return False  # the layout changed within the minute: sample by sample
+            return False
         else:
+            c[0] = layout  # equal: keep the driver's tuple, so the next check is by identity
             c[1] += 1
             pending = c[7]
             pending.append(vals)
@@ -291,7 +299,7 @@ class Folder:
                 _settle(c)
             if ts >= c[6]:
                 c[5], c[6] = vals, ts
-        b.n += j - i
+        b.n += len(vals)
         if meters:
             for k in self._meter_at[device]:
                 self.on_meter(device, layout[k], vals[k], ts)
@@ -325,30 +333,8 @@ class Folder:
                     self._layouts[device] = names  # the same points: the driver's tuple
                 return
             self._layouts[device] = lay = names
-        ts = p.ts_ms
-        minute = ts - ts % MINUTE_MS
-        b = self.buckets.get(minute)
-        if b is None:
-            b = self.bucket(minute, first_seq)
-        c = b.cols.get(device)
-        if c is None:
-            b.cols[device] = [lay, 1, None, None, None, values, ts, [values]]
-        elif c[0] is not lay and c[0] != lay:
+        if not self._add_poll(device, lay, values, p.ts_ms, first_seq, meters):
             self._fold_run(p, first_seq, meters)  # the layout changed within the minute
-            return
-        else:
-            c[0] = lay
-            c[1] += 1
-            pending = c[7]
-            pending.append(values)
-            if len(pending) >= SETTLE_POLLS:
-                _settle(c)
-            if ts >= c[6]:
-                c[5], c[6] = values, ts
-        b.n += len(values)
-        if meters:
-            for k in self._meter_at[device]:
-                self.on_meter(device, lay[k], values[k], ts)
 
     def _fold_run(self, rows: Sequence[Sample], first_seq: int, meters: bool) -> None:
         tss = list(map(_TS, rows))
