@@ -13,6 +13,7 @@ from drivers.registry import cli_installers
 from gateway import __version__
 from gateway.config.errors import EX_CONFIG, ConfigError
 from gateway.errors import StartupError, startup_errors
+from gateway.text import counted
 
 DEFAULT_CONFIG = Path("/etc/fieldgate/fieldgate.yaml")
 
@@ -247,8 +248,8 @@ def _check_config(args: argparse.Namespace) -> int:
     config, warnings = check_config(args.file)
     for warning in warnings:
         print(warning, file=sys.stderr)
-    print(f"{args.file}: ok ({len(config.devices)} devices"
-          f"{f', {len(warnings)} warning(s)' if warnings else ''})")
+    print(f"{args.file}: ok ({counted(len(config.devices), 'device')}"
+          f"{', ' + counted(len(warnings), 'warning') if warnings else ''})")
     return 0
 
 

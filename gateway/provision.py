@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from gateway.text import counted
+
 SHARE = Path(sys.prefix) / "share" / "fieldgate"
 CHECKOUT = Path(__file__).resolve().parents[1]
 _DEVICE = re.compile(r"^(?P<id>[A-Za-z0-9_.-]+)=(?P<profile>[a-z0-9_.-]+)@(?P<addr>[^/]+?)"
@@ -145,7 +147,7 @@ def init_main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 78
     _write_private(out, text, 0o640)
-    print(f"wrote {out} ({len(devices)} devices, gateway {site['gateway']['id']})")
+    print(f"wrote {out} ({counted(len(devices), 'device')}, gateway {site['gateway']['id']})")
     return 0
 
 

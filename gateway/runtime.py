@@ -38,6 +38,7 @@ from gateway.store.kv import KV
 from gateway.store.opening import ensure_dir
 from gateway.supervisor import Supervisor
 from gateway.systemd import Notifier
+from gateway.text import counted
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class App:
                 previous: SiteConfig | None = None
                 while True:
                     await self._start_or_go_back(previous)
-                    self.notifier.ready(f"{len(self.device_driver)} devices")
+                    self.notifier.ready(counted(len(self.device_driver), "device"))
                     self.ready.set()
                     if self.settle_heap:
                         settle_heap()
@@ -249,8 +250,8 @@ class App:
                 sup.start(name, factory)
                 self._driver_tasks.append(name)
         self.started_runs += 1
-        log.info("fieldgate %s started: gateway %s, %d devices, drivers: %s, event loop %s",
-                 self.version, self.config.gateway.id, len(self.device_driver),
+        log.info("fieldgate %s started: gateway %s, %s, drivers: %s, event loop %s",
+                 self.version, self.config.gateway.id, counted(len(self.device_driver), "device"),
                  ", ".join(sorted(self.drivers)) or "none", loop_name())
 
     async def _stop_parts(self) -> None:

@@ -17,7 +17,7 @@ def test_check_config_takes_the_file_positionally_or_with_c(tmp_path: Path) -> N
                  ["-c", str(cfg), "check-config"], ["--config", str(cfg), "check-config"]):
         done = fieldgate(*args)
         assert done.returncode == 0, (args, done.stderr)
-        assert "ok (1 devices)" in done.stdout
+        assert "ok (1 device)" in done.stdout
     other = tmp_path / "other.yaml"
     twice = fieldgate("check-config", str(cfg), "-c", str(other))
     assert twice.returncode == 2 and "once" in twice.stderr

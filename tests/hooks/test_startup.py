@@ -103,7 +103,7 @@ def test_plugin_driver_type_passes_check_config(tmp_path: Path) -> None:
     path = _site(tmp_path, "acme", code, [{"id": "tank", "type": type_name, "level": 7.5}])
     proc = _fieldgate("check-config", str(path))
     assert proc.returncode == 0, proc.stderr
-    assert "ok (1 devices)" in proc.stdout
+    assert "ok (1 device)" in proc.stdout
 
 
 def test_unknown_type_still_fails_and_lists_plugin_types(tmp_path: Path) -> None:

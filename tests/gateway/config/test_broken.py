@@ -75,4 +75,4 @@ rules:
         "site.yaml:26:28 warning: rules.alarms[5].profiles[0]: no device uses the profile "
         "'eastron-sdm63'; did you mean 'eastron-sdm630'?",
     ], captured.err
-    assert "ok (3 devices, 4 warning(s))" in captured.out
+    assert "ok (3 devices, 4 warnings)" in captured.out
