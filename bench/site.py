@@ -35,6 +35,7 @@ that proves it works in about a minute, without touching bench/results:
 
     python bench/site.py [--sizes 10x100,100x125,200x125] [--runs 3] [--warmup 20]
                          [--window 120] [--quick] [--saturate 100x125]
+                         [--tree CHECKOUT] [--commit-gather SECONDS]
 
 Writes bench/results/site.json (and site_saturation.json).
 """
@@ -65,6 +66,8 @@ from bench.common import Conditions, median, write_result  # noqa: E402
 GATEWAY_ID = "site-bench"
 #: The checkout whose daemon runs (``--tree``: A/B against another branch, same bench code).
 DAEMON_TREE = ROOT
+#: pipeline.commit_gather for the site file (--commit-gather); None: the daemon's default
+COMMIT_GATHER: float | None = None
 RSS_EVERY_S = 5.0  # RSS is read this often during the window (max and trend)
 MEGA = 1024 * 1024
 DEFAULT_SIZES = "10x100,100x125,200x125"
@@ -227,6 +230,8 @@ def site_config(workdir: Path, ports: list[int], registers: int, interval: float
                               "point": "r000", "condition": {"op": ">", "value": 1e6}}
                              for i in range(len(ports))]},
     }
+    if COMMIT_GATHER is not None:  # else the daemon's default (see pipeline.commit_gather)
+        site["pipeline"] = {"commit_gather": COMMIT_GATHER}
     path = workdir / "site.yaml"
     path.write_text(yaml.safe_dump(site, sort_keys=False))
     return path
@@ -396,10 +401,14 @@ def main() -> None:
     ap.add_argument("--tree", type=Path, default=ROOT,
                     help="run the daemon of this checkout (`python -m gateway` from it), to "
                          "compare branches with the same bench code")
+    ap.add_argument("--commit-gather", type=float, default=None, metavar="SECONDS",
+                    help="set pipeline.commit_gather in the site file (0: commit as batches "
+                         "come); default: the daemon's own default")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    global DAEMON_TREE
+    global DAEMON_TREE, COMMIT_GATHER
     DAEMON_TREE = args.tree.resolve()
+    COMMIT_GATHER = args.commit_gather
     if args.serve:
         serve(*parse_size(args.serve))
         return
@@ -436,7 +445,7 @@ def main() -> None:
               "datapoints counted at the broker; offered load (every register each interval)"),
         goal="<= 0.003 CPU-s per 1,000 datapoints; <= 90 MB RSS at 200x125",
         params={"sizes": args.sizes, "runs": args.runs, "warmup_s": args.warmup,
-                "tree": str(DAEMON_TREE),
+                "tree": str(DAEMON_TREE), "commit_gather_s": args.commit_gather,
                 "window_s": args.window, "interval_s": args.interval,
                 "encodings": encodings},
         summary=summary, runs=all_runs, conditions=conditions)
