@@ -52,6 +52,8 @@ class StoreBase:
         self._event_flags: dict[str, asyncio.Event] = {}
         #: The highest rowid of a committed event: readers read no further (see read_events).
         self._events_high = 0
+        #: Per consumer, ``_events_high`` when its last read found nothing (see read_events).
+        self._read_nothing_at: dict[str, int] = {}
         #: The highest seq ever handed to the broker (published, maybe not acknowledged):
         #: rows at or below it are never dropped, so a drop never counts delivered samples.
         self.sent_high = 0

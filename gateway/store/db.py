@@ -76,6 +76,7 @@ class Store(TelemetryStore, OutboxStore):
             await opening.migrate(conn, self.path)
             row = await self.query_one("SELECT COALESCE(MAX(rowid), 0) FROM events")
             self._events_high = int(row[0]) if row else 0  # before the first transaction
+            self._read_nothing_at.clear()  # another file, maybe: every consumer reads again
             async with self.transaction() as tx:
                 await tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'boot_count'")
                 self.store_id = await opening.ensure_store_id(tx)

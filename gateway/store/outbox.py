@@ -32,6 +32,7 @@ class OutboxStore(StoreBase):
     async def register_consumer(self, consumer: str) -> None:
         """A consumer of the outbox; a new one starts with the events still in the outbox."""
         self.active_consumers.add(consumer)
+        self._read_nothing_at.pop(consumer, None)  # its cursor may be new (read again)
         self._event_flags.setdefault(consumer, asyncio.Event()).set()
         async with self.transaction() as tx:
             await tx.execute(
@@ -42,6 +43,7 @@ class OutboxStore(StoreBase):
         """Forget the cursors of consumers no longer configured (a channel removed from the
         config), so their cursor does not hold events in the outbox forever."""
         keep = list(keep)
+        self._read_nothing_at.clear()  # a retired cursor comes back at 0 if registered again
         marks = ",".join("?" * len(keep)) or "''"
         async with self.transaction() as tx:
             await tx.execute(f"DELETE FROM event_cursors WHERE consumer NOT IN ({marks})", keep)
@@ -58,13 +60,23 @@ class OutboxStore(StoreBase):
         (an error, a kill) would be a phantom, and its rowid would go to the next event,
         which a reader already past it would skip. Rowids only grow (AUTOINCREMENT) and
         transactions run one at a time, so every rowid up to the last commit's highest is
-        committed."""
+        committed.
+
+        A consumer whose last read found nothing, with no event committed since, is answered
+        without a query: its cursor only moves forward (``ack_events``), so there is still
+        nothing. The consumers poll about twice a second when idle (``wait_events``' timeout),
+        and each query is a round trip to the database thread."""
+        high = self._events_high
+        if self._read_nothing_at.get(consumer) == high:
+            return []
         rows = await self.query(
             "SELECT e.rowid, e.id, e.type, e.device, e.ts_ms, e.body FROM events e "
             "WHERE e.rowid > (SELECT last_rowid FROM event_cursors WHERE consumer = ?) "
             "AND e.rowid <= ? ORDER BY e.rowid LIMIT ?",
-            (consumer, self._events_high, limit),
+            (consumer, high, limit),
         )
+        if not rows:
+            self._read_nothing_at[consumer] = high
         return [
             StoredEvent(rowid, Event(type_, json.loads(body), device, ts_ms, id_))
             for rowid, id_, type_, device, ts_ms, body in rows

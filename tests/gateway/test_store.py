@@ -219,3 +219,42 @@ async def test_retired_consumer_no_longer_holds_events(tmp_path: Path) -> None:
     await store.retire_consumers({"uplink"})
     assert (await store.stats()).events_pending == 0
     await store.close()
+
+
+async def test_an_idle_consumer_is_answered_without_a_query(tmp_path: Path) -> None:
+    """A consumer that found nothing is not sent to the database again until an event is
+    committed; a consumer retired and registered again reads from its new cursor."""
+    store = Store(tmp_path / "b.db")
+    await store.open()
+    await store.register_consumer("a")
+    await store.register_consumer("b")
+    queries: list[str] = []
+    query = store.query
+
+    async def counted(sql: str, *args: object) -> object:
+        queries.append(sql)
+        return await query(sql, *args)
+
+    store.query = counted  # type: ignore[method-assign]
+    try:
+        assert await store.read_events("a") == []
+        assert len(queries) == 1
+        for _ in range(3):
+            assert await store.read_events("a") == []
+        assert len(queries) == 1, "nothing was committed: no query"
+        await store.add_events([Event("x", {}, id="e1")])
+        got = await store.read_events("a")
+        assert [e.event.id for e in got] == ["e1"]
+        assert [e.event.id for e in await store.read_events("a")] == ["e1"], "not acked: again"
+        await store.ack_events("a", got[-1].rowid)
+        assert await store.read_events("a") == []
+        n = len(queries)
+        assert await store.read_events("a") == []
+        assert len(queries) == n
+        assert [e.event.id for e in await store.read_events("b")] == ["e1"], "b's own cursor"
+        # retired, then back: its cursor starts again at 0 and the event b holds is read again
+        await store.retire_consumers({"b"})
+        await store.register_consumer("a")
+        assert [e.event.id for e in await store.read_events("a")] == ["e1"]
+    finally:  # a failed assertion must not leave the database thread running
+        await store.close()
