@@ -33,6 +33,7 @@ async def test_good_polls_carry_columns_and_a_bad_value_does_not() -> None:
         await ctx.wait_for(lambda c: len(c.batches) >= 3, 5)
         good = ctx.batches[1:3]
         assert all(type(b) is PollBatch for b in good), [type(b) for b in good]
+        assert not any(b.made for b in good)  # the driver made no Sample: columns only
         for b in good:
             assert_columns_match(b)
         # two blocks (input and holding) merged, in order, into one names tuple kept
