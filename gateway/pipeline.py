@@ -154,14 +154,14 @@ class Pipeline:
         return lambda: _discard(self.enrichers, enricher)
 
     async def put(self, batch: Batch) -> None:
-        if batch:
-            # A list or a PollBatch as it is (a PollBatch's samples are made only if read).
-            items = batch if type(batch) is PollBatch or isinstance(batch, list) else list(
-                batch)
-            while self.queued_samples and self.queued_samples + len(items) > self.queue_samples:
+        # A list or a PollBatch as it is (a PollBatch's samples are made only if read).
+        items = batch if type(batch) is PollBatch or isinstance(batch, list) else list(batch)
+        n = len(items)
+        if n:
+            while self.queued_samples and self.queued_samples + n > self.queue_samples:
                 self._room.clear()
                 await self._room.wait()
-            self.queued_samples += len(items)
+            self.queued_samples += n
             self._puts += 1
             try:
                 if self.queue.full():
@@ -169,7 +169,7 @@ class Pipeline:
                 else:  # the usual case, without Queue.put's coroutine (one per poll)
                     self.queue.put_nowait(items)
             except BaseException:
-                self.queued_samples -= len(items)
+                self.queued_samples -= n
                 raise
             self._wake.set()
 
