@@ -17,6 +17,7 @@ from gateway.clock import SystemClock
 from gateway.model import Batch, Committed, PollBatch, Quality, Sample
 from gateway.pipeline import Pipeline
 from gateway.store import Store
+from gateway.store.held import CommitFailed
 from tests.support.app import running_app
 from tests.support.mosquitto import free_port
 from tests.support.wait import wait_until
@@ -166,3 +167,31 @@ async def test_a_good_poll_makes_no_sample_on_the_gateway_path(tmp_path: Path) -
             assert list(polls[0])[7] == Sample("big", "r7", polls[0].ts_ms, polls[0].values[7])
     finally:
         await sim.stop()
+
+
+async def test_a_held_commit_keeps_its_columns_and_is_counted_when_given_up(
+        tmp_path: Path) -> None:
+    """A commit the store cannot write (a full disk) is held as a Committed: retried, its
+    parts (the PollBatch columns) stay parts; given up at shutdown, its samples are counted."""
+    store = Store(tmp_path / "h.db")
+    await store.open()
+    try:
+        pipeline = Pipeline(store, SystemClock(), queue_batches=1000)
+        await pipeline.put([Sample("m", "a", 1, 1.0)])
+        await pipeline.commit_once()
+        (pages,) = await store.query_one("PRAGMA page_count") or (0,)
+        await store.conn.execute(f"PRAGMA max_page_count={pages}")  # the disk is full now
+        polls = [PollBatch(f"m{i}", 5, NAMES, [float(i), 2.5, 3.25, i * 7.0])
+                 for i in range(300)]
+        for p in polls:
+            await pipeline.put(p)
+        for _ in range(2):
+            with pytest.raises(CommitFailed):
+                await pipeline.commit_once()
+        held = pipeline._held.samples
+        assert type(held) is Committed and held.parts == polls and held.parts[0] is polls[0]
+        assert len(held) == 1200 and not any(p.made for p in polls)
+        pipeline._held.give_up(store)
+        assert pipeline._held.dropped == 1200
+    finally:
+        await store.close()
