@@ -58,9 +58,7 @@ def chunk(devices: int, registers: int, kind: str = "bench", t: int = 1_000) -> 
         else:
             values = [rng.uniform(-1e6, 1e6) for _ in names]
         ts = 1_764_600_000_000 + t * 1000 + d
-        part = PollBatch(Sample(f"m{d:03d}", n, ts, v) for n, v in zip(names, values, strict=True))
-        part.device, part.ts_ms, part.names, part.values = f"m{d:03d}", ts, names, values
-        parts.append(part)
+        parts.append(PollBatch(f"m{d:03d}", ts, names, values))
     return Committed.of(parts)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.clock import Clock, SystemClock
-from gateway.model import Batch, DeviceStatus, Event, Sample
+from gateway.model import Batch, DeviceStatus, Event, PollBatch, Sample
 from gateway.pollstats import PollStats, PollStatsBook
 
 
@@ -41,7 +41,7 @@ class RecordingContext:
         self.logger = logger or logging.getLogger("fieldgate.test-driver")
         self.clock: Clock = clock or SystemClock()
         self.state_dir = state_dir or Path(".")
-        self.batches: list[list[Sample]] = []
+        self.batches: list[Batch] = []
         self.statuses: list[tuple[str, DeviceStatus, str]] = []
         self.events: list[Event] = []
         self._kv: dict[str, MemoryKV] = {}
@@ -59,7 +59,9 @@ class RecordingContext:
         return None
 
     async def emit(self, batch: Batch) -> None:
-        self.batches.append(batch if isinstance(batch, list) else list(batch))  # PollBatch kept
+        # A list or a PollBatch as it is (its samples are made only when a test reads them).
+        self.batches.append(batch if type(batch) is PollBatch or isinstance(batch, list)
+                            else list(batch))
         async with self._changed:
             self._changed.notify_all()
 

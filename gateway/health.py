@@ -35,7 +35,7 @@ from gateway.components import (
     TaskFactory,
     register_component,
 )
-from gateway.model import Sample
+from gateway.model import Batch
 from gateway.pollstats import BUCKETS
 
 COMMAND = "health.stats"
@@ -66,7 +66,7 @@ class SampleCounter:
     def __init__(self) -> None:
         self.samples = 0
 
-    def __call__(self, batch: list[Sample], seq_first: int) -> None:
+    def __call__(self, batch: Batch, seq_first: int) -> None:
         self.samples += len(batch)
 
 

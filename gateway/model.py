@@ -8,11 +8,13 @@ hundred thousand per second, a tuple is the cheapest immutable record CPython ha
 from __future__ import annotations
 
 import enum
+import operator
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from itertools import chain, repeat
+from typing import Any, NamedTuple, overload
 
 Value = float | int | bool | str | None
 
@@ -36,45 +38,149 @@ class Sample(NamedTuple):
 Batch = Sequence[Sample]
 
 
-class PollBatch(list[Sample]):
-    """A batch that also carries its samples as columns: one read of one device.
+class PollBatch(Sequence[Sample]):
+    """One read of one device whose every value is good, as columns: a read-only sequence
+    of :class:`Sample` built only when someone reads it.
 
-    It is a list of :class:`Sample` like any batch, and every consumer may read it so. Its
-    samples share one device and one timestamp, every value is GOOD, and they come in the
-    order of ``names``: ``self[i] == Sample(device, names[i], ts_ms, values[i])``. A driver
-    builds one only when all of that holds (a poll with a bad value sends a plain list).
+    ``PollBatch(device, ts_ms, names, values)``: ``self[i] == Sample(device, names[i], ts_ms,
+    values[i])``, every value GOOD. A driver builds one only when all of that holds (a poll
+    with a bad value sends a plain list). ``len()`` comes from ``values``; iterating,
+    indexing or slicing (a slice is a list) makes the samples once and keeps them. It equals
+    any sequence of the same samples (a list in tests). It is not a ``list``: code that
+    needs one (``+``, ``json.dumps``) must call ``list(batch)``.
 
     ``names`` is the driver's own tuple, the same object from one poll of the device to the
     next while its point map stands, so a consumer may key a cache on ``id(names)`` (keep a
-    reference to the tuple beside the key). Consumers on the ingest path (the history, the
-    live-value cache) use the columns instead of reading each sample. Nobody may mutate it.
+    reference to the tuple beside the key). Consumers on the ingest path (the store's codec,
+    the history, the live-value cache, the rules) use the columns and never make the
+    samples. Nobody may mutate it, its columns included.
     """
 
-    __slots__ = ("device", "names", "ts_ms", "values")
+    __slots__ = ("_rows", "device", "names", "ts_ms", "values")
     device: str
     ts_ms: int
     names: tuple[str, ...]
     values: list[Value]
 
+    def __init__(self, device: str, ts_ms: int, names: tuple[str, ...],
+                 values: list[Value]) -> None:
+        self.device = device
+        self.ts_ms = ts_ms
+        self.names = names
+        self.values = values
+        self._rows: list[Sample] | None = None
 
-class Committed(list[Sample]):
-    """The samples of one commit, flat, and ``parts``: the batches they came in, in order.
+    def rows(self) -> list[Sample]:
+        """The samples, made on the first call (in C: ``tuple.__new__`` over the zipped
+        columns, what ``Sample(...)`` does without its Python frame) and kept."""
+        rows = self._rows
+        if rows is None:
+            rows = self._rows = list(map(tuple.__new__, repeat(Sample), zip(
+                repeat(self.device), self.names, repeat(self.ts_ms), self.values,
+                repeat(Quality.GOOD))))
+        return rows
 
-    Pipeline processors and observers receive one (a list of :class:`Sample`, as always);
-    ``parts`` lets the ones that know :class:`PollBatch` find the columns. The parts'
-    samples, concatenated, are the list itself.
+    @property
+    def made(self) -> bool:
+        """Whether the samples were made (someone read them)."""
+        return self._rows is not None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self.rows())
+
+    @overload
+    def __getitem__(self, index: int) -> Sample: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Sample]: ...
+
+    def __getitem__(self, index: int | slice) -> Sample | list[Sample]:
+        return self.rows()[index]
+
+    def __eq__(self, other: object) -> bool:
+        return _same_samples(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"PollBatch(device={self.device!r}, ts_ms={self.ts_ms!r}, "
+                f"names={self.names!r}, values={self.values!r})")
+
+
+class Committed(Sequence[Sample]):
+    """The samples of one commit: ``parts``, the batches they came in, in order, seen as one
+    read-only sequence of :class:`Sample` (the parts' samples, concatenated).
+
+    Pipeline processors and observers receive one; ``parts`` lets the ones that know
+    :class:`PollBatch` find the columns. ``len()`` is known up front, iterating chains the
+    parts (a PollBatch part makes its samples then), and indexing or slicing (a slice is a
+    list) makes one flat list, once. It equals any sequence of the same samples. It is not
+    a ``list``: code that needs one must call ``list(batch)``.
     """
 
-    __slots__ = ("parts",)
-    parts: list[list[Sample]]
+    __slots__ = ("_flat", "_len", "parts")
+    parts: list[Sequence[Sample]]
+
+    def __init__(self, parts: list[Sequence[Sample]]) -> None:
+        self.parts = parts
+        self._len = sum(map(len, parts))
+        self._flat: list[Sample] | None = None
 
     @classmethod
-    def of(cls, parts: list[list[Sample]]) -> Committed:
-        out = cls()
+    def of(cls, parts: Iterable[Sequence[Sample]]) -> Committed:
+        """The commit of ``parts``; a part that is itself a Committed (a held batch, retried)
+        gives its own parts, so columns stay columns."""
+        flat: list[Sequence[Sample]] = []
         for part in parts:
-            out.extend(part)
-        out.parts = parts
-        return out
+            if type(part) is Committed:
+                flat.extend(part.parts)
+            else:
+                flat.append(part)
+        return cls(flat)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[Sample]:
+        flat = self._flat
+        if flat is not None:
+            return iter(flat)
+        return chain.from_iterable(self.parts)
+
+    @overload
+    def __getitem__(self, index: int) -> Sample: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Sample]: ...
+
+    def __getitem__(self, index: int | slice) -> Sample | list[Sample]:
+        flat = self._flat
+        if flat is None:
+            flat = self._flat = list(chain.from_iterable(self.parts))
+        return flat[index]
+
+    def __eq__(self, other: object) -> bool:
+        return _same_samples(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Committed({self._len} samples in {len(self.parts)} parts: {self.parts!r})"
+
+
+def _same_samples(mine: Sequence[Sample], other: object) -> bool | Any:
+    """``==`` of a lazy batch: the same samples in the same order as any other sequence (not
+    text); NotImplemented for anything else, as ``list.__eq__`` does."""
+    if not isinstance(other, Sequence) or isinstance(other, (str, bytes, bytearray)):
+        return NotImplemented
+    if len(mine) != len(other):
+        return False
+    if other is mine:
+        return True
+    return all(map(operator.eq, mine, other))
 
 
 class DeviceStatus(enum.StrEnum):
@@ -132,8 +238,10 @@ def samples_of(device: str, ts_ms: int, values: Mapping[str, Value]) -> list[Sam
 
 __all__: Sequence[str] = [
     "Batch",
+    "Committed",
     "DeviceStatus",
     "Event",
+    "PollBatch",
     "Quality",
     "Sample",
     "Value",

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from gateway import heap
 from gateway.clock import Clock
-from gateway.model import Batch, Committed, DeviceStatus, Event, Sample
+from gateway.model import Batch, Committed, DeviceStatus, Event, PollBatch
 from gateway.status import DeviceStatusService
 from gateway.store import Store, Tx
 from gateway.store.held import CommitFailed, HeldBatch
@@ -64,7 +64,7 @@ class BatchProcessor(Protocol):
     retry; the processor is not called again for the same samples.
     """
 
-    async def process(self, batch: list[Sample], tx: Tx) -> None: ...
+    async def process(self, batch: Batch, tx: Tx) -> None: ...
 
     async def on_status(
         self, device: str, old: DeviceStatus | None, new: DeviceStatus, tx: Tx
@@ -76,9 +76,11 @@ class BatchProcessor(Protocol):
 
 
 #: Called after a commit with the batch and its first sequence number. Must not block:
-#: hand the work to your own task. The batch is a :class:`~gateway.model.Committed`: a list
-#: of samples whose ``parts`` are the batches as the drivers sent them (PollBatch columns).
-Observer = Callable[[list[Sample], int], None]
+#: hand the work to your own task. The batch is a :class:`~gateway.model.Committed`: a
+#: read-only sequence of samples (not a list: ``list(batch)`` for one) whose ``parts`` are
+#: the batches as the drivers sent them (PollBatch columns, whose samples are made only when
+#: someone reads them).
+Observer = Callable[[Batch, int], None]
 
 #: Called with every event added with :meth:`Pipeline.add_event`, before it is queued;
 #: returns the event to commit (the same one, or a copy with more in its body: the siteops
@@ -116,7 +118,7 @@ class Pipeline:
     ) -> None:
         self.store = store
         self.clock = clock
-        self.queue: asyncio.Queue[list[Sample]] = asyncio.Queue(queue_batches)
+        self.queue: asyncio.Queue[Batch] = asyncio.Queue(queue_batches)
         self.queue_samples = queue_samples
         self.queued_samples = 0  # in ``queue``
         self._room = asyncio.Event()  # set when a commit took samples out of the queue
@@ -152,12 +154,14 @@ class Pipeline:
         return lambda: _discard(self.enrichers, enricher)
 
     async def put(self, batch: Batch) -> None:
-        if batch:
-            items = batch if isinstance(batch, list) else list(batch)  # PollBatch as it is
-            while self.queued_samples and self.queued_samples + len(items) > self.queue_samples:
+        # A list or a PollBatch as it is (a PollBatch's samples are made only if read).
+        items = batch if type(batch) is PollBatch or isinstance(batch, list) else list(batch)
+        n = len(items)
+        if n:
+            while self.queued_samples and self.queued_samples + n > self.queue_samples:
                 self._room.clear()
                 await self._room.wait()
-            self.queued_samples += len(items)
+            self.queued_samples += n
             self._puts += 1
             try:
                 if self.queue.full():
@@ -165,11 +169,11 @@ class Pipeline:
                 else:  # the usual case, without Queue.put's coroutine (one per poll)
                     self.queue.put_nowait(items)
             except BaseException:
-                self.queued_samples -= len(items)
+                self.queued_samples -= n
                 raise
             self._wake.set()
 
-    def _take_queued(self) -> list[Sample]:
+    def _take_queued(self) -> Batch:
         items = self.queue.get_nowait()
         self.queued_samples -= len(items)
         self._room.set()
@@ -235,7 +239,7 @@ class Pipeline:
         meanwhile, up to ``max_held_samples``; beyond that the oldest held samples are
         dropped and counted. No sequence number is used by a commit that failed."""
         held, left, writes = self._held.take()
-        parts: list[list[Sample]] = [left] if left else []
+        parts: list[Batch] = [left] if left else []
         taken = len(held) + len(left)
         while not self.queue.empty() and taken < self.max_commit_samples:
             items = self._take_queued()
@@ -284,7 +288,7 @@ class Pipeline:
         return len(batch)
 
     async def _process(self, tx: Tx, reports: list[StatusReport], events: list[Event],
-                       fresh: list[Sample]) -> None:
+                       fresh: Committed) -> None:
         """The status reports, the events and the new samples through the status tracker and
         the processors (``tx`` records their writes)."""
         for report in reports:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from gateway.model import Sample
+from gateway.model import Batch
 from hooks.db import HooksDB, device_of
 from hooks.manager import HookRunner
 from hooks.models import DataPoint, Device
@@ -93,7 +93,7 @@ class EnergyFeed:
         self.plugin = impl.plugin_name
         self.db = db
         # Bounded in samples, not batches: one committed batch can hold 50,000 samples.
-        self.queue: asyncio.Queue[tuple[list[Sample], int]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[Batch, int]] = asyncio.Queue()
         self.max_samples = queue_samples
         self.queued_samples = 0
         self.batch_timeout = batch_timeout
@@ -104,7 +104,7 @@ class EnergyFeed:
         self._dropped_since_warn = 0
         self._last_warn = 0.0
 
-    def offer(self, batch: list[Sample], seq_first: int) -> None:
+    def offer(self, batch: Batch, seq_first: int) -> None:
         """Called from the pipeline observer: never blocks, drops when the queue is full."""
         if self.queued_samples + len(batch) <= self.max_samples or self.queue.empty():
             self.queue.put_nowait((batch, seq_first))
@@ -134,7 +134,7 @@ class EnergyFeed:
             await self.deliver(batch, seq_first, devices)
             self.delivered_samples += len(batch)
 
-    async def deliver(self, batch: list[Sample], seq_first: int,
+    async def deliver(self, batch: Batch, seq_first: int,
                       devices: dict[str, Device]) -> None:
         impl, plugin = self.impl, self.plugin
         st = self.runner.stat(plugin, ENERGY_HOOK)
@@ -217,7 +217,7 @@ class EnergyFan:
     def __init__(self) -> None:
         self.feeds: dict[str, EnergyFeed] = {}
 
-    def observe(self, batch: list[Sample], seq_first: int) -> None:
+    def observe(self, batch: Batch, seq_first: int) -> None:
         for feed in self.feeds.values():
             feed.offer(batch, seq_first)
 

@@ -44,7 +44,9 @@ def decode_known(
 def decode_block(
     device: str, function: Function, block: Block[PointReader], data: list[int] | list[bool],
     ts: int,
-) -> list[Sample]:
+) -> list[Sample] | PollBatch:
+    """The block's samples: a :class:`PollBatch` (columns, no sample made) when its points
+    decode in one struct call and every value is good, else a list."""
     out: list[Sample] = []
     if function.is_bit:
         for span in block.spans:
@@ -146,13 +148,12 @@ def _scaled_alike(values: Any, linear: Linear) -> Any:
 
 
 def decode_unpacked(device: str, block: Block[PointReader], unpacker: struct.Struct,
-                    buf: bytes, ts: int) -> list[Sample]:
-    """One sample per point from one ``struct`` call; NaN (a device's "not available") is bad.
+                    buf: bytes, ts: int) -> list[Sample] | PollBatch:
+    """One value per point from one ``struct`` call; NaN (a device's "not available") is bad.
 
-    This runs once per datapoint, so the samples are built in C: ``tuple.__new__`` (what
-    ``Sample(...)`` does, without the Python frame of the namedtuple's ``__new__``) mapped
-    over zipped columns. When every value is good the result is a :class:`PollBatch` that
-    also carries those columns.
+    This runs once per datapoint. When every value is good the result is a
+    :class:`PollBatch` of the columns, and no :class:`Sample` is made (consumers read the
+    columns; anyone who iterates gets the samples then). Otherwise a list of samples.
     """
     names, linear, floats, alike = _UNPACKERS[id(block.spans)][2]
     values: Any = unpacker.unpack_from(buf)
@@ -170,17 +171,14 @@ def decode_unpacked(device: str, block: Block[PointReader], unpacker: struct.Str
         bad = Quality.BAD
         return [Sample(device, name, ts, None, bad) if v != v else Sample(device, name, ts, v)
                 for name, v in zip(names, values, strict=True)]
-    out = PollBatch(map(tuple.__new__, repeat(Sample), zip(
-        repeat(device), names, repeat(ts), values, repeat(Quality.GOOD))))
-    out.device, out.ts_ms, out.names = device, ts, names
-    out.values = values if type(values) is list else list(values)
-    return out
+    return PollBatch(device, ts, names, values if type(values) is list else list(values))
 
 
 def merge_columns(parts: list[PollBatch], names_cache: dict[tuple[int, ...], tuple[str, ...]]
                   ) -> PollBatch:
-    """One PollBatch of a poll's good blocks, in order. The names tuple of a layout is made
-    once (``names_cache``, keyed by the parts' name tuples) so it stays the same object."""
+    """One PollBatch of a poll's good blocks, in order, from their columns (no sample is
+    made). The names tuple of a layout is made once (``names_cache``, keyed by the parts'
+    name tuples) so it stays the same object."""
     if len(parts) == 1:
         return parts[0]
     key = tuple(id(p.names) for p in parts)
@@ -190,7 +188,4 @@ def merge_columns(parts: list[PollBatch], names_cache: dict[tuple[int, ...], tup
             names_cache.clear()
         names = names_cache[key] = tuple(n for p in parts for n in p.names)
     first = parts[0]
-    out = PollBatch(s for p in parts for s in p)
-    out.device, out.ts_ms, out.names = first.device, first.ts_ms, names
-    out.values = [v for p in parts for v in p.values]
-    return out
+    return PollBatch(first.device, first.ts_ms, names, [v for p in parts for v in p.values])

@@ -23,6 +23,7 @@ import functools
 import heapq
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from drivers.base import DriverContext, PollFailed
@@ -183,8 +184,7 @@ class BusPoller:
         if group.sunspec is not None:
             await self._poll_sunspec(state, group.sunspec, ts)
             return
-        samples: list[Sample] = []
-        columns: list[PollBatch] = []  # the blocks that came back whole and good
+        parts: list[Sequence[Sample]] = []  # per block in order: a PollBatch when all good
         planned = blocks = group.blocks  # a learned hole re-plans the group mid-cycle
         dead = dead_samples(cfg.id, group, ts) if group.dead else []
         was_offline = state.online is False
@@ -193,15 +193,15 @@ class BusPoller:
         try:
             if not was_offline and state.holes:
                 await self._reprobe(state)
-            failed = await self._read_blocks(state, blocks, samples, ts, columns)
+            failed = await self._read_blocks(state, blocks, parts, ts)
         except BusDown as err:
             if not was_offline:  # this cycle's values are lost: say so
                 lost = [s for _f, b in planned for s in bad_samples(cfg.id, b, ts)]
                 await self.ctx.emit(lost + dead)
             self._failure(state, err.message)
             raise
-        if not was_offline:
-            samples.extend(dead)
+        if not was_offline and dead:
+            parts.append(dead)
         if failed is not None:
             self._failure(state, failed)
         else:
@@ -209,17 +209,21 @@ class BusPoller:
             if len(blocks) < len(group.blocks):  # the probe answered: read the whole cycle
                 await self.poll_group(state, group)
                 return
-        if samples and not (was_offline and failed is not None):  # no bad rows per probe
-            if failed is None and sum(map(len, columns)) == len(samples):  # all good: columns
+        if parts and not (was_offline and failed is not None):  # no bad rows per probe
+            columns = [p for p in parts if type(p) is PollBatch]
+            if failed is None and len(columns) == len(parts):  # all good: columns, no Sample
                 await self.ctx.emit(merge_columns(columns, self._names))
-            else:
+                return
+            samples = [s for p in parts for s in p]  # anything bad: a plain list, as always
+            if samples:
                 await self.ctx.emit(samples)
 
     async def _read_blocks(
         self, state: DeviceState, blocks: list[tuple[Function, Block[PointReader]]],
-        samples: list[Sample], ts: int, columns: list[PollBatch] | None = None,
+        parts: list[Sequence[Sample]], ts: int,
     ) -> str | None:
-        """Read the blocks into ``samples``; returns why the cycle failed, if it did.
+        """Read the blocks into ``parts`` (a block's samples, or its :class:`PollBatch` when
+        every value of it is good: no sample made); returns why the cycle failed, if it did.
 
         Refused blocks are bisected at the end of the cycle, and only if the device answered
         a read in this cycle or the last one: a device that refuses everything (booting, or
@@ -232,7 +236,7 @@ class BusPoller:
         refused: list[tuple[Function, Block[PointReader], ExceptionReply]] = []
         for function, block in blocks:
             if failed is not None:
-                samples.extend(bad_samples(cfg.id, block, ts))
+                parts.append(bad_samples(cfg.id, block, ts))
                 continue
             try:
                 data = await self.bus.read(cfg, function, block.address, block.count)
@@ -241,13 +245,10 @@ class BusPoller:
                 continue
             except (RequestTimeout, BadReply) as err:
                 failed = err.message
-                samples.extend(bad_samples(cfg.id, block, ts))
+                parts.append(bad_samples(cfg.id, block, ts))
                 continue
             answered = True
-            decoded = decode_block(cfg.id, function, block, data, ts)
-            samples.extend(decoded)
-            if columns is not None and type(decoded) is PollBatch:
-                columns.append(decoded)
+            parts.append(decode_block(cfg.id, function, block, data, ts))
         if not refused:  # the usual cycle: nothing to bisect, learn or log
             state.answered = answered
             return failed
@@ -258,14 +259,14 @@ class BusPoller:
         for function, block, reply in refused:
             if failed is not None or not may_bisect or reply.code not in HOLE_CODES:
                 unexplained.append((block, reply))
-                samples.extend(bad_samples(cfg.id, block, ts))
+                parts.append(bad_samples(cfg.id, block, ts))
                 continue
             read = functools.partial(self.bus.read, cfg, function)
             try:
                 values, holes = await bisect(read, block.address, block.end - 1)
             except (RequestTimeout, BadReply) as timeout:
                 failed = timeout.message
-                samples.extend(bad_samples(cfg.id, block, ts))
+                parts.append(bad_samples(cfg.id, block, ts))
                 continue
             answered = answered or bool(values)
             if holes:
@@ -274,7 +275,7 @@ class BusPoller:
             else:  # every half answered: the refusal was passing, and every point is good
                 log.debug("modbus device %s: %s, but every part of it answered alone",
                           cfg.id, reply.message)
-            samples.extend(decode_known(cfg.id, function, block, values, ts))
+            parts.append(decode_known(cfg.id, function, block, values, ts))
         if found and answered:
             await self._learn(state, found, refused[0][2].code)
         else:  # nothing else answered: do not learn, say it as before

@@ -25,7 +25,7 @@ from itertools import compress, repeat
 from operator import is_not, itemgetter
 from typing import Any
 
-from gateway.model import Event, PollBatch, Quality, Sample, Value
+from gateway.model import Batch, Event, PollBatch, Quality, Sample, Value
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ class LatestValues:
 
     # -- the observer (on the pipeline task: keep it cheap) ------------------------------
 
-    def __call__(self, batch: list[Sample], seq_first: int) -> None:
+    def __call__(self, batch: Batch, seq_first: int) -> None:
         # Parts are committed in order, so the newest one wins without comparing
         # timestamps. A PollBatch is kept as its columns: a few stores, no per-sample work
         # (the names tuple is the driver's, the same object poll after poll, so its id

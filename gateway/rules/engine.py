@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.clock import Clock
 from gateway.errors import StartupError
-from gateway.model import DeviceStatus, Event, PollBatch, Sample
+from gateway.model import Batch, DeviceStatus, Event, PollBatch, Sample
 from gateway.rules.alarms import AlarmBook
 from gateway.rules.config import (
     SEVERITY_RANK,
@@ -175,7 +175,7 @@ class RuleEngine:
 
     # -- BatchProcessor ----------------------------------------------------------------
 
-    async def process(self, batch: list[Sample], tx: Tx) -> None:
+    async def process(self, batch: Batch, tx: Tx) -> None:
         matched = 0
         for part in getattr(batch, "parts", None) or [batch]:
             if type(part) is PollBatch:
@@ -185,7 +185,7 @@ class RuleEngine:
         self.stats.evaluated += matched
         await self.flush(tx)
 
-    def _process_samples(self, batch: list[Sample]) -> int:
+    def _process_samples(self, batch: Batch) -> int:
         index = self.index
         matched = 0
         # Only the samples of a point some rule reads, picked in C (most points have none).
@@ -201,7 +201,8 @@ class RuleEngine:
     def _process_poll(self, part: PollBatch) -> int:
         """A poll's columns: which of its points some rule reads is known per names tuple
         and device (kept beside the index it was read from), so only those samples are
-        looked at."""
+        looked at. Those samples are made from the columns one by one: the poll's others
+        are never made."""
         names, index = part.names, self.index
         key = (id(names), part.device)
         entry = self._watched.get(key)
@@ -211,8 +212,9 @@ class RuleEngine:
             if len(self._watched) >= _WATCHED_MAX:
                 self._watched.clear()
             entry = self._watched[key] = (names, index, watched)
+        device, ts, values = part.device, part.ts_ms, part.values
         for i, fns in entry[2]:
-            s = part[i]
+            s = Sample(device, names[i], ts, values[i])
             for fn in fns:
                 fn(s)
         return len(entry[2])

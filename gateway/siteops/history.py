@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.model import PollBatch, Sample
+from gateway.model import Batch, PollBatch, Sample
 from gateway.rules.quotas import CounterOrPower, CounterTracker, MeterStats, PowerIntegrator
 from gateway.siteops.config import EnergySource, HistoryConfig
 from gateway.siteops.history_cpu import HistoryCpuMeter, store_thread
@@ -105,7 +105,7 @@ class History(HistoryQueries):
         self._meters: dict[str, EnergyMeter | None] = {}
         self._dirty_meters: set[str] = set()
         self._energy_seen: set[tuple[str, int]] = set()  # energy keys of the last flush
-        self._pending: collections.deque[tuple[list[Sample], int]] = collections.deque()
+        self._pending: collections.deque[tuple[Batch, int]] = collections.deque()
         self._pending_samples = 0
         self._behind = False  # the queue overflowed: read the buffer instead
         self._wake = asyncio.Event()
@@ -210,7 +210,7 @@ class History(HistoryQueries):
 
     # -- write path ----------------------------------------------------------------------
 
-    def observe(self, batch: list[Sample], seq_first: int) -> None:
+    def observe(self, batch: Batch, seq_first: int) -> None:
         """The pipeline observer: queue only (runs on the commit path)."""
         cpu = self.cpu
         t0 = cpu.start() if cpu.on else 0.0
@@ -264,7 +264,7 @@ class History(HistoryQueries):
             self.fold(plain, plain_seq)
         self.cpu.add("fold", t0)
 
-    def fold(self, batch: list[Sample], seq_first: int) -> None:
+    def fold(self, batch: Batch, seq_first: int) -> None:
         """Fold samples numbered from ``seq_first``; those at or below the watermark are
         already folded and skipped."""
         skip = self.stats.folded_seq - seq_first + 1

@@ -255,6 +255,8 @@ def inflate(payload: bytes) -> bytes:
 
 
 def _encode_std(batch: Batch) -> bytes:
+    if not isinstance(batch, (list, tuple)):  # a Committed or a PollBatch: json wants a list
+        batch = list(batch)
     try:
         text = _dumps(batch)
     except ValueError:

@@ -33,7 +33,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from gateway.events import DISK_FULL, DISK_FULL_CLEARED, STORE_WRITE_RECOVERED
-from gateway.model import Event, Sample, now_ms
+from gateway.model import Batch, Event, Sample, now_ms
 from gateway.store.errors import is_disk_full
 from gateway.store.tx import Write
 
@@ -54,9 +54,9 @@ class HeldBatch:
     def __init__(self, max_samples: int) -> None:
         self.max_samples = max_samples
         #: Samples the processors saw already (their writes are in ``_writes``).
-        self.samples: list[Sample] = []
+        self.samples: Batch = []
         #: Samples no processor saw yet (the attempt failed before the processors ran).
-        self.fresh: list[Sample] = []
+        self.fresh: Batch = []
         self._writes: list[Write] = []
         self.attempts = 0
         self.since_ms: int | None = None
@@ -67,13 +67,13 @@ class HeldBatch:
     def __bool__(self) -> bool:
         return bool(self.samples or self.fresh or self._writes)
 
-    def take(self) -> tuple[list[Sample], list[Sample], list[Write]]:
+    def take(self) -> tuple[Batch, Batch, list[Write]]:
         """(samples already processed, samples not processed yet, the recorded writes)."""
         taken = self.samples, self.fresh, self._writes
         self.samples, self.fresh, self._writes = [], [], []
         return taken
 
-    def keep(self, samples: list[Sample], fresh: list[Sample], writes: list[Write],
+    def keep(self, samples: Batch, fresh: Batch, writes: list[Write],
              err: Exception, store: Store) -> None:
         """A commit of ``samples`` (processed: their ``writes`` recorded) and ``fresh``
         (not processed) failed with ``err``: hold them for the next attempt."""
@@ -82,7 +82,7 @@ class HeldBatch:
         excess = len(samples) + len(fresh) - self.max_samples
         if excess > 0:  # the oldest first: the processed ones came before the fresh ones
             cut = min(excess, len(samples))
-            self._drop(samples[:cut] + fresh[:excess - cut])
+            self._drop([*samples[:cut], *fresh[:excess - cut]])
             samples, fresh = samples[cut:], fresh[excess - cut:]
         self.samples, self.fresh = samples, fresh
         if self.since_ms is None:
@@ -131,7 +131,7 @@ class HeldBatch:
 
     def give_up(self, store: Store) -> None:
         """At shutdown, when the store still cannot write: count what is lost."""
-        lost = self.samples + self.fresh
+        lost = [*self.samples, *self.fresh]  # held batches are Committed: not lists
         if lost:
             self._drop(lost)
         log.error("store %s still cannot commit at shutdown: %d samples held in memory are "

@@ -28,9 +28,7 @@ from gateway.uplink.wire import ChunkText
 
 def poll(device: str, names: tuple[str, ...], ts: int, values: list[Any]) -> PollBatch:
     """What the Modbus driver emits for a poll whose every value is good."""
-    out = PollBatch(Sample(device, n, ts, v) for n, v in zip(names, values, strict=True))
-    out.device, out.ts_ms, out.names, out.values = device, ts, names, values
-    return out
+    return PollBatch(device, ts, names, values)
 
 
 def site_chunk(devices: int = 20, registers: int = 125, t: int = 7) -> Committed:

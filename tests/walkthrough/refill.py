@@ -18,7 +18,7 @@ from gateway.components import (
     register_component,
 )
 from gateway.config.base import StrictModel
-from gateway.model import DeviceStatus, Event, Sample
+from gateway.model import Batch, DeviceStatus, Event, Sample
 
 MIGRATIONS = [
     "CREATE TABLE refill_requests (device TEXT NOT NULL, level REAL NOT NULL, ts_ms INTEGER);",
@@ -44,7 +44,7 @@ class Refill(Component):
         self.remove_observer = self.ctx.add_observer(self.observe)
         self.ctx.commands.register(Command("refill.list", NoArgs, self.list_requests))
 
-    def observe(self, batch: list[Sample], seq_first: int) -> None:
+    def observe(self, batch: Batch, seq_first: int) -> None:
         for sample in batch:  # an observer must not block: hand the work to our task
             if sample.point == "level_pct" and sample.value < self.ctx.config.below_pct:
                 self.low.put_nowait(sample)

@@ -33,6 +33,7 @@ async def test_good_polls_carry_columns_and_a_bad_value_does_not() -> None:
         await ctx.wait_for(lambda c: len(c.batches) >= 3, 5)
         good = ctx.batches[1:3]
         assert all(type(b) is PollBatch for b in good), [type(b) for b in good]
+        assert not any(b.made for b in good)  # the driver made no Sample: columns only
         for b in good:
             assert_columns_match(b)
         # two blocks (input and holding) merged, in order, into one names tuple kept
@@ -53,15 +54,13 @@ async def test_the_pipeline_hands_on_the_batches_as_they_came(tmp_path: Path) ->
         pipeline = Pipeline(store, SystemClock())
         seen: list[Committed] = []
         pipeline.add_observer(lambda batch, _seq: seen.append(batch))  # type: ignore[arg-type]
-        columns = PollBatch([Sample("m", "a", 5, 1.0), Sample("m", "b", 5, 2.0)])
-        columns.device, columns.ts_ms, columns.names, columns.values = "m", 5, ("a", "b"), [
-            1.0, 2.0]
+        columns = PollBatch("m", 5, ("a", "b"), [1.0, 2.0])
         plain = [Sample("n", "a", 6, None, Quality.BAD)]
         await pipeline.put(columns)
         await pipeline.put(plain)
         assert await pipeline.commit_once() == 3
         [batch] = seen
-        assert list(batch) == [*columns, *plain]
         assert batch.parts[0] is columns and batch.parts[1] == plain
+        assert list(batch) == [Sample("m", "a", 5, 1.0), Sample("m", "b", 5, 2.0), *plain]
     finally:
         await store.close()

@@ -44,12 +44,18 @@ def point_by_point(block: Block[PointReader], data: list[int]) -> list[tuple]:
 def assert_decodes_as_point_by_point(function: Any, block: Any, regs: list[int]) -> None:
     """The block decode gives the point-by-point names, qualities, values and types."""
     decoded = decode.decode_block("m", function, block, regs, 1)
-    got = [(s.point, s.value, s.quality) for s in decoded]
-    if isinstance(decoded, PollBatch):  # every value good: the columns say the same
-        assert all(q is Quality.GOOD for _n, _v, q in got)
-        assert list(zip(decoded.names, decoded.values, strict=True)) == [
-            (n, v) for n, v, _q in got]
     want = point_by_point(block, regs)
+    if isinstance(decoded, PollBatch):  # every value good: columns, no sample made yet
+        assert not decoded.made
+        assert len(decoded) == len(want)
+        assert all(q is Quality.GOOD for _n, _v, q in want)
+        assert list(decoded.names) == [n for n, _v, _q in want]
+        for a, (_n, b, _q) in zip(decoded.values, want, strict=True):
+            assert a == b and type(a) is type(b)
+        assert not decoded.made
+    else:
+        assert type(decoded) is list
+    got = [(s.point, s.value, s.quality) for s in decoded]  # the samples, made on demand
     assert [(n, q) for n, _v, q in got] == [(n, q) for n, _v, q in want]
     for (_n, a, _q), (_m, b, _r) in zip(got, want, strict=True):
         assert a == b or (a is None and b is None)

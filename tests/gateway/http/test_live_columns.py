@@ -18,9 +18,7 @@ from gateway.model import Committed, PollBatch, Quality, Sample
 
 def poll(device: str, names: tuple[str, ...], ts: int, values: list[Any]) -> PollBatch:
     """What the Modbus driver emits for a poll whose every value is good."""
-    out = PollBatch(Sample(device, n, ts, v) for n, v in zip(names, values, strict=True))
-    out.device, out.ts_ms, out.names, out.values = device, ts, names, values
-    return out
+    return PollBatch(device, ts, names, values)
 
 
 def same(text: bytes, reference: Any) -> bool:

@@ -18,9 +18,7 @@ SECTION = {"alarms": [
 
 
 def poll(device: str, names: tuple[str, ...], ts: int, values: list[Value]) -> PollBatch:
-    out = PollBatch(Sample(device, n, ts, v) for n, v in zip(names, values, strict=True))
-    out.device, out.ts_ms, out.names, out.values = device, ts, names, values
-    return out
+    return PollBatch(device, ts, names, values)
 
 
 async def run(h: Harness, batch: list[Sample]) -> list[Any]:

@@ -20,9 +20,7 @@ from tests.gateway.siteops.support import expected_rollups
 
 def poll_batch(device: str, names: tuple[str, ...], ts: int, values: list[Any]) -> PollBatch:
     """A PollBatch as the Modbus decoder builds it (``names``: the driver's own tuple)."""
-    out = PollBatch(Sample(device, n, ts, v) for n, v in zip(names, values, strict=True))
-    out.device, out.ts_ms, out.names, out.values = device, ts, names, values
-    return out
+    return PollBatch(device, ts, names, values)
 
 
 def site_polls(t0: int, layouts: dict[str, tuple[str, ...]]) -> list[list[list[Sample]]]:
