@@ -26,7 +26,7 @@ def test_sighup_reloads_and_a_bad_file_changes_nothing(tmp_path: Path) -> None:
     cfg.write_text(yaml.safe_dump(site(tmp_path, 1)))
     proc = spawn(cfg, log=log)
     try:
-        wait_for(lambda: "1 devices" in log.read_text(), 20)
+        wait_for(lambda: "1 device," in log.read_text(), 20)
         cfg.write_text(yaml.safe_dump(site(tmp_path, 2)))
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "2 devices" in log.read_text(), 20)
@@ -54,7 +54,7 @@ def test_fieldgate_reload_command(tmp_path: Path) -> None:
     cfg.write_text(yaml.safe_dump(site(tmp_path, 1)))
     proc = spawn(cfg, log=log)
     try:
-        wait_for(lambda: "1 devices" in log.read_text(), 20)
+        wait_for(lambda: "1 device," in log.read_text(), 20)
         cfg.write_text(yaml.safe_dump(site(tmp_path, 3)))
         done = fieldgate("reload", "-c", str(cfg))
         assert done.returncode == 0, done.stderr
