@@ -24,13 +24,14 @@ from typing import Any
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
+from pymodbus.logging import Log
 from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 
 from drivers.base import PollFailed
 from drivers.modbus.config import ModbusDeviceConfig
-from drivers.modbus.datatypes import Function
+from drivers.modbus.datatypes import Function, Words
 from gateway.pollstats import PollStats
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ def make_client(cfg: ModbusDeviceConfig) -> AsyncModbusTcpClient | AsyncModbusSe
     client.set_max_no_responses(1 << 30)
     _guard_framer(client)
     _quiet_decoder(client)
+    if cfg.transport == "tcp":
+        _lean_receive(client)
     return client
 
 
@@ -143,7 +146,8 @@ def _quiet_decoder(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> No
                 size = frame[1]
                 if size >= len(frame) - 1:
                     return library(frame)  # short: the library says so (and returns None)
-                pdu.registers = list(struct.unpack_from(f">{size // 2}H", frame, 2))
+                words = pdu.registers = Words(_words(size).unpack_from(frame, 2))
+                words.raw = frame[2:2 + size]
             else:
                 pdu.decode(frame[1:])
         except (ModbusException, ValueError, IndexError, struct.error):
@@ -156,6 +160,67 @@ def _quiet_decoder(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> No
 
 
 _PYMODBUS_LOG = logging.getLogger("pymodbus.logging")
+_MBAP_REPLY = struct.Struct(">HHHBBB")  # transaction, protocol, length, unit, function, bytes
+_MBAP_READ = struct.Struct(">HHHBBHH")  # ... unit, function, address, count
+
+
+@functools.lru_cache(maxsize=256)
+def _words(size: int) -> struct.Struct:
+    """The unpacker of ``size`` bytes of registers (one per reply size, made once)."""
+    return struct.Struct(f">{size // 2}H")
+
+
+def _lean_receive(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> None:
+    """Take a Modbus TCP register reply straight to the waiting request.
+
+    pymodbus's receive path for one reply runs ``data_received`` -> ``datagram_received``
+    (which appends the frame to a class-level ring of recent frames, ``Log.transport_dump``,
+    shown only in pymodbus's own ERROR lines; the daemon logs pymodbus at CRITICAL) ->
+    ``callback_data`` -> the framer's ``handleFrame`` and ``decode`` -> the decoder -> the
+    reply's future. This replaces ``data_received`` of this client's protocol (its
+    TransactionManager; nothing global) with one that takes only the common case itself:
+    the receive buffer is empty and the data is exactly one whole frame of protocol 0 that
+    answers the pending request (its transaction id and unit, as the library checks them)
+    with function 3 or 4 and a byte count that fills the frame, while a request waits. That
+    reply is built as :func:`_quiet_decoder` builds it (registers as :class:`Words`) and set
+    on the future, as ``callback_data`` would; the frame goes into pymodbus's ring only while
+    its logger is enabled for ERROR (which is what shows it). Anything else - a partial or
+    joined frame, another transaction or unit, an exception reply, another function, a late
+    reply, pymodbus debug logging on - goes to the library's own ``data_received``.
+    ``tests/drivers/modbus/test_bus_execute.py`` runs the same reply sequences through the
+    library's path and the bus's and requires the same outcomes.
+    """
+    tm = client.ctx
+    library = tm.data_received
+    decoder = tm.framer.decoder
+    classes = {fc: decoder.pdu_table[fc][decoder.pdu_inx] for fc in (3, 4)}
+    unpack_head = _MBAP_REPLY.unpack_from
+    log_on = _PYMODBUS_LOG.isEnabledFor
+
+    def data_received(data: bytes) -> None:
+        size = len(data)
+        if size < 9 or tm.recv_buffer:
+            return library(data)
+        tid, pid, length, unit, function, count = unpack_head(data)
+        future = tm.response_future
+        if (pid or length + 6 != size or count + 9 != size or count & 1
+                or function not in classes or tid != tm.request_transaction_id
+                or (unit != tm.request_dev_id and tm.request_dev_id)
+                or future.done()):
+            return library(data)
+        if log_on(logging.ERROR):  # pymodbus's ERROR lines show the recent frames
+            if log_on(logging.DEBUG):
+                return library(data)  # and its debug lines this one
+            Log.transport_dump(Log.RECV_DATA, data, b"")
+        reply = classes[function]()
+        words = reply.registers = Words(_words(count).unpack_from(data, 9))
+        words.raw = data[9:]
+        reply.dev_id = unit
+        reply.transaction_id = tid
+        future.set_result(reply)
+        return None
+
+    tm.data_received = data_received  # type: ignore[method-assign]
 
 
 class Bus:
@@ -178,6 +243,7 @@ class Bus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._answered: asyncio.Future[None] | None = None
         self._params: Any = None  # the client's CommParams (its reply timeout), see _build
+        self._lean = False
         #: function -> (pymodbus's request class, the reply check, reads bits)
         self._reads: dict[Function, tuple[Any, Check, bool]] = {}
         self.lock = asyncio.Lock()
@@ -201,6 +267,8 @@ class Bus:
         self._loop = asyncio.get_running_loop()  # the client's too (its futures live there)
         self._answered = self._loop.create_future()  # see _execute
         self._answered.set_result(None)
+        #: Modbus TCP without local echo: _execute sends reads itself (see there)
+        self._lean = self.cfg.transport == "tcp" and not self._params.handle_local_echo
         self._reads = {
             Function.HOLDING: (ReadHoldingRegistersRequest, _registers_check, False),
             Function.INPUT: (ReadInputRegistersRequest, _registers_check, False),
@@ -290,18 +358,34 @@ class Bus:
         ``timeout_connect`` seconds raises TimeoutError (the library wraps it into the
         ModbusIOException it raises after its retries; :meth:`_call` treats both as a
         timeout), a reply of another unit or transaction raises ModbusIOException.
+        On Modbus TCP the request's frame is built and written here (the library's
+        ``pdu_send`` and ``send`` do the same with more calls), and the reply comes through
+        :func:`_lean_receive`.
         ``tests/drivers/modbus/test_bus_execute.py`` holds the two paths to the same
         outcomes, so a pymodbus upgrade that changes the library's path fails there.
         """
         tm = self._tm
         if not tm.transport:
             raise ConnectionException(f"Not connected[{self._client!s}]")
-        request.transaction_id = tm.getNextTID()
         tm.recv_buffer = b""
         loop = self._loop  # not get_running_loop(): on 3.11 that is a getpid() system call
         assert loop is not None
         reply = tm.response_future = loop.create_future()
-        tm.pdu_send(request)
+        if self._lean and not _PYMODBUS_LOG.isEnabledFor(logging.DEBUG):
+            # Modbus TCP: the frame pymodbus's ``pdu_send`` builds (``buildFrame``: MBAP
+            # header, function, address, count) and sends (``send``), made in one call.
+            tid = request.transaction_id = tm.next_tid = (
+                1 if tm.next_tid >= 65000 else tm.next_tid + 1)  # ``getNextTID``
+            tm.request_dev_id = request.dev_id
+            tm.request_transaction_id = tid
+            frame = _MBAP_READ.pack(tid, 0, 6, request.dev_id, request.function_code,
+                                    request.address, request.count)
+            if _PYMODBUS_LOG.isEnabledFor(logging.ERROR):  # see _lean_receive
+                Log.transport_dump(Log.SEND_DATA, frame, None)
+            tm.transport.write(frame)
+        else:
+            request.transaction_id = tm.getNextTID()
+            tm.pdu_send(request)
         expire = loop.call_later(self._params.timeout_connect, _expire, reply)
         try:
             response: ModbusPDU = await reply
