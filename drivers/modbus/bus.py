@@ -311,8 +311,12 @@ class Bus:
     async def read(
         self, dev: ModbusDeviceConfig, function: Function, address: int, count: int
     ) -> list[int] | list[bool]:
-        async with self.lock:
+        lock = self.lock  # acquire and release, not ``async with``: two coroutines fewer a read
+        await lock.acquire()
+        try:
             return await self.read_unlocked(dev, function, address, count)
+        finally:
+            lock.release()
 
     async def read_unlocked(
         self, dev: ModbusDeviceConfig, function: Function, address: int, count: int
@@ -422,7 +426,7 @@ class Bus:
         mostly succeed, and this runs on each). ``check`` raises :class:`BadReply` for a
         reply that does not fit (counted as ``bad_reply``, not retried).
         """
-        tm = self.client.ctx
+        tm = self._tm  # the client is built: ``method`` is one of its own, or _execute
         self._params.timeout_connect = dev.timeout  # pymodbus's reply timeout, per device
         stats = self.stats.get(dev.id)
         monotonic = self._monotonic
