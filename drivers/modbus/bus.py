@@ -325,9 +325,8 @@ class Bus:
         if self._client is None:
             self._client = self._build()
         request, check, is_bit = self._reads[function]
-        pdu = request(address=address, count=count, dev_id=dev.unit)
-        reply = await self._call(dev, (function, address, count), self._execute, (pdu,),
-                                 _NO_KWARGS, check, count)
+        reply = await self._call(dev, (function, address, count), self._execute,
+                                 (request, address, count, dev.unit), _NO_KWARGS, check, count)
         if is_bit:
             return [bool(b) for b in reply.bits[:count]]
         return reply.registers
@@ -348,9 +347,11 @@ class Bus:
         await self._call(dev, what, self.client.write_coil, (address, value),
                          {"device_id": dev.unit})
 
-    async def _execute(self, request: ModbusPDU) -> ModbusPDU:
-        """Send one read and wait for its reply: pymodbus's ``TransactionManager.execute``
-        (3.16) for a request of ours, with what it does that we do not need left out.
+    async def _execute(self, request: type[ModbusPDU], address: int, count: int,
+                       unit: int) -> ModbusPDU:
+        """Send one read (``request``: pymodbus's request class of its function) and wait
+        for its reply: pymodbus's ``TransactionManager.execute`` (3.16) for a request of ours,
+        with what it does that we do not need left out.
 
         It uses the library's own request objects, framer, transport and reply routing
         (``pdu_send``, ``callback_data`` filling ``response_future``, the frame checks); left
@@ -362,9 +363,9 @@ class Bus:
         ``timeout_connect`` seconds raises TimeoutError (the library wraps it into the
         ModbusIOException it raises after its retries; :meth:`_call` treats both as a
         timeout), a reply of another unit or transaction raises ModbusIOException.
-        On Modbus TCP the request's frame is built and written here (the library's
-        ``pdu_send`` and ``send`` do the same with more calls), and the reply comes through
-        :func:`_lean_receive`.
+        On Modbus TCP the request's frame is built and written here, without a request
+        object (the library's ``pdu_send`` and ``send`` do the same with more calls), and the
+        reply comes through :func:`_lean_receive`.
         ``tests/drivers/modbus/test_bus_execute.py`` holds the two paths to the same
         outcomes, so a pymodbus upgrade that changes the library's path fails there.
         """
@@ -375,21 +376,22 @@ class Bus:
         loop = self._loop  # not get_running_loop(): on 3.11 that is a getpid() system call
         assert loop is not None
         reply = tm.response_future = loop.create_future()
+        function_code = request.function_code
         if self._lean and not _PYMODBUS_LOG.isEnabledFor(logging.DEBUG):
-            # Modbus TCP: the frame pymodbus's ``pdu_send`` builds (``buildFrame``: MBAP
-            # header, function, address, count) and sends (``send``), made in one call.
-            tid = request.transaction_id = tm.next_tid = (
-                1 if tm.next_tid >= 65000 else tm.next_tid + 1)  # ``getNextTID``
-            tm.request_dev_id = request.dev_id
+            # Modbus TCP: the frame pymodbus's ``pdu_send`` builds from the request object
+            # (``buildFrame``: MBAP header, function, address, count) and sends (``send``),
+            # made in one call, without the object.
+            tid = tm.next_tid = 1 if tm.next_tid >= 65000 else tm.next_tid + 1  # getNextTID
+            tm.request_dev_id = unit
             tm.request_transaction_id = tid
-            frame = _MBAP_READ.pack(tid, 0, 6, request.dev_id, request.function_code,
-                                    request.address, request.count)
+            frame = _MBAP_READ.pack(tid, 0, 6, unit, function_code, address, count)
             if _PYMODBUS_LOG.isEnabledFor(logging.ERROR):  # see _lean_receive
                 Log.transport_dump(Log.SEND_DATA, frame, None)
             tm.transport.write(frame)
         else:
-            request.transaction_id = tm.getNextTID()
-            tm.pdu_send(request)
+            pdu = request(address=address, count=count, dev_id=unit)
+            tid = pdu.transaction_id = tm.getNextTID()
+            tm.pdu_send(pdu)
         expire = loop.call_later(self._params.timeout_connect, _expire, reply)
         try:
             response: ModbusPDU = await reply
@@ -402,16 +404,16 @@ class Bus:
             tm.response_future = self._answered
             tm.last_pdu = None
         tm.count_until_disconnect = tm.max_until_disconnect
-        if request.dev_id and response.dev_id != request.dev_id:
+        if unit and response.dev_id != unit:
             raise ModbusIOException(
-                f"ERROR: request uses device id={request.dev_id} but received "
-                f"{response.dev_id}.", function_code=request.function_code,
-                transaction_id=request.transaction_id, dev_id=request.dev_id)
-        if response.transaction_id and response.transaction_id != request.transaction_id:
+                f"ERROR: request uses device id={unit} but received "
+                f"{response.dev_id}.", function_code=function_code,
+                transaction_id=tid, dev_id=unit)
+        if response.transaction_id and response.transaction_id != tid:
             raise ModbusIOException(
-                f"ERROR: request uses transaction id={request.transaction_id} but received "
-                f"{response.transaction_id}.", function_code=request.function_code,
-                transaction_id=request.transaction_id, dev_id=request.dev_id)
+                f"ERROR: request uses transaction id={tid} but received "
+                f"{response.transaction_id}.", function_code=function_code,
+                transaction_id=tid, dev_id=unit)
         response.retries = 0
         return response
 

@@ -253,5 +253,11 @@ def registers_to_bytes(registers: Registers) -> bytes:
     """Big-endian bytes of a register block; one call per block, then decoders slice it. A
     reply's :class:`Words` already has them."""
     if type(registers) is Words:
-        return registers.raw
+        try:
+            raw = registers.raw
+        except AttributeError:  # a copy (copy.copy, pickle) keeps the list, not the bytes
+            pass
+        else:
+            if len(raw) == 2 * len(registers):  # not changed in length since the reply
+                return raw
     return struct.pack(f">{len(registers)}H", *registers)

@@ -11,6 +11,7 @@ counted statistics. A pymodbus upgrade that changes what its path does fails her
 from __future__ import annotations
 
 import asyncio
+import copy
 import struct
 from typing import Any
 
@@ -200,3 +201,7 @@ async def test_a_tcp_reply_keeps_its_bytes_for_the_decoder() -> None:
         finally:
             bus.close()
     assert registers_to_bytes([1, 65535]) == b"\x00\x01\xff\xff"
+    copied = copy.copy(words)  # a copy without the reply's bytes, and a list grown after
+    assert type(copied) is Words and registers_to_bytes(copied) == words.raw
+    words.append(7)
+    assert registers_to_bytes(words) == struct.pack(">126H", *[2] * 125, 7)
