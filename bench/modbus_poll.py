@@ -132,7 +132,8 @@ def main() -> None:
             child.wait(timeout=10)
     points = point_map()
     drv = ModbusDriver([ModbusDeviceConfig.model_validate(
-        {"id": "p", "host": "h", "max_gap": MAX_GAP, "points": points})], None)  # type: ignore[arg-type]
+        {"id": "p", "host": "h", "max_gap": MAX_GAP, "points": points})],
+        CountingContext())  # type: ignore[arg-type]
     write_result(
         "modbus_poll",
         what=("bare Modbus driver (no pipeline, store or uplink) polling pymodbus simulators "

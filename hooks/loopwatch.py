@@ -3,8 +3,9 @@
 Everything in fieldgate shares one event loop. An ``async def`` hook that makes a blocking
 call (``time.sleep``, ``requests.get``, a busy loop) stops the pollers, the pipeline, the
 uplink and the commands until it returns; no timeout can fire, because timeouts need the
-loop too. So a thread outside the loop watches a heartbeat the loop updates a few times per
-``plugins.loop_stall_warn``. When the heartbeat is older than that, the thread logs what the
+loop too. So a thread outside the loop watches a heartbeat the loop updates twice per
+``plugins.loop_stall_warn``. When the heartbeat is older than that (plus one update's
+period, so only a real stall counts), the thread, which looks as often, logs what the
 loop is running: the task, the Python frame, and the plugin and hook when it is one. It
 counts the stall (``plugins.stats`` -> ``loop``) and logs again when the loop runs again,
 with the stall's length. It cannot stop the blocking call; it makes it visible in minutes.
@@ -35,7 +36,10 @@ class LoopWatch:
     def __init__(self, runner: HookRunner | None, warn_s: float) -> None:
         self.runner = runner
         self.warn_s = warn_s
-        self.period = min(0.05, warn_s / 5)
+        # The loop's heartbeat timer and the thread's look both run every period: each is a
+        # wake-up (the thread's takes the GIL from the loop), so not more often than needed.
+        # A stall of warn_s is reported between warn_s and warn_s + 2 periods after it began.
+        self.period = warn_s / 2
         self.stalls = 0
         self.longest_s = 0.0
         self.by_plugin: dict[str, int] = {}

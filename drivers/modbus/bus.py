@@ -1,8 +1,9 @@
 """One Modbus connection (a TCP socket or a serial line) shared by every unit id on it.
 
-This module is the ONE place that talks to pymodbus: every library error is translated here
-into a :class:`PollFailed` subclass (``raise ... from err``), so the poller and the write path
-reason about four outcomes only: the bus is down, the device did not answer in time, the
+This module is the ONE place that sends requests through pymodbus (its client is made and
+fitted in :mod:`drivers.modbus.client`): every library error is translated here into a
+:class:`PollFailed` subclass (``raise ... from err``), so the poller and the write path reason
+about four outcomes only: the bus is down, the device did not answer in time, the
 device answered with an exception code, or the reply was garbage.
 
 Requests never interleave: a lock is held from sending a request until its reply (or timeout),
@@ -14,21 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import struct
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.framer import FramerType
+from pymodbus.logging import Log
 from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 
 from drivers.base import PollFailed
+from drivers.modbus.client import MBAP_READ, PYMODBUS_LOG, make_client
 from drivers.modbus.config import ModbusDeviceConfig
 from drivers.modbus.datatypes import Function
 from gateway.pollstats import PollStats
@@ -62,102 +62,6 @@ class BadReply(PollFailed):
     """A reply arrived but does not fit the request (garbage, wrong length, wrong type)."""
 
 
-def make_client(cfg: ModbusDeviceConfig) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
-    """Build the pymodbus client for a bus from the settings of its first device."""
-    common: dict[str, Any] = {
-        "name": cfg.bus_key,
-        "reconnect_delay": 0,  # we reconnect ourselves, with our backoff
-        "timeout": cfg.timeout,
-        "retries": 0,
-    }
-    client: AsyncModbusTcpClient | AsyncModbusSerialClient
-    if cfg.transport == "rtu":
-        assert cfg.serial is not None
-        s = cfg.serial
-        client = AsyncModbusSerialClient(
-            s.port, framer=FramerType.RTU, baudrate=s.baudrate, parity=s.parity,
-            stopbits=s.stopbits, bytesize=s.bytesize, **common,
-        )
-    else:
-        assert cfg.host is not None
-        framer = FramerType.SOCKET if cfg.transport == "tcp" else FramerType.RTU
-        client = AsyncModbusTcpClient(cfg.host, port=cfg.port, framer=framer, **common)
-    # Never let pymodbus close a shared connection because one unit id stopped answering.
-    client.set_max_no_responses(1 << 30)
-    _guard_framer(client)
-    _quiet_decoder(client)
-    return client
-
-
-def _guard_framer(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> None:
-    """Turn an undecodable frame into a failed request instead of a dead connection.
-
-    pymodbus raises from ``data_received`` when a frame does not decode, and asyncio then
-    aborts the transport: one garbage reply would cost every unit on the bus a reconnect.
-    We drop the buffer and fail the pending request, which the poller marks bad.
-    """
-    tm = client.ctx
-    handle = tm.framer.handleFrame
-
-    def guarded(data: bytes, exp_devid: int, exp_tid: int) -> tuple[int, Any]:
-        try:
-            return handle(data, exp_devid, exp_tid)
-        except ModbusException as err:
-            future = tm.response_future
-            if not future.done():
-                future.set_exception(ModbusException(f"undecodable reply ({err})"))
-            return len(data), None
-
-    tm.framer.handleFrame = guarded  # type: ignore[method-assign]
-
-
-def _quiet_decoder(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> None:
-    """Decode replies without the work pymodbus does for a debug line nobody reads.
-
-    pymodbus's ``DecodePDU.decode`` builds ``str(pdu)`` (the whole register list as text) as
-    an argument of ``Log.debug`` on every reply, before the log level is checked, and its
-    register replies unpack one register per ``struct`` call. This replaces the ``decode``
-    of this client's decoder instance only (nothing global): while the ``pymodbus`` logger is
-    not enabled for DEBUG, a plain reply (no sub-function) is built as the library builds it
-    but without the debug text, and a register reply (function 3 or 4) unpacks in one call.
-    Everything else - exception replies, sub-functions, unknown codes, a reply the fast path
-    cannot decode, and any reply while pymodbus debug logging is on - goes to the library's
-    own ``decode``, so its warnings and debug lines are unchanged.
-    ``tests/drivers/modbus/test_bus_decode.py`` checks both paths give equal replies.
-    """
-    decoder = client.ctx.framer.decoder
-    library = decoder.decode
-    table, inx = decoder.pdu_table, decoder.pdu_inx
-    registers = {3, 4}
-    debug_on = functools.partial(_PYMODBUS_LOG.isEnabledFor, logging.DEBUG)
-
-    def decode(frame: bytes) -> ModbusPDU | None:
-        if not frame or frame[0] & 0x80 or debug_on():
-            return library(frame)
-        pdu_class = table.get(frame[0], (None, None))[inx]
-        if pdu_class is None:
-            return library(frame)
-        pdu = pdu_class()
-        try:
-            if frame[0] in registers:
-                size = frame[1]
-                if size >= len(frame) - 1:
-                    return library(frame)  # short: the library says so (and returns None)
-                pdu.registers = list(struct.unpack_from(f">{size // 2}H", frame, 2))
-            else:
-                pdu.decode(frame[1:])
-        except (ModbusException, ValueError, IndexError, struct.error):
-            return library(frame)
-        if pdu.sub_function_code >= 0:
-            return library(frame)
-        return pdu
-
-    decoder.decode = decode  # type: ignore[method-assign]
-
-
-_PYMODBUS_LOG = logging.getLogger("pymodbus.logging")
-
-
 class Bus:
     """A serialized request channel to the unit ids behind one connection.
 
@@ -178,6 +82,7 @@ class Bus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._answered: asyncio.Future[None] | None = None
         self._params: Any = None  # the client's CommParams (its reply timeout), see _build
+        self._lean = False
         #: function -> (pymodbus's request class, the reply check, reads bits)
         self._reads: dict[Function, tuple[Any, Check, bool]] = {}
         self.lock = asyncio.Lock()
@@ -201,6 +106,8 @@ class Bus:
         self._loop = asyncio.get_running_loop()  # the client's too (its futures live there)
         self._answered = self._loop.create_future()  # see _execute
         self._answered.set_result(None)
+        #: Modbus TCP without local echo: _execute sends reads itself (see there)
+        self._lean = self.cfg.transport == "tcp" and not self._params.handle_local_echo
         self._reads = {
             Function.HOLDING: (ReadHoldingRegistersRequest, _registers_check, False),
             Function.INPUT: (ReadInputRegistersRequest, _registers_check, False),
@@ -243,8 +150,12 @@ class Bus:
     async def read(
         self, dev: ModbusDeviceConfig, function: Function, address: int, count: int
     ) -> list[int] | list[bool]:
-        async with self.lock:
+        lock = self.lock  # acquire and release, not ``async with``: two coroutines fewer a read
+        await lock.acquire()
+        try:
             return await self.read_unlocked(dev, function, address, count)
+        finally:
+            lock.release()
 
     async def read_unlocked(
         self, dev: ModbusDeviceConfig, function: Function, address: int, count: int
@@ -253,9 +164,8 @@ class Bus:
         if self._client is None:
             self._client = self._build()
         request, check, is_bit = self._reads[function]
-        pdu = request(address=address, count=count, dev_id=dev.unit)
-        reply = await self._call(dev, (function, address, count), self._execute, (pdu,),
-                                 _NO_KWARGS, check, count)
+        reply = await self._call(dev, (function, address, count), self._execute,
+                                 (request, address, count, dev.unit), _NO_KWARGS, check, count)
         if is_bit:
             return [bool(b) for b in reply.bits[:count]]
         return reply.registers
@@ -276,9 +186,11 @@ class Bus:
         await self._call(dev, what, self.client.write_coil, (address, value),
                          {"device_id": dev.unit})
 
-    async def _execute(self, request: ModbusPDU) -> ModbusPDU:
-        """Send one read and wait for its reply: pymodbus's ``TransactionManager.execute``
-        (3.16) for a request of ours, with what it does that we do not need left out.
+    async def _execute(self, request: type[ModbusPDU], address: int, count: int,
+                       unit: int) -> ModbusPDU:
+        """Send one read (``request``: pymodbus's request class of its function) and wait
+        for its reply: pymodbus's ``TransactionManager.execute`` (3.16) for a request of ours,
+        with what it does that we do not need left out.
 
         It uses the library's own request objects, framer, transport and reply routing
         (``pdu_send``, ``callback_data`` filling ``response_future``, the frame checks); left
@@ -290,18 +202,35 @@ class Bus:
         ``timeout_connect`` seconds raises TimeoutError (the library wraps it into the
         ModbusIOException it raises after its retries; :meth:`_call` treats both as a
         timeout), a reply of another unit or transaction raises ModbusIOException.
+        On Modbus TCP the request's frame is built and written here, without a request
+        object (the library's ``pdu_send`` and ``send`` do the same with more calls), and the
+        reply comes through ``_lean_receive`` (:mod:`drivers.modbus.client`).
         ``tests/drivers/modbus/test_bus_execute.py`` holds the two paths to the same
         outcomes, so a pymodbus upgrade that changes the library's path fails there.
         """
         tm = self._tm
         if not tm.transport:
             raise ConnectionException(f"Not connected[{self._client!s}]")
-        request.transaction_id = tm.getNextTID()
         tm.recv_buffer = b""
         loop = self._loop  # not get_running_loop(): on 3.11 that is a getpid() system call
         assert loop is not None
         reply = tm.response_future = loop.create_future()
-        tm.pdu_send(request)
+        function_code = request.function_code
+        if self._lean and not PYMODBUS_LOG.isEnabledFor(logging.DEBUG):
+            # Modbus TCP: the frame pymodbus's ``pdu_send`` builds from the request object
+            # (``buildFrame``: MBAP header, function, address, count) and sends (``send``),
+            # made in one call, without the object.
+            tid = tm.next_tid = 1 if tm.next_tid >= 65000 else tm.next_tid + 1  # getNextTID
+            tm.request_dev_id = unit
+            tm.request_transaction_id = tid
+            frame = MBAP_READ.pack(tid, 0, 6, unit, function_code, address, count)
+            if PYMODBUS_LOG.isEnabledFor(logging.ERROR):  # see client._lean_receive
+                Log.transport_dump(Log.SEND_DATA, frame, None)
+            tm.transport.write(frame)
+        else:
+            pdu = request(address=address, count=count, dev_id=unit)
+            tid = pdu.transaction_id = tm.getNextTID()
+            tm.pdu_send(pdu)
         expire = loop.call_later(self._params.timeout_connect, _expire, reply)
         try:
             response: ModbusPDU = await reply
@@ -314,16 +243,16 @@ class Bus:
             tm.response_future = self._answered
             tm.last_pdu = None
         tm.count_until_disconnect = tm.max_until_disconnect
-        if request.dev_id and response.dev_id != request.dev_id:
+        if unit and response.dev_id != unit:
             raise ModbusIOException(
-                f"ERROR: request uses device id={request.dev_id} but received "
-                f"{response.dev_id}.", function_code=request.function_code,
-                transaction_id=request.transaction_id, dev_id=request.dev_id)
-        if response.transaction_id and response.transaction_id != request.transaction_id:
+                f"ERROR: request uses device id={unit} but received "
+                f"{response.dev_id}.", function_code=function_code,
+                transaction_id=tid, dev_id=unit)
+        if response.transaction_id and response.transaction_id != tid:
             raise ModbusIOException(
-                f"ERROR: request uses transaction id={request.transaction_id} but received "
-                f"{response.transaction_id}.", function_code=request.function_code,
-                transaction_id=request.transaction_id, dev_id=request.dev_id)
+                f"ERROR: request uses transaction id={tid} but received "
+                f"{response.transaction_id}.", function_code=function_code,
+                transaction_id=tid, dev_id=unit)
         response.retries = 0
         return response
 
@@ -338,7 +267,7 @@ class Bus:
         mostly succeed, and this runs on each). ``check`` raises :class:`BadReply` for a
         reply that does not fit (counted as ``bad_reply``, not retried).
         """
-        tm = self.client.ctx
+        tm = self._tm  # the client is built: ``method`` is one of its own, or _execute
         self._params.timeout_connect = dev.timeout  # pymodbus's reply timeout, per device
         stats = self.stats.get(dev.id)
         monotonic = self._monotonic

@@ -23,6 +23,16 @@ Registers = Sequence[int]
 Decoded = float | int | bool | str
 
 
+class Words(list[int]):
+    """The registers of one read reply, made by the bus, with the reply's own bytes kept as
+    ``raw`` (big-endian, as on the wire): :func:`registers_to_bytes` hands those on instead
+    of packing the list again. The list is the reply; nothing changes it in place (a caller
+    that wants to change values makes a plain list of them)."""
+
+    __slots__ = ("raw",)
+    raw: bytes
+
+
 class Function(enum.StrEnum):
     """The Modbus table a point lives in."""
 
@@ -240,5 +250,14 @@ def make_encoder(type_name: str, order: Order, *, length: int | None) -> Encoder
 
 
 def registers_to_bytes(registers: Registers) -> bytes:
-    """Big-endian bytes of a register block; one call per block, then decoders slice it."""
+    """Big-endian bytes of a register block; one call per block, then decoders slice it. A
+    reply's :class:`Words` already has them."""
+    if type(registers) is Words:
+        try:
+            raw = registers.raw
+        except AttributeError:  # a copy (copy.copy, pickle) keeps the list, not the bytes
+            pass
+        else:
+            if len(raw) == 2 * len(registers):  # not changed in length since the reply
+                return raw
     return struct.pack(f">{len(registers)}H", *registers)

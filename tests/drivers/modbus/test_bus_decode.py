@@ -1,4 +1,4 @@
-"""The bus's reply decoder (drivers/modbus/bus.py _quiet_decoder) gives exactly the replies
+"""The bus's reply decoder (drivers/modbus/client.py _quiet_decoder) gives exactly the replies
 pymodbus's own decoder gives, without building the debug text pymodbus builds on every reply."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.decoders import DecodePDU
 
-from drivers.modbus.bus import make_client
+from drivers.modbus.client import make_client
 
 from .support import device
 

@@ -11,6 +11,7 @@ counted statistics. A pymodbus upgrade that changes what its path does fails her
 from __future__ import annotations
 
 import asyncio
+import copy
 import struct
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 
 from drivers.base import PollFailed
 from drivers.modbus.bus import Bus, _registers_check
-from drivers.modbus.datatypes import Function
+from drivers.modbus.datatypes import Function, Words, registers_to_bytes
 from gateway.pollstats import PollStats
 
 from .support import device
@@ -83,6 +84,12 @@ class Server:
                     writer.write(struct.pack(">HHHB", tid, 0, 3, unit) + b"\x63\x01")
                 elif mode == "wrong_function":  # a reply of input registers to a holding read
                     writer.write(self.reply(tid, unit, count, fc=4))
+                elif mode == "split":  # the reply in two segments: the buffer joins them
+                    whole = self.reply(tid, unit, count)
+                    writer.write(whole[:5])
+                    await writer.drain()
+                    await asyncio.sleep(0.01)
+                    writer.write(whole[5:])
                 elif mode == "cut":
                     writer.close()
                     return
@@ -98,6 +105,8 @@ async def outcomes(modes: list[str], library: bool) -> tuple[list[Any], dict[str
                      points=[{"name": "a", "address": 0, "type": "uint16"}])
         bus = Bus("test", dev)
         stats = bus.stats[dev.id] = PollStats(dev.id, lambda: 0)
+        if library:  # the library's receive path too, not the bus's (_lean_receive)
+            del bus.client.ctx.data_received
         await bus.connect()
         out: list[Any] = []
         try:
@@ -138,6 +147,7 @@ SEQUENCES = [
     ["bad_pdu", "good"],
     ["wrong_function", "good"],
     ["cut", "good"],
+    ["split", "good"],
 ]
 
 
@@ -172,3 +182,26 @@ async def test_the_bus_keeps_no_reply_after_a_read() -> None:
             assert tm.response_future.done() and tm.response_future.result() is None
         finally:
             bus.close()
+
+
+async def test_a_tcp_reply_keeps_its_bytes_for_the_decoder() -> None:
+    """A register reply comes as :class:`Words`: the registers, and the reply's bytes, which
+    ``registers_to_bytes`` hands on instead of packing the list again; a plain list packs."""
+    async with Server(["good", "split"]) as server:
+        dev = device(port=server.port, unit=UNIT, timeout=0.5,
+                     points=[{"name": "a", "address": 0, "type": "uint16"}])
+        bus = Bus("test", dev)
+        await bus.connect()
+        try:
+            for counter in (1, 2):  # one frame (the bus's receive), two segments (pymodbus's)
+                words = await bus.read(dev, Function.HOLDING, 0, 125)
+                assert type(words) is Words and words == [counter] * 125
+                assert registers_to_bytes(words) is words.raw
+                assert words.raw == struct.pack(">125H", *[counter] * 125)
+        finally:
+            bus.close()
+    assert registers_to_bytes([1, 65535]) == b"\x00\x01\xff\xff"
+    copied = copy.copy(words)  # a copy without the reply's bytes, and a list grown after
+    assert type(copied) is Words and registers_to_bytes(copied) == words.raw
+    words.append(7)
+    assert registers_to_bytes(words) == struct.pack(">126H", *[2] * 125, 7)
