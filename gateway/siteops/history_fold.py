@@ -26,10 +26,11 @@ this module only folds and hands buckets out.
 from __future__ import annotations
 
 import math
+import struct
 from array import array
-from collections.abc import Callable, Sequence
-from itertools import repeat
-from operator import itemgetter
+from collections.abc import Callable, Iterable, Sequence
+from itertools import compress, repeat
+from operator import eq, gt, itemgetter, lt
 from typing import Any
 
 from gateway.model import PollBatch, Quality, Sample
@@ -70,8 +71,9 @@ class Bucket:
         self.meter_accs: dict[Key, Acc] = {}
         #: Per device, a whole poll's points at once: [layout, n, totals, mins, maxs,
         #: lasts, last_ts, pending] (in the layout's order). ``pending`` holds the value
-        #: tuples of up to ``SETTLE_POLLS`` polls not yet in totals/mins/maxs (which are
-        #: None before the first settle); read the columns only after :meth:`settle`.
+        #: lists of up to ``SETTLE_POLLS`` polls not yet in totals/mins/maxs (which are
+        #: the first poll's values before the first settle); read the columns only after
+        #: :meth:`settle`.
         self.cols: dict[str, list[Any]] = {}
 
     def merged(self, kept: Callable[[str, str], bool] | None = None,
@@ -152,21 +154,51 @@ def _valid_columns(quals: Sequence[Any], values: Sequence[Any]) -> bool:
     return total - total == 0  # NaN or an infinity anywhere: not 0
 
 
+def _doubles(values: Iterable[Any], n: int) -> array[float]:
+    """An array of the ``n`` doubles of ``values``: packed by one ``struct`` call (an
+    array's own item by item conversion costs several times as much)."""
+    pack = _PACKS.get(n)
+    if pack is None:
+        pack = _PACKS[n] = struct.Struct(f"{n}d").pack
+    return array("d", pack(*values))
+
+
+_PACKS: dict[int, Callable[..., bytes]] = {}
+_FIRST = itemgetter(0)
+_LAST = itemgetter(-1)
+
+
 def _settle(c: list[Any]) -> None:
-    """Fold a device's pending polls (value tuples) into its totals, minima and maxima:
-    one ``zip`` and one ``sum``/``min``/``max`` per point for several polls at once. They
-    are arrays of doubles (8 bytes a point, not a float object each)."""
+    """Fold a device's pending polls (value lists) into its totals, minima and maxima: one
+    ``zip`` of the waiting polls, then per point one ``sum`` from its total (left to right,
+    as sample by sample) and one sort; the minima and maxima change only where a waiting
+    value is below or above them. They are arrays of doubles (8 bytes a point, not a float
+    object each). Until the first settle the three are the minute's first poll's values."""
     pending = c[7]
     if not pending:
         return
-    if c[2] is None:
-        c[2] = array("d", map(sum, zip(*pending, strict=True)))
-        c[3] = array("d", map(min, zip(*pending, strict=True)))
-        c[4] = array("d", map(max, zip(*pending, strict=True)))
-    else:
-        c[2] = array("d", map(sum, zip(c[2], *pending, strict=True)))
-        c[3] = array("d", map(min, zip(c[3], *pending, strict=True)))
-        c[4] = array("d", map(max, zip(c[4], *pending, strict=True)))
+    n = len(pending[0])
+    cols = list(zip(*pending, strict=True))
+    c[2] = _doubles(map(sum, cols, c[2]), n)
+    mins, maxs = c[3], c[4]
+    if type(mins) is not array:  # still the first poll's own values: not ours to change
+        c[3] = mins = _doubles(mins, n)
+        c[4] = maxs = _doubles(maxs, n)
+    # One sort per point gives both ends (a float-only sort is far cheaper than a ``min``
+    # and a ``max`` call); it is stable, so its first is ``min``'s (the first of equal
+    # minima), but its last is the *last* of equal maxima, where ``max`` (and sample by
+    # sample) keeps the first. Equal values differ only as 0.0 and -0.0 (an int's in the
+    # array is a double), so a point whose maximum is zero takes ``max`` itself.
+    ordered = list(map(sorted, cols))
+    lo = list(map(_FIRST, ordered))
+    for k in compress(range(n), map(lt, lo, mins)):
+        mins[k] = lo[k]
+    hi = list(map(_LAST, ordered))
+    if 0 in hi:
+        for k in compress(range(n), map(eq, hi, repeat(0))):
+            hi[k] = max(cols[k])
+    for k in compress(range(n), map(gt, hi, maxs)):
+        maxs[k] = hi[k]
     c[7] = []
 
 
@@ -287,7 +319,7 @@ class Folder:
         b = self.bucket(minute, first_seq)
         c = b.cols.get(device)
         if c is None:
-            b.cols[device] = [layout, 1, None, None, None, vals, ts, [vals]]
+            b.cols[device] = [layout, 1, vals, vals, vals, vals, ts, []]
         elif c[0] is not layout and c[0] != layout:
             return False
         else:
