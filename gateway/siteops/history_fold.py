@@ -347,7 +347,8 @@ class Folder:
         list of the same samples would."""
         device, names = p.device, p.names
         values: list[Any] = p.values  # checked just below: finite ints and floats
-        if not _NUMBERS.issuperset(map(type, values)):
+        types = list(map(type, values))  # all floats, usually: counted by identity
+        if types.count(float) != len(types) and not _NUMBERS.issuperset(types):
             self.fold(p, first_seq, meters)  # not numbers (or a bool): sample by sample
             return
         try:
