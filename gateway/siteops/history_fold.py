@@ -45,10 +45,11 @@ _VALUE = itemgetter(3)
 _QUALITY = itemgetter(4)
 _NUMBERS = frozenset((float, int))
 
-#: A device's polls wait as value tuples until this many, then are folded in one pass per
-#: statistic (``sum``/``min``/``max`` over each point's few values): fewer C-level passes
-#: per sample than one ``add``/``lt``/``gt`` pass per poll, at the memory of a few polls.
-SETTLE_POLLS = 4
+#: A device's polls wait, then are folded in one pass per point (``sum`` from its total, one
+#: sort for both ends) every this many polls: fewer C-level calls per sample than per-poll
+#: passes. A poll of floats waits packed (8 bytes a value), so 8 waiting polls hold about
+#: the memory 4 unpacked ones did.
+SETTLE_POLLS = 8
 
 #: An accumulator of a point that ``history.points`` does not keep: folded, never written.
 DROPPED = 6
@@ -157,13 +158,18 @@ def _valid_columns(quals: Sequence[Any], values: Sequence[Any]) -> bool:
 def _doubles(values: Iterable[Any], n: int) -> array[float]:
     """An array of the ``n`` doubles of ``values``: packed by one ``struct`` call (an
     array's own item by item conversion costs several times as much)."""
-    pack = _PACKS.get(n)
-    if pack is None:
-        pack = _PACKS[n] = struct.Struct(f"{n}d").pack
-    return array("d", pack(*values))
+    return array("d", _packer(n).pack(*values))
 
 
-_PACKS: dict[int, Callable[..., bytes]] = {}
+def _packer(n: int) -> struct.Struct:
+    """The ``struct`` of ``n`` doubles (made once per length)."""
+    found = _PACKS.get(n)
+    if found is None:
+        found = _PACKS[n] = struct.Struct(f"{n}d")
+    return found
+
+
+_PACKS: dict[int, struct.Struct] = {}
 _FIRST = itemgetter(0)
 _LAST = itemgetter(-1)
 
@@ -177,8 +183,10 @@ def _settle(c: list[Any]) -> None:
     pending = c[7]
     if not pending:
         return
-    n = len(pending[0])
-    cols = list(zip(*pending, strict=True))
+    n = len(c[0])  # the layout's points
+    # A poll of floats waits packed (8 bytes a value, not a float object): unpacked here.
+    cols = list(zip(*[_packer(n).unpack(x) if type(x) is bytes else x for x in pending],
+                    strict=True))
     c[2] = _doubles(map(sum, cols, c[2]), n)
     mins, maxs = c[3], c[4]
     if type(mins) is not array:  # still the first poll's own values: not ours to change
@@ -311,7 +319,7 @@ class Folder:
         return self._add_poll(device, layout, vals, ts, first_seq, meters)
 
     def _add_poll(self, device: str, layout: tuple[str, ...], vals: Sequence[Any], ts: int,
-                  first_seq: int, meters: bool) -> bool:
+                  first_seq: int, meters: bool, floats: bool = False) -> bool:
         """Add one poll of ``device`` (good numbers in ``layout`` order, one timestamp) to
         its minute's columns; False, with nothing changed, when the device's layout changed
         within the minute (its samples then go sample by sample)."""
@@ -326,7 +334,8 @@ class Folder:
             c[0] = layout  # equal: keep the driver's tuple, so the next check is by identity
             c[1] += 1
             pending = c[7]
-            pending.append(vals)
+            # floats (all of them: ``fold_poll`` knows) wait packed, exactly
+            pending.append(_packer(len(vals)).pack(*vals) if floats else vals)
             if len(pending) >= SETTLE_POLLS:
                 _settle(c)
             if ts >= c[6]:
@@ -348,7 +357,8 @@ class Folder:
         device, names = p.device, p.names
         values: list[Any] = p.values  # checked just below: finite ints and floats
         types = list(map(type, values))  # all floats, usually: counted by identity
-        if types.count(float) != len(types) and not _NUMBERS.issuperset(types):
+        n_float = types.count(float)
+        if n_float != len(types) and not _NUMBERS.issuperset(types):
             self.fold(p, first_seq, meters)  # not numbers (or a bool): sample by sample
             return
         try:
@@ -366,7 +376,8 @@ class Folder:
                     self._layouts[device] = names  # the same points: the driver's tuple
                 return
             self._layouts[device] = lay = names
-        if not self._add_poll(device, lay, values, p.ts_ms, first_seq, meters):
+        if not self._add_poll(device, lay, values, p.ts_ms, first_seq, meters,
+                              floats=len(types) == n_float):
             self._fold_run(p, first_seq, meters)  # the layout changed within the minute
 
     def _fold_run(self, rows: Sequence[Sample], first_seq: int, meters: bool) -> None:
