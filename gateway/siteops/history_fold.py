@@ -9,8 +9,9 @@ batch across a minute boundary) takes the per-sample path, with the same result.
 
 A device poll with the same points as that device's last clean poll goes column-wise
 instead (see :meth:`Folder.fold`): the batch's columns come out in C-level passes, the poll's
-value tuple waits in its minute's columns, and every ``SETTLE_POLLS`` polls (and before the
-columns are read) one ``sum``/``min``/``max`` per point folds the waiting polls in. A
+values wait in its minute's columns (packed, when all are floats), and every
+``SETTLE_POLLS`` polls (and before the columns are read) one ``sum`` and one sort per point
+fold the waiting polls in. A
 :class:`~gateway.model.PollBatch` (a driver's whole good poll, with its columns) goes there
 straight from its columns (:meth:`Folder.fold_poll`): no pass over its samples at all.
 
@@ -175,8 +176,9 @@ _LAST = itemgetter(-1)
 
 
 def _settle(c: list[Any]) -> None:
-    """Fold a device's pending polls (value lists) into its totals, minima and maxima: one
-    ``zip`` of the waiting polls, then per point one ``sum`` from its total (left to right,
+    """Fold a device's pending polls (value lists, or packed floats) into its totals,
+    minima and maxima: one ``zip`` of the waiting polls, then per point one ``sum`` from its
+    total (left to right,
     as sample by sample) and one sort; the minima and maxima change only where a waiting
     value is below or above them. They are arrays of doubles (8 bytes a point, not a float
     object each). Until the first settle the three are the minute's first poll's values."""
