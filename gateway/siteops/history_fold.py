@@ -9,8 +9,9 @@ batch across a minute boundary) takes the per-sample path, with the same result.
 
 A device poll with the same points as that device's last clean poll goes column-wise
 instead (see :meth:`Folder.fold`): the batch's columns come out in C-level passes, the poll's
-value tuple waits in its minute's columns, and every ``SETTLE_POLLS`` polls (and before the
-columns are read) one ``sum``/``min``/``max`` per point folds the waiting polls in. A
+values wait in its minute's columns (packed, when all are floats), and every
+``SETTLE_POLLS`` polls (and before the columns are read) one ``sum`` and one sort per point
+fold the waiting polls in. A
 :class:`~gateway.model.PollBatch` (a driver's whole good poll, with its columns) goes there
 straight from its columns (:meth:`Folder.fold_poll`): no pass over its samples at all.
 
@@ -26,10 +27,11 @@ this module only folds and hands buckets out.
 from __future__ import annotations
 
 import math
+import struct
 from array import array
-from collections.abc import Callable, Sequence
-from itertools import repeat
-from operator import itemgetter
+from collections.abc import Callable, Iterable, Sequence
+from itertools import compress, repeat
+from operator import eq, gt, itemgetter, lt
 from typing import Any
 
 from gateway.model import PollBatch, Quality, Sample
@@ -44,10 +46,11 @@ _VALUE = itemgetter(3)
 _QUALITY = itemgetter(4)
 _NUMBERS = frozenset((float, int))
 
-#: A device's polls wait as value tuples until this many, then are folded in one pass per
-#: statistic (``sum``/``min``/``max`` over each point's few values): fewer C-level passes
-#: per sample than one ``add``/``lt``/``gt`` pass per poll, at the memory of a few polls.
-SETTLE_POLLS = 4
+#: A device's polls wait, then are folded in one pass per point (``sum`` from its total, one
+#: sort for both ends) every this many polls: fewer C-level calls per sample than per-poll
+#: passes. A poll of floats waits packed (8 bytes a value), so 8 waiting polls hold about
+#: the memory 4 unpacked ones did.
+SETTLE_POLLS = 8
 
 #: An accumulator of a point that ``history.points`` does not keep: folded, never written.
 DROPPED = 6
@@ -70,8 +73,9 @@ class Bucket:
         self.meter_accs: dict[Key, Acc] = {}
         #: Per device, a whole poll's points at once: [layout, n, totals, mins, maxs,
         #: lasts, last_ts, pending] (in the layout's order). ``pending`` holds the value
-        #: tuples of up to ``SETTLE_POLLS`` polls not yet in totals/mins/maxs (which are
-        #: None before the first settle); read the columns only after :meth:`settle`.
+        #: lists of up to ``SETTLE_POLLS`` polls not yet in totals/mins/maxs (which are
+        #: the first poll's values before the first settle); read the columns only after
+        #: :meth:`settle`.
         self.cols: dict[str, list[Any]] = {}
 
     def merged(self, kept: Callable[[str, str], bool] | None = None,
@@ -152,21 +156,59 @@ def _valid_columns(quals: Sequence[Any], values: Sequence[Any]) -> bool:
     return total - total == 0  # NaN or an infinity anywhere: not 0
 
 
+def _doubles(values: Iterable[Any], n: int) -> array[float]:
+    """An array of the ``n`` doubles of ``values``: packed by one ``struct`` call (an
+    array's own item by item conversion costs several times as much)."""
+    return array("d", _packer(n).pack(*values))
+
+
+def _packer(n: int) -> struct.Struct:
+    """The ``struct`` of ``n`` doubles (made once per length)."""
+    found = _PACKS.get(n)
+    if found is None:
+        found = _PACKS[n] = struct.Struct(f"{n}d")
+    return found
+
+
+_PACKS: dict[int, struct.Struct] = {}
+_FIRST = itemgetter(0)
+_LAST = itemgetter(-1)
+
+
 def _settle(c: list[Any]) -> None:
-    """Fold a device's pending polls (value tuples) into its totals, minima and maxima:
-    one ``zip`` and one ``sum``/``min``/``max`` per point for several polls at once. They
-    are arrays of doubles (8 bytes a point, not a float object each)."""
+    """Fold a device's pending polls (value lists, or packed floats) into its totals,
+    minima and maxima: one ``zip`` of the waiting polls, then per point one ``sum`` from its
+    total (left to right,
+    as sample by sample) and one sort; the minima and maxima change only where a waiting
+    value is below or above them. They are arrays of doubles (8 bytes a point, not a float
+    object each). Until the first settle the three are the minute's first poll's values."""
     pending = c[7]
     if not pending:
         return
-    if c[2] is None:
-        c[2] = array("d", map(sum, zip(*pending, strict=True)))
-        c[3] = array("d", map(min, zip(*pending, strict=True)))
-        c[4] = array("d", map(max, zip(*pending, strict=True)))
-    else:
-        c[2] = array("d", map(sum, zip(c[2], *pending, strict=True)))
-        c[3] = array("d", map(min, zip(c[3], *pending, strict=True)))
-        c[4] = array("d", map(max, zip(c[4], *pending, strict=True)))
+    n = len(c[0])  # the layout's points
+    # A poll of floats waits packed (8 bytes a value, not a float object): unpacked here.
+    cols = list(zip(*[_packer(n).unpack(x) if type(x) is bytes else x for x in pending],
+                    strict=True))
+    c[2] = _doubles(map(sum, cols, c[2]), n)
+    mins, maxs = c[3], c[4]
+    if type(mins) is not array:  # still the first poll's own values: not ours to change
+        c[3] = mins = _doubles(mins, n)
+        c[4] = maxs = _doubles(maxs, n)
+    # One sort per point gives both ends (a float-only sort is far cheaper than a ``min``
+    # and a ``max`` call); it is stable, so its first is ``min``'s (the first of equal
+    # minima), but its last is the *last* of equal maxima, where ``max`` (and sample by
+    # sample) keeps the first. Equal values differ only as 0.0 and -0.0 (an int's in the
+    # array is a double), so a point whose maximum is zero takes ``max`` itself.
+    ordered = list(map(sorted, cols))
+    lo = list(map(_FIRST, ordered))
+    for k in compress(range(n), map(lt, lo, mins)):
+        mins[k] = lo[k]
+    hi = list(map(_LAST, ordered))
+    if 0 in hi:
+        for k in compress(range(n), map(eq, hi, repeat(0))):
+            hi[k] = max(cols[k])
+    for k in compress(range(n), map(gt, hi, maxs)):
+        maxs[k] = hi[k]
     c[7] = []
 
 
@@ -279,7 +321,7 @@ class Folder:
         return self._add_poll(device, layout, vals, ts, first_seq, meters)
 
     def _add_poll(self, device: str, layout: tuple[str, ...], vals: Sequence[Any], ts: int,
-                  first_seq: int, meters: bool) -> bool:
+                  first_seq: int, meters: bool, floats: bool = False) -> bool:
         """Add one poll of ``device`` (good numbers in ``layout`` order, one timestamp) to
         its minute's columns; False, with nothing changed, when the device's layout changed
         within the minute (its samples then go sample by sample)."""
@@ -287,14 +329,15 @@ class Folder:
         b = self.bucket(minute, first_seq)
         c = b.cols.get(device)
         if c is None:
-            b.cols[device] = [layout, 1, None, None, None, vals, ts, [vals]]
+            b.cols[device] = [layout, 1, vals, vals, vals, vals, ts, []]
         elif c[0] is not layout and c[0] != layout:
             return False
         else:
             c[0] = layout  # equal: keep the driver's tuple, so the next check is by identity
             c[1] += 1
             pending = c[7]
-            pending.append(vals)
+            # floats (all of them: ``fold_poll`` knows) wait packed, exactly
+            pending.append(_packer(len(vals)).pack(*vals) if floats else vals)
             if len(pending) >= SETTLE_POLLS:
                 _settle(c)
             if ts >= c[6]:
@@ -315,7 +358,9 @@ class Folder:
         list of the same samples would."""
         device, names = p.device, p.names
         values: list[Any] = p.values  # checked just below: finite ints and floats
-        if not _NUMBERS.issuperset(map(type, values)):
+        types = list(map(type, values))  # all floats, usually: counted by identity
+        n_float = types.count(float)
+        if n_float != len(types) and not _NUMBERS.issuperset(types):
             self.fold(p, first_seq, meters)  # not numbers (or a bool): sample by sample
             return
         try:
@@ -333,7 +378,8 @@ class Folder:
                     self._layouts[device] = names  # the same points: the driver's tuple
                 return
             self._layouts[device] = lay = names
-        if not self._add_poll(device, lay, values, p.ts_ms, first_seq, meters):
+        if not self._add_poll(device, lay, values, p.ts_ms, first_seq, meters,
+                              floats=len(types) == n_float):
             self._fold_run(p, first_seq, meters)  # the layout changed within the minute
 
     def _fold_run(self, rows: Sequence[Sample], first_seq: int, meters: bool) -> None:

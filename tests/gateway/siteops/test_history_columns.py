@@ -99,3 +99,44 @@ async def test_poll_batch_columns_fold_to_exactly_the_rows_of_plain_lists(
     want = expected_rollups(samples, lambda t: t - t % MINUTE_MS)
     got = {(d, p, t): (n, lo, hi, last) for d, p, t, n, _total, lo, hi, last, _ts in rows_1m}
     assert got == {k: (w["count"], w["min"], w["max"], w["last"]) for k, w in want.items()}
+
+
+def _bits(x: Any) -> tuple[str, ...]:
+    """A figure as its exact double (an int's too), sign of a zero included."""
+    return (float(x).hex(),)
+
+
+def test_poll_batch_ties_signed_zeros_and_ints_fold_bit_for_bit_as_sample_by_sample() -> None:
+    """Polls of values with many ties (0.0 and -0.0, 2 and 2.0) read after 1, 2, 3, ...
+    more polls (whatever waits then): the column path's n, total, min, max and last are the
+    very doubles, signed zeros included, of the sample-by-sample path."""
+    from gateway.siteops.history_fold import Folder
+
+    rng = random.Random(23)
+    names = ("a", "b", "c", "d", "e")
+    t0 = 1_780_000_000_000 - 1_780_000_000_000 % MINUTE_MS
+    by_columns = Folder(None, lambda d, p: False)
+    by_samples = Folder(None, lambda d, p: False)
+    by_samples.columns = False
+    reads = {k * (k + 1) // 2 for k in range(16)}
+    choices: list[list[Any]] = [[0.0, -0.0, 0, -1.5, 1.5, 2, 2.0, 3.25, -3.25]] * 3 + [
+        [0.0, -0.0], [0.0, -0.0, 0, -1.5]]  # d and e: zeros are the maximum
+    seq = 1
+    for sec in range(130):
+        ts = t0 + sec * 1000
+        for dev in ("x", "y"):
+            values = [rng.choice(c) for c in choices]
+            by_columns.fold_poll(poll_batch(dev, names, ts, values), seq)
+            by_samples.fold([Sample(dev, n, ts, v) for n, v in zip(names, values, strict=True)],
+                            seq)
+            seq += len(names)
+        if sec not in reads:
+            continue
+        for dev in ("x", "y"):
+            got = sorted(by_columns.open_rows(dev, None))
+            want = sorted(by_samples.open_rows(dev, None))
+            assert [r[:3] for r in got] == [r[:3] for r in want], sec
+            for g, w in zip(got, want, strict=True):
+                assert [_bits(x) for x in g[3:7]] == [_bits(x) for x in w[3:7]], (sec, g, w)
+    assert all(b.cols for b in by_columns.buckets.values())  # the column path ran
+    assert not any(b.cols for b in by_samples.buckets.values())
