@@ -149,9 +149,11 @@ class BusPoller:
         except BusDown as err:
             if not self._bus_was_down:
                 log.warning(
-                    "modbus bus %s is down (%s); its %d device(s) are offline; retrying with "
+                    "modbus bus %s is down (%s); its %s offline; retrying with "
                     "backoff up to %g s - check the address, cabling or gateway power",
-                    self.bus.key, err.message, len(self.devices), self.bus.cfg.reconnect_max,
+                    self.bus.key, err.message,
+                    "device is" if len(self.devices) == 1 else f"{len(self.devices)} devices are",
+                    self.bus.cfg.reconnect_max,
                 )
                 self._bus_was_down = True
             for state in self.devices:
