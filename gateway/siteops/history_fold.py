@@ -27,14 +27,13 @@ this module only folds and hands buckets out.
 from __future__ import annotations
 
 import math
-import struct
-from array import array
-from collections.abc import Callable, Iterable, Sequence
-from itertools import compress, repeat
-from operator import eq, gt, itemgetter, lt
+from collections.abc import Callable, Sequence
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from gateway.model import PollBatch, Quality, Sample
+from gateway.siteops.history_settle import packer, settle_polls
 
 MINUTE_MS = 60_000
 GOOD = Quality.GOOD
@@ -100,10 +99,10 @@ class Bucket:
         return out
 
     def settle(self) -> None:
-        """Fold the polls still pending in the columns (see :func:`_settle`)."""
+        """Fold the polls still pending in the columns (see :func:`settle_polls`)."""
         for c in self.cols.values():
             if c[7]:
-                _settle(c)
+                settle_polls(c)
 
     def rows(self, minute: int, kept: Callable[[str, str], bool] | None = None
              ) -> list[tuple[Any, ...]]:
@@ -154,62 +153,6 @@ def _valid_columns(quals: Sequence[Any], values: Sequence[Any]) -> bool:
     except OverflowError:  # an int too large for a float
         return False
     return total - total == 0  # NaN or an infinity anywhere: not 0
-
-
-def _doubles(values: Iterable[Any], n: int) -> array[float]:
-    """An array of the ``n`` doubles of ``values``: packed by one ``struct`` call (an
-    array's own item by item conversion costs several times as much)."""
-    return array("d", _packer(n).pack(*values))
-
-
-def _packer(n: int) -> struct.Struct:
-    """The ``struct`` of ``n`` doubles (made once per length)."""
-    found = _PACKS.get(n)
-    if found is None:
-        found = _PACKS[n] = struct.Struct(f"{n}d")
-    return found
-
-
-_PACKS: dict[int, struct.Struct] = {}
-_FIRST = itemgetter(0)
-_LAST = itemgetter(-1)
-
-
-def _settle(c: list[Any]) -> None:
-    """Fold a device's pending polls (value lists, or packed floats) into its totals,
-    minima and maxima: one ``zip`` of the waiting polls, then per point one ``sum`` from its
-    total (left to right,
-    as sample by sample) and one sort; the minima and maxima change only where a waiting
-    value is below or above them. They are arrays of doubles (8 bytes a point, not a float
-    object each). Until the first settle the three are the minute's first poll's values."""
-    pending = c[7]
-    if not pending:
-        return
-    n = len(c[0])  # the layout's points
-    # A poll of floats waits packed (8 bytes a value, not a float object): unpacked here.
-    cols = list(zip(*[_packer(n).unpack(x) if type(x) is bytes else x for x in pending],
-                    strict=True))
-    c[2] = _doubles(map(sum, cols, c[2]), n)
-    mins, maxs = c[3], c[4]
-    if type(mins) is not array:  # still the first poll's own values: not ours to change
-        c[3] = mins = _doubles(mins, n)
-        c[4] = maxs = _doubles(maxs, n)
-    # One sort per point gives both ends (a float-only sort is far cheaper than a ``min``
-    # and a ``max`` call); it is stable, so its first is ``min``'s (the first of equal
-    # minima), but its last is the *last* of equal maxima, where ``max`` (and sample by
-    # sample) keeps the first. Equal values differ only as 0.0 and -0.0 (an int's in the
-    # array is a double), so a point whose maximum is zero takes ``max`` itself.
-    ordered = list(map(sorted, cols))
-    lo = list(map(_FIRST, ordered))
-    for k in compress(range(n), map(lt, lo, mins)):
-        mins[k] = lo[k]
-    hi = list(map(_LAST, ordered))
-    if 0 in hi:
-        for k in compress(range(n), map(eq, hi, repeat(0))):
-            hi[k] = max(cols[k])
-    for k in compress(range(n), map(gt, hi, maxs)):
-        maxs[k] = hi[k]
-    c[7] = []
 
 
 class Folder:
@@ -337,9 +280,9 @@ class Folder:
             c[1] += 1
             pending = c[7]
             # floats (all of them: ``fold_poll`` knows) wait packed, exactly
-            pending.append(_packer(len(vals)).pack(*vals) if floats else vals)
+            pending.append(packer(len(vals)).pack(*vals) if floats else vals)
             if len(pending) >= SETTLE_POLLS:
-                _settle(c)
+                settle_polls(c)
             if ts >= c[6]:
                 c[5], c[6] = vals, ts
         b.n += len(vals)
