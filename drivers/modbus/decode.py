@@ -42,11 +42,12 @@ def decode_known(
 
 
 def decode_block(
-    device: str, function: Function, block: Block[PointReader], data: list[int] | list[bool],
-    ts: int,
+    device: str, function: Function, block: Block[PointReader],
+    data: list[int] | list[bool] | bytes, ts: int,
 ) -> list[Sample] | PollBatch:
     """The block's samples: a :class:`PollBatch` (columns, no sample made) when its points
-    decode in one struct call and every value is good, else a list."""
+    decode in one struct call and every value is good, else a list. ``data`` is the
+    registers (a list, or their bytes as ``Bus.read_block`` may give them) or the bits."""
     out: list[Sample] = []
     if function.is_bit:
         for span in block.spans:

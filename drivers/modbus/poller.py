@@ -241,7 +241,7 @@ class BusPoller:
                 parts.append(bad_samples(cfg.id, block, ts))
                 continue
             try:
-                data = await self.bus.read(cfg, function, block.address, block.count)
+                data = await self.bus.read_block(cfg, function, block.address, block.count)
             except ExceptionReply as err:
                 refused.append((function, block, err))
                 continue

@@ -123,8 +123,8 @@ def _columns_text(batch: Batch) -> tuple[bytes, bool] | None:
     parts: list[Any] | None = getattr(batch, "parts", None)
     if not parts or _Fragment is None or PollBatch not in set(map(type, parts)):
         return None
-    if sum(map(len, parts)) != len(batch):
-        return None
+    if sum([len(p.values) if type(p) is PollBatch else len(p) for p in parts]) != len(batch):
+        return None  # (a PollBatch's length from its values: its __len__ is a Python call)
     flat: list[Any] = []
     plain = True
     for part in parts:
@@ -135,10 +135,10 @@ def _columns_text(batch: Batch) -> tuple[bytes, bool] | None:
             plain = False  # its strings were not looked at
             continue
         names, values, ts = part.names, part.values, part.ts_ms
-        n = len(part)
+        n = len(values)
         if not n:
             continue
-        if type(ts) is not int or len(names) != n or len(values) != n:
+        if type(ts) is not int or len(names) != n:
             return None
         try:  # numbers and booleans only, every one finite: a NaN would be null and bad
             if not math.isfinite(sum(values)):  # type: ignore[arg-type]
@@ -206,12 +206,11 @@ def ts_range(batch: Batch) -> tuple[int, int]:
         return min(map(_TS, batch)), max(map(_TS, batch))  # in C
     lows, highs = [], []
     for part in parts:
-        if not part:
-            continue
         if type(part) is PollBatch:
-            lows.append(part.ts_ms)
-            highs.append(part.ts_ms)
-        else:
+            if part.values:
+                lows.append(part.ts_ms)
+                highs.append(part.ts_ms)
+        elif part:
             lows.append(min(map(_TS, part)))
             highs.append(max(map(_TS, part)))
     return min(lows), max(highs)

@@ -201,7 +201,7 @@ async def test_a_cancel_swallowed_inside_a_read_still_stops_the_poller(
     the reply arrives. The poller must stop anyway, or a shutdown or a bench run hangs."""
     from drivers.modbus.bus import Bus
 
-    real_read = Bus.read
+    real_read = Bus.read_block  # what the poller reads with
     swallowed: list[bool] = []
     reading = asyncio.Event()
 
@@ -214,7 +214,7 @@ async def test_a_cancel_swallowed_inside_a_read_still_stops_the_poller(
         reading.clear()
         return await real_read(self, *args, **kwargs)
 
-    monkeypatch.setattr(Bus, "read", read)
+    monkeypatch.setattr(Bus, "read_block", read)
     port = free_port()
     cfg = device(port=port, unit=1, points=[{"name": "v", "address": 0}], interval=0.05)
     sim = ModbusSimulator([unit_of(cfg)], port=port)
