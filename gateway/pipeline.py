@@ -169,10 +169,10 @@ class Pipeline:
             self.queued_samples += n
             self._puts += 1
             try:
-                if self.queue.full():
-                    await self.queue.put(items)
-                else:  # the usual case, without Queue.put's coroutine (one per poll)
+                try:  # the usual case, without Queue.put's coroutine (one per poll)
                     self.queue.put_nowait(items)
+                except asyncio.QueueFull:
+                    await self.queue.put(items)
             except BaseException:
                 self.queued_samples -= n
                 raise
