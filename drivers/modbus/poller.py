@@ -208,7 +208,7 @@ class BusPoller:
         if was_offline:
             blocks = blocks[:1]  # offline: one probe request, not a cycle of timeouts
         try:
-            if not was_offline and state.holes:
+            if not was_offline and state.holes.refused_at:  # (Holes.__bool__ without its call)
                 await self._reprobe(state)
             failed = await self._read_blocks(state, blocks, parts, ts)
         except BusDown as err:
