@@ -124,22 +124,24 @@ class Committed(Sequence[Sample]):
     __slots__ = ("_flat", "_len", "parts")
     parts: list[Sequence[Sample]]
 
-    def __init__(self, parts: list[Sequence[Sample]]) -> None:
+    def __init__(self, parts: list[Sequence[Sample]], length: int | None = None) -> None:
+        """``length``: the parts' total length when the caller counted it already (it must
+        be right: it is ``len()`` from then on)."""
         self.parts = parts
-        self._len = sum(map(len, parts))
+        self._len = sum(map(len, parts)) if length is None else length
         self._flat: list[Sample] | None = None
 
     @classmethod
-    def of(cls, parts: Iterable[Sequence[Sample]]) -> Committed:
+    def of(cls, parts: Iterable[Sequence[Sample]], length: int | None = None) -> Committed:
         """The commit of ``parts``; a part that is itself a Committed (a held batch, retried)
-        gives its own parts, so columns stay columns."""
+        gives its own parts, so columns stay columns. ``length`` as for the constructor."""
         flat: list[Sequence[Sample]] = []
         for part in parts:
             if type(part) is Committed:
                 flat.extend(part.parts)
             else:
                 flat.append(part)
-        return cls(flat)
+        return cls(flat, length)
 
     def __len__(self) -> int:
         return self._len

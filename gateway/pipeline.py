@@ -154,9 +154,14 @@ class Pipeline:
         return lambda: _discard(self.enrichers, enricher)
 
     async def put(self, batch: Batch) -> None:
-        # A list or a PollBatch as it is (a PollBatch's samples are made only if read).
-        items = batch if type(batch) is PollBatch or isinstance(batch, list) else list(batch)
-        n = len(items)
+        # A list or a PollBatch as it is (a PollBatch's samples are made only if read); a
+        # PollBatch's length from its values (its ``__len__`` is a Python call).
+        if type(batch) is PollBatch:
+            items: Batch = batch
+            n = len(batch.values)
+        else:
+            items = batch if isinstance(batch, list) else list(batch)
+            n = len(items)
         if n:
             while self.queued_samples and self.queued_samples + n > self.queue_samples:
                 self._room.clear()
@@ -164,20 +169,22 @@ class Pipeline:
             self.queued_samples += n
             self._puts += 1
             try:
-                if self.queue.full():
-                    await self.queue.put(items)
-                else:  # the usual case, without Queue.put's coroutine (one per poll)
+                try:  # the usual case, without Queue.put's coroutine (one per poll)
                     self.queue.put_nowait(items)
+                except asyncio.QueueFull:
+                    await self.queue.put(items)
             except BaseException:
                 self.queued_samples -= n
                 raise
             self._wake.set()
 
-    def _take_queued(self) -> Batch:
+    def _take_queued(self) -> tuple[Batch, int]:
+        """The next queued batch and its length."""
         items = self.queue.get_nowait()
-        self.queued_samples -= len(items)
+        n = len(items.values) if type(items) is PollBatch else len(items)
+        self.queued_samples -= n
         self._room.set()
-        return items
+        return items, n
 
     def report_status(self, device: str, status: DeviceStatus, reason: str = "") -> None:
         current = self.status.link.get(device)
@@ -241,11 +248,13 @@ class Pipeline:
         held, left, writes = self._held.take()
         parts: list[Batch] = [left] if left else []
         taken = len(held) + len(left)
+        queued = taken
         while not self.queue.empty() and taken < self.max_commit_samples:
-            items = self._take_queued()
+            items, n = self._take_queued()
             parts.append(items)
-            taken += len(items)
-        fresh = Committed.of(parts)  # the batches as they came: PollBatch columns kept
+            taken += n
+        # the batches as they came: PollBatch columns kept (their length known here)
+        fresh = Committed.of(parts, taken - queued + len(left))
         reports, self._status_reports = self._status_reports, []
         events, self._pending_events = self._pending_events, []
         if not held and not fresh and not writes and not reports and not events:

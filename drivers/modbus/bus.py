@@ -28,7 +28,7 @@ from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 
 from drivers.base import PollFailed
-from drivers.modbus.client import MBAP_READ, PYMODBUS_LOG, make_client
+from drivers.modbus.client import MBAP_READ, PYMODBUS_LOG, make_client, registers_of
 from drivers.modbus.config import ModbusDeviceConfig
 from drivers.modbus.datatypes import Function
 from gateway.pollstats import PollStats
@@ -157,10 +157,26 @@ class Bus:
         finally:
             lock.release()
 
-    async def read_unlocked(
+    async def read_block(
         self, dev: ModbusDeviceConfig, function: Function, address: int, count: int
-    ) -> list[int] | list[bool]:
-        """Read one block; the caller holds :attr:`lock`."""
+    ) -> list[int] | list[bool] | bytes:
+        """:meth:`read`, but a register reply may come as its bytes (big-endian, as on the
+        wire) instead of a list: Modbus TCP's usual reply does (see
+        :func:`~drivers.modbus.client.registers_of`). The poller's decoder takes either and
+        unpacks the bytes once, into the points' values."""
+        lock = self.lock
+        await lock.acquire()
+        try:
+            return await self.read_unlocked(dev, function, address, count, True)
+        finally:
+            lock.release()
+
+    async def read_unlocked(
+        self, dev: ModbusDeviceConfig, function: Function, address: int, count: int,
+        as_bytes: bool = False,
+    ) -> list[int] | list[bool] | Any:
+        """Read one block; the caller holds :attr:`lock`. With ``as_bytes``, a register
+        reply whose bytes the bus kept comes as those bytes (see :meth:`read_block`)."""
         if self._client is None:
             self._client = self._build()
         request, check, is_bit = self._reads[function]
@@ -168,7 +184,11 @@ class Bus:
                                  (request, address, count, dev.unit), _NO_KWARGS, check, count)
         if is_bit:
             return [bool(b) for b in reply.bits[:count]]
-        return reply.registers
+        if as_bytes:
+            raw: bytes | None = getattr(reply, "raw", None)
+            if raw is not None:
+                return raw
+        return registers_of(reply)
 
     async def write_registers_unlocked(
         self, dev: ModbusDeviceConfig, address: int, values: Sequence[int]
@@ -361,6 +381,12 @@ def _bits_check(dev: ModbusDeviceConfig, what: str | tuple[Function, int, int], 
 
 def _registers_check(dev: ModbusDeviceConfig, what: str | tuple[Function, int, int],
                      reply: Any, count: int) -> None:
+    raw = getattr(reply, "raw", None)  # a reply that kept its bytes (client.registers_of)
+    if type(raw) is bytes:
+        if len(raw) == 2 * count:
+            return
+        raise BadReply(dev.id, f"{_describe(what, dev.unit)}: reply has {len(raw) // 2} "
+                       f"registers, expected {count}")
     regs = getattr(reply, "registers", None)
     if not isinstance(regs, list) or len(regs) != count:
         raise BadReply(dev.id, f"{_describe(what, dev.unit)}: reply has {_len(regs)} "

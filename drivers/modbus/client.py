@@ -135,6 +135,18 @@ def _words(size: int) -> struct.Struct:
     return struct.Struct(f">{size // 2}H")
 
 
+def registers_of(reply: ModbusPDU) -> list[int]:
+    """A register reply's registers: the library's list, or, for a reply taken by
+    :func:`_lean_receive` (which keeps the bytes as ``raw``), :class:`Words` made from them."""
+    raw: bytes | None = getattr(reply, "raw", None)
+    if raw is None:
+        registers: list[int] = reply.registers  # type: ignore[assignment]
+        return registers
+    words = Words(_words(len(raw)).unpack_from(raw))
+    words.raw = raw
+    return words
+
+
 def _lean_receive(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> None:
     """Take a Modbus TCP register reply straight to the waiting request.
 
@@ -147,11 +159,12 @@ def _lean_receive(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> Non
     the receive buffer is empty and the data is exactly one whole frame of protocol 0 that
     answers the pending request (its transaction id and unit, as the library checks them)
     with function 3 or 4 and a byte count that fills the frame, while a request waits. That
-    reply is built as :func:`_quiet_decoder` builds it (registers as :class:`Words`) and set
-    on the future, as ``callback_data`` would; the frame goes into pymodbus's ring only while
-    its logger is enabled for ERROR (which is what shows it). Anything else - a partial or
-    joined frame, another transaction or unit, an exception reply, another function, a late
-    reply, pymodbus debug logging on - goes to the library's own ``data_received``.
+    reply is the library's reply class with the registers' bytes kept as ``raw`` (see
+    :func:`registers_of`), set on the future, as ``callback_data`` would; the frame goes
+    into pymodbus's ring only while its logger is enabled for ERROR (which is what shows
+    it). Anything else - a partial or joined frame, another transaction or unit, an
+    exception reply, another function, a late reply, pymodbus debug logging on - goes to the
+    library's own ``data_received``.
     ``tests/drivers/modbus/test_bus_execute.py`` runs the same reply sequences through the
     library's path and the bus's and requires the same outcomes.
     """
@@ -178,8 +191,10 @@ def _lean_receive(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> Non
                 return library(data)  # and its debug lines this one
             Log.transport_dump(Log.RECV_DATA, data, b"")
         reply = classes[function]()
-        words = reply.registers = Words(_words(count).unpack_from(data, 9))
-        words.raw = data[9:]
+        # The registers stay bytes here (``raw``; ``registers`` is left empty): the bus makes
+        # the list only for a caller that wants one (:func:`registers_of`), and a poll's
+        # decoder unpacks the bytes itself, once.
+        reply.raw = data[9:]  # type: ignore[attr-defined]
         reply.dev_id = unit
         reply.transaction_id = tid
         future.set_result(reply)

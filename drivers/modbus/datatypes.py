@@ -249,9 +249,12 @@ def make_encoder(type_name: str, order: Order, *, length: int | None) -> Encoder
     return enc_num
 
 
-def registers_to_bytes(registers: Registers) -> bytes:
+def registers_to_bytes(registers: Registers | bytes) -> bytes:
     """Big-endian bytes of a register block; one call per block, then decoders slice it. A
-    reply's :class:`Words` already has them."""
+    reply's :class:`Words` already has them, and a block read as bytes
+    (``Bus.read_block``) is them."""
+    if type(registers) is bytes:
+        return registers
     if type(registers) is Words:
         try:
             raw = registers.raw

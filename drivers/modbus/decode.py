@@ -16,6 +16,7 @@ from drivers.modbus.scaling import Linear
 from gateway.model import PollBatch, Quality, Sample
 
 log = logging.getLogger(__name__)
+_COIL, _DISCRETE = Function.COIL, Function.DISCRETE
 
 
 def bad_samples(device: str, block: Block[PointReader], ts: int) -> list[Sample]:
@@ -42,13 +43,14 @@ def decode_known(
 
 
 def decode_block(
-    device: str, function: Function, block: Block[PointReader], data: list[int] | list[bool],
-    ts: int,
+    device: str, function: Function, block: Block[PointReader],
+    data: list[int] | list[bool] | bytes, ts: int,
 ) -> list[Sample] | PollBatch:
     """The block's samples: a :class:`PollBatch` (columns, no sample made) when its points
-    decode in one struct call and every value is good, else a list."""
+    decode in one struct call and every value is good, else a list. ``data`` is the
+    registers (a list, or their bytes as ``Bus.read_block`` may give them) or the bits."""
     out: list[Sample] = []
-    if function.is_bit:
+    if function is _COIL or function is _DISCRETE:  # is_bit, without its property call
         for span in block.spans:
             out.append(Sample(device, span.item.point.name, ts, bool(data[span.address -
                                                                           block.address])))
@@ -136,12 +138,14 @@ def _build(block: Block[PointReader]) -> tuple[object, struct.Struct | None, _Co
 
 def _scaled_alike(values: Any, linear: Linear) -> Any:
     """``(v * mult + add) / div`` of each value (``/ div`` only when there is one), the same
-    operations in the same order as the per-point expression, mapped in C."""
+    operations as the per-point expression (the same results), mapped in C."""
     mult, add, div = linear
+    # The constant first: a float's own * and + take an int as it is (the int's would decline
+    # it first); IEEE * and + are commutative, so each result is the same.
     if mult != 1 or type(mult) is not int:
-        values = map(operator.mul, values, repeat(mult))
+        values = map(operator.mul, repeat(mult), values)
     if add != 0 or type(add) is not int:
-        values = map(operator.add, values, repeat(add))
+        values = map(operator.add, repeat(add), values)
     if div is not None:
         values = map(operator.truediv, values, repeat(div))
     return list(values)

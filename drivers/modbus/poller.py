@@ -41,6 +41,7 @@ from drivers.modbus.holes import HOLE_CODES, Holes, bisect, describe, runs
 from drivers.modbus.planner import Block, blocked
 from drivers.modbus.plans import PointReader, PollGroup, replan
 from drivers.modbus.sunspec import SunSpecReader
+from gateway.clock import SystemClock
 from gateway.model import DeviceStatus, PollBatch, Sample
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ class BusPoller:
         self._schedule()
         queue = self._queue
         task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        lean_sleep = type(clock) is SystemClock  # see below; a test's clock sleeps its own way
         while True:
             if task is not None and task.cancelling():
                 # Python 3.11's wait_for (inside pymodbus) can swallow a cancel that lands as
@@ -102,7 +105,19 @@ class BusPoller:
             _due, order, state, group = queue[0]  # the earliest next_due, first listed on ties
             delay = group.next_due - clock.monotonic()
             if delay > 0:
-                await clock.sleep(delay)
+                if lean_sleep:
+                    # asyncio.sleep without its coroutine and its Python wake-up callback (one
+                    # sleep a poll): the timer sets the future itself, and is cancelled with it
+                    # when the task is (a cancelled future's set_result would raise).
+                    wake = loop.create_future()
+                    timer = loop.call_later(delay, wake.set_result, None)
+                    try:
+                        await wake
+                    except BaseException:
+                        timer.cancel()
+                        raise
+                else:
+                    await clock.sleep(delay)
             if not state.holes_loaded:  # at its first poll, not all devices' before any
                 state.holes_loaded = True
                 await self._load_holes(state)
@@ -193,7 +208,7 @@ class BusPoller:
         if was_offline:
             blocks = blocks[:1]  # offline: one probe request, not a cycle of timeouts
         try:
-            if not was_offline and state.holes:
+            if not was_offline and state.holes.refused_at:  # (Holes.__bool__ without its call)
                 await self._reprobe(state)
             failed = await self._read_blocks(state, blocks, parts, ts)
         except BusDown as err:
@@ -241,7 +256,7 @@ class BusPoller:
                 parts.append(bad_samples(cfg.id, block, ts))
                 continue
             try:
-                data = await self.bus.read(cfg, function, block.address, block.count)
+                data = await self.bus.read_block(cfg, function, block.address, block.count)
             except ExceptionReply as err:
                 refused.append((function, block, err))
                 continue

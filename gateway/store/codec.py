@@ -38,7 +38,6 @@ import math
 import operator
 import zlib
 from collections.abc import Sequence
-from itertools import repeat
 from typing import Any
 
 from gateway.model import Batch, PollBatch, Quality
@@ -62,6 +61,8 @@ _TS = operator.itemgetter(2)
 # device -> its fragments (see _fragments); id(names) -> (names, no "],[" in a name)
 _DEVICES: dict[str, tuple[Any, Any, Any, bool]] = {}
 _NAMES: dict[int, tuple[tuple[str, ...], bool]] = {}
+# (device, id(names)) -> (names, the poll's flat list without values, plain): _template
+_TEMPLATES: dict[tuple[str, int], tuple[tuple[str, ...], list[Any], bool]] = {}
 _CACHED_MAX = 4_096
 _ROW_SEP = b"],["  # between two rows; inside a string only in a name or a text value
 _ROW_SEP_TEXT = "],["
@@ -117,14 +118,15 @@ def _columns_text(batch: Batch) -> tuple[bytes, bool] | None:
     point, an orjson Fragment (text orjson copies as it is: ``["dev"`` for the first point,
     ``"good"],["dev"`` for the next ones), the point's name, the timestamp and the value,
     and ``"good"]`` at the end; orjson puts a comma between any two items, which is exactly
-    the JSON between them. The list is filled by slice assignments (in C): nothing is kept
-    per point, only the three fragments of each device. Other parts add their samples as
-    plain tuples (rows)."""
+    the JSON between them. A poll's part of the list is copied from its device's and names
+    tuple's template (:func:`_template`: the fragments and names in place), and its
+    timestamps and values go in by two slice assignments (in C). Other parts add their
+    samples as plain tuples (rows)."""
     parts: list[Any] | None = getattr(batch, "parts", None)
     if not parts or _Fragment is None or PollBatch not in set(map(type, parts)):
         return None
-    if sum(map(len, parts)) != len(batch):
-        return None
+    if sum([len(p.values) if type(p) is PollBatch else len(p) for p in parts]) != len(batch):
+        return None  # (a PollBatch's length from its values: its __len__ is a Python call)
     flat: list[Any] = []
     plain = True
     for part in parts:
@@ -135,32 +137,58 @@ def _columns_text(batch: Batch) -> tuple[bytes, bool] | None:
             plain = False  # its strings were not looked at
             continue
         names, values, ts = part.names, part.values, part.ts_ms
-        n = len(part)
+        n = len(values)
         if not n:
             continue
-        if type(ts) is not int or len(names) != n or len(values) != n:
+        if type(ts) is not int or len(names) != n:
             return None
         try:  # numbers and booleans only, every one finite: a NaN would be null and bad
             if not math.isfinite(sum(values)):  # type: ignore[arg-type]
                 return None
         except (TypeError, OverflowError):  # None, text, an int too big for a float
             return None
-        frags = _fragments(part.device)
-        if frags is None:
+        found = _template(part.device, names)
+        if found is None:
             return None
-        plain = plain and frags[3] and _plain_names(names)
+        template, plain_poll = found
+        plain = plain and plain_poll
         at, end = len(flat), len(flat) + 4 * n
-        flat.extend(repeat(frags[1], 4 * n + 1))  # "good"],["dev" between two rows
-        flat[at] = frags[0]  # ["dev"
-        flat[at + 1:end:4] = names
+        flat += template  # the fragments and the names, in place
         flat[at + 2:end:4] = [ts] * n
         flat[at + 3:end:4] = values
-        flat[end] = frags[2]  # "good"]
     try:
         text: bytes = _orjson.dumps(flat, option=_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError (a lone surrogate...): the rows' path decides
         return None
     return text, plain
+
+
+def _template(device: str, names: tuple[str, ...]) -> tuple[list[Any], bool] | None:
+    """A poll's flat list without its timestamps and values (None in their places): per
+    point the fragment before it (``["dev"`` for the first, ``"good"],["dev"`` for the next
+    ones), its name, the timestamp's and the value's places, then ``"good"]``; and whether
+    the device and names are plain (see :func:`encode_chunk_checked`). Kept per device and
+    names tuple (4 pointers a point), so a poll copies it instead of building it; None when
+    orjson cannot write the device."""
+    key = (device, id(names))
+    found = _TEMPLATES.get(key)
+    if found is not None and found[0] is names:
+        return found[1], found[2]
+    frags = _fragments(device)
+    if frags is None:
+        return None
+    n = len(names)
+    template: list[Any] = [frags[1]] * (4 * n + 1)  # "good"],["dev" between two rows
+    template[0] = frags[0]  # ["dev"
+    template[1:4 * n:4] = names
+    template[2:4 * n:4] = [None] * n
+    template[3:4 * n:4] = [None] * n
+    template[4 * n] = frags[2]  # "good"]
+    plain = frags[3] and _plain_names(names)
+    if len(_TEMPLATES) >= _CACHED_MAX:
+        _TEMPLATES.clear()
+    _TEMPLATES[key] = (names, template, plain)
+    return template, plain
 
 
 def _fragments(device: str) -> tuple[Any, Any, Any, bool] | None:
@@ -206,12 +234,11 @@ def ts_range(batch: Batch) -> tuple[int, int]:
         return min(map(_TS, batch)), max(map(_TS, batch))  # in C
     lows, highs = [], []
     for part in parts:
-        if not part:
-            continue
         if type(part) is PollBatch:
-            lows.append(part.ts_ms)
-            highs.append(part.ts_ms)
-        else:
+            if part.values:
+                lows.append(part.ts_ms)
+                highs.append(part.ts_ms)
+        elif part:
             lows.append(min(map(_TS, part)))
             highs.append(max(map(_TS, part)))
     return min(lows), max(highs)

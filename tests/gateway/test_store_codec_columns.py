@@ -126,6 +126,19 @@ def test_the_text_pieces_follow_the_names_tuple_not_its_contents() -> None:
     assert json_rows(encode_chunk(batch)) == [["m1", "a", 2, 1, "good"], ["m1", "c", 2, 2, "good"]]
 
 
+def test_a_kept_poll_template_gives_each_poll_its_own_values() -> None:
+    """A poll's list is copied from the template kept per device and names tuple: polls of
+    one device in one chunk and in the next chunks each carry their own timestamp and values,
+    and the template keeps none of them."""
+    names = ("a", "b", "c")
+    for t in range(3):
+        batch = Committed.of([poll("m1", names, 10 * t + k, [t, k + 0.5, -t * 1.5])
+                              for k in range(2)] + [poll("m2", names, 99, [t, t, t])])
+        assert encode_chunk(batch) == rows_payload(batch)
+    template, _plain = codec._template("m1", names) or ([], False)
+    assert template[2::4] == [None] * 3 and template[3::4] == [None] * 3
+
+
 def test_ts_range_of_polls_and_plain_parts() -> None:
     plain = [Sample("n", "b", 7, 1), Sample("n", "c", 90, 2)]
     batch = Committed.of([poll("m", ("a",), 50, [1]), plain, poll("m", ("a",), 60, [2])])

@@ -19,7 +19,7 @@ import pymodbus
 import pytest
 
 from drivers.base import PollFailed
-from drivers.modbus.bus import Bus, _registers_check
+from drivers.modbus.bus import BadReply, Bus, _registers_check
 from drivers.modbus.datatypes import Function, Words, registers_to_bytes
 from gateway.pollstats import PollStats
 
@@ -205,3 +205,24 @@ async def test_a_tcp_reply_keeps_its_bytes_for_the_decoder() -> None:
     assert type(copied) is Words and registers_to_bytes(copied) == words.raw
     words.append(7)
     assert registers_to_bytes(words) == struct.pack(">126H", *[2] * 125, 7)
+
+
+async def test_a_poll_reads_a_tcp_reply_as_its_bytes() -> None:
+    """``read_block`` (the poller's read) hands a one-frame reply's bytes on as they came, no
+    register list made; a reply the library took (two segments) comes as its list, whose
+    bytes the decoder gets the same."""
+    async with Server(["good", "split", "short"]) as server:
+        dev = device(port=server.port, unit=UNIT, timeout=0.5, retries=0,
+                     points=[{"name": "a", "address": 0, "type": "uint16"}])
+        bus = Bus("test", dev)
+        await bus.connect()
+        try:
+            raw = await bus.read_block(dev, Function.HOLDING, 0, 125)
+            assert type(raw) is bytes and raw == struct.pack(">125H", *[1] * 125)
+            words = await bus.read_block(dev, Function.HOLDING, 0, 125)
+            assert type(words) is Words and words == [2] * 125
+            assert registers_to_bytes(raw) is raw
+            with pytest.raises(BadReply, match="reply has 124 registers, expected 125"):
+                await bus.read_block(dev, Function.HOLDING, 0, 125)
+        finally:
+            bus.close()

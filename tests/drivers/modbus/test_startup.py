@@ -201,7 +201,7 @@ async def test_a_cancel_swallowed_inside_a_read_still_stops_the_poller(
     the reply arrives. The poller must stop anyway, or a shutdown or a bench run hangs."""
     from drivers.modbus.bus import Bus
 
-    real_read = Bus.read
+    real_read = Bus.read_block  # what the poller reads with
     swallowed: list[bool] = []
     reading = asyncio.Event()
 
@@ -214,7 +214,7 @@ async def test_a_cancel_swallowed_inside_a_read_still_stops_the_poller(
         reading.clear()
         return await real_read(self, *args, **kwargs)
 
-    monkeypatch.setattr(Bus, "read", read)
+    monkeypatch.setattr(Bus, "read_block", read)
     port = free_port()
     cfg = device(port=port, unit=1, points=[{"name": "v", "address": 0}], interval=0.05)
     sim = ModbusSimulator([unit_of(cfg)], port=port)
@@ -233,5 +233,37 @@ async def test_a_cancel_swallowed_inside_a_read_still_stops_the_poller(
     finally:
         task.cancel()
         await asyncio.wait({task}, timeout=2)  # bounded: the old poller never stopped here
+        await drv.close()
+        await sim.stop()
+
+
+async def test_a_poller_cancelled_between_polls_leaves_no_timer_behind() -> None:
+    """The poller's sleep between polls is a bare future and a timer (no asyncio.sleep): a
+    cancel there stops the task at once and takes the timer with it, so nothing fires on a
+    cancelled future later (the loop would report an error in a callback)."""
+    port = free_port()
+    cfg = device(port=port, unit=1, points=[{"name": "v", "address": 0}], interval=0.3)
+    sim = ModbusSimulator([unit_of(cfg)], port=port)
+    await sim.start()
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    ctx = RecordingContext()
+    drv = ModbusDriver([cfg], ctx)
+    [(_name, run)] = [(n, f) for n, f in drv.tasks()]
+    task = asyncio.create_task(run())
+    try:
+        await ctx.wait_for(lambda c: len(c.samples) >= 1, 5)
+        await asyncio.sleep(0.05)  # inside the 0.3 s wait for the next poll
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=0.2)
+        assert task in done and task.cancelled()
+        await asyncio.sleep(0.4)  # past the cancelled wait's deadline
+        assert errors == []
+        assert len(ctx.samples) == 1
+    finally:
+        loop.set_exception_handler(None)
+        task.cancel()
+        await asyncio.wait({task}, timeout=2)
         await drv.close()
         await sim.stop()
