@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,7 +36,15 @@ from gateway.siteops.config import EnergySource, HistoryConfig
 from gateway.siteops.history_cpu import HistoryCpuMeter, store_thread
 from gateway.siteops.history_fold import Folder, merge
 from gateway.siteops.history_query import DAY_MS, MINUTE_MS, QUARTER_MS, HistoryQueries
-from gateway.siteops.history_sql import BUILD_15M, UPSERT, UPSERT_ENERGY, existing
+from gateway.siteops.history_sql import (
+    ADD_SERIES,
+    BUILD_15M,
+    OLDEST_1M,
+    PRUNE_1M,
+    UPSERT,
+    UPSERT_ENERGY,
+    existing,
+)
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -53,6 +62,7 @@ _STATE_KEYS = ("folded_seq", "horizon", "replay_seq", "open_samples", "est_rows"
 #: of it that come later still count, as a second write of its row.
 CLOSE_AFTER_MS = 5_000
 Key = tuple[str, str, int]
+_SERIES = itemgetter(0, 1)
 
 
 class EnergyMeter(CounterOrPower):
@@ -115,6 +125,8 @@ class History(HistoryQueries):
         self._replayed = False
         self._durable_seq = 0  # folded_seq as committed (replayed samples at or below it...)
         self._written_state: tuple[int, ...] | None = None
+        #: The (device, point) in ``history_series`` (every point with 1-minute rows).
+        self._series: set[tuple[str, str]] = set()
 
     # -- start ---------------------------------------------------------------------------
 
@@ -136,6 +148,8 @@ class History(HistoryQueries):
             self.stats.replay_seq = self.stats.folded_seq
         self._durable_seq = self.stats.folded_seq
         self._written_state = self._state_tuple()
+        self._series = {(d, p) for d, p in await self.store.query(
+            "SELECT device, point FROM history_series")}
         for device, mstate in await self.store.query("SELECT device, state FROM history_meters"):
             self._loaded_meters[device] = json.loads(mstate)
 
@@ -353,6 +367,7 @@ class History(HistoryQueries):
         new_energy = sum(1 for k in energy if k not in self._energy_seen)
         energy_rows = [(*k, wh) for k, wh in energy.items()]
         meter_rows = [(d, json.dumps(m.snapshot())) for d, m in meters.items() if m is not None]
+        new_series = set(map(_SERIES, rows1)) - self._series if rows1 else set()
         cpu.add("flush", c0)
         s0 = cpu.sql_start(store_thread(self.store))
         async with self.store.transaction() as tx:
@@ -364,6 +379,8 @@ class History(HistoryQueries):
                 new_rows += len(late15) - await existing(tx, "history_15m", list(late15))
                 await tx.executemany(UPSERT.format(t="history_15m"),
                                      [(*k, *a) for k, a in late15.items()])
+            if new_series:
+                await tx.executemany(ADD_SERIES, list(new_series))
             if rows1:
                 await tx.executemany(UPSERT.format(t="history_1m"), rows1)
             if new_q > old_q:  # quarters now complete: built from their minutes
@@ -381,6 +398,7 @@ class History(HistoryQueries):
                                     replay_seq=replay, open_samples=open_n)
         cpu.sql_stop(s0)
         c0 = cpu.start()
+        self._series |= new_series
         stats.est_rows += new_rows
         stats.open_samples = open_n
         stats.horizon, stats.replay_seq = horizon, replay
@@ -434,18 +452,22 @@ class History(HistoryQueries):
                 cutoff = now_ms - int(days * DAY_MS)
                 if table == "history_1m":
                     cutoff = min(cutoff, building)
-                cur = await tx.execute(f"DELETE FROM {table} WHERE ts < ?", (cutoff,))
+                cur = await tx.execute(PRUNE_1M if table == "history_1m" else
+                                       f"DELETE FROM {table} WHERE ts < ?", (cutoff,))
                 dropped += max(cur.rowcount, 0)
             est = max(self.stats.est_rows - dropped, 0)
             over = 0
             for table in ("history_1m", "history_15m", "history_energy"):
                 while est * ROW_BYTES > cfg.max_bytes:
-                    cur = await tx.execute(f"SELECT MIN(ts) FROM {table}")
+                    minute = table == "history_1m"
+                    cur = await tx.execute(OLDEST_1M if minute else
+                                           f"SELECT MIN(ts) FROM {table}")
                     (oldest,) = await cur.fetchone() or (None,)
-                    if oldest is None or (table == "history_1m" and oldest >= building):
+                    if oldest is None or (minute and oldest >= building):
                         break
-                    cur = await tx.execute(f"DELETE FROM {table} WHERE ts <= ?",
-                                           (oldest + MINUTE_MS - 1,))
+                    cur = await tx.execute(PRUNE_1M if minute else
+                                           f"DELETE FROM {table} WHERE ts < ?",
+                                           (oldest + MINUTE_MS,))
                     n = max(cur.rowcount, 0)
                     est, over = max(est - n, 0), over + n
             self.stats.est_rows = est
