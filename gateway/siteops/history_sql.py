@@ -81,6 +81,13 @@ DELETE FROM history_1m WHERE (device, point, ts) IN (
     SELECT h.device, h.point, h.ts FROM history_series k CROSS JOIN history_1m h
     ON h.device = k.device AND h.point = k.point AND h.ts < ?1)
 """
+#: A device's 1-minute rows in [?1, ?2) (device ?3), point by point through the primary key.
+DEVICE_1M = """
+SELECT h.point, h.ts, h.n, h.total, h.vmin, h.vmax, h.lastv, h.last_ts
+FROM history_series k CROSS JOIN history_1m h ON h.device = k.device AND h.point = k.point
+    AND h.ts >= ?1 AND h.ts < ?2
+WHERE k.device = ?3
+"""
 #: The oldest 1-minute row's minute, point by point.
 OLDEST_1M = """
 SELECT MIN((SELECT MIN(h.ts) FROM history_1m h

@@ -7,7 +7,14 @@ from __future__ import annotations
 import random
 import sqlite3
 
-from gateway.siteops.history_sql import ADD_SERIES, BUILD_15M, MIGRATIONS, OLDEST_1M, PRUNE_1M
+from gateway.siteops.history_sql import (
+    ADD_SERIES,
+    BUILD_15M,
+    DEVICE_1M,
+    MIGRATIONS,
+    OLDEST_1M,
+    PRUNE_1M,
+)
 
 QUARTER_MS = 900_000
 T0 = 1_780_000_000_000 - 1_780_000_000_000 % QUARTER_MS
@@ -82,10 +89,12 @@ def test_retention_goes_point_by_point_without_a_ts_index() -> None:
              T0) for d in ("a", "b") for p in ("p0", "late") for m in range(10)]
     write(con, rows)
     assert con.execute(OLDEST_1M).fetchone() == (T0,)
-    for sql, args in ((OLDEST_1M, ()), (PRUNE_1M, (0,))):
+    for sql, args in ((OLDEST_1M, ()), (PRUNE_1M, (0,)), (DEVICE_1M, (0, 1, "a"))):
         plan = [r[3] for r in con.execute("EXPLAIN QUERY PLAN " + sql, args)]
         assert not any(step.startswith("SCAN history_1m") or step == "SCAN h"
                        for step in plan), plan
+    assert sorted(con.execute(DEVICE_1M, (T0 + 60_000, T0 + 3 * 60_000, "b"))) == sorted(
+        (r[1], *r[2:]) for r in rows if r[0] == "b" and T0 + 60_000 <= r[2] < T0 + 3 * 60_000)
     assert con.execute(PRUNE_1M, (T0 + 3 * 60_000,)).rowcount == 2 * 3 + 2 * 2
     left = con.execute("SELECT device, point, ts FROM history_1m").fetchall()
     assert sorted(left) == sorted(r[:3] for r in rows if r[2] >= T0 + 3 * 60_000)
