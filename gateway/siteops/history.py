@@ -349,9 +349,13 @@ class History(HistoryQueries):
             return
         t0 = asyncio.get_running_loop().time()
         old_q, new_q = old_h - old_h % QUARTER_MS, horizon - horizon % QUARTER_MS
-        rows1: list[tuple[Any, ...]] = []
+        rows1: list[tuple[Any, ...]] = []  # of late minutes (may meet rows): at once
+        fresh: list[tuple[int, Any]] = []  # the other closed minutes: written in chunks
         late15: dict[tuple[str, str, int], list[Any]] = {}
         for minute, b in closed:
+            if minute >= old_h:
+                fresh.append((minute, b))
+                continue
             quarter = minute - minute % QUARTER_MS
             late = quarter < old_q  # its quarter's 15-minute row is already built
             rows = folder.rows(minute, b)
@@ -365,22 +369,29 @@ class History(HistoryQueries):
         new_energy = sum(1 for k in energy if k not in self._energy_seen)
         energy_rows = [(*k, wh) for k, wh in energy.items()]
         meter_rows = [(d, json.dumps(m.snapshot())) for d, m in meters.items() if m is not None]
-        new_series = set(map(_SERIES, rows1)) - self._series if rows1 else set()
+        added: set[tuple[str, str]] = set()  # points first written now
         cpu.add("flush", c0)
         s0 = cpu.sql_start(store_thread(self.store))
         async with self.store.transaction() as tx:
             new_rows = len(rows1) + new_energy
-            if closed and closed[0][0] < old_h:  # late minutes may add to existing rows
-                new_rows -= await existing(tx, "history_1m", [r[:3] for r in rows1
-                                                               if r[2] < old_h])
+            if rows1:  # late minutes may add to existing rows
+                new_rows -= await existing(tx, "history_1m", [r[:3] for r in rows1])
             if late15:
                 new_rows += len(late15) - await existing(tx, "history_15m", list(late15))
                 await tx.executemany(UPSERT.format(t="history_15m"),
                                      [(*k, *a) for k, a in late15.items()])
-            if new_series:
-                await tx.executemany(ADD_SERIES, list(new_series))
             if rows1:
-                await tx.executemany(UPSERT.format(t="history_1m"), rows1)
+                await self._write_minutes(tx, rows1, added)
+            for minute, b in fresh:
+                chunks = folder.row_chunks(minute, b)
+                while True:
+                    c1 = cpu.start()
+                    chunk = next(chunks, None)
+                    cpu.add("flush", c1)
+                    if chunk is None:
+                        break
+                    new_rows += len(chunk)
+                    await self._write_minutes(tx, chunk, added)
             if new_q > old_q:  # quarters now complete: built from their minutes
                 await tx.execute(BUILD_15M, (old_q, new_q))
                 cur = await tx.execute("SELECT changes()")  # (rowcount is -1 after WITH)
@@ -396,7 +407,7 @@ class History(HistoryQueries):
                                     replay_seq=replay, open_samples=open_n)
         cpu.sql_stop(s0)
         c0 = cpu.start()
-        self._series |= new_series
+        self._series |= added
         stats.est_rows += new_rows
         stats.open_samples = open_n
         stats.horizon, stats.replay_seq = horizon, replay
@@ -409,6 +420,17 @@ class History(HistoryQueries):
         stats.flushes += 1
         stats.flush_s += asyncio.get_running_loop().time() - t0
         cpu.add("flush", c0)
+
+    async def _write_minutes(self, tx: Any, rows: list[tuple[Any, ...]],
+                             added: set[tuple[str, str]]) -> None:
+        """Write 1-minute rows (and their points new to history_series: into ``added``)."""
+        c0 = self.cpu.start()
+        new = set(map(_SERIES, rows)) - self._series - added
+        added |= new
+        self.cpu.add("flush", c0)
+        if new:
+            await tx.executemany(ADD_SERIES, list(new))
+        await tx.executemany(UPSERT.format(t="history_1m"), rows)
 
     def _state_tuple(self) -> tuple[int, ...]:
         return tuple(getattr(self.stats, k) for k in _STATE_KEYS)
