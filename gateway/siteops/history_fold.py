@@ -119,11 +119,12 @@ class Bucket:
             out += chunk
         return out
 
-    def row_chunks(self, minute: int, kept: Callable[[str, str], bool] | None = None,
-                   size: int = ROWS_CHUNK) -> Iterator[list[tuple[Any, ...]]]:
-        """:meth:`rows` in lists of about ``size`` rows (whole devices), made as they are
-        asked for: a minute's rows of a whole site (12,500 at 100 x 125, ~3 MB) never exist
-        at once."""
+    def row_chunks(self, minute: int, kept: Callable[[str, str], bool] | None = None
+                   ) -> Iterator[list[tuple[Any, ...]]]:
+        """:meth:`rows` in lists of about ``ROWS_CHUNK`` rows (whole devices), made as they
+        are asked for: a minute's rows of a whole site (12,500 at 100 x 125, ~3 MB) never
+        exist at once."""
+        size = ROWS_CHUNK
         self.settle()
         mixed = {d for d, _ in self.accs} | {d for d, _ in self.meter_accs}
         out: list[tuple[Any, ...]] = [

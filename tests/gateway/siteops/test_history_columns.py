@@ -89,7 +89,9 @@ async def run_site(tmp: Path, t0: int, columns: bool) -> tuple[list[Any], ...]:
 
 
 async def test_poll_batch_columns_fold_to_exactly_the_rows_of_plain_lists(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a closed minute's rows are written a device at a time (several statements)
+    monkeypatch.setattr("gateway.siteops.history_fold.ROWS_CHUNK", 4)
     t0 = 1_780_000_000_000 - 1_780_000_000_000 % QUARTER_MS
     by_columns = await run_site(tmp_path, t0, True)
     by_samples = await run_site(tmp_path, t0, False)
@@ -154,3 +156,24 @@ def test_poll_batch_ties_signed_zeros_and_ints_fold_bit_for_bit_as_sample_by_sam
     assert not any(b.cols for b in by_samples.buckets.values())
     assert packed > 0 or not flagged  # floats wait packed
     assert SETTLE_POLLS < 60  # settled within the minute too, not only when read
+
+
+def test_a_minutes_rows_come_in_chunks_of_whole_devices(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    from gateway.siteops.history_fold import Folder
+
+    monkeypatch.setattr("gateway.siteops.history_fold.ROWS_CHUNK", 6)
+    folder = Folder(None, lambda d, p: False)
+    t0 = 1_780_000_000_000 - 1_780_000_000_000 % MINUTE_MS
+    names = ("a", "b", "c", "d")
+    seq = 1
+    for sec in range(3):
+        for dev in ("x", "y", "z"):
+            folder.fold_poll(poll_batch(dev, names, t0 + sec * 1000, [1.5, 2.5, sec, 4.0],
+                                        False), seq)
+            seq += 4
+    [(minute, bucket)] = folder.pop_closed(t0 + MINUTE_MS)
+    chunks = list(folder.row_chunks(minute, bucket))
+    assert [len(c) for c in chunks] == [8, 4]  # two devices reach 6, then the third
+    assert [r for c in chunks for r in c] == folder.rows(minute, bucket)
+    assert [(r[0], r[1], r[3]) for r in chunks[1]] == [("z", p, 3) for p in names]
