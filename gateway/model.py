@@ -54,20 +54,26 @@ class PollBatch(Sequence[Sample]):
     reference to the tuple beside the key). Consumers on the ingest path (the store's codec,
     the history, the live-value cache, the rules) use the columns and never make the
     samples. Nobody may mutate it, its columns included.
+
+    ``floats`` (default False: unknown) is True only when the driver knows that every value
+    is a finite ``float`` (e.g. integer registers all scaled by a float): a consumer may
+    then skip its own type and finiteness checks.
     """
 
-    __slots__ = ("_rows", "device", "names", "ts_ms", "values")
+    __slots__ = ("_rows", "device", "floats", "names", "ts_ms", "values")
     device: str
     ts_ms: int
     names: tuple[str, ...]
     values: list[Value]
+    floats: bool
 
     def __init__(self, device: str, ts_ms: int, names: tuple[str, ...],
-                 values: list[Value]) -> None:
+                 values: list[Value], floats: bool = False) -> None:
         self.device = device
         self.ts_ms = ts_ms
         self.names = names
         self.values = values
+        self.floats = floats
         self._rows: list[Sample] | None = None
 
     def rows(self) -> list[Sample]:

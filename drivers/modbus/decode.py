@@ -91,7 +91,9 @@ is scaled; the positions of the float points (the only ones that can be NaN); th
 scaling of every point when all are scaled alike (equal, and of the same number types)."""
 
 
-_UNPACKERS: dict[int, tuple[object, struct.Struct | None, _Columns]] = {}
+#: The block's spans, its struct, its columns, and whether every value is then a finite
+#: float (integer registers, all scaled alike to a float: the PollBatch's ``floats``).
+_UNPACKERS: dict[int, tuple[object, struct.Struct | None, _Columns, bool]] = {}
 _UNPACKERS_MAX = 4096
 
 
@@ -104,7 +106,8 @@ def block_unpacker(block: Block[PointReader]) -> struct.Struct | None:
     return entry[1]
 
 
-def _build(block: Block[PointReader]) -> tuple[object, struct.Struct | None, _Columns]:
+def _build(block: Block[PointReader]
+           ) -> tuple[object, struct.Struct | None, _Columns, bool]:
     if len(_UNPACKERS) >= _UNPACKERS_MAX:
         _UNPACKERS.clear()
     fmt, pos = [">"], 0
@@ -133,7 +136,12 @@ def _build(block: Block[PointReader]) -> tuple[object, struct.Struct | None, _Co
     alike = first if first is not None and all(
         s is not None and s == first and list(map(type, s)) == list(map(type, first))
         for s in linear) else None
-    return block.spans, unpacker, (names, linear if any(linear) else None, floats, alike)
+    # (a register is at most 2**64 ~ 1.8e19: below these scales nothing overflows; NaN fails)
+    finite = alike is not None and not floats and (
+        alike[2] is not None or float in (type(alike[0]), type(alike[1]))) and (
+        abs(alike[0]) < 1e280 and abs(alike[1]) < 1e300)
+    return (block.spans, unpacker, (names, linear if any(linear) else None, floats, alike),
+            finite)
 
 
 def _scaled_alike(values: Any, linear: Linear) -> Any:
@@ -159,7 +167,7 @@ def decode_unpacked(device: str, block: Block[PointReader], unpacker: struct.Str
     :class:`PollBatch` of the columns, and no :class:`Sample` is made (consumers read the
     columns; anyone who iterates gets the samples then). Otherwise a list of samples.
     """
-    names, linear, floats, alike = _UNPACKERS[id(block.spans)][2]
+    _spans, _unpacker, (names, linear, floats, alike), finite = _UNPACKERS[id(block.spans)]
     values: Any = unpacker.unpack_from(buf)
     if linear is not None:
         try:
@@ -175,7 +183,8 @@ def decode_unpacked(device: str, block: Block[PointReader], unpacker: struct.Str
         bad = Quality.BAD
         return [Sample(device, name, ts, None, bad) if v != v else Sample(device, name, ts, v)
                 for name, v in zip(names, values, strict=True)]
-    return PollBatch(device, ts, names, values if type(values) is list else list(values))
+    return PollBatch(device, ts, names, values if type(values) is list else list(values),
+                     finite)
 
 
 def merge_columns(parts: list[PollBatch], names_cache: dict[tuple[int, ...], tuple[str, ...]]
@@ -192,4 +201,5 @@ def merge_columns(parts: list[PollBatch], names_cache: dict[tuple[int, ...], tup
             names_cache.clear()
         names = names_cache[key] = tuple(n for p in parts for n in p.names)
     first = parts[0]
-    return PollBatch(first.device, first.ts_ms, names, [v for p in parts for v in p.values])
+    return PollBatch(first.device, first.ts_ms, names, [v for p in parts for v in p.values],
+                     all(p.floats for p in parts))

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,15 +35,25 @@ from gateway.siteops.config import EnergySource, HistoryConfig
 from gateway.siteops.history_cpu import HistoryCpuMeter, store_thread
 from gateway.siteops.history_fold import Folder, merge
 from gateway.siteops.history_query import DAY_MS, MINUTE_MS, QUARTER_MS, HistoryQueries
-from gateway.siteops.history_sql import BUILD_15M, UPSERT, UPSERT_ENERGY, existing
+from gateway.siteops.history_sql import (
+    ADD_SERIES,
+    BUILD_15M,
+    OLDEST_1M,
+    PRUNE_1M,
+    UPSERT,
+    UPSERT_ENERGY,
+    existing,
+)
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
 
 #: Estimated bytes per rollup row (key, six numbers, index entry), for ``max_bytes``.
 ROW_BYTES = 96
-#: After a commit, the history task waits this long so that the next commits fold with it.
-FOLD_DELAY_S = 0.2
+#: The history task folds what was queued every this many seconds (one timer, nothing per
+#: commit: a wake-up per commit, an event and a timeout, cost more than the folds they
+#: started at 100 x 125), and commits every ``flush_interval``.
+FOLD_EVERY_S = 0.5
 #: Samples queued for folding beyond which new batches are dropped (and counted).
 MAX_PENDING_SAMPLES = 2_000_000
 
@@ -53,6 +63,7 @@ _STATE_KEYS = ("folded_seq", "horizon", "replay_seq", "open_samples", "est_rows"
 #: of it that come later still count, as a second write of its row.
 CLOSE_AFTER_MS = 5_000
 Key = tuple[str, str, int]
+_SERIES = itemgetter(0, 1)
 
 
 class EnergyMeter(CounterOrPower):
@@ -108,13 +119,14 @@ class History(HistoryQueries):
         self._pending: collections.deque[tuple[Batch, int]] = collections.deque()
         self._pending_samples = 0
         self._behind = False  # the queue overflowed: read the buffer instead
-        self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._loaded_meters: dict[str, dict[str, Any]] = {}
         self._catching_up = False
         self._replayed = False
         self._durable_seq = 0  # folded_seq as committed (replayed samples at or below it...)
         self._written_state: tuple[int, ...] | None = None
+        #: The (device, point) in ``history_series`` (every point with 1-minute rows).
+        self._series: set[tuple[str, str]] = set()
 
     # -- start ---------------------------------------------------------------------------
 
@@ -136,6 +148,8 @@ class History(HistoryQueries):
             self.stats.replay_seq = self.stats.folded_seq
         self._durable_seq = self.stats.folded_seq
         self._written_state = self._state_tuple()
+        self._series = {(d, p) for d, p in await self.store.query(
+            "SELECT device, point FROM history_series")}
         for device, mstate in await self.store.query("SELECT device, state FROM history_meters"):
             self._loaded_meters[device] = json.loads(mstate)
 
@@ -224,11 +238,9 @@ class History(HistoryQueries):
             self._behind = True
             self._pending.clear()
             self._pending_samples = 0
-            self._wake.set()
             return
         self._pending.append((batch, seq_first))
         self._pending_samples += len(batch)
-        self._wake.set()
         if cpu.on:
             cpu.add("observe", t0)
 
@@ -337,9 +349,13 @@ class History(HistoryQueries):
             return
         t0 = asyncio.get_running_loop().time()
         old_q, new_q = old_h - old_h % QUARTER_MS, horizon - horizon % QUARTER_MS
-        rows1: list[tuple[Any, ...]] = []
+        rows1: list[tuple[Any, ...]] = []  # of late minutes (may meet rows): at once
+        fresh: list[tuple[int, Any]] = []  # the other closed minutes: written in chunks
         late15: dict[tuple[str, str, int], list[Any]] = {}
         for minute, b in closed:
+            if minute >= old_h:
+                fresh.append((minute, b))
+                continue
             quarter = minute - minute % QUARTER_MS
             late = quarter < old_q  # its quarter's 15-minute row is already built
             rows = folder.rows(minute, b)
@@ -353,19 +369,29 @@ class History(HistoryQueries):
         new_energy = sum(1 for k in energy if k not in self._energy_seen)
         energy_rows = [(*k, wh) for k, wh in energy.items()]
         meter_rows = [(d, json.dumps(m.snapshot())) for d, m in meters.items() if m is not None]
+        added: set[tuple[str, str]] = set()  # points first written now
         cpu.add("flush", c0)
         s0 = cpu.sql_start(store_thread(self.store))
         async with self.store.transaction() as tx:
             new_rows = len(rows1) + new_energy
-            if closed and closed[0][0] < old_h:  # late minutes may add to existing rows
-                new_rows -= await existing(tx, "history_1m", [r[:3] for r in rows1
-                                                               if r[2] < old_h])
+            if rows1:  # late minutes may add to existing rows
+                new_rows -= await existing(tx, "history_1m", [r[:3] for r in rows1])
             if late15:
                 new_rows += len(late15) - await existing(tx, "history_15m", list(late15))
                 await tx.executemany(UPSERT.format(t="history_15m"),
                                      [(*k, *a) for k, a in late15.items()])
             if rows1:
-                await tx.executemany(UPSERT.format(t="history_1m"), rows1)
+                await self._write_minutes(tx, rows1, added)
+            for minute, b in fresh:
+                chunks = folder.row_chunks(minute, b)
+                while True:
+                    c1 = cpu.start()
+                    chunk = next(chunks, None)
+                    cpu.add("flush", c1)
+                    if chunk is None:
+                        break
+                    new_rows += len(chunk)
+                    await self._write_minutes(tx, chunk, added)
             if new_q > old_q:  # quarters now complete: built from their minutes
                 await tx.execute(BUILD_15M, (old_q, new_q))
                 cur = await tx.execute("SELECT changes()")  # (rowcount is -1 after WITH)
@@ -381,6 +407,7 @@ class History(HistoryQueries):
                                     replay_seq=replay, open_samples=open_n)
         cpu.sql_stop(s0)
         c0 = cpu.start()
+        self._series |= added
         stats.est_rows += new_rows
         stats.open_samples = open_n
         stats.horizon, stats.replay_seq = horizon, replay
@@ -393,6 +420,17 @@ class History(HistoryQueries):
         stats.flushes += 1
         stats.flush_s += asyncio.get_running_loop().time() - t0
         cpu.add("flush", c0)
+
+    async def _write_minutes(self, tx: Any, rows: list[tuple[Any, ...]],
+                             added: set[tuple[str, str]]) -> None:
+        """Write 1-minute rows (and their points new to history_series: into ``added``)."""
+        c0 = self.cpu.start()
+        new = set(map(_SERIES, rows)) - self._series - added
+        added |= new
+        self.cpu.add("flush", c0)
+        if new:
+            await tx.executemany(ADD_SERIES, list(new))
+        await tx.executemany(UPSERT.format(t="history_1m"), rows)
 
     def _state_tuple(self) -> tuple[int, ...]:
         return tuple(getattr(self.stats, k) for k in _STATE_KEYS)
@@ -434,18 +472,22 @@ class History(HistoryQueries):
                 cutoff = now_ms - int(days * DAY_MS)
                 if table == "history_1m":
                     cutoff = min(cutoff, building)
-                cur = await tx.execute(f"DELETE FROM {table} WHERE ts < ?", (cutoff,))
+                cur = await tx.execute(PRUNE_1M if table == "history_1m" else
+                                       f"DELETE FROM {table} WHERE ts < ?", (cutoff,))
                 dropped += max(cur.rowcount, 0)
             est = max(self.stats.est_rows - dropped, 0)
             over = 0
             for table in ("history_1m", "history_15m", "history_energy"):
                 while est * ROW_BYTES > cfg.max_bytes:
-                    cur = await tx.execute(f"SELECT MIN(ts) FROM {table}")
+                    minute = table == "history_1m"
+                    cur = await tx.execute(OLDEST_1M if minute else
+                                           f"SELECT MIN(ts) FROM {table}")
                     (oldest,) = await cur.fetchone() or (None,)
-                    if oldest is None or (table == "history_1m" and oldest >= building):
+                    if oldest is None or (minute and oldest >= building):
                         break
-                    cur = await tx.execute(f"DELETE FROM {table} WHERE ts <= ?",
-                                           (oldest + MINUTE_MS - 1,))
+                    cur = await tx.execute(PRUNE_1M if minute else
+                                           f"DELETE FROM {table} WHERE ts < ?",
+                                           (oldest + MINUTE_MS,))
                     n = max(cur.rowcount, 0)
                     est, over = max(est - n, 0), over + n
             self.stats.est_rows = est
@@ -455,22 +497,20 @@ class History(HistoryQueries):
         return dropped, over
 
     async def run(self) -> None:
-        """The history task: fold as batches come, commit every ``flush_interval``."""
+        """The history task: fold what was queued every ``FOLD_EVERY_S`` (or
+        ``flush_interval`` if shorter), commit every ``flush_interval``."""
         await self.catch_up()  # the backlog a crash left, in the background
         loop = asyncio.get_running_loop()
         next_flush = loop.time() + self.cfg.flush_interval
+        every = min(FOLD_EVERY_S, self.cfg.flush_interval)
         while True:
-            timeout = max(next_flush - loop.time(), 0)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):  # not wait_for: see store/outbox.py
-                    await self._wake.wait()
-            self._wake.clear()
-            await asyncio.sleep(FOLD_DELAY_S)  # let a few commits queue: folded together
+            await asyncio.sleep(every)
             if self._behind:
                 self._behind = False  # batches observed from now on queue again
                 await self.catch_up()
-            async with self._lock:
-                self.fold_pending()
+            if self._pending:
+                async with self._lock:
+                    self.fold_pending()
             if loop.time() >= next_flush:
                 await self.flush()
                 next_flush = loop.time() + self.cfg.flush_interval

@@ -17,9 +17,9 @@ each place it would count costs one attribute test. When on, it adds up thread C
   (the uplink, the HTTP API) runs on the same connection while the history's transaction is
   open counts too; writes cannot interleave (the store's lock).
 
-What it leaves out: the history task's wake-ups (a timer and an event, about five times a
-second), the collection of the garbage the history's objects add to every GC pass, and the
-queries it answers (commands, KPIs, reports: on demand, not per sample).
+What it leaves out: the history task's wake-ups (a timer, twice a second), the collection of
+the garbage the history's objects add to every GC pass, and the queries it answers
+(commands, KPIs, reports: on demand, not per sample).
 
 ``history.stats`` reports it as ``cpu`` (seconds per part, and since when).
 """

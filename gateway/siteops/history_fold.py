@@ -27,13 +27,13 @@ this module only folds and hands buckets out.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
 from gateway.model import PollBatch, Quality, Sample
-from gateway.siteops.history_settle import packer, settle_polls
+from gateway.siteops.history_settle import packer, settle_polls, unpacked
 
 MINUTE_MS = 60_000
 GOOD = Quality.GOOD
@@ -47,9 +47,13 @@ _NUMBERS = frozenset((float, int))
 
 #: A device's polls wait, then are folded in one pass per point (``sum`` from its total, one
 #: sort for both ends) every this many polls: fewer C-level calls per sample than per-poll
-#: passes. A poll of floats waits packed (8 bytes a value), so 8 waiting polls hold about
-#: the memory 4 unpacked ones did.
-SETTLE_POLLS = 8
+#: passes (the per-point calls are most of the cost: at 125 points, 8 -> 16 -> 32 cut the
+#: fold's instructions per poll 141 k -> 94 k -> 52 k). A poll of floats waits packed (8
+#: bytes a value): at most 32 KB a device of 125 points, about 16 KB on average.
+SETTLE_POLLS = 32
+
+#: A closed minute's rows are made and written this many (whole devices) at a time.
+ROWS_CHUNK = 1_000
 
 #: An accumulator of a point that ``history.points`` does not keep: folded, never written.
 DROPPED = 6
@@ -71,7 +75,8 @@ class Bucket:
         #: Accumulators of energy/power points (kept out of ``accs``: see the module doc).
         self.meter_accs: dict[Key, Acc] = {}
         #: Per device, a whole poll's points at once: [layout, n, totals, mins, maxs,
-        #: lasts, last_ts, pending] (in the layout's order). ``pending`` holds the value
+        #: lasts, last_ts, pending] (in the layout's order; lasts may be packed: see
+        #: :func:`~gateway.siteops.history_settle.unpacked`). ``pending`` holds the value
         #: lists of up to ``SETTLE_POLLS`` polls not yet in totals/mins/maxs (which are
         #: the first poll's values before the first settle); read the columns only after
         #: :meth:`settle`.
@@ -89,9 +94,10 @@ class Bucket:
                     out[key] = a  # stays dropped whatever else comes
                 else:
                     merge(out, key, a)
-        for device, (layout, n, totals, mins, maxs, lasts, last_ts, _) in self.cols.items():
+        for device, (layout, n, totals, mins, maxs, last, last_ts, _) in self.cols.items():
             if devices is not None and device not in devices:
                 continue
+            lasts = unpacked(last, len(layout))
             for k, point in enumerate(layout):
                 if kept is None or kept(device, point):
                     merge(out, (device, point),
@@ -108,21 +114,36 @@ class Bucket:
              ) -> list[tuple[Any, ...]]:
         """(device, point, minute, n, total, vmin, vmax, last, last_ts) of every point. A
         device that has only poll columns gives its rows straight from them (C-level)."""
+        out: list[tuple[Any, ...]] = []
+        for chunk in self.row_chunks(minute, kept):
+            out += chunk
+        return out
+
+    def row_chunks(self, minute: int, kept: Callable[[str, str], bool] | None = None
+                   ) -> Iterator[list[tuple[Any, ...]]]:
+        """:meth:`rows` in lists of about ``ROWS_CHUNK`` rows (whole devices), made as they
+        are asked for: a minute's rows of a whole site (12,500 at 100 x 125, ~3 MB) never
+        exist at once."""
+        size = ROWS_CHUNK
         self.settle()
         mixed = {d for d, _ in self.accs} | {d for d, _ in self.meter_accs}
         out: list[tuple[Any, ...]] = [
             (d, p, minute, *a[:6]) for (d, p), a in self.merged(kept, mixed).items()
             if len(a) != DROPPED + 1]
-        for device, (layout, n, totals, mins, maxs, lasts, last_ts, _) in self.cols.items():
+        for device, (layout, n, totals, mins, maxs, last, last_ts, _) in self.cols.items():
             if device in mixed:
                 continue
+            if len(out) >= size:
+                yield out
+                out = []
             cols = zip(repeat(device), layout, repeat(minute), repeat(n), totals, mins, maxs,
-                       lasts, repeat(last_ts))
+                       unpacked(last, len(layout)), repeat(last_ts))
             if kept is None:
                 out.extend(cols)
             else:
                 out.extend(r for r in cols if kept(device, r[1]))
-        return out
+        if out:
+            yield out
 
 
 def number(value: Any) -> float | None:
@@ -279,12 +300,14 @@ class Folder:
             c[0] = layout  # equal: keep the driver's tuple, so the next check is by identity
             c[1] += 1
             pending = c[7]
-            # floats (all of them: ``fold_poll`` knows) wait packed, exactly
-            pending.append(packer(len(vals)).pack(*vals) if floats else vals)
+            # floats (all of them: ``fold_poll`` knows) wait packed, exactly; the last
+            # values are then the same bytes (read through :func:`lasts`)
+            last = packer(len(vals)).pack(*vals) if floats else vals
+            pending.append(last)
             if len(pending) >= SETTLE_POLLS:
                 settle_polls(c)
             if ts >= c[6]:
-                c[5], c[6] = vals, ts
+                c[5], c[6] = last, ts
         b.n += len(vals)
         if meters:
             for k in self._meter_at[device]:
@@ -301,18 +324,21 @@ class Folder:
         list of the same samples would."""
         device, names = p.device, p.names
         values: list[Any] = p.values  # checked just below: finite ints and floats
-        types = list(map(type, values))  # all floats, usually: counted by identity
-        n_float = types.count(float)
-        if n_float != len(types) and not _NUMBERS.issuperset(types):
-            self.fold(p, first_seq, meters)  # not numbers (or a bool): sample by sample
-            return
-        try:
-            total = float(sum(values))
-        except OverflowError:  # an int too large for a float
-            total = math.inf
-        if total - total != 0:  # NaN or an infinity somewhere
-            self.fold(p, first_seq, meters)
-            return
+        floats = p.floats  # the driver knows: all finite floats
+        if not floats:
+            types = list(map(type, values))  # all floats, usually: counted by identity
+            n_float = types.count(float)
+            if n_float != len(types) and not _NUMBERS.issuperset(types):
+                self.fold(p, first_seq, meters)  # not numbers (or a bool): sample by sample
+                return
+            try:
+                total = float(sum(values))
+            except OverflowError:  # an int too large for a float
+                total = math.inf
+            if total - total != 0:  # NaN or an infinity somewhere
+                self.fold(p, first_seq, meters)
+                return
+            floats = len(types) == n_float
         lay = self._layouts.get(device)
         if lay is not names:
             if lay != names:  # a new layout: learnt from the samples, as a plain list's
@@ -321,8 +347,7 @@ class Folder:
                     self._layouts[device] = names  # the same points: the driver's tuple
                 return
             self._layouts[device] = lay = names
-        if not self._add_poll(device, lay, values, p.ts_ms, first_seq, meters,
-                              floats=len(types) == n_float):
+        if not self._add_poll(device, lay, values, p.ts_ms, first_seq, meters, floats):
             self._fold_run(p, first_seq, meters)  # the layout changed within the minute
 
     def _fold_run(self, rows: Sequence[Sample], first_seq: int, meters: bool) -> None:
@@ -409,6 +434,10 @@ class Folder:
     def rows(self, minute: int, b: Bucket) -> list[tuple[Any, ...]]:
         """The rows of bucket ``b`` (minute ``minute``) to write."""
         return b.rows(minute, None if self._keeps is None else self.kept)
+
+    def row_chunks(self, minute: int, b: Bucket) -> Iterator[list[tuple[Any, ...]]]:
+        """:meth:`rows` in chunks (see :meth:`Bucket.row_chunks`)."""
+        return b.row_chunks(minute, None if self._keeps is None else self.kept)
 
     def open_rows(self, device: str, point: str | None
                   ) -> list[tuple[str, int, int, float, float, float, float, int]]:

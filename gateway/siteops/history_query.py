@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.siteops.history_sql import DEVICE_1M
 from gateway.store import Store
 
 MINUTE_MS = 60_000
@@ -46,10 +47,15 @@ class HistoryQueries:
         if point is not None:
             where, args = where + " AND point = ?", [device, point]
         cols = "point, ts, n, total, vmin, vmax, lastv, last_ts"
+        # history_1m has no ts index: a device's points one by one through the primary key
+        # (not all of the device's minutes, filtered by time)
+        minutes = (f"SELECT {cols} FROM history_1m WHERE {where} AND ts >= ? AND ts < ?"
+                   if point is not None else
+                   DEVICE_1M)
         if fine:
             rows = await self.store.query(
-                f"SELECT {cols} FROM history_1m WHERE {where} AND ts >= ? AND ts < ?",
-                (*args, start_ms, end_ms))
+                minutes, (*args, start_ms, end_ms) if point is not None
+                else (start_ms, end_ms, device))
             lo, hi = start_ms, end_ms
         else:
             built = self.built_until()
@@ -60,8 +66,8 @@ class HistoryQueries:
                 (*args, start_ms, min(end_ms, built)))
             if hi > built:
                 rows += await self.store.query(
-                    f"SELECT {cols} FROM history_1m WHERE {where} AND ts >= ? AND ts < ?",
-                    (*args, max(lo, built), hi))
+                    minutes, (*args, max(lo, built), hi) if point is not None
+                    else (max(lo, built), hi, device))
         rows += [r for r in self.open_rows(device, point) if lo <= r[1] < hi]
         return rows
 

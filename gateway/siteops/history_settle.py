@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from itertools import compress, repeat
 from operator import eq, gt, itemgetter, lt
 from typing import Any
@@ -23,6 +23,11 @@ def packer(n: int) -> struct.Struct:
     if found is None:
         found = _PACKS[n] = struct.Struct(f"{n}d")
     return found
+
+
+def unpacked(values: Sequence[Any] | bytes, n: int) -> Sequence[Any]:
+    """``values`` as a sequence: the ``n`` doubles of packed bytes, else as they are."""
+    return packer(n).unpack(values) if type(values) is bytes else values
 
 
 _PACKS: dict[int, struct.Struct] = {}

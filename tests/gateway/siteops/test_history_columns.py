@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 import gateway.siteops  # noqa: F401  (registers the component and its tables)
 from gateway.clock import FakeClock
 from gateway.model import Committed, PollBatch, Quality, Sample
@@ -18,9 +20,11 @@ from gateway.store import Store
 from tests.gateway.siteops.support import expected_rollups
 
 
-def poll_batch(device: str, names: tuple[str, ...], ts: int, values: list[Any]) -> PollBatch:
-    """A PollBatch as the Modbus decoder builds it (``names``: the driver's own tuple)."""
-    return PollBatch(device, ts, names, values)
+def poll_batch(device: str, names: tuple[str, ...], ts: int, values: list[Any],
+               floats: bool = False) -> PollBatch:
+    """A PollBatch as the Modbus decoder builds it (``names``: the driver's own tuple;
+    ``floats``: the driver vouches that every value is a finite float)."""
+    return PollBatch(device, ts, names, values, floats)
 
 
 def site_polls(t0: int, layouts: dict[str, tuple[str, ...]]) -> list[list[list[Sample]]]:
@@ -85,7 +89,9 @@ async def run_site(tmp: Path, t0: int, columns: bool) -> tuple[list[Any], ...]:
 
 
 async def test_poll_batch_columns_fold_to_exactly_the_rows_of_plain_lists(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a closed minute's rows are written a device at a time (several statements)
+    monkeypatch.setattr("gateway.siteops.history_fold.ROWS_CHUNK", 4)
     t0 = 1_780_000_000_000 - 1_780_000_000_000 % QUARTER_MS
     by_columns = await run_site(tmp_path, t0, True)
     by_samples = await run_site(tmp_path, t0, False)
@@ -106,11 +112,14 @@ def _bits(x: Any) -> tuple[str, ...]:
     return (float(x).hex(),)
 
 
-def test_poll_batch_ties_signed_zeros_and_ints_fold_bit_for_bit_as_sample_by_sample() -> None:
+@pytest.mark.parametrize("flagged", [False, True])
+def test_poll_batch_ties_signed_zeros_and_ints_fold_bit_for_bit_as_sample_by_sample(
+        flagged: bool) -> None:
     """Polls of values with many ties (0.0 and -0.0, 2 and 2.0) read after 1, 2, 3, ...
     more polls (whatever waits then): the column path's n, total, min, max and last are the
-    very doubles, signed zeros included, of the sample-by-sample path."""
-    from gateway.siteops.history_fold import Folder
+    very doubles, signed zeros included, of the sample-by-sample path. ``flagged``: floats
+    only, in PollBatches marked ``floats`` (no checks; they wait packed)."""
+    from gateway.siteops.history_fold import SETTLE_POLLS, Folder
 
     rng = random.Random(23)
     names = ("a", "b", "c", "d", "e")
@@ -121,12 +130,17 @@ def test_poll_batch_ties_signed_zeros_and_ints_fold_bit_for_bit_as_sample_by_sam
     reads = {k * (k + 1) // 2 for k in range(16)}
     choices: list[list[Any]] = [[0.0, -0.0, 0, -1.5, 1.5, 2, 2.0, 3.25, -3.25]] * 3 + [
         [0.0, -0.0], [0.0, -0.0, 0, -1.5]]  # d and e: zeros are the maximum
+    if flagged:
+        choices = [[float(v) for v in c] + [1e300, -7e-310] for c in choices]
     seq = 1
+    packed = 0
     for sec in range(130):
         ts = t0 + sec * 1000
         for dev in ("x", "y"):
             values = [rng.choice(c) for c in choices]
-            by_columns.fold_poll(poll_batch(dev, names, ts, values), seq)
+            by_columns.fold_poll(poll_batch(dev, names, ts, values, flagged), seq)
+            packed += sum(type(x) is bytes for b in by_columns.buckets.values()
+                          for c in b.cols.values() for x in c[7])
             by_samples.fold([Sample(dev, n, ts, v) for n, v in zip(names, values, strict=True)],
                             seq)
             seq += len(names)
@@ -140,3 +154,26 @@ def test_poll_batch_ties_signed_zeros_and_ints_fold_bit_for_bit_as_sample_by_sam
                 assert [_bits(x) for x in g[3:7]] == [_bits(x) for x in w[3:7]], (sec, g, w)
     assert all(b.cols for b in by_columns.buckets.values())  # the column path ran
     assert not any(b.cols for b in by_samples.buckets.values())
+    assert packed > 0 or not flagged  # floats wait packed
+    assert SETTLE_POLLS < 60  # settled within the minute too, not only when read
+
+
+def test_a_minutes_rows_come_in_chunks_of_whole_devices(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    from gateway.siteops.history_fold import Folder
+
+    monkeypatch.setattr("gateway.siteops.history_fold.ROWS_CHUNK", 6)
+    folder = Folder(None, lambda d, p: False)
+    t0 = 1_780_000_000_000 - 1_780_000_000_000 % MINUTE_MS
+    names = ("a", "b", "c", "d")
+    seq = 1
+    for sec in range(3):
+        for dev in ("x", "y", "z"):
+            folder.fold_poll(poll_batch(dev, names, t0 + sec * 1000, [1.5, 2.5, sec, 4.0],
+                                        False), seq)
+            seq += 4
+    [(minute, bucket)] = folder.pop_closed(t0 + MINUTE_MS)
+    chunks = list(folder.row_chunks(minute, bucket))
+    assert [len(c) for c in chunks] == [8, 4]  # two devices reach 6, then the third
+    assert [r for c in chunks for r in c] == folder.rows(minute, bucket)
+    assert [(r[0], r[1], r[3]) for r in chunks[1]] == [("z", p, 3) for p in names]
