@@ -20,6 +20,7 @@ import aiosqlite
 from gateway.clock import Clock, SystemClock
 from gateway.config.models import Durability
 from gateway.store.drops import DropRun
+from gateway.store.flag import Flag
 from gateway.store.seqmark import SeqMark, write_mark
 from gateway.store.tx import Tx, settled
 
@@ -49,7 +50,7 @@ class StoreBase:
         self._drops = DropRun()
         self._last_overflow_event_ms = 0
         self._last_drop_ms = 0
-        self._event_flags: dict[str, asyncio.Event] = {}
+        self._event_flags: dict[str, Flag] = {}
         #: The highest rowid of a committed event: readers read no further (see read_events).
         self._events_high = 0
         #: Per consumer, ``_events_high`` when its last read found nothing (see read_events).
@@ -67,7 +68,7 @@ class StoreBase:
         self.store_id = ""
         #: The consumers registered since the last :meth:`begin_consumers` (this run).
         self.active_consumers: set[str] = set()
-        self.telemetry_added = asyncio.Event()
+        self.telemetry_added = Flag()
         self.boot_count = 0
 
 
@@ -145,6 +146,12 @@ class StoreBase:
     def _signal_events(self) -> None:
         for flag in self._event_flags.values():
             flag.set()
+
+    def events_flag(self, consumer: str) -> Flag:
+        """The flag set when events are committed (or ``consumer`` registers), for a
+        consumer that waits on several things at once (the uplink); others call
+        ``wait_events``, which clears it after its wait."""
+        return self._event_flags.setdefault(consumer, Flag())
 
 
     async def _write_mark(self, reserved: int, clean: bool) -> None:

@@ -33,7 +33,7 @@ class OutboxStore(StoreBase):
         """A consumer of the outbox; a new one starts with the events still in the outbox."""
         self.active_consumers.add(consumer)
         self._read_nothing_at.pop(consumer, None)  # its cursor may be new (read again)
-        self._event_flags.setdefault(consumer, asyncio.Event()).set()
+        self.events_flag(consumer).set()
         async with self.transaction() as tx:
             await tx.execute(
                 "INSERT OR IGNORE INTO event_cursors VALUES (?, 0)", (consumer,)
@@ -99,7 +99,7 @@ class OutboxStore(StoreBase):
         Each consumer has its own flag, so one consumer's wait never swallows another's
         wake-up, and an event added between a consumer's read and its wait is not missed.
         """
-        flag = self._event_flags.setdefault(consumer, asyncio.Event())
+        flag = self.events_flag(consumer)
         if not flag.is_set():
             # Not asyncio.wait_for: on Python 3.11 it can swallow a cancel that arrives as the
             # event is set (at a stop, devices going offline set it), and this wait sits in a
