@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -22,7 +22,9 @@ from gateway.config.models import Durability
 from gateway.store.drops import DropRun
 from gateway.store.flag import Flag
 from gateway.store.seqmark import SeqMark, write_mark
-from gateway.store.tx import Tx, settled
+from gateway.store.tx import Tx, _run, settled
+
+_T = TypeVar("_T")
 
 
 class StoreBase:
@@ -91,7 +93,8 @@ class StoreBase:
                 await settled(conn.execute("BEGIN IMMEDIATE"))
                 yield tx
                 try:
-                    await settled(conn.execute("COMMIT"))
+                    # The writes still queued (Tx.write) and the COMMIT: one call.
+                    await settled(conn._execute(_run, conn, tx.take_queued(), "COMMIT", ()))
                 except asyncio.CancelledError:
                     self._committed(tx)  # it committed; the cancellation goes on
                     raise
@@ -100,6 +103,25 @@ class StoreBase:
                     await conn.execute("ROLLBACK")
                 raise
             self._committed(tx)
+
+    async def atomic(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(db, tx, *args)`` as one transaction in ONE call on the connection's
+        thread (``db`` is its sqlite3 connection): BEGIN IMMEDIATE, ``fn``, COMMIT, and
+        ROLLBACK there if anything fails, instead of a round trip to that thread (a future
+        and a wake-up of the loop) per statement. ``fn`` records what it changed in ``tx``
+        as the loop's code would (``payload_delta``...), applied once it committed. For the
+        short transactions of the hot path (the uplink's acknowledgements)."""
+        async with self._lock:
+            conn = self.conn
+            tx = Tx(conn, self)
+            try:
+                result: _T = await settled(conn._execute(_atomic, conn, fn, tx, args))
+            except asyncio.CancelledError:
+                # settled raised the cancel only after the call ended well: it committed.
+                self._committed(tx)
+                raise
+            self._committed(tx)
+            return result
 
     @property
     def events_high(self) -> int:
@@ -159,3 +181,18 @@ class StoreBase:
         await asyncio.to_thread(write_mark, self.path, mark)
         self._reserved = reserved
 
+
+def _atomic(conn: aiosqlite.Connection, fn: Callable[..., _T], tx: Tx,
+            args: tuple[Any, ...]) -> _T:
+    """On the connection's thread: ``fn`` between BEGIN IMMEDIATE and COMMIT."""
+    db = conn._conn
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(db, tx, *args)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
+    return result

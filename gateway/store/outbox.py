@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.model import Event
 from gateway.store.base import StoreBase
+from gateway.store.tx import Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +85,7 @@ class OutboxStore(StoreBase):
         ]
 
     async def ack_events(self, consumer: str, upto_rowid: int) -> None:
-        async with self.transaction() as tx:
-            await tx.execute(
-                "UPDATE event_cursors SET last_rowid = MAX(last_rowid, ?) WHERE consumer = ?",
-                (upto_rowid, consumer),
-            )
-            await tx.execute(
-                "DELETE FROM events WHERE rowid <= "
-                "(SELECT COALESCE(MIN(last_rowid), 0) FROM event_cursors)"
-            )
+        await self.atomic(_ack_events, consumer, upto_rowid)
 
     async def wait_events(self, consumer: str, timeout: float) -> None:
         """Wait until events were added since this consumer's previous wait (or timeout).
@@ -108,3 +102,12 @@ class OutboxStore(StoreBase):
                 async with asyncio.timeout(timeout):
                     await flag.wait()
         flag.clear()
+
+
+def _ack_events(db: sqlite3.Connection, tx: Tx, consumer: str, upto_rowid: int) -> None:
+    """On the connection's thread, inside the transaction: move ``consumer``'s cursor and
+    delete the events every consumer has."""
+    db.execute("UPDATE event_cursors SET last_rowid = MAX(last_rowid, ?) WHERE consumer = ?",
+               (upto_rowid, consumer))
+    db.execute("DELETE FROM events WHERE rowid <= "
+               "(SELECT COALESCE(MIN(last_rowid), 0) FROM event_cursors)")

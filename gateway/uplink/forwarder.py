@@ -170,8 +170,7 @@ class Forwarder:
 
     async def run(self) -> None:
         self._tel.reset(await self.store.acked_seq())
-        flags: tuple[Flag, ...] = (self.store.telemetry_added, self.outbox.changed, self._events)
-        unlisten = [flag.listen(self.wake) for flag in flags]
+        unlisten = self.listen()
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -181,6 +180,11 @@ class Forwarder:
         finally:
             for stop in unlisten:
                 stop()
+
+    def listen(self) -> list[Callable[[], None]]:
+        """Let the flags the idle wait waits for end it; returns their stop functions."""
+        flags: tuple[Flag, ...] = (self.store.telemetry_added, self.outbox.changed, self._events)
+        return [flag.listen(self.wake) for flag in flags]
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
