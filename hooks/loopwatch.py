@@ -23,6 +23,8 @@ import traceback
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
+from gateway import heartbeat
+
 if TYPE_CHECKING:
     from hooks.manager import HookRunner
 
@@ -44,10 +46,9 @@ class LoopWatch:
         self.longest_s = 0.0
         self.by_plugin: dict[str, int] = {}
         self.last: dict[str, Any] | None = None
-        self._beat = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._handle: asyncio.TimerHandle | None = None
+        self._heart: heartbeat.Use | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -55,29 +56,26 @@ class LoopWatch:
         """Start watching the running loop (call from the loop)."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._tick()
+        heart = self._heart = heartbeat.acquire(self.period)
         self._stop.clear()
-        self._thread = threading.Thread(target=self._watch, name="loop-watch", daemon=True)
+        self._thread = threading.Thread(target=self._watch, args=(heart,), name="loop-watch",
+                                        daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._handle is not None:
-            self._handle.cancel()
+        if self._heart is not None:
+            self._heart.release()
+            self._heart = None
         if self._thread is not None:
             self._thread.join(timeout=1)
 
-    def _tick(self) -> None:
-        self._beat = time.monotonic()
-        assert self._loop is not None
-        self._handle = self._loop.call_later(self.period, self._tick)
-
     # -- the watching thread -------------------------------------------------------------
 
-    def _watch(self) -> None:
+    def _watch(self, heart: heartbeat.Use) -> None:
         reported: float | None = None  # the heartbeat of the stall being reported
         while not self._stop.wait(self.period):
-            beat = self._beat
+            beat = heart.beat
             now = time.monotonic()
             if reported is not None and beat != reported:
                 self._ended(beat - reported)
