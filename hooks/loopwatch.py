@@ -38,9 +38,11 @@ class LoopWatch:
     def __init__(self, runner: HookRunner | None, warn_s: float) -> None:
         self.runner = runner
         self.warn_s = warn_s
-        # The loop's heartbeat timer and the thread's look both run every period: each is a
-        # wake-up (the thread's takes the GIL from the loop), so not more often than needed.
-        # A stall of warn_s is reported between warn_s and warn_s + 2 periods after it began.
+        # The loop's heartbeat timer runs every period; the thread looks when the beat it
+        # last saw would be overdue (warn_s + period old), or every period while a stall is
+        # reported (to see it end): each is a wake-up (the thread's takes the GIL from the
+        # loop), so not more often than needed. A stall of warn_s is reported between
+        # warn_s and warn_s + 2 periods after it began.
         self.period = warn_s / 2
         self.stalls = 0
         self.longest_s = 0.0
@@ -74,7 +76,8 @@ class LoopWatch:
 
     def _watch(self, heart: heartbeat.Use) -> None:
         reported: float | None = None  # the heartbeat of the stall being reported
-        while not self._stop.wait(self.period):
+        wait = self.period
+        while not self._stop.wait(wait):
             beat = heart.beat
             now = time.monotonic()
             if reported is not None and beat != reported:
@@ -86,6 +89,10 @@ class LoopWatch:
                     self._report(now - beat)
                 except Exception:  # never let the watch die of its own report
                     log.exception("loop watch: cannot describe the stall")
+            # Reporting: look every period for its end. Else: when this beat is overdue
+            # (a newer one only moves that later; the look then waits again).
+            wait = self.period if reported is not None else max(
+                0.01, beat + self.warn_s + self.period - now + 0.005)
 
     def _report(self, blocked_s: float) -> None:
         loop = self._loop
