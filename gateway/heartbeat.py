@@ -1,12 +1,11 @@
-"""One heartbeat on the event loop, shared by whoever watches it.
+"""A heartbeat on the event loop: a timer, and when it really ran.
 
-The loop watch (:mod:`hooks.loopwatch`: a thread that reports a loop that stopped running)
-and the health figures' loop lag (:class:`gateway.health.LoopLag`: how late the loop wakes
-a timer) measure the same thing: a timer on the loop, and when it really ran. Each had a
-timer of its own (and the lag probe a task sleeping twice a second); every one is a wake-up
-of an idle loop. One timer, at the shortest period asked for, serves both: each run records
-when it ran (``beat``, :func:`time.monotonic`, for a thread to read) and how late
-(``lag_last``, ``lag_max``)."""
+The health figures' loop lag (:class:`gateway.health.LoopLag`: how late the loop wakes a
+timer) was a task sleeping twice a second: a future, a timer and a task step per wake-up.
+A timer that re-arms itself does the same with less; users share one per loop, at the
+shortest period asked for. Each run records when it ran (``beat``, :func:`time.monotonic`,
+readable from any thread) and how late (``lag_last``, and each user's ``lag_max``). (The
+plugins' loop watch, :mod:`hooks.loopwatch`, needs no timer: it looks from its thread.)"""
 
 from __future__ import annotations
 

@@ -3,9 +3,13 @@
 Everything in fieldgate shares one event loop. An ``async def`` hook that makes a blocking
 call (``time.sleep``, ``requests.get``, a busy loop) stops the pollers, the pipeline, the
 uplink and the commands until it returns; no timeout can fire, because timeouts need the
-loop too. So a thread outside the loop watches a heartbeat the loop updates twice per
-``plugins.loop_stall_warn``. When the heartbeat is older than that (plus one update's
-period, so only a real stall counts), the thread, which looks as often, logs what the
+loop too. So a thread outside the loop looks at it twice per ``plugins.loop_stall_warn``
+and keeps a heartbeat: the last time the loop was known free. The loop is free when the
+look finds it waiting for I/O (its thread's top Python frame is the loop's own wait: no
+wake-up of the loop, which an idle site spends most of its time in); when it finds it
+running something, the thread posts a ping (``call_soon_threadsafe``), which the loop
+answers as soon as the running callback returns. When the heartbeat is older than the
+threshold (plus one look's period, so only a real stall counts), the thread logs what the
 loop is running: the task, the Python frame, and the plugin and hook when it is one. It
 counts the stall (``plugins.stats`` -> ``loop``) and logs again when the loop runs again,
 with the stall's length. It cannot stop the blocking call; it makes it visible in minutes.
@@ -15,15 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.tasks
+import inspect
 import logging
+import selectors
 import sys
 import threading
 import time
 import traceback
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
-
-from gateway import heartbeat
 
 if TYPE_CHECKING:
     from hooks.manager import HookRunner
@@ -38,11 +42,9 @@ class LoopWatch:
     def __init__(self, runner: HookRunner | None, warn_s: float) -> None:
         self.runner = runner
         self.warn_s = warn_s
-        # The loop's heartbeat timer runs every period; the thread looks when the beat it
-        # last saw would be overdue (warn_s + period old), or every period while a stall is
-        # reported (to see it end): each is a wake-up (the thread's takes the GIL from the
-        # loop), so not more often than needed. A stall of warn_s is reported between
-        # warn_s and warn_s + 2 periods after it began.
+        # The thread looks every period (a wake-up of the thread only, unless the loop is
+        # busy: then a ping, answered at once by a healthy loop). A stall of warn_s is
+        # reported between warn_s and warn_s + 2 periods after it began.
         self.period = warn_s / 2
         self.stalls = 0
         self.longest_s = 0.0
@@ -50,7 +52,12 @@ class LoopWatch:
         self.last: dict[str, Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._heart: heartbeat.Use | None = None
+        #: The loop thread's top frame while its loop waits for I/O (a loop run by C code,
+        #: uvloop: the frame that called it); None: unknown, every look pings.
+        self._idle_frame: FrameType | None = None
+        self._pong = 0.0  # when the loop last answered a ping (time.monotonic())
+        self._pinged = False  # a ping is on its way
+        self.pings = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -58,27 +65,51 @@ class LoopWatch:
         """Start watching the running loop (call from the loop)."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        heart = self._heart = heartbeat.acquire(self.period)
+        self._idle_frame = _caller_of_the_loop(sys._getframe())
+        self._pinged = False
         self._stop.clear()
-        self._thread = threading.Thread(target=self._watch, args=(heart,), name="loop-watch",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._watch, name="loop-watch", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._heart is not None:
-            self._heart.release()
-            self._heart = None
         if self._thread is not None:
             self._thread.join(timeout=1)
+        self._idle_frame = None
 
     # -- the watching thread -------------------------------------------------------------
 
-    def _watch(self, heart: heartbeat.Use) -> None:
+    def _waiting(self) -> bool:
+        """Whether the loop waits for I/O now (its thread's top frame is the loop's wait)."""
+        frame = sys._current_frames().get(self._loop_thread)
+        if frame is None:
+            return False
+        return frame is self._idle_frame or frame.f_code.co_filename == selectors.__file__
+
+    def _answer(self) -> None:  # on the loop
+        self._pong = time.monotonic()
+        self._pinged = False
+
+    def _look(self, beat: float) -> float:
+        """The heartbeat after this look: now if the loop waits for I/O, else the last
+        answer to a ping (and a ping goes out when none is on its way)."""
+        if self._waiting():
+            return time.monotonic()
+        beat = max(beat, self._pong)
+        if not self._pinged and self._loop is not None:
+            self._pinged = True
+            self.pings += 1
+            try:
+                self._loop.call_soon_threadsafe(self._answer)
+            except RuntimeError:  # the loop is closed: nothing left to watch
+                self._stop.set()
+        return beat
+
+    def _watch(self) -> None:
         reported: float | None = None  # the heartbeat of the stall being reported
-        wait = self.period
-        while not self._stop.wait(wait):
-            beat = heart.beat
+        beat = time.monotonic()
+        while not self._stop.wait(self.period):
+            beat = self._look(beat)
             now = time.monotonic()
             if reported is not None and beat != reported:
                 self._ended(beat - reported)
@@ -89,10 +120,6 @@ class LoopWatch:
                     self._report(now - beat)
                 except Exception:  # never let the watch die of its own report
                     log.exception("loop watch: cannot describe the stall")
-            # Reporting: look every period for its end. Else: when this beat is overdue
-            # (a newer one only moves that later; the look then waits again).
-            wait = self.period if reported is not None else max(
-                0.01, beat + self.warn_s + self.period - now + 0.005)
 
     def _report(self, blocked_s: float) -> None:
         loop = self._loop
@@ -154,6 +181,20 @@ class LoopWatch:
         return {"stall_warn_s": self.warn_s, "stalls": self.stalls,
                 "longest_s": round(self.longest_s, 3), "by_plugin": dict(self.by_plugin),
                 "last": dict(self.last) if self.last else None}
+
+
+def _caller_of_the_loop(frame: FrameType | None) -> FrameType | None:
+    """The frame that runs the loop, from a frame called by a task: the first one below the
+    task's coroutines. For a loop written in C (uvloop) it is the thread's top frame
+    whenever the loop waits for I/O; the standard loop's wait is a frame of ``selectors``."""
+    def coroutine(f: FrameType) -> bool:
+        return bool(f.f_code.co_flags & (inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE))
+
+    while frame is not None and not coroutine(frame):
+        frame = frame.f_back
+    while frame is not None and coroutine(frame):
+        frame = frame.f_back
+    return frame
 
 
 def _where(frame: FrameType | None) -> str:

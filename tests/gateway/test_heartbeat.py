@@ -34,7 +34,7 @@ async def test_the_lag_figure_sees_a_blocked_loop_and_its_maximum_is_its_own() -
     task = asyncio.create_task(lag.run())
     try:
         await asyncio.sleep(0.12)
-        time.sleep(0.3)  # blocks the loop on purpose
+        time.sleep(0.3)  # noqa: ASYNC251 - blocks the loop on purpose
         await wait_until(lambda: lag.max >= 0.2, timeout=2, what="the stall measured")
         await wait_until(lambda: lag.last < 0.1, timeout=2, what="the loop on time again")
         later = LoopLag(0.05)  # a new health component (a reload) starts from zero
