@@ -67,8 +67,10 @@ class LoopWatch:
         self._loop_thread = threading.get_ident()
         self._idle_frame = _caller_of_the_loop(sys._getframe())
         self._pinged = False
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._watch, name="loop-watch", daemon=True)
+        # A fresh flag per start: a thread of an earlier start still asleep ends on its own.
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(self._stop,),
+                                        name="loop-watch", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -105,14 +107,14 @@ class LoopWatch:
                 self._stop.set()
         return beat
 
-    def _watch(self) -> None:
+    def _watch(self, stop: threading.Event) -> None:
         reported: float | None = None  # the heartbeat of the stall being reported
         beat = time.monotonic()
         while True:
-            # time.sleep, not self._stop.wait(period): a wake-up of a condition wait costs
-            # this thread about twice the CPU (stop() waits at most a period for the end).
+            # time.sleep, not stop.wait(period): a wake-up of a condition wait costs this
+            # thread about twice the CPU (stop() waits at most a second for the end).
             time.sleep(self.period)
-            if self._stop.is_set():
+            if stop.is_set():
                 return
             beat = self._look(beat)
             now = time.monotonic()
