@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from gateway import heartbeat
 from gateway.commands import Command, NoArgs
 from gateway.components import (
     Component,
@@ -44,20 +45,28 @@ STATUSES = ("online", "offline", "alarm", "maintenance")
 
 
 class LoopLag:
-    """How late the event loop wakes a task that asked to sleep ``interval`` seconds."""
+    """How late the event loop wakes a timer due every ``interval`` seconds (or more
+    often): the loop's shared heartbeat (:mod:`gateway.heartbeat`), which the plugins'
+    loop watch beats too, so the two cost one timer."""
 
     def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
-        self.last = 0.0
-        self.max = 0.0
+        self._heart: heartbeat.Use | None = None
+
+    @property
+    def last(self) -> float:
+        return self._heart.lag_last if self._heart is not None else 0.0
+
+    @property
+    def max(self) -> float:
+        return self._heart.lag_max if self._heart is not None else 0.0
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            t0 = loop.time()
-            await asyncio.sleep(self.interval)
-            self.last = max(0.0, loop.time() - t0 - self.interval)
-            self.max = max(self.max, self.last)
+        heart = self._heart = heartbeat.acquire(self.interval)
+        try:
+            await asyncio.get_running_loop().create_future()  # beats until cancelled
+        finally:
+            heart.release()
 
 
 class SampleCounter:

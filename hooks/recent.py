@@ -52,7 +52,9 @@ class RecentEvents:
         while True:
             batch = await store.read_events(CONSUMER, _READ_LIMIT)
             if not batch:
-                await store.wait_events(CONSUMER, 0.5)
+                # Every commit that adds events wakes it: the timeout is only a fallback,
+                # and each one a wake-up of the loop (this runs on every site).
+                await store.wait_events(CONSUMER, 5.0)
                 continue
             await self._remember([s.event for s in batch])
             await store.ack_events(CONSUMER, batch[-1].rowid)

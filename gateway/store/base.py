@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from gateway.clock import Clock, SystemClock
 from gateway.config.models import Durability
 from gateway.store.drops import DropRun
+from gateway.store.flag import Flag
 from gateway.store.seqmark import SeqMark, write_mark
-from gateway.store.tx import Tx, settled
+from gateway.store.tx import Tx, _run, settled
+
+_T = TypeVar("_T")
 
 
 class StoreBase:
@@ -49,7 +52,7 @@ class StoreBase:
         self._drops = DropRun()
         self._last_overflow_event_ms = 0
         self._last_drop_ms = 0
-        self._event_flags: dict[str, asyncio.Event] = {}
+        self._event_flags: dict[str, Flag] = {}
         #: The highest rowid of a committed event: readers read no further (see read_events).
         self._events_high = 0
         #: Per consumer, ``_events_high`` when its last read found nothing (see read_events).
@@ -67,7 +70,7 @@ class StoreBase:
         self.store_id = ""
         #: The consumers registered since the last :meth:`begin_consumers` (this run).
         self.active_consumers: set[str] = set()
-        self.telemetry_added = asyncio.Event()
+        self.telemetry_added = Flag()
         self.boot_count = 0
 
 
@@ -90,7 +93,8 @@ class StoreBase:
                 await settled(conn.execute("BEGIN IMMEDIATE"))
                 yield tx
                 try:
-                    await settled(conn.execute("COMMIT"))
+                    # The writes still queued (Tx.write) and the COMMIT: one call.
+                    await settled(conn._execute(_run, conn, tx.take_queued(), "COMMIT", ()))
                 except asyncio.CancelledError:
                     self._committed(tx)  # it committed; the cancellation goes on
                     raise
@@ -99,6 +103,25 @@ class StoreBase:
                     await conn.execute("ROLLBACK")
                 raise
             self._committed(tx)
+
+    async def atomic(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(db, tx, *args)`` as one transaction in ONE call on the connection's
+        thread (``db`` is its sqlite3 connection): BEGIN IMMEDIATE, ``fn``, COMMIT, and
+        ROLLBACK there if anything fails, instead of a round trip to that thread (a future
+        and a wake-up of the loop) per statement. ``fn`` records what it changed in ``tx``
+        as the loop's code would (``payload_delta``...), applied once it committed. For the
+        short transactions of the hot path (the uplink's acknowledgements)."""
+        async with self._lock:
+            conn = self.conn
+            tx = Tx(conn, self)
+            try:
+                result: _T = await settled(conn._execute(_atomic, conn, fn, tx, args))
+            except asyncio.CancelledError:
+                # settled raised the cancel only after the call ended well: it committed.
+                self._committed(tx)
+                raise
+            self._committed(tx)
+            return result
 
     @property
     def events_high(self) -> int:
@@ -146,9 +169,30 @@ class StoreBase:
         for flag in self._event_flags.values():
             flag.set()
 
+    def events_flag(self, consumer: str) -> Flag:
+        """The flag set when events are committed (or ``consumer`` registers), for a
+        consumer that waits on several things at once (the uplink); others call
+        ``wait_events``, which clears it after its wait."""
+        return self._event_flags.setdefault(consumer, Flag())
+
 
     async def _write_mark(self, reserved: int, clean: bool) -> None:
         mark = SeqMark(self.store_id, reserved, self._acked, clean)
         await asyncio.to_thread(write_mark, self.path, mark)
         self._reserved = reserved
 
+
+def _atomic(conn: aiosqlite.Connection, fn: Callable[..., _T], tx: Tx,
+            args: tuple[Any, ...]) -> _T:
+    """On the connection's thread: ``fn`` between BEGIN IMMEDIATE and COMMIT."""
+    db = conn._conn
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(db, tx, *args)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
+    return result

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.model import Event
 from gateway.store.base import StoreBase
+from gateway.store.tx import Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +35,7 @@ class OutboxStore(StoreBase):
         """A consumer of the outbox; a new one starts with the events still in the outbox."""
         self.active_consumers.add(consumer)
         self._read_nothing_at.pop(consumer, None)  # its cursor may be new (read again)
-        self._event_flags.setdefault(consumer, asyncio.Event()).set()
+        self.events_flag(consumer).set()
         async with self.transaction() as tx:
             await tx.execute(
                 "INSERT OR IGNORE INTO event_cursors VALUES (?, 0)", (consumer,)
@@ -83,15 +85,7 @@ class OutboxStore(StoreBase):
         ]
 
     async def ack_events(self, consumer: str, upto_rowid: int) -> None:
-        async with self.transaction() as tx:
-            await tx.execute(
-                "UPDATE event_cursors SET last_rowid = MAX(last_rowid, ?) WHERE consumer = ?",
-                (upto_rowid, consumer),
-            )
-            await tx.execute(
-                "DELETE FROM events WHERE rowid <= "
-                "(SELECT COALESCE(MIN(last_rowid), 0) FROM event_cursors)"
-            )
+        await self.atomic(_ack_events, consumer, upto_rowid)
 
     async def wait_events(self, consumer: str, timeout: float) -> None:
         """Wait until events were added since this consumer's previous wait (or timeout).
@@ -99,7 +93,7 @@ class OutboxStore(StoreBase):
         Each consumer has its own flag, so one consumer's wait never swallows another's
         wake-up, and an event added between a consumer's read and its wait is not missed.
         """
-        flag = self._event_flags.setdefault(consumer, asyncio.Event())
+        flag = self.events_flag(consumer)
         if not flag.is_set():
             # Not asyncio.wait_for: on Python 3.11 it can swallow a cancel that arrives as the
             # event is set (at a stop, devices going offline set it), and this wait sits in a
@@ -108,3 +102,12 @@ class OutboxStore(StoreBase):
                 async with asyncio.timeout(timeout):
                     await flag.wait()
         flag.clear()
+
+
+def _ack_events(db: sqlite3.Connection, tx: Tx, consumer: str, upto_rowid: int) -> None:
+    """On the connection's thread, inside the transaction: move ``consumer``'s cursor and
+    delete the events every consumer has."""
+    db.execute("UPDATE event_cursors SET last_rowid = MAX(last_rowid, ?) WHERE consumer = ?",
+               (upto_rowid, consumer))
+    db.execute("DELETE FROM events WHERE rowid <= "
+               "(SELECT COALESCE(MIN(last_rowid), 0) FROM event_cursors)")

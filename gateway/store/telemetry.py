@@ -5,6 +5,7 @@ the uplink, acknowledged, dropped oldest-first at ``max_bytes`` (counted exactly
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,11 +74,10 @@ class TelemetryStore(StoreBase):
         if last >= self._reserved:  # durable before any row under these numbers commits
             await self._write_mark(last + 1 + BLOCK, clean=False)
         await self._make_room(tx, len(payload))
-        await tx.execute(
-            "INSERT INTO telemetry VALUES (?,?,?,?,?,?)",
-            (first, last, ts_first, ts_last, len(payload), payload),
-        )
-        await tx.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (last + 1,))
+        # Queued: they go to the connection's thread with the COMMIT (one call).
+        tx.write("INSERT INTO telemetry VALUES (?,?,?,?,?,?)",
+                 (first, last, ts_first, ts_last, len(payload), payload))
+        tx.write("UPDATE meta SET value = ? WHERE key = 'next_seq'", (last + 1,))
         tx.next_seq = last + 1
         tx.payload_delta += len(payload)
         tx.telemetry_added = True
@@ -85,9 +85,8 @@ class TelemetryStore(StoreBase):
         return first, last
 
     async def _used_bytes(self, tx: Tx) -> int:
-        cur = await tx.execute("SELECT * FROM pragma_page_count(), pragma_freelist_count(), "
-                               "pragma_page_size()")
-        pages, free, size = await cur.fetchone()  # type: ignore[misc]
+        [(pages, free, size)] = await tx.fetchall(
+            "SELECT * FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()")
         return int((pages - free) * size)
 
     async def _make_room(self, tx: Tx, incoming: int) -> None:
@@ -201,19 +200,7 @@ class TelemetryStore(StoreBase):
         """The broker has every sample up to ``upto_seq``: forget them."""
         # Chunks do not overlap, so seq_last <= upto implies seq_first <= upto: the extra
         # condition lets SQLite use the primary key instead of scanning a long backlog.
-        async with self.transaction() as tx:
-            row = await self.query_one(
-                "SELECT COALESCE(SUM(nbytes), 0) FROM telemetry "
-                "WHERE seq_first <= ? AND seq_last <= ?", (upto_seq, upto_seq)
-            )
-            await tx.execute(
-                "DELETE FROM telemetry WHERE seq_first <= ? AND seq_last <= ?",
-                (upto_seq, upto_seq),
-            )
-            await tx.execute(
-                "UPDATE meta SET value = MAX(value, ?) WHERE key = 'acked_seq'", (upto_seq,)
-            )
-            tx.payload_delta -= int(row[0]) if row else 0
+        await self.atomic(_ack_telemetry, upto_seq)
         self._acked = max(self._acked, upto_seq)
         plain = self._plain_chunks
         while plain and next(iter(plain)) <= upto_seq:
@@ -244,3 +231,16 @@ class TelemetryStore(StoreBase):
         log.error("store %s: telemetry chunk %d..%d cannot be decoded (%s); moved to the "
                   "telemetry_quarantine table, forwarding goes on", self.path, seq_first,
                   seq_last, reason)
+
+
+def _ack_telemetry(db: sqlite3.Connection, tx: Tx, upto_seq: int) -> int:
+    """On the connection's thread, inside the transaction: forget the rows up to
+    ``upto_seq``; returns the payload bytes freed."""
+    (freed,) = db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM telemetry "
+                          "WHERE seq_first <= ? AND seq_last <= ?", (upto_seq, upto_seq)
+                          ).fetchone()
+    db.execute("DELETE FROM telemetry WHERE seq_first <= ? AND seq_last <= ?",
+               (upto_seq, upto_seq))
+    db.execute("UPDATE meta SET value = MAX(value, ?) WHERE key = 'acked_seq'", (upto_seq,))
+    tx.payload_delta -= int(freed)
+    return int(freed)

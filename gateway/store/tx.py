@@ -56,6 +56,9 @@ class Tx:
         self.events_high = store._events_high
         self.telemetry_added = False
         self._deferred: list[Write] | None = None
+        #: Writes whose cursor nobody reads (:meth:`write`), in order: they go to the
+        #: connection's thread with the next statement, at the latest with the COMMIT.
+        self._queued: list[tuple[str, Any, bool]] = []
 
     def defer(self, writes: list[Write] | None) -> None:
         """From now on record writes (INSERT/UPDATE/DELETE/REPLACE statements and
@@ -70,7 +73,30 @@ class Tx:
             if not write.sql:
                 await self.add_events(write.rows)
             else:
-                await self.conn.executemany(write.sql, write.rows)
+                self._queued.append((write.sql, write.rows, True))
+
+    def write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """A write whose cursor nobody reads: it runs in order with this transaction's
+        other statements, but on the connection's thread together with the next one (at
+        the latest the COMMIT), not in a round trip of its own. Its error, if any, is
+        raised there. Deferred (:meth:`defer`): recorded like :meth:`execute`'s."""
+        if not self._record(sql, [params]):
+            self._queued.append((sql, params, False))
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read (after the queued writes) and return every row: one call on the
+        connection's thread."""
+        batch, self._queued = self._queued, []
+        return await self.conn._execute(_run, self.conn, batch, sql, params)
+
+    async def _flush(self) -> None:
+        if self._queued:
+            batch, self._queued = self._queued, []
+            await self.conn._execute(_run, self.conn, batch, None, ())
+
+    def take_queued(self) -> list[tuple[str, Any, bool]]:
+        batch, self._queued = self._queued, []
+        return batch
 
     def _record(self, sql: str, rows: list[Any]) -> bool:
         if self._deferred is None or not sql.lstrip()[:7].upper().startswith(_WRITES):
@@ -81,6 +107,7 @@ class Tx:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Cursor:
         if self._record(sql, [params]):
             return cast(aiosqlite.Cursor, _NoCursor())
+        await self._flush()
         return await self.conn.execute(sql, params)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
@@ -88,6 +115,7 @@ class Tx:
             rows = list(rows)
             if self._record(sql, rows):
                 return
+        await self._flush()
         await self.conn.executemany(sql, rows)
 
     async def add_events(self, events: Iterable[Event]) -> int:
@@ -111,6 +139,7 @@ class Tx:
         rows = list(rows)
         if not rows:
             return 0
+        await self._flush()
         before = self.conn.total_changes
         await self.conn.executemany(
             "INSERT OR IGNORE INTO events (id, type, device, ts_ms, body) VALUES (?,?,?,?,?)",
@@ -123,6 +152,21 @@ class Tx:
             high = await self.conn.execute_fetchall("SELECT MAX(rowid) FROM events")
             self.events_high = int(next(iter(high))[0])
         return added
+
+
+def _run(conn: aiosqlite.Connection, batch: list[tuple[str, Any, bool]], sql: str | None,
+         params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """On the connection's thread: run the queued writes, then ``sql`` (a read, or
+    COMMIT), and return its rows."""
+    db = conn._conn
+    for text, args, many in batch:
+        if many:
+            db.executemany(text, args)
+        else:
+            db.execute(text, args)
+    if sql is None:
+        return []
+    return [tuple(row) for row in db.execute(sql, params).fetchall()]
 
 
 async def settled(statement: Awaitable[Any]) -> Any:

@@ -39,6 +39,7 @@ import aiomqtt
 
 from gateway.store import Store
 from gateway.store.db import RawTelemetryChunk
+from gateway.store.flag import Flag
 from gateway.uplink.ackwindow import AckWindow, InFlight, Ticket
 from gateway.uplink.config import UplinkSection
 from gateway.uplink.wire import (
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "uplink"
 _EVENT_BATCH = 64
-_IDLE_POLL_S = 0.5
 
 
 class LinkLost(Exception):
@@ -92,7 +92,7 @@ class ReplyOutbox:
 
     def __init__(self) -> None:
         self.pending: list[PendingReply] = []
-        self.changed = asyncio.Event()
+        self.changed = Flag()
 
     def put(self, reply: PendingReply) -> None:
         self.pending.append(reply)
@@ -134,7 +134,8 @@ class Forwarder:
         self._drain_deadline = drain_deadline
         self._window = InFlight(cfg.window, cfg.window_bytes)
         self._tg: asyncio.TaskGroup | None = None
-        self._wake = asyncio.Event()
+        self._events = store.events_flag(CONSUMER)
+        self._idle_fut: asyncio.Future[None] | None = None  # the idle wait's, while waiting
         self._tel = AckWindow()  # marks: the last seq of each telemetry message
         self._chunks: deque[ChunkText | RawTelemetryChunk] = deque()
         self._ev = AckWindow()  # marks: event outbox rowids
@@ -148,7 +149,10 @@ class Forwarder:
         self._linger_until: float | None = None
 
     def wake(self) -> None:
-        self._wake.set()
+        """End the idle wait, if one is on (also the listener of the flags it waits for)."""
+        fut = self._idle_fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     def fail(self, err: LinkLost) -> None:
         """End :meth:`run` with ``err`` (the receive side saw the connection drop)."""
@@ -166,12 +170,21 @@ class Forwarder:
 
     async def run(self) -> None:
         self._tel.reset(await self.store.acked_seq())
+        unlisten = self.listen()
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 await self._loop()
         except* LinkLost as group:
             raise group.exceptions[0] from None
+        finally:
+            for stop in unlisten:
+                stop()
+
+    def listen(self) -> list[Callable[[], None]]:
+        """Let the flags the idle wait waits for end it; returns their stop functions."""
+        flags: tuple[Flag, ...] = (self.store.telemetry_added, self.outbox.changed, self._events)
+        return [flag.listen(self.wake) for flag in flags]
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -181,27 +194,33 @@ class Forwarder:
             if deadline is None or loop.time() < deadline:
                 busy = await self._issue_events() or busy
                 busy = await self._issue_telemetry() or busy
+            else:  # past the drain's grace: only the replies' PUBACKs are waited for
+                self.store.telemetry_added.clear()
+                self._events.clear()
             if not busy:
                 if deadline is not None and not self.outbox.pending:
                     return  # draining and caught up; the TaskGroup awaits the due PUBACKs
                 await self._idle()
 
     async def _idle(self) -> None:
-        self._wake.clear()
-        timeout = None
+        """Wait until there may be work: telemetry or events committed, a reply to send,
+        a :meth:`wake` during the wait (a PUBACK's write, a drain), or the end of a linger.
+        No task per wait: the flags' listeners complete one future. Each flag is cleared
+        before the look it asks for, so one set since is still set here."""
+        if self.store.telemetry_added.is_set() or self.outbox.changed.is_set() or \
+                self._events.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        fut = self._idle_fut = loop.create_future()
+        timer = None
         if self._linger_until is not None:
-            timeout = max(0.0, self._linger_until - asyncio.get_running_loop().time())
-        waits = [
-            asyncio.ensure_future(self.store.telemetry_added.wait()),
-            asyncio.ensure_future(self._wake.wait()),
-            asyncio.ensure_future(self.outbox.changed.wait()),
-            asyncio.ensure_future(self.store.wait_events(CONSUMER, _IDLE_POLL_S)),
-        ]
+            timer = loop.call_at(self._linger_until, self.wake)
         try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await fut
         finally:
-            for fut in waits:
-                fut.cancel()
+            self._idle_fut = None
+            if timer is not None:
+                timer.cancel()
 
     # -- publishing --------------------------------------------------------------------
 
@@ -234,6 +253,7 @@ class Forwarder:
     # -- events ------------------------------------------------------------------------
 
     async def _issue_events(self) -> bool:
+        self._events.clear()
         if self.store.events_high <= self._ev.pos:
             # Every committed event was issued already: no query (a round trip to the
             # store's thread on every wake: each commit, each PUBACK) to find none.
@@ -312,7 +332,7 @@ class Forwarder:
                 self._ev.stored(upto)
         finally:
             self._ack_writing = False
-        self._wake.set()
+        self.wake()
 
     def _budget(self) -> int:
         """Bytes of rows' JSON text (joined by commas) the next message may take."""
