@@ -135,7 +135,9 @@ class PluginFeed:
         while True:
             batch = await store.read_events(self.consumer, _READ_LIMIT)
             if not batch:
-                await store.wait_events(self.consumer, 0.5)
+                # Every commit that adds events wakes it: the timeout is only a fallback
+                # (each one a wake-up of the loop).
+                await store.wait_events(self.consumer, 5.0)
                 continue
             unacked = 0
             for stored in batch:

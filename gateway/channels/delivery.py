@@ -112,7 +112,9 @@ class Router:
         while True:
             batch = await self.store.read_events(CONSUMER, 200)
             if not batch:
-                await self.store.wait_events(CONSUMER, 0.5)
+                # Every commit that adds events wakes it: the timeout is only a fallback
+                # (each one a wake-up of the loop).
+                await self.store.wait_events(CONSUMER, 5.0)
                 continue
             rows = [(channel, s.event.id, msg.to_json())
                     for s in batch for channel, msg in self.messages(s.event).items()]
