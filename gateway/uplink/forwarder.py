@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "uplink"
 _EVENT_BATCH = 64
+#: The idle wait's fallback look (seconds); while draining, often (see :meth:`_idle`).
+_IDLE_LOOK_S = 5.0
+_DRAIN_LOOK_S = 0.5
 
 
 class LinkLost(Exception):
@@ -212,15 +215,18 @@ class Forwarder:
             return
         loop = asyncio.get_running_loop()
         fut = self._idle_fut = loop.create_future()
-        timer = None
+        # A fallback look, should a wake-up ever be missed: rare (one timer per wait), and
+        # often during a drain, whose grace the loop must see end.
+        wake_at = loop.time() + (_DRAIN_LOOK_S if self._drain_deadline() is not None
+                                 else _IDLE_LOOK_S)
         if self._linger_until is not None:
-            timer = loop.call_at(self._linger_until, self.wake)
+            wake_at = min(wake_at, self._linger_until)
+        timer = loop.call_at(wake_at, self.wake)
         try:
             await fut
         finally:
             self._idle_fut = None
-            if timer is not None:
-                timer.cancel()
+            timer.cancel()
 
     # -- publishing --------------------------------------------------------------------
 
