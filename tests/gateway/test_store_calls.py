@@ -4,7 +4,7 @@ future and a wake-up of the loop), and batching their statements keeps them atom
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,18 @@ import pytest
 from gateway.model import Event, Sample
 from gateway.store import Store
 from gateway.store.tx import Tx
+
+
+@pytest.fixture
+async def store_of_one(tmp_path: Path) -> AsyncIterator[Store]:
+    """An open store holding one committed sample (closed after the test)."""
+    store = Store(tmp_path / "s.sqlite3")
+    await store.open()
+    try:
+        await store.append_samples([Sample("d", "p", 1000, 1.0)])
+        yield store
+    finally:
+        await store.close()
 
 
 @contextmanager
@@ -58,25 +70,20 @@ async def test_acks_are_one_call_and_a_commit_three(tmp_path: Path) -> None:
 
 
 async def test_a_queued_write_that_fails_at_commit_undoes_the_whole_transaction(
-    tmp_path: Path,
+    store_of_one: Store,
 ) -> None:
-    store = Store(tmp_path / "s.sqlite3")
-    await store.open()
-    try:
-        await store.append_samples([Sample("d", "p", 1000, 1.0)])
-        before = (await store.stats()).next_seq
-        with pytest.raises(sqlite3.IntegrityError):
-            async with store.transaction() as tx:
-                await store.append_samples([Sample("d", "p", 2000, 2.0)], tx)
-                # Queued: fails only with the COMMIT, after the chunk's own writes.
-                tx.write("INSERT INTO meta VALUES ('next_seq', 1)")
-        assert (await store.stats()).next_seq == before, "nothing of it committed"
-        assert await store.query("SELECT COUNT(*) FROM telemetry") == [(1,)]
-        assert not store.conn.in_transaction
-        first, _ = await store.append_samples([Sample("d", "p", 3000, 3.0)])
-        assert first == before, "the failed transaction used no sequence number"
-    finally:
-        await store.close()
+    store = store_of_one
+    before = (await store.stats()).next_seq
+    with pytest.raises(sqlite3.IntegrityError):
+        async with store.transaction() as tx:
+            await store.append_samples([Sample("d", "p", 2000, 2.0)], tx)
+            # Queued: fails only with the COMMIT, after the chunk's own writes.
+            tx.write("INSERT INTO meta VALUES ('next_seq', 1)")
+    assert (await store.stats()).next_seq == before, "nothing of it committed"
+    assert await store.query("SELECT COUNT(*) FROM telemetry") == [(1,)]
+    assert not store.conn.in_transaction
+    first, _ = await store.append_samples([Sample("d", "p", 3000, 3.0)])
+    assert first == before, "the failed transaction used no sequence number"
 
 
 def _fail_halfway(db: sqlite3.Connection, tx: Tx) -> None:
@@ -86,19 +93,14 @@ def _fail_halfway(db: sqlite3.Connection, tx: Tx) -> None:
 
 
 async def test_an_atomic_call_that_fails_rolls_back_and_changes_no_counter(
-    tmp_path: Path,
+    store_of_one: Store,
 ) -> None:
-    store = Store(tmp_path / "s.sqlite3")
-    await store.open()
-    try:
-        await store.append_samples([Sample("d", "p", 1000, 1.0)])
-        stats = await store.stats()
-        with pytest.raises(sqlite3.OperationalError, match="made up"):
-            await store.atomic(_fail_halfway)
-        assert not store.conn.in_transaction
-        assert await store.query("SELECT COUNT(*) FROM telemetry") == [(1,)]
-        assert store._payload_bytes == stats.payload_bytes
-        async with store.transaction() as tx:  # the store goes on
-            await tx.execute("SELECT 1")
-    finally:
-        await store.close()
+    store = store_of_one
+    stats = await store.stats()
+    with pytest.raises(sqlite3.OperationalError, match="made up"):
+        await store.atomic(_fail_halfway)
+    assert not store.conn.in_transaction
+    assert await store.query("SELECT COUNT(*) FROM telemetry") == [(1,)]
+    assert store._payload_bytes == stats.payload_bytes
+    async with store.transaction() as tx:  # the store goes on
+        await tx.execute("SELECT 1")
