@@ -24,16 +24,15 @@ import asyncio
 import collections
 import json
 import logging
-from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.model import Batch, PollBatch, Sample
-from gateway.rules.quotas import CounterOrPower, CounterTracker, MeterStats, PowerIntegrator
-from gateway.siteops.config import EnergySource, HistoryConfig
+from gateway.siteops.config import HistoryConfig
 from gateway.siteops.history_cpu import HistoryCpuMeter, store_thread
 from gateway.siteops.history_fold import Folder, merge
+from gateway.siteops.history_meter import EnergyMeter, HistoryStats
 from gateway.siteops.history_query import DAY_MS, MINUTE_MS, QUARTER_MS, HistoryQueries
 from gateway.siteops.history_sql import (
     ADD_SERIES,
@@ -64,41 +63,6 @@ _STATE_KEYS = ("folded_seq", "horizon", "replay_seq", "open_samples", "est_rows"
 CLOSE_AFTER_MS = 5_000
 Key = tuple[str, str, int]
 _SERIES = itemgetter(0, 1)
-
-
-class EnergyMeter(CounterOrPower):
-    """One device's energy: a counter, and power only while it has delivered no counter."""
-
-    def __init__(self, src: EnergySource, stats: MeterStats) -> None:
-        self.src = src
-        self.counter = CounterTracker(1000.0 if src.energy_unit == "kWh" else 1.0,
-                                      src.counter_max, src.max_power_w, stats)
-        self.power = PowerIntegrator(src.max_gap_s, stats)
-        self.has_counter = False
-
-    def feed(self, point: str, value: float, ts: int) -> tuple[float, int] | None:
-        """(Wh, start of the interval it covers) or None."""
-        if point == self.src.energy_point:
-            self.has_counter = True
-            return self.counter.step(value, ts)
-        if point == self.src.power_point and not self.has_counter:
-            return self.power.step(value, ts)
-        return None
-
-
-
-@dataclass
-class HistoryStats:
-    folded_seq: int = 0
-    horizon: int = 0
-    replay_seq: int = 0
-    open_samples: int = 0
-    est_rows: int = 0
-    dropped_rows: int = 0
-    lost_samples: int = 0
-    flushes: int = 0
-    flush_s: float = 0.0
-    meters: MeterStats = field(default_factory=MeterStats)
 
 
 class History(HistoryQueries):
