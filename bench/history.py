@@ -184,12 +184,14 @@ def cost(args: argparse.Namespace) -> None:
 # --- site: the whole gateway --------------------------------------------------------------
 
 async def site_run(history: bool, devices: int, points: int, warmup: float,
-                   window: float) -> dict[str, Any]:
+                   window: float, prefill_minutes: int = 0) -> dict[str, Any]:
     """CPU seconds per wall second and per 1,000 committed samples of the whole gateway."""
     import yaml
 
+    from bench._history_prefill import prefill
     from bench._uplink_common import start_app, stop_app
     from bench.site import Simulators, site_config
+    from bench.site import points as point_map
     from tests.support.mosquitto import Mosquitto
 
     with tempfile.TemporaryDirectory(prefix="fieldgate-histsite-") as tmp:
@@ -201,6 +203,12 @@ async def site_run(history: bool, devices: int, points: int, warmup: float,
                 site = yaml.safe_load(config.read_text())
                 site["siteops"] = {"history": {"enabled": history}}
                 config.write_text(yaml.safe_dump(site, sort_keys=False))
+                filled = {}
+                if prefill_minutes:  # both runs: the same store file to start from
+                    names = [(f"m{d:03d}", p["name"]) for d in range(devices)
+                             for p in point_map(points)]
+                    filled = await asyncio.to_thread(
+                        prefill, workdir / "state" / "buffer.sqlite3", names, prefill_minutes)
                 app, task = await start_app(config)
                 try:
                     await asyncio.sleep(warmup)
@@ -218,7 +226,7 @@ async def site_run(history: bool, devices: int, points: int, warmup: float,
         finally:
             sims.close()
     return {"cpu_per_s": cpu / wall, "samples_per_s": n / wall,
-            "cpu_per_1000": 1000 * cpu / max(n, 1), "wall_s": wall, "hist": hist}
+            "cpu_per_1000": 1000 * cpu / max(n, 1), "wall_s": wall, "hist": hist, **filled}
 
 
 def site(args: argparse.Namespace) -> None:
@@ -228,7 +236,7 @@ def site(args: argparse.Namespace) -> None:
             pair = {}
             for on in ((False, True) if i % 2 == 0 else (True, False)):  # alternate order
                 pair[on] = asyncio.run(site_run(on, args.devices, args.points, args.warmup,
-                                                args.window))
+                                                args.window, args.prefill_minutes))
             off, on_ = pair[False], pair[True]
             run = {"cpu_per_1000_off": off["cpu_per_1000"],
                    "cpu_per_1000_on": on_["cpu_per_1000"],
@@ -238,6 +246,7 @@ def site(args: argparse.Namespace) -> None:
                    "extra_pct": 100 * (on_["cpu_per_1000"] - off["cpu_per_1000"])
                    / off["cpu_per_1000"]}
             own_cpu(run, on_["cpu_per_s"], on_["hist"], on_["wall_s"])
+            run.update({k: v for k, v in on_.items() if k.startswith("prefill_")})
             runs.append(run)
             print(f"run {i + 1} (whole gateway): {run['cpu_per_1000_off']:.4f} CPU-s per "
                   f"1,000 samples without history, {run['cpu_per_1000_on']:.4f} with it: "
@@ -251,7 +260,8 @@ def site(args: argparse.Namespace) -> None:
               "(on - off) / off"),
         goal="< 10 % at 100 devices x 125 points at 1 s",
         params={"runs": args.runs, "devices": args.devices, "points": args.points,
-                "warmup": args.warmup, "window": args.window},
+                "warmup": args.warmup, "window": args.window,
+                "prefill_minutes": args.prefill_minutes},
         summary=medians(runs, runs[0]), runs=runs, conditions=conditions)
 
 
@@ -355,6 +365,9 @@ def main() -> None:
                         help="siteops.history.flush_interval of the run with history")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--only", choices=("cost", "site", "query"))
+    parser.add_argument("--prefill-minutes", type=int, default=120,
+                        help="site: minutes of rollups of the site's points in the store "
+                             "before the gateway starts (a history that has run a while)")
     args = parser.parse_args()
     if args.only in (None, "cost"):
         cost(args)

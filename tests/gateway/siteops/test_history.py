@@ -271,8 +271,8 @@ async def test_kill_9_while_writing_rollups_never_counts_twice(tmp_path: Path,
     assert history.stats.folded_seq == chunks[-1].seq_last
     assert history.stats.lost_samples == 0
     want = expected_rollups(samples, lambda t: t - t % MINUTE_MS)
-    rows = await store.query("SELECT device, point, ts, n, total, vmin, vmax, lastv "
-                             "FROM history_1m")
+    rows = await store.query("SELECT k.device, k.point, h.ts, h.n, h.total, h.vmin, h.vmax, "
+                             "h.lastv FROM history_1m h JOIN history_points k USING (sid)")
     got = {(d, p, t): (n, total, lo, hi, last) for d, p, t, n, total, lo, hi, last in rows}
     assert set(got) == set(want)
     for key, w in want.items():
@@ -494,8 +494,8 @@ async def test_whole_polls_and_single_samples_fold_to_the_same_rollups(
     await history.flush(final=True)
     kept = [s for s in samples if s.device == "d1" or s.point in ("p0", "e")]
     want = expected_rollups(kept, lambda t: t - t % MINUTE_MS)
-    rows = await store.query("SELECT device, point, ts, n, total, vmin, vmax, lastv "
-                             "FROM history_1m")
+    rows = await store.query("SELECT k.device, k.point, h.ts, h.n, h.total, h.vmin, h.vmax, "
+                             "h.lastv FROM history_1m h JOIN history_points k USING (sid)")
     got = {(d, p, t): (n, total, lo, hi, last) for d, p, t, n, total, lo, hi, last in rows}
     assert set(got) == set(want)
     for key, w in want.items():
