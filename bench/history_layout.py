@@ -9,7 +9,7 @@ the next minute's rows in one transaction (the history's upsert), a checkpoint o
 the oldest minute deleted in one transaction, a checkpoint. Figures: CPU of this process
 (the statements and the checkpoints, medians over the repeats), and the bytes each
 transaction put in the WAL (pages x page size: what the checkpoint then writes into the
-database file again; on flash, wear).
+database file again; on flash, wear), and the file's size per row.
 
     python bench/history_layout.py [--runs 3] [--minutes 120] [--devices 100] [--points 125]
 
@@ -66,8 +66,11 @@ class Layout:
 
     def rows(self, minute: int) -> list[tuple[Any, ...]]:
         ts = T0 + minute * MINUTE_MS
-        tail = [(60, 60 * (200 + i % 97 * 0.1), 199.0, 201.0, 200.5, ts + 59_000)
-                for i in range(len(self.points))]
+        # values with fractions, as measurements are (SQLite stores a whole-number REAL in
+        # fewer bytes, which would make the rows look smaller than a site's)
+        tail = [(60, 60 * v + 0.123, v - 1.37, v + 2.71, v + 0.05, ts + 59_000)
+                for v in (230.1 + i % 97 * 0.37 + minute * 0.013
+                          for i in range(len(self.points)))]
         if self.name == "v3":
             return [(ts, i + 1, *t) for i, t in enumerate(tail)]
         return [(d, p, ts, *t) for (d, p), t in zip(self.points, tail, strict=True)]
@@ -131,6 +134,7 @@ def one(layout_name: str, args: argparse.Namespace) -> dict[str, float]:
     run["minute_ms"] = sum(run[k] for k in ("write_ms", "write_ckpt_ms", "delete_ms",
                                              "delete_ckpt_ms"))
     run["db_mb"] = size / 1e6
+    run["bytes_per_row"] = size / (args.minutes * len(points))  # as many rows as filled
     return run
 
 

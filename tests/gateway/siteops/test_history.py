@@ -22,7 +22,7 @@ import gateway.siteops  # noqa: F401  (registers the component and its tables)
 from gateway.clock import FakeClock
 from gateway.model import Quality, Sample
 from gateway.siteops.config import EnergySource, HistoryConfig
-from gateway.siteops.history import DAY_MS, MINUTE_MS, QUARTER_MS, History
+from gateway.siteops.history import DAY_MS, MINUTE_MS, QUARTER_MS, ROW_BYTES, History
 from gateway.siteops.history_fold import Folder
 from gateway.store import Store
 from tests.gateway.siteops.support import expected_rollups, local_ms
@@ -175,7 +175,7 @@ async def test_retention_by_age_and_by_bytes(tmp_path: Path) -> None:
     assert small.stats.est_rows == rows
     await small.prune(clock.now_ms())
     assert small.stats.dropped_rows > 0
-    assert small.stats.est_rows * 96 <= 110_000
+    assert small.stats.est_rows * ROW_BYTES <= 110_000
     (left,) = await store.query_one(
         "SELECT (SELECT COUNT(*) FROM history_1m) + (SELECT COUNT(*) FROM history_15m)") or (0,)
     assert left == small.stats.est_rows
