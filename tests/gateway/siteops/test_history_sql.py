@@ -8,6 +8,8 @@ from __future__ import annotations
 import random
 import sqlite3
 
+import pytest
+
 from gateway.siteops.history_sql import ADD_POINT, BUILD_15M, ENDS, MIGRATIONS, POINTS_RANGE
 
 QUARTER_MS = 900_000
@@ -139,3 +141,24 @@ def test_the_migrations_keep_every_row_and_key_it_by_time_and_point_id() -> None
     names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
     assert "history_series" not in names and "history_1m_t" not in names
     assert not any(n.startswith("history_1m_ts") for n in names)
+
+
+async def test_existing_counts_only_the_keys_asked_for_in_chunks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The late rows' check looks each key up (several statements when there are many): rows
+    of other points and other minutes in the same time range do not count."""
+    import aiosqlite
+
+    from gateway.siteops import history_sql
+
+    monkeypatch.setattr(history_sql, "KEYS_PER_LOOKUP", 3)
+    async with aiosqlite.connect(":memory:") as con:
+        for step in MIGRATIONS:
+            await con.executescript(step)
+        await con.executemany(ROW.format(t="history_1m"),
+                              [(T0 + m * 60_000, sid, 1, 1.0, 1.0, 1.0, 1.0, 0)
+                               for m in range(5) for sid in (1, 2, 3)])
+        keys = [(T0, 1), (T0 + 60_000, 2), (T0 + 4 * 60_000, 3), (T0 + 2 * 60_000, 9),
+                (T0 + 9 * 60_000, 1), (T0 + 3 * 60_000, 1), (T0 - 60_000, 2)]
+        assert await history_sql.existing(con, "history_1m", keys) == 4
+        assert await history_sql.existing(con, "history_1m", []) == 0
