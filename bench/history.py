@@ -20,6 +20,13 @@ history on and ``--window`` of 60 or more, the window runs from just after a flu
 closes a minute to just after the first one ``--window`` - 30 s later (a whole number of
 minute closes; the wall time is measured, so the figures stay per second).
 
+``cost`` and ``site`` start from a store that already holds ``--prefill-minutes`` (default
+120) of rollups of the same points (:mod:`bench._history_prefill`), both with the history
+off and on: a history that has run for a while, as on a site. Writing to one a few minutes
+old costs less (the previous release's layout kept a point's minutes on a page shared with
+other points' until it had about 50 of them), so runs without it (``--prefill-minutes 0``,
+and the results before it existed) are not comparable.
+
 ``query``: a store with 24 h of 1-minute rollups of ``--query-points`` points on each of
 ``--devices`` devices and a month of 15-minute energy of each device (built once, through
 the history's own fold, from samples), then per run the median time of
@@ -28,6 +35,7 @@ for the month across every device (per local day).
 
     python bench/history.py [--runs 2] [--devices 100] [--points 125] [--window 15]
                             [--warmup 5] [--query-points 5] [--only cost|site|query]
+                            [--prefill-minutes 120]
 
 Writes bench/results/history_cost.json (bare ingest path), history_site.json (whole
 gateway) and history_query.json.
@@ -106,7 +114,8 @@ def own_line(run: dict[str, float]) -> str:
 # --- cost ----------------------------------------------------------------------------------
 
 async def cost_run(history: bool, devices: int, points: int, warmup: float,
-                   window: float, flush_interval: float = 10.0) -> dict[str, Any]:
+                   window: float, flush_interval: float = 10.0,
+                   prefill_minutes: int = 0) -> dict[str, Any]:
     """CPU seconds per wall second of the ingest path at the offered load."""
     with tempfile.TemporaryDirectory(prefix="fieldgate-hist-") as tmp:
         cfg = {"logging": {"level": "WARNING"}, "gateway": {"timezone": TZ},
@@ -116,10 +125,16 @@ async def cost_run(history: bool, devices: int, points: int, warmup: float,
                    {"devices": ["*"], "energy_point": "p000"}]}},
                "devices": []}
         path = write_config(Path(tmp), cfg)
+        names = [(f"d{d:03d}", f"p{p:03d}") for d in range(devices) for p in range(points)]
+        if prefill_minutes:  # both runs: the same store file to start from
+            from bench._history_prefill import prefill
+
+            (Path(tmp) / "state").mkdir(exist_ok=True)
+            await asyncio.to_thread(prefill, Path(tmp) / "state" / "buffer.sqlite3", names,
+                                    prefill_minutes)
         app = App(load_config(path), path)
         task = asyncio.create_task(app.run())
         await app.ready.wait()
-        names = [(f"d{d:03d}", f"p{p:03d}") for d in range(devices) for p in range(points)]
         loop = asyncio.get_running_loop()
         start = loop.time()
         tick = 0
@@ -157,9 +172,9 @@ def cost(args: argparse.Namespace) -> None:
     with Conditions() as conditions:
         for i in range(args.runs):
             off = asyncio.run(cost_run(False, args.devices, args.points, args.warmup,
-                                       args.window))
+                                       args.window, prefill_minutes=args.prefill_minutes))
             on = asyncio.run(cost_run(True, args.devices, args.points, args.warmup,
-                                      args.window, args.flush_interval))
+                                      args.window, args.flush_interval, args.prefill_minutes))
             run = {"cpu_per_s_off": off["cpu_per_s"], "cpu_per_s_on": on["cpu_per_s"],
                    "offered_per_s": on["offered_per_s"],
                    "extra_pct": 100 * (on["cpu_per_s"] - off["cpu_per_s"]) / off["cpu_per_s"]}
@@ -177,19 +192,22 @@ def cost(args: argparse.Namespace) -> None:
         goal="< 10 % at 100 devices x 125 points at 1 s",
         params={"runs": args.runs, "devices": args.devices, "points": args.points,
                 "warmup": args.warmup, "window": args.window,
-                "flush_interval": args.flush_interval},
+                "flush_interval": args.flush_interval,
+                "prefill_minutes": args.prefill_minutes},
         summary=medians(runs, runs[0]), runs=runs, conditions=conditions)
 
 
 # --- site: the whole gateway --------------------------------------------------------------
 
 async def site_run(history: bool, devices: int, points: int, warmup: float,
-                   window: float) -> dict[str, Any]:
+                   window: float, prefill_minutes: int = 0) -> dict[str, Any]:
     """CPU seconds per wall second and per 1,000 committed samples of the whole gateway."""
     import yaml
 
+    from bench._history_prefill import prefill
     from bench._uplink_common import start_app, stop_app
     from bench.site import Simulators, site_config
+    from bench.site import points as point_map
     from tests.support.mosquitto import Mosquitto
 
     with tempfile.TemporaryDirectory(prefix="fieldgate-histsite-") as tmp:
@@ -201,6 +219,12 @@ async def site_run(history: bool, devices: int, points: int, warmup: float,
                 site = yaml.safe_load(config.read_text())
                 site["siteops"] = {"history": {"enabled": history}}
                 config.write_text(yaml.safe_dump(site, sort_keys=False))
+                filled = {}
+                if prefill_minutes:  # both runs: the same store file to start from
+                    names = [(f"m{d:03d}", p["name"]) for d in range(devices)
+                             for p in point_map(points)]
+                    filled = await asyncio.to_thread(
+                        prefill, workdir / "state" / "buffer.sqlite3", names, prefill_minutes)
                 app, task = await start_app(config)
                 try:
                     await asyncio.sleep(warmup)
@@ -218,7 +242,7 @@ async def site_run(history: bool, devices: int, points: int, warmup: float,
         finally:
             sims.close()
     return {"cpu_per_s": cpu / wall, "samples_per_s": n / wall,
-            "cpu_per_1000": 1000 * cpu / max(n, 1), "wall_s": wall, "hist": hist}
+            "cpu_per_1000": 1000 * cpu / max(n, 1), "wall_s": wall, "hist": hist, **filled}
 
 
 def site(args: argparse.Namespace) -> None:
@@ -228,7 +252,7 @@ def site(args: argparse.Namespace) -> None:
             pair = {}
             for on in ((False, True) if i % 2 == 0 else (True, False)):  # alternate order
                 pair[on] = asyncio.run(site_run(on, args.devices, args.points, args.warmup,
-                                                args.window))
+                                                args.window, args.prefill_minutes))
             off, on_ = pair[False], pair[True]
             run = {"cpu_per_1000_off": off["cpu_per_1000"],
                    "cpu_per_1000_on": on_["cpu_per_1000"],
@@ -238,6 +262,7 @@ def site(args: argparse.Namespace) -> None:
                    "extra_pct": 100 * (on_["cpu_per_1000"] - off["cpu_per_1000"])
                    / off["cpu_per_1000"]}
             own_cpu(run, on_["cpu_per_s"], on_["hist"], on_["wall_s"])
+            run.update({k: v for k, v in on_.items() if k.startswith("prefill_")})
             runs.append(run)
             print(f"run {i + 1} (whole gateway): {run['cpu_per_1000_off']:.4f} CPU-s per "
                   f"1,000 samples without history, {run['cpu_per_1000_on']:.4f} with it: "
@@ -251,7 +276,8 @@ def site(args: argparse.Namespace) -> None:
               "(on - off) / off"),
         goal="< 10 % at 100 devices x 125 points at 1 s",
         params={"runs": args.runs, "devices": args.devices, "points": args.points,
-                "warmup": args.warmup, "window": args.window},
+                "warmup": args.warmup, "window": args.window,
+                "prefill_minutes": args.prefill_minutes},
         summary=medians(runs, runs[0]), runs=runs, conditions=conditions)
 
 
@@ -355,6 +381,9 @@ def main() -> None:
                         help="siteops.history.flush_interval of the run with history")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--only", choices=("cost", "site", "query"))
+    parser.add_argument("--prefill-minutes", type=int, default=120,
+                        help="cost, site: minutes of rollups of the points in the store "
+                             "before the gateway starts (a history that has run a while)")
     args = parser.parse_args()
     if args.only in (None, "cost"):
         cost(args)

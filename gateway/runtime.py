@@ -152,7 +152,9 @@ class App:
         with contextlib.suppress(OSError):  # Store.open says what is wrong with the path
             precreate_private_file(self.store.path)
         self._install_signal_handlers()
-        await self.store.open()
+        async with self.notifier.extending("opening the store (a schema upgrade can take "
+                                           "minutes)"):
+            await self.store.open()
         try:
             async with asyncio.TaskGroup() as group:
                 self._supervisor = Supervisor(group, clock=self.clock)

@@ -7,11 +7,20 @@ do it, which is why there is no dependency for it (the sdnotify package is unmai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+from collections.abc import AsyncIterator
 
 log = logging.getLogger(__name__)
+
+#: While a long step of the start runs (the store's migrations), systemd is asked every this
+#: many seconds for ``EXTEND_BY_S`` more before its start timeout (``EXTEND_TIMEOUT_USEC``,
+#: systemd 236 and later): a large history's conversion can take minutes on a small box, and
+#: a start killed at ``TimeoutStartSec`` would roll it back and begin it again, for ever.
+EXTEND_EVERY_S = 10.0
+EXTEND_BY_S = 30.0
 
 
 class Notifier:
@@ -45,6 +54,27 @@ class Notifier:
 
     def status(self, text: str) -> None:
         self.notify(f"STATUS={text}")
+
+    @contextlib.asynccontextmanager
+    async def extending(self, status: str) -> AsyncIterator[None]:
+        """While the body runs: STATUS=``status``, and more time before the start timeout
+        every ``EXTEND_EVERY_S`` (see :data:`EXTEND_EVERY_S`)."""
+        if not self._addr:
+            yield
+            return
+
+        async def extend() -> None:
+            while True:
+                self.notify(f"EXTEND_TIMEOUT_USEC={int(EXTEND_BY_S * 1e6)}\nSTATUS={status}")
+                await asyncio.sleep(EXTEND_EVERY_S)
+
+        task = asyncio.create_task(extend(), name="systemd-extend")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def watchdog(self) -> None:
         """Ping from the event loop itself, so a stuck loop stops the pings."""

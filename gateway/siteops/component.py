@@ -214,7 +214,8 @@ def _factory(ctx: ComponentContext[SiteOpsSection]) -> SiteOpsComponent | None:
 
 MIGRATIONS = [history_sql.MIGRATIONS[0] + wo_mod.MIGRATIONS[0] + insp_mod.MIGRATIONS[0]
               + reports_mod.MIGRATIONS[0], reports_mod.MIGRATIONS[1],
-              delivery.MIGRATIONS[0], webhook_mod.MIGRATIONS[0], history_sql.MIGRATIONS[1]]
+              delivery.MIGRATIONS[0], webhook_mod.MIGRATIONS[0], history_sql.MIGRATIONS[1],
+              history_sql.MIGRATIONS[2]]
 
 SPEC = ComponentSpec("siteops", _factory, section=SiteOpsSection, after=("rules",),
                      migrations=MIGRATIONS)

@@ -24,7 +24,6 @@ import asyncio
 import collections
 import json
 import logging
-from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,22 +32,17 @@ from gateway.siteops.config import HistoryConfig
 from gateway.siteops.history_cpu import HistoryCpuMeter, store_thread
 from gateway.siteops.history_fold import Folder, merge
 from gateway.siteops.history_meter import EnergyMeter, HistoryStats
+from gateway.siteops.history_points import Added, PointIds
 from gateway.siteops.history_query import DAY_MS, MINUTE_MS, QUARTER_MS, HistoryQueries
-from gateway.siteops.history_sql import (
-    ADD_SERIES,
-    BUILD_15M,
-    OLDEST_1M,
-    PRUNE_1M,
-    UPSERT,
-    UPSERT_ENERGY,
-    existing,
-)
+from gateway.siteops.history_sql import BUILD_15M, UPSERT, UPSERT_ENERGY, existing
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
 
-#: Estimated bytes per rollup row (key, six numbers, index entry), for ``max_bytes``.
-ROW_BYTES = 96
+#: Estimated bytes per rollup row in the file, for ``max_bytes``: 67.8 in a table of 1.5 M
+#: rows of measured-looking values (``bench/history_layout.py``; 96 in the layout before v3,
+#: with its index on time).
+ROW_BYTES = 68
 #: The history task folds what was queued every this many seconds (one timer, nothing per
 #: commit: a wake-up per commit, an event and a timeout, cost more than the folds they
 #: started at 100 x 125), and commits every ``flush_interval``.
@@ -62,7 +56,6 @@ _STATE_KEYS = ("folded_seq", "horizon", "replay_seq", "open_samples", "est_rows"
 #: of it that come later still count, as a second write of its row.
 CLOSE_AFTER_MS = 5_000
 Key = tuple[str, str, int]
-_SERIES = itemgetter(0, 1)
 
 
 class History(HistoryQueries):
@@ -89,8 +82,7 @@ class History(HistoryQueries):
         self._replayed = False
         self._durable_seq = 0  # folded_seq as committed (replayed samples at or below it...)
         self._written_state: tuple[int, ...] | None = None
-        #: The (device, point) in ``history_series`` (every point with 1-minute rows).
-        self._series: set[tuple[str, str]] = set()
+        self._ids = PointIds()
 
     # -- start ---------------------------------------------------------------------------
 
@@ -112,8 +104,7 @@ class History(HistoryQueries):
             self.stats.replay_seq = self.stats.folded_seq
         self._durable_seq = self.stats.folded_seq
         self._written_state = self._state_tuple()
-        self._series = {(d, p) for d, p in await self.store.query(
-            "SELECT device, point FROM history_series")}
+        await self._ids.load(self.store)
         for device, mstate in await self.store.query("SELECT device, state FROM history_meters"):
             self._loaded_meters[device] = json.loads(mstate)
 
@@ -333,45 +324,58 @@ class History(HistoryQueries):
         new_energy = sum(1 for k in energy if k not in self._energy_seen)
         energy_rows = [(*k, wh) for k, wh in energy.items()]
         meter_rows = [(d, json.dumps(m.snapshot())) for d, m in meters.items() if m is not None]
-        added: set[tuple[str, str]] = set()  # points first written now
+        added: Added = {}  # points first written now, and their ids
+        sid = self._ids.sid_of(added)
+        late_rows = [(r[2], sid(r[0], r[1]), *r[3:]) for r in rows1]
+        late15_rows = [(q, sid(d, pt), *a) for (d, pt, q), a in late15.items()]
         cpu.add("flush", c0)
         s0 = cpu.sql_start(store_thread(self.store))
-        async with self.store.transaction() as tx:
-            new_rows = len(rows1) + new_energy
-            if rows1:  # late minutes may add to existing rows
-                new_rows -= await existing(tx, "history_1m", [r[:3] for r in rows1])
-            if late15:
-                new_rows += len(late15) - await existing(tx, "history_15m", list(late15))
-                await tx.executemany(UPSERT.format(t="history_15m"),
-                                     [(*k, *a) for k, a in late15.items()])
-            if rows1:
-                await self._write_minutes(tx, rows1, added)
-            for minute, b in fresh:
-                chunks = folder.row_chunks(minute, b)
-                while True:
-                    c1 = cpu.start()
-                    chunk = next(chunks, None)
-                    cpu.add("flush", c1)
-                    if chunk is None:
-                        break
-                    new_rows += len(chunk)
-                    await self._write_minutes(tx, chunk, added)
-            if new_q > old_q:  # quarters now complete: built from their minutes
-                await tx.execute(BUILD_15M, (old_q, new_q))
-                cur = await tx.execute("SELECT changes()")  # (rowcount is -1 after WITH)
-                new_rows += (await cur.fetchone() or (0,))[0]
-                await cur.close()
-            if energy_rows:
-                await tx.executemany(UPSERT_ENERGY, energy_rows)
-            if meter_rows:
-                await tx.executemany(
-                    "INSERT OR REPLACE INTO history_meters (device, state) VALUES (?, ?)",
-                    meter_rows)
-            await self._write_state(tx, est_rows=stats.est_rows + new_rows, horizon=horizon,
-                                    replay_seq=replay, open_samples=open_n)
+        try:
+            async with self.store.transaction() as tx:
+                new_rows = len(late_rows) + new_energy
+                if late_rows:  # late minutes may add to existing rows
+                    new_rows -= await existing(tx, "history_1m", [r[:2] for r in late_rows])
+                if late15_rows:
+                    new_rows += len(late15_rows) - await existing(
+                        tx, "history_15m", [r[:2] for r in late15_rows])
+                if added:
+                    await PointIds.write(tx, added, 0)
+                if late15_rows:
+                    await tx.executemany(UPSERT.format(t="history_15m"), late15_rows)
+                if late_rows:
+                    await tx.executemany(UPSERT.format(t="history_1m"), late_rows)
+                written = len(added)
+                for minute, b in fresh:
+                    chunks = folder.row_chunks(minute, b, self._ids.ids_of(added))
+                    while True:
+                        c1 = cpu.start()
+                        chunk = next(chunks, None)
+                        cpu.add("flush", c1)
+                        if chunk is None:
+                            break
+                        new_rows += len(chunk)
+                        if len(added) > written:
+                            written = await PointIds.write(tx, added, written)
+                        await tx.executemany(UPSERT.format(t="history_1m"), chunk)
+                if new_q > old_q:  # quarters now complete: built from their minutes
+                    await tx.execute(BUILD_15M, (old_q, new_q))
+                    cur = await tx.execute("SELECT changes()")  # (rowcount is -1 after WITH)
+                    new_rows += (await cur.fetchone() or (0,))[0]
+                    await cur.close()
+                if energy_rows:
+                    await tx.executemany(UPSERT_ENERGY, energy_rows)
+                if meter_rows:
+                    await tx.executemany(
+                        "INSERT OR REPLACE INTO history_meters (device, state) VALUES (?, ?)",
+                        meter_rows)
+                await self._write_state(tx, est_rows=stats.est_rows + new_rows,
+                                        horizon=horizon, replay_seq=replay, open_samples=open_n)
+        except BaseException:
+            self._ids.failed()
+            raise
         cpu.sql_stop(s0)
         c0 = cpu.start()
-        self._series |= added
+        self._ids.committed(added)
         stats.est_rows += new_rows
         stats.open_samples = open_n
         stats.horizon, stats.replay_seq = horizon, replay
@@ -384,17 +388,6 @@ class History(HistoryQueries):
         stats.flushes += 1
         stats.flush_s += asyncio.get_running_loop().time() - t0
         cpu.add("flush", c0)
-
-    async def _write_minutes(self, tx: Any, rows: list[tuple[Any, ...]],
-                             added: set[tuple[str, str]]) -> None:
-        """Write 1-minute rows (and their points new to history_series: into ``added``)."""
-        c0 = self.cpu.start()
-        new = set(map(_SERIES, rows)) - self._series - added
-        added |= new
-        self.cpu.add("flush", c0)
-        if new:
-            await tx.executemany(ADD_SERIES, list(new))
-        await tx.executemany(UPSERT.format(t="history_1m"), rows)
 
     def _state_tuple(self) -> tuple[int, ...]:
         return tuple(getattr(self.stats, k) for k in _STATE_KEYS)
@@ -409,6 +402,9 @@ class History(HistoryQueries):
 
     def open_rows(self, device: str, point: str | None) -> list[tuple[Any, ...]]:
         return self._folder.open_rows(device, point)
+
+    def point_ids(self, device: str, point: str | None) -> dict[int, str]:
+        return self._ids.of_device(device, point)
 
     def built_until(self) -> int:
         return self.stats.horizon - self.stats.horizon % QUARTER_MS
@@ -436,21 +432,18 @@ class History(HistoryQueries):
                 cutoff = now_ms - int(days * DAY_MS)
                 if table == "history_1m":
                     cutoff = min(cutoff, building)
-                cur = await tx.execute(PRUNE_1M if table == "history_1m" else
-                                       f"DELETE FROM {table} WHERE ts < ?", (cutoff,))
+                cur = await tx.execute(f"DELETE FROM {table} WHERE ts < ?", (cutoff,))
                 dropped += max(cur.rowcount, 0)
             est = max(self.stats.est_rows - dropped, 0)
             over = 0
             for table in ("history_1m", "history_15m", "history_energy"):
                 while est * ROW_BYTES > cfg.max_bytes:
                     minute = table == "history_1m"
-                    cur = await tx.execute(OLDEST_1M if minute else
-                                           f"SELECT MIN(ts) FROM {table}")
+                    cur = await tx.execute(f"SELECT MIN(ts) FROM {table}")
                     (oldest,) = await cur.fetchone() or (None,)
                     if oldest is None or (minute and oldest >= building):
                         break
-                    cur = await tx.execute(PRUNE_1M if minute else
-                                           f"DELETE FROM {table} WHERE ts < ?",
+                    cur = await tx.execute(f"DELETE FROM {table} WHERE ts < ?",
                                            (oldest + MINUTE_MS,))
                     n = max(cur.rowcount, 0)
                     est, over = max(est - n, 0), over + n

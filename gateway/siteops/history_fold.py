@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from itertools import repeat
+from itertools import compress, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -60,6 +60,8 @@ DROPPED = 6
 
 Acc = list[Any]
 Key = tuple[str, str]
+#: The ids of a device's points: ``ids(device, points)`` (see :meth:`Bucket.row_chunks`).
+Ids = Callable[[str, tuple[str, ...]], Sequence[int]]
 
 
 class Bucket:
@@ -112,23 +114,23 @@ class Bucket:
 
     def rows(self, minute: int, kept: Callable[[str, str], bool] | None = None
              ) -> list[tuple[Any, ...]]:
-        """(device, point, minute, n, total, vmin, vmax, last, last_ts) of every point. A
-        device that has only poll columns gives its rows straight from them (C-level)."""
-        out: list[tuple[Any, ...]] = []
-        for chunk in self.row_chunks(minute, kept):
-            out += chunk
-        return out
+        """(device, point, minute, n, total, vmin, vmax, last, last_ts) of every point."""
+        self.settle()
+        return [(d, p, minute, *a[:6]) for (d, p), a in self.merged(kept).items()
+                if len(a) != DROPPED + 1]
 
-    def row_chunks(self, minute: int, kept: Callable[[str, str], bool] | None = None
-                   ) -> Iterator[list[tuple[Any, ...]]]:
-        """:meth:`rows` in lists of about ``ROWS_CHUNK`` rows (whole devices), made as they
-        are asked for: a minute's rows of a whole site (12,500 at 100 x 125, ~3 MB) never
-        exist at once."""
+    def row_chunks(self, minute: int, kept: Callable[[str, str], bool] | None,
+                   ids: Ids) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows to write, (minute, sid, n, total, vmin, vmax, last, last_ts) with each
+        point's id from ``ids(device, points)``, in lists of about ``ROWS_CHUNK`` rows
+        (whole devices) made as they are asked for: a minute's rows of a whole site (12,500
+        at 100 x 125) never exist at once. A device that has only poll columns gives its
+        rows straight from them (C-level)."""
         size = ROWS_CHUNK
         self.settle()
         mixed = {d for d, _ in self.accs} | {d for d, _ in self.meter_accs}
         out: list[tuple[Any, ...]] = [
-            (d, p, minute, *a[:6]) for (d, p), a in self.merged(kept, mixed).items()
+            (minute, ids(d, (p,))[0], *a[:6]) for (d, p), a in self.merged(kept, mixed).items()
             if len(a) != DROPPED + 1]
         for device, (layout, n, totals, mins, maxs, last, last_ts, _) in self.cols.items():
             if device in mixed:
@@ -136,12 +138,12 @@ class Bucket:
             if len(out) >= size:
                 yield out
                 out = []
-            cols = zip(repeat(device), layout, repeat(minute), repeat(n), totals, mins, maxs,
+            cols = zip(repeat(minute), ids(device, layout), repeat(n), totals, mins, maxs,
                        unpacked(last, len(layout)), repeat(last_ts))
             if kept is None:
                 out.extend(cols)
             else:
-                out.extend(r for r in cols if kept(device, r[1]))
+                out.extend(compress(cols, [kept(device, p) for p in layout]))
         if out:
             yield out
 
@@ -435,9 +437,10 @@ class Folder:
         """The rows of bucket ``b`` (minute ``minute``) to write."""
         return b.rows(minute, None if self._keeps is None else self.kept)
 
-    def row_chunks(self, minute: int, b: Bucket) -> Iterator[list[tuple[Any, ...]]]:
-        """:meth:`rows` in chunks (see :meth:`Bucket.row_chunks`)."""
-        return b.row_chunks(minute, None if self._keeps is None else self.kept)
+    def row_chunks(self, minute: int, b: Bucket, ids: Ids
+                   ) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of bucket ``b`` to write, by point id (see :meth:`Bucket.row_chunks`)."""
+        return b.row_chunks(minute, None if self._keeps is None else self.kept, ids)
 
     def open_rows(self, device: str, point: str | None
                   ) -> list[tuple[str, int, int, float, float, float, float, int]]:

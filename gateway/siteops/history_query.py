@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.siteops.history_sql import DEVICE_1M
+from gateway.siteops.history_sql import ENDS, POINTS_RANGE
 from gateway.store import Store
 
 MINUTE_MS = 60_000
@@ -38,38 +38,47 @@ class HistoryQueries:
         1-minute rows (History implements it)."""
         raise NotImplementedError
 
+    def point_ids(self, device: str, point: str | None) -> dict[int, str]:
+        """The ids of ``device``'s points with rows (of ``point`` only, if given): id ->
+        point name (History implements it)."""
+        raise NotImplementedError
+
     async def _rows(self, device: str, point: str | None, start_ms: int, end_ms: int,
                     fine: bool) -> list[tuple[Any, ...]]:
         """(point, ts, n, total, vmin, vmax, last, last_ts) of [start, end): the 1-minute
         rows (``fine``), else the 15-minute rows, with the minutes of quarters not built
         yet; the open minutes from memory in both cases."""
-        where, args = "device = ?", [device]
-        if point is not None:
-            where, args = where + " AND point = ?", [device, point]
-        cols = "point, ts, n, total, vmin, vmax, lastv, last_ts"
-        # history_1m has no ts index: a device's points one by one through the primary key
-        # (not all of the device's minutes, filtered by time)
-        minutes = (f"SELECT {cols} FROM history_1m WHERE {where} AND ts >= ? AND ts < ?"
-                   if point is not None else
-                   DEVICE_1M)
+        ids = self.point_ids(device, point)
         if fine:
-            rows = await self.store.query(
-                minutes, (*args, start_ms, end_ms) if point is not None
-                else (start_ms, end_ms, device))
+            rows = await self._range("history_1m", ids, start_ms, end_ms, MINUTE_MS)
             lo, hi = start_ms, end_ms
         else:
             built = self.built_until()
             # A minute counts in [start, end) when its quarter starts in it, as a quarter.
             lo, hi = -(-start_ms // QUARTER_MS) * QUARTER_MS, -(-end_ms // QUARTER_MS) * QUARTER_MS
-            rows = await self.store.query(
-                f"SELECT {cols} FROM history_15m WHERE {where} AND ts >= ? AND ts < ?",
-                (*args, start_ms, min(end_ms, built)))
+            rows = await self._range("history_15m", ids, start_ms, min(end_ms, built),
+                                     QUARTER_MS)
             if hi > built:
-                rows += await self.store.query(
-                    minutes, (*args, max(lo, built), hi) if point is not None
-                    else (max(lo, built), hi, device))
+                rows += await self._range("history_1m", ids, max(lo, built), hi, MINUTE_MS)
         rows += [r for r in self.open_rows(device, point) if lo <= r[1] < hi]
         return rows
+
+    async def _range(self, table: str, ids: dict[int, str], start_ms: int, end_ms: int,
+                     step: int) -> list[tuple[Any, ...]]:
+        """(point, ts, n, ...) of the points ``ids`` in ``table`` in [start, end): one
+        primary-key lookup per point and bucket, from the table's first bucket to its last
+        at most."""
+        if not ids or start_ms >= end_ms:
+            return []
+        oldest, newest = await self.store.query_one(ENDS.format(t=table)) or (None, None)
+        if oldest is None:
+            return []
+        first = max(-(-start_ms // step) * step, oldest)
+        end = min(end_ms, newest + 1)
+        if first >= end:
+            return []
+        sql = POINTS_RANGE.format(t=table, ids=", ".join(map(str, ids)))
+        return [(ids[sid], *r) for sid, *r in await self.store.query(sql, (first, step, end))]
 
     async def series(self, device: str, point: str, start_ms: int, end_ms: int,
                      resolution: str = "auto") -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ import gateway.siteops  # noqa: F401  (registers the component and its tables)
 from gateway.clock import FakeClock
 from gateway.model import Quality, Sample
 from gateway.siteops.config import EnergySource, HistoryConfig
-from gateway.siteops.history import DAY_MS, MINUTE_MS, QUARTER_MS, History
+from gateway.siteops.history import DAY_MS, MINUTE_MS, QUARTER_MS, ROW_BYTES, History
 from gateway.siteops.history_fold import Folder
 from gateway.store import Store
 from tests.gateway.siteops.support import expected_rollups, local_ms
@@ -175,7 +175,7 @@ async def test_retention_by_age_and_by_bytes(tmp_path: Path) -> None:
     assert small.stats.est_rows == rows
     await small.prune(clock.now_ms())
     assert small.stats.dropped_rows > 0
-    assert small.stats.est_rows * 96 <= 110_000
+    assert small.stats.est_rows * ROW_BYTES <= 110_000
     (left,) = await store.query_one(
         "SELECT (SELECT COUNT(*) FROM history_1m) + (SELECT COUNT(*) FROM history_15m)") or (0,)
     assert left == small.stats.est_rows
@@ -271,8 +271,8 @@ async def test_kill_9_while_writing_rollups_never_counts_twice(tmp_path: Path,
     assert history.stats.folded_seq == chunks[-1].seq_last
     assert history.stats.lost_samples == 0
     want = expected_rollups(samples, lambda t: t - t % MINUTE_MS)
-    rows = await store.query("SELECT device, point, ts, n, total, vmin, vmax, lastv "
-                             "FROM history_1m")
+    rows = await store.query("SELECT k.device, k.point, h.ts, h.n, h.total, h.vmin, h.vmax, "
+                             "h.lastv FROM history_1m h JOIN history_points k USING (sid)")
     got = {(d, p, t): (n, total, lo, hi, last) for d, p, t, n, total, lo, hi, last in rows}
     assert set(got) == set(want)
     for key, w in want.items():
@@ -494,8 +494,8 @@ async def test_whole_polls_and_single_samples_fold_to_the_same_rollups(
     await history.flush(final=True)
     kept = [s for s in samples if s.device == "d1" or s.point in ("p0", "e")]
     want = expected_rollups(kept, lambda t: t - t % MINUTE_MS)
-    rows = await store.query("SELECT device, point, ts, n, total, vmin, vmax, lastv "
-                             "FROM history_1m")
+    rows = await store.query("SELECT k.device, k.point, h.ts, h.n, h.total, h.vmin, h.vmax, "
+                             "h.lastv FROM history_1m h JOIN history_points k USING (sid)")
     got = {(d, p, t): (n, total, lo, hi, last) for d, p, t, n, total, lo, hi, last in rows}
     assert set(got) == set(want)
     for key, w in want.items():

@@ -82,8 +82,11 @@ async def run_site(tmp: Path, t0: int, columns: bool) -> tuple[list[Any], ...]:
     assert all((history._folder._layouts[d] is names) == columns
                for d, names in layouts.items())
     tables = []
-    for t in ("history_1m", "history_15m", "history_energy"):
-        tables.append(await store.query(f"SELECT * FROM {t} ORDER BY 1, 2, 3"))
+    for t in ("history_1m", "history_15m"):  # by name: the ids follow the order written
+        tables.append(await store.query(
+            f"SELECT k.device, k.point, h.ts, h.n, h.total, h.vmin, h.vmax, h.lastv, "
+            f"h.last_ts FROM {t} h JOIN history_points k USING (sid) ORDER BY 1, 2, 3"))
+    tables.append(await store.query("SELECT * FROM history_energy ORDER BY 1, 2"))
     await store.close()
     return tuple(tables)
 
@@ -173,7 +176,12 @@ def test_a_minutes_rows_come_in_chunks_of_whole_devices(monkeypatch: pytest.Monk
                                         False), seq)
             seq += 4
     [(minute, bucket)] = folder.pop_closed(t0 + MINUTE_MS)
-    chunks = list(folder.row_chunks(minute, bucket))
+    sids = {(d, p): 10 * k + j for k, d in enumerate("xyz") for j, p in enumerate(names)}
+    chunks = list(folder.row_chunks(
+        minute, bucket, lambda d, points: [sids[(d, p)] for p in points]))
     assert [len(c) for c in chunks] == [8, 4]  # two devices reach 6, then the third
-    assert [r for c in chunks for r in c] == folder.rows(minute, bucket)
-    assert [(r[0], r[1], r[3]) for r in chunks[1]] == [("z", p, 3) for p in names]
+    # the same rows as the plain ones, keyed (minute, point id)
+    assert sorted(r for c in chunks for r in c) == sorted(
+        (r[2], sids[(r[0], r[1])], *r[3:]) for r in folder.rows(minute, bucket))
+    assert [(r[0], r[1], r[2]) for r in chunks[1]] == [(minute, sids[("z", p)], 3)
+                                                      for p in names]
