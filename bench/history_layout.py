@@ -47,14 +47,7 @@ ON CONFLICT (device, point, ts) DO UPDATE SET
     lastv = CASE WHEN excluded.last_ts >= last_ts THEN excluded.lastv ELSE lastv END,
     last_ts = MAX(last_ts, excluded.last_ts)
 """
-V3_TABLE = """
-CREATE TABLE history_1m (
-    ts INTEGER NOT NULL, sid INTEGER NOT NULL,
-    n INTEGER NOT NULL, total REAL NOT NULL, vmin REAL NOT NULL, vmax REAL NOT NULL,
-    lastv REAL NOT NULL, last_ts INTEGER NOT NULL,
-    PRIMARY KEY (ts, sid)
-) WITHOUT ROWID
-"""
+V3_TABLE = history_sql.ROLLUP_TABLE.format(t="history_1m")
 
 
 class Layout:

@@ -330,49 +330,40 @@ class History(HistoryQueries):
         late15_rows = [(q, sid(d, pt), *a) for (d, pt, q), a in late15.items()]
         cpu.add("flush", c0)
         s0 = cpu.sql_start(store_thread(self.store))
-        try:
-            async with self.store.transaction() as tx:
-                new_rows = len(late_rows) + new_energy
-                if late_rows:  # late minutes may add to existing rows
-                    new_rows -= await existing(tx, "history_1m", [r[:2] for r in late_rows])
-                if late15_rows:
-                    new_rows += len(late15_rows) - await existing(
-                        tx, "history_15m", [r[:2] for r in late15_rows])
-                if added:
-                    await PointIds.write(tx, added, 0)
-                if late15_rows:
-                    await tx.executemany(UPSERT.format(t="history_15m"), late15_rows)
-                if late_rows:
-                    await tx.executemany(UPSERT.format(t="history_1m"), late_rows)
-                written = len(added)
-                for minute, b in fresh:
-                    chunks = folder.row_chunks(minute, b, self._ids.ids_of(added))
-                    while True:
-                        c1 = cpu.start()
-                        chunk = next(chunks, None)
-                        cpu.add("flush", c1)
-                        if chunk is None:
-                            break
-                        new_rows += len(chunk)
-                        if len(added) > written:
-                            written = await PointIds.write(tx, added, written)
-                        await tx.executemany(UPSERT.format(t="history_1m"), chunk)
-                if new_q > old_q:  # quarters now complete: built from their minutes
-                    await tx.execute(BUILD_15M, (old_q, new_q))
-                    cur = await tx.execute("SELECT changes()")  # (rowcount is -1 after WITH)
-                    new_rows += (await cur.fetchone() or (0,))[0]
-                    await cur.close()
-                if energy_rows:
-                    await tx.executemany(UPSERT_ENERGY, energy_rows)
-                if meter_rows:
-                    await tx.executemany(
-                        "INSERT OR REPLACE INTO history_meters (device, state) VALUES (?, ?)",
-                        meter_rows)
-                await self._write_state(tx, est_rows=stats.est_rows + new_rows,
-                                        horizon=horizon, replay_seq=replay, open_samples=open_n)
-        except BaseException:
-            self._ids.failed()
-            raise
+        async with self.store.transaction() as tx:
+            new_rows = len(late_rows) + new_energy
+            if late_rows:  # late minutes may add to existing rows
+                new_rows -= await existing(tx, "history_1m", [r[:2] for r in late_rows])
+            if late15_rows:
+                new_rows += len(late15_rows) - await existing(
+                    tx, "history_15m", [r[:2] for r in late15_rows])
+                await tx.executemany(UPSERT.format(t="history_15m"), late15_rows)
+            if late_rows:
+                await tx.executemany(UPSERT.format(t="history_1m"), late_rows)
+            for minute, b in fresh:
+                chunks = folder.row_chunks(minute, b, self._ids.ids_of(added))
+                while True:
+                    c1 = cpu.start()
+                    chunk = next(chunks, None)
+                    cpu.add("flush", c1)
+                    if chunk is None:
+                        break
+                    new_rows += len(chunk)
+                    await tx.executemany(UPSERT.format(t="history_1m"), chunk)
+            await PointIds.write(tx, added)  # every id its rows use, in their transaction
+            if new_q > old_q:  # quarters now complete: built from their minutes
+                await tx.execute(BUILD_15M, (old_q, new_q))
+                cur = await tx.execute("SELECT changes()")  # (rowcount is -1 after WITH)
+                new_rows += (await cur.fetchone() or (0,))[0]
+                await cur.close()
+            if energy_rows:
+                await tx.executemany(UPSERT_ENERGY, energy_rows)
+            if meter_rows:
+                await tx.executemany(
+                    "INSERT OR REPLACE INTO history_meters (device, state) VALUES (?, ?)",
+                    meter_rows)
+            await self._write_state(tx, est_rows=stats.est_rows + new_rows, horizon=horizon,
+                                    replay_seq=replay, open_samples=open_n)
         cpu.sql_stop(s0)
         c0 = cpu.start()
         self._ids.committed(added)

@@ -27,6 +27,7 @@ class EnergyMeter(CounterOrPower):
             return self.power.step(value, ts)
         return None
 
+
 @dataclass
 class HistoryStats:
     folded_seq: int = 0

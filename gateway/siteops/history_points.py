@@ -1,7 +1,8 @@
 """The local history's point ids: each (device, point) with rollups has a small integer id
 in ``history_points``, the second half of a rollup row's key (see
 :mod:`gateway.siteops.history_sql`). A flush gives new points their ids as it makes their
-rows, writes them in the same transaction, and makes them known here only once it commits."""
+rows (in its ``added``), writes them in the same transaction, and makes them known here only
+once it commits: a failed flush leaves nothing behind, and the next gives the ids again."""
 
 from __future__ import annotations
 
@@ -22,8 +23,7 @@ class PointIds:
         #: point at 100 x 125 where a (device, point) key cost about 110)
         self.sids: dict[str, dict[str, int]] = {}
         self.next_sid = 1
-        #: Per device, its last layout's ids: (the layout tuple, the ids); may hold ids of
-        #: the transaction being written (see :meth:`failed`).
+        #: Per device, its last layout's ids, all committed: (the layout tuple, the ids).
         self._layouts: dict[str, tuple[Points, tuple[int, ...]]] = {}
 
     async def load(self, store: Any) -> None:
@@ -53,34 +53,29 @@ class PointIds:
     def ids_of(self, added: Added) -> Callable[[str, Points], tuple[int, ...]]:
         """The ids of a device's points, as a tuple; a device's layout's ids are kept (the
         driver passes the same tuple of names poll after poll)."""
-        sid, cache = self.sid_of(added), self._layouts
+        sid, cache, base = self.sid_of(added), self._layouts, self.next_sid
 
         def ids(device: str, points: Points) -> tuple[int, ...]:
             found = cache.get(device)
             if found is not None and found[0] is points:
                 return found[1]
             out = tuple(sid(device, p) for p in points)
-            if len(points) > 1:
+            if len(points) > 1 and max(out) < base:  # none given by this flush
                 cache[device] = (points, out)
             return out
 
         return ids
 
     @staticmethod
-    async def write(tx: Any, added: Added, start: int) -> int:
-        """Write the points of ``added`` from its ``start``-th; returns how many are written."""
-        rows = [(sid, d, p) for (d, p), sid in list(added.items())[start:]]
-        await tx.executemany(ADD_POINT, rows)
-        return start + len(rows)
+    async def write(tx: Any, added: Added) -> None:
+        """Write the points of ``added`` (in the transaction of their rows)."""
+        if added:
+            await tx.executemany(ADD_POINT, [(sid, d, p) for (d, p), sid in added.items()])
 
     def committed(self, added: Added) -> None:
         for (d, p), sid in added.items():
             self.sids.setdefault(d, {})[p] = sid
         self.next_sid += len(added)
-
-    def failed(self) -> None:
-        """The flush's transaction failed: forget the ids it gave."""
-        self._layouts = {}
 
     def of_device(self, device: str, point: str | None) -> dict[int, str]:
         """id -> point name of ``device``'s points with rows (of ``point`` only, if given)."""

@@ -10,6 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
+#: A rollup table since v3 (``{t}``: its name), keyed by bucket then point id.
+ROLLUP_TABLE = """
+    CREATE TABLE {t} (
+        ts INTEGER NOT NULL, sid INTEGER NOT NULL,
+        n INTEGER NOT NULL, total REAL NOT NULL, vmin REAL NOT NULL, vmax REAL NOT NULL,
+        lastv REAL NOT NULL, last_ts INTEGER NOT NULL,
+        PRIMARY KEY (ts, sid)
+    ) WITHOUT ROWID;
+"""
+#: v3's copy of a v2 rollup table ``{t}`` into ``{t}_t``, by point id, in key order.
+_COPY_BY_ID = """
+    INSERT INTO {t}_t
+        SELECT h.ts, k.sid, h.n, h.total, h.vmin, h.vmax, h.lastv, h.last_ts
+        FROM {t} h JOIN history_points k ON k.device = h.device AND k.point = h.point
+        ORDER BY h.ts, k.sid;
+"""
+
 MIGRATIONS = [
     """
     CREATE TABLE history_1m (
@@ -61,26 +78,8 @@ MIGRATIONS = [
     INSERT INTO history_points (device, point)
         SELECT device, point FROM history_series
         UNION SELECT device, point FROM history_15m ORDER BY 1, 2;
-    CREATE TABLE history_1m_t (
-        ts INTEGER NOT NULL, sid INTEGER NOT NULL,
-        n INTEGER NOT NULL, total REAL NOT NULL, vmin REAL NOT NULL, vmax REAL NOT NULL,
-        lastv REAL NOT NULL, last_ts INTEGER NOT NULL,
-        PRIMARY KEY (ts, sid)
-    ) WITHOUT ROWID;
-    CREATE TABLE history_15m_t (
-        ts INTEGER NOT NULL, sid INTEGER NOT NULL,
-        n INTEGER NOT NULL, total REAL NOT NULL, vmin REAL NOT NULL, vmax REAL NOT NULL,
-        lastv REAL NOT NULL, last_ts INTEGER NOT NULL,
-        PRIMARY KEY (ts, sid)
-    ) WITHOUT ROWID;
-    INSERT INTO history_1m_t
-        SELECT h.ts, k.sid, h.n, h.total, h.vmin, h.vmax, h.lastv, h.last_ts
-        FROM history_1m h JOIN history_points k ON k.device = h.device AND k.point = h.point
-        ORDER BY h.ts, k.sid;
-    INSERT INTO history_15m_t
-        SELECT h.ts, k.sid, h.n, h.total, h.vmin, h.vmax, h.lastv, h.last_ts
-        FROM history_15m h JOIN history_points k ON k.device = h.device AND k.point = h.point
-        ORDER BY h.ts, k.sid;
+    """ + "".join(ROLLUP_TABLE.format(t=f"{t}_t") + _COPY_BY_ID.format(t=t)
+                  for t in ("history_1m", "history_15m")) + """
     DROP TABLE history_1m;
     DROP TABLE history_15m;
     DROP TABLE history_series;

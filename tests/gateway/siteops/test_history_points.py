@@ -52,7 +52,7 @@ async def test_ids_survive_a_failed_flush_and_a_restart(tmp_path: Path,
                                                [5.0, 6.0 + s], True))
     real = PointIds.write
 
-    async def broken(tx: object, added: object, start: int) -> int:
+    async def broken(tx: object, added: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(PointIds, "write", staticmethod(broken))
